@@ -20,7 +20,7 @@ VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export PATH := $(BIN):$(PATH)
 export CUSTODY_REQUIRE_TOOLS := 1
 
-.PHONY: all build test test-short vet bench fuzz demo tools softhsm btcd fixtures clean
+.PHONY: all build test test-short vet bench fuzz soak demo tools softhsm btcd fixtures clean
 
 all: build
 
@@ -81,6 +81,11 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# Long runs that do not fit make test's 15-minute budget (e.g. 1,000 threshold
+# signatures checked for repeated R). CUSTODY_SOAK=1 switches tests to full size.
+soak: tools
+	CUSTODY_SOAK=1 $(GO) test -run 'Soak' -timeout 90m ./...
 
 # Regenerates committed test fixtures (tss-lib pre-params etc.). Slow: minutes.
 fixtures:

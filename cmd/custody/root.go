@@ -29,6 +29,7 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newHSMCmd(),
 		newPolicyCmd(),
 		newOperatorCmd(),
+		newAuditCmd(),
 	)
 	return root
 }
