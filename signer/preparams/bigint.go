@@ -1,0 +1,7 @@
+package preparams
+
+import "math/big"
+
+type bigInt = big.Int
+
+func bigOne() *big.Int { return big.NewInt(1) }

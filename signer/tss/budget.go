@@ -1,0 +1,80 @@
+package tss
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Budget counts session failures blamed on each party. When a party reaches
+// the limit it is quarantined: engines refuse sessions that include it until a
+// human calls Clear. There is no automatic reset, so a party cannot probe for
+// abort oracles by failing just under a rate (SECURITY.md item 6).
+type Budget struct {
+	mu          sync.Mutex
+	limit       int
+	failures    map[PartyID]int
+	quarantined map[PartyID]bool
+}
+
+// NewBudget returns a budget quarantining a party after limit blamed failures.
+func NewBudget(limit int) *Budget {
+	if limit < 1 {
+		limit = 1
+	}
+	return &Budget{limit: limit, failures: map[PartyID]int{}, quarantined: map[PartyID]bool{}}
+}
+
+// Record charges one failure to each culprit and returns those newly quarantined.
+func (b *Budget) Record(culprits []PartyID) []PartyID {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var newly []PartyID
+	for _, p := range uniqueSorted(culprits) {
+		b.failures[p]++
+		if b.failures[p] >= b.limit && !b.quarantined[p] {
+			b.quarantined[p] = true
+			newly = append(newly, p)
+		}
+	}
+	return newly
+}
+
+// Failures returns the failure count charged to p.
+func (b *Budget) Failures(p PartyID) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failures[p]
+}
+
+// Quarantined lists the quarantined parties, sorted.
+func (b *Budget) Quarantined() []PartyID {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []PartyID
+	for p := range b.quarantined {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Clear lifts p's quarantine and resets its count: a human decision.
+func (b *Budget) Clear(p PartyID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.quarantined, p)
+	delete(b.failures, p)
+}
+
+// Check returns an error wrapping ErrQuarantined if any of parties is quarantined.
+func (b *Budget) Check(parties []PartyID) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range parties {
+		if b.quarantined[p] {
+			return fmt.Errorf("%w: %s", ErrQuarantined, p)
+		}
+	}
+	return nil
+}
