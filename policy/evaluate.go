@@ -1,0 +1,161 @@
+package policy
+
+import (
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/custody-dev/custody/quorum"
+)
+
+// Request is a withdrawal as policy sees it. The leader fills it from the
+// unsigned transaction it built; Chain, Network and To are canonical (see the
+// package doc on addresses).
+type Request struct {
+	ID          string      `json:"id"`
+	Wallet      string      `json:"wallet"`
+	Asset       string      `json:"asset"`
+	Chain       string      `json:"chain"`
+	Network     string      `json:"network"`
+	To          string      `json:"to"`
+	Amount      Amount      `json:"amount"`
+	Initiator   string      `json:"initiator"`
+	PayloadHash quorum.Hash `json:"payload_hash"`
+}
+
+func (r Request) validate() error {
+	switch {
+	case r.ID == "", r.Wallet == "", r.Asset == "", r.Chain == "", r.Network == "", r.To == "", r.Initiator == "":
+		return fmt.Errorf("%w: id, wallet, asset, chain, network, to and initiator are required", ErrInvalidRequest)
+	case r.Amount.Sign() == 0:
+		return fmt.Errorf("%w: amount must be positive", ErrInvalidRequest)
+	case r.Amount.Cmp(Amount{maxUint256}) > 0:
+		return fmt.Errorf("%w: amount exceeds 2^256-1", ErrInvalidRequest)
+	}
+	return nil
+}
+
+// Decision explains what policy decided about a request.
+type Decision struct {
+	RequestID string `json:"request_id"`
+	RulesHash string `json:"rules_hash"`
+	// Rule is the matched rule's name ("" when none matched).
+	Rule  string `json:"rule,omitempty"`
+	Class Class  `json:"class,omitempty"`
+	Route Route  `json:"route,omitempty"`
+	// Allowed: policy passes; signing still needs the approvals below.
+	Allowed bool `json:"allowed"`
+	// Approved: Allowed and the approvals were counted and met (Authorize).
+	Approved  bool          `json:"approved"`
+	Required  int           `json:"approvals_required,omitempty"`
+	Roles     []quorum.Role `json:"approval_roles,omitempty"`
+	Collected int           `json:"approvals_collected"`
+	// Reason and Detail explain a denial (or missing approvals).
+	Reason Reason        `json:"reason,omitempty"`
+	Detail string        `json:"detail,omitempty"`
+	Tally  *quorum.Tally `json:"tally,omitempty"`
+}
+
+// Err is nil when the decision approves signing (or, from Evaluate, allows
+// it pending approvals); otherwise it wraps the Reason's sentinel error.
+func (d Decision) Err() error {
+	if d.Reason == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", d.Reason.Sentinel(), d.Detail)
+}
+
+func (d *Decision) deny(reason Reason, format string, args ...any) Decision {
+	d.Allowed, d.Approved = false, false
+	d.Reason = reason
+	d.Detail = fmt.Sprintf(format, args...)
+	return *d
+}
+
+// Evaluate decides whether policy allows req at now, given state, before
+// counting approvals: locks first (nothing passes while locked), then the
+// matching rule (deny by default), allowlist and cooling-off, per-transaction
+// limit and velocity. An allowed decision names the route and the approvals
+// required.
+func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
+	d := Decision{RequestID: req.ID}
+	if rules != nil {
+		d.RulesHash = rules.Hash()
+	}
+	if err := req.validate(); err != nil {
+		return d.deny(ReasonInvalidRequest, "%v", err)
+	}
+	if l, ok := st.LockedAt(req.Wallet, now); ok {
+		scope := "account"
+		if l.Wallet != AccountScope {
+			scope = "wallet " + l.Wallet
+		}
+		return d.deny(ReasonLocked, "%s locked by %s at %s", scope, l.LockedBy, l.LockedAt.UTC().Format(time.RFC3339))
+	}
+	rule, ok := rules.Match(req.Wallet, req.Asset)
+	if !ok {
+		return d.deny(ReasonNoRule, "no rule for wallet %q asset %q", req.Wallet, req.Asset)
+	}
+	d.Rule, d.Class = rule.Name, rule.Class
+	dec := rules.Assets[rule.Asset].Decimals
+	if rule.AllowlistRequired {
+		e, ok := st.allowlisted(req.Wallet, req.Chain, req.Network, req.To, now)
+		if !ok {
+			return d.deny(ReasonNotAllowlisted, "%s %s %s is not on the allowlist of wallet %q or the account", req.Chain, req.Network, req.To, req.Wallet)
+		}
+		if now.Before(e.ActiveAt) {
+			return d.deny(ReasonCoolingOff, "%s is allowlisted but cooling off until %s", req.To, e.ActiveAt.UTC().Format(time.RFC3339))
+		}
+	}
+	if req.Amount.Cmp(rule.Limits.PerTx) > 0 {
+		return d.deny(ReasonOverLimit, "%s %s exceeds the per-transaction limit %s", req.Amount.FormatUnits(dec), req.Asset, rule.Limits.PerTx.FormatUnits(dec))
+	}
+	if v := rule.Limits.Velocity; v != nil {
+		since := now.Add(-time.Duration(v.Window))
+		sum := new(big.Int).Set(req.Amount.big())
+		for _, h := range st.history {
+			if h.Wallet == req.Wallet && h.Asset == req.Asset && h.At.After(since) {
+				sum.Add(sum, h.Amount.big())
+			}
+		}
+		if sum.Cmp(v.Max.big()) > 0 {
+			return d.deny(ReasonVelocityExceeded, "%s %s within %s including this request exceeds %s",
+				Amount{sum}.FormatUnits(dec), req.Asset, time.Duration(v.Window), v.Max.FormatUnits(dec))
+		}
+	}
+	t := rule.tier(req.Amount)
+	d.Route = rule.route(req.Amount)
+	d.Required, d.Roles = t.Required, slices.Clone(t.Roles)
+	d.Allowed = true
+	return d
+}
+
+// Authorize is Evaluate plus the approval count: the decision the leader
+// checks before a claim and every signer re-checks before signing. Approved is
+// true only when policy allows req at now and the approvals meet the matched
+// tier under registry reg (distinct active operators with an allowed role,
+// active devices, valid signatures over req's payload hash, not expired, not
+// the initiator, and no valid rejection).
+func Authorize(rules *Rules, st State, reg quorum.Registry, req Request, approvals []quorum.Approval, now time.Time) Decision {
+	d := Evaluate(rules, st, req, now)
+	if !d.Allowed {
+		return d
+	}
+	t := quorum.Count(reg,
+		quorum.Subject{RequestID: req.ID, PayloadHash: req.PayloadHash, Initiator: req.Initiator},
+		quorum.Requirement{Required: d.Required, Roles: d.Roles},
+		approvals, now)
+	d.Tally = &t
+	d.Collected = len(t.Counted)
+	switch {
+	case len(t.Rejections) > 0:
+		return d.deny(ReasonRejected, "rejected by operator %s", t.Rejections[0].OperatorID)
+	case !t.Met():
+		d.Reason = ReasonInsufficientApprovals
+		d.Detail = fmt.Sprintf("%d of %d approvals from %v", d.Collected, d.Required, d.Roles)
+		return d
+	}
+	d.Approved = true
+	return d
+}
