@@ -1,0 +1,63 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors callers branch on. Every FSM refusal leaves the state
+// unchanged (no audit event either).
+var (
+	// ErrNotLeader: the write or linearizable read must go to the leader;
+	// the error is a *NotLeaderError naming it when known.
+	ErrNotLeader = errors.New("ledger: not the leader")
+	// ErrConflict: the request ID is taken by a different payload.
+	ErrConflict = errors.New("ledger: request ID already used with a different payload")
+	// ErrNotFound: no such request, wallet, operator or device.
+	ErrNotFound = errors.New("ledger: not found")
+	// ErrInvalid: a malformed or incomplete command (bad input).
+	ErrInvalid = errors.New("ledger: invalid command")
+	// ErrWrongStatus: the compare-and-set on a request's status failed.
+	ErrWrongStatus = errors.New("ledger: request is not in the expected status")
+	// ErrStaleLeader: the command was proposed under an older term (a deposed
+	// leader); claims from it are refused.
+	ErrStaleLeader = errors.New("ledger: proposed by a stale leader")
+	// ErrStaleSession: a result names a session that is not the current claim.
+	ErrStaleSession = errors.New("ledger: session is not the request's current claim")
+	// ErrLocked: the account is locked.
+	ErrLocked = errors.New("ledger: account locked")
+	// ErrAllocated: the ETH nonce or BTC outpoint is already taken.
+	ErrAllocated = errors.New("ledger: nonce or outpoint already allocated")
+	// ErrApproval: an approval is invalid (signature, device, expiry, initiator).
+	ErrApproval = errors.New("ledger: approval refused")
+	// ErrQuorum: the approvals no longer meet the quorum at claim time.
+	ErrQuorum = errors.New("ledger: approval quorum not met")
+	// ErrPolicy: policy denies the request at this index.
+	ErrPolicy = errors.New("ledger: policy denies")
+	// ErrHalted: this node's FSM met a log entry it cannot apply (unknown type
+	// or version, or an internal fault) and stopped rather than diverge.
+	ErrHalted = errors.New("ledger: node halted")
+	// ErrTimeout: raft did not commit in time; the outcome is unknown. Retry
+	// only with the same request ID (idempotency makes that safe).
+	ErrTimeout = errors.New("ledger: commit outcome unknown")
+)
+
+// NotLeaderError is ErrNotLeader with the leader's identity, if known.
+type NotLeaderError struct {
+	LeaderID   string
+	LeaderAddr string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderAddr == "" {
+		return "ledger: not the leader (no leader known)"
+	}
+	return fmt.Sprintf("ledger: not the leader; leader is %s at %s", e.LeaderID, e.LeaderAddr)
+}
+
+// Unwrap makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Unwrap() error { return ErrNotLeader }
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
+}

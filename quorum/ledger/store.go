@@ -1,0 +1,435 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+)
+
+// Config describes one ledger node.
+type Config struct {
+	// NodeID is the raft server ID; it must equal the CommonName of TLS.Cert.
+	NodeID string
+	// Dir holds raft.db (log + stable store, bbolt, fsynced) and snapshots/.
+	Dir string
+	// Bind is the raft listen address (host:port, port 0 picks one).
+	Bind string
+	// TLS is the node's mutually authenticated identity for raft traffic.
+	TLS raftnet.Config
+	// Evaluator and Verifier are called inside Apply; they must be
+	// deterministic and identical on every node.
+	Evaluator Evaluator
+	Verifier  Verifier
+	// Logger receives ledger events; nil discards.
+	Logger *slog.Logger
+	// RaftLog receives hashicorp/raft's own log at warn level; nil discards.
+	RaftLog io.Writer
+
+	// Raft timing. Zero values pick LAN defaults (1 s heartbeat/election,
+	// 500 ms lease). Tests on a loaded machine use larger values.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	// ApplyTimeout bounds one proposal (default 10 s).
+	ApplyTimeout time.Duration
+	// SnapshotThreshold is the number of new entries that trigger a
+	// snapshot (default 8192); TrailingLogs kept after it (default 10240).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+
+	// WrapTransport, if set, wraps the raft transport. It exists for fault
+	// injection in tests (partitions); production leaves it nil.
+	WrapTransport func(raft.Transport) raft.Transport
+}
+
+// Store is one ledger node: raft + bbolt + the FSM.
+type Store struct {
+	cfg    Config
+	fsm    *FSM
+	raft   *raft.Raft
+	bolt   *raftboltdb.BoltStore
+	trans  raft.Transport
+	layer  *raftnet.Layer
+	log    *slog.Logger
+	member sync.Mutex // one membership change at a time
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts a node. It does not bootstrap or join; see [Store.Bootstrap]
+// and [Store.Join].
+func Open(cfg Config) (*Store, error) {
+	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Bind == "" {
+		return nil, errors.New("ledger: config needs NodeID, Dir and Bind")
+	}
+	if cfg.Evaluator == nil || cfg.Verifier == nil {
+		return nil, errors.New("ledger: config needs an Evaluator and a Verifier")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RaftLog == nil {
+		cfg.RaftLog = io.Discard
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ledger: data dir: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	// Pre-vote stays on: a partitioned node rejoining must not depose a
+	// healthy leader by bumping terms.
+	rc.PreVoteDisabled = false
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.RaftLog})
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	rc.CommitTimeout = 5 * time.Millisecond
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("ledger: raft config: %w", err)
+	}
+
+	s := &Store{cfg: cfg, log: cfg.Logger}
+	s.fsm = NewFSM(cfg.Evaluator, cfg.Verifier, cfg.Logger, s.onHalt)
+
+	// NoSync stays false: an acknowledged entry is on disk on a majority.
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"), NoSync: false})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open log store: %w", err)
+	}
+	s.bolt = bolt
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, rc.Logger)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("ledger: snapshot store: %w", err)
+	}
+	layer, err := raftnet.Listen(cfg.Bind, cfg.TLS)
+	if err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	s.layer = layer
+	var trans raft.Transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: rc.Logger,
+	})
+	if cfg.WrapTransport != nil {
+		trans = cfg.WrapTransport(trans)
+	}
+	s.trans = trans
+	r, err := raft.NewRaft(rc, s.fsm, bolt, bolt, snaps, trans)
+	if err != nil {
+		closeTransport(trans)
+		bolt.Close()
+		return nil, fmt.Errorf("ledger: start raft: %w", err)
+	}
+	s.raft = r
+	return s, nil
+}
+
+func closeTransport(t raft.Transport) {
+	if c, ok := t.(raft.WithClose); ok {
+		_ = c.Close()
+	}
+}
+
+// onHalt runs when the FSM halted. Raft keeps running on purpose: it goes on
+// replicating the log, so the commit of the offending entry reaches every node
+// and each halts at the same index; a leader that shut down at once would
+// strand followers that never learnt the entry was committed. The Store
+// refuses every write and linearizable read from now on (ErrHalted).
+func (s *Store) onHalt(err error) {
+	s.log.Error("ledger: FSM halted; node refuses writes and reads until upgraded and restarted", "err", err)
+}
+
+// ID returns this node's ID.
+func (s *Store) ID() string { return s.cfg.NodeID }
+
+// Addr returns the raft address peers dial.
+func (s *Store) Addr() string { return s.layer.Addr().String() }
+
+// Bootstrap makes this node a one-member cluster if it has no raft state yet;
+// on a node with state it does nothing (idempotent across restarts).
+func (s *Store) Bootstrap() error {
+	f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter, ID: raft.ServerID(s.cfg.NodeID), Address: raft.ServerAddress(s.Addr()),
+	}}})
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("ledger: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// Join adds a voter (on the leader). Joining an existing member with the same
+// address is a no-op; an ID or address seen with a different partner is first
+// removed. Membership changes are serialised.
+func (s *Store) Join(ctx context.Context, id, addr string) error {
+	if id == "" || addr == "" {
+		return invalid("join needs id and address")
+	}
+	s.member.Lock()
+	defer s.member.Unlock()
+	if err := s.leaderCheck(); err != nil {
+		return err
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return s.mapErr(err)
+	}
+	present := false
+	for _, srv := range cf.Configuration().Servers {
+		sameID, sameAddr := srv.ID == raft.ServerID(id), srv.Address == raft.ServerAddress(addr)
+		switch {
+		case sameID && sameAddr && srv.Suffrage == raft.Voter:
+			present = true
+		case sameID || sameAddr:
+			if err := s.raft.RemoveServer(srv.ID, 0, s.cfg.ApplyTimeout).Error(); err != nil {
+				return s.mapErr(err)
+			}
+		}
+	}
+	if !present {
+		if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+			return s.mapErr(err)
+		}
+	}
+	_, err := s.Propose(ctx, CmdMemberSet, s.cfg.NodeID, MemberSet{ID: id, Address: addr})
+	return err
+}
+
+// Remove removes a voter (on the leader); removing a non-member is a no-op.
+func (s *Store) Remove(ctx context.Context, id string) error {
+	s.member.Lock()
+	defer s.member.Unlock()
+	if err := s.leaderCheck(); err != nil {
+		return err
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return s.mapErr(err)
+	}
+	for _, srv := range cf.Configuration().Servers {
+		if srv.ID == raft.ServerID(id) {
+			if err := s.raft.RemoveServer(srv.ID, 0, s.cfg.ApplyTimeout).Error(); err != nil {
+				return s.mapErr(err)
+			}
+		}
+	}
+	_, err := s.Propose(ctx, CmdMemberRemove, s.cfg.NodeID, MemberRemove{ID: id})
+	return err
+}
+
+// Leader returns the current leader's ID and address as this node knows them
+// (empty if none).
+func (s *Store) Leader() (id, addr string) {
+	a, i := s.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// IsLeader reports whether this node believes it leads (not linearizable).
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// RaftState returns this node's raft role.
+func (s *Store) RaftState() raft.RaftState { return s.raft.State() }
+
+// AppliedIndex returns the index of the last entry applied to the FSM.
+func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
+
+// LastIndex returns the last index in this node's log.
+func (s *Store) LastIndex() uint64 { return s.raft.LastIndex() }
+
+// Hash returns the SHA-256 of this node's local FSM state.
+func (s *Store) Hash() ([32]byte, error) { return s.fsm.Hash() }
+
+// Halted returns why the FSM halted, or nil.
+func (s *Store) Halted() error { return s.fsm.Halted() }
+
+// ReadLocal reads this node's local, possibly stale, state. Never use it for
+// decisions; see [Store.ReadLinearizable].
+func (s *Store) ReadLocal(fn func(*State) error) error { return s.fsm.Read(fn) }
+
+// ReadLinearizable calls fn with a state that reflects every write committed
+// before the call: the node must be the leader and a barrier through the log
+// must apply first. On a follower it returns a *NotLeaderError. fn must not
+// modify or retain the state.
+func (s *Store) ReadLinearizable(ctx context.Context, fn func(*State) error) error {
+	if err := s.leaderCheck(); err != nil {
+		return err
+	}
+	if err := s.fsm.Halted(); err != nil {
+		return err
+	}
+	if err := s.raft.Barrier(s.timeout(ctx)).Error(); err != nil {
+		return s.mapErr(err)
+	}
+	return s.fsm.Read(fn)
+}
+
+// Snapshot forces a snapshot now (tests, operators before maintenance).
+func (s *Store) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("ledger: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Outcome is what a committed command returned.
+type Outcome struct {
+	// Request is a copy of the request after the command, if it names one.
+	Request *Request
+	// Existing is true when an idempotent create found the same request.
+	Existing bool
+	// Index is the raft index of the entry.
+	Index uint64
+}
+
+// Propose commits one command as the leader and returns its outcome. Errors:
+// a *NotLeaderError on followers; ErrTimeout when the outcome is unknown
+// (retry only with the same request ID); the FSM's refusal otherwise.
+func (s *Store) Propose(ctx context.Context, typ, actor string, payload any) (Outcome, error) {
+	if err := s.leaderCheck(); err != nil {
+		return Outcome{}, err
+	}
+	if err := s.fsm.Halted(); err != nil {
+		return Outcome{}, err
+	}
+	b, err := EncodeCommand(typ, actor, time.Now(), payload)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return s.apply(ctx, b)
+}
+
+func (s *Store) apply(ctx context.Context, b []byte) (Outcome, error) {
+	f := s.raft.Apply(b, s.timeout(ctx))
+	if err := f.Error(); err != nil {
+		return Outcome{}, s.mapErr(err)
+	}
+	res, ok := f.Response().(*applyResult)
+	if !ok {
+		return Outcome{}, fmt.Errorf("ledger: unexpected apply response %T", f.Response())
+	}
+	if res.err != nil {
+		return Outcome{Index: f.Index()}, res.err
+	}
+	return Outcome{Request: res.req, Existing: res.existing, Index: f.Index()}, nil
+}
+
+// CreateRequest records a new request (idempotent on ID + payload). The
+// returned bool is true when the request already existed.
+func (s *Store) CreateRequest(ctx context.Context, actor string, c RequestCreate) (*Request, bool, error) {
+	out, err := s.Propose(ctx, CmdRequestCreate, actor, c)
+	if err != nil {
+		return nil, false, err
+	}
+	return out.Request, out.Existing, nil
+}
+
+// PrepareClaim builds a claim for an approved request with a fresh 256-bit
+// session ID and this leader's current term. Submit it with [Store.SubmitClaim];
+// if leadership changed in between, the FSM refuses it (ErrStaleLeader).
+func (s *Store) PrepareClaim(requestID string) (ClaimCmd, error) {
+	if err := s.leaderCheck(); err != nil {
+		return ClaimCmd{}, err
+	}
+	var sid [32]byte
+	if _, err := rand.Read(sid[:]); err != nil {
+		return ClaimCmd{}, fmt.Errorf("ledger: session id: %w", err)
+	}
+	return ClaimCmd{RequestID: requestID, ExpectStatus: StatusApproved,
+		SessionID: hex.EncodeToString(sid[:]), Term: s.raft.CurrentTerm()}, nil
+}
+
+// SubmitClaim commits a prepared claim. The returned request's Claim.Index is
+// the fencing token.
+func (s *Store) SubmitClaim(ctx context.Context, actor string, c ClaimCmd) (*Request, error) {
+	out, err := s.Propose(ctx, CmdClaim, actor, c)
+	if err != nil {
+		return nil, err
+	}
+	return out.Request, nil
+}
+
+// Claim prepares and submits a claim in one step.
+func (s *Store) Claim(ctx context.Context, actor, requestID string) (*Request, error) {
+	c, err := s.PrepareClaim(requestID)
+	if err != nil {
+		return nil, err
+	}
+	return s.SubmitClaim(ctx, actor, c)
+}
+
+func (s *Store) timeout(ctx context.Context) time.Duration {
+	t := s.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < t {
+			t = max(d, time.Millisecond)
+		}
+	}
+	return t
+}
+
+func (s *Store) leaderCheck() error {
+	if s.raft.State() == raft.Leader {
+		return nil
+	}
+	id, addr := s.Leader()
+	return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+}
+
+func (s *Store) mapErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		id, addr := s.Leader()
+		return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore):
+		return fmt.Errorf("%w: %v", ErrTimeout, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		if h := s.fsm.Halted(); h != nil {
+			return h
+		}
+		return fmt.Errorf("ledger: node shut down: %w", err)
+	}
+	return fmt.Errorf("ledger: raft: %w", err)
+}
+
+// Close shuts raft down and closes the stores. Safe to call twice.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		err := s.raft.Shutdown().Error()
+		closeTransport(s.trans)
+		if e := s.bolt.Close(); err == nil {
+			err = e
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
+}
