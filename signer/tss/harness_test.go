@@ -1,0 +1,179 @@
+package tss_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"github.com/custody-dev/custody/signer/tss"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+
+	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
+)
+
+var fixtures []*keygen.LocalPreParams
+
+func TestMain(m *testing.M) {
+	var err error
+	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// testDeadline only bounds hangs; tss-lib under -race on a busy 2-core
+// machine is slow, so it is generous.
+const testDeadline = 4 * time.Minute
+
+type cluster struct {
+	net     *tss.MemNetwork
+	engines map[tss.PartyID]*tss.Engine
+	faults  map[tss.PartyID]*tsstest.FaultTransport
+	events  chan tss.Event
+}
+
+func nodes(n int) []tss.PartyID {
+	out := make([]tss.PartyID, n)
+	for i := range out {
+		out[i] = tss.PartyID(fmt.Sprintf("node%d", i+1))
+	}
+	return out
+}
+
+func newCluster(t testing.TB, ids []tss.PartyID) *cluster {
+	c := &cluster{net: tss.NewMemNetwork(), engines: map[tss.PartyID]*tss.Engine{},
+		faults: map[tss.PartyID]*tsstest.FaultTransport{}, events: make(chan tss.Event, 1024)}
+	for _, id := range ids {
+		c.add(t, id)
+	}
+	return c
+}
+
+// add starts an engine for id whose outgoing traffic goes through a
+// FaultTransport (no faults until a test sets some).
+func (c *cluster) add(t testing.TB, id tss.PartyID) *tss.Engine {
+	tr := tsstest.Wrap(c.net.Endpoint(id))
+	c.faults[id] = tr
+	e, err := tss.NewEngine(tss.Config{Self: id, Transport: tr, Events: func(ev tss.Event) {
+		select {
+		case c.events <- ev:
+		default:
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	c.engines[id] = e
+	return e
+}
+
+type result[T any] struct {
+	id  tss.PartyID
+	val T
+	err error
+}
+
+// parallel runs f for every id concurrently and returns results by id.
+func parallel[T any](ids []tss.PartyID, f func(tss.PartyID) (T, error)) map[tss.PartyID]result[T] {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	out := map[tss.PartyID]result[T]{}
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := f(id)
+			mu.Lock()
+			out[id] = result[T]{id, v, err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (c *cluster) keygen(t testing.TB, wallet string, ids []tss.PartyID, threshold int, pre map[tss.PartyID]*keygen.LocalPreParams) map[tss.PartyID]*tss.Share {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	defer cancel()
+	sess := tss.NewSessionID()
+	res := parallel(ids, func(id tss.PartyID) (*tss.Share, error) {
+		return c.engines[id].Keygen(ctx, tss.KeygenParams{Wallet: wallet, Session: sess, Committee: ids, Threshold: threshold}, pre[id])
+	})
+	shares := map[tss.PartyID]*tss.Share{}
+	for id, r := range res {
+		if r.err != nil {
+			t.Fatalf("keygen %s: %v", id, r.err)
+		}
+		shares[id] = r.val
+	}
+	return shares
+}
+
+func (c *cluster) sign(ctx context.Context, shares map[tss.PartyID]*tss.Share, signers []tss.PartyID, digest [32]byte) map[tss.PartyID]result[*tss.Signature] {
+	sess := tss.NewSessionID()
+	return parallel(signers, func(id tss.PartyID) (*tss.Signature, error) {
+		return c.engines[id].Sign(ctx, shares[id], tss.SignParams{Session: sess, Signers: signers, Digest: digest})
+	})
+}
+
+func (c *cluster) mustSign(t testing.TB, shares map[tss.PartyID]*tss.Share, signers []tss.PartyID, digest [32]byte) *tss.Signature {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	defer cancel()
+	var sig *tss.Signature
+	for id, r := range c.sign(ctx, shares, signers, digest) {
+		if r.err != nil {
+			t.Fatalf("sign %s: %v", id, r.err)
+		}
+		if sig != nil && string(sig.Bytes65()) != string(r.val.Bytes65()) {
+			t.Fatalf("signers returned different signatures")
+		}
+		sig = r.val
+	}
+	return sig
+}
+
+func preFor(ids []tss.PartyID, offset int) map[tss.PartyID]*keygen.LocalPreParams {
+	m := map[tss.PartyID]*keygen.LocalPreParams{}
+	for i, id := range ids {
+		m[id] = fixtures[(offset+i)%len(fixtures)]
+	}
+	return m
+}
+
+func digestOf(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// shared 2-of-3 wallet, generated once for all tests that only need one.
+var (
+	sharedOnce    sync.Once
+	sharedCluster *cluster
+	sharedShares  map[tss.PartyID]*tss.Share
+)
+
+func shared2of3(t *testing.T) (*cluster, map[tss.PartyID]*tss.Share) {
+	t.Helper()
+	sharedOnce.Do(func() {
+		ids := nodes(3)
+		c := newCluster(&onceTB{t}, ids)
+		sharedCluster = c
+		sharedShares = c.keygen(t, "wallet-shared", ids, 1, preFor(ids, 0))
+	})
+	if sharedShares == nil {
+		t.Fatal("shared keygen failed earlier")
+	}
+	return sharedCluster, sharedShares
+}
+
+// onceTB keeps the shared cluster's engines alive past the first test.
+type onceTB struct{ testing.TB }
+
+func (onceTB) Cleanup(func()) {}
