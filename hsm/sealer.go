@@ -280,9 +280,9 @@ func (s *Sealer) Open(blob, aad []byte) ([]byte, error) {
 			return nil
 		case isRV(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID), isRV(err, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE),
 			isRV(err, pkcs11.CKR_GENERAL_ERROR) && !tokenGone(err):
-			// SoftHSM reports a GCM tag mismatch as CKR_ENCRYPTED_DATA_INVALID
-			// (other tokens use GENERAL_ERROR); the header was already checked,
-			// so what is left is a wrong AAD or modified bytes.
+			// SoftHSM 2.6 reports a GCM tag mismatch as CKR_GENERAL_ERROR,
+			// other tokens as CKR_ENCRYPTED_DATA_INVALID; the header was
+			// already checked, so what is left is a wrong AAD or modified bytes.
 			return fmt.Errorf("%w: %w", ErrAuthFailed, err)
 		default:
 			return s.tok.wrap("open: C_Decrypt", err)
