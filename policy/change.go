@@ -17,7 +17,7 @@ type ChangeKind string
 //	allowlist_add     rules.allowlist.approvals of rules.allowlist.roles; refused while locked;
 //	                  payable after rules.allowlist.cooling_off
 //	allowlist_remove  one admin or approver, immediate
-//	lock              any one operator (any role, the backend too), immediate
+//	lock              any one human operator (any role), immediate
 //	unlock            the registry's admin quorum; lifts after rules.lock.unlock_delay
 const (
 	ChangeAllowlistAdd    ChangeKind = "allowlist_add"
