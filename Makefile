@@ -92,7 +92,7 @@ fixtures:
 	@echo "no fixtures yet"
 
 demo: softhsm build
-	@echo "demo: see README"
+	@CUSTODY=$(BIN)/custody $(CURDIR)/deploy/demo/hsm-demo.sh
 
 clean:
 	rm -rf $(BIN)
