@@ -7,12 +7,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/custody-dev/custody/quorum"
 )
 
 func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
-	c := newCluster(t, 3, testEvaluator{approvals: 2})
-	alice, bob, carol := newOperator(t, "alice"), newOperator(t, "bob"), newOperator(t, "carol")
-	c.seed(alice, bob, carol)
+	c := newCluster(t, 3)
+	c.seed()
 	ctx := context.Background()
 	l := c.waitLeader(nil)
 
@@ -36,10 +37,10 @@ func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
 	var r *Request
 	c.retryOnLeader(func(s *Store) error {
 		var err error
-		r, _, err = s.CreateRequest(ctx, "alice", createCmd("w-1", 0))
+		r, _, err = s.CreateRequest(ctx, "dave", createCmd("w-1", 0))
 		return err
 	})
-	if r.Status != StatusAwaitingApprovals || r.Decision.ApprovalsRequired != 2 || r.Initiator != "alice" {
+	if r.Status != StatusAwaitingApprovals || r.Decision.Required != 2 || r.Initiator != "dave" || !r.Decision.Allowed {
 		t.Fatalf("created request: %+v", r)
 	}
 	exp := time.Now().Add(30 * time.Minute)
@@ -50,16 +51,20 @@ func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
 		return out, err
 	}
 	// Bad approvals change nothing.
-	bad := bob.approve(r, false, exp)
-	bad.Signature[0] ^= 1
+	bad := bob.approve(t, r, exp)
+	bad.Approval.Signature[0] ^= 1
+	wrongPayload := bob.approve(t, r, exp)
+	wrongPayload.Approval = bob.sign(t, r.ID, quorum.Hash{1}, quorum.Approve, exp)
 	for name, a := range map[string]Approve{
-		"initiator":     alice.approve(r, false, exp),
+		"initiator":     dave.approve(t, r, exp),
 		"bad signature": bad,
-		"expired":       bob.approve(r, false, time.Now().Add(-time.Minute)),
-		"unknown op":    newOperator(t, "mallory").approve(r, false, exp),
+		"wrong payload": wrongPayload,
+		"expired":       bob.approve(t, r, time.Now().Add(-time.Minute)),
+		"backend":       backend.approve(t, r, exp),
+		"unknown op":    newOp("mallory", quorum.KindHuman, quorum.RoleAdmin).approve(t, r, exp),
 	} {
 		before := c.leaderHash()
-		if _, err := propose(CmdApprove, a.Operator, a); !errors.Is(err, ErrApproval) {
+		if _, err := propose(CmdApprove, "api", a); !errors.Is(err, ErrApproval) {
 			t.Fatalf("%s approval: %v, want ErrApproval", name, err)
 		}
 		if after := c.leaderHash(); after != before {
@@ -70,14 +75,14 @@ func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
 	if _, err := c.claim(r.ID); !errors.Is(err, ErrWrongStatus) {
 		t.Fatalf("claim before approval: %v, want ErrWrongStatus", err)
 	}
-	out, err := propose(CmdApprove, "bob", bob.approve(r, false, exp))
+	out, err := propose(CmdApprove, "api", bob.approve(t, r, exp))
 	if err != nil || out.Request.Status != StatusAwaitingApprovals {
 		t.Fatalf("first approval: %v %+v", err, out.Request)
 	}
-	if _, err := propose(CmdApprove, "bob", bob.approve(r, false, exp)); !errors.Is(err, ErrApproval) {
+	if _, err := propose(CmdApprove, "api", bob.approve(t, r, exp.Add(time.Minute))); !errors.Is(err, ErrApproval) {
 		t.Fatalf("second approval by bob: %v, want ErrApproval", err)
 	}
-	out, err = propose(CmdApprove, "carol", carol.approve(r, false, exp))
+	out, err = propose(CmdApprove, "api", carol.approve(t, r, exp))
 	if err != nil || out.Request.Status != StatusApproved {
 		t.Fatalf("quorum approval: %v %+v", err, out.Request)
 	}
@@ -142,7 +147,7 @@ func (c *cluster) leaderHash() [32]byte {
 }
 
 // approveRequest creates request id and gets it approved by two operators.
-func (c *cluster) approveRequest(id string, nonce uint64, ops ...operator) *Request {
+func (c *cluster) approveRequest(t testing.TB, id string, nonce uint64, ops ...operator) *Request {
 	c.t.Helper()
 	ctx := context.Background()
 	var r *Request
@@ -154,7 +159,7 @@ func (c *cluster) approveRequest(id string, nonce uint64, ops ...operator) *Requ
 	exp := time.Now().Add(30 * time.Minute)
 	for _, o := range ops {
 		c.retryOnLeader(func(s *Store) error {
-			_, err := s.Propose(ctx, CmdApprove, o.id, o.approve(r, false, exp))
+			_, err := s.Propose(ctx, CmdApprove, "api", o.approve(t, r, exp))
 			if errors.Is(err, ErrApproval) { // retried after an unknown outcome
 				return nil
 			}
@@ -165,7 +170,7 @@ func (c *cluster) approveRequest(id string, nonce uint64, ops ...operator) *Requ
 }
 
 func TestLeaderKillLosesNoAckedWrite(t *testing.T) {
-	c := newCluster(t, 3, testEvaluator{approvals: 1})
+	c := newCluster(t, 3)
 	c.seed()
 	ctx := context.Background()
 	acked := map[string]bool{}
@@ -207,7 +212,7 @@ func TestLeaderKillLosesNoAckedWrite(t *testing.T) {
 }
 
 func TestPartitionAndHeal(t *testing.T) {
-	c := newCluster(t, 3, testEvaluator{approvals: 1})
+	c := newCluster(t, 3)
 	c.seed()
 	ctx := context.Background()
 	l := c.waitLeader(nil)
@@ -300,11 +305,10 @@ func (c *cluster) retryOnLeaderAmong(among []*node, fn func(*Store) error) {
 // SIGSTOP would), lets the majority elect a new leader that claims the
 // request, then lets the old leader's claim reach the log: refused.
 func TestStaleLeaderClaimRefused(t *testing.T) {
-	c := newCluster(t, 3, testEvaluator{approvals: 2})
-	alice, bob, carol := newOperator(t, "alice"), newOperator(t, "bob"), newOperator(t, "carol")
-	c.seed(alice, bob, carol)
-	r1 := c.approveRequest("stale-1", 1, bob, carol)
-	r2 := c.approveRequest("stale-2", 2, bob, carol)
+	c := newCluster(t, 3)
+	c.seed()
+	r1 := c.approveRequest(t, "stale-1", 1, bob, carol)
+	r2 := c.approveRequest(t, "stale-2", 2, bob, carol)
 	old := c.waitLeader(nil)
 	// The old leader prepares its claims in its term, then freezes.
 	c1, err := old.s.PrepareClaim(r1.ID)
@@ -357,7 +361,7 @@ func TestStaleLeaderClaimRefused(t *testing.T) {
 }
 
 func TestConcurrentSubmitsOneRequest(t *testing.T) {
-	c := newCluster(t, 3, testEvaluator{approvals: 1})
+	c := newCluster(t, 3)
 	c.seed()
 	l := c.waitLeader(nil)
 	cmd := createCmd("same-id", 42)
@@ -409,7 +413,7 @@ func TestConcurrentSubmitsOneRequest(t *testing.T) {
 }
 
 func TestUnknownCommandHaltsEveryNode(t *testing.T) {
-	c := newCluster(t, 3, testEvaluator{approvals: 1})
+	c := newCluster(t, 3)
 	c.seed()
 	l := c.waitLeader(nil)
 	before := c.waitConverged(c.nodes...)
@@ -433,7 +437,7 @@ func TestUnknownCommandHaltsEveryNode(t *testing.T) {
 		if h, _ := n.s.Hash(); h != before {
 			t.Errorf("%s changed state while halting", n.id)
 		}
-		if _, err := n.s.Propose(context.Background(), CmdUnlock, "x", UnlockCmd{}); !errors.Is(err, ErrHalted) && !errors.Is(err, ErrNotLeader) {
+		if _, err := n.s.Propose(context.Background(), CmdMemberRemove, "x", MemberRemove{ID: "nobody"}); !errors.Is(err, ErrHalted) && !errors.Is(err, ErrNotLeader) {
 			t.Errorf("%s accepted a write after halting: %v", n.id, err)
 		}
 	}

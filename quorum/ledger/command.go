@@ -5,27 +5,25 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
 )
 
 // CommandVersion is the only envelope version this build applies. A log entry
 // with any other version halts the node (see [ErrHalted]).
 const CommandVersion = 1
 
-// Command types. Adding one is a protocol change: bump nothing, but every node
-// must run a build that knows it before any leader proposes it.
+// Command types. Adding one is a protocol change: every node must run a build
+// that knows it before any leader proposes it (an unknown type halts a node).
 const (
+	CmdGenesis        = "genesis"
 	CmdMemberSet      = "member.set"
 	CmdMemberRemove   = "member.remove"
-	CmdOperatorEnroll = "operator.enroll"
-	CmdOperatorRevoke = "operator.revoke"
-	CmdDeviceAdd      = "device.add"
-	CmdDeviceRevoke   = "device.revoke"
+	CmdRegistryChange = "registry.change"
+	CmdPolicyChange   = "policy.change"
 	CmdRulesSet       = "rules.set"
 	CmdWalletSet      = "wallet.set"
-	CmdAllowAdd       = "allowlist.add"
-	CmdAllowRemove    = "allowlist.remove"
-	CmdLock           = "lock"
-	CmdUnlock         = "unlock"
 	CmdRequestCreate  = "request.create"
 	CmdApprove        = "request.approve"
 	CmdClaim          = "request.claim"
@@ -79,88 +77,69 @@ type MemberRemove struct {
 	ID string `json:"id"`
 }
 
-// OperatorEnroll enrolls an operator with a first device.
-type OperatorEnroll struct {
-	ID     string   `json:"id"`
-	Roles  []string `json:"roles"`
-	Device string   `json:"device"`
-	Key    []byte   `json:"key"`
+// Genesis initialises an empty ledger from the cluster's init ceremony: the
+// first registry (see [quorum.NewRegistry]) and rules file. Refused once the
+// ledger has a registry.
+type Genesis struct {
+	ClusterID   string            `json:"cluster_id"`
+	AdminQuorum int               `json:"admin_quorum"`
+	Operators   []quorum.Operator `json:"operators"`
+	Devices     []quorum.Device   `json:"devices"`
+	Rules       []byte            `json:"rules"`
 }
 
-// OperatorRevoke revokes an operator; their approvals stop counting.
-type OperatorRevoke struct {
-	ID string `json:"id"`
+// RegistryChange applies a quorum-approved registry change
+// ([quorum.Registry.Apply]).
+type RegistryChange struct {
+	Change    quorum.Change     `json:"change"`
+	Approvals []quorum.Approval `json:"approvals"`
 }
 
-// DeviceAdd adds a device to an enrolled operator.
-type DeviceAdd struct {
-	Operator string `json:"operator"`
-	Device   string `json:"device"`
-	Key      []byte `json:"key"`
+// PolicyChange applies an approved allowlist or lock change
+// ([policy.State.Apply]). The leader canonicalised the address first.
+type PolicyChange struct {
+	Change    policy.Change     `json:"change"`
+	Approvals []quorum.Approval `json:"approvals"`
 }
 
-// DeviceRevoke revokes one device; approvals made with it stop counting.
-type DeviceRevoke struct {
-	Operator string `json:"operator"`
-	Device   string `json:"device"`
-}
-
-// RulesSet stores a policy document and makes it active.
+// RulesSet replaces the rules with Body after the admin quorum approved it
+// ([policy.AuthorizeRulesChange]) under change ID.
 type RulesSet struct {
-	Body []byte `json:"body"`
+	ID        string            `json:"id"`
+	Body      []byte            `json:"body"`
+	Approvals []quorum.Approval `json:"approvals"`
 }
 
-// WalletSet creates or replaces a wallet's description.
+// WalletSet records a wallet created by a key ceremony (system command from
+// the node runtime after keygen).
 type WalletSet struct {
 	Wallet
 }
 
-// AllowAdd adds a destination, effective after the cooling-off the leader
-// computed (EffectiveAt).
-type AllowAdd struct {
-	Wallet      string    `json:"wallet"`
-	Address     string    `json:"address"`
-	Label       string    `json:"label,omitempty"`
-	EffectiveAt time.Time `json:"effective_at"`
-}
-
-// AllowRemove removes a destination immediately.
-type AllowRemove struct {
-	Wallet  string `json:"wallet"`
-	Address string `json:"address"`
-}
-
-// LockCmd locks the account.
-type LockCmd struct {
-	Reason string `json:"reason"`
-}
-
-// UnlockCmd unlocks the account.
-type UnlockCmd struct{}
-
 // RequestCreate submits a withdrawal. The leader built the payload (unsigned
-// transaction), allocated Nonce or chose Outpoints; the FSM records them and
-// refuses a second allocation.
+// transaction), derived the policy view (asset, canonical destination,
+// amount), allocated Nonce or chose Outpoints; the FSM evaluates policy and
+// records them, refusing a second allocation. The envelope's actor is the
+// initiator.
 type RequestCreate struct {
-	ID          string    `json:"id"`
-	Wallet      string    `json:"wallet"`
-	Destination string    `json:"destination,omitempty"`
-	Amount      string    `json:"amount,omitempty"`
-	Payload     []byte    `json:"payload"`
-	PayloadHash string    `json:"payload_hash"`
-	Nonce       *uint64   `json:"nonce,omitempty"`
-	Outpoints   []string  `json:"outpoints,omitempty"`
-	ExpiresAt   time.Time `json:"expires_at"`
+	ID          string        `json:"id"`
+	Wallet      string        `json:"wallet"`
+	Asset       string        `json:"asset"`
+	Chain       string        `json:"chain"`
+	Network     string        `json:"network"`
+	To          string        `json:"to"`
+	Amount      policy.Amount `json:"amount"`
+	Payload     []byte        `json:"payload"`
+	PayloadHash quorum.Hash   `json:"payload_hash"`
+	Nonce       *uint64       `json:"nonce,omitempty"`
+	Outpoints   []string      `json:"outpoints,omitempty"`
+	ExpiresAt   time.Time     `json:"expires_at"`
 }
 
-// Approve records one operator's approval or rejection.
+// Approve records one operator's signed approval or rejection.
 type Approve struct {
-	RequestID string    `json:"request_id"`
-	Operator  string    `json:"operator"`
-	Device    string    `json:"device"`
-	Reject    bool      `json:"reject,omitempty"`
-	Signature []byte    `json:"signature"`
-	Expiry    time.Time `json:"expiry"`
+	RequestID string          `json:"request_id"`
+	Approval  quorum.Approval `json:"approval"`
 }
 
 // ClaimCmd is the compare-and-set claim of a signing session. Term is the

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,22 +12,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
 )
-
-// Evaluator is the policy seam: a deterministic function of the replicated
-// state, the request and the command time. It must not read clocks, disks or
-// the network, and every node must run the same implementation.
-type Evaluator interface {
-	Evaluate(st *State, req *Request, now time.Time) (Decision, error)
-}
-
-// Verifier is the approval seam: it checks one approval's signature against
-// the device key enrolled in st (domain-separated digest of cluster, request
-// ID, payload hash, decision and expiry). Enrollment, revocation, expiry,
-// initiator and distinctness are checked by the FSM itself.
-type Verifier interface {
-	VerifyApproval(st *State, req *Request, a *Approval, now time.Time) error
-}
 
 // Result of one Apply, returned to the proposer through raft's ApplyFuture.
 type applyResult struct {
@@ -38,10 +25,10 @@ type applyResult struct {
 }
 
 // FSM is the ledger's raft state machine. Apply is deterministic: the only
-// inputs are the state, the log entry and its index/term.
+// inputs are the state, the log entry and its index/term; policy evaluation
+// and approval verification are the pure functions of packages policy and
+// quorum, called with the command's time.
 type FSM struct {
-	eval   Evaluator
-	verify Verifier
 	log    *slog.Logger
 	onHalt func(error)
 
@@ -54,11 +41,11 @@ var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an FSM over an empty state. onHalt (may be nil) is called
 // once, from the apply goroutine, when the FSM halts.
-func NewFSM(eval Evaluator, verify Verifier, logger *slog.Logger, onHalt func(error)) *FSM {
+func NewFSM(logger *slog.Logger, onHalt func(error)) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &FSM{eval: eval, verify: verify, log: logger, onHalt: onHalt, st: NewState()}
+	return &FSM{log: logger, onHalt: onHalt, st: NewState()}
 }
 
 // Halted returns the error that halted the FSM, or nil.
@@ -183,22 +170,17 @@ var handlers map[string]func(*applyCtx) (applyOut, error)
 
 func init() {
 	handlers = map[string]func(*applyCtx) (applyOut, error){
+		CmdGenesis:        applyGenesis,
 		CmdMemberSet:      applyMemberSet,
 		CmdMemberRemove:   applyMemberRemove,
-		CmdOperatorEnroll: applyOperatorEnroll,
-		CmdOperatorRevoke: applyOperatorRevoke,
-		CmdDeviceAdd:      applyDeviceAdd,
-		CmdDeviceRevoke:   applyDeviceRevoke,
+		CmdRegistryChange: applyRegistryChange,
+		CmdPolicyChange:   applyPolicyChange,
 		CmdRulesSet:       applyRulesSet,
 		CmdWalletSet:      applyWalletSet,
-		CmdAllowAdd:       applyAllowAdd,
-		CmdAllowRemove:    applyAllowRemove,
-		CmdLock:           applyLock,
-		CmdUnlock:         applyUnlock,
 		CmdRequestCreate:  applyRequestCreate,
 		CmdApprove:        applyApprove,
 		CmdClaim:          applyClaim,
-		CmdResult:         applyResult_,
+		CmdResult:         applyResultCmd,
 		CmdExpire:         applyExpire,
 		CmdColdExport:     applyColdExport,
 		CmdColdImport:     applyColdImport,
@@ -206,6 +188,35 @@ func init() {
 }
 
 func changed(subject string) (applyOut, error) { return applyOut{changed: true, subject: subject}, nil }
+
+func (c *applyCtx) needGenesis() error {
+	if c.st.rules == nil || c.st.Registry.ClusterID == "" {
+		return fmt.Errorf("%w: ledger not initialised (no genesis)", ErrInvalid)
+	}
+	return nil
+}
+
+func applyGenesis(c *applyCtx) (applyOut, error) {
+	var p Genesis
+	if err := c.decode(&p); err != nil {
+		return applyOut{}, err
+	}
+	if c.st.Registry.ClusterID != "" {
+		return applyOut{}, invalid("ledger already initialised for cluster %q", c.st.Registry.ClusterID)
+	}
+	reg, err := quorum.NewRegistry(p.ClusterID, p.AdminQuorum, p.Operators, p.Devices)
+	if err != nil {
+		return applyOut{}, fmt.Errorf("%w: genesis registry: %w", ErrInvalid, err)
+	}
+	rules, err := policy.ParseRules(p.Rules)
+	if err != nil {
+		return applyOut{}, fmt.Errorf("%w: genesis rules: %w", ErrInvalid, err)
+	}
+	c.st.Registry = reg
+	c.st.Rules[rules.Hash()] = &RulesDoc{Hash: rules.Hash(), Body: slices.Clone(p.Rules)}
+	c.st.ActiveRules, c.st.rules = rules.Hash(), rules
+	return changed(p.ClusterID)
+}
 
 func applyMemberSet(c *applyCtx) (applyOut, error) {
 	var p MemberSet
@@ -234,74 +245,47 @@ func applyMemberRemove(c *applyCtx) (applyOut, error) {
 	return changed(p.ID)
 }
 
-func applyOperatorEnroll(c *applyCtx) (applyOut, error) {
-	var p OperatorEnroll
-	if err := c.decode(&p); err != nil {
-		return applyOut{}, err
+// approvalErr classifies an approvals/content error from quorum or policy.
+func approvalErr(err error) error {
+	switch {
+	case errors.Is(err, policy.ErrLocked):
+		return fmt.Errorf("%w: %w", ErrLocked, err)
+	case errors.Is(err, quorum.ErrInsufficientApprovals), errors.Is(err, quorum.ErrRejected):
+		return fmt.Errorf("%w: %w", ErrQuorum, err)
 	}
-	if p.ID == "" || p.Device == "" || len(p.Key) == 0 {
-		return applyOut{}, invalid("operator needs id, device and key")
-	}
-	if _, ok := c.st.Operators[p.ID]; ok {
-		return applyOut{}, invalid("operator %q already enrolled", p.ID)
-	}
-	c.st.Operators[p.ID] = &Operator{
-		ID: p.ID, Roles: slices.Clone(p.Roles),
-		Devices: map[string]*Device{p.Device: {ID: p.Device, PublicKey: slices.Clone(p.Key), AddedAt: c.now}},
-	}
-	return changed(p.ID)
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
 }
 
-func applyOperatorRevoke(c *applyCtx) (applyOut, error) {
-	var p OperatorRevoke
+func applyRegistryChange(c *applyCtx) (applyOut, error) {
+	var p RegistryChange
 	if err := c.decode(&p); err != nil {
 		return applyOut{}, err
 	}
-	op := c.st.Operators[p.ID]
-	if op == nil {
-		return applyOut{}, fmt.Errorf("%w: operator %q", ErrNotFound, p.ID)
+	if err := c.needGenesis(); err != nil {
+		return applyOut{}, err
 	}
-	if op.Revoked {
-		return applyOut{}, nil
+	next, _, err := c.st.Registry.Apply(p.Change, p.Approvals, c.now)
+	if err != nil {
+		return applyOut{}, approvalErr(err)
 	}
-	op.Revoked = true
-	return changed(p.ID)
+	c.st.Registry = next
+	return changed(string(p.Change.Kind) + ":" + p.Change.ID)
 }
 
-func applyDeviceAdd(c *applyCtx) (applyOut, error) {
-	var p DeviceAdd
+func applyPolicyChange(c *applyCtx) (applyOut, error) {
+	var p PolicyChange
 	if err := c.decode(&p); err != nil {
 		return applyOut{}, err
 	}
-	op := c.st.Operators[p.Operator]
-	if op == nil || op.Revoked {
-		return applyOut{}, fmt.Errorf("%w: operator %q", ErrNotFound, p.Operator)
-	}
-	if p.Device == "" || len(p.Key) == 0 {
-		return applyOut{}, invalid("device needs id and key")
-	}
-	if _, ok := op.Devices[p.Device]; ok {
-		return applyOut{}, invalid("device %q already exists", p.Device)
-	}
-	op.Devices[p.Device] = &Device{ID: p.Device, PublicKey: slices.Clone(p.Key), AddedAt: c.now}
-	return changed(p.Operator + "/" + p.Device)
-}
-
-func applyDeviceRevoke(c *applyCtx) (applyOut, error) {
-	var p DeviceRevoke
-	if err := c.decode(&p); err != nil {
+	if err := c.needGenesis(); err != nil {
 		return applyOut{}, err
 	}
-	op := c.st.Operators[p.Operator]
-	if op == nil || op.Devices[p.Device] == nil {
-		return applyOut{}, fmt.Errorf("%w: device %s/%s", ErrNotFound, p.Operator, p.Device)
+	next, _, err := c.st.Policy.Apply(c.st.rules, c.st.Registry, p.Change, p.Approvals, nil, c.now)
+	if err != nil {
+		return applyOut{}, approvalErr(err)
 	}
-	d := op.Devices[p.Device]
-	if d.Revoked {
-		return applyOut{}, nil
-	}
-	d.Revoked, d.RevokedAt = true, c.now
-	return changed(p.Operator + "/" + p.Device)
+	c.st.Policy = next
+	return changed(string(p.Change.Kind) + ":" + p.Change.ID)
 }
 
 func applyRulesSet(c *applyCtx) (applyOut, error) {
@@ -309,17 +293,22 @@ func applyRulesSet(c *applyCtx) (applyOut, error) {
 	if err := c.decode(&p); err != nil {
 		return applyOut{}, err
 	}
-	if len(p.Body) == 0 {
-		return applyOut{}, invalid("empty rules")
+	if err := c.needGenesis(); err != nil {
+		return applyOut{}, err
 	}
-	sum := sha256.Sum256(p.Body)
-	h := hex.EncodeToString(sum[:])
-	if c.st.ActiveRules == h {
+	next, err := policy.ParseRules(p.Body)
+	if err != nil {
+		return applyOut{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if next.Hash() == c.st.ActiveRules {
 		return applyOut{}, nil
 	}
-	c.st.Rules[h] = &Rules{Hash: h, Body: slices.Clone(p.Body)}
-	c.st.ActiveRules = h
-	return changed(h)
+	if _, err := policy.AuthorizeRulesChange(c.st.Registry, p.ID, next, p.Approvals, c.now); err != nil {
+		return applyOut{}, approvalErr(err)
+	}
+	c.st.Rules[next.Hash()] = &RulesDoc{Hash: next.Hash(), Body: slices.Clone(p.Body)}
+	c.st.ActiveRules, c.st.rules = next.Hash(), next
+	return changed(next.Hash())
 }
 
 func applyWalletSet(c *applyCtx) (applyOut, error) {
@@ -328,84 +317,28 @@ func applyWalletSet(c *applyCtx) (applyOut, error) {
 		return applyOut{}, err
 	}
 	w := p.Wallet
-	if w.ID == "" || w.Chain == "" || len(w.Committee) == 0 || w.Threshold < 1 || w.Threshold >= len(w.Committee)+1 {
-		return applyOut{}, invalid("wallet needs id, chain, committee and 1 <= threshold <= committee size")
+	if w.ID == "" || w.Chain == "" || w.Network == "" || len(w.Committee) == 0 || w.Threshold < 1 || w.Threshold > len(w.Committee) {
+		return applyOut{}, invalid("wallet needs id, chain, network, committee and 1 <= threshold <= committee size")
+	}
+	if old := c.st.Wallets[w.ID]; old != nil {
+		if old.Chain == w.Chain && old.Network == w.Network && old.Threshold == w.Threshold && slices.Equal(old.Committee, w.Committee) {
+			return applyOut{}, nil
+		}
+		// A wallet is a key: its committee changes only by a reshare, which
+		// is a different command.
+		return applyOut{}, fmt.Errorf("%w: wallet %q exists with a different description", ErrConflict, w.ID)
 	}
 	w.Committee = slices.Clone(w.Committee)
 	c.st.Wallets[w.ID] = &w
 	return changed(w.ID)
 }
 
-func allowKey(wallet, addr string) string { return wallet + "/" + addr }
-
-func applyAllowAdd(c *applyCtx) (applyOut, error) {
-	var p AllowAdd
-	if err := c.decode(&p); err != nil {
-		return applyOut{}, err
-	}
-	if c.st.Lock.Locked {
-		return applyOut{}, ErrLocked
-	}
-	if c.st.Wallets[p.Wallet] == nil {
-		return applyOut{}, fmt.Errorf("%w: wallet %q", ErrNotFound, p.Wallet)
-	}
-	if p.Address == "" {
-		return applyOut{}, invalid("allowlist entry needs an address")
-	}
-	eff := p.EffectiveAt.UTC()
-	if eff.Before(c.now) {
-		eff = c.now
-	}
-	k := allowKey(p.Wallet, p.Address)
-	c.st.Allowlist[k] = &AllowEntry{Wallet: p.Wallet, Address: p.Address, Label: p.Label, AddedAt: c.now, EffectiveAt: eff}
-	return changed(k)
-}
-
-func applyAllowRemove(c *applyCtx) (applyOut, error) {
-	var p AllowRemove
-	if err := c.decode(&p); err != nil {
-		return applyOut{}, err
-	}
-	k := allowKey(p.Wallet, p.Address)
-	if c.st.Allowlist[k] == nil {
-		return applyOut{}, fmt.Errorf("%w: allowlist entry %s", ErrNotFound, k)
-	}
-	delete(c.st.Allowlist, k)
-	return changed(k)
-}
-
-func applyLock(c *applyCtx) (applyOut, error) {
-	var p LockCmd
-	if err := c.decode(&p); err != nil {
-		return applyOut{}, err
-	}
-	if op := c.st.Operators[c.env.Actor]; op == nil || op.Revoked {
-		return applyOut{}, fmt.Errorf("%w: lock needs an enrolled operator, not %q", ErrInvalid, c.env.Actor)
-	}
-	if c.st.Lock.Locked {
-		return applyOut{}, nil
-	}
-	c.st.Lock = Lock{Locked: true, By: c.env.Actor, Reason: p.Reason, At: c.now}
-	return changed("account")
-}
-
-func applyUnlock(c *applyCtx) (applyOut, error) {
-	var p UnlockCmd
-	if err := c.decode(&p); err != nil {
-		return applyOut{}, err
-	}
-	if !c.st.Lock.Locked {
-		return applyOut{}, nil
-	}
-	c.st.Lock = Lock{}
-	return changed("account")
-}
-
 func nonceKey(wallet string, n uint64) string { return wallet + "/" + strconv.FormatUint(n, 10) }
 
-func sameCreate(r *Request, p *RequestCreate) bool {
-	return r.Wallet == p.Wallet && r.PayloadHash == p.PayloadHash && string(r.Payload) == string(p.Payload) &&
-		r.Destination == p.Destination && r.Amount == p.Amount &&
+func sameCreate(r *Request, p *RequestCreate, initiator string) bool {
+	return r.Wallet == p.Wallet && r.Asset == p.Asset && r.Chain == p.Chain && r.Network == p.Network &&
+		r.To == p.To && r.Amount.Cmp(p.Amount) == 0 && r.PayloadHash == p.PayloadHash &&
+		string(r.Payload) == string(p.Payload) && r.Initiator == initiator &&
 		((r.Nonce == nil) == (p.Nonce == nil)) && (r.Nonce == nil || *r.Nonce == *p.Nonce) &&
 		slices.Equal(r.Outpoints, p.Outpoints)
 }
@@ -417,21 +350,28 @@ func applyRequestCreate(c *applyCtx) (applyOut, error) {
 	}
 	st := c.st
 	if old := st.Requests[p.ID]; old != nil {
-		if !sameCreate(old, &p) {
+		if !sameCreate(old, &p, c.env.Actor) {
 			return applyOut{}, fmt.Errorf("%w: %q", ErrConflict, p.ID)
 		}
 		return applyOut{existing: true, req: old}, nil
 	}
+	if err := c.needGenesis(); err != nil {
+		return applyOut{}, err
+	}
 	switch {
 	case p.ID == "" || len(p.ID) > 128:
 		return applyOut{}, invalid("request ID must be 1..128 bytes")
-	case len(p.Payload) == 0 || p.PayloadHash == "":
+	case len(p.Payload) == 0 || p.PayloadHash == (quorum.Hash{}):
 		return applyOut{}, invalid("request needs payload and payload hash")
 	case !p.ExpiresAt.After(c.now):
 		return applyOut{}, invalid("request expiry %s is not after %s", p.ExpiresAt.UTC().Format(time.RFC3339), c.now.Format(time.RFC3339))
 	}
-	if st.Wallets[p.Wallet] == nil {
+	w := st.Wallets[p.Wallet]
+	if w == nil {
 		return applyOut{}, fmt.Errorf("%w: wallet %q", ErrNotFound, p.Wallet)
+	}
+	if w.Chain != p.Chain || w.Network != p.Network {
+		return applyOut{}, invalid("wallet %q is on %s/%s, not %s/%s", w.ID, w.Chain, w.Network, p.Chain, p.Network)
 	}
 	if p.Nonce != nil {
 		if by, ok := st.Nonces[nonceKey(p.Wallet, *p.Nonce)]; ok {
@@ -449,25 +389,18 @@ func applyRequestCreate(c *applyCtx) (applyOut, error) {
 		}
 	}
 	r := &Request{
-		ID: p.ID, Wallet: p.Wallet, Initiator: c.env.Actor, Destination: p.Destination, Amount: p.Amount,
-		Payload: slices.Clone(p.Payload), PayloadHash: p.PayloadHash, Nonce: p.Nonce,
-		Outpoints: slices.Clone(p.Outpoints), Approvals: []Approval{},
+		ID: p.ID, Wallet: p.Wallet, Asset: p.Asset, Chain: p.Chain, Network: p.Network, To: p.To,
+		Amount: p.Amount, Initiator: c.env.Actor, Payload: slices.Clone(p.Payload), PayloadHash: p.PayloadHash,
+		Nonce: p.Nonce, Outpoints: slices.Clone(p.Outpoints), Approvals: []quorum.Approval{},
 		CreatedAt: c.now, ExpiresAt: p.ExpiresAt.UTC(), CreatedIdx: c.l.Index, UpdatedIdx: c.l.Index,
 	}
-	d, err := c.f.eval.Evaluate(st, r, c.now)
-	if err != nil {
-		return applyOut{}, fmt.Errorf("%w: %v", ErrPolicy, err)
-	}
-	r.Decision = d
-	switch {
-	case !d.Allow:
+	r.Decision = policy.Evaluate(st.rules, st.Policy, r.PolicyRequest(), c.now)
+	if !r.Decision.Allowed {
+		// A denial is recorded (and audited) so the backend gets the same
+		// answer for the same request ID; nothing is allocated.
 		r.Status = StatusRejected
-	case d.ApprovalsRequired <= 0:
-		r.Status = StatusApproved
-	default:
+	} else {
 		r.Status = StatusAwaitingApprovals
-	}
-	if d.Allow {
 		if p.Nonce != nil {
 			st.Nonces[nonceKey(p.Wallet, *p.Nonce)] = r.ID
 		}
@@ -492,37 +425,8 @@ func (st *State) releaseAllocations(r *Request) {
 	}
 }
 
-// approvalValid checks what the FSM owns (enrollment, revocation, expiry,
-// initiator) and then the signature through the Verifier.
-func (c *applyCtx) approvalValid(r *Request, a *Approval) error {
-	op := c.st.Operators[a.Operator]
-	switch {
-	case op == nil || op.Revoked:
-		return fmt.Errorf("%w: operator %q not enrolled", ErrApproval, a.Operator)
-	case op.Devices[a.Device] == nil || op.Devices[a.Device].Revoked:
-		return fmt.Errorf("%w: device %s/%s not enrolled", ErrApproval, a.Operator, a.Device)
-	case a.Operator == r.Initiator:
-		return fmt.Errorf("%w: the initiator %q cannot approve", ErrApproval, a.Operator)
-	case !c.now.Before(a.Expiry):
-		return fmt.Errorf("%w: approval by %q expired", ErrApproval, a.Operator)
-	}
-	if err := c.f.verify.VerifyApproval(c.st, r, a, c.now); err != nil {
-		return fmt.Errorf("%w: %v", ErrApproval, err)
-	}
-	return nil
-}
-
-// countApprovals counts distinct operators whose approval is valid now.
-func (c *applyCtx) countApprovals(r *Request) int {
-	seen := map[string]bool{}
-	for i := range r.Approvals {
-		a := &r.Approvals[i]
-		if a.Reject || seen[a.Operator] || c.approvalValid(r, a) != nil {
-			continue
-		}
-		seen[a.Operator] = true
-	}
-	return len(seen)
+func (c *applyCtx) authorize(r *Request) policy.Decision {
+	return policy.Authorize(c.st.rules, c.st.Policy, c.st.Registry, r.PolicyRequest(), r.Approvals, c.now)
 }
 
 func applyApprove(c *applyCtx) (applyOut, error) {
@@ -537,53 +441,64 @@ func applyApprove(c *applyCtx) (applyOut, error) {
 	if r.Status != StatusAwaitingApprovals {
 		return applyOut{}, fmt.Errorf("%w: %q is %s", ErrWrongStatus, r.ID, r.Status)
 	}
-	a := Approval{Operator: p.Operator, Device: p.Device, Reject: p.Reject, Signature: slices.Clone(p.Signature),
-		Expiry: p.Expiry.UTC(), Index: c.l.Index, At: c.now}
-	for _, old := range r.Approvals {
-		if old.Operator == a.Operator {
-			return applyOut{}, fmt.Errorf("%w: %q already answered this request", ErrApproval, a.Operator)
-		}
+	a := p.Approval
+	// This approval alone must pass every check quorum.Count makes; an
+	// approval that would be ignored is refused instead of stored.
+	t := quorum.Count(c.st.Registry,
+		quorum.Subject{RequestID: r.ID, PayloadHash: r.PayloadHash, Initiator: r.Initiator},
+		quorum.Requirement{Required: 1, Roles: r.Decision.Roles}, []quorum.Approval{a}, c.now)
+	if len(t.Ignored) > 0 {
+		return applyOut{}, fmt.Errorf("%w: %s", ErrApproval, t.Ignored[0].Reason)
 	}
-	if err := c.approvalValid(r, &a); err != nil {
-		return applyOut{}, err
+	op := c.st.Registry.Devices[a.DeviceID].OperatorID
+	for _, old := range r.Approvals {
+		if c.st.Registry.Devices[old.DeviceID].OperatorID == op {
+			return applyOut{}, fmt.Errorf("%w: operator %q already answered %q", ErrApproval, op, r.ID)
+		}
 	}
 	r.Approvals = append(r.Approvals, a)
 	r.UpdatedIdx = c.l.Index
-	if a.Reject {
+	d := c.authorize(r)
+	switch {
+	case d.Reason == policy.ReasonRejected:
 		r.Status = StatusRejected
+		r.Decision = d
 		c.st.releaseAllocations(r)
-	} else if c.countApprovals(r) >= r.Decision.ApprovalsRequired {
+	case d.Approved:
 		r.Status = StatusApproved
+		r.Decision = d
 	}
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
 }
 
-// recheck re-evaluates policy and recounts approvals at this index: a lock,
-// a revoked device or a rules change since approval stops the request here.
-func (c *applyCtx) recheck(r *Request) error {
-	if c.st.Lock.Locked {
-		return ErrLocked
-	}
+// recheck runs policy and the approval count again at this index: a lock, a
+// revoked device, a suspended operator or a rules change since approval stops
+// the request here.
+func (c *applyCtx) recheck(r *Request) (policy.Decision, error) {
 	if !c.now.Before(r.ExpiresAt) {
-		return fmt.Errorf("%w: request %q expired", ErrPolicy, r.ID)
+		return policy.Decision{}, fmt.Errorf("%w: request %q expired", ErrPolicy, r.ID)
 	}
-	d, err := c.f.eval.Evaluate(c.st, r, c.now)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrPolicy, err)
+	d := c.authorize(r)
+	if d.Approved {
+		return d, nil
 	}
-	if !d.Allow {
-		return fmt.Errorf("%w: %s", ErrPolicy, d.Reason)
+	err := d.Err()
+	switch {
+	case errors.Is(err, policy.ErrLocked):
+		return d, fmt.Errorf("%w: %w", ErrLocked, err)
+	case errors.Is(err, quorum.ErrInsufficientApprovals), errors.Is(err, quorum.ErrRejected):
+		return d, fmt.Errorf("%w: %w", ErrQuorum, err)
 	}
-	need := max(d.ApprovalsRequired, r.Decision.ApprovalsRequired)
-	if got := c.countApprovals(r); got < need {
-		return fmt.Errorf("%w: %d valid approvals, need %d", ErrQuorum, got, need)
-	}
-	return nil
+	return d, fmt.Errorf("%w: %w", ErrPolicy, err)
+}
+
+func (c *applyCtx) recordSpend(r *Request) {
+	c.st.Policy = c.st.Policy.RecordSpend(policy.Spend{RequestID: r.ID, Wallet: r.Wallet, Asset: r.Asset, Amount: r.Amount, At: c.now}, c.st.rules.MaxWindow())
 }
 
 func validSession(s string) bool {
 	b, err := hex.DecodeString(s)
-	return err == nil && len(b) == 32
+	return err == nil && len(b) == 32 && s == hex.EncodeToString(b)
 }
 
 func applyClaim(c *applyCtx) (applyOut, error) {
@@ -599,24 +514,27 @@ func applyClaim(c *applyCtx) (applyOut, error) {
 		return applyOut{}, fmt.Errorf("%w: claim built in term %d, committed in term %d", ErrStaleLeader, p.Term, c.l.Term)
 	}
 	if !validSession(p.SessionID) {
-		return applyOut{}, invalid("session ID must be 32 bytes hex")
+		return applyOut{}, invalid("session ID must be 32 bytes in lowercase hex")
 	}
 	if r.Status != p.ExpectStatus || r.Status != StatusApproved {
 		return applyOut{}, fmt.Errorf("%w: %q is %s, claim expected %s", ErrWrongStatus, r.ID, r.Status, p.ExpectStatus)
 	}
-	if r.Decision.Route != RouteHot {
+	if r.Decision.Route != policy.RouteHot {
 		return applyOut{}, fmt.Errorf("%w: %q is routed %q; only hot requests are claimed", ErrWrongStatus, r.ID, r.Decision.Route)
 	}
-	if err := c.recheck(r); err != nil {
+	d, err := c.recheck(r)
+	if err != nil {
 		return applyOut{}, err
 	}
+	r.Decision = d
 	r.Claim = &Claim{SessionID: p.SessionID, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
 	r.Status = StatusClaimed
 	r.UpdatedIdx = c.l.Index
+	c.recordSpend(r)
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
 }
 
-func applyResult_(c *applyCtx) (applyOut, error) {
+func applyResultCmd(c *applyCtx) (applyOut, error) {
 	var p ResultCmd
 	if err := c.decode(&p); err != nil {
 		return applyOut{}, err
@@ -681,16 +599,19 @@ func applyColdExport(c *applyCtx) (applyOut, error) {
 	if r == nil {
 		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
 	}
-	if r.Status != StatusApproved || r.Decision.Route != RouteCold {
+	if r.Status != StatusApproved || r.Decision.Route != policy.RouteCold {
 		return applyOut{}, fmt.Errorf("%w: %q is %s/%s, export needs approved/cold", ErrWrongStatus, r.ID, r.Status, r.Decision.Route)
 	}
 	if p.BundleHash == "" {
 		return applyOut{}, invalid("export needs the bundle hash")
 	}
-	if err := c.recheck(r); err != nil {
+	d, err := c.recheck(r)
+	if err != nil {
 		return applyOut{}, err
 	}
+	r.Decision = d
 	r.Status, r.BundleHash, r.UpdatedIdx = StatusExported, p.BundleHash, c.l.Index
+	c.recordSpend(r)
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/quorum/ledger/raftnet"
 )
 
@@ -26,44 +28,109 @@ const (
 	waitFor       = 60 * time.Second
 )
 
-// testEvaluator is a small deterministic policy: the destination must be on the
-// wallet's allowlist and effective; cold wallets route cold; a wallet with
-// threshold t needs t approvals... simplified to a fixed count per test.
-type testEvaluator struct{ approvals int }
+const testCluster = "ledger-test"
 
-func (e testEvaluator) Evaluate(st *State, r *Request, now time.Time) (Decision, error) {
-	w := st.Wallets[r.Wallet]
-	if w == nil {
-		return Decision{}, fmt.Errorf("no wallet %q", r.Wallet)
-	}
-	route := RouteHot
-	if w.Cold {
-		route = RouteCold
-	}
-	if r.Destination != "" {
-		a := st.Allowlist[allowKey(r.Wallet, r.Destination)]
-		if a == nil || now.Before(a.EffectiveAt) {
-			return Decision{Allow: false, Reason: "destination not allowlisted", RulesHash: st.ActiveRules}, nil
-		}
-	}
-	return Decision{Allow: true, Route: route, ApprovalsRequired: e.approvals, RulesHash: st.ActiveRules}, nil
+// testRules: hot ETH wallet "hot" (2 approvals from approver/admin, no
+// allowlist), cold BTC wallet "cold" (2 admins), and "allow" (allowlist
+// required) for the allowlist/lock tests.
+const testRules = `version: 1
+assets:
+  ETH: {decimals: 18}
+  BTC: {decimals: 8}
+allowlist:
+  cooling_off: 1h
+  approvals: 2
+  roles: [admin, approver]
+lock:
+  unlock_delay: 1h
+wallets:
+  - name: eth-hot
+    wallets: [hot]
+    asset: ETH
+    class: hot
+    allowlist_required: false
+    limits:
+      per_tx: "10"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+  - name: eth-allow
+    wallets: [allow]
+    asset: ETH
+    class: hot
+    allowlist_required: true
+    limits:
+      per_tx: "10"
+    approvals:
+      - {min: "0", required: 1, roles: [approver, admin]}
+  - name: btc-cold
+    wallets: [cold]
+    asset: BTC
+    class: cold
+    allowlist_required: false
+    limits:
+      per_tx: "100"
+    approvals:
+      - {min: "0", required: 2, roles: [admin]}
+`
+
+// operator is a test operator with one Ed25519 device (keys derived from the
+// name, so failures reproduce).
+type operator struct {
+	id    string
+	roles []quorum.Role
+	kind  quorum.OperatorKind
+	key   ed25519.PrivateKey
 }
 
-// approvalDigest is the test stand-in for quorum's canonical digest.
-func approvalDigest(r *Request, reject bool, expiry time.Time) []byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "test-approval\x00%s\x00%s\x00%t\x00%d", r.ID, r.PayloadHash, reject, expiry.UnixNano())
-	return h.Sum(nil)
+func (o operator) device() quorum.Device {
+	pub := o.key.Public().(ed25519.PublicKey)
+	return quorum.Device{ID: quorum.DeviceID(quorum.DeviceEd25519, pub), OperatorID: o.id, Kind: quorum.DeviceEd25519, PublicKey: pub, Status: quorum.DeviceActive}
 }
 
-type ed25519Verifier struct{}
-
-func (ed25519Verifier) VerifyApproval(st *State, r *Request, a *Approval, _ time.Time) error {
-	d := st.Operators[a.Operator].Devices[a.Device]
-	if len(d.PublicKey) != ed25519.PublicKeySize || !ed25519.Verify(d.PublicKey, approvalDigest(r, a.Reject, a.Expiry), a.Signature) {
-		return errors.New("bad signature")
+func (o operator) sign(t testing.TB, requestID string, payload quorum.Hash, dec quorum.Decision, expiry time.Time) quorum.Approval {
+	t.Helper()
+	a, err := quorum.Sign(quorum.Statement{ClusterID: testCluster, RequestID: requestID, PayloadHash: payload, Decision: dec, Expiry: expiry.Truncate(time.Second)}, o.device().ID, o.key, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil
+	return a
+}
+
+func (o operator) approve(t testing.TB, r *Request, expiry time.Time) Approve {
+	return Approve{RequestID: r.ID, Approval: o.sign(t, r.ID, r.PayloadHash, quorum.Approve, expiry)}
+}
+
+func (o operator) reject(t testing.TB, r *Request, expiry time.Time) Approve {
+	return Approve{RequestID: r.ID, Approval: o.sign(t, r.ID, r.PayloadHash, quorum.Reject, expiry)}
+}
+
+func newOp(id string, kind quorum.OperatorKind, roles ...quorum.Role) operator {
+	seed := sha256.Sum256([]byte("ledger-test-key/" + id))
+	return operator{id: id, roles: roles, kind: kind, key: ed25519.NewKeyFromSeed(seed[:])}
+}
+
+var (
+	alice   = newOp("alice", quorum.KindHuman, quorum.RoleAdmin)
+	bob     = newOp("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
+	carol   = newOp("carol", quorum.KindHuman, quorum.RoleAdmin)
+	dave    = newOp("dave", quorum.KindHuman, quorum.RoleApprover)
+	backend = newOp("backend", quorum.KindBackend, quorum.RoleInitiator)
+	allOps  = []operator{alice, bob, carol, dave, backend}
+)
+
+func genesisCmd() Genesis {
+	g := Genesis{ClusterID: testCluster, AdminQuorum: 2, Rules: []byte(testRules)}
+	for _, o := range allOps {
+		g.Operators = append(g.Operators, quorum.Operator{ID: o.id, Name: o.id, Kind: o.kind, Roles: o.roles, Status: quorum.StatusActive})
+		g.Devices = append(g.Devices, o.device())
+	}
+	return g
+}
+
+var testWallets = []Wallet{
+	{ID: "hot", Chain: "eth", Network: "devnet", Committee: []string{"n1", "n2", "n3"}, Threshold: 2},
+	{ID: "allow", Chain: "eth", Network: "devnet", Committee: []string{"n1", "n2", "n3"}, Threshold: 2},
+	{ID: "cold", Chain: "btc", Network: "regtest", Committee: []string{"c1", "c2", "c3"}, Threshold: 2},
 }
 
 type testPKI struct {
@@ -189,13 +256,11 @@ type cluster struct {
 	t     testing.TB
 	pki   *testPKI
 	nodes []*node
-	eval  Evaluator
 }
 
-func testConfig(id, dir, bind string, tls raftnet.Config, eval Evaluator) Config {
+func testConfig(id, dir, bind string, tls raftnet.Config) Config {
 	cfg := Config{
 		NodeID: id, Dir: dir, Bind: bind, TLS: tls,
-		Evaluator: eval, Verifier: ed25519Verifier{},
 		HeartbeatTimeout: testHeartbeat, ElectionTimeout: testElection, LeaderLeaseTimeout: testLease,
 		ApplyTimeout: 20 * time.Second,
 	}
@@ -208,7 +273,7 @@ func testConfig(id, dir, bind string, tls raftnet.Config, eval Evaluator) Config
 // startNode opens (or reopens, keeping dir and address) a node.
 func (c *cluster) startNode(n *node, bind string) {
 	c.t.Helper()
-	cfg := testConfig(n.id, n.dir, bind, c.pki.node(c.t, n.id), c.eval)
+	cfg := testConfig(n.id, n.dir, bind, c.pki.node(c.t, n.id))
 	n.fault = nil
 	cfg.WrapTransport = func(tr raft.Transport) raft.Transport {
 		n.fault = &faultTransport{Transport: tr}
@@ -224,9 +289,9 @@ func (c *cluster) startNode(n *node, bind string) {
 }
 
 // newCluster starts size nodes, bootstraps n1 and joins the rest.
-func newCluster(t testing.TB, size int, eval Evaluator) *cluster {
+func newCluster(t testing.TB, size int) *cluster {
 	t.Helper()
-	c := &cluster{t: t, pki: newPKI(t), eval: eval}
+	c := &cluster{t: t, pki: newPKI(t)}
 	for i := 1; i <= size; i++ {
 		n := &node{id: fmt.Sprintf("n%d", i), dir: t.TempDir()}
 		c.startNode(n, "127.0.0.1:0")
@@ -352,42 +417,16 @@ func (c *cluster) waitConverged(nodes ...*node) [32]byte {
 	return h0
 }
 
-// operator is an enrolled test operator with an ed25519 device.
-type operator struct {
-	id  string
-	dev string
-	key ed25519.PrivateKey
-}
-
-func (o operator) approve(r *Request, reject bool, expiry time.Time) Approve {
-	return Approve{RequestID: r.ID, Operator: o.id, Device: o.dev, Reject: reject,
-		Signature: ed25519.Sign(o.key, approvalDigest(r, reject, expiry)), Expiry: expiry}
-}
-
-func newOperator(t testing.TB, id string) operator {
-	_, k, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return operator{id: id, dev: id + "-yubikey", key: k}
-}
-
-// seed enrolls operators and a hot and a cold wallet with allowlisted
-// destination "0xdest".
-func (c *cluster) seed(ops ...operator) {
+// seed runs genesis and creates the test wallets.
+func (c *cluster) seed() {
 	c.t.Helper()
 	ctx := context.Background()
 	c.retryOnLeader(func(l *Store) error {
-		for _, o := range ops {
-			if _, err := l.Propose(ctx, CmdOperatorEnroll, "admin", OperatorEnroll{ID: o.id, Roles: []string{"approver"}, Device: o.dev, Key: o.key.Public().(ed25519.PublicKey)}); err != nil && !errors.Is(err, ErrInvalid) {
-				return err
-			}
+		if _, err := l.Propose(ctx, CmdGenesis, "ceremony", genesisCmd()); err != nil && !errors.Is(err, ErrInvalid) {
+			return err
 		}
-		for _, w := range []Wallet{{ID: "hot", Chain: "eth", Committee: []string{"n1", "n2", "n3"}, Threshold: 2}, {ID: "cold", Chain: "btc", Committee: []string{"c1", "c2", "c3"}, Threshold: 2, Cold: true}} {
-			if _, err := l.Propose(ctx, CmdWalletSet, "admin", WalletSet{w}); err != nil {
-				return err
-			}
-			if _, err := l.Propose(ctx, CmdAllowAdd, "admin", AllowAdd{Wallet: w.ID, Address: "0xdest"}); err != nil {
+		for _, w := range testWallets {
+			if _, err := l.Propose(ctx, CmdWalletSet, "keygen", WalletSet{w}); err != nil {
 				return err
 			}
 		}
@@ -397,8 +436,8 @@ func (c *cluster) seed(ops ...operator) {
 
 func createCmd(id string, nonce uint64) RequestCreate {
 	payload := []byte("unsigned-tx:" + id)
-	sum := sha256.Sum256(payload)
 	n := nonce
-	return RequestCreate{ID: id, Wallet: "hot", Destination: "0xdest", Amount: "1", Payload: payload,
-		PayloadHash: fmt.Sprintf("%x", sum), Nonce: &n, ExpiresAt: time.Now().Add(time.Hour)}
+	return RequestCreate{ID: id, Wallet: "hot", Asset: "ETH", Chain: "eth", Network: "devnet", To: "0xdest",
+		Amount: policy.NewAmount(1000), Payload: payload, PayloadHash: quorum.Hash(sha256.Sum256(payload)),
+		Nonce: &n, ExpiresAt: time.Now().Add(time.Hour)}
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
 )
 
 // Status is a request's position in its lifecycle (see docs/ledger.md).
@@ -32,51 +35,15 @@ func (s Status) Terminal() bool {
 	return false
 }
 
-// Route says where an allowed request is signed.
-type Route string
-
-// Routes.
-const (
-	RouteHot  Route = "hot"
-	RouteCold Route = "cold"
-)
-
-// Decision is the policy outcome recorded with a request. It is computed inside
-// Apply by the FSM's [Evaluator] from the replicated state and the command's
-// time, so every node records the same decision.
-type Decision struct {
-	Allow             bool   `json:"allow"`
-	Reason            string `json:"reason,omitempty"`
-	Route             Route  `json:"route,omitempty"`
-	ApprovalsRequired int    `json:"approvals_required"`
-	RulesHash         string `json:"rules_hash,omitempty"`
-}
-
 // Member is a raft voter as recorded in the ledger.
 type Member struct {
 	ID      string `json:"id"`
 	Address string `json:"address"`
 }
 
-// Device is an operator's approval key.
-type Device struct {
-	ID        string    `json:"id"`
-	PublicKey []byte    `json:"public_key"`
-	AddedAt   time.Time `json:"added_at"`
-	Revoked   bool      `json:"revoked,omitempty"`
-	RevokedAt time.Time `json:"revoked_at,omitzero"`
-}
-
-// Operator is an enrolled human approver.
-type Operator struct {
-	ID      string             `json:"id"`
-	Roles   []string           `json:"roles"`
-	Devices map[string]*Device `json:"devices"`
-	Revoked bool               `json:"revoked,omitempty"`
-}
-
-// Rules is one policy document, stored by its SHA-256 (hex).
-type Rules struct {
+// RulesDoc is one policy rules file, stored by its policy hash
+// ([policy.Rules.Hash]); the parsed form is rebuilt from Body.
+type RulesDoc struct {
 	Hash string `json:"hash"`
 	Body []byte `json:"body"`
 }
@@ -85,38 +52,9 @@ type Rules struct {
 type Wallet struct {
 	ID        string   `json:"id"`
 	Chain     string   `json:"chain"`
+	Network   string   `json:"network"`
 	Committee []string `json:"committee"`
 	Threshold int      `json:"threshold"`
-	Cold      bool     `json:"cold,omitempty"`
-}
-
-// AllowEntry is an allowlisted destination, usable from EffectiveAt.
-type AllowEntry struct {
-	Wallet      string    `json:"wallet"`
-	Address     string    `json:"address"`
-	Label       string    `json:"label,omitempty"`
-	AddedAt     time.Time `json:"added_at"`
-	EffectiveAt time.Time `json:"effective_at"`
-}
-
-// Lock is the account lock; while Locked nothing is claimed, exported or
-// added to the allowlist.
-type Lock struct {
-	Locked bool      `json:"locked"`
-	By     string    `json:"by,omitempty"`
-	Reason string    `json:"reason,omitempty"`
-	At     time.Time `json:"at,omitzero"`
-}
-
-// Approval is one operator's signed approval or rejection.
-type Approval struct {
-	Operator  string    `json:"operator"`
-	Device    string    `json:"device"`
-	Reject    bool      `json:"reject,omitempty"`
-	Signature []byte    `json:"signature"`
-	Expiry    time.Time `json:"expiry"`
-	Index     uint64    `json:"index"`
-	At        time.Time `json:"at"`
 }
 
 // Claim is the compare-and-set grant of a signing session. Index, the raft
@@ -142,25 +80,34 @@ type Result struct {
 
 // Request is a withdrawal request and everything recorded about it.
 type Request struct {
-	ID          string     `json:"id"`
-	Wallet      string     `json:"wallet"`
-	Initiator   string     `json:"initiator"`
-	Destination string     `json:"destination,omitempty"`
-	Amount      string     `json:"amount,omitempty"`
-	Payload     []byte     `json:"payload"`
-	PayloadHash string     `json:"payload_hash"`
-	Nonce       *uint64    `json:"nonce,omitempty"`
-	Outpoints   []string   `json:"outpoints,omitempty"`
-	Decision    Decision   `json:"decision"`
-	Status      Status     `json:"status"`
-	Approvals   []Approval `json:"approvals"`
-	Claim       *Claim     `json:"claim,omitempty"`
-	Result      *Result    `json:"result,omitempty"`
-	BundleHash  string     `json:"bundle_hash,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   time.Time  `json:"expires_at"`
-	CreatedIdx  uint64     `json:"created_index"`
-	UpdatedIdx  uint64     `json:"updated_index"`
+	ID          string            `json:"id"`
+	Wallet      string            `json:"wallet"`
+	Asset       string            `json:"asset"`
+	Chain       string            `json:"chain"`
+	Network     string            `json:"network"`
+	To          string            `json:"to"`
+	Amount      policy.Amount     `json:"amount"`
+	Initiator   string            `json:"initiator"`
+	Payload     []byte            `json:"payload"`
+	PayloadHash quorum.Hash       `json:"payload_hash"`
+	Nonce       *uint64           `json:"nonce,omitempty"`
+	Outpoints   []string          `json:"outpoints,omitempty"`
+	Decision    policy.Decision   `json:"decision"`
+	Status      Status            `json:"status"`
+	Approvals   []quorum.Approval `json:"approvals"`
+	Claim       *Claim            `json:"claim,omitempty"`
+	Result      *Result           `json:"result,omitempty"`
+	BundleHash  string            `json:"bundle_hash,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	ExpiresAt   time.Time         `json:"expires_at"`
+	CreatedIdx  uint64            `json:"created_index"`
+	UpdatedIdx  uint64            `json:"updated_index"`
+}
+
+// PolicyRequest is the request as policy evaluates it.
+func (r *Request) PolicyRequest() policy.Request {
+	return policy.Request{ID: r.ID, Wallet: r.Wallet, Asset: r.Asset, Chain: r.Chain, Network: r.Network,
+		To: r.To, Amount: r.Amount, Initiator: r.Initiator, PayloadHash: r.PayloadHash}
 }
 
 // State is the whole replicated ledger. Readers get it under the FSM's read
@@ -171,30 +118,37 @@ type State struct {
 	Index uint64 `json:"index"`
 	// Clock is the largest command time applied so far; the FSM's notion of
 	// "now" never goes backwards across leaders with skewed clocks.
-	Clock       time.Time              `json:"clock"`
-	Members     map[string]*Member     `json:"members"`
-	Operators   map[string]*Operator   `json:"operators"`
-	Rules       map[string]*Rules      `json:"rules"`
-	ActiveRules string                 `json:"active_rules,omitempty"`
-	Wallets     map[string]*Wallet     `json:"wallets"`
-	Allowlist   map[string]*AllowEntry `json:"allowlist"`
-	Lock        Lock                   `json:"lock"`
-	Requests    map[string]*Request    `json:"requests"`
+	Clock   time.Time          `json:"clock"`
+	Members map[string]*Member `json:"members"`
+	// Registry holds operators, devices and the admin quorum (package quorum).
+	Registry quorum.Registry `json:"registry"`
+	// Rules holds every rules file ever active, by hash; ActiveRules names
+	// the one in force.
+	Rules       map[string]*RulesDoc `json:"rules"`
+	ActiveRules string               `json:"active_rules,omitempty"`
+	// Policy holds allowlists, locks and the spend history (package policy).
+	Policy   policy.State        `json:"policy"`
+	Wallets  map[string]*Wallet  `json:"wallets"`
+	Requests map[string]*Request `json:"requests"`
 	// Nonces maps "wallet/nonce" to the request that allocated it.
 	Nonces map[string]string `json:"nonces"`
 	// Outpoints maps "txid:vout" to the request that reserved it.
 	Outpoints map[string]string `json:"outpoints"`
 	Audit     []AuditEvent      `json:"audit"`
+
+	// rules is the parsed ActiveRules (derived, never serialised).
+	rules *policy.Rules
 }
+
+// ActivePolicy returns the parsed rules in force (nil before genesis).
+func (s *State) ActivePolicy() *policy.Rules { return s.rules }
 
 // NewState returns an empty ledger.
 func NewState() *State {
 	return &State{
 		Members:   map[string]*Member{},
-		Operators: map[string]*Operator{},
-		Rules:     map[string]*Rules{},
+		Rules:     map[string]*RulesDoc{},
 		Wallets:   map[string]*Wallet{},
-		Allowlist: map[string]*AllowEntry{},
 		Requests:  map[string]*Request{},
 		Nonces:    map[string]string{},
 		Outpoints: map[string]string{},
@@ -231,17 +185,11 @@ func DecodeState(b []byte) (*State, error) {
 	if st.Members == nil {
 		st.Members = fill.Members
 	}
-	if st.Operators == nil {
-		st.Operators = fill.Operators
-	}
 	if st.Rules == nil {
 		st.Rules = fill.Rules
 	}
 	if st.Wallets == nil {
 		st.Wallets = fill.Wallets
-	}
-	if st.Allowlist == nil {
-		st.Allowlist = fill.Allowlist
 	}
 	if st.Requests == nil {
 		st.Requests = fill.Requests
@@ -251,6 +199,17 @@ func DecodeState(b []byte) (*State, error) {
 	}
 	if st.Outpoints == nil {
 		st.Outpoints = fill.Outpoints
+	}
+	if st.ActiveRules != "" {
+		doc := st.Rules[st.ActiveRules]
+		if doc == nil {
+			return nil, fmt.Errorf("ledger: decode state: active rules %s missing", st.ActiveRules)
+		}
+		r, err := policy.ParseRules(doc.Body)
+		if err != nil || r.Hash() != st.ActiveRules {
+			return nil, fmt.Errorf("ledger: decode state: active rules do not parse to their hash: %v", err)
+		}
+		st.rules = r
 	}
 	return st, nil
 }

@@ -30,10 +30,6 @@ type Config struct {
 	Bind string
 	// TLS is the node's mutually authenticated identity for raft traffic.
 	TLS raftnet.Config
-	// Evaluator and Verifier are called inside Apply; they must be
-	// deterministic and identical on every node.
-	Evaluator Evaluator
-	Verifier  Verifier
 	// Logger receives ledger events; nil discards.
 	Logger *slog.Logger
 	// RaftLog receives hashicorp/raft's own log at warn level; nil discards.
@@ -77,9 +73,6 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Bind == "" {
 		return nil, errors.New("ledger: config needs NodeID, Dir and Bind")
 	}
-	if cfg.Evaluator == nil || cfg.Verifier == nil {
-		return nil, errors.New("ledger: config needs an Evaluator and a Verifier")
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -119,7 +112,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	s := &Store{cfg: cfg, log: cfg.Logger}
-	s.fsm = NewFSM(cfg.Evaluator, cfg.Verifier, cfg.Logger, s.onHalt)
+	s.fsm = NewFSM(cfg.Logger, s.onHalt)
 
 	// NoSync stays false: an acknowledged entry is on disk on a majority.
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"), NoSync: false})
