@@ -65,3 +65,27 @@ func TestKeyFile(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseKeyFile: no panics on arbitrary key files, and an accepted file's
+// device ID always matches its public key.
+func FuzzParseKeyFile(f *testing.F) {
+	plain, _ := NewKeyFile(testKey("fuzz"), nil, nil)
+	sealed, _ := newKeyFile(testKey("fuzz"), []byte("pw"), 1000, deterministicReader("fuzz"))
+	f.Add(plain)
+	f.Add(sealed)
+	f.Add([]byte(`{"type":"custody-operator-key","version":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kf, err := ParseKeyFile(b)
+		if err != nil {
+			return
+		}
+		if kf.DeviceID != DeviceID(kf.Kind, kf.PublicKey) {
+			t.Fatal("accepted a key file whose device id does not match")
+		}
+		if kf.Sealed == nil {
+			if _, err := kf.Open(nil); err != nil && !strings.Contains(err.Error(), "quorum:") {
+				t.Fatalf("unprefixed error %v", err)
+			}
+		}
+	})
+}
