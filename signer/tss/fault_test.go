@@ -3,6 +3,7 @@ package tss_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -230,7 +231,7 @@ func TestUnauthenticatedAndForeignDropped(t *testing.T) {
 			if s.Spoofed > before.Spoofed && s.Malformed > before.Malformed {
 				return
 			}
-			time.Sleep(time.Millisecond)
+			runtime.Gosched()
 		}
 	}()
 	<-done

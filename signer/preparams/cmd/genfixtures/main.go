@@ -21,7 +21,16 @@ import (
 func main() {
 	n := flag.Int("n", 9, "number of pre-params to generate")
 	out := flag.String("out", "signer/preparams/testdata/preparams.json", "output file")
+	check := flag.String("check", "", "only try to load this fixture file (shows the refusal outside tests)")
 	flag.Parse()
+	if *check != "" {
+		if _, err := preparams.LoadFixtures(*check); err != nil {
+			fmt.Fprintln(os.Stderr, "genfixtures:", err)
+			os.Exit(1)
+		}
+		fmt.Println("loaded")
+		return
+	}
 	if err := run(*n, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "genfixtures:", err)
 		os.Exit(1)
