@@ -27,8 +27,9 @@ func ParseRules(data []byte) (*Rules, error) {
 	if len(data) > MaxRulesSize {
 		return nil, fmt.Errorf("%w: file is larger than %d bytes", ErrInvalidRules, MaxRulesSize)
 	}
+	// Decoding into a yaml.Node and walking it (instead of KnownFields on a
+	// struct) is what lets every error name its path, not just a line.
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -190,13 +191,11 @@ func (p *parser) scalar(n *yaml.Node, path string, tags ...string) (string, bool
 		return "", false
 	}
 	if n.Kind != yaml.ScalarNode || !slices.Contains(tags, n.Tag) {
-		p.fail(n, path, "must be a %s", strings.Join(slices.Collect(func(yield func(string) bool) {
-			for _, t := range tags {
-				if !yield(strings.TrimPrefix(t, "!!")) {
-					return
-				}
-			}
-		}), " or "))
+		names := make([]string, len(tags))
+		for i, t := range tags {
+			names[i] = strings.TrimPrefix(t, "!!")
+		}
+		p.fail(n, path, "must be a %s", strings.Join(names, " or "))
 		return "", false
 	}
 	return n.Value, true
@@ -385,6 +384,14 @@ func (p *parser) rules(n *yaml.Node) *Rules {
 	}
 	if len(r.Groups) == 0 {
 		r.Groups = nil
+	}
+	// Sets are sorted so that their spelling order does not change the hash.
+	for _, g := range r.Groups {
+		slices.Sort(g)
+	}
+	for i := range r.Wallets {
+		slices.Sort(r.Wallets[i].Wallets)
+		slices.Sort(r.Wallets[i].Groups)
 	}
 	return r
 }

@@ -52,8 +52,9 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Rules is a parsed, validated rules file. Build it with ParseRules; the zero
-// value denies everything.
+// Rules is a parsed, validated rules file. Build it with ParseRules and treat
+// it as read-only: the hash and the lookup index are computed at parse time.
+// The zero value (and nil) denies everything.
 type Rules struct {
 	Version   int                 `json:"version"`
 	Assets    map[string]Asset    `json:"assets"`

@@ -55,6 +55,7 @@ func TestRulesHashCanonical(t *testing.T) {
 	s = strings.Replace(s, `per_tx: "10"`, `per_tx: 10.000`, 1)
 	s = strings.Replace(s, "# Example", "# Reformatted example", 1)
 	s = strings.Replace(s, "roles: [approver, admin]}", "roles: [admin, approver]}", 1)
+	s = strings.Replace(s, "eth-hot: [eth-hot-1, eth-hot-2]", "eth-hot: [eth-hot-2, eth-hot-1]", 1)
 	c, err := ParseRules([]byte(s))
 	if err != nil {
 		t.Fatal(err)
