@@ -159,7 +159,7 @@ var (
 	sharedShares  map[tss.PartyID]*tss.Share
 )
 
-func shared2of3(t *testing.T) (*cluster, map[tss.PartyID]*tss.Share) {
+func shared2of3(t testing.TB) (*cluster, map[tss.PartyID]*tss.Share) {
 	t.Helper()
 	sharedOnce.Do(func() {
 		ids := nodes(3)
