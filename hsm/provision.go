@@ -17,11 +17,8 @@ var provisionMu sync.Mutex
 // (SoftHSM always offers one free slot); production tokens are initialised
 // by their vendor's tools.
 func InitToken(module, label, soPIN, userPIN string) (serial string, err error) {
-	if label == "" || len(label) > 32 {
-		return "", fmt.Errorf("hsm: token label must be 1..32 bytes, got %d", len(label))
-	}
-	if soPIN == "" || userPIN == "" {
-		return "", fmt.Errorf("%w: init token needs an SO PIN and a user PIN", ErrNoPIN)
+	if err := checkInitArgs(label, soPIN, userPIN); err != nil {
+		return "", err
 	}
 	m, err := acquireModule(module)
 	if err != nil {
@@ -30,28 +27,68 @@ func InitToken(module, label, soPIN, userPIN string) (serial string, err error) 
 	defer m.release()
 	provisionMu.Lock()
 	defer provisionMu.Unlock()
-	ctx := m.ctx
-	slots, err := ctx.GetSlotList(true)
+	slots, err := m.ctx.GetSlotList(true)
 	if err != nil {
 		return "", fmt.Errorf("hsm: list slots: %w", err)
 	}
-	free, found := uint(0), false
 	for _, s := range slots {
-		ti, err := ctx.GetTokenInfo(s)
-		if err != nil {
-			continue
-		}
-		if ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 && !found {
-			free, found = s, true
+		ti, err := m.ctx.GetTokenInfo(s)
+		if err == nil && ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			return initTokenInSlot(m, s, label, soPIN, userPIN)
 		}
 	}
-	if !found {
-		return "", fmt.Errorf("%w: no uninitialised token in %s", ErrTokenNotFound, module)
+	return "", fmt.Errorf("%w: no uninitialised token in %s", ErrTokenNotFound, module)
+}
+
+// ReinitToken erases the token with the given serial (all its objects) and
+// initialises it again with a new label and user PIN; soPIN must be its
+// current SO PIN. Test harnesses use it to recycle tokens. A token that this
+// process has open is refused.
+func ReinitToken(module, serial, soPIN, label, userPIN string) error {
+	if err := checkInitArgs(label, soPIN, userPIN); err != nil {
+		return err
 	}
-	if err := ctx.InitToken(free, soPIN, label); err != nil {
+	m, err := acquireModule(module)
+	if err != nil {
+		return err
+	}
+	defer m.release()
+	provisionMu.Lock()
+	defer provisionMu.Unlock()
+	slot, _, err := findToken(m.ctx, "", serial)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	open := m.logins[slot] != nil
+	m.mu.Unlock()
+	if open {
+		return fmt.Errorf("hsm: token %s is open in this process; close it before re-initialising", serial)
+	}
+	_, err = initTokenInSlot(m, slot, label, soPIN, userPIN)
+	return err
+}
+
+func checkInitArgs(label, soPIN, userPIN string) error {
+	if label == "" || len(label) > 32 {
+		return fmt.Errorf("hsm: token label must be 1..32 bytes, got %d", len(label))
+	}
+	if soPIN == "" || userPIN == "" {
+		return fmt.Errorf("%w: init token needs an SO PIN and a user PIN", ErrNoPIN)
+	}
+	return nil
+}
+
+// initTokenInSlot runs C_InitToken, then sets the user PIN as SO.
+func initTokenInSlot(m *module, slot uint, label, soPIN, userPIN string) (string, error) {
+	ctx := m.ctx
+	if err := ctx.InitToken(slot, soPIN, label); err != nil {
+		if isRV(err, pkcs11.CKR_PIN_INCORRECT) {
+			return "", fmt.Errorf("%w: SO PIN of the token in slot %d: %w", ErrPINIncorrect, slot, err)
+		}
 		return "", fmt.Errorf("hsm: C_InitToken %q: %w", label, err)
 	}
-	sh, err := ctx.OpenSession(free, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	sh, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
 		return "", fmt.Errorf("hsm: init token %q: open session: %w", label, err)
 	}
@@ -63,11 +100,28 @@ func InitToken(module, label, soPIN, userPIN string) (serial string, err error) 
 	if err := ctx.InitPIN(sh, userPIN); err != nil {
 		return "", fmt.Errorf("hsm: init token %q: C_InitPIN: %w", label, err)
 	}
-	ti, err := ctx.GetTokenInfo(free)
+	ti, err := ctx.GetTokenInfo(slot)
 	if err != nil {
 		return "", fmt.Errorf("hsm: init token %q: token info: %w", label, err)
 	}
 	return ti.SerialNumber, nil
+}
+
+// Retain keeps the module at path initialised (as an open Token would)
+// until release is called, so that opening and closing Tokens does not
+// finalise and re-initialise the library each time. Test harnesses use it;
+// the configuration the library read at initialisation stays in force.
+func Retain(path string) (release func() error, err error) {
+	m, err := acquireModule(path)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() error {
+		var err error
+		once.Do(func() { err = m.release() })
+		return err
+	}, nil
 }
 
 // SlotReport describes one slot of a module, without logging in.

@@ -151,3 +151,40 @@ func TestValidLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestRecycledTokenIsEmpty: a token recycled from an ended test comes back
+// erased, under a new label and PIN; the old Config no longer opens it.
+func TestRecycledTokenIsEmpty(t *testing.T) {
+	var first hsm.Config
+	t.Run("first", func(t *testing.T) {
+		first = softhsm.NewTestToken(t, "recycle")
+		tok, err := hsm.Open(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tok.Close()
+		if _, err := tok.CreateKEK("kek"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("second", func(t *testing.T) {
+		cfg := softhsm.NewTestToken(t, "recycle")
+		if cfg.TokenSerial != first.TokenSerial {
+			t.Skip("token was not recycled (pool used by a parallel test)")
+		}
+		if cfg.TokenLabel == first.TokenLabel || cfg.PIN == first.PIN {
+			t.Fatal("recycled token kept its label or PIN")
+		}
+		if _, err := hsm.Open(first); !errors.Is(err, hsm.ErrTokenNotFound) {
+			t.Fatalf("old Config on a recycled token: %v", err)
+		}
+		tok, err := hsm.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tok.Close()
+		if _, err := tok.KEK("kek"); !errors.Is(err, hsm.ErrKeyNotFound) {
+			t.Fatalf("recycled token still has the old KEK: %v", err)
+		}
+	})
+}
