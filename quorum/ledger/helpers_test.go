@@ -256,6 +256,8 @@ type cluster struct {
 	t     testing.TB
 	pki   *testPKI
 	nodes []*node
+	// tune, if set, adjusts every node's config before Open.
+	tune func(*Config)
 }
 
 func testConfig(id, dir, bind string, tls raftnet.Config) Config {
@@ -274,6 +276,9 @@ func testConfig(id, dir, bind string, tls raftnet.Config) Config {
 func (c *cluster) startNode(n *node, bind string) {
 	c.t.Helper()
 	cfg := testConfig(n.id, n.dir, bind, c.pki.node(c.t, n.id))
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
 	n.fault = nil
 	cfg.WrapTransport = func(tr raft.Transport) raft.Transport {
 		n.fault = &faultTransport{Transport: tr}
@@ -289,9 +294,12 @@ func (c *cluster) startNode(n *node, bind string) {
 }
 
 // newCluster starts size nodes, bootstraps n1 and joins the rest.
-func newCluster(t testing.TB, size int) *cluster {
+func newCluster(t testing.TB, size int, tune ...func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, pki: newPKI(t)}
+	if len(tune) > 0 {
+		c.tune = tune[0]
+	}
 	for i := 1; i <= size; i++ {
 		n := &node{id: fmt.Sprintf("n%d", i), dir: t.TempDir()}
 		c.startNode(n, "127.0.0.1:0")
