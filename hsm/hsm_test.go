@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"math/big"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -594,3 +595,36 @@ func TestECKeyPrivateNotExtractable(t *testing.T) {
 type crypto256 struct{}
 
 func (crypto256) HashFunc() crypto.Hash { return crypto.SHA256 }
+
+func TestLoadPIN(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Setenv("HSM_TEST_PIN", "from-env")
+	for _, c := range []struct {
+		env, file, want string
+		err             error
+	}{
+		{"HSM_TEST_PIN", write("lf", "1234\n"), "1234", nil}, // the file wins over the env
+		{"", write("crlf", "1234\r\n"), "1234", nil},
+		{"", write("none", "12 34"), "12 34", nil},
+		{"", write("two", "1234\n\n"), "1234\n", nil}, // only one newline is trimmed
+		{"", write("empty", "\n"), "", hsm.ErrNoPIN},
+		{"HSM_TEST_PIN", "", "from-env", nil},
+		{"HSM_TEST_UNSET", "", "", hsm.ErrNoPIN},
+		{"", "", "", hsm.ErrNoPIN},
+	} {
+		got, err := hsm.LoadPIN(c.env, c.file)
+		if got != c.want || !errors.Is(err, c.err) {
+			t.Errorf("LoadPIN(%q, %q) = %q, %v; want %q, %v", c.env, c.file, got, err, c.want, c.err)
+		}
+	}
+	if _, err := hsm.LoadPIN("", dir+"/missing"); err == nil {
+		t.Error("a missing PIN file was accepted")
+	}
+}
