@@ -89,7 +89,7 @@ soak: tools
 
 # Regenerates committed test fixtures (tss-lib pre-params etc.). Slow: minutes.
 fixtures:
-	@echo "no fixtures yet"
+	$(GO) run ./signer/preparams/cmd/genfixtures -n 10 -out signer/preparams/testdata/preparams.json
 
 demo: softhsm build
 	@CUSTODY=$(BIN)/custody $(CURDIR)/deploy/demo/hsm-demo.sh
