@@ -343,7 +343,19 @@ and whether the KEK exists, with its security attributes.`,
 					return nil
 				}
 				fmt.Fprintf(w, "selected token: %q serial %s (%s %s)\n", rep.Token.Label, rep.Token.Serial, rep.Token.Manufacturer, rep.Token.Model)
-				fmt.Fprintf(w, "mechanisms: %s\n", strings.Join(rep.Mechanisms, " "))
+				have := map[string]bool{}
+				for _, m := range rep.Mechanisms {
+					have[m] = true
+				}
+				fmt.Fprintf(w, "mechanisms: %d supported (full list with --output json); custody needs:", len(rep.Mechanisms))
+				for _, m := range []string{"CKM_AES_KEY_GEN", "CKM_AES_GCM", "CKM_EC_KEY_PAIR_GEN", "CKM_ECDSA"} {
+					mark := "yes"
+					if !have[m] {
+						mark = "MISSING"
+					}
+					fmt.Fprintf(w, " %s=%s", m, mark)
+				}
+				fmt.Fprintln(w)
 				switch {
 				case rep.KEK != nil:
 					a := rep.KEK
