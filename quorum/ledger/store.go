@@ -107,6 +107,8 @@ func Open(cfg Config) (*Store, error) {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 	rc.CommitTimeout = 5 * time.Millisecond
+	// Batch concurrent proposals into one log write (one fsync per batch).
+	rc.BatchApplyCh = true
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("ledger: raft config: %w", err)
 	}
