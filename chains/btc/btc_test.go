@@ -402,6 +402,23 @@ func TestMalformedInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := s.Bytes()
+	if back, err := u.VerifySigned(raw); err != nil || back.TxID() != s.TxID() {
+		t.Fatalf("VerifySigned: %v", err)
+	}
+	tampered := s.Tx()
+	tampered.TxIn[0].Witness[0][10] ^= 1
+	var tb bytes.Buffer
+	_ = tampered.Serialize(&tb)
+	if _, err := u.VerifySigned(tb.Bytes()); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("tampered witness: %v", err)
+	}
+	other, err := Build(Intent{Net: net, WalletPubKey: w.pub, To: dest.addr, Amount: 50_000, FeeRate: 3, UTXOs: []UTXO{fakeUTXO(w, 1, 40_000), fakeUTXO(w, 2, 50_000)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.VerifySigned(raw); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("other tx: %v", err)
+	}
 	for name, b := range map[string][]byte{
 		"empty":     nil,
 		"garbage":   []byte("not a transaction"),

@@ -306,3 +306,24 @@ func vsizeOf(tx *wire.MsgTx) int64 {
 	w := int64(tx.SerializeSizeStripped())*3 + int64(tx.SerializeSize())
 	return (w + 3) / 4
 }
+
+// VerifySigned parses a raw signed transaction (for example one coming back
+// from a cold ceremony) and checks that it is exactly u with witnesses: the
+// same transaction without witnesses, and every input passing the script
+// engine against u's prevouts.
+func (u *Unsigned) VerifySigned(raw []byte) (*Signed, error) {
+	tx, err := ParseRawTx(raw)
+	if err != nil {
+		return nil, err
+	}
+	var a, b bytes.Buffer
+	_ = tx.SerializeNoWitness(&a)
+	_ = u.tx.SerializeNoWitness(&b)
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		return nil, fmt.Errorf("%w: signed transaction %s is not the approved %s", ErrMismatch, tx.TxHash(), u.TxID())
+	}
+	if err := Verify(tx, u.prevouts); err != nil {
+		return nil, err
+	}
+	return &Signed{tx: tx, unsigned: u}, nil
+}
