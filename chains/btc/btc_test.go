@@ -402,6 +402,25 @@ func TestMalformedInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := s.Bytes()
+	pu, err := ParseUnsigned(u.Bytes(), w.pub)
+	if err != nil || pu.PayloadHash() != u.PayloadHash() || Compare(u.Description(), pu.Description()) != nil {
+		t.Fatalf("ParseUnsigned round trip: %v", err)
+	}
+	ub := u.Bytes()
+	for name, b := range map[string][]byte{
+		"short":         ub[:3],
+		"unknown magic": append([]byte{1, 2, 3, 4}, ub[4:]...),
+		"truncated":     ub[:len(ub)-1],
+		"trailing":      append(bytes.Clone(ub), 0),
+		"signed":        append(bytes.Clone(ub[:4]), raw...),
+	} {
+		if _, err := ParseUnsigned(b, w.pub); !errors.Is(err, ErrMalformedTx) {
+			t.Fatalf("ParseUnsigned(%s): %v", name, err)
+		}
+	}
+	if _, err := ParseUnsigned(ub, dest.pub); !errors.Is(err, ErrMalformedTx) {
+		t.Fatalf("ParseUnsigned for another wallet: %v", err)
+	}
 	if back, err := u.VerifySigned(raw); err != nil || back.TxID() != s.TxID() {
 		t.Fatalf("VerifySigned: %v", err)
 	}

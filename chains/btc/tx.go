@@ -327,3 +327,51 @@ func (u *Unsigned) VerifySigned(raw []byte) (*Signed, error) {
 	}
 	return &Signed{tx: tx, unsigned: u}, nil
 }
+
+// ParseUnsigned parses the canonical unsigned bytes (Unsigned.Bytes) of a
+// transaction of the wallet walletPub, so a signer can re-derive the
+// payload hash and digests from what the ledger stored. Only the canonical
+// encoding is accepted: re-encoding must give the input.
+func ParseUnsigned(b []byte, walletPub []byte) (u *Unsigned, err error) {
+	if len(b) < 4 || len(b) > maxRawTx {
+		return nil, fmt.Errorf("%w: %d bytes", ErrMalformedTx, len(b))
+	}
+	var net *chaincfg.Params
+	magic := wire.BitcoinNet(binary.LittleEndian.Uint32(b[:4]))
+	for _, p := range Networks {
+		if p.Net == magic {
+			net = p
+		}
+	}
+	if net == nil {
+		return nil, fmt.Errorf("%w: unknown network magic %08x", ErrMalformedTx, uint32(magic))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			u, err = nil, fmt.Errorf("%w: decoder panic: %v", ErrMalformedTx, p)
+		}
+	}()
+	r := bytes.NewReader(b[4:])
+	tx := new(wire.MsgTx)
+	if err := tx.DeserializeNoWitness(r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedTx, err)
+	}
+	prev := make([]*wire.TxOut, len(tx.TxIn))
+	for i := range prev {
+		prev[i] = new(wire.TxOut)
+		if err := wire.ReadTxOut(r, 0, 0, prev[i]); err != nil {
+			return nil, fmt.Errorf("%w: prevout %d: %v", ErrMalformedTx, i, err)
+		}
+	}
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformedTx, r.Len())
+	}
+	u, err = checkUnsigned(net, walletPub, tx, prev)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(u.Bytes(), b) {
+		return nil, fmt.Errorf("%w: non-canonical encoding", ErrMalformedTx)
+	}
+	return u, nil
+}
