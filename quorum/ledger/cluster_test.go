@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,32 @@ func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
 	c.seed()
 	ctx := context.Background()
 	l := c.waitLeader(nil)
+
+	// Bootstrap and join are idempotent; removing a stranger is a no-op.
+	before := c.leaderHash()
+	if err := c.nodes[0].s.Bootstrap(); err != nil {
+		t.Fatalf("second bootstrap: %v", err)
+	}
+	for _, n := range c.nodes {
+		if err := l.s.Join(ctx, n.id, n.addr); err != nil {
+			t.Fatalf("re-join %s: %v", n.id, err)
+		}
+	}
+	if err := l.s.Remove(ctx, "ghost"); err != nil {
+		t.Fatalf("remove of a non-member: %v", err)
+	}
+	if after := c.leaderHash(); after != before {
+		t.Fatal("idempotent membership calls changed the state")
+	}
+	if got := c.voters(l); len(got) != 3 {
+		t.Fatalf("voters after re-joins: %v", got)
+	}
+	_ = l.s.ReadLocal(func(st *State) error {
+		if len(st.Members) != 3 {
+			t.Fatalf("members recorded: %v", st.Members)
+		}
+		return nil
+	})
 
 	// Writes and linearizable reads on a follower name the leader.
 	var f *node
@@ -112,6 +139,37 @@ func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
 		})
 	})
 	c.waitConverged(c.nodes...)
+
+	// Removing a follower shrinks the configuration and the member list.
+	var gone *node
+	for _, n := range c.nodes {
+		if !n.s.IsLeader() {
+			gone = n
+		}
+	}
+	c.retryOnLeader(func(s *Store) error { return s.Remove(ctx, gone.id) })
+	l = c.waitLeader(c.others(gone))
+	if got := c.voters(l); len(got) != 2 || slices.Contains(got, gone.id) {
+		t.Fatalf("voters after removing %s: %v", gone.id, got)
+	}
+	_ = l.s.ReadLocal(func(st *State) error {
+		if st.Members[gone.id] != nil {
+			t.Fatalf("removed %s still a member", gone.id)
+		}
+		return nil
+	})
+}
+
+func (c *cluster) voters(n *node) []string {
+	f := n.s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		c.t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range f.Configuration().Servers {
+		ids = append(ids, string(s.ID))
+	}
+	return ids
 }
 
 // retryOnLeaderErr is retryOnLeader that lets fn's FSM refusals through.

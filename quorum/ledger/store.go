@@ -216,8 +216,18 @@ func (s *Store) Join(ctx context.Context, id, addr string) error {
 			return s.mapErr(err)
 		}
 	}
-	_, err := s.Propose(ctx, CmdMemberSet, s.cfg.NodeID, MemberSet{ID: id, Address: addr})
-	return err
+	// Record every voter (the bootstrap node included); the FSM ignores
+	// members it already has, so repeating a join changes nothing.
+	cf = s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return s.mapErr(err)
+	}
+	for _, srv := range cf.Configuration().Servers {
+		if _, err := s.Propose(ctx, CmdMemberSet, s.cfg.NodeID, MemberSet{ID: string(srv.ID), Address: string(srv.Address)}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Remove removes a voter (on the leader); removing a non-member is a no-op.
