@@ -95,11 +95,14 @@ func (s *Store) write(wallet string, party tss.PartyID, shareID, plaintext []byt
 	if _, err := os.Stat(final); err == nil {
 		return ErrExists
 	}
-	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// A unique temporary name (CreateTemp: O_EXCL, mode 0600): a file left
+	// by a crash, or a concurrent Put of the same share, must not make the
+	// share unstorable. Only ciphertext is ever written to it.
+	f, err := os.CreateTemp(s.dir, filepath.Base(final)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("shares: %w", err)
 	}
+	tmp := f.Name()
 	if _, err := f.Write(out); err != nil {
 		f.Close()
 		os.Remove(tmp)

@@ -194,3 +194,33 @@ func TestStoreRefusesPreV2Share(t *testing.T) {
 		t.Fatalf("pre-v2 share: %v", err)
 	}
 }
+
+// TestStorePutAfterCrashLeftTempFile: a node killed between creating its
+// temporary file and linking it leaves ciphertext behind; that must not make
+// the share unstorable forever (the old fixed "<name>.tmp" + O_EXCL did).
+func TestStorePutAfterCrashLeftTempFile(t *testing.T) {
+	dir := t.TempDir()
+	st, err := NewStore(dir, hsmSealer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := testShare(t, "w1")
+	id := sh.Data.ShareID.Bytes()
+	stale := st.path("w1", "node1", id) + ".tmp"
+	if err := os.WriteFile(stale, []byte("partial ciphertext"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(sh); err != nil {
+		t.Fatalf("Put with a stale temporary file present: %v", err)
+	}
+	got, err := st.Get("w1", "node1", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Data.Xi.Cmp(sh.Data.Xi) != 0 {
+		t.Fatal("share changed on the way through the store")
+	}
+	if err := st.Put(sh); !errors.Is(err, ErrExists) {
+		t.Fatalf("second Put: %v, want ErrExists", err)
+	}
+}
