@@ -385,12 +385,22 @@ func TestStaleLeaderClaimRefused(t *testing.T) {
 		won, err = s.Claim(context.Background(), "new-leader", r1.ID)
 		return err
 	})
-	// While frozen, the old leader cannot commit its claim.
+	// While frozen, the old leader can neither commit its claim nor answer
+	// a linearizable read from its stale copy.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_, err = old.s.SubmitClaim(ctx, "old-leader", c1)
 	cancel()
 	if err == nil {
 		t.Fatal("frozen leader committed a claim")
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	err = old.s.ReadLinearizable(ctx, func(st *State) error {
+		t.Errorf("stale leader served a linearizable read (sees %s as %s)", r1.ID, st.Requests[r1.ID].Status)
+		return nil
+	})
+	cancel()
+	if err == nil {
+		t.Fatal("linearizable read on a deposed leader succeeded")
 	}
 	c.isolate(old, false)
 	c.waitLeader(nil)
