@@ -63,6 +63,11 @@ func isRV(err error, rv uint) bool {
 	return ok && uint(e) == rv
 }
 
+// errSessionUnusable marks an error after which the session is in an unknown
+// state (e.g. an object search that could not be finalised); withSession
+// closes such a session instead of returning it to the pool.
+var errSessionUnusable = errors.New("hsm: session left in an unusable state")
+
 // tokenGone reports whether err means the token or the session is no longer
 // usable. Such sessions are discarded and the error maps to ErrTokenNotFound,
 // so a vanished token fails closed.

@@ -80,7 +80,7 @@ func withFakeModule(t *testing.T, f *fakeAPI) string {
 	t.Cleanup(func() {
 		loadModule = old
 		modulesMu.Lock()
-		delete(modules, path)
+		delete(modules, moduleKey(path))
 		modulesMu.Unlock()
 	})
 	return path
@@ -253,4 +253,50 @@ func (nil2Reader) Read(p []byte) (int, error) {
 		p[i] = byte(i*7 + 1)
 	}
 	return len(p), nil
+}
+
+// findFake adds the object-search calls to a fakeAPI.
+type findFake struct {
+	*fakeAPI
+	findFinal func() error
+}
+
+func (f *findFake) FindObjectsInit(pkcs11.SessionHandle, []*pkcs11.Attribute) error { return nil }
+func (f *findFake) FindObjects(pkcs11.SessionHandle, int) ([]pkcs11.ObjectHandle, bool, error) {
+	return nil, false, nil
+}
+func (f *findFake) FindObjectsFinal(pkcs11.SessionHandle) error { return f.findFinal() }
+
+func TestFaultUnfinishedSearchDiscardsSession(t *testing.T) {
+	base := healthyFake()
+	f := &findFake{fakeAPI: base, findFinal: func() error { return pkcs11.Error(pkcs11.CKR_FUNCTION_FAILED) }}
+	path := "fake:" + t.Name()
+	old := loadModule
+	loadModule = func(p string) (api, error) {
+		if p == path {
+			return f, nil
+		}
+		return old(p)
+	}
+	t.Cleanup(func() {
+		loadModule = old
+		modulesMu.Lock()
+		delete(modules, moduleKey(path))
+		modulesMu.Unlock()
+	})
+	tok, err := Open(Config{Module: path, TokenLabel: "t1", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	closedBefore := len(base.closed)
+	if _, err := tok.KEK("kek"); err == nil {
+		t.Fatal("KEK lookup succeeded although C_FindObjectsFinal failed")
+	}
+	if len(tok.idle) != 0 {
+		t.Fatalf("a session with a possibly active search went back to the pool")
+	}
+	if len(base.closed) != closedBefore+1 {
+		t.Fatalf("the session was not closed: %d closed before, %d after", closedBefore, len(base.closed))
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -627,4 +628,34 @@ func TestLoadPIN(t *testing.T) {
 	if _, err := hsm.LoadPIN("", dir+"/missing"); err == nil {
 		t.Error("a missing PIN file was accepted")
 	}
+}
+
+// A second spelling of the module path (a symlink) is the same library in
+// this process: it must share the login record, so a wrong PIN through the
+// symlink is refused instead of riding on the first login.
+func TestOpenSymlinkedModuleChecksPIN(t *testing.T) {
+	cfg := softhsm.NewTestToken(t, "symlink")
+	tok, err := hsm.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	link := filepath.Join(t.TempDir(), "libsofthsm2-link.so")
+	if err := os.Symlink(cfg.Module, link); err != nil {
+		t.Fatal(err)
+	}
+	bad := cfg
+	bad.Module = link
+	bad.PIN = cfg.PIN + "-wrong"
+	if tok2, err := hsm.Open(bad); err == nil {
+		tok2.Close()
+		t.Fatal("Open through a symlinked module path with a wrong PIN succeeded")
+	}
+	good := cfg
+	good.Module = link
+	tok3, err := hsm.Open(good)
+	if err != nil {
+		t.Fatalf("Open through a symlinked module path with the right PIN: %v", err)
+	}
+	tok3.Close()
 }

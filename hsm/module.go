@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"path/filepath"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -49,7 +50,8 @@ var _ api = (*pkcs11.Ctx)(nil)
 // SoftHSM reads its configuration only then), so it is called once and
 // C_Finalize only when the last Token closes.
 type module struct {
-	path string
+	path string // as configured, for messages
+	key  string // moduleKey(path), the entry in modules
 	ctx  api
 
 	mu     sync.Mutex // guards everything below
@@ -81,6 +83,18 @@ var (
 	}
 )
 
+// moduleKey names the library file behind path. One file is one PKCS#11
+// instance in this process whatever the spelling of its path, so modules are
+// keyed by the resolved path: a symlinked second spelling then shares the
+// login record (and its PIN check) instead of riding on the library's
+// existing login.
+func moduleKey(path string) string {
+	if resolved, err := filepath.EvalSymlinks(path); err == nil {
+		return resolved
+	}
+	return path
+}
+
 // acquireModule returns the shared, initialised module for path, loading and
 // initialising it on first use. Every successful call must be paired with
 // release.
@@ -88,16 +102,17 @@ func acquireModule(path string) (*module, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: no module path configured", ErrModuleLoad)
 	}
+	key := moduleKey(path)
 	modulesMu.Lock()
 	defer modulesMu.Unlock()
-	m := modules[path]
+	m := modules[key]
 	if m == nil {
 		ctx, err := loadModule(path)
 		if err != nil {
 			return nil, err
 		}
-		m = &module{path: path, ctx: ctx}
-		modules[path] = m
+		m = &module{path: path, key: key, ctx: ctx}
+		modules[key] = m
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -160,9 +175,10 @@ func (m *module) pinMAC(pin string) []byte {
 // SOFTHSM2_CONF only when it is initialised; package softhsm uses this to
 // refuse switching configurations under open tokens.
 func ModuleLoaded(path string) bool {
+	key := moduleKey(path)
 	modulesMu.Lock()
 	defer modulesMu.Unlock()
-	m := modules[path]
+	m := modules[key]
 	if m == nil {
 		return false
 	}

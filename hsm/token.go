@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"crypto/hmac"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -264,7 +265,7 @@ func (t *Token) withSession(fn func(sh pkcs11.SessionHandle) error) error {
 		}
 	}
 	err := fn(sh)
-	if err != nil && tokenGone(err) {
+	if err != nil && (tokenGone(err) || errors.Is(err, errSessionUnusable)) {
 		t.ctx.CloseSession(sh)
 		return err
 	}
@@ -290,7 +291,9 @@ func (t *Token) findObjects(sh pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (
 	for {
 		hs, _, err := t.ctx.FindObjects(sh, 32)
 		if err != nil {
-			t.ctx.FindObjectsFinal(sh)
+			if ferr := t.ctx.FindObjectsFinal(sh); ferr != nil {
+				return nil, fmt.Errorf("%w: C_FindObjectsFinal: %w (after C_FindObjects: %w)", errSessionUnusable, ferr, err)
+			}
 			return nil, err
 		}
 		all = append(all, hs...)
@@ -299,7 +302,9 @@ func (t *Token) findObjects(sh pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (
 		}
 	}
 	if err := t.ctx.FindObjectsFinal(sh); err != nil {
-		return nil, err
+		// The search may still be active on this session; every later
+		// C_FindObjectsInit on it would fail, so it must not be pooled.
+		return nil, fmt.Errorf("%w: C_FindObjectsFinal: %w", errSessionUnusable, err)
 	}
 	return all, nil
 }
