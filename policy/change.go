@@ -131,6 +131,18 @@ func (st State) Apply(rules *Rules, reg quorum.Registry, c Change, approvals []q
 			}
 		}
 		e := AllowlistEntry{Wallet: c.Wallet, Chain: c.Chain, Network: c.Network, Address: addr}
+		// Locked means locked (DESIGN invariant 5): no allowlist change at all,
+		// removal included, until an unlock quorum and its delay have passed.
+		var l Lock
+		var locked bool
+		if c.Wallet == AccountScope {
+			l, locked = st.anyLock(now)
+		} else {
+			l, locked = st.LockedAt(c.Wallet, now)
+		}
+		if locked {
+			return st, quorum.Tally{}, fmt.Errorf("policy: %s %s: %w (lock by %s)", c.Kind, c.ID, ErrLocked, l.LockedBy)
+		}
 		_, exists := next.allow[e.key()]
 		if c.Kind == ChangeAllowlistRemove {
 			if !exists {
@@ -141,16 +153,6 @@ func (st State) Apply(rules *Rules, reg quorum.Registry, c Change, approvals []q
 		}
 		if exists {
 			return bad("%s is already on the allowlist", addr)
-		}
-		var l Lock
-		var locked bool
-		if c.Wallet == AccountScope {
-			l, locked = st.anyLock(now)
-		} else {
-			l, locked = st.LockedAt(c.Wallet, now)
-		}
-		if locked {
-			return st, quorum.Tally{}, fmt.Errorf("policy: allowlist_add %s: %w (lock by %s)", c.ID, ErrLocked, l.LockedBy)
 		}
 		e.Label, e.ChangeID = c.Label, c.ID
 		e.ApprovedAt = now.UTC()

@@ -73,7 +73,9 @@ func TestApplyChanges(t *testing.T) {
 				t.Fatalf("removed address still payable: %v", d.Err())
 			}
 		}},
-		{"remove while locked", lockedAcct, remove, []string{"dave"}, nil, nil, nil},
+		{"remove while account locked", lockedAcct, remove, []string{"dave"}, nil, ErrLocked, nil},
+		{"remove while its wallet locked", lockedW, Change{ID: "al-8", Kind: ChangeAllowlistRemove, Wallet: "eth-hot-2", Chain: "eth", Network: "mainnet", Address: dest1}, []string{"dave"}, nil, ErrLocked, nil},
+		{"remove from another wallet while one is locked", lockedW, remove, []string{"dave"}, nil, nil, nil},
 		{"remove by auditor", base, remove, []string{"grace"}, nil, ErrInsufficientApprovals, nil},
 		{"remove absent", base, Change{ID: "al-9", Kind: ChangeAllowlistRemove, Chain: "eth", Network: "mainnet", Address: dest1}, []string{"dave"}, nil, ErrInvalidChange, nil},
 		{"lock: backend principal cannot", base, Change{ID: "l2", Kind: ChangeLock}, []string{"backend"}, nil, ErrInsufficientApprovals, nil},
