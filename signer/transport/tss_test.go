@@ -1,0 +1,122 @@
+package transport_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+	"github.com/btcsuite/btcd/btcec/v2"
+	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
+
+	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/tss"
+)
+
+var fixtures []*keygen.LocalPreParams
+
+func TestMain(m *testing.M) {
+	var err error
+	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// tssDeadline bounds hangs only: tss-lib under -race on a busy 2-core
+// machine is slow.
+const tssDeadline = 4 * time.Minute
+
+func parallel[T any](nodes []tss.PartyID, f func(tss.PartyID) (T, error)) (map[tss.PartyID]T, error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	out := map[tss.PartyID]T{}
+	var firstErr error
+	for _, id := range nodes {
+		wg.Go(func() {
+			v, err := f(id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", id, err)
+			}
+			out[id] = v
+		})
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+// TestSign2of3OverNetwork runs a real distributed keygen (which itself
+// test-signs with two different 2-party subsets) and then a signature by
+// node1+node3, every protocol message crossing mutual TLS on 127.0.0.1.
+func TestSign2of3OverNetwork(t *testing.T) {
+	nodes := ids(3)
+	c := newCluster(t, nodes)
+	engines := map[tss.PartyID]*tss.Engine{}
+	for _, id := range nodes {
+		e, err := tss.NewEngine(tss.Config{Self: id, Transport: c.tr[id]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Close)
+		engines[id] = e
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tssDeadline)
+	defer cancel()
+
+	sess := tss.NewSessionID()
+	shares, err := parallel(nodes, func(id tss.PartyID) (*tss.Share, error) {
+		i := int(id[len(id)-1] - '1')
+		return engines[id].Keygen(ctx, tss.KeygenParams{Wallet: "wallet-net", Session: sess, Committee: nodes, Threshold: 1},
+			fixtures[i%len(fixtures)])
+	})
+	if err != nil {
+		t.Fatalf("keygen over the network: %v", err)
+	}
+	pub := shares["node1"].Info().PubKey
+	for id, s := range shares {
+		if string(s.Info().PubKey) != string(pub) {
+			t.Fatalf("%s ended with a different public key", id)
+		}
+	}
+
+	digest := sha256.Sum256([]byte("transfer 1 BTC over mTLS"))
+	signers := []tss.PartyID{"node1", "node3"}
+	signSess := tss.NewSessionID()
+	sigs, err := parallel(signers, func(id tss.PartyID) (*tss.Signature, error) {
+		return engines[id].Sign(ctx, shares[id], tss.SignParams{Session: signSess, Signers: signers, Digest: digest})
+	})
+	if err != nil {
+		t.Fatalf("sign over the network: %v", err)
+	}
+	if string(sigs["node1"].Bytes65()) != string(sigs["node3"].Bytes65()) {
+		t.Fatal("signers returned different signatures")
+	}
+	// Verify independently of the engine.
+	pk, err := btcec.ParsePubKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r, s btcec.ModNScalar
+	r.SetByteSlice(sigs["node1"].R[:])
+	s.SetByteSlice(sigs["node1"].S[:])
+	if !becdsa.NewSignature(&r, &s).Verify(digest[:], pk) {
+		t.Fatal("signature does not verify against the wallet key")
+	}
+	for _, id := range nodes {
+		st := c.tr[id].Stats()
+		if st.Refused != 0 || st.FrameErrors != 0 || st.MalformedEnvelopes != 0 || st.Delivered == 0 {
+			t.Errorf("%s transport stats: %+v", id, st)
+		}
+		if es := engines[id].Stats(); es.Spoofed != 0 || es.Malformed != 0 {
+			t.Errorf("%s engine stats: %+v", id, es)
+		}
+	}
+}
