@@ -1,0 +1,115 @@
+package presign
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Coordinator chooses which presignature serves a request and records that
+// choice once, cluster-wide. The ledger implements it (a replicated
+// compare-and-set claim); MemCoordinator is the in-process implementation.
+type Coordinator interface {
+	// Offer makes a presignature whose offline phase finished on every
+	// member of subset available until expires.
+	Offer(wallet string, subset Subset, id ID, expires time.Time) error
+	// Claim takes one available, unexpired presignature of (wallet, subset)
+	// for requestID and records its consumption. An ID is returned by at
+	// most one Claim, ever; with none available it returns ErrEmpty.
+	Claim(wallet string, subset Subset, requestID string, now time.Time) (ID, error)
+	// Expire withdraws and returns the presignatures expired at now.
+	Expire(now time.Time) []ID
+	// Depth counts available, unexpired presignatures of (wallet, subset).
+	Depth(wallet string, subset Subset, now time.Time) int
+}
+
+type offer struct {
+	id      ID
+	expires time.Time
+}
+
+// MemCoordinator is a Coordinator in memory: a restart forgets every
+// presignature, as the nodes do.
+type MemCoordinator struct {
+	mu      sync.Mutex
+	avail   map[string][]offer // by wallet + "|" + subset key, oldest first
+	claimed map[ID]string      // ID -> request that consumed it
+}
+
+var _ Coordinator = (*MemCoordinator)(nil)
+
+// NewMemCoordinator returns an empty coordinator.
+func NewMemCoordinator() *MemCoordinator {
+	return &MemCoordinator{avail: map[string][]offer{}, claimed: map[ID]string{}}
+}
+
+func poolKey(wallet string, subset Subset) string { return wallet + "|" + subset.Key() }
+
+// Offer implements Coordinator.
+func (c *MemCoordinator) Offer(wallet string, subset Subset, id ID, expires time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.claimed[id]; ok {
+		return fmt.Errorf("%w: presignature %s was claimed", ErrBadParams, id)
+	}
+	for _, l := range c.avail {
+		for _, o := range l {
+			if o.id == id {
+				return fmt.Errorf("%w: presignature %s offered twice", ErrBadParams, id)
+			}
+		}
+	}
+	k := poolKey(wallet, subset)
+	c.avail[k] = append(c.avail[k], offer{id, expires})
+	return nil
+}
+
+// Claim implements Coordinator. It hands out the oldest unexpired offer.
+func (c *MemCoordinator) Claim(wallet string, subset Subset, requestID string, now time.Time) (ID, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := poolKey(wallet, subset)
+	l := c.avail[k]
+	for i, o := range l {
+		// Expired offers stay for Expire to report and destroy.
+		if now.Before(o.expires) {
+			c.avail[k] = append(l[:i:i], l[i+1:]...)
+			c.claimed[o.id] = requestID
+			return o.id, nil
+		}
+	}
+	return ID{}, ErrEmpty
+}
+
+// Expire implements Coordinator.
+func (c *MemCoordinator) Expire(now time.Time) []ID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []ID
+	for k, l := range c.avail {
+		keep := l[:0]
+		for _, o := range l {
+			if now.Before(o.expires) {
+				keep = append(keep, o)
+			} else {
+				out = append(out, o.id)
+				c.claimed[o.id] = ""
+			}
+		}
+		c.avail[k] = keep
+	}
+	return out
+}
+
+// Depth implements Coordinator.
+func (c *MemCoordinator) Depth(wallet string, subset Subset, now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, o := range c.avail[poolKey(wallet, subset)] {
+		if now.Before(o.expires) {
+			n++
+		}
+	}
+	return n
+}

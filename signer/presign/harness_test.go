@@ -1,0 +1,270 @@
+package presign
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+	"github.com/btcsuite/btcd/btcec/v2"
+	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
+
+	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/tss"
+)
+
+var fixtures []*keygen.LocalPreParams
+
+func TestMain(m *testing.M) {
+	var err error
+	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// testDeadline only bounds hangs (tss-lib under -race on 2 busy cores).
+const testDeadline = 4 * time.Minute
+
+// fakeClock is the injected clock: tests move time, never sleep.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// wallet is one keygen'd wallet on engines whose transports are Holds.
+type wallet struct {
+	name    string
+	ids     []tss.PartyID
+	engines map[tss.PartyID]*tss.Engine
+	holds   map[tss.PartyID]*Hold
+	shares  map[tss.PartyID]*tss.Share
+	pub     []byte
+}
+
+func nodeIDs(n int) []tss.PartyID {
+	out := make([]tss.PartyID, n)
+	for i := range out {
+		out[i] = tss.PartyID(fmt.Sprintf("node%d", i+1))
+	}
+	return out
+}
+
+func newWallet(t testing.TB, name string, n, threshold int) *wallet {
+	w := &wallet{name: name, ids: nodeIDs(n), engines: map[tss.PartyID]*tss.Engine{},
+		holds: map[tss.PartyID]*Hold{}, shares: map[tss.PartyID]*tss.Share{}}
+	net := tss.NewMemNetwork()
+	for _, id := range w.ids {
+		h := NewHold(net.Endpoint(id))
+		e, err := tss.NewEngine(tss.Config{Self: id, Transport: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.engines[id], w.holds[id] = e, h
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	defer cancel()
+	sess := tss.NewSessionID()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	for i, id := range w.ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := w.engines[id].Keygen(ctx, tss.KeygenParams{Wallet: name, Session: sess, Committee: w.ids, Threshold: threshold}, fixtures[i%len(fixtures)])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			w.shares[id] = s
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatalf("keygen %s: %v", name, firstErr)
+	}
+	w.pub = w.shares[w.ids[0]].PubKey
+	return w
+}
+
+// Wallets are generated once per test binary: keygen is the slow part.
+var (
+	w3Once, w5Once sync.Once
+	w3, w5         *wallet
+)
+
+func wallet2of3(t testing.TB) *wallet {
+	w3Once.Do(func() { w3 = newWallet(t, "wallet-2of3", 3, 1) })
+	if w3 == nil {
+		t.Fatal("2-of-3 keygen failed earlier")
+	}
+	return w3
+}
+
+func wallet3of5(t testing.TB) *wallet {
+	w5Once.Do(func() { w5 = newWallet(t, "wallet-3of5", 5, 2) })
+	if w5 == nil {
+		t.Fatal("3-of-5 keygen failed earlier")
+	}
+	return w5
+}
+
+// refusals makes a node's check refuse (fault injection for abort tests).
+type refusals struct {
+	mu   sync.Mutex
+	deny map[tss.PartyID]bool
+}
+
+func (r *refusals) set(id tss.PartyID, deny bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deny[id] = deny
+}
+
+// rig is one "process lifetime": fresh nodes, coordinator and pool on the
+// wallet's engines. A restart is a new rig.
+type rig struct {
+	w     *wallet
+	clock *fakeClock
+	nodes map[tss.PartyID]*Node
+	coord *MemCoordinator
+	pool  *Pool
+	ref   *refusals
+}
+
+func newRig(t testing.TB, w *wallet, depth int) *rig {
+	r := &rig{w: w, clock: &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)},
+		nodes: map[tss.PartyID]*Node{}, coord: NewMemCoordinator(), ref: &refusals{deny: map[tss.PartyID]bool{}}}
+	members := map[tss.PartyID]Member{}
+	for _, id := range w.ids {
+		n, err := NewNode(NodeConfig{
+			Engine: w.engines[id], Hold: w.holds[id],
+			Share: func(name string) (*tss.Share, error) {
+				if name != w.name {
+					return nil, errors.New("no such wallet")
+				}
+				return w.shares[id], nil
+			},
+			Check: func(_ context.Context, req Request) error {
+				r.ref.mu.Lock()
+				defer r.ref.mu.Unlock()
+				if r.ref.deny[id] {
+					return errors.New("digest does not match the approved payload")
+				}
+				return nil
+			},
+			Now: r.clock.Now,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.nodes[id] = n
+		members[id] = n
+		t.Cleanup(n.Close)
+	}
+	p, err := NewPool(PoolConfig{Members: members, Coordinator: r.coord, Depth: depth, Now: r.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pool = p
+	return r
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func digestOf(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// verifySig checks the signature against the wallet key, low S, and that
+// its recovery id recovers the key.
+func verifySig(t testing.TB, sig *tss.Signature, pub []byte, digest [32]byte) {
+	t.Helper()
+	pk, err := btcec.ParsePubKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r, s btcec.ModNScalar
+	r.SetByteSlice(sig.R[:])
+	s.SetByteSlice(sig.S[:])
+	if !becdsa.NewSignature(&r, &s).Verify(digest[:], pk) {
+		t.Fatal("signature does not verify against the wallet key")
+	}
+	if new(big.Int).SetBytes(sig.S[:]).Cmp(new(big.Int).Rsh(btcec.S256().N, 1)) > 0 {
+		t.Fatal("high S")
+	}
+	compact := append([]byte{27 + 4 + sig.V}, append(sig.R[:], sig.S[:]...)...)
+	got, _, err := becdsa.RecoverCompact(compact, digest[:])
+	if err != nil || !got.IsEqual(pk) {
+		t.Fatalf("recovery id %d does not recover the key", sig.V)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testDeadline)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// noneRunning waits until no presignature session of the rig runs.
+func (r *rig) noneRunning(t testing.TB) {
+	t.Helper()
+	waitFor(t, "sessions to end", func() bool {
+		for _, n := range r.nodes {
+			if n.Running() != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// noBlame asserts no node charged any peer to its failure budget.
+func (w *wallet) noBlame(t testing.TB) {
+	t.Helper()
+	for id, e := range w.engines {
+		for _, p := range w.ids {
+			if f := e.Budget().Failures(p); f != 0 {
+				t.Fatalf("%s charged %s with %d failures", id, p, f)
+			}
+		}
+	}
+}
+
+func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	t.Cleanup(cancel)
+	return ctx, cancel
+}
