@@ -171,11 +171,11 @@ func (s *Store) check(in Intent) (*Record, error) {
 		if prev.sameMessage(in) {
 			return prev, nil
 		}
-		return nil, &ConflictError{Key: Key{Kind: KindRequest, ID: in.RequestID}, RequestID: in.RequestID, Previous: *prev}
+		return nil, &ConflictError{Key: Key{Kind: KindRequest, ID: in.RequestID}, RequestID: in.RequestID, Previous: cloneRecord(prev)}
 	}
 	for _, k := range in.Keys {
 		if owner, ok := s.owners[k]; ok {
-			return nil, &ConflictError{Key: k, RequestID: in.RequestID, Previous: *s.requests[owner]}
+			return nil, &ConflictError{Key: k, RequestID: in.RequestID, Previous: cloneRecord(s.requests[owner])}
 		}
 	}
 	return nil, nil
