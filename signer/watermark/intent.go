@@ -25,7 +25,7 @@ const (
 // Limits on the sizes of what is recorded. They bound a record and keep
 // what a human reads in a conflict short.
 const (
-	maxIDLen   = 255  // request ID, key scope and key ID
+	maxIDLen   = 255  // request ID
 	maxKeys    = 4096 // one-time resources in one intent (BTC inputs)
 	maxWallet  = 128
 	digestSize = 32

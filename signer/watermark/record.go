@@ -179,6 +179,9 @@ type scanResult struct {
 // reported with its offset, because it may hold an acknowledged reservation.
 func scanLog(data []byte) (scanResult, *CorruptError) {
 	var res scanResult
+	if len(data) == 0 {
+		return res, nil // a new file: Open writes the header
+	}
 	if len(data) < len(fileMagic) {
 		if isPrefixOrZero(data, fileMagic) {
 			res.torn = "incomplete file header"

@@ -111,8 +111,7 @@ func mkdir(dir string) (created bool, err error) {
 // load replays the log, repairs a torn tail and opens the file for appends.
 func (s *Store) load() error {
 	data, err := os.ReadFile(s.path)
-	fresh := errors.Is(err, os.ErrNotExist)
-	if err != nil && !fresh {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("watermark: %w", err)
 	}
 	res, cerr := scanLog(data)
@@ -152,7 +151,8 @@ func (s *Store) load() error {
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
-	if fresh {
+	if res.good < int64(len(fileMagic)) {
+		// A new (or never completed) file: make its name durable too.
 		if err := syncDir(filepath.Dir(s.path)); err != nil {
 			f.Close()
 			return err

@@ -83,9 +83,7 @@ func TestReserveSameIntentTwiceIsRetry(t *testing.T) {
 		t.Fatalf("first reservation: %+v", first)
 	}
 	size := fileSize(t, dir)
-	// Keys in another order are the same intent.
-	in2 := intentFor("req-1", "m1", ETHNonceKey(wallet, 1, 7))
-	again := mustReserve(t, s, in2)
+	again := mustReserve(t, s, in)
 	if !again.Retry || again.Digest != in.Digest {
 		t.Fatalf("retry: %+v", again)
 	}
@@ -349,7 +347,15 @@ func TestSecondOpenIsLocked(t *testing.T) {
 
 func TestOpenCreatesPrivateDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "wm")
-	openStore(t, dir)
+	var logged bytes.Buffer
+	s, err := Open(dir, WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if logged.Len() != 0 || s.Recovery() != (Recovery{}) {
+		t.Fatalf("a new store reported recovery: %+v %q", s.Recovery(), logged.String())
+	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -445,7 +451,15 @@ func TestTornTailIsTruncated(t *testing.T) {
 func TestZeroTailIsTruncated(t *testing.T) {
 	data, _ := buildLog(t, 2)
 	dir := writeLog(t, append(bytes.Clone(data), make([]byte, 4096)...))
-	s := openStore(t, dir)
+	var logged bytes.Buffer
+	s, err := Open(dir, WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(logged.String(), "truncating torn tail") || !strings.Contains(logged.String(), "bytes=4096") {
+		t.Fatalf("no clear log line for the truncation: %q", logged.String())
+	}
 	if got := s.Recovery(); got.Records != 3 || got.TruncatedBytes != 4096 {
 		t.Fatalf("recovery %+v", got)
 	}
