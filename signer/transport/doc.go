@@ -23,8 +23,13 @@
 // # Wire format
 //
 // Each TCP connection carries frames in one direction only (the dialer
-// writes, the acceptor reads): a big-endian u32 length followed by that many
-// bytes of one marshalled [tss.Envelope]. A length of zero or above
+// writes, the acceptor reads). After the TLS handshake the acceptor writes the
+// four bytes "CTT1" once it has authorised the dialer's node ID, and nothing
+// else ever; the dialer sends nothing before it has them (TLS 1.3 lets a
+// client finish its handshake before the server has judged its certificate,
+// so this is how a refused dialer finds out). Then each frame is a
+// big-endian u32 length followed by that many bytes of one marshalled
+// [tss.Envelope]. A length of zero or above
 // [MaxFrame] is a framing error: the connection is closed and the event
 // logged, and nothing is allocated for the announced length beyond what has
 // actually arrived. Bytes that frame correctly but do not unmarshal are

@@ -24,6 +24,15 @@ var ErrClosed = errors.New("transport: closed")
 // maxBatch bounds how many queued frames are written with one flush.
 const maxBatch = 64
 
+// acceptMagic is the only thing an acceptor ever writes: once, after it has
+// authenticated and authorised the dialer. It also names the protocol
+// version.
+const acceptMagic = "CTT1"
+
+// maxPendingHandshakes bounds unauthenticated inbound connections; more are
+// closed at once rather than queued.
+const maxPendingHandshakes = 64
+
 // Stats counts connection and frame events since New.
 type Stats struct {
 	// Delivered counts envelopes put on the Receive channel (nil Env included).
@@ -54,6 +63,8 @@ type Transport struct {
 	peers  map[tss.PartyID]*peer
 	inbox  chan tss.Delivery
 	stats  counters
+	// pending holds a slot per inbound connection still in its handshake.
+	pending chan struct{}
 
 	stop   chan struct{}
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
@@ -93,6 +104,7 @@ func New(cfg Config) (*Transport, error) {
 		ln:      ln,
 		peers:   make(map[tss.PartyID]*peer, len(c.Peers)),
 		inbox:   make(chan tss.Delivery, c.InboxSize),
+		pending: make(chan struct{}, maxPendingHandshakes),
 		stop:    make(chan struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -259,6 +271,13 @@ func (t *Transport) acceptLoop() {
 			_ = c.Close()
 			return
 		}
+		select {
+		case t.pending <- struct{}{}:
+		default:
+			t.log.Warn("transport: too many pending handshakes, closing", "remote", c.RemoteAddr().String())
+			t.untrack(c)
+			continue
+		}
 		t.wg.Add(1)
 		go t.serveInbound(c)
 	}
@@ -274,6 +293,7 @@ func (t *Transport) serveInbound(raw net.Conn) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	<-t.pending
 	var from tss.PartyID
 	if err == nil {
 		from, err = t.identify(tc)
@@ -286,6 +306,15 @@ func (t *Transport) serveInbound(raw net.Conn) {
 		t.log.Warn("transport: inbound connection refused", "remote", remote, "err", err)
 		return
 	}
+	// Tell the dialer it was accepted. TLS 1.3 lets a client finish its
+	// handshake before the server has checked the client certificate, so
+	// without this a refused dialer would write frames into the void.
+	_ = raw.SetWriteDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	if _, err := tc.Write([]byte(acceptMagic)); err != nil {
+		t.log.Debug("transport: accept ack failed", "peer", string(from), "err", err)
+		return
+	}
+	_ = raw.SetWriteDeadline(time.Time{})
 	t.mu.Lock()
 	old := t.inbound[from]
 	t.inbound[from] = raw
@@ -439,7 +468,7 @@ func (t *Transport) writeLoop(p *peer) {
 
 // connect dials p until it succeeds or the transport closes (nil).
 func (t *Transport) connect(p *peer) *outConn {
-	delay := time.Duration(0)
+	var base, delay time.Duration
 	for {
 		if delay > 0 && !t.sleep(delay) {
 			return nil
@@ -455,10 +484,10 @@ func (t *Transport) connect(p *peer) *outConn {
 		if errors.Is(err, ErrRefused) {
 			t.stats.refused.Add(1)
 		}
-		delay = min(max(2*delay, t.cfg.BackoffMin), t.cfg.BackoffMax)
+		base = min(max(2*base, t.cfg.BackoffMin), t.cfg.BackoffMax)
+		// Jitter within [base/2, base] so restarted peers are not hit in step.
+		delay = base/2 + rand.N(base/2+1)
 		t.log.Warn("transport: dial failed", "peer", string(p.id), "addr", p.addr, "retry_in", delay, "err", err)
-		// Jitter within [delay/2, delay] so restarted peers are not hit in step.
-		delay = delay/2 + rand.N(delay/2+1)
 	}
 }
 
@@ -484,6 +513,9 @@ func (t *Transport) dial(p *peer) (*outConn, error) {
 	if err == nil && id != p.id {
 		err = fmt.Errorf("%w: dialled %q, certificate names %q", ErrRefused, p.id, id)
 	}
+	if err == nil {
+		err = awaitAccept(ctx, raw, tc)
+	}
 	if err != nil {
 		t.untrack(raw)
 		return nil, err
@@ -492,10 +524,33 @@ func (t *Transport) dial(p *peer) (*outConn, error) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		// The acceptor never writes application data; any read result is
-		// the end of this connection (peer closed, refused us, or Close).
+		// The acceptor writes nothing after its ack; any read result is the
+		// end of this connection (peer closed or restarted, or Close).
 		_, _ = io.Copy(io.Discard, tc)
 		close(c.dead)
 	}()
 	return c, nil
+}
+
+// awaitAccept waits for the acceptor's ack. A TLS alert instead means the
+// acceptor refused our certificate (not in its peer map, or another CA).
+func awaitAccept(ctx context.Context, raw net.Conn, tc *tls.Conn) error {
+	if d, ok := ctx.Deadline(); ok {
+		_ = raw.SetReadDeadline(d)
+	}
+	var ack [len(acceptMagic)]byte
+	_, err := io.ReadFull(tc, ack[:])
+	_ = raw.SetReadDeadline(time.Time{})
+	// crypto/tls reports an alert from the peer as a *net.OpError with Op
+	// "remote error".
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "remote error":
+		return fmt.Errorf("%w: the peer refused our certificate: %v", ErrRefused, err)
+	case err != nil:
+		return fmt.Errorf("transport: waiting for the peer to accept: %w", err)
+	case string(ack[:]) != acceptMagic:
+		return fmt.Errorf("transport: peer speaks another protocol (%q)", ack[:])
+	}
+	return nil
 }

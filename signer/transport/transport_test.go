@@ -320,3 +320,26 @@ func mustMarshal(t testing.TB, e *tss.Envelope) []byte {
 	}
 	return b
 }
+
+// A dialer whose certificate the acceptor refuses learns it during dial (the
+// acceptor's ack never comes), counts it and backs off; nothing is delivered.
+func TestRefusedDialerNotified(t *testing.T) {
+	c := newCluster(t, ids(2))
+	if err := c.tr["node2"].Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.config(t, "node2")
+	cfg.Peers = map[tss.PartyID]string{"node3": "127.0.0.1:1"} // node1 is not a peer of node2
+	strict, err := transport.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+	send(t, c.tr["node1"], "node2", env("node1", "node2", "let me in"))
+	waitFor(t, "dialer sees the refusal", func() bool { return c.tr["node1"].Stats().Refused >= 2 })
+	waitFor(t, "refusal logged by the dialer", contains(c.logs["node1"], "the peer refused our certificate"))
+	if st := strict.Stats(); st.Refused < 2 || st.Delivered != 0 {
+		t.Fatalf("acceptor stats: %+v", st)
+	}
+	nothingDelivered(t, strict)
+}
