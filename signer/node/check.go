@@ -1,0 +1,227 @@
+package node
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/signer/tss"
+)
+
+// Claim is what a coordinator hands a member: which claim of the ledger to
+// sign under, with whom, and what the coordinator believes is being signed.
+// None of it is trusted: the member checks every field against its own
+// ledger read and its own recomputation.
+type Claim struct {
+	// SessionID is the claim's 256-bit session ID (ledger Claim.SessionID).
+	SessionID tss.SessionID
+	// Index is the raft index of the claim entry: the fencing token.
+	Index uint64
+	// Signers is the t+1 (or more) committee members taking part.
+	Signers []tss.PartyID
+	// PayloadHash is the approved payload hash the coordinator read.
+	PayloadHash quorum.Hash
+	// Digest is the signing hash the coordinator computed; members refuse
+	// when theirs differs, so a coordinator's disagreement is loud.
+	Digest [32]byte
+}
+
+// plan is everything a member derived and checked from one ledger state.
+type plan struct {
+	wallet      string
+	info        tss.WalletInfo
+	address     common.Address
+	chainID     uint64
+	nonce       uint64
+	unsigned    *eth.Unsigned
+	payloadHash [32]byte
+	digest      [32]byte
+	// stored is the ledger's signed result of exactly this claim, if the
+	// request is already signed (an idempotent repeat).
+	stored []byte
+}
+
+// checkClaim runs the member's ledger-side checks, in order, on one state
+// read at or after the claim index. It is deterministic: the time is the
+// ledger's clock (State.Clock, which never goes backwards).
+func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey, networks map[string]uint64, requestID string, c Claim) (*plan, error) {
+	// 1. The claim is the ledger's current claim of the request (fencing).
+	r := st.Requests[requestID]
+	if r == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownRequest, requestID)
+	}
+	if st.Index < c.Index {
+		return nil, fmt.Errorf("%w: ledger read at index %d, before the claim index %d", ErrLedgerRead, st.Index, c.Index)
+	}
+	if r.Claim == nil {
+		return nil, fmt.Errorf("%w: request is %s and has no claim", ErrClaimMismatch, r.Status)
+	}
+	if r.Claim.Index != c.Index || r.Claim.SessionID != hex.EncodeToString(c.SessionID[:]) {
+		return nil, fmt.Errorf("%w: ledger claim is session %s at index %d, presented %s at %d",
+			ErrClaimMismatch, r.Claim.SessionID, r.Claim.Index, c.SessionID, c.Index)
+	}
+	p := &plan{wallet: r.Wallet}
+	switch {
+	case r.Status == ledger.StatusClaimed:
+	case r.Status == ledger.StatusSigned && r.Result != nil && r.Result.SessionID == r.Claim.SessionID:
+		p.stored = slices.Clone(r.Result.Signed)
+	default:
+		return nil, fmt.Errorf("%w: request is %s", ErrClaimMismatch, r.Status)
+	}
+
+	// 2. The wallet: known locally from keygen, recorded in the ledger with
+	// the same committee, and the signer set is a quorum of it with us in it.
+	wk, ok := wallets[r.Wallet]
+	if !ok {
+		return nil, fmt.Errorf("%w: wallet %q has no share on this member", ErrWallet, r.Wallet)
+	}
+	lw := st.Wallets[r.Wallet]
+	if lw == nil {
+		return nil, fmt.Errorf("%w: wallet %q is not in the ledger", ErrWallet, r.Wallet)
+	}
+	if err := checkCommittee(lw, wk.info, self, c.Signers); err != nil {
+		return nil, err
+	}
+	p.info, p.address = wk.info, wk.address
+
+	// 3. The payload: parse the stored unsigned transaction, recompute its
+	// hash and compare what it does with what the request says.
+	if err := checkETHPayload(r, lw, networks, c, p); err != nil {
+		return nil, err
+	}
+
+	// 4. The approvals: every stored approval verifies, and enough distinct,
+	// currently enrolled operators approved exactly this payload hash, under
+	// the registry and rules of this state. The stored decision is ignored.
+	rules := st.ActivePolicy()
+	if rules == nil {
+		return nil, fmt.Errorf("%w: no rules in force", ErrPolicy)
+	}
+	now := st.Clock
+	pst, err := withoutOwnSpend(st.Policy, r.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: policy state: %v", ErrPolicy, err)
+	}
+	preq := r.PolicyRequest()
+	preq.PayloadHash = p.payloadHash
+	ev := policy.Evaluate(rules, pst, preq, now)
+	if !ev.Allowed {
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, ev.Err())
+	}
+	tally := quorum.Count(st.Registry, quorum.Subject{RequestID: r.ID, PayloadHash: p.payloadHash, Initiator: r.Initiator},
+		quorum.Requirement{Required: ev.Required, Roles: ev.Roles}, r.Approvals, now)
+	for _, ig := range tally.Ignored {
+		switch ig.Reason {
+		case quorum.ReasonExpired, quorum.ReasonDeviceRevoked, quorum.ReasonOperatorInactive, quorum.ReasonRoleNotAllowed:
+			// Legitimate changes since approval: the approval stops counting.
+		default:
+			return nil, fmt.Errorf("%w: stored approval %d (device %s) is invalid: %s", ErrQuorum, ig.Index, ig.DeviceID, ig.Reason)
+		}
+	}
+	if !tally.Met() {
+		return nil, fmt.Errorf("%w: %w", ErrQuorum, tally.Err())
+	}
+
+	// 5. Policy as a whole at this state (locks, allowlist, cooling-off,
+	// limits, velocity without this request's own recorded spend), hot route.
+	if !now.Before(r.ExpiresAt) {
+		return nil, fmt.Errorf("%w: request expired at %s (ledger time %s)", ErrPolicy, r.ExpiresAt, now)
+	}
+	d := policy.Authorize(rules, pst, st.Registry, preq, r.Approvals, now)
+	if !d.Approved {
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, d.Err())
+	}
+	if d.Route != policy.RouteHot {
+		return nil, fmt.Errorf("%w: routed %s; only hot requests are signed online", ErrPolicy, d.Route)
+	}
+
+	// 6. The digest the coordinator expects is the one recomputed here.
+	if c.Digest != p.digest {
+		return nil, fmt.Errorf("%w: coordinator's digest %x differs from the recomputed signing hash %x", ErrPayload, c.Digest, p.digest)
+	}
+	return p, nil
+}
+
+func checkCommittee(lw *ledger.Wallet, info tss.WalletInfo, self tss.PartyID, signers []tss.PartyID) error {
+	local := make([]string, len(info.Members))
+	for i, m := range info.Members {
+		local[i] = string(m.Node)
+	}
+	ledgerCommittee := slices.Clone(lw.Committee)
+	slices.Sort(local)
+	slices.Sort(ledgerCommittee)
+	if !slices.Equal(local, ledgerCommittee) || lw.Threshold != info.Threshold {
+		return fmt.Errorf("%w: ledger committee %v (t=%d) differs from the keygen committee %v (t=%d)",
+			ErrWallet, ledgerCommittee, lw.Threshold, local, info.Threshold)
+	}
+	if len(signers) < info.Threshold+1 {
+		return fmt.Errorf("%w: %d signers, the wallet needs %d", ErrWallet, len(signers), info.Threshold+1)
+	}
+	seen := map[tss.PartyID]bool{}
+	for _, s := range signers {
+		if seen[s] || !slices.Contains(local, string(s)) {
+			return fmt.Errorf("%w: signer %q is repeated or not in the committee", ErrWallet, s)
+		}
+		seen[s] = true
+	}
+	if !seen[self] {
+		return fmt.Errorf("%w: this member (%s) is not among the signers", ErrWallet, self)
+	}
+	return nil
+}
+
+func checkETHPayload(r *ledger.Request, lw *ledger.Wallet, networks map[string]uint64, c Claim, p *plan) error {
+	if r.Chain != "eth" || lw.Chain != "eth" || lw.Network != r.Network {
+		return fmt.Errorf("%w: chain %s/%s (wallet %s/%s); this member signs eth only", ErrPayload, r.Chain, r.Network, lw.Chain, lw.Network)
+	}
+	chainID, ok := networks[r.Network]
+	if !ok {
+		return fmt.Errorf("%w: unknown eth network %q", ErrPayload, r.Network)
+	}
+	u, err := eth.ParseUnsigned(r.Payload)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPayload, err)
+	}
+	ph := u.PayloadHash()
+	if ph != r.PayloadHash || !bytes.Equal(ph[:], c.PayloadHash[:]) {
+		return fmt.Errorf("%w: stored tx hashes to %x; ledger records %x, claim presents %x", ErrPayload, ph, r.PayloadHash, c.PayloadHash)
+	}
+	d := u.Description()
+	switch {
+	case d.ChainID == nil || !d.ChainID.IsUint64() || d.ChainID.Uint64() != chainID:
+		return fmt.Errorf("%w: tx chain ID %v, network %s is %d", ErrPayload, d.ChainID, r.Network, chainID)
+	case r.Nonce == nil || *r.Nonce != d.Nonce:
+		return fmt.Errorf("%w: tx nonce %d is not the allocated nonce", ErrPayload, d.Nonce)
+	case r.Asset != "ETH" || d.Token != nil || len(d.Data) != 0:
+		return fmt.Errorf("%w: asset %q: only native ETH transfers are signed online yet", ErrPayload, r.Asset)
+	case d.To.Hex() != r.To:
+		return fmt.Errorf("%w: tx pays %s, the request names %s", ErrPayload, d.To.Hex(), r.To)
+	case d.Amount == nil || d.Amount.Cmp(r.Amount.Big()) != 0:
+		return fmt.Errorf("%w: tx amount %v, the request names %s", ErrPayload, d.Amount, r.Amount)
+	}
+	p.chainID, p.nonce, p.unsigned, p.payloadHash, p.digest = chainID, d.Nonce, u, ph, u.SigningHash()
+	return nil
+}
+
+// withoutOwnSpend removes the request's own spend, which the FSM records when
+// it commits the claim, so the velocity check does not count it twice.
+func withoutOwnSpend(st policy.State, requestID string) (policy.State, error) {
+	hist := st.History()
+	kept := hist[:0:0]
+	for _, sp := range hist {
+		if sp.RequestID != requestID {
+			kept = append(kept, sp)
+		}
+	}
+	if len(kept) == len(hist) {
+		return st, nil
+	}
+	return policy.NewState(st.Allowlist(), st.Locks(), kept)
+}

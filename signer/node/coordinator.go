@@ -1,0 +1,362 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/signer/tss"
+)
+
+// Signer is a committee member as the coordinator reaches it: *Member
+// in-process; a network client of the node API later.
+type Signer interface {
+	Self() tss.PartyID
+	SignClaimed(ctx context.Context, requestID string, c Claim) (*Signed, error)
+}
+
+var _ Signer = (*Member)(nil)
+
+// ErrDenied: policy denied a new request at creation (the denial is recorded
+// in the ledger; the request's Decision says why).
+var ErrDenied = errors.New("node: request denied by policy")
+
+// ErrSigners: the members asked to sign did not return one agreed signature.
+var ErrSigners = errors.New("node: signers did not produce one signature")
+
+// CoordinatorConfig wires the leader-side orchestration.
+type CoordinatorConfig struct {
+	// Ledger is the leader's ledger store (writes fail on followers).
+	Ledger *ledger.Store
+	// Chain builds fees and the pending nonce (eth.NewSimulated, eth.Dial).
+	Chain eth.Chain
+	// Network is the ledger's network name of Chain ("devnet").
+	Network string
+	// Actor is this node's principal on claims and results ("node:n1").
+	Actor string
+	// Members are the committee members reachable from here.
+	Members []Signer
+	// PollInterval for WaitApproved (default 20 ms).
+	PollInterval time.Duration
+}
+
+// Coordinator is the leader's thin orchestration of hot ETH withdrawals
+// (DESIGN.md steps 2, 4 and 6). It decides nothing the members do not
+// re-check.
+type Coordinator struct {
+	cfg     CoordinatorConfig
+	members map[tss.PartyID]Signer
+
+	mu      sync.Mutex
+	wallets map[string]tss.WalletInfo
+}
+
+// NewCoordinator returns a coordinator.
+func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
+	if cfg.Ledger == nil || cfg.Chain == nil || cfg.Actor == "" || cfg.Network == "" {
+		return nil, errors.New("node: coordinator needs a ledger, a chain, a network and an actor")
+	}
+	c := &Coordinator{cfg: cfg, members: map[tss.PartyID]Signer{}, wallets: map[string]tss.WalletInfo{}}
+	for _, m := range cfg.Members {
+		c.members[m.Self()] = m
+	}
+	return c, nil
+}
+
+// AddWallet registers a wallet's public description (from keygen).
+func (c *Coordinator) AddWallet(info tss.WalletInfo) {
+	c.mu.Lock()
+	c.wallets[info.Wallet] = info
+	c.mu.Unlock()
+}
+
+func (c *Coordinator) wallet(id string) (tss.WalletInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.wallets[id]
+	if !ok {
+		return tss.WalletInfo{}, fmt.Errorf("node: unknown wallet %q", id)
+	}
+	return w, nil
+}
+
+// ETHWithdrawal is a backend's hot withdrawal of native ETH.
+type ETHWithdrawal struct {
+	// ID is the backend's idempotency key.
+	ID     string
+	Wallet string
+	// To is the destination as given; it is canonicalised (EIP-55).
+	To string
+	// Amount in wei.
+	Amount *big.Int
+	// Initiator is the authenticated backend principal.
+	Initiator string
+	ExpiresAt time.Time
+}
+
+// CreateETH builds the unsigned transaction (pending nonce of the chain, or
+// the lowest nonce above it that the ledger has not allocated), and commits
+// request.create, which evaluates policy and allocates the nonce. A request
+// ID already in the ledger is returned as stored (idempotency) without
+// building anything. A denial returns the recorded request and ErrDenied.
+func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.Request, error) {
+	var existing *ledger.Request
+	var held map[uint64]bool
+	err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+		if r := st.Requests[w.ID]; r != nil {
+			existing = cloneRequest(r)
+			return nil
+		}
+		held = heldNonces(st, w.Wallet)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		return existing, decisionErr(existing)
+	}
+	info, err := c.wallet(w.Wallet)
+	if err != nil {
+		return nil, err
+	}
+	from, err := eth.AddressFromPublicKey(info.PubKey)
+	if err != nil {
+		return nil, err
+	}
+	to, err := eth.ParseAddress(w.To)
+	if err != nil {
+		return nil, err
+	}
+	if w.Amount == nil || w.Amount.Sign() <= 0 {
+		return nil, fmt.Errorf("%w: amount must be positive", eth.ErrBadIntent)
+	}
+	amount, err := policy.ParseAmount(w.Amount.String())
+	if err != nil {
+		return nil, err
+	}
+	chainID, err := c.cfg.Chain.ChainID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := c.cfg.Chain.Nonce(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	for held[nonce] {
+		nonce++
+	}
+	fees, err := c.cfg.Chain.SuggestFees(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := eth.NewUnsigned(eth.Intent{ChainID: chainID, Nonce: nonce, To: to, Asset: eth.Asset{Symbol: "ETH", Decimals: 18},
+		Amount: w.Amount, GasLimit: 21000, Fees: fees})
+	if err != nil {
+		return nil, err
+	}
+	r, _, err := c.cfg.Ledger.CreateRequest(ctx, w.Initiator, ledger.RequestCreate{
+		ID: w.ID, Wallet: w.Wallet, Asset: "ETH", Chain: "eth", Network: c.cfg.Network, To: to.Hex(), Amount: amount,
+		Payload: u.Bytes(), PayloadHash: u.PayloadHash(), Nonce: &nonce, ExpiresAt: w.ExpiresAt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, decisionErr(r)
+}
+
+func decisionErr(r *ledger.Request) error {
+	if r.Status == ledger.StatusRejected {
+		return fmt.Errorf("%w: %s: %s", ErrDenied, r.Decision.Reason, r.Decision.Detail)
+	}
+	return nil
+}
+
+// heldNonces lists the wallet's nonces the ledger has allocated. The ledger
+// keys them "wallet/nonce" (an unexported format: see docs/node.md, gaps).
+func heldNonces(st *ledger.State, wallet string) map[uint64]bool {
+	out := map[uint64]bool{}
+	for k := range st.Nonces {
+		rest, ok := strings.CutPrefix(k, wallet+"/")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(rest, 10, 64); err == nil {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+func cloneRequest(r *ledger.Request) *ledger.Request {
+	cp := *r
+	cp.Payload = slices.Clone(r.Payload)
+	cp.Approvals = slices.Clone(r.Approvals)
+	cp.Outpoints = slices.Clone(r.Outpoints)
+	if r.Claim != nil {
+		cl := *r.Claim
+		cp.Claim = &cl
+	}
+	if r.Result != nil {
+		res := *r.Result
+		cp.Result = &res
+	}
+	return &cp
+}
+
+// Approve records one operator's signed approval or rejection (step 3).
+func (c *Coordinator) Approve(ctx context.Context, requestID string, a quorum.Approval) (*ledger.Request, error) {
+	out, err := c.cfg.Ledger.Propose(ctx, ledger.CmdApprove, c.cfg.Actor, ledger.Approve{RequestID: requestID, Approval: a})
+	if err != nil {
+		return nil, err
+	}
+	return out.Request, nil
+}
+
+// WaitApproved waits until the request is approved (nil), or terminal or
+// ctx ends (error).
+func (c *Coordinator) WaitApproved(ctx context.Context, requestID string) (*ledger.Request, error) {
+	poll := c.cfg.PollInterval
+	if poll <= 0 {
+		poll = 20 * time.Millisecond
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		var r *ledger.Request
+		err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+			if x := st.Requests[requestID]; x != nil {
+				r = cloneRequest(x)
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			return nil, err
+		case r == nil:
+			return nil, fmt.Errorf("%w: %q", ErrUnknownRequest, requestID)
+		case r.Status == ledger.StatusApproved:
+			return r, nil
+		case r.Status != ledger.StatusAwaitingApprovals:
+			return r, fmt.Errorf("node: request %q is %s, not awaiting approvals", requestID, r.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Claim commits the compare-and-set claim with a fresh 256-bit session ID
+// (step 4) and returns what the signers are handed. signers nil picks the
+// first t+1 committee members reachable from this coordinator.
+func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []tss.PartyID) (Claim, error) {
+	r, err := c.cfg.Ledger.Claim(ctx, c.cfg.Actor, requestID)
+	if err != nil {
+		return Claim{}, err
+	}
+	info, err := c.wallet(r.Wallet)
+	if err != nil {
+		return Claim{}, err
+	}
+	if signers == nil {
+		for _, m := range info.Members {
+			if _, ok := c.members[m.Node]; ok && len(signers) < info.Threshold+1 {
+				signers = append(signers, m.Node)
+			}
+		}
+	}
+	sid, err := hex.DecodeString(r.Claim.SessionID)
+	if err != nil || len(sid) != len(tss.SessionID{}) {
+		return Claim{}, fmt.Errorf("node: ledger session ID %q: %v", r.Claim.SessionID, err)
+	}
+	u, err := eth.ParseUnsigned(r.Payload)
+	if err != nil {
+		return Claim{}, err
+	}
+	cl := Claim{Index: r.Claim.Index, Signers: signers, PayloadHash: r.PayloadHash, Digest: u.SigningHash()}
+	copy(cl.SessionID[:], sid)
+	return cl, nil
+}
+
+// Collect asks every signer of the claim to sign (concurrently; the first
+// refusal cancels the others), requires one agreed signed transaction, and
+// commits the result (step 6). When signing fails the failure is committed
+// instead (the nonce stays allocated: docs/ledger.md).
+func (c *Coordinator) Collect(ctx context.Context, requestID string, cl Claim) (*Signed, error) {
+	signed, err := c.collect(ctx, requestID, cl)
+	res := ledger.ResultCmd{RequestID: requestID, SessionID: cl.SessionID.String()}
+	if err != nil {
+		res.Error = err.Error()
+	} else {
+		res.Signed, res.TxHash = signed.Raw, signed.TxHash
+	}
+	if _, perr := c.cfg.Ledger.Propose(context.WithoutCancel(ctx), ledger.CmdResult, c.cfg.Actor, res); perr != nil {
+		return signed, errors.Join(err, fmt.Errorf("node: commit result: %w", perr))
+	}
+	return signed, err
+}
+
+func (c *Coordinator) collect(ctx context.Context, requestID string, cl Claim) (*Signed, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		s   *Signed
+		err error
+	}
+	answers := make([]answer, len(cl.Signers))
+	var wg sync.WaitGroup
+	for i, id := range cl.Signers {
+		m, ok := c.members[id]
+		if !ok {
+			return nil, fmt.Errorf("%w: signer %s is not reachable", ErrSigners, id)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := m.SignClaimed(ctx, requestID, cl)
+			if err != nil {
+				cancel()
+			}
+			answers[i] = answer{s, err}
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	var out *Signed
+	for i, a := range answers {
+		switch {
+		case a.err != nil:
+			errs = append(errs, a.err)
+		case out == nil:
+			out = a.s
+		case string(out.Raw) != string(a.s.Raw):
+			errs = append(errs, fmt.Errorf("%w: %s returned a different transaction", ErrSigners, cl.Signers[i]))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// Sign claims and collects in one step.
+func (c *Coordinator) Sign(ctx context.Context, requestID string, signers []tss.PartyID) (*Signed, error) {
+	cl, err := c.Claim(ctx, requestID, signers)
+	if err != nil {
+		return nil, err
+	}
+	return c.Collect(ctx, requestID, cl)
+}

@@ -1,0 +1,62 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Refusals. SignClaimed wraps exactly one of these in a *RefusalError so a
+// caller (and the audit log) can branch on which check failed. None of them
+// leaves a watermark reservation behind unless it is ErrWatermark or comes
+// after the reservation (ErrSession, ErrSignature).
+var (
+	// ErrBadClaim: the claim handed to the member is malformed.
+	ErrBadClaim = errors.New("node: malformed claim")
+	// ErrLedgerRead: the member could not read its ledger at or after the
+	// claim index.
+	ErrLedgerRead = errors.New("node: ledger read failed")
+	// ErrUnknownRequest: the ledger has no such request.
+	ErrUnknownRequest = errors.New("node: unknown request")
+	// ErrClaimMismatch: the ledger's current claim of the request is not the
+	// one presented (other session or fencing index, or not claimed at all).
+	ErrClaimMismatch = errors.New("node: claim does not match the ledger")
+	// ErrWallet: the wallet, its committee or the signer set does not fit
+	// what this member knows from keygen and what the ledger records.
+	ErrWallet = errors.New("node: wallet or signer set refused")
+	// ErrQuorum: the approvals in the ledger do not meet the quorum when
+	// re-counted here, or one of them fails verification.
+	ErrQuorum = errors.New("node: approval quorum not met")
+	// ErrPolicy: policy denies the request at the ledger state read.
+	ErrPolicy = errors.New("node: policy denies")
+	// ErrPayload: the stored unsigned transaction does not parse, does not
+	// hash to the approved payload hash, or does not say what the request
+	// says (chain, nonce, destination, amount, asset), or the digest the
+	// coordinator expects differs from the one recomputed here.
+	ErrPayload = errors.New("node: payload does not match the approved request")
+	// ErrWatermark: the local high-water mark refused the message (another
+	// message already reserved for this request, nonce or outpoint), or the
+	// store failed.
+	ErrWatermark = errors.New("node: watermark refused")
+	// ErrShare: the share could not be unsealed.
+	ErrShare = errors.New("node: share unavailable")
+	// ErrSession: the tss signing session failed.
+	ErrSession = errors.New("node: signing session failed")
+	// ErrSignature: the session's signature does not verify against the
+	// wallet key, is not low-S, or does not assemble into the transaction.
+	ErrSignature = errors.New("node: signature refused")
+)
+
+// RefusalError is what SignClaimed returns: which member refused which
+// request, and why. errors.Is(err, ErrQuorum) etc. select the check.
+type RefusalError struct {
+	Member    string
+	RequestID string
+	Err       error
+}
+
+func (e *RefusalError) Error() string {
+	return fmt.Sprintf("node: member %s refuses request %q: %v", e.Member, e.RequestID, e.Err)
+}
+
+// Unwrap exposes the sentinel and its cause.
+func (e *RefusalError) Unwrap() error { return e.Err }

@@ -1,0 +1,259 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"slices"
+	"sync"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/signer/shares"
+	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/watermark"
+)
+
+// Engine runs tss signing sessions; *tss.Engine implements it.
+type Engine interface {
+	Self() tss.PartyID
+	Sign(ctx context.Context, share *tss.Share, p tss.SignParams) (*tss.Signature, error)
+}
+
+// ShareStore opens this node's sealed shares; *shares.Store implements it.
+type ShareStore interface {
+	Get(wallet string, party tss.PartyID, shareID []byte) (*tss.Share, error)
+}
+
+var (
+	_ Engine     = (*tss.Engine)(nil)
+	_ ShareStore = (*shares.Store)(nil)
+)
+
+// MemberConfig wires a Member to its node's components.
+type MemberConfig struct {
+	// Engine is this node's tss engine; its Self is the member's identity.
+	Engine Engine
+	// Shares opens this node's shares (sealed by its HSM).
+	Shares ShareStore
+	// Watermark is this node's own high-water mark (opened once at start).
+	Watermark *watermark.Store
+	// Ledger is this node's ledger view (LocalLedger on any node).
+	Ledger Ledger
+	// ETHNetworks maps the ledger's eth network names to chain IDs, so a
+	// transaction for another chain is never signed ("devnet": 1337).
+	ETHNetworks map[string]uint64
+	// Logger receives refusals and signatures (nothing secret); nil discards.
+	Logger *slog.Logger
+}
+
+// Signed is a released signature: verified against the wallet key, low-S,
+// assembled into the transaction the operators approved.
+type Signed struct {
+	RequestID string
+	SessionID tss.SessionID
+	// Raw is the signed transaction (eth: what eth_sendRawTransaction takes).
+	Raw []byte
+	// TxHash is the transaction hash, 0x-prefixed hex.
+	TxHash string
+	// Signature is r || s || v (v = recovery id 0/1), empty when the result
+	// was read back from the ledger.
+	Signature []byte
+}
+
+// walletKey is a wallet this member holds a share of, as learned at keygen.
+type walletKey struct {
+	info    tss.WalletInfo
+	address common.Address
+}
+
+// Member is one committee member's signing path (DESIGN.md step 5). It is
+// safe for concurrent use.
+type Member struct {
+	cfg  MemberConfig
+	self tss.PartyID
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	wallets map[string]walletKey
+	done    map[string]*Signed // by request ID + session, results this member released
+}
+
+// NewMember checks cfg and returns a member with no wallets yet.
+func NewMember(cfg MemberConfig) (*Member, error) {
+	if cfg.Engine == nil || cfg.Shares == nil || cfg.Watermark == nil || cfg.Ledger == nil {
+		return nil, errors.New("node: member needs an engine, a share store, a watermark and a ledger")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Member{cfg: cfg, self: cfg.Engine.Self(), log: log,
+		wallets: map[string]walletKey{}, done: map[string]*Signed{}}, nil
+}
+
+// Self returns the member's node identity.
+func (m *Member) Self() tss.PartyID { return m.self }
+
+// AddWallet registers a wallet this member holds a share of, with the public
+// description its keygen produced. The wallet key used to verify every
+// signature comes from here, never from the ledger (which does not record it).
+func (m *Member) AddWallet(info tss.WalletInfo) error {
+	if !slices.ContainsFunc(info.Members, func(x tss.Member) bool { return x.Node == m.self }) {
+		return fmt.Errorf("node: %s is not a member of wallet %q", m.self, info.Wallet)
+	}
+	addr, err := eth.AddressFromPublicKey(info.PubKey)
+	if err != nil {
+		return fmt.Errorf("node: wallet %q key: %w", info.Wallet, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.wallets[info.Wallet]; ok && string(old.info.PubKey) != string(info.PubKey) {
+		return fmt.Errorf("node: wallet %q already registered with another key", info.Wallet)
+	}
+	m.wallets[info.Wallet] = walletKey{info: info, address: addr}
+	return nil
+}
+
+func (m *Member) refuse(requestID string, err error) error {
+	m.log.Warn("node: refused to sign", "member", m.self, "request", requestID, "err", err)
+	return &RefusalError{Member: string(m.self), RequestID: requestID, Err: err}
+}
+
+// SignClaimed runs the member's side of a claimed hot withdrawal: every check
+// of docs/node.md on its own ledger read, then the watermark reservation,
+// the share, the tss session bound to claim.SessionID, signature
+// verification and the watermark completion. Any failure returns a
+// *RefusalError and releases nothing; checks that fail before the
+// reservation leave no trace in the watermark and start no session.
+//
+// Asking again for a claim this member already signed returns the same
+// result (from memory, or from the ledger once the result is committed).
+func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*Signed, error) {
+	if requestID == "" || c.Index == 0 || c.SessionID == (tss.SessionID{}) {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: request ID, claim index and session ID are required", ErrBadClaim))
+	}
+	key := requestID + "/" + c.SessionID.String()
+	m.mu.Lock()
+	prev := m.done[key]
+	wallets := make(map[string]walletKey, len(m.wallets))
+	for k, v := range m.wallets {
+		wallets[k] = v
+	}
+	m.mu.Unlock()
+
+	var p *plan
+	err := m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+		var err error
+		p, err = checkClaim(st, m.self, wallets, m.cfg.ETHNetworks, requestID, c)
+		return err
+	})
+	if err != nil {
+		if !isRefusal(err) {
+			err = fmt.Errorf("%w: %w", ErrLedgerRead, err)
+		}
+		return nil, m.refuse(requestID, err)
+	}
+	if prev != nil && p.stored == nil {
+		return prev, nil
+	}
+	if p.stored != nil {
+		return m.fromLedger(requestID, c, p, prev)
+	}
+
+	// Reserve before unsealing anything or sending any tss message.
+	ticket, err := m.cfg.Watermark.Reserve(watermark.Intent{
+		RequestID:   requestID,
+		Digest:      p.digest,
+		PayloadHash: p.payloadHash,
+		Keys:        []watermark.Key{watermark.ETHNonceKey(p.wallet, p.chainID, p.nonce)},
+	})
+	if err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrWatermark, err))
+	}
+
+	shareID, ok := memberKey(p.info, m.self)
+	if !ok {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: no share ID for %s", ErrShare, m.self))
+	}
+	share, err := m.cfg.Shares.Get(p.wallet, m.self, shareID)
+	if err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrShare, err))
+	}
+	if string(share.PubKey) != string(p.info.PubKey) {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: the unsealed share is for another key", ErrShare))
+	}
+	sig, err := m.cfg.Engine.Sign(ctx, share, tss.SignParams{Session: c.SessionID, Signers: slices.Clone(c.Signers), Digest: p.digest})
+	share = nil // the engine keeps nothing; drop our reference at once
+	if err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSession, err))
+	}
+
+	// Invariant 7: verify against the key from keygen and low-S before release.
+	if string(sig.PubKey) != string(p.info.PubKey) {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: signed under another key", ErrSignature))
+	}
+	r, s := new(big.Int).SetBytes(sig.R[:]), new(big.Int).SetBytes(sig.S[:])
+	if err := eth.CheckSignatureValues(r, s, sig.V); err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
+	}
+	signedTx, err := p.unsigned.Assemble(r, s, sig.V, p.address)
+	if err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
+	}
+	if err := signedTx.Verify(p.payloadHash, p.address); err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
+	}
+	sig65 := sig.Bytes65()
+	if err := m.cfg.Watermark.Complete(ticket, sha256.Sum256(sig65)); err != nil {
+		// The reservation was fsynced before signing, so the signature is
+		// for the reserved message and may be released; the store is failed
+		// and the node must reopen it before signing again.
+		m.log.Error("node: watermark complete failed; reopen the store", "member", m.self, "request", requestID, "err", err)
+	}
+	out := &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: signedTx.Bytes(), TxHash: signedTx.Hash().Hex(), Signature: sig65}
+	m.mu.Lock()
+	m.done[key] = out
+	m.mu.Unlock()
+	m.log.Info("node: signed", "member", m.self, "request", requestID, "session", c.SessionID.String(), "tx", out.TxHash)
+	return out, nil
+}
+
+// fromLedger returns the committed result of this very claim after checking
+// it is the approved transaction signed by the wallet.
+func (m *Member) fromLedger(requestID string, c Claim, p *plan, prev *Signed) (*Signed, error) {
+	st, err := eth.ParseSigned(p.stored)
+	if err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: stored result: %w", ErrSignature, err))
+	}
+	if err := st.Verify(p.payloadHash, p.address); err != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: stored result: %w", ErrSignature, err))
+	}
+	if prev != nil && string(prev.Raw) == string(p.stored) {
+		return prev, nil
+	}
+	return &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: st.Bytes(), TxHash: st.Hash().Hex()}, nil
+}
+
+func memberKey(info tss.WalletInfo, self tss.PartyID) ([]byte, bool) {
+	for _, x := range info.Members {
+		if x.Node == self {
+			return x.Key, true
+		}
+	}
+	return nil, false
+}
+
+func isRefusal(err error) bool {
+	for _, s := range []error{ErrUnknownRequest, ErrClaimMismatch, ErrWallet, ErrQuorum, ErrPolicy, ErrPayload, ErrLedgerRead} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
