@@ -1,0 +1,483 @@
+package node_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/signer/node"
+	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/shares"
+	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/watermark"
+	"github.com/custody-dev/custody/softhsm"
+)
+
+const (
+	clusterID  = "node-test"
+	walletID   = "hot-eth"
+	network    = "devnet"
+	simChainID = 1337
+	// waitFor bounds hangs only; raft and tss-lib under -race on two busy
+	// cores are slow.
+	waitFor = 2 * time.Minute
+)
+
+// Raft timing generous for a loaded machine (as in quorum/ledger tests).
+const (
+	testHeartbeat = 1500 * time.Millisecond
+	testElection  = 1500 * time.Millisecond
+	testLease     = 750 * time.Millisecond
+)
+
+// testRules: one hot ETH wallet, allowlist required (cooling-off 0s: the
+// ledger takes command time from the wall clock, which tests cannot drive;
+// see docs/node.md), two approvals from approver/admin.
+const testRules = `version: 1
+assets:
+  ETH: {decimals: 18}
+allowlist:
+  cooling_off: 0s
+  approvals: 2
+  roles: [admin, approver]
+lock:
+  unlock_delay: 1h
+wallets:
+  - name: eth-hot
+    wallets: [hot-eth]
+    asset: ETH
+    class: hot
+    allowlist_required: true
+    limits:
+      per_tx: "10"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+`
+
+var fixtures []*keygen.LocalPreParams
+
+func TestMain(m *testing.M) {
+	var err error
+	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+var committee = []tss.PartyID{"n1", "n2", "n3"}
+
+// One keygen for the whole package (tss-lib keygen is the slow part).
+var (
+	keygenOnce   sync.Once
+	keygenShares map[tss.PartyID]*tss.Share
+	keygenErr    error
+)
+
+func walletShares(t testing.TB) map[tss.PartyID]*tss.Share {
+	t.Helper()
+	keygenOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		net := tss.NewMemNetwork()
+		sess := tss.NewSessionID()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		keygenShares = map[tss.PartyID]*tss.Share{}
+		for i, id := range committee {
+			e, err := tss.NewEngine(tss.Config{Self: id, Transport: net.Endpoint(id)})
+			if err != nil {
+				keygenErr = err
+				return
+			}
+			defer e.Close()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := e.Keygen(ctx, tss.KeygenParams{Wallet: walletID, Session: sess, Committee: committee, Threshold: 1}, fixtures[i])
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					keygenErr = errors.Join(keygenErr, fmt.Errorf("keygen %s: %w", id, err))
+				}
+				keygenShares[id] = s
+			}()
+		}
+		wg.Wait()
+	})
+	if keygenErr != nil {
+		t.Fatal(keygenErr)
+	}
+	return keygenShares
+}
+
+// operator is a test operator with one Ed25519 device.
+type operator struct {
+	id    string
+	roles []quorum.Role
+	kind  quorum.OperatorKind
+	key   ed25519.PrivateKey
+}
+
+func newOp(id string, kind quorum.OperatorKind, roles ...quorum.Role) operator {
+	seed := sha256.Sum256([]byte("node-test-key/" + id))
+	return operator{id: id, roles: roles, kind: kind, key: ed25519.NewKeyFromSeed(seed[:])}
+}
+
+func (o operator) device() quorum.Device {
+	pub := o.key.Public().(ed25519.PublicKey)
+	return quorum.Device{ID: quorum.DeviceID(quorum.DeviceEd25519, pub), OperatorID: o.id, Kind: quorum.DeviceEd25519, PublicKey: pub, Status: quorum.DeviceActive}
+}
+
+func (o operator) sign(t testing.TB, subject string, payload quorum.Hash, dec quorum.Decision) quorum.Approval {
+	t.Helper()
+	st := quorum.Statement{ClusterID: clusterID, RequestID: subject, PayloadHash: payload, Decision: dec,
+		Expiry: time.Now().Add(2 * time.Hour).Truncate(time.Second).UTC()}
+	a, err := quorum.Sign(st, o.device().ID, o.key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+var (
+	alice   = newOp("alice", quorum.KindHuman, quorum.RoleAdmin)
+	bob     = newOp("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
+	carol   = newOp("carol", quorum.KindHuman, quorum.RoleApprover)
+	backend = newOp("backend", quorum.KindBackend, quorum.RoleInitiator)
+	allOps  = []operator{alice, bob, carol, backend}
+)
+
+// countingEngine and countingShares record whether a session was started or
+// a share unsealed: the refusal tests assert neither happened.
+type countingEngine struct {
+	node.Engine
+	signs atomic.Int32
+}
+
+func (c *countingEngine) Sign(ctx context.Context, s *tss.Share, p tss.SignParams) (*tss.Signature, error) {
+	c.signs.Add(1)
+	return c.Engine.Sign(ctx, s, p)
+}
+
+type countingShares struct {
+	node.ShareStore
+	gets atomic.Int32
+}
+
+func (c *countingShares) Get(wallet string, party tss.PartyID, id []byte) (*tss.Share, error) {
+	c.gets.Add(1)
+	return c.ShareStore.Get(wallet, party, id)
+}
+
+// doctoredLedger is a fault injector: it hands the member a deep copy of the
+// real linearizable state edited by edit (a rolled-back or rewritten ledger,
+// or a compromised leader's FSM).
+type doctoredLedger struct {
+	inner node.Ledger
+	edit  func(*ledger.State)
+}
+
+func (d *doctoredLedger) ReadLinearizable(ctx context.Context, fn func(*ledger.State) error) error {
+	return d.inner.ReadLinearizable(ctx, func(st *ledger.State) error {
+		b, err := st.Encode()
+		if err != nil {
+			return err
+		}
+		cp, err := ledger.DecodeState(b)
+		if err != nil {
+			return err
+		}
+		d.edit(cp)
+		return fn(cp)
+	})
+}
+
+type member struct {
+	id     tss.PartyID
+	m      *node.Member
+	engine *countingEngine
+	shares *countingShares
+	wm     *watermark.Store
+	ledger node.Ledger
+}
+
+type harness struct {
+	t       testing.TB
+	ctx     context.Context
+	stores  []*ledger.Store
+	members map[tss.PartyID]*member
+	coord   *node.Coordinator
+	sim     *eth.Simulated
+	info    tss.WalletInfo
+	wallet  common.Address
+	dests   []common.Address
+}
+
+func poll(t testing.TB, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v", what, err)
+		}
+		<-tick.C
+	}
+}
+
+func ether(n int64, frac int64) *big.Int {
+	// n + frac/10 ETH in wei
+	w := new(big.Int).Mul(big.NewInt(n*10+frac), big.NewInt(1e17))
+	return w
+}
+
+// newHarness starts 3 ledger nodes, 3 members with their own SoftHSM tokens,
+// the simulated chain with the wallet funded, genesis, the wallet record and
+// two allowlisted destinations.
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ksh := walletShares(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	h := &harness{t: t, ctx: ctx, members: map[tss.PartyID]*member{}, info: ksh["n1"].Info()}
+	var err error
+	if h.wallet, err = eth.AddressFromPublicKey(h.info.PubKey); err != nil {
+		t.Fatal(err)
+	}
+
+	// Ledger: three raft nodes over mutual TLS on 127.0.0.1.
+	ca, err := raftnet.NewCA("node test", time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range committee {
+		cert, key, err := ca.IssueNode(string(id), time.Now(), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tlsCfg, err := raftnet.LoadConfig(cert, key, ca.PEM())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ledger.Open(ledger.Config{NodeID: string(id), Dir: t.TempDir(), Bind: "127.0.0.1:0", TLS: tlsCfg,
+			HeartbeatTimeout: testHeartbeat, ElectionTimeout: testElection, LeaderLeaseTimeout: testLease, ApplyTimeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		h.stores = append(h.stores, s)
+	}
+	if err := h.stores[0].Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "n1 to lead", func() error {
+		if !h.stores[0].IsLeader() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	for _, s := range h.stores[1:] {
+		h.onLeader(func(l *ledger.Store) error { return l.Join(ctx, s.ID(), s.Addr()) })
+	}
+	g := ledger.Genesis{ClusterID: clusterID, AdminQuorum: 1, Rules: []byte(testRules)}
+	for _, o := range allOps {
+		g.Operators = append(g.Operators, quorum.Operator{ID: o.id, Name: o.id, Kind: o.kind, Roles: o.roles, Status: quorum.StatusActive})
+		g.Devices = append(g.Devices, o.device())
+	}
+	h.propose(ledger.CmdGenesis, "ceremony", g)
+	committeeIDs := []string{"n1", "n2", "n3"}
+	h.propose(ledger.CmdWalletSet, "node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committeeIDs, Threshold: 1}})
+	for i := range 2 {
+		seed := sha256.Sum256([]byte(fmt.Sprintf("node-test-dest/%d", i)))
+		dest := common.BytesToAddress(seed[:20])
+		h.dests = append(h.dests, dest)
+		ch := policy.Change{ID: fmt.Sprintf("allow-%d", i), Kind: policy.ChangeAllowlistAdd, Wallet: walletID, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
+		h.propose(ledger.CmdPolicyChange, "alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
+			alice.sign(t, ch.ID, ch.PayloadHash(), quorum.Approve), carol.sign(t, ch.ID, ch.PayloadHash(), quorum.Approve)}})
+	}
+
+	// Chain: the simulated chain with the wallet funded.
+	h.sim = eth.NewSimulated(types.GenesisAlloc{h.wallet: {Balance: ether(100, 0)}})
+	t.Cleanup(func() { _ = h.sim.Close() })
+
+	// Members: tss engines on one in-memory network, one SoftHSM token each.
+	net := tss.NewMemNetwork()
+	var signers []node.Signer
+	for i, id := range committee {
+		e, err := tss.NewEngine(tss.Config{Self: id, Transport: net.Endpoint(id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Close)
+		tok, err := hsm.Open(softhsm.NewTestToken(t, "node-"+string(id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tok.Close() })
+		kek, err := tok.CreateKEK("custody-kek")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, err := shares.NewStore(t.TempDir(), kek)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.Put(ksh[id]); err != nil {
+			t.Fatal(err)
+		}
+		wm, err := watermark.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = wm.Close() })
+		mb := &member{id: id, engine: &countingEngine{Engine: e}, shares: &countingShares{ShareStore: ss}, wm: wm,
+			ledger: &node.LocalLedger{Store: h.stores[i], ReadIndex: node.LeaderReadIndex(h.stores...)}}
+		mb.m = h.newMember(mb, mb.ledger)
+		h.members[id] = mb
+		signers = append(signers, mb.m)
+	}
+	h.coord, err = node.NewCoordinator(node.CoordinatorConfig{Ledger: h.leader(), Chain: h.sim, Network: network, Actor: "node:n1", Members: signers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.coord.AddWallet(h.info)
+	return h
+}
+
+// newMember builds a Member over mb's components reading led.
+func (h *harness) newMember(mb *member, led node.Ledger) *node.Member {
+	h.t.Helper()
+	m, err := node.NewMember(node.MemberConfig{Engine: mb.engine, Shares: mb.shares, Watermark: mb.wm, Ledger: led,
+		ETHNetworks: map[string]uint64{network: simChainID}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := m.AddWallet(h.info); err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+func (h *harness) leader() *ledger.Store {
+	h.t.Helper()
+	var l *ledger.Store
+	poll(h.t, "a leader", func() error {
+		for _, s := range h.stores {
+			if s.IsLeader() {
+				l = s
+				return nil
+			}
+		}
+		return errors.New("no leader")
+	})
+	return l
+}
+
+func (h *harness) onLeader(fn func(*ledger.Store) error) {
+	h.t.Helper()
+	poll(h.t, "a write on the leader", func() error {
+		err := fn(h.leader())
+		if errors.Is(err, ledger.ErrNotLeader) || errors.Is(err, ledger.ErrTimeout) {
+			return err
+		}
+		if err != nil {
+			h.t.Fatalf("write failed: %v", err)
+		}
+		return nil
+	})
+}
+
+func (h *harness) propose(typ, actor string, payload any) ledger.Outcome {
+	h.t.Helper()
+	var out ledger.Outcome
+	h.onLeader(func(l *ledger.Store) error {
+		var err error
+		out, err = l.Propose(h.ctx, typ, actor, payload)
+		return err
+	})
+	return out
+}
+
+// approved creates a withdrawal to dest and records the approvals of ops.
+func (h *harness) request(id string, dest common.Address, amount *big.Int, ops ...operator) *ledger.Request {
+	h.t.Helper()
+	r, err := h.coord.CreateETH(h.ctx, node.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amount,
+		Initiator: backend.id, ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		h.t.Fatalf("create %s: %v", id, err)
+	}
+	for _, o := range ops {
+		if r, err = h.coord.Approve(h.ctx, id, o.sign(h.t, id, r.PayloadHash, quorum.Approve)); err != nil {
+			h.t.Fatalf("approve %s by %s: %v", id, o.id, err)
+		}
+	}
+	return r
+}
+
+// read returns a copy of a request from a linearizable read.
+func (h *harness) read(id string) *ledger.Request {
+	h.t.Helper()
+	var r ledger.Request
+	h.onLeader(func(l *ledger.Store) error {
+		return l.ReadLinearizable(h.ctx, func(st *ledger.State) error {
+			x := st.Requests[id]
+			if x == nil {
+				return fmt.Errorf("no request %q", id)
+			}
+			b, err := st.Encode()
+			if err != nil {
+				return err
+			}
+			cp, err := ledger.DecodeState(b)
+			if err != nil {
+				return err
+			}
+			r = *cp.Requests[id]
+			return nil
+		})
+	})
+	return &r
+}
+
+// untouched asserts a member neither reserved nor started anything for a
+// request and its nonce.
+func (h *harness) untouched(mb *member, requestID string, nonce uint64, signs, gets int32) {
+	h.t.Helper()
+	if _, ok := mb.wm.Lookup(requestID); ok {
+		h.t.Errorf("%s: watermark holds a reservation for %s", mb.id, requestID)
+	}
+	if owner, ok := mb.wm.Owner(watermark.ETHNonceKey(walletID, simChainID, nonce)); ok && owner == requestID {
+		h.t.Errorf("%s: nonce %d reserved by %s", mb.id, nonce, requestID)
+	}
+	if got := mb.engine.signs.Load(); got != signs {
+		h.t.Errorf("%s: %d tss sessions started, want %d", mb.id, got, signs)
+	}
+	if got := mb.shares.gets.Load(); got != gets {
+		h.t.Errorf("%s: %d shares unsealed, want %d", mb.id, got, gets)
+	}
+}
