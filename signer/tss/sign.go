@@ -48,6 +48,13 @@ var secpHalfN = new(big.Int).Rsh(btcec.S256().N, 1)
 // in memory only: a session ID is never reused and a failed or interrupted
 // session is never resumed (SECURITY.md item 7).
 func (e *Engine) Sign(ctx context.Context, share *Share, p SignParams) (*Signature, error) {
+	return e.sign(ctx, share, p, new(big.Int).SetBytes(p.Digest[:]))
+}
+
+// sign runs a signing session of the integer m (Sign, and SignLateBound of
+// the presignature pool, which writes m late). The signature is verified for
+// the value m holds when the session ends.
+func (e *Engine) sign(ctx context.Context, share *Share, p SignParams, m *big.Int) (*Signature, error) {
 	if share == nil || share.Retired() {
 		return nil, ErrShareRetired
 	}
@@ -64,8 +71,8 @@ func (e *Engine) Sign(ctx context.Context, share *Share, p SignParams) (*Signatu
 		return nil, err
 	}
 	keys := map[PartyID][]byte{}
-	for _, m := range share.Members {
-		keys[m.Node] = m.Key
+	for _, mb := range share.Members {
+		keys[mb.Node] = mb.Key
 	}
 	var members []Member
 	for _, n := range p.Signers {
@@ -91,7 +98,7 @@ func (e *Engine) Sign(ctx context.Context, share *Share, p SignParams) (*Signatu
 	if data.Xi == nil {
 		return nil, ErrShareRetired
 	}
-	party := signing.NewLocalParty(new(big.Int).SetBytes(p.Digest[:]), params, data, s.out, end, 32)
+	party := signing.NewLocalParty(m, params, data, s.out, end, 32)
 	s.addLocal(RoleMain, party)
 	forward(s, RoleMain, end)
 
@@ -100,7 +107,9 @@ func (e *Engine) Sign(ctx context.Context, share *Share, p SignParams) (*Signatu
 		return nil, err
 	}
 	sd := res[RoleMain].(*common.SignatureData)
-	sig, err := finishSignature(share.PubKey, p.Digest, sd.R, sd.S)
+	var digest [32]byte
+	m.FillBytes(digest[:])
+	sig, err := finishSignature(share.PubKey, digest, sd.R, sd.S)
 	if err != nil {
 		ae := s.abort(ErrProtocol, err.Error())
 		e.fail(s, ae)
