@@ -67,7 +67,7 @@ func healthyFake() *fakeAPI {
 }
 
 // withFakeModule makes Open load f for the module path "fake:<test name>".
-func withFakeModule(t *testing.T, f *fakeAPI) string {
+func withFakeModule(t *testing.T, f api) string {
 	t.Helper()
 	path := "fake:" + t.Name()
 	old := loadModule
@@ -270,21 +270,7 @@ func (f *findFake) FindObjectsFinal(pkcs11.SessionHandle) error { return f.findF
 func TestFaultUnfinishedSearchDiscardsSession(t *testing.T) {
 	base := healthyFake()
 	f := &findFake{fakeAPI: base, findFinal: func() error { return pkcs11.Error(pkcs11.CKR_FUNCTION_FAILED) }}
-	path := "fake:" + t.Name()
-	old := loadModule
-	loadModule = func(p string) (api, error) {
-		if p == path {
-			return f, nil
-		}
-		return old(p)
-	}
-	t.Cleanup(func() {
-		loadModule = old
-		modulesMu.Lock()
-		delete(modules, moduleKey(path))
-		modulesMu.Unlock()
-	})
-	tok, err := Open(Config{Module: path, TokenLabel: "t1", PIN: "1234"})
+	tok, err := Open(Config{Module: withFakeModule(t, f), TokenLabel: "t1", PIN: "1234"})
 	if err != nil {
 		t.Fatal(err)
 	}
