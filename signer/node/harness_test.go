@@ -481,3 +481,79 @@ func (h *harness) untouched(mb *member, requestID string, nonce uint64, signs, g
 		h.t.Errorf("%s: %d shares unsealed, want %d", mb.id, got, gets)
 	}
 }
+
+// unsigned builds an ETH transfer from the wallet on the simulated chain.
+func (h *harness) unsigned(nonce uint64, dest common.Address, amount *big.Int) *eth.Unsigned {
+	h.t.Helper()
+	fees, err := h.sim.SuggestFees(h.ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	u, err := eth.NewUnsigned(eth.Intent{ChainID: big.NewInt(simChainID), Nonce: nonce, To: dest, Asset: eth.Asset{Symbol: "ETH", Decimals: 18},
+		Amount: amount, GasLimit: 21000, Fees: fees})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return u
+}
+
+// forged is a claimed request as a rewritten ledger would show it: u as its
+// payload, approved by bob and carol over u's payload hash, claimed under
+// session at index 1.
+type forged struct {
+	id      string
+	u       *eth.Unsigned
+	session tss.SessionID
+	apps    []quorum.Approval
+}
+
+func (h *harness) forge(id string, u *eth.Unsigned) forged {
+	ph := quorum.Hash(u.PayloadHash())
+	return forged{id: id, u: u, session: tss.NewSessionID(),
+		apps: []quorum.Approval{bob.sign(h.t, id, ph, quorum.Approve), carol.sign(h.t, id, ph, quorum.Approve)}}
+}
+
+// install writes f into a state copy, based on the request template.
+func (f forged) install(st *ledger.State, template string) {
+	base := *st.Requests[template]
+	d := f.u.Description()
+	amt, _ := policy.ParseAmount(d.Amount.String())
+	nonce := d.Nonce
+	base.ID, base.Payload, base.PayloadHash = f.id, f.u.Bytes(), quorum.Hash(f.u.PayloadHash())
+	base.To, base.Amount, base.Nonce, base.Approvals = d.To.Hex(), amt, &nonce, f.apps
+	base.Status, base.Result = ledger.StatusClaimed, nil
+	base.Claim = &ledger.Claim{SessionID: f.session.String(), Index: 1, Term: 1, By: "node:evil", At: st.Clock}
+	st.Requests[f.id] = &base
+}
+
+func (f forged) claim() node.Claim {
+	return node.Claim{SessionID: f.session, Index: 1, Signers: []tss.PartyID{"n1", "n2"},
+		PayloadHash: quorum.Hash(f.u.PayloadHash()), Digest: f.u.SigningHash()}
+}
+
+// refused calls SignClaimed on m (a Member over mb's components) and checks
+// the refusal wraps every error in want, and that nothing was reserved,
+// unsealed or started for requestID.
+func (h *harness) refused(mb *member, m *node.Member, requestID string, nonce uint64, c node.Claim, want ...error) {
+	h.t.Helper()
+	signs, gets := mb.engine.signs.Load(), mb.shares.gets.Load()
+	_, hadRecord := mb.wm.Lookup(requestID)
+	s, err := m.SignClaimed(h.ctx, requestID, c)
+	if err == nil {
+		h.t.Fatalf("%s signed %s: %x", mb.id, requestID, s.Raw)
+	}
+	var re *node.RefusalError
+	if !errors.As(err, &re) {
+		h.t.Errorf("%s: error is not a *RefusalError: %v", mb.id, err)
+	}
+	for _, w := range want {
+		if !errors.Is(err, w) {
+			h.t.Errorf("%s: %v; want it to match %v", mb.id, err, w)
+		}
+	}
+	if !hadRecord {
+		h.untouched(mb, requestID, nonce, signs, gets)
+	} else if mb.engine.signs.Load() != signs || mb.shares.gets.Load() != gets {
+		h.t.Errorf("%s: a session was started or a share unsealed", mb.id)
+	}
+}

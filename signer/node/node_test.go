@@ -4,11 +4,14 @@ import (
 	"errors"
 	"math/big"
 	"testing"
+	"time"
 
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum/ledger"
 	"github.com/custody-dev/custody/signer/node"
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/watermark"
 )
 
 // TestHappyPathETHWithdrawal: created, approved by two operators, claimed,
@@ -43,6 +46,19 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 		}
 	}
 	h.untouched(h.members["n3"], "wd-1", *r.Nonce, 0, 0)
+
+	// A follower's LocalLedger read right after the commit sees it (read
+	// index through the leader, then the follower's own applied state).
+	var followerSaw ledger.Status
+	if err := h.members["n3"].ledger.ReadLinearizable(h.ctx, func(st *ledger.State) error {
+		followerSaw = st.Requests["wd-1"].Status
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if h.stores[2].IsLeader() || followerSaw != ledger.StatusSigned {
+		t.Fatalf("follower n3 (leader=%v) read wd-1 as %s right after the commit", h.stores[2].IsLeader(), followerSaw)
+	}
 
 	stored := h.read("wd-1")
 	if stored.Status != ledger.StatusSigned || stored.Result == nil || string(stored.Result.Signed) != string(signed.Raw) {
@@ -89,5 +105,31 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 		t.Fatal("collecting a signed request again committed a second result")
 	} else if !errors.Is(err, ledger.ErrWrongStatus) {
 		t.Fatalf("second commit: %v, want ErrWrongStatus", err)
+	}
+
+	// A different request reusing wd-1's nonce: the ledger refuses it.
+	other := h.unsigned(*r.Nonce, dest, ether(2, 0))
+	amt2, _ := policy.ParseAmount(ether(2, 0).String())
+	_, _, err = h.leader().CreateRequest(h.ctx, backend.id, ledger.RequestCreate{ID: "wd-2", Wallet: walletID, Asset: "ETH", Chain: "eth",
+		Network: network, To: dest.Hex(), Amount: amt2, Payload: other.Bytes(), PayloadHash: other.PayloadHash(), Nonce: r.Nonce,
+		ExpiresAt: time.Now().Add(time.Hour)})
+	if !errors.Is(err, ledger.ErrAllocated) {
+		t.Fatalf("second request on nonce %d: %v, want ErrAllocated", *r.Nonce, err)
+	}
+
+	// A rolled-back ledger that shows wd-2 on the same nonce, fully approved
+	// and claimed: n1's watermark refuses it (nonce already signed for wd-1).
+	n1 := h.members["n1"]
+	f2 := h.forge("wd-2", other)
+	rolledBack := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) { f2.install(st, "wd-1") }})
+	h.refused(n1, rolledBack, "wd-2", *r.Nonce, f2.claim(), node.ErrWatermark, watermark.ErrConflict)
+
+	// The same request ID with a different message (rewritten history: wd-1
+	// claimed again with another amount, re-approved): refused too.
+	f1 := h.forge("wd-1", h.unsigned(*r.Nonce, dest, ether(3, 0)))
+	rewritten := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) { f1.install(st, "wd-1") }})
+	h.refused(n1, rewritten, "wd-1", *r.Nonce, f1.claim(), node.ErrWatermark, watermark.ErrConflict)
+	if rec, _ := n1.wm.Lookup("wd-1"); rec.Digest != tx.Unsigned().SigningHash() {
+		t.Fatal("the watermark record of wd-1 changed")
 	}
 }
