@@ -106,6 +106,7 @@ type presig struct {
 	done    chan struct{}  // closed when the session ended
 	sig     *tss.Signature
 	err     error
+	cancel  context.CancelCauseFunc
 }
 
 // usedRecord remembers that a presignature ID was bound (to digest) or
@@ -169,34 +170,47 @@ func (n *Node) Offline(ctx context.Context, wallet string, id ID, subset Subset)
 		m: new(big.Int).Set(placeholder), expires: now.Add(n.cfg.TTL),
 		want: len(subset) - 1, ready: make(chan struct{}), done: make(chan struct{}),
 	}
+	// The session context has no deadline: ending a held session by deadline
+	// would charge the peers whose round 4 we hold ourselves to the failure
+	// budget. Destroy cancels it with tss.ErrWithdrawn (nobody blamed); only
+	// a stalled offline phase is cancelled as a timeout that blames.
+	sctx, cancel := context.WithCancelCause(context.Background())
+	p.cancel = cancel
 	n.mu.Lock()
 	if _, ok := n.presigs[id]; ok {
+		cancel(nil)
 		n.mu.Unlock()
 		return fmt.Errorf("%w: presignature %s exists", ErrBadParams, id)
 	}
 	if _, ok := n.used[id]; ok {
 		n.mu.Unlock()
+		cancel(nil)
 		return fmt.Errorf("%w: presignature %s was used", ErrBadParams, id)
 	}
 	n.presigs[id] = p
-	n.mu.Unlock()
-
+	// Hold before the session starts, so no round-4 envelope slips through.
 	n.cfg.Hold.hold(id)
-	// The session context has no deadline: ending a held session by deadline
-	// would charge the peers whose round 4 we hold ourselves to the failure
-	// budget. Timeouts below destroy it instead; the cancel is a last resort
-	// used only if the offline phase itself stalls.
-	sctx, cancel := context.WithCancel(context.Background())
+	n.mu.Unlock()
 	n.running.Add(1)
 	go func() {
 		defer n.running.Add(-1)
-		defer cancel()
+		defer cancel(nil)
 		sig, err := n.cfg.Engine.SignLateBound(sctx, share, tss.SignParams{
 			Session: id, Signers: p.subset, Hook: n.hook(p),
 		}, p.m)
 		n.mu.Lock()
 		p.sig, p.err = sig, err
+		if _, ok := n.used[id]; !ok {
+			// Ended unbound (for example a peer destroyed its part): it can
+			// never be bound here either.
+			n.used[id] = usedRecord{at: n.cfg.Now()}
+		}
+		if p.state != stBound {
+			p.state = stDestroyed
+			p.sends = nil
+		}
 		n.forgetLocked(p)
+		n.cfg.Hold.drop(id)
 		n.mu.Unlock()
 		close(p.done)
 	}()
@@ -213,7 +227,7 @@ func (n *Node) Offline(ctx context.Context, wallet string, id ID, subset Subset)
 		return fmt.Errorf("presign: offline phase of %s: %w", id, p.err)
 	case <-timer.C:
 		// Peers that did not finish rounds 1-4 in time are rightly blamed.
-		cancel()
+		cancel(nil)
 		<-p.done
 		return fmt.Errorf("presign: offline phase of %s: %w", id, p.err)
 	case <-ctx.Done():
@@ -372,19 +386,8 @@ func (n *Node) destroyLocked(p *presig) {
 	p.sends = nil
 	n.forgetLocked(p)
 	n.cfg.Hold.drop(p.id)
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	// End the session without blaming anyone: a self-addressed abort, which
-	// the engine accepts only from this node's own transport. A deadline
-	// instead would charge the peers whose round 4 we hold to the budget.
-	self := n.Self()
-	env := &tss.Envelope{Wallet: p.wallet, Session: p.id, Type: tss.TypePeerAbort,
-		From: self, FromRole: tss.RoleMain, To: self, ToRole: tss.RoleMain,
-		Payload: []byte("presignature destroyed")}
-	go n.cfg.Hold.inject(tss.Delivery{From: self, Env: env})
+	// End the session blaming nobody; the engine tells the peers.
+	p.cancel(tss.ErrWithdrawn)
 }
 
 func (n *Node) forgetLocked(p *presig) {

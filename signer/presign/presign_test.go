@@ -386,3 +386,24 @@ func isReady(n *Node, id ID) bool {
 	}
 	return false
 }
+
+func TestPresignDestroyOnOneEndsAll(t *testing.T) {
+	w := wallet2of3(t)
+	r := newRig(t, w, 1)
+	ctx := ctxT(t)
+	subset := NewSubset("node1", "node2")
+	id, err := r.pool.Make(ctx, w.name, subset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// node1 withdraws its part alone; the engine tells node2, whose session
+	// ends too, and nobody is charged to the failure budget.
+	r.nodes["node1"].Destroy(id)
+	r.noneRunning(t)
+	for _, n := range subset {
+		if _, err := r.nodes[n].Bind(ctx, id, Request{ID: "x", Wallet: w.name, Digest: digestOf("x")}); !errors.Is(err, ErrDestroyed) {
+			t.Fatalf("%s: bind after destroy: %v", n, err)
+		}
+	}
+	w.noBlame(t)
+}

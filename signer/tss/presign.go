@@ -2,6 +2,7 @@ package tss
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 
@@ -24,3 +25,9 @@ func (e *Engine) SignLateBound(ctx context.Context, share *Share, p SignParams, 
 	}
 	return e.sign(ctx, share, p, m)
 }
+
+// ErrWithdrawn is the cancel cause (context.WithCancelCause) with which a
+// node ends its own session on purpose, for example a presignature
+// destroyed unused. The session aborts blaming nobody and tells its peers,
+// instead of reporting a deadline that would charge the parties it waits on.
+var ErrWithdrawn = errors.New("tss: session withdrawn by this node")

@@ -241,7 +241,13 @@ func (s *session) run(ctx context.Context) (res map[Role]any, agreed []byte, err
 		var aerr *AbortError
 		select {
 		case <-ctx.Done():
-			aerr = s.abort(fmt.Errorf("%w: %v", ErrTimeout, ctx.Err()), "deadline", s.waitingFor()...)
+			if cause := context.Cause(ctx); errors.Is(cause, ErrWithdrawn) {
+				// This node ended the session on purpose (a presignature
+				// destroyed unused): nobody is to blame.
+				aerr = s.abort(cause, "withdrawn by "+string(s.e.cfg.Self))
+			} else {
+				aerr = s.abort(fmt.Errorf("%w: %v", ErrTimeout, ctx.Err()), "deadline", s.waitingFor()...)
+			}
 		case d := <-s.inbox:
 			aerr = s.handle(d)
 		case m := <-s.out:
