@@ -97,9 +97,9 @@ func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey
 		return nil, err
 	}
 
-	// 4. The approvals: every stored approval verifies, and enough distinct,
-	// currently enrolled operators approved exactly this payload hash, under
-	// the registry and rules of this state. The stored decision is ignored.
+	// 4. Policy at this state (locks, rule, allowlist, cooling-off, limits,
+	// velocity without this request's own recorded spend); it also gives the
+	// approval requirement.
 	rules := st.ActivePolicy()
 	if rules == nil {
 		return nil, fmt.Errorf("%w: no rules in force", ErrPolicy)
@@ -115,6 +115,10 @@ func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey
 	if !ev.Allowed {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, ev.Err())
 	}
+
+	// 5. The approvals: every stored approval verifies, and enough distinct,
+	// currently enrolled operators approved exactly the recomputed payload
+	// hash, under the registry of this state. The stored decision is ignored.
 	tally := quorum.Count(st.Registry, quorum.Subject{RequestID: r.ID, PayloadHash: p.payloadHash, Initiator: r.Initiator},
 		quorum.Requirement{Required: ev.Required, Roles: ev.Roles}, r.Approvals, now)
 	for _, ig := range tally.Ignored {
@@ -129,8 +133,7 @@ func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey
 		return nil, fmt.Errorf("%w: %w", ErrQuorum, tally.Err())
 	}
 
-	// 5. Policy as a whole at this state (locks, allowlist, cooling-off,
-	// limits, velocity without this request's own recorded spend), hot route.
+	// Policy and approvals as a whole, expiry, hot route.
 	if !now.Before(r.ExpiresAt) {
 		return nil, fmt.Errorf("%w: request expired at %s (ledger time %s)", ErrPolicy, r.ExpiresAt, now)
 	}
