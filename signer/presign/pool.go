@@ -123,12 +123,7 @@ func (p *Pool) Run(ctx context.Context) {
 	t := time.NewTicker(p.cfg.RefillEvery)
 	defer t.Stop()
 	for {
-		p.Sweep()
-		worked := false
-		if p.live.Load() == 0 {
-			worked = p.refillOne(ctx)
-		}
-		if worked {
+		if p.step(ctx) {
 			continue
 		}
 		select {
@@ -138,6 +133,16 @@ func (p *Pool) Run(ctx context.Context) {
 		case <-p.kick:
 		}
 	}
+}
+
+// step is one turn of Run: sweep, then make one presignature unless a live
+// Sign call runs. It reports whether it made one.
+func (p *Pool) step(ctx context.Context) bool {
+	p.Sweep()
+	if p.live.Load() > 0 {
+		return false
+	}
+	return p.refillOne(ctx)
 }
 
 // refillOne makes one presignature for the emptiest tracked pool below depth.

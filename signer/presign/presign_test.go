@@ -407,3 +407,21 @@ func TestPresignDestroyOnOneEndsAll(t *testing.T) {
 	}
 	w.noBlame(t)
 }
+
+func TestPresignRefillYieldsToLiveSigning(t *testing.T) {
+	w := wallet2of3(t)
+	r := newRig(t, w, 1)
+	ctx := ctxT(t)
+	r.pool.Track(w.name, NewSubset("node1", "node3"))
+	r.pool.live.Add(1) // a Sign call is running
+	if r.pool.step(ctx) || r.pool.Stats().Made != 0 {
+		t.Fatal("refill ran while live signing was in progress")
+	}
+	r.pool.live.Add(-1)
+	if !r.pool.step(ctx) || r.pool.Stats().Made != 1 {
+		t.Fatal("refill did not run once live signing ended")
+	}
+	if r.pool.step(ctx) {
+		t.Fatal("refill went past the configured depth")
+	}
+}
