@@ -418,6 +418,21 @@ func (n *Node) Sweep() int {
 	return expired
 }
 
+// Run calls Sweep every interval until ctx ends: each node expires its
+// presignatures on its own clock, whatever the coordinator does.
+func (n *Node) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.Sweep()
+		}
+	}
+}
+
 // Close destroys every presignature (what a restart does to memory).
 func (n *Node) Close() {
 	n.mu.Lock()

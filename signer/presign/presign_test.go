@@ -1,12 +1,14 @@
 package presign
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/big"
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 
@@ -320,7 +322,9 @@ func TestPresignBindRefusals(t *testing.T) {
 func noRepeatedR(t *testing.T, n int) {
 	w := wallet2of3(t)
 	r := newRig(t, w, n)
-	ctx := ctxT(t)
+	// The soak runs far longer than one test deadline; bound it by n.
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline+time.Duration(n)*2*time.Second)
+	defer cancel()
 	subset := NewSubset("node2", "node3")
 	seen := map[string]int{}
 	const batch = 8
@@ -387,7 +391,7 @@ func isReady(n *Node, id ID) bool {
 	return false
 }
 
-func TestPresignDestroyOnOneEndsAll(t *testing.T) {
+func TestPresignExpiryOnOneEndsAll(t *testing.T) {
 	w := wallet2of3(t)
 	r := newRig(t, w, 1)
 	ctx := ctxT(t)
@@ -396,9 +400,13 @@ func TestPresignDestroyOnOneEndsAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// node1 withdraws its part alone; the engine tells node2, whose session
-	// ends too, and nobody is charged to the failure budget.
-	r.nodes["node1"].Destroy(id)
+	// node1's own sweeper expires its part, without the pool; the engine
+	// tells node2, whose session ends too, and nobody is charged to the
+	// failure budget.
+	r.clock.Advance(DefaultTTL)
+	if n := r.nodes["node1"].Sweep(); n != 1 {
+		t.Fatalf("node1 swept %d, want 1", n)
+	}
 	r.noneRunning(t)
 	for _, n := range subset {
 		if _, err := r.nodes[n].Bind(ctx, id, Request{ID: "x", Wallet: w.name, Digest: digestOf("x")}); !errors.Is(err, ErrDestroyed) {
