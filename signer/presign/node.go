@@ -286,10 +286,11 @@ func (n *Node) Ready() []ID {
 }
 
 // Bind binds presignature id to req.Digest and finishes the signature. In
-// order: the digest must be below N; the caller's Check must approve it for
-// the request; then (id, digest) is recorded, and only after that the
-// digest is written into the session's message and the held round-4
-// envelopes (ours and the peers') are released. A second Bind of id, with
+// order: the digest must be below N (else no state change); (id, digest) is
+// recorded, so one of any number of concurrent binders wins; the caller's
+// Check must approve the digest for the request; only then the digest is
+// written into the session's message and the held round-4 envelopes (ours
+// and the peers') are released. A second Bind of id, with
 // any digest, returns *AlreadyBoundError. A refused check, a failure or ctx
 // ending after the binding destroys the presignature.
 func (n *Node) Bind(ctx context.Context, id ID, req Request) (*tss.Signature, error) {
