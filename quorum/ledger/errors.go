@@ -40,6 +40,10 @@ var (
 	// ErrTimeout: raft did not commit in time; the outcome is unknown. Retry
 	// only with the same request ID (idempotency makes that safe).
 	ErrTimeout = errors.New("ledger: commit outcome unknown")
+	// ErrNotCaughtUp: a read at a read index gave up (its context ended)
+	// before this node's FSM applied the state up to that index; the node
+	// is partitioned or lagging. Nothing was read.
+	ErrNotCaughtUp = errors.New("ledger: local state has not reached the read index")
 )
 
 // NotLeaderError is ErrNotLeader with the leader's identity, if known.

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,6 +36,9 @@ type FSM struct {
 	mu     sync.RWMutex
 	st     *State
 	halted error
+	// moved is closed (and replaced) whenever st.Index advances, the state
+	// is restored or the FSM halts: waiters in ReadAtLeast wake up on it.
+	moved chan struct{}
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -45,7 +49,47 @@ func NewFSM(logger *slog.Logger, onHalt func(error)) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &FSM{log: logger, onHalt: onHalt, st: NewState()}
+	return &FSM{log: logger, onHalt: onHalt, st: NewState(), moved: make(chan struct{})}
+}
+
+// notifyLocked wakes every ReadAtLeast waiter; the caller holds f.mu.
+func (f *FSM) notifyLocked() {
+	close(f.moved)
+	f.moved = make(chan struct{})
+}
+
+// Index returns the state's own index: the raft index of the last entry that
+// changed the state. Unlike raft's applied index, which raft advances when it
+// hands entries to the FSM, it moves only once Apply has finished, and every
+// node that applied the same log prefix reports the same value.
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Index
+}
+
+// ReadAtLeast waits until the state's index reaches idx (see [FSM.Index]),
+// then calls fn under the read lock. It returns ctx's error, wrapped, when
+// ctx ends first, and the halt error when the FSM halted.
+func (f *FSM) ReadAtLeast(ctx context.Context, idx uint64, fn func(*State) error) error {
+	for {
+		f.mu.RLock()
+		if f.halted != nil {
+			f.mu.RUnlock()
+			return f.halted
+		}
+		if f.st.Index >= idx {
+			defer f.mu.RUnlock()
+			return fn(f.st)
+		}
+		at, moved := f.st.Index, f.moved
+		f.mu.RUnlock()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: local state at index %d, read needs %d: %w", ErrNotCaughtUp, at, idx, ctx.Err())
+		case <-moved:
+		}
+	}
 }
 
 // Halted returns the error that halted the FSM, or nil.
@@ -89,6 +133,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if fatal != nil {
 		f.halted = fmt.Errorf("%w at index %d: %v", ErrHalted, l.Index, fatal)
 		f.log.Error("ledger: FSM halted; refusing to apply further entries", "index", l.Index, "err", fatal)
+		f.notifyLocked()
 		if f.onHalt != nil {
 			go f.onHalt(f.halted)
 		}
@@ -132,10 +177,11 @@ func (f *FSM) applyLocked(l *raft.Log) (res *applyResult, fatal error) {
 		st.Index = l.Index
 		st.Clock = now
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
+		f.notifyLocked()
 	}
 	r := &applyResult{existing: out.existing}
 	if out.req != nil {
-		r.req = out.req.clone()
+		r.req = out.req.Clone()
 	}
 	return r, nil
 }
@@ -667,6 +713,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st = st
+	f.notifyLocked()
 	return nil
 }
 

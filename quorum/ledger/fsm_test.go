@@ -80,7 +80,7 @@ func (h *fsmHarness) hash() [32]byte {
 
 func (h *fsmHarness) req(id string) *Request {
 	var r *Request
-	_ = h.f.Read(func(st *State) error { r = st.Requests[id].clone(); return nil })
+	_ = h.f.Read(func(st *State) error { r = st.Requests[id].Clone(); return nil })
 	return r
 }
 

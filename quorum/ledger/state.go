@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custody-dev/custody/policy"
@@ -214,9 +217,12 @@ func DecodeState(b []byte) (*State, error) {
 	return st, nil
 }
 
-// clone deep-copies a request through its JSON form, so callers outside the
-// lock never share memory with the FSM.
-func (r *Request) clone() *Request {
+// Clone deep-copies a request through its JSON form, so callers outside the
+// FSM's lock never share memory with the FSM. A nil request clones to nil.
+func (r *Request) Clone() *Request {
+	if r == nil {
+		return nil
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		panic("ledger: request not serialisable: " + err.Error())
@@ -226,4 +232,34 @@ func (r *Request) clone() *Request {
 		panic("ledger: request not serialisable: " + err.Error())
 	}
 	return &c
+}
+
+// Clone deep-copies the state through its canonical encoding (the same path
+// as a snapshot and restore), for callers that keep or edit a state outside
+// the read callback. It fails only on a state that could not be snapshotted.
+func (s *State) Clone() (*State, error) {
+	b, err := s.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return DecodeState(b)
+}
+
+// HeldNonces returns, sorted, the ETH nonces of wallet that requests hold
+// (allocated at create, kept through claimed, signed and failed; released on
+// rejection or expiry before a claim).
+func (s *State) HeldNonces(wallet string) []uint64 {
+	var out []uint64
+	prefix := wallet + "/"
+	for k := range s.Nonces {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(rest, 10, 64); err == nil && nonceKey(wallet, n) == k {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

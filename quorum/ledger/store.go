@@ -265,8 +265,15 @@ func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
 // RaftState returns this node's raft role.
 func (s *Store) RaftState() raft.RaftState { return s.raft.State() }
 
-// AppliedIndex returns the index of the last entry applied to the FSM.
+// AppliedIndex returns raft's applied index. Raft advances it when it hands
+// entries to the FSM, before Apply has run, so it says nothing about what a
+// read sees; use [Store.StateIndex], [Store.ReadIndex] and [Store.ReadAtLeast].
 func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
+
+// StateIndex returns the local FSM's own index: the raft index of the last
+// entry that changed the state, set only after Apply finished (not
+// linearizable on its own).
+func (s *Store) StateIndex() uint64 { return s.fsm.Index() }
 
 // LastIndex returns the last index in this node's log.
 func (s *Store) LastIndex() uint64 { return s.raft.LastIndex() }
@@ -283,19 +290,50 @@ func (s *Store) ReadLocal(fn func(*State) error) error { return s.fsm.Read(fn) }
 
 // ReadLinearizable calls fn with a state that reflects every write committed
 // before the call: the node must be the leader and a barrier through the log
-// must apply first. On a follower it returns a *NotLeaderError. fn must not
-// modify or retain the state.
+// must apply first. On a follower it returns a *NotLeaderError; a follower
+// reads linearizably with the leader's [Store.ReadIndex] and its own
+// [Store.ReadAtLeast]. fn must not modify or retain the state.
 func (s *Store) ReadLinearizable(ctx context.Context, fn func(*State) error) error {
-	if err := s.leaderCheck(); err != nil {
+	idx, err := s.ReadIndex(ctx)
+	if err != nil {
 		return err
+	}
+	return s.ReadAtLeast(ctx, idx, fn)
+}
+
+// ReadIndex, on the leader, returns an index that is safe to read at: after
+// a raft barrier (an entry committed by a majority in this leader's term, so
+// a deposed leader cannot answer) it returns the FSM's state index, which
+// covers every state change committed before the call. Any node whose FSM
+// has reached it ([Store.ReadAtLeast]) sees every write acknowledged before
+// ReadIndex was called. On a follower it returns a *NotLeaderError.
+func (s *Store) ReadIndex(ctx context.Context) (uint64, error) {
+	if err := s.leaderCheck(); err != nil {
+		return 0, err
 	}
 	if err := s.fsm.Halted(); err != nil {
-		return err
+		return 0, err
 	}
 	if err := s.raft.Barrier(s.timeout(ctx)).Error(); err != nil {
-		return s.mapErr(err)
+		return 0, s.mapErr(err)
 	}
-	return s.fsm.Read(fn)
+	if err := s.fsm.Halted(); err != nil {
+		return 0, err
+	}
+	return s.fsm.Index(), nil
+}
+
+// ReadAtLeast works on any node: it waits until the local FSM's state index
+// reaches idx (a leader's [Store.ReadIndex]), then calls fn under the FSM's
+// read lock. When ctx ends first it returns an error wrapping
+// [ErrNotCaughtUp] and ctx's error and fn is not called: a partitioned node
+// never answers from stale state. fn must not modify or retain the state.
+//
+// The state index moves only on state changes, identically on every node,
+// so reaching the leader's value means every change the leader had applied
+// is applied here.
+func (s *Store) ReadAtLeast(ctx context.Context, idx uint64, fn func(*State) error) error {
+	return s.fsm.ReadAtLeast(ctx, idx, fn)
 }
 
 // Snapshot forces a snapshot now (tests, operators before maintenance).

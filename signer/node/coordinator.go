@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -115,10 +112,13 @@ func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.R
 	var held map[uint64]bool
 	err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
 		if r := st.Requests[w.ID]; r != nil {
-			existing = cloneRequest(r)
+			existing = r.Clone()
 			return nil
 		}
-		held = heldNonces(st, w.Wallet)
+		held = map[uint64]bool{}
+		for _, n := range st.HeldNonces(w.Wallet) {
+			held[n] = true
+		}
 		return nil
 	})
 	if err != nil {
@@ -183,38 +183,6 @@ func decisionErr(r *ledger.Request) error {
 	return nil
 }
 
-// heldNonces lists the wallet's nonces the ledger has allocated. The ledger
-// keys them "wallet/nonce" (an unexported format: see docs/node.md, gaps).
-func heldNonces(st *ledger.State, wallet string) map[uint64]bool {
-	out := map[uint64]bool{}
-	for k := range st.Nonces {
-		rest, ok := strings.CutPrefix(k, wallet+"/")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseUint(rest, 10, 64); err == nil {
-			out[n] = true
-		}
-	}
-	return out
-}
-
-func cloneRequest(r *ledger.Request) *ledger.Request {
-	cp := *r
-	cp.Payload = slices.Clone(r.Payload)
-	cp.Approvals = slices.Clone(r.Approvals)
-	cp.Outpoints = slices.Clone(r.Outpoints)
-	if r.Claim != nil {
-		cl := *r.Claim
-		cp.Claim = &cl
-	}
-	if r.Result != nil {
-		res := *r.Result
-		cp.Result = &res
-	}
-	return &cp
-}
-
 // Approve records one operator's signed approval or rejection (step 3).
 func (c *Coordinator) Approve(ctx context.Context, requestID string, a quorum.Approval) (*ledger.Request, error) {
 	out, err := c.cfg.Ledger.Propose(ctx, ledger.CmdApprove, c.cfg.Actor, ledger.Approve{RequestID: requestID, Approval: a})
@@ -237,7 +205,7 @@ func (c *Coordinator) WaitApproved(ctx context.Context, requestID string) (*ledg
 		var r *ledger.Request
 		err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
 			if x := st.Requests[requestID]; x != nil {
-				r = cloneRequest(x)
+				r = x.Clone()
 			}
 			return nil
 		})

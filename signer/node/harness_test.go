@@ -199,11 +199,7 @@ type doctoredLedger struct {
 
 func (d *doctoredLedger) ReadLinearizable(ctx context.Context, fn func(*ledger.State) error) error {
 	return d.inner.ReadLinearizable(ctx, func(st *ledger.State) error {
-		b, err := st.Encode()
-		if err != nil {
-			return err
-		}
-		cp, err := ledger.DecodeState(b)
+		cp, err := st.Clone()
 		if err != nil {
 			return err
 		}
@@ -449,15 +445,7 @@ func (h *harness) read(id string) *ledger.Request {
 			if x == nil {
 				return fmt.Errorf("no request %q", id)
 			}
-			b, err := st.Encode()
-			if err != nil {
-				return err
-			}
-			cp, err := ledger.DecodeState(b)
-			if err != nil {
-				return err
-			}
-			r = *cp.Requests[id]
+			r = *x.Clone()
 			return nil
 		})
 	})

@@ -22,26 +22,23 @@ var (
 	_ Ledger = (*LocalLedger)(nil)
 )
 
-// ReadIndexFunc returns the leader's read index: State.Index of the leader's
-// FSM after a raft barrier, that is, the index of the last state change
-// committed before the call. In-process it is LeaderReadIndex; a daemon asks
-// the leader over the node API.
+// ReadIndexFunc returns the leader's read index ([ledger.Store.ReadIndex]):
+// an index at which a read sees every write committed before the call.
+// In-process it is LeaderReadIndex; a daemon asks the leader over the node
+// API.
 type ReadIndexFunc func(ctx context.Context) (uint64, error)
 
 // LocalLedger gives a member a linearizable read of its OWN ledger node, also
-// when that node is a follower: ledger.Store.ReadLinearizable only works on
-// the leader, so on a follower it fetches the leader's read index and waits
-// until the local FSM has applied every state change up to it (a hand-made
-// raft ReadIndex). The state the member then checks is its own replica's,
-// so a leader lying about the index can only make the member see an older
-// committed prefix, never a forged one, and the claim-index check in
-// SignClaimed bounds how old.
+// when that node is a follower: on the leader [ledger.Store.ReadLinearizable]
+// (a raft barrier); on a follower the leader's read index, then
+// [ledger.Store.ReadAtLeast] waits until the local FSM has applied every
+// state change up to it (raft's ReadIndex protocol). The state the member
+// then checks is its own replica's, so a leader lying about the index can
+// only make the member see an older committed prefix, never a forged one,
+// and the claim-index check in SignClaimed bounds how old.
 type LocalLedger struct {
 	Store     *ledger.Store
 	ReadIndex ReadIndexFunc
-	// Poll is the interval between checks of the local applied state
-	// (default 10 ms).
-	Poll time.Duration
 }
 
 // ReadLinearizable implements Ledger.
@@ -54,40 +51,7 @@ func (l *LocalLedger) ReadLinearizable(ctx context.Context, fn func(*ledger.Stat
 	if err != nil {
 		return fmt.Errorf("node: read index from the leader: %w", err)
 	}
-	return readAtLeast(ctx, l.Store, idx, l.Poll, fn)
-}
-
-// readAtLeast waits until the local FSM's State.Index reaches idx and calls fn
-// under the same read lock. State.Index only moves on state changes, which
-// both sides count identically, so reaching the leader's value means every
-// change the leader had applied is applied here.
-func readAtLeast(ctx context.Context, s *ledger.Store, idx uint64, poll time.Duration, fn func(*ledger.State) error) error {
-	if poll <= 0 {
-		poll = 10 * time.Millisecond
-	}
-	tick := time.NewTicker(poll)
-	defer tick.Stop()
-	for {
-		if err := s.Halted(); err != nil {
-			return err
-		}
-		done := false
-		err := s.ReadLocal(func(st *ledger.State) error {
-			if st.Index < idx {
-				return nil
-			}
-			done = true
-			return fn(st)
-		})
-		if done || err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node: local ledger did not reach index %d: %w", idx, ctx.Err())
-		case <-tick.C:
-		}
-	}
+	return l.Store.ReadAtLeast(ctx, idx, fn)
 }
 
 // LeaderReadIndex returns a ReadIndexFunc that asks whichever of stores is the
@@ -102,11 +66,7 @@ func LeaderReadIndex(stores ...*ledger.Store) ReadIndexFunc {
 				if !s.IsLeader() {
 					continue
 				}
-				var idx uint64
-				err := s.ReadLinearizable(ctx, func(st *ledger.State) error {
-					idx = st.Index
-					return nil
-				})
+				idx, err := s.ReadIndex(ctx)
 				if err == nil {
 					return idx, nil
 				}
