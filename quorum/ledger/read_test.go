@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -102,5 +103,53 @@ func TestFollowerLinearizableRead(t *testing.T) {
 	}
 	if !saw {
 		t.Fatal("healed follower's linearizable read misses the write")
+	}
+}
+
+// TestInjectedClockDrivesLedgerTime: Config.Clock is the command time; a
+// clock stepping back does not move the FSM's clock back, and an expiry is
+// judged on ledger time, not the wall clock.
+func TestInjectedClockDrivesLedgerTime(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
+	c := newCluster(t, 1, func(cfg *Config) { cfg.Clock = clock })
+	c.seed()
+	ctx := context.Background()
+	s := c.nodes[0].s
+	ledgerClock := func() time.Time {
+		var at time.Time
+		if err := s.ReadLinearizable(ctx, func(st *State) error { at = st.Clock; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	if got := ledgerClock(); !got.Equal(clock()) {
+		t.Fatalf("ledger clock %s, injected %s", got, clock())
+	}
+	cmd := createCmd("clk", 1)
+	cmd.ExpiresAt = clock().Add(time.Hour) // years after the wall clock's now
+	if _, _, err := s.CreateRequest(ctx, "backend", cmd); err != nil {
+		t.Fatal(err)
+	}
+	t0 := clock()
+	set(t0.Add(-24 * time.Hour)) // a new leader with a slow clock
+	cmd2 := createCmd("clk-2", 2)
+	cmd2.ExpiresAt = t0.Add(time.Hour)
+	if _, _, err := s.CreateRequest(ctx, "backend", cmd2); err != nil {
+		t.Fatal(err)
+	}
+	if got := ledgerClock(); !got.Equal(t0) {
+		t.Fatalf("ledger clock moved back to %s (was %s)", got, t0)
+	}
+	// Not expired yet at ledger time t0 (the slow leader cannot expire it).
+	if _, err := s.Propose(ctx, CmdExpire, "sweeper", ExpireCmd{RequestID: "clk"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("expire before expires_at: %v, want ErrInvalid", err)
+	}
+	set(t0.Add(2 * time.Hour))
+	out, err := s.Propose(ctx, CmdExpire, "sweeper", ExpireCmd{RequestID: "clk"})
+	if err != nil || out.Request.Status != StatusExpired {
+		t.Fatalf("expire after expires_at: %+v, %v", out.Request, err)
 	}
 }

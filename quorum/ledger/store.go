@@ -47,6 +47,12 @@ type Config struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 
+	// Clock is the time the leader writes into every command it proposes
+	// (the FSM's only notion of time: expiry, cooling-off, unlock delay,
+	// velocity windows). Nil means time.Now. Tests and devnets inject one to
+	// drive ledger time; the FSM still never lets its clock go backwards.
+	Clock func() time.Time
+
 	// WrapTransport, if set, wraps the raft transport. It exists for fault
 	// injection in tests (partitions); production leaves it nil.
 	WrapTransport func(raft.Transport) raft.Transport
@@ -81,6 +87,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ledger: data dir: %w", err)
@@ -354,7 +363,8 @@ type Outcome struct {
 	Index uint64
 }
 
-// Propose commits one command as the leader and returns its outcome. Errors:
+// Propose commits one command as the leader, stamped with Config.Clock, and
+// returns its outcome. Errors:
 // a *NotLeaderError on followers; ErrTimeout when the outcome is unknown
 // (retry only with the same request ID); the FSM's refusal otherwise.
 func (s *Store) Propose(ctx context.Context, typ, actor string, payload any) (Outcome, error) {
@@ -364,7 +374,7 @@ func (s *Store) Propose(ctx context.Context, typ, actor string, payload any) (Ou
 	if err := s.fsm.Halted(); err != nil {
 		return Outcome{}, err
 	}
-	b, err := EncodeCommand(typ, actor, time.Now(), payload)
+	b, err := EncodeCommand(typ, actor, s.cfg.Clock(), payload)
 	if err != nil {
 		return Outcome{}, err
 	}

@@ -48,14 +48,17 @@ const (
 	testLease     = 750 * time.Millisecond
 )
 
-// testRules: one hot ETH wallet, allowlist required (cooling-off 0s: the
-// ledger takes command time from the wall clock, which tests cannot drive;
-// see docs/node.md), two approvals from approver/admin.
-const testRules = `version: 1
+// testRules: one hot ETH wallet, allowlist required with a real cooling-off
+// (the harness drives ledger time: newHarness adds the destinations, then
+// moves the ledger clock past their cooling-off), two approvals from
+// approver/admin.
+const (
+	testCoolingOff = time.Hour
+	testRules      = `version: 1
 assets:
   ETH: {decimals: 18}
 allowlist:
-  cooling_off: 0s
+  cooling_off: 1h
   approvals: 2
   roles: [admin, approver]
 lock:
@@ -71,6 +74,29 @@ wallets:
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
 `
+)
+
+// ledgerClock is the time every ledger node of a harness stamps on the
+// commands it proposes (ledger.Config.Clock). It stands still until a test
+// moves it. It starts three hours before the wall clock, so approvals and
+// request expiries (taken from the wall clock) stay valid while tests move
+// it forward by the cooling-off period.
+type ledgerClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *ledgerClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *ledgerClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
 
 var fixtures []*keygen.LocalPreParams
 
@@ -227,6 +253,7 @@ type harness struct {
 	info    tss.WalletInfo
 	wallet  common.Address
 	dests   []common.Address
+	clock   *ledgerClock
 }
 
 func poll(t testing.TB, what string, fn func() error) {
@@ -260,7 +287,8 @@ func newHarness(t *testing.T) *harness {
 	ksh := walletShares(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, members: map[tss.PartyID]*member{}, info: ksh["n1"].Info()}
+	h := &harness{t: t, ctx: ctx, members: map[tss.PartyID]*member{}, info: ksh["n1"].Info(),
+		clock: &ledgerClock{now: time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)}}
 	var err error
 	if h.wallet, err = eth.AddressFromPublicKey(h.info.PubKey); err != nil {
 		t.Fatal(err)
@@ -281,7 +309,8 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 		s, err := ledger.Open(ledger.Config{NodeID: string(id), Dir: t.TempDir(), Bind: "127.0.0.1:0", TLS: tlsCfg,
-			HeartbeatTimeout: testHeartbeat, ElectionTimeout: testElection, LeaderLeaseTimeout: testLease, ApplyTimeout: 30 * time.Second})
+			HeartbeatTimeout: testHeartbeat, ElectionTimeout: testElection, LeaderLeaseTimeout: testLease, ApplyTimeout: 30 * time.Second,
+			Clock: h.clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,13 +338,10 @@ func newHarness(t *testing.T) *harness {
 	committeeIDs := []string{"n1", "n2", "n3"}
 	h.propose(ledger.CmdWalletSet, "node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committeeIDs, Threshold: 1}})
 	for i := range 2 {
-		seed := sha256.Sum256([]byte(fmt.Sprintf("node-test-dest/%d", i)))
-		dest := common.BytesToAddress(seed[:20])
-		h.dests = append(h.dests, dest)
-		ch := policy.Change{ID: fmt.Sprintf("allow-%d", i), Kind: policy.ChangeAllowlistAdd, Wallet: walletID, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
-		h.propose(ledger.CmdPolicyChange, "alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
-			alice.sign(t, ch.ID, ch.PayloadHash(), quorum.Approve), carol.sign(t, ch.ID, ch.PayloadHash(), quorum.Approve)}})
+		h.dests = append(h.dests, h.allowlist(fmt.Sprintf("allow-%d", i)))
 	}
+	// The destinations are usable once their cooling-off has passed.
+	h.clock.Advance(testCoolingOff + time.Minute)
 
 	// Chain: the simulated chain with the wallet funded.
 	h.sim = eth.NewSimulated(types.GenesisAlloc{h.wallet: {Balance: ether(100, 0)}})
@@ -363,6 +389,18 @@ func newHarness(t *testing.T) *harness {
 	}
 	h.coord.AddWallet(h.info)
 	return h
+}
+
+// allowlist adds a destination derived from name to the wallet's allowlist
+// (two approvals); it is usable after the cooling-off, in ledger time.
+func (h *harness) allowlist(name string) common.Address {
+	h.t.Helper()
+	seed := sha256.Sum256([]byte("node-test-dest/" + name))
+	dest := common.BytesToAddress(seed[:20])
+	ch := policy.Change{ID: name, Kind: policy.ChangeAllowlistAdd, Wallet: walletID, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
+	h.propose(ledger.CmdPolicyChange, "alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
+		alice.sign(h.t, ch.ID, ch.PayloadHash(), quorum.Approve), carol.sign(h.t, ch.ID, ch.PayloadHash(), quorum.Approve)}})
+	return dest
 }
 
 // newMember builds a Member over mb's components reading led.
