@@ -76,7 +76,8 @@ func (d *Decision) deny(reason Reason, format string, args ...any) Decision {
 // Evaluate decides whether policy allows req at now, given state, before
 // counting approvals: locks first (nothing passes while locked), then the
 // matching rule (deny by default), allowlist and cooling-off, per-transaction
-// limit and velocity. An allowed decision names the route and the approvals
+// limit and velocity (the window's spends plus req.Amount; a spend recorded
+// for req.ID itself is not counted again). An allowed decision names the route and the approvals
 // required.
 func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 	d := Decision{RequestID: req.ID}
@@ -115,6 +116,12 @@ func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 		since := now.Add(-time.Duration(v.Window))
 		sum := new(big.Int).Set(req.Amount.big())
 		for _, h := range st.history {
+			// The request's own spend, recorded when it was claimed or
+			// exported, is already in sum as req.Amount: re-evaluating a
+			// claimed request must not count it twice.
+			if h.RequestID != "" && h.RequestID == req.ID {
+				continue
+			}
 			if h.Wallet == req.Wallet && h.Asset == req.Asset && h.At.After(since) {
 				sum.Add(sum, h.Amount.big())
 			}

@@ -72,6 +72,24 @@ func TestEvaluateTable(t *testing.T) {
 			s.history = append(s.history, Spend{Wallet: "eth-hot-2", Asset: "ETH", Amount: units(t, "50", 18), At: t0})
 			return s
 		}(), ethReq(t, "r", "eth-hot-1", dest1, "10"), "", "eth-hot", RouteCold, 3},
+		// After a claim the ledger has recorded the request's own spend;
+		// re-evaluating that request (the claim's recheck, every signer, a
+		// re-claim) must not count it a second time.
+		{"velocity: the request's own recorded spend is not counted twice", func() State {
+			s := history("20", "20")
+			s.history = append(s.history, Spend{RequestID: "r", Wallet: "eth-hot-1", Asset: "ETH", Amount: units(t, "10", 18), At: t0})
+			return s
+		}(), ethReq(t, "r", "eth-hot-1", dest1, "10"), "", "eth-hot", RouteCold, 3},
+		{"velocity: another request's spend still counts", func() State {
+			s := history("20", "20")
+			s.history = append(s.history, Spend{RequestID: "r-other", Wallet: "eth-hot-1", Asset: "ETH", Amount: units(t, "10", 18), At: t0})
+			return s
+		}(), ethReq(t, "r", "eth-hot-1", dest1, "10"), ReasonVelocityExceeded, "eth-hot", "", 0},
+		{"velocity: spends without a request ID always count", func() State {
+			s := history("20", "20")
+			s.history = append(s.history, Spend{Wallet: "eth-hot-1", Asset: "ETH", Amount: units(t, "10", 18), At: t0})
+			return s
+		}(), ethReq(t, "r", "eth-hot-1", dest1, "10"), ReasonVelocityExceeded, "eth-hot", "", 0},
 		{"zero amount", base, ethReq(t, "r", "eth-hot-1", dest1, "0"), ReasonInvalidRequest, "", "", 0},
 		{"missing initiator", base, func() Request { r := ethReq(t, "r", "eth-hot-1", dest1, "1"); r.Initiator = ""; return r }(), ReasonInvalidRequest, "", "", 0},
 	}

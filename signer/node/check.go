@@ -98,17 +98,14 @@ func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey
 	}
 
 	// 4. Policy at this state (locks, rule, allowlist, cooling-off, limits,
-	// velocity without this request's own recorded spend); it also gives the
-	// approval requirement.
+	// velocity: policy never counts this request's own recorded spend
+	// twice); it also gives the approval requirement.
 	rules := st.ActivePolicy()
 	if rules == nil {
 		return nil, fmt.Errorf("%w: no rules in force", ErrPolicy)
 	}
 	now := st.Clock
-	pst, err := withoutOwnSpend(st.Policy, r.ID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: policy state: %v", ErrPolicy, err)
-	}
+	pst := st.Policy
 	preq := r.PolicyRequest()
 	preq.PayloadHash = p.payloadHash
 	ev := policy.Evaluate(rules, pst, preq, now)
@@ -211,20 +208,4 @@ func checkETHPayload(r *ledger.Request, lw *ledger.Wallet, networks map[string]u
 	}
 	p.chainID, p.nonce, p.unsigned, p.payloadHash, p.digest = chainID, d.Nonce, u, ph, u.SigningHash()
 	return nil
-}
-
-// withoutOwnSpend removes the request's own spend, which the FSM records when
-// it commits the claim, so the velocity check does not count it twice.
-func withoutOwnSpend(st policy.State, requestID string) (policy.State, error) {
-	hist := st.History()
-	kept := hist[:0:0]
-	for _, sp := range hist {
-		if sp.RequestID != requestID {
-			kept = append(kept, sp)
-		}
-	}
-	if len(kept) == len(hist) {
-		return st, nil
-	}
-	return policy.NewState(st.Allowlist(), st.Locks(), kept)
 }
