@@ -189,7 +189,7 @@ func (c *cluster) claim(id string) (*Request, error) {
 	var r *Request
 	var err error
 	c.retryOnLeaderErr(func(s *Store) error {
-		r, err = s.Claim(context.Background(), "n1", id)
+		r, err = s.Claim(context.Background(), "n1", id, allSigners)
 		return err
 	})
 	return r, err
@@ -369,11 +369,11 @@ func TestStaleLeaderClaimRefused(t *testing.T) {
 	r2 := c.approveRequest(t, "stale-2", 2, bob, carol)
 	old := c.waitLeader(nil)
 	// The old leader prepares its claims in its term, then freezes.
-	c1, err := old.s.PrepareClaim(r1.ID)
+	c1, err := old.s.PrepareClaim(r1.ID, allSigners)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2, err := old.s.PrepareClaim(r2.ID)
+	c2, err := old.s.PrepareClaim(r2.ID, allSigners)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +382,7 @@ func TestStaleLeaderClaimRefused(t *testing.T) {
 	var won *Request
 	c.retryOnLeaderAmong(rest, func(s *Store) error {
 		var err error
-		won, err = s.Claim(context.Background(), "new-leader", r1.ID)
+		won, err = s.Claim(context.Background(), "new-leader", r1.ID, allSigners)
 		return err
 	})
 	// While frozen, the old leader can neither commit its claim nor answer

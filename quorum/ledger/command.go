@@ -144,12 +144,16 @@ type Approve struct {
 
 // ClaimCmd is the compare-and-set claim of a signing session. Term is the
 // proposer's raft term when it built the command; an entry committed in any
-// other term was proposed by a deposed leader and is refused.
+// other term was proposed by a deposed leader and is refused. Signers names
+// the nodes that run the session: distinct members of the wallet's
+// committee, at least threshold+1 of them (any such set can sign; more than
+// threshold+1 only adds parties that can abort).
 type ClaimCmd struct {
-	RequestID    string `json:"request_id"`
-	ExpectStatus Status `json:"expect_status"`
-	SessionID    string `json:"session_id"`
-	Term         uint64 `json:"term"`
+	RequestID    string   `json:"request_id"`
+	ExpectStatus Status   `json:"expect_status"`
+	SessionID    string   `json:"session_id"`
+	Term         uint64   `json:"term"`
+	Signers      []string `json:"signers"`
 }
 
 // ResultCmd records the outcome of the session named by SessionID.

@@ -547,6 +547,29 @@ func validSession(s string) bool {
 	return err == nil && len(b) == 32 && s == hex.EncodeToString(b)
 }
 
+// checkSigners returns the signer set sorted, or ErrInvalid unless it is at
+// least threshold+1 distinct members of the request's wallet committee.
+func (c *applyCtx) checkSigners(r *Request, signers []string) ([]string, error) {
+	w := c.st.Wallets[r.Wallet]
+	if w == nil {
+		return nil, fmt.Errorf("%w: wallet %q", ErrNotFound, r.Wallet)
+	}
+	out := slices.Clone(signers)
+	slices.Sort(out)
+	for i, s := range out {
+		if !slices.Contains(w.Committee, s) {
+			return nil, invalid("signer %q is not in the committee of wallet %q", s, w.ID)
+		}
+		if i > 0 && out[i-1] == s {
+			return nil, invalid("signer %q named twice", s)
+		}
+	}
+	if len(out) < w.Threshold+1 {
+		return nil, invalid("%d signers; wallet %q needs at least %d", len(out), w.ID, w.Threshold+1)
+	}
+	return out, nil
+}
+
 func applyClaim(c *applyCtx) (applyOut, error) {
 	var p ClaimCmd
 	if err := c.decode(&p); err != nil {
@@ -568,12 +591,16 @@ func applyClaim(c *applyCtx) (applyOut, error) {
 	if r.Decision.Route != policy.RouteHot {
 		return applyOut{}, fmt.Errorf("%w: %q is routed %q; only hot requests are claimed", ErrWrongStatus, r.ID, r.Decision.Route)
 	}
+	signers, err := c.checkSigners(r, p.Signers)
+	if err != nil {
+		return applyOut{}, err
+	}
 	d, err := c.recheck(r)
 	if err != nil {
 		return applyOut{}, err
 	}
 	r.Decision = d
-	r.Claim = &Claim{SessionID: p.SessionID, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
+	r.Claim = &Claim{SessionID: p.SessionID, Signers: signers, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
 	r.Status = StatusClaimed
 	r.UpdatedIdx = c.l.Index
 	c.recordSpend(r)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -103,7 +104,7 @@ func (h *fsmHarness) approved(id string, nonce uint64) *Request {
 }
 
 func (h *fsmHarness) claimCmd(id string) ClaimCmd {
-	return ClaimCmd{RequestID: id, ExpectStatus: StatusApproved, SessionID: "aa" + string(bytes.Repeat([]byte("0"), 62)), Term: h.term}
+	return ClaimCmd{RequestID: id, ExpectStatus: StatusApproved, SessionID: "aa" + string(bytes.Repeat([]byte("0"), 62)), Term: h.term, Signers: allSigners}
 }
 
 func TestFSMClaimFencingAndResult(t *testing.T) {
@@ -397,4 +398,27 @@ func TestFSMDeterministicReplay(t *testing.T) {
 		}
 		return VerifyChain(st.Audit)
 	})
+}
+
+// TestFSMClaimSigners: the claim records its signer set (sorted); fewer than
+// threshold+1, repeated or non-committee signers are refused unchanged.
+func TestFSMClaimSigners(t *testing.T) {
+	h := newHarness(t)
+	r := h.approved("r1", 1)
+	for name, signers := range map[string][]string{
+		"none":          nil,
+		"threshold":     {"n1", "n2"},
+		"repeated":      {"n1", "n2", "n2"},
+		"not committee": {"n1", "n2", "c1"},
+	} {
+		cl := h.claimCmd(r.ID)
+		cl.Signers = signers
+		t.Run(name, func(t *testing.T) { h.refuse(ErrInvalid, CmdClaim, "n1", cl) })
+	}
+	cl := h.claimCmd(r.ID)
+	cl.Signers = []string{"n3", "n1", "n2"}
+	got := h.must(CmdClaim, "n1", cl)
+	if !slices.Equal(got.Claim.Signers, []string{"n1", "n2", "n3"}) {
+		t.Fatalf("claim signers %v, want [n1 n2 n3]", got.Claim.Signers)
+	}
 }

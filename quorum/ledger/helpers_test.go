@@ -133,6 +133,10 @@ var testWallets = []Wallet{
 	{ID: "cold", Chain: "btc", Network: "regtest", Committee: []string{"c1", "c2", "c3"}, Threshold: 2},
 }
 
+// allSigners is a valid signer set of the test wallets "hot" and "allow"
+// (threshold 2: three signers).
+var allSigners = []string{"n1", "n2", "n3"}
+
 type testPKI struct {
 	ca *raftnet.CA
 }

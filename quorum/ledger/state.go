@@ -63,8 +63,11 @@ type Wallet struct {
 // Claim is the compare-and-set grant of a signing session. Index, the raft
 // index of the claim entry, is the fencing token: signers refuse work for a
 // request whose current claim index differs from the one they were given.
+// Signers is the session's signer set (sorted, distinct committee members,
+// at least threshold+1): every member checks it was handed exactly this set.
 type Claim struct {
 	SessionID string    `json:"session_id"`
+	Signers   []string  `json:"signers,omitempty"`
 	Index     uint64    `json:"index"`
 	Term      uint64    `json:"term"`
 	By        string    `json:"by"`

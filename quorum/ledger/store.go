@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -407,9 +408,11 @@ func (s *Store) CreateRequest(ctx context.Context, actor string, c RequestCreate
 }
 
 // PrepareClaim builds a claim for an approved request with a fresh 256-bit
-// session ID and this leader's current term. Submit it with [Store.SubmitClaim];
-// if leadership changed in between, the FSM refuses it (ErrStaleLeader).
-func (s *Store) PrepareClaim(requestID string) (ClaimCmd, error) {
+// session ID, this leader's current term and the session's signers (at least
+// threshold+1 distinct committee members). Submit it with
+// [Store.SubmitClaim]; if leadership changed in between, the FSM refuses it
+// (ErrStaleLeader).
+func (s *Store) PrepareClaim(requestID string, signers []string) (ClaimCmd, error) {
 	if err := s.leaderCheck(); err != nil {
 		return ClaimCmd{}, err
 	}
@@ -418,7 +421,7 @@ func (s *Store) PrepareClaim(requestID string) (ClaimCmd, error) {
 		return ClaimCmd{}, fmt.Errorf("ledger: session id: %w", err)
 	}
 	return ClaimCmd{RequestID: requestID, ExpectStatus: StatusApproved,
-		SessionID: hex.EncodeToString(sid[:]), Term: s.raft.CurrentTerm()}, nil
+		SessionID: hex.EncodeToString(sid[:]), Term: s.raft.CurrentTerm(), Signers: slices.Clone(signers)}, nil
 }
 
 // SubmitClaim commits a prepared claim. The returned request's Claim.Index is
@@ -432,8 +435,8 @@ func (s *Store) SubmitClaim(ctx context.Context, actor string, c ClaimCmd) (*Req
 }
 
 // Claim prepares and submits a claim in one step.
-func (s *Store) Claim(ctx context.Context, actor, requestID string) (*Request, error) {
-	c, err := s.PrepareClaim(requestID)
+func (s *Store) Claim(ctx context.Context, actor, requestID string, signers []string) (*Request, error) {
+	c, err := s.PrepareClaim(requestID, signers)
 	if err != nil {
 		return nil, err
 	}

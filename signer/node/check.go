@@ -89,6 +89,9 @@ func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey
 	if err := checkCommittee(lw, wk.info, self, c.Signers); err != nil {
 		return nil, err
 	}
+	if err := checkClaimSigners(r.Claim.Signers, c.Signers); err != nil {
+		return nil, err
+	}
 	p.info, p.address = wk.info, wk.address
 
 	// 3. The payload: parse the stored unsigned transaction, recompute its
@@ -173,6 +176,23 @@ func checkCommittee(lw *ledger.Wallet, info tss.WalletInfo, self tss.PartyID, si
 	}
 	if !seen[self] {
 		return fmt.Errorf("%w: this member (%s) is not among the signers", ErrWallet, self)
+	}
+	return nil
+}
+
+// checkClaimSigners compares the presented signer set with the one the
+// ledger recorded in the claim, so every member runs the session with the
+// same, ledger-fixed set (a coordinator cannot hand members different sets).
+func checkClaimSigners(recorded []string, presented []tss.PartyID) error {
+	got := make([]string, len(presented))
+	for i, s := range presented {
+		got[i] = string(s)
+	}
+	slices.Sort(got)
+	want := slices.Clone(recorded)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("%w: signers %v, the ledger's claim records %v", ErrClaimMismatch, got, want)
 	}
 	return nil
 }

@@ -231,11 +231,18 @@ func (c *Coordinator) WaitApproved(ctx context.Context, requestID string) (*ledg
 // (step 4) and returns what the signers are handed. signers nil picks the
 // first t+1 committee members reachable from this coordinator.
 func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []tss.PartyID) (Claim, error) {
-	r, err := c.cfg.Ledger.Claim(ctx, c.cfg.Actor, requestID)
-	if err != nil {
+	var wallet string
+	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+		r := st.Requests[requestID]
+		if r == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownRequest, requestID)
+		}
+		wallet = r.Wallet
+		return nil
+	}); err != nil {
 		return Claim{}, err
 	}
-	info, err := c.wallet(r.Wallet)
+	info, err := c.wallet(wallet)
 	if err != nil {
 		return Claim{}, err
 	}
@@ -246,6 +253,20 @@ func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []tss
 			}
 		}
 	}
+	ids := make([]string, len(signers))
+	for i, s := range signers {
+		ids[i] = string(s)
+	}
+	// The ledger records the signer set with the claim; members compare.
+	r, err := c.cfg.Ledger.Claim(ctx, c.cfg.Actor, requestID, ids)
+	if err != nil {
+		return Claim{}, err
+	}
+	return claimOf(r, signers)
+}
+
+// claimOf derives the members' Claim from a request's current ledger claim.
+func claimOf(r *ledger.Request, signers []tss.PartyID) (Claim, error) {
 	sid, err := hex.DecodeString(r.Claim.SessionID)
 	if err != nil || len(sid) != len(tss.SessionID{}) {
 		return Claim{}, fmt.Errorf("node: ledger session ID %q: %v", r.Claim.SessionID, err)

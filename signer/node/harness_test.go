@@ -548,7 +548,7 @@ func (f forged) install(st *ledger.State, template string) {
 	base.ID, base.Payload, base.PayloadHash = f.id, f.u.Bytes(), quorum.Hash(f.u.PayloadHash())
 	base.To, base.Amount, base.Nonce, base.Approvals = d.To.Hex(), amt, &nonce, f.apps
 	base.Status, base.Result = ledger.StatusClaimed, nil
-	base.Claim = &ledger.Claim{SessionID: f.session.String(), Index: 1, Term: 1, By: "node:evil", At: st.Clock}
+	base.Claim = &ledger.Claim{SessionID: f.session.String(), Signers: []string{"n1", "n2"}, Index: 1, Term: 1, By: "node:evil", At: st.Clock}
 	st.Requests[f.id] = &base
 }
 

@@ -36,7 +36,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		forgedClaim := func(st *ledger.State) {
 			r := st.Requests["wd-q"]
 			r.Status = ledger.StatusClaimed
-			r.Claim = &ledger.Claim{SessionID: sess.String(), Index: 1, Term: 1, At: st.Clock}
+			r.Claim = &ledger.Claim{SessionID: sess.String(), Signers: []string{"n1", "n2"}, Index: 1, Term: 1, At: st.Clock}
 		}
 		c := node.Claim{SessionID: sess, Index: 1, Signers: signers, PayloadHash: q.PayloadHash, Digest: uq.SigningHash()}
 		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: forgedClaim})
@@ -63,6 +63,13 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		c := claimB
 		c.Digest = altered.SigningHash()
 		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrPayload)
+	})
+	t.Run("signers other than the ledger's claim", func(t *testing.T) {
+		c := claimB
+		c.Signers = []tss.PartyID{"n1", "n3"}
+		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrClaimMismatch)
+		c.Signers = []tss.PartyID{"n1", "n2", "n3"}
+		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrClaimMismatch)
 	})
 	t.Run("other payload hash", func(t *testing.T) {
 		c := claimB
