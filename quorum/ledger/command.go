@@ -27,6 +27,7 @@ const (
 	CmdRequestCreate  = "request.create"
 	CmdApprove        = "request.approve"
 	CmdClaim          = "request.claim"
+	CmdReclaim        = "request.reclaim"
 	CmdResult         = "request.result"
 	CmdExpire         = "request.expire"
 	CmdColdExport     = "cold.export"
@@ -154,6 +155,19 @@ type ClaimCmd struct {
 	SessionID    string   `json:"session_id"`
 	Term         uint64   `json:"term"`
 	Signers      []string `json:"signers"`
+}
+
+// ReclaimCmd grants a new signing session to a request whose session failed:
+// same payload, same nonce/outpoints, a fresh SessionID and signer set. It is
+// a compare-and-set on the failed claim: FailedSession must be the session
+// of the request's current (failed) claim, so two leaders retrying the same
+// failure cannot both win; Term fences a deposed leader as for a claim.
+type ReclaimCmd struct {
+	RequestID     string   `json:"request_id"`
+	FailedSession string   `json:"failed_session"`
+	SessionID     string   `json:"session_id"`
+	Term          uint64   `json:"term"`
+	Signers       []string `json:"signers"`
 }
 
 // ResultCmd records the outcome of the session named by SessionID.

@@ -226,6 +226,7 @@ func init() {
 		CmdRequestCreate:  applyRequestCreate,
 		CmdApprove:        applyApprove,
 		CmdClaim:          applyClaim,
+		CmdReclaim:        applyReclaim,
 		CmdResult:         applyResultCmd,
 		CmdExpire:         applyExpire,
 		CmdColdExport:     applyColdExport,
@@ -604,6 +605,57 @@ func applyClaim(c *applyCtx) (applyOut, error) {
 	r.Status = StatusClaimed
 	r.UpdatedIdx = c.l.Index
 	c.recordSpend(r)
+	return applyOut{changed: true, subject: r.ID, req: r}, nil
+}
+
+// applyReclaim re-opens a failed hot request under a new session. The
+// payload and its allocations never changed (failed keeps them), so every
+// member's watermark accepts the same message again; policy and approvals
+// are checked again at this index exactly as for a claim (policy does not
+// count the request's own recorded spend twice).
+func applyReclaim(c *applyCtx) (applyOut, error) {
+	var p ReclaimCmd
+	if err := c.decode(&p); err != nil {
+		return applyOut{}, err
+	}
+	r := c.st.Requests[p.RequestID]
+	if r == nil {
+		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
+	}
+	if p.Term != c.l.Term {
+		return applyOut{}, fmt.Errorf("%w: reclaim built in term %d, committed in term %d", ErrStaleLeader, p.Term, c.l.Term)
+	}
+	if !validSession(p.SessionID) {
+		return applyOut{}, invalid("session ID must be 32 bytes in lowercase hex")
+	}
+	if r.Status != StatusFailed || r.Claim == nil {
+		return applyOut{}, fmt.Errorf("%w: %q is %s; only a failed session is reclaimed", ErrWrongStatus, r.ID, r.Status)
+	}
+	if r.Claim.SessionID != p.FailedSession {
+		return applyOut{}, fmt.Errorf("%w: %q failed in session %s, reclaim names %s", ErrStaleSession, r.ID, r.Claim.SessionID, p.FailedSession)
+	}
+	if p.SessionID == p.FailedSession {
+		return applyOut{}, invalid("a reclaim needs a new session ID")
+	}
+	if r.Decision.Route != policy.RouteHot {
+		return applyOut{}, fmt.Errorf("%w: %q is routed %q; only hot requests are claimed", ErrWrongStatus, r.ID, r.Decision.Route)
+	}
+	signers, err := c.checkSigners(r, p.Signers)
+	if err != nil {
+		return applyOut{}, err
+	}
+	d, err := c.recheck(r)
+	if err != nil {
+		return applyOut{}, err
+	}
+	r.Decision = d
+	r.Claim = &Claim{SessionID: p.SessionID, Signers: signers, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
+	r.Status, r.Result, r.UpdatedIdx = StatusClaimed, nil, c.l.Index
+	// The first claim recorded the spend; record it again only if it has
+	// since aged out of the kept history.
+	if !slices.ContainsFunc(c.st.Policy.History(), func(sp policy.Spend) bool { return sp.RequestID == r.ID }) {
+		c.recordSpend(r)
+	}
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
 }
 

@@ -422,3 +422,59 @@ func TestFSMClaimSigners(t *testing.T) {
 		t.Fatalf("claim signers %v, want [n1 n2 n3]", got.Claim.Signers)
 	}
 }
+
+// TestFSMReclaimFailedSession: a failed session is reclaimed under a new
+// session with the same payload and nonce (compare-and-set on the failed
+// session, term-fenced, policy and approvals re-checked); its result is then
+// accepted only for the new session.
+func TestFSMReclaimFailedSession(t *testing.T) {
+	h := newHarness(t)
+	r := h.approved("r1", 1)
+	cl := h.claimCmd(r.ID)
+	rc := ReclaimCmd{RequestID: r.ID, FailedSession: cl.SessionID, SessionID: "bb" + cl.SessionID[2:], Term: h.term, Signers: allSigners}
+	h.refuse(ErrWrongStatus, CmdReclaim, "n1", rc) // approved, not failed
+	h.must(CmdClaim, "n1", cl)
+	h.refuse(ErrWrongStatus, CmdReclaim, "n1", rc) // claimed, not failed
+	h.must(CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: cl.SessionID, Error: "tss: peer n3 timed out"})
+	var history int
+	_ = h.f.Read(func(st *State) error { history = len(st.Policy.History()); return nil })
+
+	for name, edit := range map[string]func(*ReclaimCmd) error{
+		"unknown request": func(c *ReclaimCmd) error { c.RequestID = "nope"; return ErrNotFound },
+		"stale term":      func(c *ReclaimCmd) error { c.Term = h.term - 1; return ErrStaleLeader },
+		"bad session":     func(c *ReclaimCmd) error { c.SessionID = "short"; return ErrInvalid },
+		"same session":    func(c *ReclaimCmd) error { c.SessionID = c.FailedSession; return ErrInvalid },
+		"other failed":    func(c *ReclaimCmd) error { c.FailedSession = "cc" + c.FailedSession[2:]; return ErrStaleSession },
+		"too few signers": func(c *ReclaimCmd) error { c.Signers = []string{"n1"}; return ErrInvalid },
+		"foreign signer":  func(c *ReclaimCmd) error { c.Signers = []string{"n1", "n2", "x"}; return ErrInvalid },
+	} {
+		bad := rc
+		want := edit(&bad)
+		t.Run(name, func(t *testing.T) { h.refuse(want, CmdReclaim, "n1", bad) })
+	}
+	got := h.must(CmdReclaim, "n2", rc)
+	if got.Status != StatusClaimed || got.Claim.SessionID != rc.SessionID || got.Claim.Index != h.idx || got.Result != nil {
+		t.Fatalf("after reclaim: %s claim %+v result %+v", got.Status, got.Claim, got.Result)
+	}
+	if string(got.Payload) != string(r.Payload) || got.Nonce == nil || *got.Nonce != 1 {
+		t.Fatal("reclaim changed the payload or nonce")
+	}
+	_ = h.f.Read(func(st *State) error {
+		if n := len(st.Policy.History()); n != history {
+			t.Errorf("reclaim recorded the spend again: %d spends, want %d", n, history)
+		}
+		if st.Nonces[nonceKey("hot", 1)] != r.ID {
+			t.Errorf("nonce 1 held by %q", st.Nonces[nonceKey("hot", 1)])
+		}
+		return nil
+	})
+	// The same reclaim again (a second leader retrying the same failure):
+	// the compare-and-set fails.
+	h.refuse(ErrWrongStatus, CmdReclaim, "n1", rc)
+	h.refuse(ErrStaleSession, CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: cl.SessionID, Signed: []byte("x")})
+	done := h.must(CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: rc.SessionID, Signed: []byte("signed")})
+	if done.Status != StatusSigned {
+		t.Fatalf("result of the new session: %s", done.Status)
+	}
+	h.refuse(ErrWrongStatus, CmdReclaim, "n1", ReclaimCmd{RequestID: r.ID, FailedSession: rc.SessionID, SessionID: cl.SessionID, Term: h.term, Signers: allSigners})
+}

@@ -28,6 +28,7 @@ func FuzzApplyEntry(f *testing.F) {
 	add(CmdRequestCreate, c)
 	add(CmdMemberSet, MemberSet{ID: "n9", Address: "127.0.0.1:9"})
 	add(CmdClaim, ClaimCmd{RequestID: "fz", ExpectStatus: StatusApproved, SessionID: strings.Repeat("ab", 32), Term: 1, Signers: []string{"n1", "n2", "n3"}})
+	add(CmdReclaim, ReclaimCmd{RequestID: "fz", FailedSession: strings.Repeat("ab", 32), SessionID: strings.Repeat("cd", 32), Term: 1, Signers: []string{"n1", "n2", "n3"}})
 	add(CmdApprove, Approve{RequestID: "fz", Approval: quorum.Approval{Statement: quorum.Statement{ClusterID: testCluster, RequestID: "fz", Decision: quorum.Approve, Expiry: now.Add(time.Hour)}, DeviceID: "x"}})
 	add(CmdResult, ResultCmd{RequestID: "fz", SessionID: "00", Signed: []byte{1}})
 	add(CmdExpire, ExpireCmd{RequestID: "fz"})

@@ -443,6 +443,25 @@ func (s *Store) Claim(ctx context.Context, actor, requestID string, signers []st
 	return s.SubmitClaim(ctx, actor, c)
 }
 
+// Reclaim commits a new session (fresh 256-bit ID, this leader's term, the
+// given signers) for a request whose session failedSession failed. The
+// returned request's Claim.Index is the new fencing token.
+func (s *Store) Reclaim(ctx context.Context, actor, requestID, failedSession string, signers []string) (*Request, error) {
+	if err := s.leaderCheck(); err != nil {
+		return nil, err
+	}
+	var sid [32]byte
+	if _, err := rand.Read(sid[:]); err != nil {
+		return nil, fmt.Errorf("ledger: session id: %w", err)
+	}
+	out, err := s.Propose(ctx, CmdReclaim, actor, ReclaimCmd{RequestID: requestID, FailedSession: failedSession,
+		SessionID: hex.EncodeToString(sid[:]), Term: s.raft.CurrentTerm(), Signers: slices.Clone(signers)})
+	if err != nil {
+		return nil, err
+	}
+	return out.Request, nil
+}
+
 func (s *Store) timeout(ctx context.Context) time.Duration {
 	t := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {

@@ -242,20 +242,9 @@ func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []tss
 	}); err != nil {
 		return Claim{}, err
 	}
-	info, err := c.wallet(wallet)
+	signers, ids, err := c.pickSigners(wallet, signers)
 	if err != nil {
 		return Claim{}, err
-	}
-	if signers == nil {
-		for _, m := range info.Members {
-			if _, ok := c.members[m.Node]; ok && len(signers) < info.Threshold+1 {
-				signers = append(signers, m.Node)
-			}
-		}
-	}
-	ids := make([]string, len(signers))
-	for i, s := range signers {
-		ids[i] = string(s)
 	}
 	// The ledger records the signer set with the claim; members compare.
 	r, err := c.cfg.Ledger.Claim(ctx, c.cfg.Actor, requestID, ids)
@@ -278,6 +267,57 @@ func claimOf(r *ledger.Request, signers []tss.PartyID) (Claim, error) {
 	cl := Claim{Index: r.Claim.Index, Signers: signers, PayloadHash: r.PayloadHash, Digest: u.SigningHash()}
 	copy(cl.SessionID[:], sid)
 	return cl, nil
+}
+
+// Reclaim re-opens a request whose signing session failed (a peer timed
+// out, a session aborted): the ledger grants a new session over the same
+// payload and nonce, fenced on the failed session, and re-checks policy and
+// approvals. Members' watermarks accept the same message again. signers nil
+// picks as in Claim. Then call Collect with the returned Claim.
+func (c *Coordinator) Reclaim(ctx context.Context, requestID string, signers []tss.PartyID) (Claim, error) {
+	var failed *ledger.Request
+	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+		failed = st.Requests[requestID].Clone()
+		return nil
+	}); err != nil {
+		return Claim{}, err
+	}
+	if failed == nil {
+		return Claim{}, fmt.Errorf("%w: %q", ErrUnknownRequest, requestID)
+	}
+	if failed.Status != ledger.StatusFailed || failed.Claim == nil {
+		return Claim{}, fmt.Errorf("%w: %q is %s, not failed", ledger.ErrWrongStatus, requestID, failed.Status)
+	}
+	signers, ids, err := c.pickSigners(failed.Wallet, signers)
+	if err != nil {
+		return Claim{}, err
+	}
+	r, err := c.cfg.Ledger.Reclaim(ctx, c.cfg.Actor, requestID, failed.Claim.SessionID, ids)
+	if err != nil {
+		return Claim{}, err
+	}
+	return claimOf(r, signers)
+}
+
+// pickSigners returns signers (or, when nil, the first t+1 committee members
+// reachable from here) and their ledger IDs.
+func (c *Coordinator) pickSigners(wallet string, signers []tss.PartyID) ([]tss.PartyID, []string, error) {
+	info, err := c.wallet(wallet)
+	if err != nil {
+		return nil, nil, err
+	}
+	if signers == nil {
+		for _, m := range info.Members {
+			if _, ok := c.members[m.Node]; ok && len(signers) < info.Threshold+1 {
+				signers = append(signers, m.Node)
+			}
+		}
+	}
+	ids := make([]string, len(signers))
+	for i, s := range signers {
+		ids[i] = string(s)
+	}
+	return signers, ids, nil
 }
 
 // Collect asks every signer of the claim to sign (concurrently; the first

@@ -195,13 +195,21 @@ var (
 
 // countingEngine and countingShares record whether a session was started or
 // a share unsealed: the refusal tests assert neither happened.
+// failNext, when set, makes the next session fail at once as a peer timing
+// out would (fault injection for the re-claim test).
 type countingEngine struct {
 	node.Engine
-	signs atomic.Int32
+	signs    atomic.Int32
+	failNext atomic.Bool
 }
+
+var errInjectedTimeout = errors.New("injected: tss peer timed out")
 
 func (c *countingEngine) Sign(ctx context.Context, s *tss.Share, p tss.SignParams) (*tss.Signature, error) {
 	c.signs.Add(1)
+	if c.failNext.CompareAndSwap(true, false) {
+		return nil, errInjectedTimeout
+	}
 	return c.Engine.Sign(ctx, s, p)
 }
 
