@@ -34,7 +34,9 @@ var (
 type AbortError struct {
 	Session  SessionID
 	Protocol string
-	// Culprits are the nodes blamed for the abort; empty when none could be named.
+	// Culprits are the nodes blamed for the abort; empty when none could be
+	// named. For ErrTimeout they are the parties this node still waited
+	// for (suspects, not proven: see Provable).
 	Culprits []PartyID
 	Reason   string
 	// Err is one of the sentinels above, possibly wrapping a *tss-lib Error.
@@ -51,6 +53,23 @@ func (e *AbortError) Error() string {
 }
 
 func (e *AbortError) Unwrap() error { return e.Err }
+
+// Provable reports whether the abort proves the culprits misbehaved, so
+// that it is charged to their failure budget: equivocation, a message that
+// failed our checks, a tss-lib failure naming culprits, or inconsistent
+// results. A timeout is not provable: a party that never got a broadcast
+// (a malicious sender skipped it) looks exactly like one that withholds,
+// so the culprits of ErrTimeout only name who was missing and are never
+// charged; ErrPeerAborted carries another node's claim and is not charged
+// either.
+func (e *AbortError) Provable() bool {
+	switch {
+	case errors.Is(e.Err, ErrTimeout), errors.Is(e.Err, ErrPeerAborted), errors.Is(e.Err, ErrWithdrawn):
+		return false
+	}
+	return errors.Is(e.Err, ErrEquivocation) || errors.Is(e.Err, ErrBadMessage) ||
+		errors.Is(e.Err, ErrProtocol) || errors.Is(e.Err, ErrInconsistentResult)
+}
 
 // Culprit reports whether p is among the culprits.
 func (e *AbortError) Culprit(p PartyID) bool {

@@ -259,3 +259,41 @@ func TestUnauthenticatedAndForeignDropped(t *testing.T) {
 		t.Fatalf("reused session: %v", err)
 	}
 }
+
+// TestFaultSkippedRecipientNotCharged: node1 omits node2 from its round-3
+// broadcast. node3 then waits for node2's echo and times out naming node2
+// as missing, but a timeout proves nothing, so no engine charges node2 (or
+// anyone): repeated, this must not quarantine the honest node2.
+func TestFaultSkippedRecipientNotCharged(t *testing.T) {
+	c, _ := shared2of3(t)
+	t.Cleanup(func() {
+		for _, e := range c.engines {
+			e.Budget().Clear("node2")
+			e.Budget().Clear("node3")
+		}
+	})
+	res := runWithFaults(t, 15*time.Second, &tsstest.Fault{Kind: tsstest.Drop, Match: tsstest.MatchType(r3, "node2")})
+	sawMissingNode2 := false
+	for id, r := range res {
+		var ae *tss.AbortError
+		if !errors.As(r.err, &ae) || !errors.Is(r.err, tss.ErrTimeout) && !errors.Is(r.err, tss.ErrPeerAborted) {
+			t.Fatalf("%s: want a timeout or peer abort, got %v", id, r.err)
+		}
+		if errors.Is(r.err, tss.ErrTimeout) && ae.Culprit("node2") {
+			sawMissingNode2 = true
+			if ae.Provable() {
+				t.Fatalf("%s: a timeout counted as provable: %v", id, ae)
+			}
+		}
+	}
+	if !sawMissingNode2 {
+		t.Log("no member named node2 as missing (node3 saw node2's timeout abort first)")
+	}
+	for id, e := range c.engines {
+		for _, p := range all3 {
+			if f := e.Budget().Failures(p); f != 0 {
+				t.Fatalf("%s charged %s %d failure(s) for a timeout", id, p, f)
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package tss
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 )
 
@@ -21,6 +22,22 @@ func NewSessionID() SessionID {
 		panic(fmt.Errorf("tss: crypto/rand: %w", err))
 	}
 	return s
+}
+
+// ErrBadSessionID is returned by ParseSessionID for anything but 64 hex digits.
+var ErrBadSessionID = errors.New("tss: bad session ID")
+
+// ParseSessionID parses the hex form String returns (64 hex digits, either
+// case).
+func ParseSessionID(s string) (SessionID, error) {
+	var id SessionID
+	if len(s) != 2*len(id) {
+		return id, fmt.Errorf("%w: want %d hex digits, got %d characters", ErrBadSessionID, 2*len(id), len(s))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return SessionID{}, fmt.Errorf("%w: not hex", ErrBadSessionID)
+	}
+	return id, nil
 }
 
 // String returns the hex form of the session ID.

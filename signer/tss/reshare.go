@@ -56,6 +56,11 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 		if old == nil || old.Retired() || old.Wallet != p.Old.Wallet || !bytes.Equal(old.PubKey, p.Old.PubKey) {
 			return nil, fmt.Errorf("%w: old share missing, retired or for another wallet", ErrBadParams)
 		}
+		// The ledger's description of the old committee must be the one
+		// the share was made for: same t and the same node→key members.
+		if old.Threshold != p.Old.Threshold || !sameMembers(old.Members, p.Old.Members) {
+			return nil, fmt.Errorf("%w: old committee (threshold or members) differs from the old share's", ErrBadParams)
+		}
 	}
 	if inNew {
 		if err := preparams.Validate(pre); err != nil {
@@ -201,4 +206,26 @@ func contains(ps []PartyID, p PartyID) bool {
 		}
 	}
 	return false
+}
+
+// sameMembers reports whether a and b map the same nodes to the same keys.
+func sameMembers(a, b []Member) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	keys := make(map[PartyID][]byte, len(a))
+	for _, m := range a {
+		keys[m.Node] = m.Key
+	}
+	if len(keys) != len(a) {
+		return false
+	}
+	for _, m := range b {
+		k, ok := keys[m.Node]
+		if !ok || !bytes.Equal(k, m.Key) {
+			return false
+		}
+		delete(keys, m.Node)
+	}
+	return len(keys) == 0
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"sync/atomic"
 
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
 )
@@ -81,15 +82,19 @@ type session struct {
 	locals    map[Role]*local
 	hook      OutboundHook
 	confirm   *confirmSpec
+	// check, if set, is a protocol-specific pre-check run after precheck
+	// (signing: MtA range proofs, signchecks.go).
+	check func(msg tsslib.ParsedMessage, from partyRef) error
 
-	inbox    chan Delivery
-	out      chan tsslib.Message
-	results  chan roleResult
-	errs     chan workerErr
-	done     chan struct{}
-	ctx      context.Context
-	confirms map[partyRef][]byte
-	sentConf bool
+	inbox      chan Delivery
+	inboxBytes atomic.Int64 // bytes queued in inbox, bounded by maxInboxBytes
+	out        chan tsslib.Message
+	results    chan roleResult
+	errs       chan workerErr
+	done       chan struct{}
+	ctx        context.Context
+	confirms   map[partyRef][]byte
+	sentConf   bool
 }
 
 func newSession(e *Engine, id SessionID, wallet, proto string) *session {
@@ -124,11 +129,30 @@ func (s *session) addLocal(role Role, p tsslib.Party) *local {
 	return l
 }
 
+// maxInboxBytes bounds what one session queues from the network before its
+// loop handles it. Honest traffic of a session is far below it (the
+// largest messages, with Paillier proofs, are tens of KiB); a peer flooding
+// a running session loses its own excess envelopes instead of blocking the
+// engine's receive loop for every other session.
+const maxInboxBytes = 32 << 20
+
+// deliver queues d for the session without ever blocking the engine's
+// receive loop: over the byte limit, or with the channel full, d is dropped.
 func (s *session) deliver(d Delivery) {
+	size := int64(envSize(d.Env))
+	if s.inboxBytes.Add(size) > maxInboxBytes {
+		s.inboxBytes.Add(-size)
+		s.e.stats.inboxFull.Add(1)
+		return
+	}
 	select {
 	case s.inbox <- d:
 	case <-s.done:
+		s.inboxBytes.Add(-size)
 		s.e.stats.finished.Add(1)
+	default:
+		s.inboxBytes.Add(-size)
+		s.e.stats.inboxFull.Add(1)
 	}
 }
 
@@ -249,6 +273,7 @@ func (s *session) run(ctx context.Context) (res map[Role]any, agreed []byte, err
 				aerr = s.abort(fmt.Errorf("%w: %v", ErrTimeout, ctx.Err()), "deadline", s.waitingFor()...)
 			}
 		case d := <-s.inbox:
+			s.inboxBytes.Add(-int64(envSize(d.Env)))
 			aerr = s.handle(d)
 		case m := <-s.out:
 			aerr = s.send(m)
@@ -415,7 +440,9 @@ func (s *session) handle(d Delivery) *AbortError {
 		return nil
 	}
 	if env.Type == TypePeerAbort {
-		return s.abort(ErrPeerAborted, fmt.Sprintf("%s aborted: %s", from, truncate(env.Payload, 200)))
+		// The peer's text is untrusted: quoted, so it cannot forge lines
+		// in logs or audit events.
+		return s.abort(ErrPeerAborted, fmt.Sprintf("%s aborted: %q", from, truncate(env.Payload, 200)))
 	}
 	if env.Type == TypeConfirm {
 		return s.handleConfirm(from, env)
@@ -451,6 +478,11 @@ func (s *session) handle(d Delivery) *AbortError {
 	}
 	if err := precheck(msg, s.threshold(env.Type)); err != nil {
 		return s.abort(ErrBadMessage, fmt.Sprintf("%s from %s: %v", short(env.Type), from, err), from)
+	}
+	if s.check != nil {
+		if err := s.check(msg, from); err != nil {
+			return s.abort(ErrBadMessage, fmt.Sprintf("%s from %s: %v", short(env.Type), from, err), from)
+		}
 	}
 	s.e.stats.delivered.Add(1)
 	if !sp.broadcast {
@@ -489,7 +521,7 @@ func (s *session) handleEcho(l *local, q partyRef, env *Envelope) *AbortError {
 	_, senderOK := s.members[e.Sender]
 	if !ok || !sp.broadcast || !senderOK || !sp.from.has(e.Sender.Role) || !sp.to.has(q.Role) ||
 		!sp.to.has(l.ref.Role) || q == e.Sender || e.Sender == l.ref {
-		return s.abort(ErrBadMessage, fmt.Sprintf("echo from %s about %s of %s is not expected", q, short(e.Type), e.Sender), q)
+		return s.abort(ErrBadMessage, fmt.Sprintf("echo from %s about %q of %q is not expected", q, e.Type, e.Sender.String()), q)
 	}
 	key := slotKey{e.Type, e.Sender}
 	m := l.echoes[key]

@@ -91,6 +91,25 @@ func (s *Share) validate() error {
 		len(d.Ks) != n || len(d.BigXj) != n || len(d.NTildej) != n || len(d.H1j) != n || len(d.H2j) != n || len(d.PaillierPKs) != n {
 		return fmt.Errorf("%w: incomplete save data", ErrBadShare)
 	}
+	// Members must be distinct nodes with distinct keys, each key one of
+	// the save data's share IDs.
+	nodes, keys := map[PartyID]bool{}, map[string]bool{}
+	ks := map[string]bool{}
+	for _, k := range d.Ks {
+		if k != nil {
+			ks[string(k.Bytes())] = true
+		}
+	}
+	for _, m := range s.Members {
+		k := string(new(big.Int).SetBytes(m.Key).Bytes())
+		if m.Node == "" || nodes[m.Node] || keys[k] {
+			return fmt.Errorf("%w: empty or duplicate member node or key", ErrBadShare)
+		}
+		if !ks[k] {
+			return fmt.Errorf("%w: member %s's key is not a share ID of the save data", ErrBadShare, m.Node)
+		}
+		nodes[m.Node], keys[k] = true, true
+	}
 	self := false
 	for _, m := range s.Members {
 		if m.Node == s.Self {
@@ -125,6 +144,35 @@ func (s *Share) retire() {
 		s.Data.Xi.SetInt64(0)
 	}
 	s.Data.Xi = nil
+}
+
+// Wipe zeroes the share's secret integers in place (the key share Xi and the
+// Paillier and safe-prime secrets of the pre-params) and marks the share
+// retired, so it refuses to sign or serialise. Call it when a share leaves
+// memory (after a session, on shutdown). Go cannot guarantee erasure: the
+// garbage collector may have copied these values, big.Int arithmetic leaves
+// intermediate copies, and Marshal output and tss-lib's own copies (a
+// running session shares these integers, so never Wipe a share while it
+// signs) are not reached; Wipe shortens how long the secret lives, it does
+// not prove it is gone.
+func (s *Share) Wipe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retired = true
+	d := &s.Data
+	zero := func(xs ...*big.Int) {
+		for _, x := range xs {
+			if x != nil {
+				clear(x.Bits()) // Bits shares the backing array
+				x.SetInt64(0)
+			}
+		}
+	}
+	zero(d.Xi, d.P, d.Q, d.Alpha, d.Beta)
+	if sk := d.PaillierSK; sk != nil {
+		zero(sk.LambdaN, sk.PhiN, sk.P, sk.Q)
+	}
+	d.Xi = nil
 }
 
 // Info returns the public wallet description.

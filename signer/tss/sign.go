@@ -98,6 +98,7 @@ func (e *Engine) sign(ctx context.Context, share *Share, p SignParams, m *big.In
 	if data.Xi == nil {
 		return nil, ErrShareRetired
 	}
+	s.check = newSignCheck(&data, s.members).check
 	party := signing.NewLocalParty(m, params, data, s.out, end, 32)
 	s.addLocal(RoleMain, party)
 	forward(s, RoleMain, end)
