@@ -115,3 +115,43 @@ func TestPoolTakeNeverBlocks(t *testing.T) {
 		t.Fatal("invalid pre-params were not reported")
 	}
 }
+
+// TestFixturesRefusedByValidateOutsideTests: a non-test binary that reads
+// the fixture file itself (bypassing LoadFixtures) and passes an entry to
+// Validate — as the engine's keygen and reshare entries do — is refused.
+func TestFixturesRefusedByValidateOutsideTests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	abs, _ := filepath.Abs(fixturePath)
+	out, err := exec.Command("go", "run", "./cmd/genfixtures", "-check-validate", abs).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), ErrFixtureOutsideTest.Error()) {
+		t.Fatalf("non-test binary validated fixtures: %v\n%s", err, out)
+	}
+}
+
+// TestFixtureFingerprintsCurrent: every committed fixture is recognised by
+// its fingerprints (regenerate fingerprints.go after make fixtures), and
+// other moduli are not.
+func TestFixtureFingerprintsCurrent(t *testing.T) {
+	fx, err := LoadFixtures(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range fx {
+		if !fixtureFingerprints[Fingerprint(p.PaillierSK.N)] || !fixtureFingerprints[Fingerprint(p.NTildei)] {
+			t.Fatalf("fixture %d not in fingerprints.go: run go run ./signer/preparams/cmd/genfixtures -fingerprints %s > signer/preparams/fingerprints.go", i, fixturePath)
+		}
+		if err := Validate(p); err != nil {
+			t.Fatalf("fixture %d refused inside a test: %v", i, err)
+		}
+	}
+	other := *fx[0]
+	sk := *other.PaillierSK
+	sk.N = new(big.Int).Add(sk.N, big.NewInt(2))
+	other.PaillierSK = &sk
+	other.NTildei = new(big.Int).Add(other.NTildei, big.NewInt(2))
+	if IsCommittedFixture(&other) || IsCommittedFixture(nil) {
+		t.Fatal("a non-fixture modulus is recognised as a fixture")
+	}
+}
