@@ -571,6 +571,41 @@ func (c *applyCtx) checkSigners(r *Request, signers []string) ([]string, error) 
 	return out, nil
 }
 
+// fence is the first check of a claim or reclaim: the command must commit in
+// the term its leader built it in (a deposed leader's claim is refused), and
+// name a well-formed new session. verb names the command in errors.
+func (c *applyCtx) fence(verb string, term uint64, session string) error {
+	if term != c.l.Term {
+		return fmt.Errorf("%w: %s built in term %d, committed in term %d", ErrStaleLeader, verb, term, c.l.Term)
+	}
+	if !validSession(session) {
+		return invalid("session ID must be 32 bytes in lowercase hex")
+	}
+	return nil
+}
+
+// claimFor is what a claim and a reclaim share once the request's status was
+// checked: only hot requests, signers from the committee, policy and approvals
+// re-checked at this index; then the request is claimed under session, with
+// this entry's index as the fencing token.
+func (c *applyCtx) claimFor(r *Request, session string, signers []string) error {
+	if r.Decision.Route != policy.RouteHot {
+		return fmt.Errorf("%w: %q is routed %q; only hot requests are claimed", ErrWrongStatus, r.ID, r.Decision.Route)
+	}
+	signers, err := c.checkSigners(r, signers)
+	if err != nil {
+		return err
+	}
+	d, err := c.recheck(r)
+	if err != nil {
+		return err
+	}
+	r.Decision = d
+	r.Claim = &Claim{SessionID: session, Signers: signers, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
+	r.Status, r.UpdatedIdx = StatusClaimed, c.l.Index
+	return nil
+}
+
 func applyClaim(c *applyCtx) (applyOut, error) {
 	var p ClaimCmd
 	if err := c.decode(&p); err != nil {
@@ -580,30 +615,15 @@ func applyClaim(c *applyCtx) (applyOut, error) {
 	if r == nil {
 		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
 	}
-	if p.Term != c.l.Term {
-		return applyOut{}, fmt.Errorf("%w: claim built in term %d, committed in term %d", ErrStaleLeader, p.Term, c.l.Term)
-	}
-	if !validSession(p.SessionID) {
-		return applyOut{}, invalid("session ID must be 32 bytes in lowercase hex")
+	if err := c.fence("claim", p.Term, p.SessionID); err != nil {
+		return applyOut{}, err
 	}
 	if r.Status != p.ExpectStatus || r.Status != StatusApproved {
 		return applyOut{}, fmt.Errorf("%w: %q is %s, claim expected %s", ErrWrongStatus, r.ID, r.Status, p.ExpectStatus)
 	}
-	if r.Decision.Route != policy.RouteHot {
-		return applyOut{}, fmt.Errorf("%w: %q is routed %q; only hot requests are claimed", ErrWrongStatus, r.ID, r.Decision.Route)
-	}
-	signers, err := c.checkSigners(r, p.Signers)
-	if err != nil {
+	if err := c.claimFor(r, p.SessionID, p.Signers); err != nil {
 		return applyOut{}, err
 	}
-	d, err := c.recheck(r)
-	if err != nil {
-		return applyOut{}, err
-	}
-	r.Decision = d
-	r.Claim = &Claim{SessionID: p.SessionID, Signers: signers, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
-	r.Status = StatusClaimed
-	r.UpdatedIdx = c.l.Index
 	c.recordSpend(r)
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
 }
@@ -622,11 +642,8 @@ func applyReclaim(c *applyCtx) (applyOut, error) {
 	if r == nil {
 		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
 	}
-	if p.Term != c.l.Term {
-		return applyOut{}, fmt.Errorf("%w: reclaim built in term %d, committed in term %d", ErrStaleLeader, p.Term, c.l.Term)
-	}
-	if !validSession(p.SessionID) {
-		return applyOut{}, invalid("session ID must be 32 bytes in lowercase hex")
+	if err := c.fence("reclaim", p.Term, p.SessionID); err != nil {
+		return applyOut{}, err
 	}
 	if r.Status != StatusFailed || r.Claim == nil {
 		return applyOut{}, fmt.Errorf("%w: %q is %s; only a failed session is reclaimed", ErrWrongStatus, r.ID, r.Status)
@@ -637,20 +654,10 @@ func applyReclaim(c *applyCtx) (applyOut, error) {
 	if p.SessionID == p.FailedSession {
 		return applyOut{}, invalid("a reclaim needs a new session ID")
 	}
-	if r.Decision.Route != policy.RouteHot {
-		return applyOut{}, fmt.Errorf("%w: %q is routed %q; only hot requests are claimed", ErrWrongStatus, r.ID, r.Decision.Route)
-	}
-	signers, err := c.checkSigners(r, p.Signers)
-	if err != nil {
+	if err := c.claimFor(r, p.SessionID, p.Signers); err != nil {
 		return applyOut{}, err
 	}
-	d, err := c.recheck(r)
-	if err != nil {
-		return applyOut{}, err
-	}
-	r.Decision = d
-	r.Claim = &Claim{SessionID: p.SessionID, Signers: signers, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
-	r.Status, r.Result, r.UpdatedIdx = StatusClaimed, nil, c.l.Index
+	r.Result = nil
 	// The first claim recorded the spend; record it again only if it has
 	// since aged out of the kept history.
 	if !slices.ContainsFunc(c.st.Policy.History(), func(sp policy.Spend) bool { return sp.RequestID == r.ID }) {
