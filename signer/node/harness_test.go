@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 
@@ -24,9 +23,9 @@ import (
 	"github.com/custody-dev/custody/quorum/ledger"
 	"github.com/custody-dev/custody/quorum/ledger/raftnet"
 	"github.com/custody-dev/custody/signer/node"
-	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/shares"
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 	"github.com/custody-dev/custody/signer/watermark"
 	"github.com/custody-dev/custody/softhsm"
 )
@@ -98,13 +97,9 @@ func (c *ledgerClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-var fixtures []*keygen.LocalPreParams
-
 func TestMain(m *testing.M) {
-	var err error
-	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+	if _, err := tsstest.LoadFixtures(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
@@ -122,33 +117,13 @@ var (
 func walletShares(t testing.TB) map[tss.PartyID]*tss.Share {
 	t.Helper()
 	keygenOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), tsstest.Deadline)
 		defer cancel()
 		net := tss.NewMemNetwork()
-		sess := tss.NewSessionID()
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		keygenShares = map[tss.PartyID]*tss.Share{}
-		for i, id := range committee {
-			e, err := tss.NewEngine(tss.Config{Self: id, Transport: net.Endpoint(id)})
-			if err != nil {
-				keygenErr = err
-				return
-			}
-			defer e.Close()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s, err := e.Keygen(ctx, tss.KeygenParams{Wallet: walletID, Session: sess, Committee: committee, Threshold: 1}, fixtures[i])
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					keygenErr = errors.Join(keygenErr, fmt.Errorf("keygen %s: %w", id, err))
-				}
-				keygenShares[id] = s
-			}()
-		}
-		wg.Wait()
+		// The engines close with the test that ran the keygen; the shares
+		// outlive them.
+		c := tsstest.NewCommittee(t, committee, func(id tss.PartyID) tss.Transport { return net.Endpoint(id) }, nil)
+		keygenShares, keygenErr = c.Keygen(ctx, walletID, nil, 1, nil)
 	})
 	if keygenErr != nil {
 		t.Fatal(keygenErr)

@@ -15,24 +15,24 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
 
-	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
 var fixtures []*keygen.LocalPreParams
 
 func TestMain(m *testing.M) {
 	var err error
-	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
+	fixtures, err = tsstest.LoadFixtures()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }
 
 // testDeadline only bounds hangs (tss-lib under -race on 2 busy cores).
-const testDeadline = 4 * time.Minute
+const testDeadline = tsstest.Deadline
 
 // fakeClock is the injected clock: tests move time, never sleep.
 type fakeClock struct {
@@ -62,49 +62,26 @@ type wallet struct {
 	pub     []byte
 }
 
-func nodeIDs(n int) []tss.PartyID {
-	out := make([]tss.PartyID, n)
-	for i := range out {
-		out[i] = tss.PartyID(fmt.Sprintf("node%d", i+1))
-	}
-	return out
-}
+func nodeIDs(n int) []tss.PartyID { return tsstest.Nodes("node", n) }
 
 func newWallet(t testing.TB, name string, n, threshold int) *wallet {
 	w := &wallet{name: name, ids: nodeIDs(n), engines: map[tss.PartyID]*tss.Engine{},
-		holds: map[tss.PartyID]*Hold{}, shares: map[tss.PartyID]*tss.Share{}}
+		holds: map[tss.PartyID]*Hold{}}
 	net := tss.NewMemNetwork()
-	for _, id := range w.ids {
-		h := NewHold(net.Endpoint(id))
-		e, err := tss.NewEngine(tss.Config{Self: id, Transport: h})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.engines[id], w.holds[id] = e, h
-	}
+	// The wallet lives for the whole test binary: its engines are not
+	// closed at the creating test's cleanup.
+	c := tsstest.NewCommittee(tsstest.NoCleanup(t), w.ids, func(id tss.PartyID) tss.Transport {
+		w.holds[id] = NewHold(net.Endpoint(id))
+		return w.holds[id]
+	}, nil)
+	w.engines = c.Engines
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
-	sess := tss.NewSessionID()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var firstErr error
-	for i, id := range w.ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := w.engines[id].Keygen(ctx, tss.KeygenParams{Wallet: name, Session: sess, Committee: w.ids, Threshold: threshold}, fixtures[i%len(fixtures)])
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			w.shares[id] = s
-		}()
+	shares, err := c.Keygen(ctx, name, nil, threshold, nil)
+	if err != nil {
+		t.Fatalf("keygen %s: %v", name, err)
 	}
-	wg.Wait()
-	if firstErr != nil {
-		t.Fatalf("keygen %s: %v", name, firstErr)
-	}
+	w.shares = shares
 	w.pub = w.shares[w.ids[0]].PubKey
 	return w
 }

@@ -5,25 +5,18 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
 
-	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
-var fixtures []*keygen.LocalPreParams
-
 func TestMain(m *testing.M) {
-	var err error
-	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+	if _, err := tsstest.LoadFixtures(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
@@ -31,27 +24,7 @@ func TestMain(m *testing.M) {
 
 // tssDeadline bounds hangs only: tss-lib under -race on a busy 2-core
 // machine is slow.
-const tssDeadline = 4 * time.Minute
-
-func parallel[T any](nodes []tss.PartyID, f func(tss.PartyID) (T, error)) (map[tss.PartyID]T, error) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	out := map[tss.PartyID]T{}
-	var firstErr error
-	for _, id := range nodes {
-		wg.Go(func() {
-			v, err := f(id)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("%s: %w", id, err)
-			}
-			out[id] = v
-		})
-	}
-	wg.Wait()
-	return out, firstErr
-}
+const tssDeadline = tsstest.Deadline
 
 // TestSign2of3OverNetwork runs a real distributed keygen (which itself
 // test-signs with two different 2-party subsets) and then a signature by
@@ -59,24 +32,12 @@ func parallel[T any](nodes []tss.PartyID, f func(tss.PartyID) (T, error)) (map[t
 func TestSign2of3OverNetwork(t *testing.T) {
 	nodes := ids(3)
 	c := newCluster(t, nodes)
-	engines := map[tss.PartyID]*tss.Engine{}
-	for _, id := range nodes {
-		e, err := tss.NewEngine(tss.Config{Self: id, Transport: c.tr[id]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(e.Close)
-		engines[id] = e
-	}
+	com := tsstest.NewCommittee(t, nodes, func(id tss.PartyID) tss.Transport { return c.tr[id] }, nil)
+	engines := com.Engines
 	ctx, cancel := context.WithTimeout(context.Background(), tssDeadline)
 	defer cancel()
 
-	sess := tss.NewSessionID()
-	shares, err := parallel(nodes, func(id tss.PartyID) (*tss.Share, error) {
-		i := int(id[len(id)-1] - '1')
-		return engines[id].Keygen(ctx, tss.KeygenParams{Wallet: "wallet-net", Session: sess, Committee: nodes, Threshold: 1},
-			fixtures[i%len(fixtures)])
-	})
+	shares, err := com.Keygen(ctx, "wallet-net", nil, 1, nil)
 	if err != nil {
 		t.Fatalf("keygen over the network: %v", err)
 	}
@@ -90,9 +51,9 @@ func TestSign2of3OverNetwork(t *testing.T) {
 	digest := sha256.Sum256([]byte("transfer 1 BTC over mTLS"))
 	signers := []tss.PartyID{"node1", "node3"}
 	signSess := tss.NewSessionID()
-	sigs, err := parallel(signers, func(id tss.PartyID) (*tss.Signature, error) {
+	sigs, err := tsstest.Values(tsstest.Parallel(signers, func(id tss.PartyID) (*tss.Signature, error) {
 		return engines[id].Sign(ctx, shares[id], tss.SignParams{Session: signSess, Signers: signers, Digest: digest})
-	})
+	}))
 	if err != nil {
 		t.Fatalf("sign over the network: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
 
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
 // plainSign runs tss-lib signing with parties wired directly by channels:
@@ -88,7 +89,7 @@ func benchWallet(b *testing.B, n int) (*cluster, map[tss.PartyID]*tss.Share, []t
 	}
 	bench5Once.Do(func() {
 		ids := nodes(5)
-		bench5 = newCluster(&onceTB{b}, ids)
+		bench5 = newCluster(tsstest.NoCleanup(b), ids)
 		bench5Shares = bench5.keygen(b, "wallet-bench5", ids, 2, preFor(ids, 0))
 	})
 	return bench5, bench5Shares, []tss.PartyID{"node1", "node3", "node5"}

@@ -4,15 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"github.com/custody-dev/custody/signer/tss"
 	"os"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 
-	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
@@ -20,17 +18,16 @@ var fixtures []*keygen.LocalPreParams
 
 func TestMain(m *testing.M) {
 	var err error
-	fixtures, err = preparams.LoadFixtures("../preparams/testdata/preparams.json")
+	fixtures, err = tsstest.LoadFixtures()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "load fixtures (run make fixtures):", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }
 
-// testDeadline only bounds hangs; tss-lib under -race on a busy 2-core
-// machine is slow, so it is generous.
-const testDeadline = 4 * time.Minute
+// testDeadline only bounds hangs (tsstest.Deadline).
+const testDeadline = tsstest.Deadline
 
 type cluster struct {
 	net     *tss.MemNetwork
@@ -39,13 +36,7 @@ type cluster struct {
 	events  chan tss.Event
 }
 
-func nodes(n int) []tss.PartyID {
-	out := make([]tss.PartyID, n)
-	for i := range out {
-		out[i] = tss.PartyID(fmt.Sprintf("node%d", i+1))
-	}
-	return out
-}
+func nodes(n int) []tss.PartyID { return tsstest.Nodes("node", n) }
 
 func newCluster(t testing.TB, ids []tss.PartyID) *cluster {
 	c := &cluster{net: tss.NewMemNetwork(), engines: map[tss.PartyID]*tss.Engine{},
@@ -59,20 +50,20 @@ func newCluster(t testing.TB, ids []tss.PartyID) *cluster {
 // add starts an engine for id whose outgoing traffic goes through a
 // FaultTransport (no faults until a test sets some).
 func (c *cluster) add(t testing.TB, id tss.PartyID) *tss.Engine {
-	tr := tsstest.Wrap(c.net.Endpoint(id))
-	c.faults[id] = tr
-	e, err := tss.NewEngine(tss.Config{Self: id, Transport: tr, Events: func(ev tss.Event) {
-		select {
-		case c.events <- ev:
-		default:
+	com := tsstest.NewCommittee(t, []tss.PartyID{id}, func(id tss.PartyID) tss.Transport {
+		tr := tsstest.Wrap(c.net.Endpoint(id))
+		c.faults[id] = tr
+		return tr
+	}, func(cfg *tss.Config) {
+		cfg.Events = func(ev tss.Event) {
+			select {
+			case c.events <- ev:
+			default:
+			}
 		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	c.engines[id] = e
-	return e
+	})
+	c.engines[id] = com.Engines[id]
+	return c.engines[id]
 }
 
 type result[T any] struct {
@@ -83,20 +74,10 @@ type result[T any] struct {
 
 // parallel runs f for every id concurrently and returns results by id.
 func parallel[T any](ids []tss.PartyID, f func(tss.PartyID) (T, error)) map[tss.PartyID]result[T] {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
 	out := map[tss.PartyID]result[T]{}
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v, err := f(id)
-			mu.Lock()
-			out[id] = result[T]{id, v, err}
-			mu.Unlock()
-		}()
+	for id, r := range tsstest.Parallel(ids, f) {
+		out[id] = result[T]{id, r.Val, r.Err}
 	}
-	wg.Wait()
 	return out
 }
 
@@ -104,16 +85,10 @@ func (c *cluster) keygen(t testing.TB, wallet string, ids []tss.PartyID, thresho
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
-	sess := tss.NewSessionID()
-	res := parallel(ids, func(id tss.PartyID) (*tss.Share, error) {
-		return c.engines[id].Keygen(ctx, tss.KeygenParams{Wallet: wallet, Session: sess, Committee: ids, Threshold: threshold}, pre[id])
-	})
-	shares := map[tss.PartyID]*tss.Share{}
-	for id, r := range res {
-		if r.err != nil {
-			t.Fatalf("keygen %s: %v", id, r.err)
-		}
-		shares[id] = r.val
+	com := &tsstest.Committee{IDs: ids, Engines: c.engines}
+	shares, err := com.Keygen(ctx, wallet, ids, threshold, func(i int) *keygen.LocalPreParams { return pre[ids[i]] })
+	if err != nil {
+		t.Fatalf("keygen: %v", err)
 	}
 	return shares
 }
@@ -163,7 +138,7 @@ func shared2of3(t testing.TB) (*cluster, map[tss.PartyID]*tss.Share) {
 	t.Helper()
 	sharedOnce.Do(func() {
 		ids := nodes(3)
-		c := newCluster(&onceTB{t}, ids)
+		c := newCluster(tsstest.NoCleanup(t), ids)
 		sharedCluster = c
 		sharedShares = c.keygen(t, "wallet-shared", ids, 1, preFor(ids, 0))
 	})
@@ -172,8 +147,3 @@ func shared2of3(t testing.TB) (*cluster, map[tss.PartyID]*tss.Share) {
 	}
 	return sharedCluster, sharedShares
 }
-
-// onceTB keeps the shared cluster's engines alive past the first test.
-type onceTB struct{ testing.TB }
-
-func (onceTB) Cleanup(func()) {}

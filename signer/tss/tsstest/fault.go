@@ -1,5 +1,8 @@
 // Package tsstest holds test tools for the tss engine: a fault-injecting
-// transport wrapper. It is for tests only; nothing in production imports it.
+// transport wrapper and the keygen-from-fixtures harness shared by the
+// signer packages' tests (committee of engines, parallel runs). It is for
+// tests only; nothing in production imports it, and it loads the committed
+// fixtures, which preparams refuses outside test binaries.
 package tsstest
 
 import (
