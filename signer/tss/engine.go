@@ -255,18 +255,18 @@ func (e *Engine) holdEarly(d Delivery) {
 		e.stats.unknown.Add(1)
 		return
 	}
-	u := e.earlyBy[d.From]
-	if u == nil {
-		u = &senderUse{}
-		e.earlyBy[d.From] = u
-	}
 	// Per sender: evict this sender's oldest envelopes first.
-	for u.n >= maxEarlyPerSender || u.bytes+size > maxEarlyBytesPerSender {
+	for u := e.earlyBy[d.From]; u != nil && (u.n >= maxEarlyPerSender || u.bytes+size > maxEarlyBytesPerSender); u = e.earlyBy[d.From] {
 		e.evictOldest(func(m *earlyMsg) bool { return m.d.From == d.From })
 	}
 	// In total: evict the oldest of anyone.
 	for e.earlyCount >= maxEarly || e.earlyBytes+size > maxEarlyBytes {
 		e.evictOldest(nil)
+	}
+	u := e.earlyBy[d.From] // looked up after eviction, which deletes emptied entries
+	if u == nil {
+		u = &senderUse{}
+		e.earlyBy[d.From] = u
 	}
 	m := &earlyMsg{d: d, at: now, size: size}
 	e.early[d.Env.Session] = append(e.early[d.Env.Session], m)
