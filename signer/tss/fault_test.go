@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/signing"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
@@ -295,5 +300,42 @@ func TestFaultSkippedRecipientNotCharged(t *testing.T) {
 				t.Fatalf("%s charged %s %d failure(s) for a timeout", id, p, f)
 			}
 		}
+	}
+}
+
+// TestFaultDegenerateRangeProofRefused: node1 sends node2 a round-1 MtA
+// message whose RangeProofAlice has s = 0 (tss-lib #289). node2 refuses it
+// before tss-lib with ErrBadMessage naming node1, and charges node1.
+func TestFaultDegenerateRangeProofRefused(t *testing.T) {
+	c, _ := shared2of3(t)
+	var mutErr error
+	res := runWithFaults(t, testDeadline, &tsstest.Fault{Kind: tsstest.Mutate, Match: tsstest.MatchType(r1m1, "node2"),
+		Mutate: func(env *tss.Envelope) {
+			a := new(anypb.Any)
+			if mutErr = proto.Unmarshal(env.Payload, a); mutErr != nil {
+				return
+			}
+			m, err := a.UnmarshalNew()
+			if mutErr = err; err != nil {
+				return
+			}
+			msg := m.(*signing.SignRound1Message1)
+			msg.RangeProofAlice[3] = []byte{0} // s
+			a2, err := anypb.New(msg)
+			if mutErr = err; err != nil {
+				return
+			}
+			env.Payload, mutErr = proto.Marshal(a2)
+		}})
+	if mutErr != nil {
+		t.Fatal(mutErr)
+	}
+	var ae *tss.AbortError
+	if !errors.As(res["node2"].err, &ae) || !errors.Is(ae, tss.ErrBadMessage) || !ae.Culprit("node1") ||
+		!strings.Contains(ae.Reason, "range proof") {
+		t.Fatalf("node2 should refuse node1's range proof: %v", res["node2"].err)
+	}
+	if c.engines["node2"].Budget().Failures("node1") == 0 {
+		t.Fatal("forged range proof not charged to node1")
 	}
 }

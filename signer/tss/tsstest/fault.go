@@ -25,6 +25,7 @@ const (
 	Tamper                 // last payload byte flipped
 	Replay                 // before sending, every recorded envelope of another session to the same peer is re-sent unchanged
 	Equivocate             // payload re-encoded with an extra protobuf field: tss-lib parses it the same, its hash differs
+	Mutate                 // Fault.Mutate rewrites a copy of the envelope (forged protocol values)
 )
 
 // Fault selects envelopes and what to do with them.
@@ -32,6 +33,8 @@ type Fault struct {
 	Kind  Kind
 	Match func(to tss.PartyID, env *tss.Envelope) bool // nil matches every envelope
 	Delay time.Duration
+	// Mutate rewrites a copy of the envelope for the Mutate kind.
+	Mutate func(env *tss.Envelope)
 	// Times limits how many envelopes the fault affects; 0 means no limit.
 	Times int
 	hits  int
@@ -138,6 +141,12 @@ func (f *FaultTransport) Send(ctx context.Context, to tss.PartyID, env *tss.Enve
 		// field 15, varint 1: an unknown field of the outer protobuf Any,
 		// ignored by the parser, so only an echo check can notice.
 		e.Payload = append(e.Payload, 0x78, 0x01)
+		err = send(e)
+	case fault.Kind == Mutate:
+		e := clone(env)
+		if fault.Mutate != nil {
+			fault.Mutate(e)
+		}
 		err = send(e)
 	case fault.Kind == Replay:
 		for _, r := range replay {
