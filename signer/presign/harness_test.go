@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
 
@@ -19,12 +18,8 @@ import (
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
-var fixtures []*keygen.LocalPreParams
-
 func TestMain(m *testing.M) {
-	var err error
-	fixtures, err = tsstest.LoadFixtures()
-	if err != nil {
+	if _, err := tsstest.LoadFixtures(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
