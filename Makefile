@@ -94,8 +94,11 @@ soak: tools
 	CUSTODY_SOAK=1 $(GO) test -run 'Soak' -timeout 90m ./...
 
 # Regenerates committed test fixtures (tss-lib pre-params etc.). Slow: minutes.
+# The fingerprints let production code refuse these fixtures by value.
 fixtures:
 	$(GO) run ./signer/preparams/cmd/genfixtures -n 10 -out signer/preparams/testdata/preparams.json
+	$(GO) run ./signer/preparams/cmd/genfixtures -fingerprints signer/preparams/testdata/preparams.json > signer/preparams/fingerprints.go.new
+	mv signer/preparams/fingerprints.go.new signer/preparams/fingerprints.go
 
 demo: softhsm build
 	@CUSTODY=$(BIN)/custody $(CURDIR)/deploy/demo/hsm-demo.sh
