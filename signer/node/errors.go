@@ -26,6 +26,9 @@ var (
 	// ErrQuorum: the approvals in the ledger do not meet the quorum when
 	// re-counted here, or one of them fails verification.
 	ErrQuorum = errors.New("node: approval quorum not met")
+	// ErrLedgerClock: the ledger's clock runs ahead of this member's own
+	// clock by more than the allowed skew (a leader stamping future times).
+	ErrLedgerClock = errors.New("node: ledger clock ahead of this member's clock")
 	// ErrPolicy: policy denies the request at the ledger state read.
 	ErrPolicy = errors.New("node: policy denies")
 	// ErrPayload: the stored unsigned transaction does not parse, does not

@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -50,7 +51,19 @@ type MemberConfig struct {
 	ETHNetworks map[string]uint64
 	// Logger receives refusals and signatures (nothing secret); nil discards.
 	Logger *slog.Logger
+	// Now is this member's own clock (default time.Now). Policy is evaluated
+	// at the ledger's clock, which the leader stamps into commands; a member
+	// refuses a ledger clock running ahead of its own by more than
+	// MaxClockSkew, so a compromised leader cannot stamp a future time to
+	// skip an allowlist cooling-off or an unlock delay.
+	Now func() time.Time
+	// MaxClockSkew bounds how far the ledger clock may run ahead of Now
+	// (default DefaultMaxClockSkew).
+	MaxClockSkew time.Duration
 }
+
+// DefaultMaxClockSkew is the default MemberConfig.MaxClockSkew.
+const DefaultMaxClockSkew = 2 * time.Minute
 
 // Signed is a released signature: verified against the wallet key, low-S,
 // assembled into the transaction the operators approved.
@@ -92,6 +105,12 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxClockSkew <= 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
 	}
 	return &Member{cfg: cfg, self: cfg.Engine.Self(), log: log,
 		wallets: map[string]walletKey{}, done: map[string]*Signed{}}, nil
@@ -149,6 +168,10 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 
 	var p *plan
 	err := m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+		if ahead := st.Clock.Sub(m.cfg.Now()); ahead > m.cfg.MaxClockSkew {
+			return fmt.Errorf("%w: ledger clock %s is %s ahead of this member's clock (allowed %s)",
+				ErrLedgerClock, st.Clock.Format(time.RFC3339), ahead.Round(time.Second), m.cfg.MaxClockSkew)
+		}
 		var err error
 		p, err = checkClaim(st, m.self, wallets, m.cfg.ETHNetworks, requestID, c)
 		return err
@@ -250,7 +273,7 @@ func memberKey(info tss.WalletInfo, self tss.PartyID) ([]byte, bool) {
 }
 
 func isRefusal(err error) bool {
-	for _, s := range []error{ErrUnknownRequest, ErrClaimMismatch, ErrWallet, ErrQuorum, ErrPolicy, ErrPayload, ErrLedgerRead} {
+	for _, s := range []error{ErrUnknownRequest, ErrClaimMismatch, ErrWallet, ErrQuorum, ErrPolicy, ErrPayload, ErrLedgerRead, ErrLedgerClock} {
 		if errors.Is(err, s) {
 			return true
 		}
