@@ -11,10 +11,23 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/ethereum/go-ethereum/ethclient/simulated"
+	"github.com/ethereum/go-ethereum/rpc"
 )
 
-// ErrNotMined is returned by Chain.Receipt while a transaction has no receipt.
+// ErrNotMined is returned by Chain.Receipt while a transaction has no receipt
+// (yet): not mined, or mined but not yet indexed by the node. Callers poll.
 var ErrNotMined = errors.New("eth: transaction not mined")
+
+// txIndexingData is the JSON-RPC error data go-ethereum nodes (and the
+// simulated backend) return for a transaction they cannot find while their
+// transaction indexer is still catching up.
+const txIndexingData = "transaction indexing is in progress"
+
+// txIndexing reports whether err is that "not found, still indexing" answer.
+func txIndexing(err error) bool {
+	var de rpc.DataError
+	return errors.As(err, &de) && de.ErrorData() == txIndexingData
+}
 
 // Chain is what the custody service needs from an Ethereum node. It reads
 // and broadcasts; building and checking transactions is done offline by
@@ -198,6 +211,9 @@ func (c *Client) Receipt(ctx context.Context, hash common.Hash) (*Receipt, error
 	r, err := c.b.TransactionReceipt(ctx, hash)
 	if errors.Is(err, ethereum.NotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNotMined, hash.Hex())
+	}
+	if txIndexing(err) {
+		return nil, fmt.Errorf("%w: %s (node still indexing transactions)", ErrNotMined, hash.Hex())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("eth: receipt %s: %w", hash.Hex(), err)
