@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"time"
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
@@ -17,6 +18,24 @@ import (
 // ErrNotMined is returned by Chain.Receipt while a transaction has no receipt
 // (yet): not mined, or mined but not yet indexed by the node. Callers poll.
 var ErrNotMined = errors.New("eth: transaction not mined")
+
+// WaitMined polls c every interval until hash has a receipt, ctx ends, or
+// the chain answers with an error other than ErrNotMined.
+func WaitMined(ctx context.Context, c Chain, hash common.Hash, interval time.Duration) (*Receipt, error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		r, err := c.Receipt(ctx, hash)
+		if !errors.Is(err, ErrNotMined) {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waited until %w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
 
 // txIndexingData is the JSON-RPC error data go-ethereum nodes (and the
 // simulated backend) return for a transaction they cannot find while their

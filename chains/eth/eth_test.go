@@ -389,7 +389,7 @@ func TestSimulatedTransfers(t *testing.T) {
 		t.Fatal(err)
 	}
 	sim.Commit()
-	rc, err := sim.Receipt(ctx, deploy.Hash())
+	rc, err := mined(t, sim, deploy.Hash())
 	if err != nil || !rc.Success {
 		t.Fatalf("deploy receipt %+v %v", rc, err)
 	}
@@ -436,7 +436,7 @@ func TestSimulatedTransfers(t *testing.T) {
 			t.Fatalf("receipt before mining: %v", err)
 		}
 		sim.Commit()
-		rc, err := sim.Receipt(ctx, st.Hash())
+		rc, err := mined(t, sim, st.Hash())
 		if err != nil || !rc.Success {
 			t.Fatalf("receipt %+v %v", rc, err)
 		}
@@ -506,4 +506,13 @@ func TestSimulatedTransfers(t *testing.T) {
 	if got, _ := sim.Balance(ctx, alice, nil); got.Cmp(ethBefore) != 0 {
 		t.Fatal("token transfer moved ETH")
 	}
+}
+
+// mined waits (with a deadline) for the receipt of a transaction just
+// committed: the simulated node may still be indexing it.
+func mined(t *testing.T, c Chain, hash common.Hash) (*Receipt, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return WaitMined(ctx, c, hash, 10*time.Millisecond)
 }

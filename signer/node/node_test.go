@@ -81,7 +81,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.sim.Commit()
-	rcpt, err := h.sim.Receipt(h.ctx, tx.Hash())
+	rcpt, err := eth.WaitMined(h.ctx, h.sim, tx.Hash(), 10*time.Millisecond)
 	if err != nil || !rcpt.Success {
 		t.Fatalf("receipt %+v, %v", rcpt, err)
 	}

@@ -3,6 +3,7 @@ package node_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/quorum/ledger"
@@ -74,7 +75,7 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.sim.Commit()
-	if rcpt, err := h.sim.Receipt(h.ctx, tx.Hash()); err != nil || !rcpt.Success {
+	if rcpt, err := eth.WaitMined(h.ctx, h.sim, tx.Hash(), 10*time.Millisecond); err != nil || !rcpt.Success {
 		t.Fatalf("receipt %+v, %v", rcpt, err)
 	}
 
