@@ -573,7 +573,7 @@ func (c *applyCtx) checkSigners(r *Request, signers []string) ([]string, error) 
 
 // fence is the first check of a claim or reclaim: the command must commit in
 // the term its leader built it in (a deposed leader's claim is refused), and
-// name a well-formed new session. verb names the command in errors.
+// name a well-formed session. verb names the command in errors.
 func (c *applyCtx) fence(verb string, term uint64, session string) error {
 	if term != c.l.Term {
 		return fmt.Errorf("%w: %s built in term %d, committed in term %d", ErrStaleLeader, verb, term, c.l.Term)
@@ -600,9 +600,15 @@ func (c *applyCtx) claimFor(r *Request, session string, signers []string) error 
 	if err != nil {
 		return err
 	}
+	// A session ID is claimed once, ever (State.Sessions), so a reclaim never
+	// reuses its failed session nor anyone else's.
+	if by, used := c.st.Sessions[session]; used {
+		return invalid("session %s was already claimed for %q; every claim needs a fresh session", session, by)
+	}
 	r.Decision = d
 	r.Claim = &Claim{SessionID: session, Signers: signers, Index: c.l.Index, Term: c.l.Term, By: c.env.Actor, At: c.now}
 	r.Status, r.UpdatedIdx = StatusClaimed, c.l.Index
+	c.st.Sessions[session] = r.ID
 	return nil
 }
 
@@ -650,9 +656,6 @@ func applyReclaim(c *applyCtx) (applyOut, error) {
 	}
 	if r.Claim.SessionID != p.FailedSession {
 		return applyOut{}, fmt.Errorf("%w: %q failed in session %s, reclaim names %s", ErrStaleSession, r.ID, r.Claim.SessionID, p.FailedSession)
-	}
-	if p.SessionID == p.FailedSession {
-		return applyOut{}, invalid("a reclaim needs a new session ID")
 	}
 	if err := c.claimFor(r, p.SessionID, p.Signers); err != nil {
 		return applyOut{}, err

@@ -478,3 +478,35 @@ func TestFSMReclaimFailedSession(t *testing.T) {
 	}
 	h.refuse(ErrWrongStatus, CmdReclaim, "n1", ReclaimCmd{RequestID: r.ID, FailedSession: rc.SessionID, SessionID: cl.SessionID, Term: h.term, Signers: allSigners})
 }
+
+// TestFSMSessionNeverClaimedTwice: a session ID already claimed, for this or
+// any other request, is refused, whatever the request's state (SECURITY 1:
+// tss-lib v2.0.2 proofs replay across sessions; members forget old IDs).
+func TestFSMSessionNeverClaimedTwice(t *testing.T) {
+	h := newHarness(t)
+	a := h.approved("a", 1)
+	b := h.approved("b", 2)
+	clA := h.claimCmd(a.ID)
+	h.must(CmdClaim, "n1", clA)
+	reuse := h.claimCmd(b.ID)
+	reuse.SessionID = clA.SessionID
+	before, err := h.f.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.refuse(ErrInvalid, CmdClaim, "n1", reuse)
+	after, err := h.f.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != after {
+		t.Fatal("a refused claim changed the state")
+	}
+	// A reclaim of A after a failure cannot reuse B's session either.
+	clB := h.claimCmd(b.ID)
+	clB.SessionID = "ee" + clA.SessionID[2:]
+	h.must(CmdClaim, "n1", clB)
+	h.must(CmdResult, "n1", ResultCmd{RequestID: a.ID, SessionID: clA.SessionID, Error: "tss: timeout"})
+	h.refuse(ErrInvalid, CmdReclaim, "n1", ReclaimCmd{RequestID: a.ID, FailedSession: clA.SessionID, SessionID: clB.SessionID, Term: h.term, Signers: allSigners})
+	h.must(CmdReclaim, "n1", ReclaimCmd{RequestID: a.ID, FailedSession: clA.SessionID, SessionID: "ff" + clA.SessionID[2:], Term: h.term, Signers: allSigners})
+}

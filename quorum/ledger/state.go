@@ -140,7 +140,12 @@ type State struct {
 	Nonces map[string]string `json:"nonces"`
 	// Outpoints maps "txid:vout" to the request that reserved it.
 	Outpoints map[string]string `json:"outpoints"`
-	Audit     []AuditEvent      `json:"audit"`
+	// Sessions maps every tss session ID ever claimed to its request. A
+	// session ID is never claimed twice: tss-lib v2.0.2's proofs replay
+	// across sessions of one committee, and members' own memory of used IDs
+	// is bounded and lost on restart (SECURITY 1).
+	Sessions map[string]string `json:"sessions"`
+	Audit    []AuditEvent      `json:"audit"`
 
 	// rules is the parsed ActiveRules (derived, never serialised).
 	rules *policy.Rules
@@ -158,6 +163,7 @@ func NewState() *State {
 		Requests:  map[string]*Request{},
 		Nonces:    map[string]string{},
 		Outpoints: map[string]string{},
+		Sessions:  map[string]string{},
 	}
 }
 
@@ -205,6 +211,9 @@ func DecodeState(b []byte) (*State, error) {
 	}
 	if st.Outpoints == nil {
 		st.Outpoints = fill.Outpoints
+	}
+	if st.Sessions == nil {
+		st.Sessions = fill.Sessions
 	}
 	if st.ActiveRules != "" {
 		doc := st.Rules[st.ActiveRules]
