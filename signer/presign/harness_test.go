@@ -5,14 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/btcsuite/btcd/btcec/v2"
-	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
 
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
@@ -171,30 +167,6 @@ func ctxT(t testing.TB) context.Context {
 }
 
 func digestOf(s string) [32]byte { return sha256.Sum256([]byte(s)) }
-
-// verifySig checks the signature against the wallet key, low S, and that
-// its recovery id recovers the key.
-func verifySig(t testing.TB, sig *tss.Signature, pub []byte, digest [32]byte) {
-	t.Helper()
-	pk, err := btcec.ParsePubKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r, s btcec.ModNScalar
-	r.SetByteSlice(sig.R[:])
-	s.SetByteSlice(sig.S[:])
-	if !becdsa.NewSignature(&r, &s).Verify(digest[:], pk) {
-		t.Fatal("signature does not verify against the wallet key")
-	}
-	if new(big.Int).SetBytes(sig.S[:]).Cmp(new(big.Int).Rsh(btcec.S256().N, 1)) > 0 {
-		t.Fatal("high S")
-	}
-	compact := append([]byte{27 + 4 + sig.V}, append(sig.R[:], sig.S[:]...)...)
-	got, _, err := becdsa.RecoverCompact(compact, digest[:])
-	if err != nil || !got.IsEqual(pk) {
-		t.Fatalf("recovery id %d does not recover the key", sig.V)
-	}
-}
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {

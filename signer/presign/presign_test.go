@@ -13,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
 // presignedRoundTrip makes two presignatures: it binds the first member by
@@ -72,7 +73,7 @@ func presignedRoundTrip(t *testing.T, w *wallet, subset Subset) {
 		if x.err != nil {
 			t.Fatal(x.err)
 		}
-		verifySig(t, x.sig, w.pub, d)
+		tsstest.VerifySignature(t, x.sig, w.pub, d)
 		sigs = append(sigs, x.sig)
 	}
 	for _, s := range sigs[1:] {
@@ -90,7 +91,7 @@ func presignedRoundTrip(t *testing.T, w *wallet, subset Subset) {
 	if !out.Presigned || out.ID == id {
 		t.Fatalf("outcome %+v, want the second presignature", out)
 	}
-	verifySig(t, sig, w.pub, d2)
+	tsstest.VerifySignature(t, sig, w.pub, d2)
 	if sig.R == sigs[0].R {
 		t.Fatal("two presignatures share R")
 	}
@@ -166,7 +167,7 @@ func TestPresignConcurrentBindOneWins(t *testing.T) {
 			if x.digest != winner {
 				t.Fatal("the winner signed a digest other than the recorded one")
 			}
-			verifySig(t, x.sig, w.pub, winner)
+			tsstest.VerifySignature(t, x.sig, w.pub, winner)
 			if string(x.sig.Bytes65()) != string(sig2.Bytes65()) {
 				t.Fatal("members returned different signatures")
 			}
@@ -250,7 +251,7 @@ func TestPresignOnlineAbortUsesFresh(t *testing.T) {
 	if !second.Presigned || second.ID == first.ID {
 		t.Fatalf("second request used %+v after abort of %s", second, first.ID)
 	}
-	verifySig(t, sig, w.pub, d)
+	tsstest.VerifySignature(t, sig, w.pub, d)
 	if st := r.pool.Stats(); st.Aborted != 1 || st.Hits != 2 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -288,7 +289,7 @@ func TestPresignFallbackAndRestart(t *testing.T) {
 	if out.Presigned {
 		t.Fatal("signed with a presignature from an empty pool")
 	}
-	verifySig(t, sig, w.pub, d)
+	tsstest.VerifySignature(t, sig, w.pub, d)
 	if st := after.pool.Stats(); st.Misses != 1 || st.Hits != 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -342,7 +343,7 @@ func noRepeatedR(t *testing.T, n int) {
 			if !out.Presigned {
 				t.Fatal("fell back to full signing with a filled pool")
 			}
-			verifySig(t, sig, w.pub, d)
+			tsstest.VerifySignature(t, sig, w.pub, d)
 			rx := new(big.Int).SetBytes(sig.R[:]).String()
 			if prev, ok := seen[rx]; ok {
 				t.Fatalf("signatures %d and %d share R", prev, i)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
 // fakeClock is an injected clock: tests move time, never sleep.
@@ -99,7 +100,7 @@ func TestEarlyBufferFloodDoesNotDropHonestRound1(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node2: %v", err)
 	}
-	verifySig(t, sig, shares["node2"].PubKey, d)
+	tsstest.VerifySignature(t, sig, shares["node2"].PubKey, d)
 	if err := <-res1; err != nil {
 		t.Fatalf("node1: %v", err)
 	}

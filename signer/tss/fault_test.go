@@ -57,7 +57,7 @@ func wantRecovered(t *testing.T, res map[tss.PartyID]result[*tss.Signature]) {
 		if r.err != nil {
 			t.Fatalf("%s: %v", id, r.err)
 		}
-		verifySig(t, r.val, shares[id].PubKey, d)
+		tsstest.VerifySignature(t, r.val, shares[id].PubKey, d)
 	}
 }
 
@@ -164,8 +164,8 @@ func TestReplayAcrossSessionsDropped(t *testing.T) {
 		if r.val.a.err != nil || r.val.b.err != nil {
 			t.Fatalf("%s: A: %v, B: %v", id, r.val.a.err, r.val.b.err)
 		}
-		verifySig(t, r.val.a.val, shares[id].PubKey, dA)
-		verifySig(t, r.val.b.val, shares[id].PubKey, dB)
+		tsstest.VerifySignature(t, r.val.a.val, shares[id].PubKey, dA)
+		tsstest.VerifySignature(t, r.val.b.val, shares[id].PubKey, dB)
 	}
 	after := c.engines["node2"].Stats()
 	if after.Duplicate+after.FinishedSession == before.Duplicate+before.FinishedSession {

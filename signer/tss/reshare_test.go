@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
 func TestKeygenSign3of5(t *testing.T) {
@@ -17,7 +18,7 @@ func TestKeygenSign3of5(t *testing.T) {
 	shares := c.keygen(t, "wallet-3of5", ids, 2, preFor(ids, 0))
 	d := digestOf("3of5")
 	sig := c.mustSign(t, shares, []tss.PartyID{"node2", "node4", "node5"}, d)
-	verifySig(t, sig, shares["node1"].PubKey, d)
+	tsstest.VerifySignature(t, sig, shares["node1"].PubKey, d)
 }
 
 // TestReshare2of3To3of4 reshares a 2-of-3 wallet to a 3-of-4 committee
@@ -64,7 +65,7 @@ func TestReshare2of3To3of4(t *testing.T) {
 		}
 	}
 	d := digestOf("after reshare")
-	verifySig(t, c.mustSign(t, shares, []tss.PartyID{"node1", "node3", "node4"}, d), info.PubKey, d)
+	tsstest.VerifySignature(t, c.mustSign(t, shares, []tss.PartyID{"node1", "node3", "node4"}, d), info.PubKey, d)
 	// Old shares can no longer sign, alone or in any subset.
 	_, err := c.engines["node1"].Sign(ctx, old["node1"], tss.SignParams{Session: tss.NewSessionID(), Signers: []tss.PartyID{"node1", "node2"}, Digest: d})
 	if !errors.Is(err, tss.ErrShareRetired) {
@@ -119,7 +120,7 @@ func signMany(t *testing.T, n int) {
 		}
 		seen[sig.R] = i
 		if i == 0 {
-			verifySig(t, sig, shares["node1"].PubKey, d)
+			tsstest.VerifySignature(t, sig, shares["node1"].PubKey, d)
 		}
 	}
 }
