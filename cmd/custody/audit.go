@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/ledger"
 )
 
 // newAuditCmd groups the offline audit-chain tools. Both read a stopped

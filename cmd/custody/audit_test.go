@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/quorum/ledger"
-	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/raftnet"
 )
 
 // auditDataDir runs a real one-node ledger, commits a few state changes (a

@@ -11,7 +11,7 @@ import (
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/tss"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/custody-dev/custody/policy"
-	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/node"
 )
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/ledger"
 )
 
 // Ledger is the member's view of the replicated ledger. ReadLinearizable must

@@ -8,7 +8,7 @@ import (
 
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/policy"
-	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/node"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/watermark"

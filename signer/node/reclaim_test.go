@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/tss"
 )
 

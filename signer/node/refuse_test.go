@@ -6,7 +6,7 @@ import (
 
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/quorum/ledger"
+	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/node"
 	"github.com/custody-dev/custody/signer/tss"
 )

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger/raftnet"
 	"github.com/custody-dev/custody/signer/tss"
 )
 

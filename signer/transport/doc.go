@@ -48,7 +48,7 @@
 package transport
 
 import (
-	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger/raftnet"
 	"github.com/custody-dev/custody/signer/tss"
 )
 

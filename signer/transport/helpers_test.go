@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger/raftnet"
 	"github.com/custody-dev/custody/signer/transport"
 	"github.com/custody-dev/custody/signer/tss"
 )

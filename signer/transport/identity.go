@@ -8,7 +8,7 @@ import (
 	"net"
 	"slices"
 
-	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger/raftnet"
 	"github.com/custody-dev/custody/signer/tss"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger/raftnet"
 )
 
 // TestHelperProcess is not a test: TestFollowerKill9UnderLoad re-executes the

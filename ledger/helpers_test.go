@@ -16,7 +16,7 @@ import (
 
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/quorum/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger/raftnet"
 )
 
 // Generous raft timing: these tests run while other packages' tests saturate
