@@ -74,7 +74,7 @@ test-short:
 # run a fixed count so the whole target finishes in about 15 minutes.
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./hsm ./policy ./chains/... ./signer/watermark ./signer/transport
-	$(GO) test -run '^$$' -bench BenchmarkCommit -benchtime 3000x ./quorum/ledger
+	$(GO) test -run '^$$' -bench BenchmarkCommit -benchtime 3000x ./ledger
 	$(GO) test -run '^$$' -bench Presign -benchtime 20x -timeout 30m ./signer/presign
 	$(GO) test -run '^$$' -bench Sign -benchtime 6x -timeout 30m ./signer/tss
 

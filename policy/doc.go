@@ -2,7 +2,7 @@
 // (hot or cold), and with how many approvals from which roles.
 //
 // It is pure and deterministic: rules, state and time are arguments; nothing
-// here reads a clock, a disk or the network. The raft FSM (quorum/ledger)
+// here reads a clock, a disk or the network. The raft FSM (ledger)
 // owns the State and the Rules and calls [Evaluate] when a request is created,
 // [Authorize] before a claim, and [State.Apply] for allowlist and lock
 // changes.

@@ -4,7 +4,7 @@
 //
 // Everything here is pure and deterministic: no clocks, disks or network. Time
 // is an argument, and state (the [Registry]) is a value the raft FSM in
-// quorum/ledger owns, persists and replaces with the result of
+// ledger owns, persists and replaces with the result of
 // [Registry.Apply].
 //
 // # Approval digest
