@@ -1,4 +1,4 @@
-package ledger
+package ledger_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	. "github.com/custody-dev/custody/ledger"
 )
 
 // BenchmarkCommit measures request.create commits (policy evaluation and all)
@@ -21,9 +23,9 @@ func BenchmarkCommit(b *testing.B) {
 				// LAN timing for the measurement, not the loaded-CI timing.
 				cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
 			})
-			c.seed()
+			seed(c)
 			var leader atomic.Pointer[Store]
-			leader.Store(c.waitLeader(nil).s)
+			leader.Store(c.WaitLeader(nil).Store)
 			var next atomic.Uint64
 			lat := make([][]time.Duration, proposers)
 			b.ResetTimer()
@@ -51,7 +53,7 @@ func BenchmarkCommit(b *testing.B) {
 							// A leader change on the loaded machine: the
 							// latency sample includes the failover, and the
 							// retry uses the same request ID.
-							leader.Store(c.waitLeader(nil).s)
+							leader.Store(c.WaitLeader(nil).Store)
 						}
 						lat[p] = append(lat[p], time.Since(t0))
 					}

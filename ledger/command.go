@@ -4,22 +4,35 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
-
-	"github.com/custody-dev/custody/policy"
-	"github.com/custody-dev/custody/quorum"
 )
 
 // CommandVersion is the only envelope version this build applies. A log entry
 // with any other version halts the node (see [ErrHalted]).
 const CommandVersion = 1
 
-// Command types. Adding one is a protocol change: every node must run a build
-// that knows it before any leader proposes it (an unknown type halts a node).
+// Command is one typed ledger command: a struct of this package (Genesis,
+// RequestCreate, Approve, ClaimSession, ...) submitted with [Store.Submit].
+// Each command type lives in its own file with its handler; the set is
+// closed (apply is unexported), so nothing outside the ledger can invent a
+// command or propose one by name.
+type Command interface {
+	// Type is the command's name in the log entry ("request.create").
+	Type() string
+	// apply checks the command against the state and stages its effect in
+	// t. A refusal returns an error and the staged effect is discarded: the
+	// state stays byte-identical (see txn).
+	apply(t *txn) (applyOut, error)
+}
+
+// Command types, as written in log entries. Adding one is a protocol change:
+// every node must run a build that knows it before any leader proposes it (an
+// unknown type halts a node).
 const (
 	CmdGenesis        = "genesis"
-	CmdMemberSet      = "member.set"
-	CmdMemberRemove   = "member.remove"
+	CmdVoterSet       = "voter.set"
+	CmdVoterRemove    = "voter.remove"
 	CmdRegistryChange = "registry.change"
 	CmdPolicyChange   = "policy.change"
 	CmdRulesSet       = "rules.set"
@@ -34,6 +47,35 @@ const (
 	CmdColdImport     = "cold.import"
 )
 
+// commandTypes is the one table from a log entry's type to its command.
+var commandTypes = map[string]func() Command{
+	CmdGenesis:        func() Command { return new(Genesis) },
+	CmdVoterSet:       func() Command { return new(VoterSet) },
+	CmdVoterRemove:    func() Command { return new(VoterRemove) },
+	CmdRegistryChange: func() Command { return new(RegistryChange) },
+	CmdPolicyChange:   func() Command { return new(PolicyChange) },
+	CmdRulesSet:       func() Command { return new(RulesSet) },
+	CmdWalletSet:      func() Command { return new(WalletSet) },
+	CmdRequestCreate:  func() Command { return new(RequestCreate) },
+	CmdApprove:        func() Command { return new(Approve) },
+	CmdClaim:          func() Command { return new(ClaimSession) },
+	CmdReclaim:        func() Command { return new(ReclaimSession) },
+	CmdResult:         func() Command { return new(RecordResult) },
+	CmdExpire:         func() Command { return new(ExpireRequest) },
+	CmdColdExport:     func() Command { return new(ColdExport) },
+	CmdColdImport:     func() Command { return new(ColdImport) },
+}
+
+// CommandTypes returns every command type this build applies, sorted.
+func CommandTypes() []string {
+	out := make([]string, 0, len(commandTypes))
+	for k := range commandTypes {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Envelope is the log entry format: JSON {v, type, time, actor, payload}.
 // Time is set by the proposing leader; Apply never reads a clock.
 type Envelope struct {
@@ -44,13 +86,37 @@ type Envelope struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// EncodeCommand builds a log entry.
-func EncodeCommand(typ, actor string, now time.Time, payload any) ([]byte, error) {
-	p, err := json.Marshal(payload)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: encode %s: %w", typ, err)
+// EncodeCommand builds the log entry of cmd, proposed by actor at now.
+func EncodeCommand(actor string, now time.Time, cmd Command) ([]byte, error) {
+	if cmd == nil {
+		return nil, fmt.Errorf("%w: no command", ErrInvalid)
 	}
-	return json.Marshal(Envelope{V: CommandVersion, Type: typ, Time: now.UTC(), Actor: actor, Payload: p})
+	p, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: encode %s: %w", cmd.Type(), err)
+	}
+	return json.Marshal(Envelope{V: CommandVersion, Type: cmd.Type(), Time: now.UTC(), Actor: actor, Payload: p})
+}
+
+// decodeEntry parses a log entry into its envelope and typed command. An
+// error means this build cannot apply the entry (the FSM halts).
+func decodeEntry(b []byte) (*Envelope, Command, error) {
+	var env Envelope
+	if err := decodeStrict(b, &env); err != nil {
+		return nil, nil, fmt.Errorf("undecodable entry: %v", err)
+	}
+	if env.V != CommandVersion {
+		return nil, nil, fmt.Errorf("unknown command version %d (this build applies %d)", env.V, CommandVersion)
+	}
+	mk, ok := commandTypes[env.Type]
+	if !ok {
+		return nil, nil, fmt.Errorf("unknown command type %q", env.Type)
+	}
+	cmd := mk()
+	if err := decodeStrict(env.Payload, cmd); err != nil {
+		return nil, nil, fmt.Errorf("undecodable %s payload: %v", env.Type, err)
+	}
+	return &env, cmd, nil
 }
 
 // decodeStrict parses JSON refusing unknown fields and trailing data: a field
@@ -65,134 +131,4 @@ func decodeStrict(b []byte, v any) error {
 		return fmt.Errorf("trailing data")
 	}
 	return nil
-}
-
-// MemberSet records a raft voter (after the raft configuration change).
-type MemberSet struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
-}
-
-// MemberRemove records a removed voter.
-type MemberRemove struct {
-	ID string `json:"id"`
-}
-
-// Genesis initialises an empty ledger from the cluster's init ceremony: the
-// first registry (see [quorum.NewRegistry]) and rules file. Refused once the
-// ledger has a registry.
-type Genesis struct {
-	ClusterID   string            `json:"cluster_id"`
-	AdminQuorum int               `json:"admin_quorum"`
-	Operators   []quorum.Operator `json:"operators"`
-	Devices     []quorum.Device   `json:"devices"`
-	Rules       []byte            `json:"rules"`
-}
-
-// RegistryChange applies a quorum-approved registry change
-// ([quorum.Registry.Apply]).
-type RegistryChange struct {
-	Change    quorum.Change     `json:"change"`
-	Approvals []quorum.Approval `json:"approvals"`
-}
-
-// PolicyChange applies an approved allowlist or lock change
-// ([policy.State.Apply]). The leader canonicalised the address first.
-type PolicyChange struct {
-	Change    policy.Change     `json:"change"`
-	Approvals []quorum.Approval `json:"approvals"`
-}
-
-// RulesSet replaces the rules with Body after the admin quorum approved it
-// ([policy.AuthorizeRulesChange]) under change ID.
-type RulesSet struct {
-	ID        string            `json:"id"`
-	Body      []byte            `json:"body"`
-	Approvals []quorum.Approval `json:"approvals"`
-}
-
-// WalletSet records a wallet created by a key ceremony (system command from
-// the node runtime after keygen).
-type WalletSet struct {
-	Wallet
-}
-
-// RequestCreate submits a withdrawal. The leader built the payload (unsigned
-// transaction), derived the policy view (asset, canonical destination,
-// amount), allocated Nonce or chose Outpoints; the FSM evaluates policy and
-// records them, refusing a second allocation. The envelope's actor is the
-// initiator.
-type RequestCreate struct {
-	ID          string        `json:"id"`
-	Wallet      string        `json:"wallet"`
-	Asset       string        `json:"asset"`
-	Chain       string        `json:"chain"`
-	Network     string        `json:"network"`
-	To          string        `json:"to"`
-	Amount      policy.Amount `json:"amount"`
-	Payload     []byte        `json:"payload"`
-	PayloadHash quorum.Hash   `json:"payload_hash"`
-	Nonce       *uint64       `json:"nonce,omitempty"`
-	Outpoints   []string      `json:"outpoints,omitempty"`
-	ExpiresAt   time.Time     `json:"expires_at"`
-}
-
-// Approve records one operator's signed approval or rejection.
-type Approve struct {
-	RequestID string          `json:"request_id"`
-	Approval  quorum.Approval `json:"approval"`
-}
-
-// ClaimCmd is the compare-and-set claim of a signing session. Term is the
-// proposer's raft term when it built the command; an entry committed in any
-// other term was proposed by a deposed leader and is refused. Signers names
-// the nodes that run the session: distinct members of the wallet's
-// committee, at least threshold+1 of them (any such set can sign; more than
-// threshold+1 only adds parties that can abort).
-type ClaimCmd struct {
-	RequestID    string   `json:"request_id"`
-	ExpectStatus Status   `json:"expect_status"`
-	SessionID    string   `json:"session_id"`
-	Term         uint64   `json:"term"`
-	Signers      []string `json:"signers"`
-}
-
-// ReclaimCmd grants a new signing session to a request whose session failed:
-// same payload, same nonce/outpoints, a fresh SessionID and signer set. It is
-// a compare-and-set on the failed claim: FailedSession must be the session
-// of the request's current (failed) claim, so two leaders retrying the same
-// failure cannot both win; Term fences a deposed leader as for a claim.
-type ReclaimCmd struct {
-	RequestID     string   `json:"request_id"`
-	FailedSession string   `json:"failed_session"`
-	SessionID     string   `json:"session_id"`
-	Term          uint64   `json:"term"`
-	Signers       []string `json:"signers"`
-}
-
-// ResultCmd records the outcome of the session named by SessionID.
-type ResultCmd struct {
-	RequestID string `json:"request_id"`
-	SessionID string `json:"session_id"`
-	Signed    []byte `json:"signed,omitempty"`
-	TxHash    string `json:"tx_hash,omitempty"`
-	Error     string `json:"error,omitempty"`
-}
-
-// ExpireCmd expires a request whose ExpiresAt passed.
-type ExpireCmd struct {
-	RequestID string `json:"request_id"`
-}
-
-// ColdExport marks an approved cold request as exported in a bundle.
-type ColdExport struct {
-	RequestID  string `json:"request_id"`
-	BundleHash string `json:"bundle_hash"`
-}
-
-// ColdImport records the offline-signed transaction.
-type ColdImport struct {
-	RequestID string `json:"request_id"`
-	Signed    []byte `json:"signed"`
-	TxHash    string `json:"tx_hash,omitempty"`
 }

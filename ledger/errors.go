@@ -3,6 +3,8 @@ package ledger
 import (
 	"errors"
 	"fmt"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // Sentinel errors callers branch on. Every FSM refusal leaves the state
@@ -48,7 +50,7 @@ var (
 
 // NotLeaderError is ErrNotLeader with the leader's identity, if known.
 type NotLeaderError struct {
-	LeaderID   string
+	LeaderID   pki.NodeID
 	LeaderAddr string
 }
 

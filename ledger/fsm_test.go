@@ -1,12 +1,16 @@
-package ledger
+package ledger_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"slices"
 	"testing"
 	"time"
+
+	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 
 	"github.com/hashicorp/raft"
 
@@ -28,21 +32,43 @@ type fsmHarness struct {
 
 func newHarness(t *testing.T) *fsmHarness {
 	h := &fsmHarness{t: t, f: NewFSM(nil, nil), term: 1, now: fsmT0}
-	h.must(CmdGenesis, "ceremony", genesisCmd())
+	h.must("ceremony", genesisCmd())
 	for _, w := range testWallets {
-		h.must(CmdWalletSet, "keygen", WalletSet{w})
+		h.must("keygen", WalletSet{w})
 	}
 	return h
 }
 
-func (h *fsmHarness) raw(data []byte) *applyResult {
-	h.idx++
-	return h.f.Apply(&raft.Log{Index: h.idx, Term: h.term, Type: raft.LogCommand, Data: data}).(*applyResult)
+// applied is what the FSM returned for one entry.
+type applied struct {
+	req      *Request
+	existing bool
+	err      error
 }
 
-func (h *fsmHarness) apply(typ, actor string, p any) (*Request, error) {
+func (h *fsmHarness) raw(data []byte) applied {
+	h.idx++
+	var a applied
+	a.req, a.existing, a.err = ApplyOutcome(h.f.Apply(&raft.Log{Index: h.idx, Term: h.term, Type: raft.LogCommand, Data: data}))
+	return a
+}
+
+// rawEntry encodes a log entry by hand: any type name, any payload.
+func rawEntry(typ, actor string, now time.Time, payload any) []byte {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		panic(err)
+	}
+	b, err := json.Marshal(Envelope{V: CommandVersion, Type: typ, Time: now, Actor: actor, Payload: p})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func (h *fsmHarness) apply(actor string, p Command) (*Request, error) {
 	h.t.Helper()
-	b, err := EncodeCommand(typ, actor, h.now, p)
+	b, err := EncodeCommand(actor, h.now, p)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -50,24 +76,24 @@ func (h *fsmHarness) apply(typ, actor string, p any) (*Request, error) {
 	return r.req, r.err
 }
 
-func (h *fsmHarness) must(typ, actor string, p any) *Request {
+func (h *fsmHarness) must(actor string, p Command) *Request {
 	h.t.Helper()
-	r, err := h.apply(typ, actor, p)
+	r, err := h.apply(actor, p)
 	if err != nil {
-		h.t.Fatalf("%s: %v", typ, err)
+		h.t.Fatalf("%s: %v", p.Type(), err)
 	}
 	return r
 }
 
 // refuse applies a command that must fail with want and change nothing.
-func (h *fsmHarness) refuse(want error, typ, actor string, p any) {
+func (h *fsmHarness) refuse(want error, actor string, p Command) {
 	h.t.Helper()
 	before := h.hash()
-	if _, err := h.apply(typ, actor, p); !errors.Is(err, want) {
-		h.t.Fatalf("%s: %v, want %v", typ, err, want)
+	if _, err := h.apply(actor, p); !errors.Is(err, want) {
+		h.t.Fatalf("%s: %v, want %v", p.Type(), err, want)
 	}
 	if h.hash() != before {
-		h.t.Fatalf("refused %s changed the state", typ)
+		h.t.Fatalf("refused %s changed the state", p.Type())
 	}
 }
 
@@ -89,22 +115,22 @@ func (h *fsmHarness) create(id string, nonce uint64) *Request {
 	h.t.Helper()
 	c := createCmd(id, nonce)
 	c.ExpiresAt = h.now.Add(24 * time.Hour)
-	return h.must(CmdRequestCreate, "backend", c)
+	return h.must("backend", c)
 }
 
 func (h *fsmHarness) approved(id string, nonce uint64) *Request {
 	h.t.Helper()
 	r := h.create(id, nonce)
-	h.must(CmdApprove, "api", bob.approve(h.t, r, h.now.Add(24*time.Hour)))
-	r = h.must(CmdApprove, "api", dave.approve(h.t, r, h.now.Add(24*time.Hour)))
+	h.must("api", bob.approve(h.t, r, h.now.Add(24*time.Hour)))
+	r = h.must("api", dave.approve(h.t, r, h.now.Add(24*time.Hour)))
 	if r.Status != StatusApproved {
 		h.t.Fatalf("%s is %s after two approvals", id, r.Status)
 	}
 	return r
 }
 
-func (h *fsmHarness) claimCmd(id string) ClaimCmd {
-	return ClaimCmd{RequestID: id, ExpectStatus: StatusApproved, SessionID: "aa" + string(bytes.Repeat([]byte("0"), 62)), Term: h.term, Signers: allSigners}
+func (h *fsmHarness) claimCmd(id string) ClaimSession {
+	return ClaimSession{RequestID: id, ExpectStatus: StatusApproved, SessionID: "aa" + string(bytes.Repeat([]byte("0"), 62)), Term: h.term, Signers: allSigners}
 }
 
 func TestFSMClaimFencingAndResult(t *testing.T) {
@@ -113,36 +139,36 @@ func TestFSMClaimFencingAndResult(t *testing.T) {
 	cl := h.claimCmd(r.ID)
 	stale := cl
 	stale.Term = h.term - 1
-	h.refuse(ErrStaleLeader, CmdClaim, "n1", stale)
+	h.refuse(ErrStaleLeader, "n1", stale)
 	bad := cl
 	bad.SessionID = "short"
-	h.refuse(ErrInvalid, CmdClaim, "n1", bad)
+	h.refuse(ErrInvalid, "n1", bad)
 	wrongExpect := cl
 	wrongExpect.ExpectStatus = StatusAwaitingApprovals
-	h.refuse(ErrWrongStatus, CmdClaim, "n1", wrongExpect)
-	got := h.must(CmdClaim, "n1", cl)
+	h.refuse(ErrWrongStatus, "n1", wrongExpect)
+	got := h.must("n1", cl)
 	if got.Status != StatusClaimed || got.Claim.Index != h.idx || got.Claim.Term != h.term {
 		t.Fatalf("claim: %+v", got.Claim)
 	}
-	h.refuse(ErrWrongStatus, CmdClaim, "n1", cl)
-	h.refuse(ErrStaleSession, CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: "bb" + cl.SessionID[2:], Signed: []byte("x")})
-	h.refuse(ErrInvalid, CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: cl.SessionID})
-	done := h.must(CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: cl.SessionID, Error: "peer n3 aborted"})
+	h.refuse(ErrWrongStatus, "n1", cl)
+	h.refuse(ErrStaleSession, "n1", RecordResult{RequestID: r.ID, SessionID: "bb" + cl.SessionID[2:], Signed: []byte("x")})
+	h.refuse(ErrInvalid, "n1", RecordResult{RequestID: r.ID, SessionID: cl.SessionID})
+	done := h.must("n1", RecordResult{RequestID: r.ID, SessionID: cl.SessionID, Error: "peer n3 aborted"})
 	if done.Status != StatusFailed {
 		t.Fatalf("failed session left %s", done.Status)
 	}
 	// The nonce of a failed session stays allocated.
-	h.refuse(ErrAllocated, CmdRequestCreate, "backend", func() RequestCreate { c := createCmd("r2", 1); c.ExpiresAt = h.now.Add(time.Hour); return c }())
-	h.refuse(ErrNotFound, CmdClaim, "n1", h.claimCmd("nope"))
+	h.refuse(ErrAllocated, "backend", func() RequestCreate { c := createCmd("r2", 1); c.ExpiresAt = h.now.Add(time.Hour); return c }())
+	h.refuse(ErrNotFound, "n1", h.claimCmd("nope"))
 }
 
 func TestFSMIdempotentCreateAndConflict(t *testing.T) {
 	h := newHarness(t)
 	c := createCmd("r1", 7)
 	c.ExpiresAt = h.now.Add(time.Hour)
-	first := h.must(CmdRequestCreate, "backend", c)
+	first := h.must("backend", c)
 	before := h.hash()
-	b, _ := EncodeCommand(CmdRequestCreate, "backend", h.now, c)
+	b, _ := EncodeCommand("backend", h.now, c)
 	res := h.raw(b)
 	if res.err != nil || !res.existing || res.req.CreatedIdx != first.CreatedIdx {
 		t.Fatalf("resubmit: %+v", res)
@@ -152,73 +178,85 @@ func TestFSMIdempotentCreateAndConflict(t *testing.T) {
 	}
 	other := c
 	other.Payload = []byte("another tx")
-	h.refuse(ErrConflict, CmdRequestCreate, "backend", other)
-	h.refuse(ErrConflict, CmdRequestCreate, "dave", c) // same payload, other initiator
+	h.refuse(ErrConflict, "backend", other)
+	h.refuse(ErrConflict, "dave", c) // same payload, other initiator
 	c2 := createCmd("r2", 7)
 	c2.ExpiresAt = h.now.Add(time.Hour)
-	h.refuse(ErrAllocated, CmdRequestCreate, "backend", c2)
+	h.refuse(ErrAllocated, "backend", c2)
 	bad := createCmd("r3", 8)
 	bad.ExpiresAt = h.now.Add(-time.Second)
-	h.refuse(ErrInvalid, CmdRequestCreate, "backend", bad)
+	h.refuse(ErrInvalid, "backend", bad)
 	bad = createCmd("r3", 8)
 	bad.Wallet = "nope"
-	h.refuse(ErrNotFound, CmdRequestCreate, "backend", bad)
+	h.refuse(ErrNotFound, "backend", bad)
 	bad = createCmd("", 8)
-	h.refuse(ErrInvalid, CmdRequestCreate, "backend", bad)
+	h.refuse(ErrInvalid, "backend", bad)
 }
 
 func TestFSMOutpointsAndRelease(t *testing.T) {
 	h := newHarness(t)
 	mk := func(id string, ops ...string) RequestCreate {
 		p := []byte("psbt:" + id)
-		return RequestCreate{ID: id, Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest",
-			Amount: policy.NewAmount(5000), Payload: p, PayloadHash: quorum.Hash{byte(len(id)), 1}, Outpoints: ops, ExpiresAt: h.now.Add(time.Hour)}
+		return RequestCreate{
+			ID:          id,
+			Withdrawal:  policy.Withdrawal{Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest", Amount: policy.NewAmount(5000)},
+			Payload:     p,
+			PayloadHash: quorum.Hash{byte(len(id)), 1},
+			Outpoints:   ops,
+			ExpiresAt:   h.now.Add(time.Hour),
+		}
 	}
-	r := h.must(CmdRequestCreate, "backend", mk("b1", "aa:0", "bb:1"))
+	r := h.must("backend", mk("b1", "aa:0", "bb:1"))
 	if r.Status != StatusAwaitingApprovals || r.Decision.Route != policy.RouteCold {
 		t.Fatalf("cold request: %s %s", r.Status, r.Decision.Route)
 	}
-	h.refuse(ErrAllocated, CmdRequestCreate, "backend", mk("b22", "cc:0", "bb:1"))
-	h.refuse(ErrInvalid, CmdRequestCreate, "backend", mk("b22", "cc:0", "cc:0"))
+	h.refuse(ErrAllocated, "backend", mk("b22", "cc:0", "bb:1"))
+	h.refuse(ErrInvalid, "backend", mk("b22", "cc:0", "cc:0"))
 	// One valid rejection cancels and frees the outpoints.
-	got := h.must(CmdApprove, "api", alice.reject(t, r, h.now.Add(time.Hour)))
+	got := h.must("api", alice.reject(t, r, h.now.Add(time.Hour)))
 	if got.Status != StatusRejected {
 		t.Fatalf("after rejection: %s", got.Status)
 	}
-	h.must(CmdRequestCreate, "backend", mk("b333", "cc:0", "bb:1"))
+	h.must("backend", mk("b333", "cc:0", "bb:1"))
 }
 
 func TestFSMColdExportImportAndExpire(t *testing.T) {
 	h := newHarness(t)
 	p := []byte("psbt")
-	c := RequestCreate{ID: "c1", Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest",
-		Amount: policy.NewAmount(5000), Payload: p, PayloadHash: quorum.Hash{9}, Outpoints: []string{"aa:0"}, ExpiresAt: h.now.Add(time.Hour)}
-	r := h.must(CmdRequestCreate, "backend", c)
+	c := RequestCreate{
+		ID:          "c1",
+		Withdrawal:  policy.Withdrawal{Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest", Amount: policy.NewAmount(5000)},
+		Payload:     p,
+		PayloadHash: quorum.Hash{9},
+		Outpoints:   []string{"aa:0"},
+		ExpiresAt:   h.now.Add(time.Hour),
+	}
+	r := h.must("backend", c)
 	// Cold needs two admins: dave (approver only) does not count.
-	h.refuse(ErrApproval, CmdApprove, "api", dave.approve(t, r, h.now.Add(time.Hour)))
-	h.must(CmdApprove, "api", alice.approve(t, r, h.now.Add(time.Hour)))
-	r = h.must(CmdApprove, "api", carol.approve(t, r, h.now.Add(time.Hour)))
+	h.refuse(ErrApproval, "api", dave.approve(t, r, h.now.Add(time.Hour)))
+	h.must("api", alice.approve(t, r, h.now.Add(time.Hour)))
+	r = h.must("api", carol.approve(t, r, h.now.Add(time.Hour)))
 	if r.Status != StatusApproved {
 		t.Fatalf("cold after 2 admins: %s", r.Status)
 	}
-	h.refuse(ErrWrongStatus, CmdClaim, "n1", h.claimCmd("c1"))
-	h.refuse(ErrInvalid, CmdColdExport, "n1", ColdExport{RequestID: "c1"})
-	if r = h.must(CmdColdExport, "n1", ColdExport{RequestID: "c1", BundleHash: "feed"}); r.Status != StatusExported {
+	h.refuse(ErrWrongStatus, "n1", h.claimCmd("c1"))
+	h.refuse(ErrInvalid, "n1", ColdExport{RequestID: "c1"})
+	if r = h.must("n1", ColdExport{RequestID: "c1", BundleHash: "feed"}); r.Status != StatusExported {
 		t.Fatalf("export: %s", r.Status)
 	}
-	h.refuse(ErrInvalid, CmdColdImport, "n1", ColdImport{RequestID: "c1"})
-	if r = h.must(CmdColdImport, "n1", ColdImport{RequestID: "c1", Signed: []byte("signed psbt")}); r.Status != StatusImported {
+	h.refuse(ErrInvalid, "n1", ColdImport{RequestID: "c1"})
+	if r = h.must("n1", ColdImport{RequestID: "c1", Signed: []byte("signed psbt")}); r.Status != StatusImported {
 		t.Fatalf("import: %s", r.Status)
 	}
 
 	// Expiry: refused before ExpiresAt, then frees the nonce.
 	e := h.create("e1", 3)
-	h.refuse(ErrInvalid, CmdExpire, "n1", ExpireCmd{RequestID: "e1"})
+	h.refuse(ErrInvalid, "n1", ExpireRequest{RequestID: "e1"})
 	h.now = h.now.Add(25 * time.Hour)
-	if got := h.must(CmdExpire, "n1", ExpireCmd{RequestID: e.ID}); got.Status != StatusExpired {
+	if got := h.must("n1", ExpireRequest{RequestID: e.ID}); got.Status != StatusExpired {
 		t.Fatalf("expire: %s", got.Status)
 	}
-	h.refuse(ErrWrongStatus, CmdExpire, "n1", ExpireCmd{RequestID: e.ID})
+	h.refuse(ErrWrongStatus, "n1", ExpireRequest{RequestID: e.ID})
 	h.create("e2", 3)
 }
 
@@ -230,23 +268,23 @@ func TestFSMLockAndRevocationStopClaims(t *testing.T) {
 
 	// Any one operator locks, immediately.
 	lock := policy.Change{ID: "lock-1", Kind: policy.ChangeLock, Reason: "phone stolen"}
-	h.refuse(ErrQuorum, CmdPolicyChange, "api", PolicyChange{Change: lock})
-	h.must(CmdPolicyChange, "api", PolicyChange{Change: lock, Approvals: []quorum.Approval{dave.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve, exp)}})
-	h.refuse(ErrLocked, CmdClaim, "n1", h.claimCmd(r1.ID))
+	h.refuse(ErrQuorum, "api", PolicyChange{Change: lock})
+	h.must("api", PolicyChange{Change: lock, Approvals: []quorum.Approval{dave.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve, exp)}})
+	h.refuse(ErrLocked, "n1", h.claimCmd(r1.ID))
 	// Unlock needs the admin quorum, and lifts only after the delay.
 	unlock := policy.Change{ID: "unlock-1", Kind: policy.ChangeUnlock}
-	h.refuse(ErrQuorum, CmdPolicyChange, "api", PolicyChange{Change: unlock, Approvals: []quorum.Approval{alice.sign(t, unlock.ID, unlock.PayloadHash(), quorum.Approve, exp)}})
-	h.must(CmdPolicyChange, "api", PolicyChange{Change: unlock, Approvals: []quorum.Approval{
+	h.refuse(ErrQuorum, "api", PolicyChange{Change: unlock, Approvals: []quorum.Approval{alice.sign(t, unlock.ID, unlock.PayloadHash(), quorum.Approve, exp)}})
+	h.must("api", PolicyChange{Change: unlock, Approvals: []quorum.Approval{
 		alice.sign(t, unlock.ID, unlock.PayloadHash(), quorum.Approve, exp), carol.sign(t, unlock.ID, unlock.PayloadHash(), quorum.Approve, exp)}})
-	h.refuse(ErrLocked, CmdClaim, "n1", h.claimCmd(r1.ID))
+	h.refuse(ErrLocked, "n1", h.claimCmd(r1.ID))
 	h.now = h.now.Add(61 * time.Minute)
-	h.must(CmdClaim, "n1", h.claimCmd(r1.ID))
+	h.must("n1", h.claimCmd(r1.ID))
 
 	// Revoking bob's device (one admin) takes effect at the next claim.
 	rev := quorum.Change{ID: "revoke-bob", Kind: quorum.ChangeRevokeDevice, DeviceID: bob.device().ID}
-	h.must(CmdRegistryChange, "api", RegistryChange{Change: rev, Approvals: []quorum.Approval{alice.sign(t, rev.ID, rev.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}})
-	h.refuse(ErrQuorum, CmdClaim, "n1", h.claimCmd(r2.ID))
-	h.refuse(ErrApproval, CmdApprove, "api", bob.approve(t, h.create("r3", 3), h.now.Add(time.Hour)))
+	h.must("api", RegistryChange{Change: rev, Approvals: []quorum.Approval{alice.sign(t, rev.ID, rev.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}})
+	h.refuse(ErrQuorum, "n1", h.claimCmd(r2.ID))
+	h.refuse(ErrApproval, "api", bob.approve(t, h.create("r3", 3), h.now.Add(time.Hour)))
 }
 
 func TestFSMAllowlistCoolingOff(t *testing.T) {
@@ -256,19 +294,19 @@ func TestFSMAllowlistCoolingOff(t *testing.T) {
 		c.Wallet, c.Nonce, c.ExpiresAt = "allow", nil, h.now.Add(time.Hour)
 		return c
 	}
-	if r := h.must(CmdRequestCreate, "backend", mk("a1")); r.Status != StatusRejected || r.Decision.Reason != policy.ReasonNotAllowlisted {
+	if r := h.must("backend", mk("a1")); r.Status != StatusRejected || r.Decision.Reason != policy.ReasonNotAllowlisted {
 		t.Fatalf("not allowlisted: %s %s", r.Status, r.Decision.Reason)
 	}
 	add := policy.Change{ID: "allow-1", Kind: policy.ChangeAllowlistAdd, Wallet: "allow", Chain: "eth", Network: "devnet", Address: "0xdest"}
 	exp := h.now.Add(time.Hour)
-	h.refuse(ErrQuorum, CmdPolicyChange, "api", PolicyChange{Change: add, Approvals: []quorum.Approval{bob.sign(t, add.ID, add.PayloadHash(), quorum.Approve, exp)}})
-	h.must(CmdPolicyChange, "api", PolicyChange{Change: add, Approvals: []quorum.Approval{
+	h.refuse(ErrQuorum, "api", PolicyChange{Change: add, Approvals: []quorum.Approval{bob.sign(t, add.ID, add.PayloadHash(), quorum.Approve, exp)}})
+	h.must("api", PolicyChange{Change: add, Approvals: []quorum.Approval{
 		bob.sign(t, add.ID, add.PayloadHash(), quorum.Approve, exp), dave.sign(t, add.ID, add.PayloadHash(), quorum.Approve, exp)}})
-	if r := h.must(CmdRequestCreate, "backend", mk("a2")); r.Decision.Reason != policy.ReasonCoolingOff {
+	if r := h.must("backend", mk("a2")); r.Decision.Reason != policy.ReasonCoolingOff {
 		t.Fatalf("during cooling-off: %s", r.Decision.Reason)
 	}
 	h.now = h.now.Add(61 * time.Minute)
-	if r := h.must(CmdRequestCreate, "backend", mk("a3")); r.Status != StatusAwaitingApprovals {
+	if r := h.must("backend", mk("a3")); r.Status != StatusAwaitingApprovals {
 		t.Fatalf("after cooling-off: %s %s", r.Status, r.Decision.Detail)
 	}
 }
@@ -281,7 +319,7 @@ func TestFSMClockNeverGoesBack(t *testing.T) {
 	h.now = h.now.Add(-24 * time.Hour)
 	c := createCmd("r2", 2)
 	c.ExpiresAt = h.now.Add(time.Hour) // after the skewed clock, before the ledger's
-	h.refuse(ErrInvalid, CmdRequestCreate, "backend", c)
+	h.refuse(ErrInvalid, "backend", c)
 }
 
 type memSink struct {
@@ -296,7 +334,7 @@ func (s *memSink) Close() error  { return nil }
 func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	h := newHarness(t)
 	r := h.approved("r1", 1)
-	h.must(CmdClaim, "n1", h.claimCmd(r.ID))
+	h.must("n1", h.claimCmd(r.ID))
 	h.create("r2", 2)
 	want := h.hash()
 	snap, err := h.f.Snapshot()
@@ -338,16 +376,16 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 func (h *fsmHarness) approvedFrom(id string) {
 	h.t.Helper()
 	r := h.req(id)
-	h.must(CmdApprove, "api", bob.approve(h.t, r, h.now.Add(time.Hour)))
-	if r = h.must(CmdApprove, "api", dave.approve(h.t, r, h.now.Add(time.Hour))); r.Status != StatusApproved {
+	h.must("api", bob.approve(h.t, r, h.now.Add(time.Hour)))
+	if r = h.must("api", dave.approve(h.t, r, h.now.Add(time.Hour))); r.Status != StatusApproved {
 		h.t.Fatalf("%s: %s", id, r.Status)
 	}
 }
 
 func TestFSMUnknownEntriesHalt(t *testing.T) {
-	good, _ := EncodeCommand(CmdMemberSet, "n1", fsmT0, MemberSet{ID: "x", Address: "a"})
-	unknownType, _ := EncodeCommand("request.teleport", "n1", fsmT0, map[string]int{})
-	unknownField, _ := EncodeCommand(CmdMemberSet, "n1", fsmT0, map[string]string{"id": "x", "address": "a", "weight": "3"})
+	good, _ := EncodeCommand("n1", fsmT0, VoterSet{ID: "x", Address: "a"})
+	unknownType := rawEntry("request.teleport", "n1", fsmT0, map[string]int{})
+	unknownField := rawEntry(CmdVoterSet, "n1", fsmT0, map[string]string{"id": "x", "address": "a", "weight": "3"})
 	v2 := bytes.Replace(good, []byte(`"v":1`), []byte(`"v":2`), 1)
 	for name, entry := range map[string][]byte{
 		"unknown type":    unknownType,
@@ -385,8 +423,8 @@ func TestFSMDeterministicReplay(t *testing.T) {
 	a, b := newHarness(t), newHarness(t)
 	for _, h := range []*fsmHarness{a, b} {
 		r := h.approved("r1", 1)
-		h.must(CmdClaim, "n1", h.claimCmd(r.ID))
-		h.refuse(ErrWrongStatus, CmdClaim, "n1", h.claimCmd(r.ID))
+		h.must("n1", h.claimCmd(r.ID))
+		h.refuse(ErrWrongStatus, "n1", h.claimCmd(r.ID))
 	}
 	if a.hash() != b.hash() {
 		t.Fatal("same entries, different states")
@@ -405,7 +443,7 @@ func TestFSMDeterministicReplay(t *testing.T) {
 func TestFSMClaimSigners(t *testing.T) {
 	h := newHarness(t)
 	r := h.approved("r1", 1)
-	for name, signers := range map[string][]string{
+	for name, signers := range map[string][]pki.NodeID{
 		"none":          nil,
 		"threshold":     {"n1", "n2"},
 		"repeated":      {"n1", "n2", "n2"},
@@ -413,12 +451,12 @@ func TestFSMClaimSigners(t *testing.T) {
 	} {
 		cl := h.claimCmd(r.ID)
 		cl.Signers = signers
-		t.Run(name, func(t *testing.T) { h.refuse(ErrInvalid, CmdClaim, "n1", cl) })
+		t.Run(name, func(t *testing.T) { h.refuse(ErrInvalid, "n1", cl) })
 	}
 	cl := h.claimCmd(r.ID)
-	cl.Signers = []string{"n3", "n1", "n2"}
-	got := h.must(CmdClaim, "n1", cl)
-	if !slices.Equal(got.Claim.Signers, []string{"n1", "n2", "n3"}) {
+	cl.Signers = []pki.NodeID{"n3", "n1", "n2"}
+	got := h.must("n1", cl)
+	if !slices.Equal(got.Claim.Signers, []pki.NodeID{"n1", "n2", "n3"}) {
 		t.Fatalf("claim signers %v, want [n1 n2 n3]", got.Claim.Signers)
 	}
 }
@@ -431,28 +469,28 @@ func TestFSMReclaimFailedSession(t *testing.T) {
 	h := newHarness(t)
 	r := h.approved("r1", 1)
 	cl := h.claimCmd(r.ID)
-	rc := ReclaimCmd{RequestID: r.ID, FailedSession: cl.SessionID, SessionID: "bb" + cl.SessionID[2:], Term: h.term, Signers: allSigners}
-	h.refuse(ErrWrongStatus, CmdReclaim, "n1", rc) // approved, not failed
-	h.must(CmdClaim, "n1", cl)
-	h.refuse(ErrWrongStatus, CmdReclaim, "n1", rc) // claimed, not failed
-	h.must(CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: cl.SessionID, Error: "tss: peer n3 timed out"})
+	rc := ReclaimSession{RequestID: r.ID, FailedSession: cl.SessionID, SessionID: "bb" + cl.SessionID[2:], Term: h.term, Signers: allSigners}
+	h.refuse(ErrWrongStatus, "n1", rc) // approved, not failed
+	h.must("n1", cl)
+	h.refuse(ErrWrongStatus, "n1", rc) // claimed, not failed
+	h.must("n1", RecordResult{RequestID: r.ID, SessionID: cl.SessionID, Error: "tss: peer n3 timed out"})
 	var history int
 	_ = h.f.Read(func(st *State) error { history = len(st.Policy.History()); return nil })
 
-	for name, edit := range map[string]func(*ReclaimCmd) error{
-		"unknown request": func(c *ReclaimCmd) error { c.RequestID = "nope"; return ErrNotFound },
-		"stale term":      func(c *ReclaimCmd) error { c.Term = h.term - 1; return ErrStaleLeader },
-		"bad session":     func(c *ReclaimCmd) error { c.SessionID = "short"; return ErrInvalid },
-		"same session":    func(c *ReclaimCmd) error { c.SessionID = c.FailedSession; return ErrInvalid },
-		"other failed":    func(c *ReclaimCmd) error { c.FailedSession = "cc" + c.FailedSession[2:]; return ErrStaleSession },
-		"too few signers": func(c *ReclaimCmd) error { c.Signers = []string{"n1"}; return ErrInvalid },
-		"foreign signer":  func(c *ReclaimCmd) error { c.Signers = []string{"n1", "n2", "x"}; return ErrInvalid },
+	for name, edit := range map[string]func(*ReclaimSession) error{
+		"unknown request": func(c *ReclaimSession) error { c.RequestID = "nope"; return ErrNotFound },
+		"stale term":      func(c *ReclaimSession) error { c.Term = h.term - 1; return ErrStaleLeader },
+		"bad session":     func(c *ReclaimSession) error { c.SessionID = "short"; return ErrInvalid },
+		"same session":    func(c *ReclaimSession) error { c.SessionID = c.FailedSession; return ErrInvalid },
+		"other failed":    func(c *ReclaimSession) error { c.FailedSession = "cc" + c.FailedSession[2:]; return ErrStaleSession },
+		"too few signers": func(c *ReclaimSession) error { c.Signers = []pki.NodeID{"n1"}; return ErrInvalid },
+		"foreign signer":  func(c *ReclaimSession) error { c.Signers = []pki.NodeID{"n1", "n2", "x"}; return ErrInvalid },
 	} {
 		bad := rc
 		want := edit(&bad)
-		t.Run(name, func(t *testing.T) { h.refuse(want, CmdReclaim, "n1", bad) })
+		t.Run(name, func(t *testing.T) { h.refuse(want, "n1", bad) })
 	}
-	got := h.must(CmdReclaim, "n2", rc)
+	got := h.must("n2", rc)
 	if got.Status != StatusClaimed || got.Claim.SessionID != rc.SessionID || got.Claim.Index != h.idx || got.Result != nil {
 		t.Fatalf("after reclaim: %s claim %+v result %+v", got.Status, got.Claim, got.Result)
 	}
@@ -463,20 +501,20 @@ func TestFSMReclaimFailedSession(t *testing.T) {
 		if n := len(st.Policy.History()); n != history {
 			t.Errorf("reclaim recorded the spend again: %d spends, want %d", n, history)
 		}
-		if st.Nonces[nonceKey("hot", 1)] != r.ID {
-			t.Errorf("nonce 1 held by %q", st.Nonces[nonceKey("hot", 1)])
+		if st.Nonces[NonceKey("hot", 1)] != r.ID {
+			t.Errorf("nonce 1 held by %q", st.Nonces[NonceKey("hot", 1)])
 		}
 		return nil
 	})
 	// The same reclaim again (a second leader retrying the same failure):
 	// the compare-and-set fails.
-	h.refuse(ErrWrongStatus, CmdReclaim, "n1", rc)
-	h.refuse(ErrStaleSession, CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: cl.SessionID, Signed: []byte("x")})
-	done := h.must(CmdResult, "n1", ResultCmd{RequestID: r.ID, SessionID: rc.SessionID, Signed: []byte("signed")})
+	h.refuse(ErrWrongStatus, "n1", rc)
+	h.refuse(ErrStaleSession, "n1", RecordResult{RequestID: r.ID, SessionID: cl.SessionID, Signed: []byte("x")})
+	done := h.must("n1", RecordResult{RequestID: r.ID, SessionID: rc.SessionID, Signed: []byte("signed")})
 	if done.Status != StatusSigned {
 		t.Fatalf("result of the new session: %s", done.Status)
 	}
-	h.refuse(ErrWrongStatus, CmdReclaim, "n1", ReclaimCmd{RequestID: r.ID, FailedSession: rc.SessionID, SessionID: cl.SessionID, Term: h.term, Signers: allSigners})
+	h.refuse(ErrWrongStatus, "n1", ReclaimSession{RequestID: r.ID, FailedSession: rc.SessionID, SessionID: cl.SessionID, Term: h.term, Signers: allSigners})
 }
 
 // TestFSMSessionNeverClaimedTwice: a session ID already claimed, for this or
@@ -487,14 +525,14 @@ func TestFSMSessionNeverClaimedTwice(t *testing.T) {
 	a := h.approved("a", 1)
 	b := h.approved("b", 2)
 	clA := h.claimCmd(a.ID)
-	h.must(CmdClaim, "n1", clA)
+	h.must("n1", clA)
 	reuse := h.claimCmd(b.ID)
 	reuse.SessionID = clA.SessionID
 	before, err := h.f.Hash()
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.refuse(ErrInvalid, CmdClaim, "n1", reuse)
+	h.refuse(ErrInvalid, "n1", reuse)
 	after, err := h.f.Hash()
 	if err != nil {
 		t.Fatal(err)
@@ -505,8 +543,8 @@ func TestFSMSessionNeverClaimedTwice(t *testing.T) {
 	// A reclaim of A after a failure cannot reuse B's session either.
 	clB := h.claimCmd(b.ID)
 	clB.SessionID = "ee" + clA.SessionID[2:]
-	h.must(CmdClaim, "n1", clB)
-	h.must(CmdResult, "n1", ResultCmd{RequestID: a.ID, SessionID: clA.SessionID, Error: "tss: timeout"})
-	h.refuse(ErrInvalid, CmdReclaim, "n1", ReclaimCmd{RequestID: a.ID, FailedSession: clA.SessionID, SessionID: clB.SessionID, Term: h.term, Signers: allSigners})
-	h.must(CmdReclaim, "n1", ReclaimCmd{RequestID: a.ID, FailedSession: clA.SessionID, SessionID: "ff" + clA.SessionID[2:], Term: h.term, Signers: allSigners})
+	h.must("n1", clB)
+	h.must("n1", RecordResult{RequestID: a.ID, SessionID: clA.SessionID, Error: "tss: timeout"})
+	h.refuse(ErrInvalid, "n1", ReclaimSession{RequestID: a.ID, FailedSession: clA.SessionID, SessionID: clB.SessionID, Term: h.term, Signers: allSigners})
+	h.must("n1", ReclaimSession{RequestID: a.ID, FailedSession: clA.SessionID, SessionID: "ff" + clA.SessionID[2:], Term: h.term, Signers: allSigners})
 }

@@ -1,4 +1,4 @@
-package ledger
+package ledger_test
 
 import (
 	"bytes"
@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 
 	"github.com/custody-dev/custody/quorum"
 )
@@ -16,8 +19,8 @@ import (
 // audit chain always verifies.
 func FuzzApplyEntry(f *testing.F) {
 	now := fsmT0
-	add := func(typ string, p any) {
-		b, err := EncodeCommand(typ, "backend", now, p)
+	add := func(p Command) {
+		b, err := EncodeCommand("backend", now, p)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -25,15 +28,15 @@ func FuzzApplyEntry(f *testing.F) {
 	}
 	c := createCmd("fz", 1)
 	c.ExpiresAt = now.Add(time.Hour)
-	add(CmdRequestCreate, c)
-	add(CmdMemberSet, MemberSet{ID: "n9", Address: "127.0.0.1:9"})
-	add(CmdClaim, ClaimCmd{RequestID: "fz", ExpectStatus: StatusApproved, SessionID: strings.Repeat("ab", 32), Term: 1, Signers: []string{"n1", "n2", "n3"}})
-	add(CmdReclaim, ReclaimCmd{RequestID: "fz", FailedSession: strings.Repeat("ab", 32), SessionID: strings.Repeat("cd", 32), Term: 1, Signers: []string{"n1", "n2", "n3"}})
-	add(CmdApprove, Approve{RequestID: "fz", Approval: quorum.Approval{Statement: quorum.Statement{ClusterID: testCluster, RequestID: "fz", Decision: quorum.Approve, Expiry: now.Add(time.Hour)}, DeviceID: "x"}})
-	add(CmdResult, ResultCmd{RequestID: "fz", SessionID: "00", Signed: []byte{1}})
-	add(CmdExpire, ExpireCmd{RequestID: "fz"})
-	add(CmdWalletSet, WalletSet{Wallet{ID: "w", Chain: "eth", Network: "n", Committee: []string{"a"}, Threshold: 1}})
-	add(CmdColdExport, ColdExport{RequestID: "fz", BundleHash: "h"})
+	add(c)
+	add(VoterSet{ID: "n9", Address: "127.0.0.1:9"})
+	add(ClaimSession{RequestID: "fz", ExpectStatus: StatusApproved, SessionID: strings.Repeat("ab", 32), Term: 1, Signers: allSigners})
+	add(ReclaimSession{RequestID: "fz", FailedSession: strings.Repeat("ab", 32), SessionID: strings.Repeat("cd", 32), Term: 1, Signers: allSigners})
+	add(Approve{RequestID: "fz", Approval: quorum.Approval{Statement: quorum.Statement{ClusterID: testCluster, RequestID: "fz", Decision: quorum.Approve, Expiry: now.Add(time.Hour)}, DeviceID: "x"}})
+	add(RecordResult{RequestID: "fz", SessionID: "00", Signed: []byte{1}})
+	add(ExpireRequest{RequestID: "fz"})
+	add(WalletSet{Wallet{ID: "w", Chain: "eth", Network: "n", Committee: []pki.NodeID{"a"}, Threshold: 1}})
+	add(ColdExport{RequestID: "fz", BundleHash: "h"})
 	f.Add([]byte(`{"v":1,"type":"request.create","time":"2026-11-23T12:00:00Z","actor":"x","payload":{"amount":"-1"}}`))
 	f.Add([]byte(`{"v":1,"type":"genesis","time":"2026-11-23T12:00:00Z","actor":"x","payload":null}`))
 	f.Fuzz(func(t *testing.T, entry []byte) {
@@ -65,7 +68,8 @@ func FuzzApplyEntry(f *testing.F) {
 func FuzzVerifyAuditJSONL(f *testing.F) {
 	st := NewState()
 	for i := range 3 {
-		st.appendAudit(uint64(i+1), fsmT0, "a", "k", "s", []byte{byte(i)})
+		st.Clock = fsmT0
+		st.AppendAudit(uint64(i+1), "k", []byte{byte(i)})
 	}
 	var buf bytes.Buffer
 	if err := WriteAuditJSONL(&buf, st.Audit); err != nil {

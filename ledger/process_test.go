@@ -1,4 +1,4 @@
-package ledger
+package ledger_test
 
 import (
 	"bufio"
@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/ledger/raftnet"
+	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
 )
 
 // TestHelperProcess is not a test: TestFollowerKill9UnderLoad re-executes the
@@ -25,21 +27,26 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv("LEDGER_HELPER_NODE") != "1" {
 		t.Skip("helper process for TestFollowerKill9UnderLoad")
 	}
-	pki := os.Getenv("LEDGER_HELPER_PKI")
+	pkiDir := os.Getenv("LEDGER_HELPER_PKI")
 	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(pki, name))
+		b, err := os.ReadFile(filepath.Join(pkiDir, name))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
 		return b
 	}
-	tlsCfg, err := raftnet.LoadConfig(read("node.crt"), read("node.key"), read("ca.crt"))
+	ident, err := pki.LoadIdentity(read("node.crt"), read("node.key"), read("ca.crt"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	s, err := Open(testConfig(os.Getenv("LEDGER_HELPER_ID"), os.Getenv("LEDGER_HELPER_DIR"), os.Getenv("LEDGER_HELPER_BIND"), tlsCfg))
+	stream, err := ListenStream(os.Getenv("LEDGER_HELPER_BIND"), ident, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	s, err := Open(ledgertest.Config(pki.NodeID(os.Getenv("LEDGER_HELPER_ID")), os.Getenv("LEDGER_HELPER_DIR"), stream))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -57,20 +64,20 @@ type childNode struct {
 	addr  string
 }
 
-func startChild(t *testing.T, c *cluster, id, dir string) *childNode {
+func startChild(t *testing.T, c *ledgertest.Cluster, id pki.NodeID, dir string) *childNode {
 	t.Helper()
 	pkiDir := t.TempDir()
-	cert, key, err := c.pki.ca.IssueNode(id, time.Now(), time.Hour)
+	cert, key, err := c.PKI.CA.IssueNode(id, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string][]byte{"node.crt": cert, "node.key": key, "ca.crt": c.pki.ca.PEM()} {
+	for name, b := range map[string][]byte{"node.crt": cert, "node.key": key, "ca.crt": c.PKI.CA.PEM()} {
 		if err := os.WriteFile(filepath.Join(pkiDir, name), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "LEDGER_HELPER_NODE=1", "LEDGER_HELPER_ID="+id, "LEDGER_HELPER_DIR="+dir,
+	cmd.Env = append(os.Environ(), "LEDGER_HELPER_NODE=1", "LEDGER_HELPER_ID="+string(id), "LEDGER_HELPER_DIR="+dir,
 		"LEDGER_HELPER_BIND=127.0.0.1:0", "LEDGER_HELPER_PKI="+pkiDir)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -101,7 +108,7 @@ func startChild(t *testing.T, c *cluster, id, dir string) *childNode {
 			t.Fatal("helper node exited before it was ready")
 		}
 		return &childNode{cmd: cmd, stdin: stdin, addr: a}
-	case <-time.After(waitFor):
+	case <-time.After(ledgertest.Wait):
 		t.Fatal("helper node not ready in time")
 	}
 	return nil
@@ -116,7 +123,7 @@ type loadWriter struct {
 	wg    sync.WaitGroup
 }
 
-func (c *cluster) startLoad(workers int, prefix string) *loadWriter {
+func startLoad(c *ledgertest.Cluster, workers int, prefix string) *loadWriter {
 	lw := &loadWriter{acked: map[string]bool{}, stop: make(chan struct{})}
 	for w := range workers {
 		lw.wg.Add(1)
@@ -131,9 +138,9 @@ func (c *cluster) startLoad(workers int, prefix string) *loadWriter {
 				default:
 				}
 				var leader *Store
-				for _, n := range c.live() {
-					if n.s.IsLeader() {
-						leader = n.s
+				for _, n := range c.Live() {
+					if n.Store.IsLeader() {
+						leader = n.Store
 					}
 				}
 				if leader == nil {
@@ -180,14 +187,14 @@ func (lw *loadWriter) finish() map[string]bool {
 // with every acknowledged write.
 func TestFollowerKill9UnderLoad(t *testing.T) {
 	c := newCluster(t, 2)
-	c.seed()
+	seed(c)
 	dir := t.TempDir()
 	child := startChild(t, c, "n3", dir)
-	c.retryOnLeader(func(l *Store) error { return l.Join(context.Background(), "n3", child.addr) })
+	c.OnLeader(func(l *Store) error { return l.Join(context.Background(), "n3", child.addr) })
 
-	lw := c.startLoad(4, "k9")
+	lw := startLoad(c, 4, "k9")
 	start := time.Now()
-	poll(t, "writes before the kill", func() error {
+	ledgertest.Poll(t, "writes before the kill", func() error {
 		if n := lw.count(); n < 100 && time.Since(start) < 20*time.Second {
 			return fmt.Errorf("%d acked", n)
 		}
@@ -202,7 +209,7 @@ func TestFollowerKill9UnderLoad(t *testing.T) {
 		t.Fatalf("helper did not die of SIGKILL: %v", err)
 	}
 	killedAt := lw.count()
-	poll(t, "writes after the kill", func() error {
+	ledgertest.Poll(t, "writes after the kill", func() error {
 		if n := lw.count(); n < killedAt+100 {
 			return fmt.Errorf("%d acked", n)
 		}
@@ -210,15 +217,15 @@ func TestFollowerKill9UnderLoad(t *testing.T) {
 	})
 	acked := lw.finish()
 
-	n3 := &node{id: "n3", dir: dir}
-	c.startNode(n3, child.addr)
-	c.nodes = append(c.nodes, n3)
-	h := c.waitConverged(c.nodes...)
-	for _, n := range c.nodes {
-		_ = n.s.ReadLocal(func(st *State) error {
+	n3 := &ledgertest.Node{ID: "n3", Dir: dir}
+	c.StartNode(n3, child.addr)
+	c.Nodes = append(c.Nodes, n3)
+	h := c.WaitConverged(c.Nodes...)
+	for _, n := range c.Nodes {
+		_ = n.Store.ReadLocal(func(st *State) error {
 			for id := range acked {
 				if st.Requests[id] == nil {
-					t.Errorf("%s lost acknowledged %s", n.id, id)
+					t.Errorf("%s lost acknowledged %s", n.ID, id)
 				}
 			}
 			return VerifyChain(st.Audit)
@@ -232,37 +239,37 @@ func TestFollowerKill9UnderLoad(t *testing.T) {
 // follower's Restore must discard its old state and end at the same hash.
 func TestSnapshotInstallAfterPartition(t *testing.T) {
 	c := newCluster(t, 3, func(cfg *Config) { cfg.TrailingLogs = 16; cfg.SnapshotThreshold = 64 })
-	c.seed()
-	l := c.waitLeader(nil)
-	var cut *node
-	for _, n := range c.nodes {
+	seed(c)
+	l := c.WaitLeader(nil)
+	var cut *ledgertest.Node
+	for _, n := range c.Nodes {
 		if n != l {
 			cut = n
 		}
 	}
-	c.isolate(cut, true)
+	c.Isolate(cut, true)
 	for i := range 80 {
-		c.retryOnLeaderAmong(c.others(cut), func(s *Store) error {
+		c.OnLeaderAmong(c.Others(cut), func(s *Store) error {
 			_, _, err := s.CreateRequest(context.Background(), "backend", createCmd(fmt.Sprintf("s-%d", i), uint64(i)))
 			return err
 		})
 	}
-	for _, n := range c.others(cut) {
-		if err := n.s.Snapshot(); err != nil {
+	for _, n := range c.Others(cut) {
+		if err := n.Store.Snapshot(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.isolate(cut, false)
-	h := c.waitConverged(c.nodes...)
-	if got := cut.s.raft.Stats()["last_snapshot_index"]; got == "0" || got == "" {
+	c.Isolate(cut, false)
+	h := c.WaitConverged(c.Nodes...)
+	if got := cut.Store.RaftStats()["last_snapshot_index"]; got == "0" || got == "" {
 		t.Fatalf("healed follower caught up without a snapshot (last_snapshot_index %q)", got)
 	}
 	// The healed node must also survive a restart from its snapshot + log.
-	if err := cut.s.Close(); err != nil {
+	if err := cut.Store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c.startNode(cut, cut.addr)
-	if got := c.waitConverged(c.nodes...); got != h {
+	c.StartNode(cut, cut.Addr)
+	if got := c.WaitConverged(c.Nodes...); got != h {
 		// More writes may not happen here, so the hash must be unchanged.
 		t.Fatalf("hash after restart %x, before %x", got[:8], h[:8])
 	}

@@ -1,4 +1,4 @@
-package ledger
+package ledger_test
 
 import (
 	"context"
@@ -7,27 +7,30 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
 )
 
 // followerRead is a follower's linearizable read: the leader's read index
 // (in-process here; over the node API in a daemon), then the follower's own
 // ReadAtLeast.
-func (c *cluster) followerRead(ctx context.Context, f *node, among []*node, fn func(*State) error) error {
-	c.t.Helper()
+func followerRead(c *ledgertest.Cluster, ctx context.Context, f *ledgertest.Node, among []*ledgertest.Node, fn func(*State) error) error {
+	c.T.Helper()
 	var idx uint64
-	poll(c.t, "a read index from the leader", func() error {
-		l := c.waitLeader(among)
+	ledgertest.Poll(c.T, "a read index from the leader", func() error {
+		l := c.WaitLeader(among)
 		var err error
-		idx, err = l.s.ReadIndex(ctx)
+		idx, err = l.Store.ReadIndex(ctx)
 		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrTimeout) {
 			return err
 		}
 		if err != nil {
-			c.t.Fatalf("read index: %v", err)
+			c.T.Fatalf("read index: %v", err)
 		}
 		return nil
 	})
-	return f.s.ReadAtLeast(ctx, idx, fn)
+	return f.Store.ReadAtLeast(ctx, idx, fn)
 }
 
 // TestFollowerLinearizableRead: a write acknowledged by the leader is visible
@@ -36,41 +39,41 @@ func (c *cluster) followerRead(ctx context.Context, f *node, among []*node, fn f
 // waits until its deadline and errors; after healing it answers.
 func TestFollowerLinearizableRead(t *testing.T) {
 	c := newCluster(t, 3)
-	c.seed()
+	seed(c)
 	ctx := context.Background()
-	l := c.waitLeader(nil)
-	followers := c.others(l)
+	l := c.WaitLeader(nil)
+	followers := c.Others(l)
 
 	// Acknowledged on the leader, then read at once on each follower.
 	for i, f := range followers {
 		id := fmt.Sprintf("lin-%d", i)
-		c.retryOnLeader(func(s *Store) error {
+		c.OnLeader(func(s *Store) error {
 			_, _, err := s.CreateRequest(ctx, "backend", createCmd(id, uint64(i)))
 			return err
 		})
 		var saw *Request
-		if err := c.followerRead(ctx, f, nil, func(st *State) error {
+		if err := followerRead(c, ctx, f, nil, func(st *State) error {
 			saw = st.Requests[id].Clone()
 			return nil
 		}); err != nil {
-			t.Fatalf("%s: %v", f.id, err)
+			t.Fatalf("%s: %v", f.ID, err)
 		}
 		if saw == nil || saw.Status != StatusAwaitingApprovals {
-			t.Fatalf("%s read %s as %+v right after the leader acknowledged it", f.id, id, saw)
+			t.Fatalf("%s read %s as %+v right after the leader acknowledged it", f.ID, id, saw)
 		}
 	}
 
 	// Cut one follower off; the majority commits a write it cannot see.
 	cut := followers[0]
-	c.isolate(cut, true)
-	rest := c.others(cut)
-	c.retryOnLeaderAmong(rest, func(s *Store) error {
+	c.Isolate(cut, true)
+	rest := c.Others(cut)
+	c.OnLeaderAmong(rest, func(s *Store) error {
 		_, _, err := s.CreateRequest(ctx, "backend", createCmd("while-cut", 50))
 		return err
 	})
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	called := false
-	err := c.followerRead(dctx, cut, rest, func(st *State) error {
+	err := followerRead(c, dctx, cut, rest, func(st *State) error {
 		called = true
 		return nil
 	})
@@ -82,20 +85,20 @@ func TestFollowerLinearizableRead(t *testing.T) {
 		t.Fatal("partitioned follower ran the read on stale state")
 	}
 	// Its own (non-linearizable) state really is stale.
-	_ = cut.s.ReadLocal(func(st *State) error {
+	_ = cut.Store.ReadLocal(func(st *State) error {
 		if st.Requests["while-cut"] != nil {
 			t.Fatal("partitioned follower applied a write it could not receive")
 		}
 		return nil
 	})
-	if _, err := cut.s.ReadIndex(ctx); !errors.Is(err, ErrNotLeader) {
+	if _, err := cut.Store.ReadIndex(ctx); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("ReadIndex on a follower: %v, want ErrNotLeader", err)
 	}
 
 	// Healed: the same read answers with the write.
-	c.isolate(cut, false)
+	c.Isolate(cut, false)
 	var saw bool
-	if err := c.followerRead(ctx, cut, nil, func(st *State) error {
+	if err := followerRead(c, ctx, cut, nil, func(st *State) error {
 		saw = st.Requests["while-cut"] != nil
 		return nil
 	}); err != nil {
@@ -115,9 +118,9 @@ func TestInjectedClockDrivesLedgerTime(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
 	c := newCluster(t, 1, func(cfg *Config) { cfg.Clock = clock })
-	c.seed()
+	seed(c)
 	ctx := context.Background()
-	s := c.nodes[0].s
+	s := c.Nodes[0].Store
 	ledgerClock := func() time.Time {
 		var at time.Time
 		if err := s.ReadLinearizable(ctx, func(st *State) error { at = st.Clock; return nil }); err != nil {
@@ -144,11 +147,11 @@ func TestInjectedClockDrivesLedgerTime(t *testing.T) {
 		t.Fatalf("ledger clock moved back to %s (was %s)", got, t0)
 	}
 	// Not expired yet at ledger time t0 (the slow leader cannot expire it).
-	if _, err := s.Propose(ctx, CmdExpire, "sweeper", ExpireCmd{RequestID: "clk"}); !errors.Is(err, ErrInvalid) {
+	if _, err := s.Submit(ctx, "sweeper", ExpireRequest{RequestID: "clk"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("expire before expires_at: %v, want ErrInvalid", err)
 	}
 	set(t0.Add(2 * time.Hour))
-	out, err := s.Propose(ctx, CmdExpire, "sweeper", ExpireCmd{RequestID: "clk"})
+	out, err := s.Submit(ctx, "sweeper", ExpireRequest{RequestID: "clk"})
 	if err != nil || out.Request.Status != StatusExpired {
 		t.Fatalf("expire after expires_at: %+v, %v", out.Request, err)
 	}

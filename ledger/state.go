@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -38,10 +39,10 @@ func (s Status) Terminal() bool {
 	return false
 }
 
-// Member is a raft voter as recorded in the ledger.
-type Member struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
+// Voter is a raft voter as recorded in the ledger.
+type Voter struct {
+	ID      pki.NodeID `json:"id"`
+	Address string     `json:"address"`
 }
 
 // RulesDoc is one policy rules file, stored by its policy hash
@@ -53,11 +54,20 @@ type RulesDoc struct {
 
 // Wallet is a key and the committee of nodes holding its shares.
 type Wallet struct {
-	ID        string   `json:"id"`
-	Chain     string   `json:"chain"`
-	Network   string   `json:"network"`
-	Committee []string `json:"committee"`
-	Threshold int      `json:"threshold"`
+	ID        string       `json:"id"`
+	Chain     string       `json:"chain"`
+	Network   string       `json:"network"`
+	Committee []pki.NodeID `json:"committee"`
+	Threshold int          `json:"threshold"`
+}
+
+func (w *Wallet) clone() *Wallet {
+	if w == nil {
+		return nil
+	}
+	c := *w
+	c.Committee = slices.Clone(w.Committee)
+	return &c
 }
 
 // Claim is the compare-and-set grant of a signing session. Index, the raft
@@ -66,12 +76,12 @@ type Wallet struct {
 // Signers is the session's signer set (sorted, distinct committee members,
 // at least threshold+1): every member checks it was handed exactly this set.
 type Claim struct {
-	SessionID string    `json:"session_id"`
-	Signers   []string  `json:"signers,omitempty"`
-	Index     uint64    `json:"index"`
-	Term      uint64    `json:"term"`
-	By        string    `json:"by"`
-	At        time.Time `json:"at"`
+	SessionID string       `json:"session_id"`
+	Signers   []pki.NodeID `json:"signers,omitempty"`
+	Index     uint64       `json:"index"`
+	Term      uint64       `json:"term"`
+	By        string       `json:"by"`
+	At        time.Time    `json:"at"`
 }
 
 // Result is the outcome of a signing session or cold import.
@@ -84,36 +94,27 @@ type Result struct {
 	At        time.Time `json:"at"`
 }
 
-// Request is a withdrawal request and everything recorded about it.
+// Request is a withdrawal request and everything recorded about it: the
+// create command as committed (the withdrawal, its unsigned transaction and
+// allocations, its expiry), then what the ledger decided and recorded.
 type Request struct {
-	ID          string            `json:"id"`
-	Wallet      string            `json:"wallet"`
-	Asset       string            `json:"asset"`
-	Chain       string            `json:"chain"`
-	Network     string            `json:"network"`
-	To          string            `json:"to"`
-	Amount      policy.Amount     `json:"amount"`
-	Initiator   string            `json:"initiator"`
-	Payload     []byte            `json:"payload"`
-	PayloadHash quorum.Hash       `json:"payload_hash"`
-	Nonce       *uint64           `json:"nonce,omitempty"`
-	Outpoints   []string          `json:"outpoints,omitempty"`
-	Decision    policy.Decision   `json:"decision"`
-	Status      Status            `json:"status"`
-	Approvals   []quorum.Approval `json:"approvals"`
-	Claim       *Claim            `json:"claim,omitempty"`
-	Result      *Result           `json:"result,omitempty"`
-	BundleHash  string            `json:"bundle_hash,omitempty"`
-	CreatedAt   time.Time         `json:"created_at"`
-	ExpiresAt   time.Time         `json:"expires_at"`
-	CreatedIdx  uint64            `json:"created_index"`
-	UpdatedIdx  uint64            `json:"updated_index"`
+	RequestCreate
+	// Initiator is the principal that submitted the create command.
+	Initiator  string            `json:"initiator"`
+	Decision   policy.Decision   `json:"decision"`
+	Status     Status            `json:"status"`
+	Approvals  []quorum.Approval `json:"approvals"`
+	Claim      *Claim            `json:"claim,omitempty"`
+	Result     *Result           `json:"result,omitempty"`
+	BundleHash string            `json:"bundle_hash,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	CreatedIdx uint64            `json:"created_index"`
+	UpdatedIdx uint64            `json:"updated_index"`
 }
 
 // PolicyRequest is the request as policy evaluates it.
 func (r *Request) PolicyRequest() policy.Request {
-	return policy.Request{ID: r.ID, Wallet: r.Wallet, Asset: r.Asset, Chain: r.Chain, Network: r.Network,
-		To: r.To, Amount: r.Amount, Initiator: r.Initiator, PayloadHash: r.PayloadHash}
+	return policy.Request{ID: r.ID, Withdrawal: r.Withdrawal, Initiator: r.Initiator, PayloadHash: r.PayloadHash}
 }
 
 // State is the whole replicated ledger. Readers get it under the FSM's read
@@ -124,8 +125,8 @@ type State struct {
 	Index uint64 `json:"index"`
 	// Clock is the largest command time applied so far; the FSM's notion of
 	// "now" never goes backwards across leaders with skewed clocks.
-	Clock   time.Time          `json:"clock"`
-	Members map[string]*Member `json:"members"`
+	Clock  time.Time             `json:"clock"`
+	Voters map[pki.NodeID]*Voter `json:"voters"`
 	// Registry holds operators, devices and the admin quorum (package quorum).
 	Registry quorum.Registry `json:"registry"`
 	// Rules holds every rules file ever active, by hash; ActiveRules names
@@ -157,7 +158,7 @@ func (s *State) ActivePolicy() *policy.Rules { return s.rules }
 // NewState returns an empty ledger.
 func NewState() *State {
 	return &State{
-		Members:   map[string]*Member{},
+		Voters:    map[pki.NodeID]*Voter{},
 		Rules:     map[string]*RulesDoc{},
 		Wallets:   map[string]*Wallet{},
 		Requests:  map[string]*Request{},
@@ -194,8 +195,8 @@ func DecodeState(b []byte) (*State, error) {
 		return nil, fmt.Errorf("ledger: decode state: %w", err)
 	}
 	fill := NewState()
-	if st.Members == nil {
-		st.Members = fill.Members
+	if st.Voters == nil {
+		st.Voters = fill.Voters
 	}
 	if st.Rules == nil {
 		st.Rules = fill.Rules

@@ -1,9 +1,11 @@
-package ledger
+package ledger_test
 
 import (
 	"slices"
 	"testing"
 	"time"
+
+	. "github.com/custody-dev/custody/ledger"
 )
 
 // TestStateHeldNoncesAndClone: HeldNonces lists exactly the wallet's held
@@ -14,7 +16,7 @@ func TestStateHeldNoncesAndClone(t *testing.T) {
 	h.create("r9", 9)
 	h.create("r2", 2)
 	r := h.create("r5", 5)
-	h.must(CmdApprove, "api", bob.reject(t, r, h.now.Add(time.Hour)))
+	h.must("api", bob.reject(t, r, h.now.Add(time.Hour)))
 	var held []uint64
 	var cp *State
 	_ = h.f.Read(func(st *State) error {
@@ -32,7 +34,7 @@ func TestStateHeldNoncesAndClone(t *testing.T) {
 	before := h.hash()
 	cp.Requests["r2"].Status = StatusSigned
 	cp.Requests["r2"].Payload[0] ^= 1
-	delete(cp.Nonces, nonceKey("hot", 2))
+	delete(cp.Nonces, NonceKey("hot", 2))
 	if h.hash() != before || h.req("r2").Status != StatusAwaitingApprovals {
 		t.Fatal("editing a clone changed the FSM's state")
 	}

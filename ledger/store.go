@@ -2,8 +2,6 @@ package ledger
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,19 +16,20 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
-	"github.com/custody-dev/custody/ledger/raftnet"
+	"github.com/custody-dev/custody/pki"
 )
 
 // Config describes one ledger node.
 type Config struct {
-	// NodeID is the raft server ID; it must equal the CommonName of TLS.Cert.
-	NodeID string
+	// NodeID is the raft server ID; it must equal the node ID of the
+	// certificate Stream authenticates with.
+	NodeID pki.NodeID
 	// Dir holds raft.db (log + stable store, bbolt, fsynced) and snapshots/.
 	Dir string
-	// Bind is the raft listen address (host:port, port 0 picks one).
-	Bind string
-	// TLS is the node's mutually authenticated identity for raft traffic.
-	TLS raftnet.Config
+	// Stream carries raft traffic: a [StreamLayer] (mutual TLS between node
+	// certificates) on a listener the caller owns. Open takes ownership:
+	// Close closes it.
+	Stream raft.StreamLayer
 	// Logger receives ledger events; nil discards.
 	Logger *slog.Logger
 	// RaftLog receives hashicorp/raft's own log at warn level; nil discards.
@@ -66,7 +65,7 @@ type Store struct {
 	raft   *raft.Raft
 	bolt   *raftboltdb.BoltStore
 	trans  raft.Transport
-	layer  *raftnet.Layer
+	layer  raft.StreamLayer
 	log    *slog.Logger
 	member sync.Mutex // one membership change at a time
 
@@ -77,8 +76,18 @@ type Store struct {
 // Open starts a node. It does not bootstrap or join; see [Store.Bootstrap]
 // and [Store.Join].
 func Open(cfg Config) (*Store, error) {
-	if cfg.NodeID == "" || cfg.Dir == "" || cfg.Bind == "" {
-		return nil, errors.New("ledger: config needs NodeID, Dir and Bind")
+	if cfg.Stream == nil {
+		return nil, errors.New("ledger: config needs a Stream")
+	}
+	// Open owns the stream from here: every failure closes it.
+	opened := false
+	defer func() {
+		if !opened {
+			_ = cfg.Stream.Close()
+		}
+	}()
+	if cfg.NodeID == "" || cfg.Dir == "" {
+		return nil, errors.New("ledger: config needs NodeID and Dir")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -137,11 +146,7 @@ func Open(cfg Config) (*Store, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("ledger: snapshot store: %w", err)
 	}
-	layer, err := raftnet.Listen(cfg.Bind, cfg.TLS)
-	if err != nil {
-		bolt.Close()
-		return nil, err
-	}
+	layer := cfg.Stream
 	s.layer = layer
 	var trans raft.Transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: rc.Logger,
@@ -157,6 +162,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("ledger: start raft: %w", err)
 	}
 	s.raft = r
+	opened = true
 	return s, nil
 }
 
@@ -176,7 +182,7 @@ func (s *Store) onHalt(err error) {
 }
 
 // ID returns this node's ID.
-func (s *Store) ID() string { return s.cfg.NodeID }
+func (s *Store) ID() pki.NodeID { return s.cfg.NodeID }
 
 // Addr returns the raft address peers dial.
 func (s *Store) Addr() string { return s.layer.Addr().String() }
@@ -196,7 +202,7 @@ func (s *Store) Bootstrap() error {
 // Join adds a voter (on the leader). Joining an existing member with the same
 // address is a no-op; an ID or address seen with a different partner is first
 // removed. Membership changes are serialised.
-func (s *Store) Join(ctx context.Context, id, addr string) error {
+func (s *Store) Join(ctx context.Context, id pki.NodeID, addr string) error {
 	if id == "" || addr == "" {
 		return invalid("join needs id and address")
 	}
@@ -233,7 +239,7 @@ func (s *Store) Join(ctx context.Context, id, addr string) error {
 		return s.mapErr(err)
 	}
 	for _, srv := range cf.Configuration().Servers {
-		if _, err := s.Propose(ctx, CmdMemberSet, s.cfg.NodeID, MemberSet{ID: string(srv.ID), Address: string(srv.Address)}); err != nil {
+		if _, err := s.Submit(ctx, string(s.cfg.NodeID), VoterSet{ID: pki.NodeID(srv.ID), Address: string(srv.Address)}); err != nil {
 			return err
 		}
 	}
@@ -241,7 +247,7 @@ func (s *Store) Join(ctx context.Context, id, addr string) error {
 }
 
 // Remove removes a voter (on the leader); removing a non-member is a no-op.
-func (s *Store) Remove(ctx context.Context, id string) error {
+func (s *Store) Remove(ctx context.Context, id pki.NodeID) error {
 	s.member.Lock()
 	defer s.member.Unlock()
 	if err := s.leaderCheck(); err != nil {
@@ -258,15 +264,34 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 			}
 		}
 	}
-	_, err := s.Propose(ctx, CmdMemberRemove, s.cfg.NodeID, MemberRemove{ID: id})
+	_, err := s.Submit(ctx, string(s.cfg.NodeID), VoterRemove{ID: id})
 	return err
+}
+
+// RaftStats returns hashicorp/raft's counters (last_snapshot_index,
+// commit_index, ...), for metrics and tests.
+func (s *Store) RaftStats() map[string]string { return s.raft.Stats() }
+
+// Voters returns the raft configuration's voters as this node knows it.
+func (s *Store) Voters() ([]pki.NodeID, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, s.mapErr(err)
+	}
+	var ids []pki.NodeID
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			ids = append(ids, pki.NodeID(srv.ID))
+		}
+	}
+	return ids, nil
 }
 
 // Leader returns the current leader's ID and address as this node knows them
 // (empty if none).
-func (s *Store) Leader() (id, addr string) {
+func (s *Store) Leader() (id pki.NodeID, addr string) {
 	a, i := s.raft.LeaderWithID()
-	return string(i), string(a)
+	return pki.NodeID(i), string(a)
 }
 
 // IsLeader reports whether this node believes it leads (not linearizable).
@@ -364,18 +389,18 @@ type Outcome struct {
 	Index uint64
 }
 
-// Propose commits one command as the leader, stamped with Config.Clock, and
-// returns its outcome. Errors:
-// a *NotLeaderError on followers; ErrTimeout when the outcome is unknown
-// (retry only with the same request ID); the FSM's refusal otherwise.
-func (s *Store) Propose(ctx context.Context, typ, actor string, payload any) (Outcome, error) {
+// Submit commits one command as the leader, on behalf of actor, stamped with
+// Config.Clock, and returns its outcome. Errors: a *NotLeaderError on
+// followers; ErrTimeout when the outcome is unknown (retry only with the same
+// request ID); the FSM's refusal otherwise (and then nothing changed).
+func (s *Store) Submit(ctx context.Context, actor string, cmd Command) (Outcome, error) {
 	if err := s.leaderCheck(); err != nil {
 		return Outcome{}, err
 	}
 	if err := s.fsm.Halted(); err != nil {
 		return Outcome{}, err
 	}
-	b, err := EncodeCommand(typ, actor, s.cfg.Clock(), payload)
+	b, err := EncodeCommand(actor, s.cfg.Clock(), cmd)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -400,7 +425,7 @@ func (s *Store) apply(ctx context.Context, b []byte) (Outcome, error) {
 // CreateRequest records a new request (idempotent on ID + payload). The
 // returned bool is true when the request already existed.
 func (s *Store) CreateRequest(ctx context.Context, actor string, c RequestCreate) (*Request, bool, error) {
-	out, err := s.Propose(ctx, CmdRequestCreate, actor, c)
+	out, err := s.Submit(ctx, actor, c)
 	if err != nil {
 		return nil, false, err
 	}
@@ -412,22 +437,22 @@ func (s *Store) CreateRequest(ctx context.Context, actor string, c RequestCreate
 // threshold+1 distinct committee members). Submit it with
 // [Store.SubmitClaim]; if leadership changed in between, the FSM refuses it
 // (ErrStaleLeader).
-func (s *Store) PrepareClaim(requestID string, signers []string) (ClaimCmd, error) {
+func (s *Store) PrepareClaim(requestID string, signers []pki.NodeID) (ClaimSession, error) {
 	if err := s.leaderCheck(); err != nil {
-		return ClaimCmd{}, err
+		return ClaimSession{}, err
 	}
-	var sid [32]byte
-	if _, err := rand.Read(sid[:]); err != nil {
-		return ClaimCmd{}, fmt.Errorf("ledger: session id: %w", err)
+	sid, err := newSessionID()
+	if err != nil {
+		return ClaimSession{}, err
 	}
-	return ClaimCmd{RequestID: requestID, ExpectStatus: StatusApproved,
-		SessionID: hex.EncodeToString(sid[:]), Term: s.raft.CurrentTerm(), Signers: slices.Clone(signers)}, nil
+	return ClaimSession{RequestID: requestID, ExpectStatus: StatusApproved,
+		SessionID: sid, Term: s.raft.CurrentTerm(), Signers: slices.Clone(signers)}, nil
 }
 
 // SubmitClaim commits a prepared claim. The returned request's Claim.Index is
 // the fencing token.
-func (s *Store) SubmitClaim(ctx context.Context, actor string, c ClaimCmd) (*Request, error) {
-	out, err := s.Propose(ctx, CmdClaim, actor, c)
+func (s *Store) SubmitClaim(ctx context.Context, actor string, c ClaimSession) (*Request, error) {
+	out, err := s.Submit(ctx, actor, c)
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +460,7 @@ func (s *Store) SubmitClaim(ctx context.Context, actor string, c ClaimCmd) (*Req
 }
 
 // Claim prepares and submits a claim in one step.
-func (s *Store) Claim(ctx context.Context, actor, requestID string, signers []string) (*Request, error) {
+func (s *Store) Claim(ctx context.Context, actor, requestID string, signers []pki.NodeID) (*Request, error) {
 	c, err := s.PrepareClaim(requestID, signers)
 	if err != nil {
 		return nil, err
@@ -446,16 +471,16 @@ func (s *Store) Claim(ctx context.Context, actor, requestID string, signers []st
 // Reclaim commits a new session (fresh 256-bit ID, this leader's term, the
 // given signers) for a request whose session failedSession failed. The
 // returned request's Claim.Index is the new fencing token.
-func (s *Store) Reclaim(ctx context.Context, actor, requestID, failedSession string, signers []string) (*Request, error) {
+func (s *Store) Reclaim(ctx context.Context, actor, requestID, failedSession string, signers []pki.NodeID) (*Request, error) {
 	if err := s.leaderCheck(); err != nil {
 		return nil, err
 	}
-	var sid [32]byte
-	if _, err := rand.Read(sid[:]); err != nil {
-		return nil, fmt.Errorf("ledger: session id: %w", err)
+	sid, err := newSessionID()
+	if err != nil {
+		return nil, err
 	}
-	out, err := s.Propose(ctx, CmdReclaim, actor, ReclaimCmd{RequestID: requestID, FailedSession: failedSession,
-		SessionID: hex.EncodeToString(sid[:]), Term: s.raft.CurrentTerm(), Signers: slices.Clone(signers)})
+	out, err := s.Submit(ctx, actor, ReclaimSession{RequestID: requestID, FailedSession: failedSession,
+		SessionID: sid, Term: s.raft.CurrentTerm(), Signers: slices.Clone(signers)})
 	if err != nil {
 		return nil, err
 	}

@@ -9,17 +9,25 @@ import (
 	"github.com/custody-dev/custody/quorum"
 )
 
-// Request is a withdrawal as policy sees it. The leader fills it from the
-// unsigned transaction it built; Chain, Network and To are canonical (see the
-// package doc on addresses).
+// Withdrawal is what a withdrawal moves, from where, to where. Its fields
+// are declared here once: policy's Request, the ledger's create command and
+// request, and the leader's orchestration all embed it. The leader fills it
+// from the unsigned transaction it built; Chain, Network and To are
+// canonical (see the package doc on addresses).
+type Withdrawal struct {
+	Wallet  string `json:"wallet"`
+	Asset   string `json:"asset"`
+	Chain   string `json:"chain"`
+	Network string `json:"network"`
+	To      string `json:"to"`
+	Amount  Amount `json:"amount"`
+}
+
+// Request is a withdrawal as policy sees it: the withdrawal, its request ID,
+// who initiated it and the hash of the transaction that carries it out.
 type Request struct {
-	ID          string      `json:"id"`
-	Wallet      string      `json:"wallet"`
-	Asset       string      `json:"asset"`
-	Chain       string      `json:"chain"`
-	Network     string      `json:"network"`
-	To          string      `json:"to"`
-	Amount      Amount      `json:"amount"`
+	ID string `json:"id"`
+	Withdrawal
 	Initiator   string      `json:"initiator"`
 	PayloadHash quorum.Hash `json:"payload_hash"`
 }

@@ -21,10 +21,10 @@ func TestEvaluateTable(t *testing.T) {
 		}
 		return s
 	}
-	btc := Request{ID: "b1", Wallet: "btc-cold-1", Asset: "BTC", Chain: "btc", Network: "mainnet", To: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", Amount: units(t, "1", 8), Initiator: "backend"}
+	btc := Request{ID: "b1", Withdrawal: Withdrawal{Wallet: "btc-cold-1", Asset: "BTC", Chain: "btc", Network: "mainnet", To: "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", Amount: units(t, "1", 8)}, Initiator: "backend"}
 	btcAllow, _ := NewState([]AllowlistEntry{{Wallet: "btc-cold-1", Chain: "btc", Network: "mainnet", Address: btc.To, ActiveAt: t0}}, nil, nil)
-	ops := Request{ID: "o1", Wallet: "btc-ops-1", Asset: "BTC", Chain: "btc", Network: "mainnet", To: "bc1qnotallowlisted", Amount: units(t, "0.5", 8), Initiator: "backend"}
-	usdc := Request{ID: "u1", Wallet: "eth-hot-2", Asset: "ERC20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", Chain: "eth", Network: "mainnet", To: dest1, Amount: units(t, "100", 6), Initiator: "backend"}
+	ops := Request{ID: "o1", Withdrawal: Withdrawal{Wallet: "btc-ops-1", Asset: "BTC", Chain: "btc", Network: "mainnet", To: "bc1qnotallowlisted", Amount: units(t, "0.5", 8)}, Initiator: "backend"}
+	usdc := Request{ID: "u1", Withdrawal: Withdrawal{Wallet: "eth-hot-2", Asset: "ERC20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", Chain: "eth", Network: "mainnet", To: dest1, Amount: units(t, "100", 6)}, Initiator: "backend"}
 	usdcAllow, _ := NewState([]AllowlistEntry{{Wallet: "eth-hot-2", Chain: "eth", Network: "mainnet", Address: dest1, ActiveAt: t0.Add(-time.Second)}}, nil, nil)
 
 	tests := []struct {

@@ -112,6 +112,10 @@ func allowState(t testing.TB) State {
 }
 
 func ethReq(t testing.TB, id, wallet, to, amount string) Request {
-	return Request{ID: id, Wallet: wallet, Asset: "ETH", Chain: "eth", Network: "mainnet", To: to,
-		Amount: units(t, amount, 18), Initiator: "backend", PayloadHash: quorum.Hash(sha256.Sum256([]byte(id)))}
+	return Request{
+		ID:          id,
+		Withdrawal:  Withdrawal{Wallet: wallet, Asset: "ETH", Chain: "eth", Network: "mainnet", To: to, Amount: units(t, amount, 18)},
+		Initiator:   "backend",
+		PayloadHash: quorum.Hash(sha256.Sum256([]byte(id))),
+	}
 }

@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/custody-dev/custody/ledger"
-	"github.com/custody-dev/custody/ledger/raftnet"
+	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
 )
 
 // auditDataDir runs a real one-node ledger, commits a few state changes (a
@@ -20,34 +20,8 @@ import (
 // returns its data dir.
 func auditDataDir(t *testing.T) string {
 	t.Helper()
-	ca, err := raftnet.NewCA("audit test", time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, k, err := ca.IssueNode("a1", time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsCfg, err := raftnet.LoadConfig(c, k, ca.PEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	s, err := ledger.Open(ledger.Config{NodeID: "a1", Dir: dir, Bind: "127.0.0.1:0", TLS: tlsCfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Bootstrap(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !s.IsLeader() {
-		if time.Now().After(deadline) {
-			t.Fatal("single node never became leader")
-		}
-		<-time.After(20 * time.Millisecond)
-	}
+	c := ledgertest.New(t, 1, nil)
+	s, dir := c.Nodes[0].Store, c.Nodes[0].Dir
 	ctx := context.Background()
 	for i := range 6 {
 		if i == 3 {
@@ -55,7 +29,7 @@ func auditDataDir(t *testing.T) string {
 				t.Fatal(err)
 			}
 		}
-		if _, err := s.Propose(ctx, ledger.CmdMemberSet, "a1", ledger.MemberSet{ID: fmt.Sprintf("m%d", i), Address: "127.0.0.1:1"}); err != nil {
+		if _, err := s.Submit(ctx, "a1", ledger.VoterSet{ID: pki.NodeID(fmt.Sprintf("m%d", i)), Address: "127.0.0.1:1"}); err != nil {
 			t.Fatal(err)
 		}
 	}

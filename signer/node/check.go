@@ -9,9 +9,10 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -25,7 +26,7 @@ type Claim struct {
 	// Index is the raft index of the claim entry: the fencing token.
 	Index uint64
 	// Signers is the t+1 (or more) committee members taking part.
-	Signers []tss.PartyID
+	Signers []pki.NodeID
 	// PayloadHash is the approved payload hash the coordinator read.
 	PayloadHash quorum.Hash
 	// Digest is the signing hash the coordinator computed; members refuse
@@ -51,7 +52,7 @@ type plan struct {
 // checkClaim runs the member's ledger-side checks, in order, on one state
 // read at or after the claim index. It is deterministic: the time is the
 // ledger's clock (State.Clock, which never goes backwards).
-func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey, networks map[string]uint64, requestID string, c Claim) (*plan, error) {
+func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]walletKey, networks map[string]uint64, requestID string, c Claim) (*plan, error) {
 	// 1. The claim is the ledger's current claim of the request (fencing).
 	r := st.Requests[requestID]
 	if r == nil {
@@ -152,10 +153,10 @@ func checkClaim(st *ledger.State, self tss.PartyID, wallets map[string]walletKey
 	return p, nil
 }
 
-func checkCommittee(lw *ledger.Wallet, info tss.WalletInfo, self tss.PartyID, signers []tss.PartyID) error {
-	local := make([]string, len(info.Members))
+func checkCommittee(lw *ledger.Wallet, info tss.WalletInfo, self pki.NodeID, signers []pki.NodeID) error {
+	local := make([]pki.NodeID, len(info.Members))
 	for i, m := range info.Members {
-		local[i] = string(m.Node)
+		local[i] = m.Node
 	}
 	ledgerCommittee := slices.Clone(lw.Committee)
 	slices.Sort(local)
@@ -167,9 +168,9 @@ func checkCommittee(lw *ledger.Wallet, info tss.WalletInfo, self tss.PartyID, si
 	if len(signers) < info.Threshold+1 {
 		return fmt.Errorf("%w: %d signers, the wallet needs %d", ErrWallet, len(signers), info.Threshold+1)
 	}
-	seen := map[tss.PartyID]bool{}
+	seen := map[pki.NodeID]bool{}
 	for _, s := range signers {
-		if seen[s] || !slices.Contains(local, string(s)) {
+		if seen[s] || !slices.Contains(local, s) {
 			return fmt.Errorf("%w: signer %q is repeated or not in the committee", ErrWallet, s)
 		}
 		seen[s] = true
@@ -183,11 +184,8 @@ func checkCommittee(lw *ledger.Wallet, info tss.WalletInfo, self tss.PartyID, si
 // checkClaimSigners compares the presented signer set with the one the
 // ledger recorded in the claim, so every member runs the session with the
 // same, ledger-fixed set (a coordinator cannot hand members different sets).
-func checkClaimSigners(recorded []string, presented []tss.PartyID) error {
-	got := make([]string, len(presented))
-	for i, s := range presented {
-		got[i] = string(s)
-	}
+func checkClaimSigners(recorded, presented []pki.NodeID) error {
+	got := slices.Clone(presented)
 	slices.Sort(got)
 	want := slices.Clone(recorded)
 	slices.Sort(want)

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/node"
-	"github.com/custody-dev/custody/signer/tss"
 )
 
 // TestLedgerClockAheadRefused: policy runs at the ledger's clock, which the
@@ -16,7 +16,7 @@ import (
 func TestLedgerClockAheadRefused(t *testing.T) {
 	h := newHarness(t)
 	n1 := h.members["n1"]
-	signers := []tss.PartyID{"n1", "n2"}
+	signers := []pki.NodeID{"n1", "n2"}
 	r := h.request("wd-clock", h.dests[0], ether(1, 0), bob, carol)
 	c, err := h.coord.Claim(h.ctx, "wd-clock", signers)
 	if err != nil {

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/signer/node"
 )
 
@@ -21,7 +21,7 @@ func TestCoolingOffDestinationRefused(t *testing.T) {
 	fresh := h.allowlist("allow-fresh")
 
 	_, err := h.coord.CreateETH(h.ctx, node.ETHWithdrawal{ID: "wd-early", Wallet: walletID, To: fresh.Hex(), Amount: ether(1, 0),
-		Initiator: backend.id, ExpiresAt: h.clock.Now().Add(3 * testCoolingOff)})
+		Initiator: backend.ID, ExpiresAt: h.clock.Now().Add(3 * testCoolingOff)})
 	if !errors.Is(err, node.ErrDenied) {
 		t.Fatalf("request to a cooling-off destination: %v, want ErrDenied", err)
 	}

@@ -10,16 +10,17 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
 // Signer is a committee member as the coordinator reaches it: *Member
 // in-process; a network client of the node API later.
 type Signer interface {
-	Self() tss.PartyID
+	Self() pki.NodeID
 	SignClaimed(ctx context.Context, requestID string, c Claim) (*Signed, error)
 }
 
@@ -53,7 +54,7 @@ type CoordinatorConfig struct {
 // re-check.
 type Coordinator struct {
 	cfg     CoordinatorConfig
-	members map[tss.PartyID]Signer
+	members map[pki.NodeID]Signer
 
 	mu      sync.Mutex
 	wallets map[string]tss.WalletInfo
@@ -64,7 +65,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Ledger == nil || cfg.Chain == nil || cfg.Actor == "" || cfg.Network == "" {
 		return nil, errors.New("node: coordinator needs a ledger, a chain, a network and an actor")
 	}
-	c := &Coordinator{cfg: cfg, members: map[tss.PartyID]Signer{}, wallets: map[string]tss.WalletInfo{}}
+	c := &Coordinator{cfg: cfg, members: map[pki.NodeID]Signer{}, wallets: map[string]tss.WalletInfo{}}
 	for _, m := range cfg.Members {
 		c.members[m.Self()] = m
 	}
@@ -167,8 +168,12 @@ func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.R
 		return nil, err
 	}
 	r, _, err := c.cfg.Ledger.CreateRequest(ctx, w.Initiator, ledger.RequestCreate{
-		ID: w.ID, Wallet: w.Wallet, Asset: "ETH", Chain: "eth", Network: c.cfg.Network, To: to.Hex(), Amount: amount,
-		Payload: u.Bytes(), PayloadHash: u.PayloadHash(), Nonce: &nonce, ExpiresAt: w.ExpiresAt,
+		ID:          w.ID,
+		Withdrawal:  policy.Withdrawal{Wallet: w.Wallet, Asset: "ETH", Chain: "eth", Network: c.cfg.Network, To: to.Hex(), Amount: amount},
+		Payload:     u.Bytes(),
+		PayloadHash: u.PayloadHash(),
+		Nonce:       &nonce,
+		ExpiresAt:   w.ExpiresAt,
 	})
 	if err != nil {
 		return nil, err
@@ -185,7 +190,7 @@ func decisionErr(r *ledger.Request) error {
 
 // Approve records one operator's signed approval or rejection (step 3).
 func (c *Coordinator) Approve(ctx context.Context, requestID string, a quorum.Approval) (*ledger.Request, error) {
-	out, err := c.cfg.Ledger.Propose(ctx, ledger.CmdApprove, c.cfg.Actor, ledger.Approve{RequestID: requestID, Approval: a})
+	out, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.Approve{RequestID: requestID, Approval: a})
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +235,7 @@ func (c *Coordinator) WaitApproved(ctx context.Context, requestID string) (*ledg
 // Claim commits the compare-and-set claim with a fresh 256-bit session ID
 // (step 4) and returns what the signers are handed. signers nil picks the
 // first t+1 committee members reachable from this coordinator.
-func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []tss.PartyID) (Claim, error) {
+func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []pki.NodeID) (Claim, error) {
 	var wallet string
 	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
 		r := st.Requests[requestID]
@@ -242,12 +247,12 @@ func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []tss
 	}); err != nil {
 		return Claim{}, err
 	}
-	signers, ids, err := c.pickSigners(wallet, signers)
+	signers, err := c.pickSigners(wallet, signers)
 	if err != nil {
 		return Claim{}, err
 	}
 	// The ledger records the signer set with the claim; members compare.
-	r, err := c.cfg.Ledger.Claim(ctx, c.cfg.Actor, requestID, ids)
+	r, err := c.cfg.Ledger.Claim(ctx, c.cfg.Actor, requestID, signers)
 	if err != nil {
 		return Claim{}, err
 	}
@@ -255,7 +260,7 @@ func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []tss
 }
 
 // claimOf derives the members' Claim from a request's current ledger claim.
-func claimOf(r *ledger.Request, signers []tss.PartyID) (Claim, error) {
+func claimOf(r *ledger.Request, signers []pki.NodeID) (Claim, error) {
 	sid, err := hex.DecodeString(r.Claim.SessionID)
 	if err != nil || len(sid) != len(tss.SessionID{}) {
 		return Claim{}, fmt.Errorf("node: ledger session ID %q: %v", r.Claim.SessionID, err)
@@ -274,7 +279,7 @@ func claimOf(r *ledger.Request, signers []tss.PartyID) (Claim, error) {
 // payload and nonce, fenced on the failed session, and re-checks policy and
 // approvals. Members' watermarks accept the same message again. signers nil
 // picks as in Claim. Then call Collect with the returned Claim.
-func (c *Coordinator) Reclaim(ctx context.Context, requestID string, signers []tss.PartyID) (Claim, error) {
+func (c *Coordinator) Reclaim(ctx context.Context, requestID string, signers []pki.NodeID) (Claim, error) {
 	var failed *ledger.Request
 	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
 		failed = st.Requests[requestID].Clone()
@@ -288,11 +293,11 @@ func (c *Coordinator) Reclaim(ctx context.Context, requestID string, signers []t
 	if failed.Status != ledger.StatusFailed || failed.Claim == nil {
 		return Claim{}, fmt.Errorf("%w: %q is %s, not failed", ledger.ErrWrongStatus, requestID, failed.Status)
 	}
-	signers, ids, err := c.pickSigners(failed.Wallet, signers)
+	signers, err := c.pickSigners(failed.Wallet, signers)
 	if err != nil {
 		return Claim{}, err
 	}
-	r, err := c.cfg.Ledger.Reclaim(ctx, c.cfg.Actor, requestID, failed.Claim.SessionID, ids)
+	r, err := c.cfg.Ledger.Reclaim(ctx, c.cfg.Actor, requestID, failed.Claim.SessionID, signers)
 	if err != nil {
 		return Claim{}, err
 	}
@@ -300,11 +305,11 @@ func (c *Coordinator) Reclaim(ctx context.Context, requestID string, signers []t
 }
 
 // pickSigners returns signers (or, when nil, the first t+1 committee members
-// reachable from here) and their ledger IDs.
-func (c *Coordinator) pickSigners(wallet string, signers []tss.PartyID) ([]tss.PartyID, []string, error) {
+// reachable from here).
+func (c *Coordinator) pickSigners(wallet string, signers []pki.NodeID) ([]pki.NodeID, error) {
 	info, err := c.wallet(wallet)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if signers == nil {
 		for _, m := range info.Members {
@@ -313,11 +318,7 @@ func (c *Coordinator) pickSigners(wallet string, signers []tss.PartyID) ([]tss.P
 			}
 		}
 	}
-	ids := make([]string, len(signers))
-	for i, s := range signers {
-		ids[i] = string(s)
-	}
-	return signers, ids, nil
+	return signers, nil
 }
 
 // Collect asks every signer of the claim to sign (concurrently; the first
@@ -326,13 +327,13 @@ func (c *Coordinator) pickSigners(wallet string, signers []tss.PartyID) ([]tss.P
 // instead (the nonce stays allocated: docs/ledger.md).
 func (c *Coordinator) Collect(ctx context.Context, requestID string, cl Claim) (*Signed, error) {
 	signed, err := c.collect(ctx, requestID, cl)
-	res := ledger.ResultCmd{RequestID: requestID, SessionID: cl.SessionID.String()}
+	res := ledger.RecordResult{RequestID: requestID, SessionID: cl.SessionID.String()}
 	if err != nil {
 		res.Error = err.Error()
 	} else {
 		res.Signed, res.TxHash = signed.Raw, signed.TxHash
 	}
-	if _, perr := c.cfg.Ledger.Propose(context.WithoutCancel(ctx), ledger.CmdResult, c.cfg.Actor, res); perr != nil {
+	if _, perr := c.cfg.Ledger.Submit(context.WithoutCancel(ctx), c.cfg.Actor, res); perr != nil {
 		return signed, errors.Join(err, fmt.Errorf("node: commit result: %w", perr))
 	}
 	return signed, err
@@ -382,7 +383,7 @@ func (c *Coordinator) collect(ctx context.Context, requestID string, cl Claim) (
 }
 
 // Sign claims and collects in one step.
-func (c *Coordinator) Sign(ctx context.Context, requestID string, signers []tss.PartyID) (*Signed, error) {
+func (c *Coordinator) Sign(ctx context.Context, requestID string, signers []pki.NodeID) (*Signed, error) {
 	cl, err := c.Claim(ctx, requestID, signers)
 	if err != nil {
 		return nil, err

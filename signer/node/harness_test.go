@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -18,10 +17,11 @@ import (
 
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/ledger"
-	"github.com/custody-dev/custody/ledger/raftnet"
 	"github.com/custody-dev/custody/signer/node"
 	"github.com/custody-dev/custody/signer/shares"
 	"github.com/custody-dev/custody/signer/tss"
@@ -105,16 +105,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var committee = []tss.PartyID{"n1", "n2", "n3"}
+var committee = []pki.NodeID{"n1", "n2", "n3"}
 
 // One keygen for the whole package (tss-lib keygen is the slow part).
 var (
 	keygenOnce   sync.Once
-	keygenShares map[tss.PartyID]*tss.Share
+	keygenShares map[pki.NodeID]*tss.Share
 	keygenErr    error
 )
 
-func walletShares(t testing.TB) map[tss.PartyID]*tss.Share {
+func walletShares(t testing.TB) map[pki.NodeID]*tss.Share {
 	t.Helper()
 	keygenOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), tsstest.Deadline)
@@ -122,7 +122,7 @@ func walletShares(t testing.TB) map[tss.PartyID]*tss.Share {
 		net := tss.NewMemNetwork()
 		// The engines close with the test that ran the keygen; the shares
 		// outlive them.
-		c := tsstest.NewCommittee(t, committee, func(id tss.PartyID) tss.Transport { return net.Endpoint(id) }, nil)
+		c := tsstest.NewCommittee(t, committee, func(id pki.NodeID) tss.Transport { return net.Endpoint(id) }, nil)
 		keygenShares, keygenErr = c.Keygen(ctx, walletID, nil, 1, nil)
 	})
 	if keygenErr != nil {
@@ -132,32 +132,17 @@ func walletShares(t testing.TB) map[tss.PartyID]*tss.Share {
 }
 
 // operator is a test operator with one Ed25519 device.
-type operator struct {
-	id    string
-	roles []quorum.Role
-	kind  quorum.OperatorKind
-	key   ed25519.PrivateKey
-}
+// operator is a ledgertest operator signing for this cluster with a two-hour
+// approval validity.
+type operator struct{ ledgertest.Operator }
 
 func newOp(id string, kind quorum.OperatorKind, roles ...quorum.Role) operator {
-	seed := sha256.Sum256([]byte("node-test-key/" + id))
-	return operator{id: id, roles: roles, kind: kind, key: ed25519.NewKeyFromSeed(seed[:])}
-}
-
-func (o operator) device() quorum.Device {
-	pub := o.key.Public().(ed25519.PublicKey)
-	return quorum.Device{ID: quorum.DeviceID(quorum.DeviceEd25519, pub), OperatorID: o.id, Kind: quorum.DeviceEd25519, PublicKey: pub, Status: quorum.DeviceActive}
+	return operator{ledgertest.NewOperator(id, kind, roles...)}
 }
 
 func (o operator) sign(t testing.TB, subject string, payload quorum.Hash, dec quorum.Decision) quorum.Approval {
 	t.Helper()
-	st := quorum.Statement{ClusterID: clusterID, RequestID: subject, PayloadHash: payload, Decision: dec,
-		Expiry: time.Now().Add(2 * time.Hour).Truncate(time.Second).UTC()}
-	a, err := quorum.Sign(st, o.device().ID, o.key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return o.Sign(t, clusterID, subject, payload, dec, time.Now().Add(2*time.Hour).UTC())
 }
 
 var (
@@ -193,7 +178,7 @@ type countingShares struct {
 	gets atomic.Int32
 }
 
-func (c *countingShares) Get(wallet string, party tss.PartyID, id []byte) (*tss.Share, error) {
+func (c *countingShares) Get(wallet string, party pki.NodeID, id []byte) (*tss.Share, error) {
 	c.gets.Add(1)
 	return c.ShareStore.Get(wallet, party, id)
 }
@@ -218,7 +203,7 @@ func (d *doctoredLedger) ReadLinearizable(ctx context.Context, fn func(*ledger.S
 }
 
 type member struct {
-	id     tss.PartyID
+	id     pki.NodeID
 	m      *node.Member
 	engine *countingEngine
 	shares *countingShares
@@ -229,8 +214,9 @@ type member struct {
 type harness struct {
 	t       testing.TB
 	ctx     context.Context
+	cluster *ledgertest.Cluster
 	stores  []*ledger.Store
-	members map[tss.PartyID]*member
+	members map[pki.NodeID]*member
 	coord   *node.Coordinator
 	sim     *eth.Simulated
 	info    tss.WalletInfo
@@ -239,22 +225,7 @@ type harness struct {
 	clock   *ledgerClock
 }
 
-func poll(t testing.TB, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, err)
-		}
-		<-tick.C
-	}
-}
+func poll(t testing.TB, what string, fn func() error) { t.Helper(); ledgertest.Poll(t, what, fn) }
 
 func ether(n int64, frac int64) *big.Int {
 	// n + frac/10 ETH in wei
@@ -270,56 +241,26 @@ func newHarness(t *testing.T) *harness {
 	ksh := walletShares(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, members: map[tss.PartyID]*member{}, info: ksh["n1"].Info(),
+	h := &harness{t: t, ctx: ctx, members: map[pki.NodeID]*member{}, info: ksh["n1"].Info(),
 		clock: &ledgerClock{now: time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)}}
 	var err error
 	if h.wallet, err = eth.AddressFromPublicKey(h.info.PubKey); err != nil {
 		t.Fatal(err)
 	}
 
-	// Ledger: three raft nodes over mutual TLS on 127.0.0.1.
-	ca, err := raftnet.NewCA("node test", time.Now(), 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range committee {
-		cert, key, err := ca.IssueNode(string(id), time.Now(), 24*time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tlsCfg, err := raftnet.LoadConfig(cert, key, ca.PEM())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ledger.Open(ledger.Config{NodeID: string(id), Dir: t.TempDir(), Bind: "127.0.0.1:0", TLS: tlsCfg,
-			HeartbeatTimeout: testHeartbeat, ElectionTimeout: testElection, LeaderLeaseTimeout: testLease, ApplyTimeout: 30 * time.Second,
-			Clock: h.clock.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		h.stores = append(h.stores, s)
-	}
-	if err := h.stores[0].Bootstrap(); err != nil {
-		t.Fatal(err)
-	}
-	poll(t, "n1 to lead", func() error {
-		if !h.stores[0].IsLeader() {
-			return errors.New("not yet")
-		}
-		return nil
+	// Ledger: three raft nodes over mutual TLS on 127.0.0.1, stamping the
+	// harness's ledger clock.
+	h.cluster = ledgertest.New(t, len(committee), func(cfg *ledger.Config) {
+		cfg.ApplyTimeout, cfg.Clock = 30*time.Second, h.clock.Now
 	})
-	for _, s := range h.stores[1:] {
-		h.onLeader(func(l *ledger.Store) error { return l.Join(ctx, s.ID(), s.Addr()) })
-	}
-	g := ledger.Genesis{ClusterID: clusterID, AdminQuorum: 1, Rules: []byte(testRules)}
+	h.stores = h.cluster.Stores()
+	var ops []ledgertest.Operator
 	for _, o := range allOps {
-		g.Operators = append(g.Operators, quorum.Operator{ID: o.id, Name: o.id, Kind: o.kind, Roles: o.roles, Status: quorum.StatusActive})
-		g.Devices = append(g.Devices, o.device())
+		ops = append(ops, o.Operator)
 	}
-	h.propose(ledger.CmdGenesis, "ceremony", g)
-	committeeIDs := []string{"n1", "n2", "n3"}
-	h.propose(ledger.CmdWalletSet, "node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committeeIDs, Threshold: 1}})
+	g := ledgertest.Genesis(clusterID, 1, testRules, ops...)
+	h.propose("ceremony", g)
+	h.propose("node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
 	for i := range 2 {
 		h.dests = append(h.dests, h.allowlist(fmt.Sprintf("allow-%d", i)))
 	}
@@ -381,7 +322,7 @@ func (h *harness) allowlist(name string) common.Address {
 	seed := sha256.Sum256([]byte("node-test-dest/" + name))
 	dest := common.BytesToAddress(seed[:20])
 	ch := policy.Change{ID: name, Kind: policy.ChangeAllowlistAdd, Wallet: walletID, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
-	h.propose(ledger.CmdPolicyChange, "alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
+	h.propose("alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
 		alice.sign(h.t, ch.ID, ch.PayloadHash(), quorum.Approve), carol.sign(h.t, ch.ID, ch.PayloadHash(), quorum.Approve)}})
 	return dest
 }
@@ -402,55 +343,25 @@ func (h *harness) newMember(mb *member, led node.Ledger) *node.Member {
 
 func (h *harness) leader() *ledger.Store {
 	h.t.Helper()
-	var l *ledger.Store
-	poll(h.t, "a leader", func() error {
-		for _, s := range h.stores {
-			if s.IsLeader() {
-				l = s
-				return nil
-			}
-		}
-		return errors.New("no leader")
-	})
-	return l
+	return h.cluster.Leader()
 }
 
-func (h *harness) onLeader(fn func(*ledger.Store) error) {
+func (h *harness) propose(actor string, cmd ledger.Command) ledger.Outcome {
 	h.t.Helper()
-	poll(h.t, "a write on the leader", func() error {
-		err := fn(h.leader())
-		if errors.Is(err, ledger.ErrNotLeader) || errors.Is(err, ledger.ErrTimeout) {
-			return err
-		}
-		if err != nil {
-			h.t.Fatalf("write failed: %v", err)
-		}
-		return nil
-	})
-}
-
-func (h *harness) propose(typ, actor string, payload any) ledger.Outcome {
-	h.t.Helper()
-	var out ledger.Outcome
-	h.onLeader(func(l *ledger.Store) error {
-		var err error
-		out, err = l.Propose(h.ctx, typ, actor, payload)
-		return err
-	})
-	return out
+	return h.cluster.Submit(h.ctx, actor, cmd)
 }
 
 // approved creates a withdrawal to dest and records the approvals of ops.
 func (h *harness) request(id string, dest common.Address, amount *big.Int, ops ...operator) *ledger.Request {
 	h.t.Helper()
 	r, err := h.coord.CreateETH(h.ctx, node.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amount,
-		Initiator: backend.id, ExpiresAt: time.Now().Add(time.Hour)})
+		Initiator: backend.ID, ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		h.t.Fatalf("create %s: %v", id, err)
 	}
 	for _, o := range ops {
 		if r, err = h.coord.Approve(h.ctx, id, o.sign(h.t, id, r.PayloadHash, quorum.Approve)); err != nil {
-			h.t.Fatalf("approve %s by %s: %v", id, o.id, err)
+			h.t.Fatalf("approve %s by %s: %v", id, o.ID, err)
 		}
 	}
 	return r
@@ -460,7 +371,7 @@ func (h *harness) request(id string, dest common.Address, amount *big.Int, ops .
 func (h *harness) read(id string) *ledger.Request {
 	h.t.Helper()
 	var r ledger.Request
-	h.onLeader(func(l *ledger.Store) error {
+	h.cluster.OnLeader(func(l *ledger.Store) error {
 		return l.ReadLinearizable(h.ctx, func(st *ledger.State) error {
 			x := st.Requests[id]
 			if x == nil {
@@ -531,12 +442,12 @@ func (f forged) install(st *ledger.State, template string) {
 	base.ID, base.Payload, base.PayloadHash = f.id, f.u.Bytes(), quorum.Hash(f.u.PayloadHash())
 	base.To, base.Amount, base.Nonce, base.Approvals = d.To.Hex(), amt, &nonce, f.apps
 	base.Status, base.Result = ledger.StatusClaimed, nil
-	base.Claim = &ledger.Claim{SessionID: f.session.String(), Signers: []string{"n1", "n2"}, Index: 1, Term: 1, By: "node:evil", At: st.Clock}
+	base.Claim = &ledger.Claim{SessionID: f.session.String(), Signers: []pki.NodeID{"n1", "n2"}, Index: 1, Term: 1, By: "node:evil", At: st.Clock}
 	st.Requests[f.id] = &base
 }
 
 func (f forged) claim() node.Claim {
-	return node.Claim{SessionID: f.session, Index: 1, Signers: []tss.PartyID{"n1", "n2"},
+	return node.Claim{SessionID: f.session, Index: 1, Signers: []pki.NodeID{"n1", "n2"},
 		PayloadHash: quorum.Hash(f.u.PayloadHash()), Digest: f.u.SigningHash()}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/shares"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/watermark"
@@ -22,13 +23,13 @@ import (
 
 // Engine runs tss signing sessions; *tss.Engine implements it.
 type Engine interface {
-	Self() tss.PartyID
+	Self() pki.NodeID
 	Sign(ctx context.Context, share *tss.Share, p tss.SignParams) (*tss.Signature, error)
 }
 
 // ShareStore opens this node's sealed shares; *shares.Store implements it.
 type ShareStore interface {
-	Get(wallet string, party tss.PartyID, shareID []byte) (*tss.Share, error)
+	Get(wallet string, party pki.NodeID, shareID []byte) (*tss.Share, error)
 }
 
 var (
@@ -89,7 +90,7 @@ type walletKey struct {
 // safe for concurrent use.
 type Member struct {
 	cfg  MemberConfig
-	self tss.PartyID
+	self pki.NodeID
 	log  *slog.Logger
 
 	mu      sync.Mutex
@@ -117,13 +118,13 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 }
 
 // Self returns the member's node identity.
-func (m *Member) Self() tss.PartyID { return m.self }
+func (m *Member) Self() pki.NodeID { return m.self }
 
 // AddWallet registers a wallet this member holds a share of, with the public
 // description its keygen produced. The wallet key used to verify every
 // signature comes from here, never from the ledger (which does not record it).
 func (m *Member) AddWallet(info tss.WalletInfo) error {
-	if !slices.ContainsFunc(info.Members, func(x tss.Member) bool { return x.Node == m.self }) {
+	if !slices.ContainsFunc(info.Members, func(x tss.Party) bool { return x.Node == m.self }) {
 		return fmt.Errorf("node: %s is not a member of wallet %q", m.self, info.Wallet)
 	}
 	addr, err := eth.AddressFromPublicKey(info.PubKey)
@@ -263,7 +264,7 @@ func (m *Member) fromLedger(requestID string, c Claim, p *plan, prev *Signed) (*
 	return &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: st.Bytes(), TxHash: st.Hash().Hex()}, nil
 }
 
-func memberKey(info tss.WalletInfo, self tss.PartyID) ([]byte, bool) {
+func memberKey(info tss.WalletInfo, self pki.NodeID) ([]byte, bool) {
 	for _, x := range info.Members {
 		if x.Node == self {
 			return x.Key, true

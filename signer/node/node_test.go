@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/signer/node"
-	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/watermark"
 )
 
@@ -36,7 +36,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []tss.PartyID{"n1", "n2"} {
+	for _, id := range []pki.NodeID{"n1", "n2"} {
 		if got := h.members[id].engine.signs.Load(); got != 1 {
 			t.Errorf("%s ran %d sessions, want 1", id, got)
 		}
@@ -94,7 +94,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	}
 
 	// The same claim again: the same transaction, no new session.
-	cl := node.Claim{Index: stored.Claim.Index, Signers: []tss.PartyID{"n1", "n2"}, PayloadHash: stored.PayloadHash,
+	cl := node.Claim{Index: stored.Claim.Index, Signers: []pki.NodeID{"n1", "n2"}, PayloadHash: stored.PayloadHash,
 		Digest: tx.Unsigned().SigningHash()}
 	copy(cl.SessionID[:], mustHex(t, stored.Claim.SessionID))
 	again, err := h.members["n1"].m.SignClaimed(h.ctx, "wd-1", cl)
@@ -116,9 +116,14 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	// A different request reusing wd-1's nonce: the ledger refuses it.
 	other := h.unsigned(*r.Nonce, dest, ether(2, 0))
 	amt2, _ := policy.ParseAmount(ether(2, 0).String())
-	_, _, err = h.leader().CreateRequest(h.ctx, backend.id, ledger.RequestCreate{ID: "wd-2", Wallet: walletID, Asset: "ETH", Chain: "eth",
-		Network: network, To: dest.Hex(), Amount: amt2, Payload: other.Bytes(), PayloadHash: other.PayloadHash(), Nonce: r.Nonce,
-		ExpiresAt: time.Now().Add(time.Hour)})
+	_, _, err = h.leader().CreateRequest(h.ctx, backend.ID, ledger.RequestCreate{
+		ID:          "wd-2",
+		Withdrawal:  policy.Withdrawal{Wallet: walletID, Asset: "ETH", Chain: "eth", Network: network, To: dest.Hex(), Amount: amt2},
+		Payload:     other.Bytes(),
+		PayloadHash: other.PayloadHash(),
+		Nonce:       r.Nonce,
+		ExpiresAt:   time.Now().Add(time.Hour),
+	})
 	if !errors.Is(err, ledger.ErrAllocated) {
 		t.Fatalf("second request on nonce %d: %v, want ErrAllocated", *r.Nonce, err)
 	}

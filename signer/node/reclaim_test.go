@@ -7,7 +7,8 @@ import (
 
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
-	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
 )
 
 // TestReclaimAfterFailedSession: a tss session fails (n2's peer "times
@@ -18,7 +19,7 @@ import (
 // result can no longer be committed. Re-claiming again is refused.
 func TestReclaimAfterFailedSession(t *testing.T) {
 	h := newHarness(t)
-	signers := []tss.PartyID{"n1", "n2"}
+	signers := []pki.NodeID{"n1", "n2"}
 	r := h.request("wd-r", h.dests[0], ether(1, 0), bob, carol)
 
 	h.members["n2"].engine.failNext.Store(true)
@@ -35,10 +36,16 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 			t.Fatalf("%s: watermark record %+v after the failed session, want reserved, unsigned", id, rec)
 		}
 	}
-	if _, _, err := h.leader().CreateRequest(h.ctx, backend.id, func() ledger.RequestCreate {
+	if _, _, err := h.leader().CreateRequest(h.ctx, backend.ID, func() ledger.RequestCreate {
 		u := h.unsigned(*r.Nonce, h.dests[1], ether(1, 0))
-		return ledger.RequestCreate{ID: "wd-steal", Wallet: walletID, Asset: "ETH", Chain: "eth", Network: network, To: h.dests[1].Hex(),
-			Amount: r.Amount, Payload: u.Bytes(), PayloadHash: u.PayloadHash(), Nonce: r.Nonce, ExpiresAt: r.ExpiresAt}
+		return ledger.RequestCreate{
+			ID:          "wd-steal",
+			Withdrawal:  policy.Withdrawal{Wallet: walletID, Asset: "ETH", Chain: "eth", Network: network, To: h.dests[1].Hex(), Amount: r.Amount},
+			Payload:     u.Bytes(),
+			PayloadHash: u.PayloadHash(),
+			Nonce:       r.Nonce,
+			ExpiresAt:   r.ExpiresAt,
+		}
 	}()); !errors.Is(err, ledger.ErrAllocated) {
 		t.Fatalf("another request on the failed request's nonce: %v, want ErrAllocated", err)
 	}
@@ -80,7 +87,7 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 	}
 
 	// The failed session is fenced off; a second re-claim is refused.
-	if _, err := h.leader().Propose(h.ctx, ledger.CmdResult, "node:n1", ledger.ResultCmd{RequestID: "wd-r", SessionID: failed.Claim.SessionID, Error: "late"}); !errors.Is(err, ledger.ErrWrongStatus) {
+	if _, err := h.leader().Submit(h.ctx, "node:n1", ledger.RecordResult{RequestID: "wd-r", SessionID: failed.Claim.SessionID, Error: "late"}); !errors.Is(err, ledger.ErrWrongStatus) {
 		t.Fatalf("late result of the failed session: %v, want ErrWrongStatus", err)
 	}
 	if _, err := h.coord.Reclaim(h.ctx, "wd-r", nil); !errors.Is(err, ledger.ErrWrongStatus) {

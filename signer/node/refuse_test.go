@@ -4,9 +4,10 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/node"
 	"github.com/custody-dev/custody/signer/tss"
 )
@@ -19,7 +20,7 @@ import (
 func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 	h := newHarness(t)
 	n1 := h.members["n1"]
-	signers := []tss.PartyID{"n1", "n2"}
+	signers := []pki.NodeID{"n1", "n2"}
 
 	// (a) A request lacking the quorum: one approval of two.
 	q := h.request("wd-q", h.dests[0], ether(1, 0), bob)
@@ -36,7 +37,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		forgedClaim := func(st *ledger.State) {
 			r := st.Requests["wd-q"]
 			r.Status = ledger.StatusClaimed
-			r.Claim = &ledger.Claim{SessionID: sess.String(), Signers: []string{"n1", "n2"}, Index: 1, Term: 1, At: st.Clock}
+			r.Claim = &ledger.Claim{SessionID: sess.String(), Signers: []pki.NodeID{"n1", "n2"}, Index: 1, Term: 1, At: st.Clock}
 		}
 		c := node.Claim{SessionID: sess, Index: 1, Signers: signers, PayloadHash: q.PayloadHash, Digest: uq.SigningHash()}
 		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: forgedClaim})
@@ -66,9 +67,9 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 	})
 	t.Run("signers other than the ledger's claim", func(t *testing.T) {
 		c := claimB
-		c.Signers = []tss.PartyID{"n1", "n3"}
+		c.Signers = []pki.NodeID{"n1", "n3"}
 		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrClaimMismatch)
-		c.Signers = []tss.PartyID{"n1", "n2", "n3"}
+		c.Signers = []pki.NodeID{"n1", "n2", "n3"}
 		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrClaimMismatch)
 	})
 	t.Run("other payload hash", func(t *testing.T) {
@@ -120,7 +121,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		t.Fatal(err)
 	}
 	rm := policy.Change{ID: "remove-1", Kind: policy.ChangeAllowlistRemove, Wallet: walletID, Chain: "eth", Network: network, Address: h.dests[1].Hex()}
-	h.propose(ledger.CmdPolicyChange, "bob", ledger.PolicyChange{Change: rm, Approvals: []quorum.Approval{bob.sign(t, rm.ID, rm.PayloadHash(), quorum.Approve)}})
+	h.propose("bob", ledger.PolicyChange{Change: rm, Approvals: []quorum.Approval{bob.sign(t, rm.ID, rm.PayloadHash(), quorum.Approve)}})
 	t.Run("destination removed from the allowlist after the claim", func(t *testing.T) {
 		h.refused(n1, n1.m, "wd-c", *c.Nonce, claimC, node.ErrPolicy, policy.ErrNotAllowlisted)
 	})
@@ -128,7 +129,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 	// (c, 4) The account is locked: a claimed request and an approved one.
 	l := h.request("wd-l", h.dests[0], ether(1, 0), bob, carol)
 	lock := policy.Change{ID: "lock-1", Kind: policy.ChangeLock, Reason: "suspected takeover"}
-	h.propose(ledger.CmdPolicyChange, "carol", ledger.PolicyChange{Change: lock, Approvals: []quorum.Approval{carol.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve)}})
+	h.propose("carol", ledger.PolicyChange{Change: lock, Approvals: []quorum.Approval{carol.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve)}})
 	t.Run("account locked after the claim", func(t *testing.T) {
 		h.refused(n1, n1.m, "wd-d", *d.Nonce, claimD, node.ErrPolicy, policy.ErrLocked)
 		h.refused(h.members["n2"], h.members["n2"].m, "wd-d", *d.Nonce, claimD, node.ErrPolicy, policy.ErrLocked)

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// Coordinator chooses which presignature serves a request and records that
+// Book chooses which presignature serves a request and records that
 // choice once, cluster-wide. The ledger implements it (a replicated
-// compare-and-set claim); MemCoordinator is the in-process implementation.
-type Coordinator interface {
+// compare-and-set claim); MemBook is the in-process implementation.
+type Book interface {
 	// Offer makes a presignature whose offline phase finished on every
 	// member of subset available until expires.
 	Offer(wallet string, subset Subset, id ID, expires time.Time) error
@@ -28,25 +28,25 @@ type offer struct {
 	expires time.Time
 }
 
-// MemCoordinator is a Coordinator in memory: a restart forgets every
+// MemBook is a Book in memory: a restart forgets every
 // presignature, as the nodes do.
-type MemCoordinator struct {
+type MemBook struct {
 	mu      sync.Mutex
 	avail   map[string][]offer // by wallet + "|" + subset key, oldest first
 	claimed map[ID]string      // ID -> request that consumed it
 }
 
-var _ Coordinator = (*MemCoordinator)(nil)
+var _ Book = (*MemBook)(nil)
 
-// NewMemCoordinator returns an empty coordinator.
-func NewMemCoordinator() *MemCoordinator {
-	return &MemCoordinator{avail: map[string][]offer{}, claimed: map[ID]string{}}
+// NewMemBook returns an empty coordinator.
+func NewMemBook() *MemBook {
+	return &MemBook{avail: map[string][]offer{}, claimed: map[ID]string{}}
 }
 
 func poolKey(wallet string, subset Subset) string { return wallet + "|" + subset.Key() }
 
-// Offer implements Coordinator.
-func (c *MemCoordinator) Offer(wallet string, subset Subset, id ID, expires time.Time) error {
+// Offer implements Book.
+func (c *MemBook) Offer(wallet string, subset Subset, id ID, expires time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.claimed[id]; ok {
@@ -64,8 +64,8 @@ func (c *MemCoordinator) Offer(wallet string, subset Subset, id ID, expires time
 	return nil
 }
 
-// Claim implements Coordinator. It hands out the oldest unexpired offer.
-func (c *MemCoordinator) Claim(wallet string, subset Subset, requestID string, now time.Time) (ID, error) {
+// Claim implements Book. It hands out the oldest unexpired offer.
+func (c *MemBook) Claim(wallet string, subset Subset, requestID string, now time.Time) (ID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := poolKey(wallet, subset)
@@ -81,8 +81,8 @@ func (c *MemCoordinator) Claim(wallet string, subset Subset, requestID string, n
 	return ID{}, ErrEmpty
 }
 
-// Expire implements Coordinator.
-func (c *MemCoordinator) Expire(now time.Time) []ID {
+// Expire implements Book.
+func (c *MemBook) Expire(now time.Time) []ID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []ID
@@ -101,8 +101,8 @@ func (c *MemCoordinator) Expire(now time.Time) []ID {
 	return out
 }
 
-// Depth implements Coordinator.
-func (c *MemCoordinator) Depth(wallet string, subset Subset, now time.Time) int {
+// Depth implements Book.
+func (c *MemBook) Depth(wallet string, subset Subset, now time.Time) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0

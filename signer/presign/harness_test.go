@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
@@ -46,22 +47,22 @@ func (c *fakeClock) Advance(d time.Duration) {
 // wallet is one keygen'd wallet on engines whose transports are Holds.
 type wallet struct {
 	name    string
-	ids     []tss.PartyID
-	engines map[tss.PartyID]*tss.Engine
-	holds   map[tss.PartyID]*Hold
-	shares  map[tss.PartyID]*tss.Share
+	ids     []pki.NodeID
+	engines map[pki.NodeID]*tss.Engine
+	holds   map[pki.NodeID]*Hold
+	shares  map[pki.NodeID]*tss.Share
 	pub     []byte
 }
 
-func nodeIDs(n int) []tss.PartyID { return tsstest.Nodes("node", n) }
+func nodeIDs(n int) []pki.NodeID { return tsstest.Nodes("node", n) }
 
 func newWallet(t testing.TB, name string, n, threshold int) *wallet {
-	w := &wallet{name: name, ids: nodeIDs(n), engines: map[tss.PartyID]*tss.Engine{},
-		holds: map[tss.PartyID]*Hold{}}
+	w := &wallet{name: name, ids: nodeIDs(n), engines: map[pki.NodeID]*tss.Engine{},
+		holds: map[pki.NodeID]*Hold{}}
 	net := tss.NewMemNetwork()
 	// The wallet lives for the whole test binary: its engines are not
 	// closed at the creating test's cleanup.
-	c := tsstest.NewCommittee(tsstest.NoCleanup(t), w.ids, func(id tss.PartyID) tss.Transport {
+	c := tsstest.NewCommittee(tsstest.NoCleanup(t), w.ids, func(id pki.NodeID) tss.Transport {
 		w.holds[id] = NewHold(net.Endpoint(id))
 		return w.holds[id]
 	}, nil)
@@ -102,10 +103,10 @@ func wallet3of5(t testing.TB) *wallet {
 // refusals makes a node's check refuse (fault injection for abort tests).
 type refusals struct {
 	mu   sync.Mutex
-	deny map[tss.PartyID]bool
+	deny map[pki.NodeID]bool
 }
 
-func (r *refusals) set(id tss.PartyID, deny bool) {
+func (r *refusals) set(id pki.NodeID, deny bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.deny[id] = deny
@@ -116,18 +117,18 @@ func (r *refusals) set(id tss.PartyID, deny bool) {
 type rig struct {
 	w     *wallet
 	clock *fakeClock
-	nodes map[tss.PartyID]*Node
-	coord *MemCoordinator
+	nodes map[pki.NodeID]*Presigner
+	coord *MemBook
 	pool  *Pool
 	ref   *refusals
 }
 
 func newRig(t testing.TB, w *wallet, depth int) *rig {
 	r := &rig{w: w, clock: &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)},
-		nodes: map[tss.PartyID]*Node{}, coord: NewMemCoordinator(), ref: &refusals{deny: map[tss.PartyID]bool{}}}
-	members := map[tss.PartyID]Member{}
+		nodes: map[pki.NodeID]*Presigner{}, coord: NewMemBook(), ref: &refusals{deny: map[pki.NodeID]bool{}}}
+	members := map[pki.NodeID]Peer{}
 	for _, id := range w.ids {
-		n, err := NewNode(NodeConfig{
+		n, err := NewPresigner(PresignerConfig{
 			Engine: w.engines[id], Hold: w.holds[id],
 			Share: func(name string) (*tss.Share, error) {
 				if name != w.name {
@@ -152,7 +153,7 @@ func newRig(t testing.TB, w *wallet, depth int) *rig {
 		members[id] = n
 		t.Cleanup(n.Close)
 	}
-	p, err := NewPool(PoolConfig{Members: members, Coordinator: r.coord, Depth: depth, Now: r.clock.Now})
+	p, err := NewPool(PoolConfig{Members: members, Book: r.coord, Depth: depth, Now: r.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

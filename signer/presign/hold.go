@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -50,7 +51,7 @@ func NewHold(inner tss.Transport) *Hold {
 }
 
 // Send passes env to the wrapped transport unchanged.
-func (h *Hold) Send(ctx context.Context, to tss.PartyID, env *tss.Envelope) error {
+func (h *Hold) Send(ctx context.Context, to pki.NodeID, env *tss.Envelope) error {
 	return h.inner.Send(ctx, to, env)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -28,10 +29,10 @@ const DefaultOfflineTimeout = 2 * time.Minute
 
 // Subset is the sorted set of nodes that sign together; a presignature is
 // made for exactly one subset and only that subset can finish it.
-type Subset []tss.PartyID
+type Subset []pki.NodeID
 
 // NewSubset returns the nodes sorted and without duplicates.
-func NewSubset(nodes ...tss.PartyID) Subset {
+func NewSubset(nodes ...pki.NodeID) Subset {
 	s := append(Subset(nil), nodes...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	out := s[:0]
@@ -65,8 +66,8 @@ type Request struct {
 // high-water mark). An error refuses the digest.
 type CheckFunc func(ctx context.Context, req Request) error
 
-// NodeConfig configures a Node.
-type NodeConfig struct {
+// PresignerConfig configures a Presigner.
+type PresignerConfig struct {
 	// Engine runs the sessions; its Transport must be Hold.
 	Engine *tss.Engine
 	// Hold is the transport wrapper of Engine.
@@ -117,12 +118,12 @@ type usedRecord struct {
 	at     time.Time
 }
 
-// Node is one signer node's side of the presignature pool: it runs the
+// Presigner is one signer node's side of the presignature pool: it runs the
 // offline phase of presignatures, binds each to at most one digest, and
-// finishes the signature. State lives in memory only; a new Node (a restart)
+// finishes the signature. State lives in memory only; a new Presigner (a restart)
 // has no presignatures, and the tss engine never resumes a session ID.
-type Node struct {
-	cfg NodeConfig
+type Presigner struct {
+	cfg PresignerConfig
 
 	running atomic.Int64 // sessions (goroutines) still running
 
@@ -131,8 +132,8 @@ type Node struct {
 	used    map[ID]usedRecord
 }
 
-// NewNode returns a Node with an empty set of presignatures.
-func NewNode(cfg NodeConfig) (*Node, error) {
+// NewPresigner returns a Presigner with an empty set of presignatures.
+func NewPresigner(cfg PresignerConfig) (*Presigner, error) {
 	if cfg.Engine == nil || cfg.Hold == nil || cfg.Share == nil || cfg.Check == nil {
 		return nil, fmt.Errorf("%w: node needs Engine, Hold, Share and Check", ErrBadParams)
 	}
@@ -145,11 +146,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Node{cfg: cfg, presigs: map[ID]*presig{}, used: map[ID]usedRecord{}}, nil
+	return &Presigner{cfg: cfg, presigs: map[ID]*presig{}, used: map[ID]usedRecord{}}, nil
 }
 
 // Self is the node's identity.
-func (n *Node) Self() tss.PartyID { return n.cfg.Engine.Self() }
+func (n *Presigner) Self() pki.NodeID { return n.cfg.Engine.Self() }
 
 // placeholder is the message presignatures start with: 1 passes tss-lib's
 // round-1 range check and is never signed (round 5 cannot start before the
@@ -159,7 +160,7 @@ var placeholder = big.NewInt(1)
 // Offline runs rounds 1-4 of presignature id for wallet with subset and
 // returns once this node holds its own round-4 broadcast (or on failure).
 // Every member of the subset must call it with the same id.
-func (n *Node) Offline(ctx context.Context, wallet string, id ID, subset Subset) error {
+func (n *Presigner) Offline(ctx context.Context, wallet string, id ID, subset Subset) error {
 	share, err := n.cfg.Share(wallet)
 	if err != nil {
 		return fmt.Errorf("presign: share of %s: %w", wallet, err)
@@ -238,7 +239,7 @@ func (n *Node) Offline(ctx context.Context, wallet string, id ID, subset Subset)
 
 // hook holds our round-4 broadcast until the presignature is bound; every
 // other envelope leaves at once.
-func (n *Node) hook(p *presig) tss.OutboundHook {
+func (n *Presigner) hook(p *presig) tss.OutboundHook {
 	return func(env *tss.Envelope, send func() error) error {
 		if env.Type != tss.SignRound4Type {
 			return send()
@@ -262,7 +263,7 @@ func (n *Node) hook(p *presig) tss.OutboundHook {
 }
 
 // Bound reports the digest presignature id was bound to on this node.
-func (n *Node) Bound(id ID) ([32]byte, bool) {
+func (n *Presigner) Bound(id ID) ([32]byte, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	r, ok := n.used[id]
@@ -270,10 +271,10 @@ func (n *Node) Bound(id ID) ([32]byte, bool) {
 }
 
 // Running counts this node's presignature sessions still running.
-func (n *Node) Running() int { return int(n.running.Load()) }
+func (n *Presigner) Running() int { return int(n.running.Load()) }
 
 // Ready lists the presignatures this node holds ready to bind.
-func (n *Node) Ready() []ID {
+func (n *Presigner) Ready() []ID {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var out []ID
@@ -293,7 +294,7 @@ func (n *Node) Ready() []ID {
 // and the peers') are released. A second Bind of id, with
 // any digest, returns *AlreadyBoundError. A refused check, a failure or ctx
 // ending after the binding destroys the presignature.
-func (n *Node) Bind(ctx context.Context, id ID, req Request) (*tss.Signature, error) {
+func (n *Presigner) Bind(ctx context.Context, id ID, req Request) (*tss.Signature, error) {
 	if new(big.Int).SetBytes(req.Digest[:]).Cmp(btcec.S256().N) >= 0 {
 		return nil, ErrDigestRange
 	}
@@ -367,7 +368,7 @@ func (n *Node) Bind(ctx context.Context, id ID, req Request) (*tss.Signature, er
 // Destroy ends presignature id on this node; it can never be bound again
 // (a binding already recorded stays recorded). Destroying an unknown id is
 // a no-op.
-func (n *Node) Destroy(id ID) {
+func (n *Presigner) Destroy(id ID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if p, ok := n.presigs[id]; ok {
@@ -375,7 +376,7 @@ func (n *Node) Destroy(id ID) {
 	}
 }
 
-func (n *Node) destroyLocked(p *presig) {
+func (n *Presigner) destroyLocked(p *presig) {
 	if p.state == stDestroyed {
 		return
 	}
@@ -391,7 +392,7 @@ func (n *Node) destroyLocked(p *presig) {
 	p.cancel(tss.ErrWithdrawn)
 }
 
-func (n *Node) forgetLocked(p *presig) {
+func (n *Presigner) forgetLocked(p *presig) {
 	if n.presigs[p.id] == p {
 		delete(n.presigs, p.id)
 	}
@@ -400,7 +401,7 @@ func (n *Node) forgetLocked(p *presig) {
 // Sweep destroys presignatures past their TTL and forgets binding records
 // old enough that their presignature can no longer exist anywhere. It
 // returns how many presignatures expired.
-func (n *Node) Sweep() int {
+func (n *Presigner) Sweep() int {
 	now := n.cfg.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -421,7 +422,7 @@ func (n *Node) Sweep() int {
 
 // Run calls Sweep every interval until ctx ends: each node expires its
 // presignatures on its own clock, whatever the coordinator does.
-func (n *Node) Run(ctx context.Context, every time.Duration) {
+func (n *Presigner) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -435,7 +436,7 @@ func (n *Node) Run(ctx context.Context, every time.Duration) {
 }
 
 // Close destroys every presignature (what a restart does to memory).
-func (n *Node) Close() {
+func (n *Presigner) Close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range n.presigs {
@@ -445,7 +446,7 @@ func (n *Node) Close() {
 
 // Sign is full signing, the fallback when the pool is empty: the same
 // Check, then a complete tss session.
-func (n *Node) Sign(ctx context.Context, session tss.SessionID, subset Subset, req Request) (*tss.Signature, error) {
+func (n *Presigner) Sign(ctx context.Context, session tss.SessionID, subset Subset, req Request) (*tss.Signature, error) {
 	if err := n.cfg.Check(ctx, req); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}

@@ -9,19 +9,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
-// Member is how the pool reaches one signer node: a *Node in process, an
+// Peer is how the pool reaches one signer node: a *Presigner in process, an
 // RPC client across the cluster later.
-type Member interface {
+type Peer interface {
 	Offline(ctx context.Context, wallet string, id ID, subset Subset) error
 	Bind(ctx context.Context, id ID, req Request) (*tss.Signature, error)
 	Destroy(id ID)
 	Sign(ctx context.Context, session tss.SessionID, subset Subset, req Request) (*tss.Signature, error)
 }
 
-var _ Member = (*Node)(nil)
+var _ Peer = (*Presigner)(nil)
 
 // DefaultDepth is the number of ready presignatures kept per (wallet, subset).
 const DefaultDepth = 4
@@ -29,9 +30,9 @@ const DefaultDepth = 4
 // PoolConfig configures a Pool.
 type PoolConfig struct {
 	// Members reaches every node that may be in a subset.
-	Members map[tss.PartyID]Member
-	// Coordinator records offers and claims (the ledger in production).
-	Coordinator Coordinator
+	Members map[pki.NodeID]Peer
+	// Book records offers and claims (the ledger in production).
+	Book Book
 	// Depth of each (wallet, subset) pool; 0 means DefaultDepth.
 	Depth int
 	// TTL of a presignature; 0 means DefaultTTL. Use the nodes' TTL.
@@ -83,8 +84,8 @@ type Pool struct {
 
 // NewPool returns a pool with nothing tracked.
 func NewPool(cfg PoolConfig) (*Pool, error) {
-	if len(cfg.Members) == 0 || cfg.Coordinator == nil {
-		return nil, fmt.Errorf("%w: pool needs Members and Coordinator", ErrBadParams)
+	if len(cfg.Members) == 0 || cfg.Book == nil {
+		return nil, fmt.Errorf("%w: pool needs Members and Book", ErrBadParams)
 	}
 	if cfg.Depth <= 0 {
 		cfg.Depth = DefaultDepth
@@ -152,7 +153,7 @@ func (p *Pool) refillOne(ctx context.Context) bool {
 	bestDepth := p.cfg.Depth
 	now := p.cfg.Now()
 	for _, t := range p.tracked {
-		if d := p.cfg.Coordinator.Depth(t.wallet, t.subset, now); d < bestDepth {
+		if d := p.cfg.Book.Depth(t.wallet, t.subset, now); d < bestDepth {
 			t := t
 			best, bestDepth = &t, d
 		}
@@ -168,7 +169,7 @@ func (p *Pool) refillOne(ctx context.Context) bool {
 // Fill makes presignatures for (wallet, subset) until its depth is n.
 func (p *Pool) Fill(ctx context.Context, wallet string, subset Subset, n int) error {
 	s := NewSubset(subset...)
-	for p.cfg.Coordinator.Depth(wallet, s, p.cfg.Now()) < n {
+	for p.cfg.Book.Depth(wallet, s, p.cfg.Now()) < n {
 		if _, err := p.Make(ctx, wallet, s); err != nil {
 			return err
 		}
@@ -187,7 +188,7 @@ func (p *Pool) Make(ctx context.Context, wallet string, subset Subset) (ID, erro
 	id := tss.NewSessionID()
 	expires := p.cfg.Now().Add(p.cfg.TTL)
 	start := time.Now()
-	_, err = fanOut(members, func(m Member) (*tss.Signature, error) {
+	_, err = fanOut(members, func(m Peer) (*tss.Signature, error) {
 		return nil, m.Offline(ctx, wallet, id, s)
 	}, func() { destroyAll(members, id) })
 	p.refillNanos.Add(int64(time.Since(start)))
@@ -195,7 +196,7 @@ func (p *Pool) Make(ctx context.Context, wallet string, subset Subset) (ID, erro
 		p.aborted.Add(1)
 		return ID{}, err
 	}
-	if err := p.cfg.Coordinator.Offer(wallet, s, id, expires); err != nil {
+	if err := p.cfg.Book.Offer(wallet, s, id, expires); err != nil {
 		destroyAll(members, id)
 		return ID{}, err
 	}
@@ -228,11 +229,11 @@ func (p *Pool) Sign(ctx context.Context, requestID, wallet string, subset Subset
 		return nil, Outcome{}, err
 	}
 	req := Request{ID: requestID, Wallet: wallet, Digest: digest}
-	id, err := p.cfg.Coordinator.Claim(wallet, s, requestID, p.cfg.Now())
+	id, err := p.cfg.Book.Claim(wallet, s, requestID, p.cfg.Now())
 	if errors.Is(err, ErrEmpty) {
 		p.misses.Add(1)
 		session := tss.NewSessionID()
-		sig, err := fanOut(members, func(m Member) (*tss.Signature, error) {
+		sig, err := fanOut(members, func(m Peer) (*tss.Signature, error) {
 			return m.Sign(ctx, session, s, req)
 		}, func() {})
 		return sig, Outcome{ID: session}, err
@@ -241,7 +242,7 @@ func (p *Pool) Sign(ctx context.Context, requestID, wallet string, subset Subset
 		return nil, Outcome{}, fmt.Errorf("presign: claim: %w", err)
 	}
 	p.hits.Add(1)
-	sig, err := fanOut(members, func(m Member) (*tss.Signature, error) {
+	sig, err := fanOut(members, func(m Peer) (*tss.Signature, error) {
 		return m.Bind(ctx, id, req)
 	}, func() { destroyAll(members, id) })
 	if err != nil {
@@ -253,7 +254,7 @@ func (p *Pool) Sign(ctx context.Context, requestID, wallet string, subset Subset
 // Sweep withdraws expired presignatures from the coordinator and destroys
 // them on every member. It returns how many expired.
 func (p *Pool) Sweep() int {
-	ids := p.cfg.Coordinator.Expire(p.cfg.Now())
+	ids := p.cfg.Book.Expire(p.cfg.Now())
 	for _, id := range ids {
 		for _, m := range p.cfg.Members {
 			m.Destroy(id)
@@ -269,7 +270,7 @@ func (p *Pool) Stats() Stats {
 	depth := 0
 	now := p.cfg.Now()
 	for _, t := range p.tracked {
-		depth += p.cfg.Coordinator.Depth(t.wallet, t.subset, now)
+		depth += p.cfg.Book.Depth(t.wallet, t.subset, now)
 	}
 	p.mu.Unlock()
 	st := Stats{Depth: depth, Made: p.made.Load(), Hits: p.hits.Load(), Misses: p.misses.Load(),
@@ -280,11 +281,11 @@ func (p *Pool) Stats() Stats {
 	return st
 }
 
-func (p *Pool) members(s Subset) ([]Member, error) {
+func (p *Pool) members(s Subset) ([]Peer, error) {
 	if len(s) < 2 {
 		return nil, fmt.Errorf("%w: subset of %d nodes", ErrBadParams, len(s))
 	}
-	out := make([]Member, 0, len(s))
+	out := make([]Peer, 0, len(s))
 	for _, n := range s {
 		m, ok := p.cfg.Members[n]
 		if !ok {
@@ -295,7 +296,7 @@ func (p *Pool) members(s Subset) ([]Member, error) {
 	return out, nil
 }
 
-func destroyAll(members []Member, id ID) {
+func destroyAll(members []Peer, id ID) {
 	for _, m := range members {
 		m.Destroy(id)
 	}
@@ -304,7 +305,7 @@ func destroyAll(members []Member, id ID) {
 // fanOut runs f on every member at once. On the first error it calls
 // onFail (so the others stop waiting), then waits for all and returns the
 // first error. On success all signatures must be equal.
-func fanOut(members []Member, f func(Member) (*tss.Signature, error), onFail func()) (*tss.Signature, error) {
+func fanOut(members []Peer, f func(Peer) (*tss.Signature, error), onFail func()) (*tss.Signature, error) {
 	type res struct {
 		sig *tss.Signature
 		err error

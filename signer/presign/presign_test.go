@@ -310,7 +310,7 @@ func TestPresignBindRefusals(t *testing.T) {
 	if _, _, err := r.pool.Sign(ctx, "r", w.name, NewSubset("node1"), digestOf("x")); !errors.Is(err, ErrBadParams) {
 		t.Fatalf("subset of one: %v", err)
 	}
-	if _, err := NewNode(NodeConfig{}); !errors.Is(err, ErrBadParams) {
+	if _, err := NewPresigner(PresignerConfig{}); !errors.Is(err, ErrBadParams) {
 		t.Fatalf("empty node config: %v", err)
 	}
 	if _, err := NewPool(PoolConfig{}); !errors.Is(err, ErrBadParams) {
@@ -383,7 +383,7 @@ func TestPresignBackgroundRefill(t *testing.T) {
 	}
 }
 
-func isReady(n *Node, id ID) bool {
+func isReady(n *Presigner, id ID) bool {
 	for _, x := range n.Ready() {
 		if x == id {
 			return true

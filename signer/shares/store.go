@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -56,7 +57,7 @@ func NewStore(dir string, s Sealer) (*Store, error) {
 	return &Store{dir: dir, sealer: s}, nil
 }
 
-func aad(wallet string, party tss.PartyID, shareID []byte, version uint16) []byte {
+func aad(wallet string, party pki.NodeID, shareID []byte, version uint16) []byte {
 	b := []byte("custody/share\x00")
 	b = append(b, wallet...)
 	b = append(b, 0)
@@ -67,7 +68,7 @@ func aad(wallet string, party tss.PartyID, shareID []byte, version uint16) []byt
 	return binary.BigEndian.AppendUint16(b, version)
 }
 
-func (s *Store) path(wallet string, party tss.PartyID, shareID []byte) string {
+func (s *Store) path(wallet string, party pki.NodeID, shareID []byte) string {
 	return filepath.Join(s.dir, fmt.Sprintf("%s.%s.%s.share",
 		hex.EncodeToString([]byte(wallet)), hex.EncodeToString([]byte(party)), hex.EncodeToString(shareID)))
 }
@@ -84,7 +85,7 @@ func (s *Store) Put(share *tss.Share) error {
 	return s.write(share.Wallet, share.Self, id, pt)
 }
 
-func (s *Store) write(wallet string, party tss.PartyID, shareID, plaintext []byte) error {
+func (s *Store) write(wallet string, party pki.NodeID, shareID, plaintext []byte) error {
 	blob, err := s.sealer.Seal(plaintext, aad(wallet, party, shareID, tss.ShareFormatVersion))
 	if err != nil {
 		return fmt.Errorf("shares: seal: %w", err)
@@ -129,8 +130,8 @@ func (s *Store) write(wallet string, party tss.PartyID, shareID, plaintext []byt
 }
 
 // Get opens the share of party in wallet with the given share ID (its tss
-// party key, tss.Member.Key). Pre-v2 shares without Paillier P/Q are refused.
-func (s *Store) Get(wallet string, party tss.PartyID, shareID []byte) (*tss.Share, error) {
+// party key, tss.Party.Key). Pre-v2 shares without Paillier P/Q are refused.
+func (s *Store) Get(wallet string, party pki.NodeID, shareID []byte) (*tss.Share, error) {
 	raw, err := os.ReadFile(s.path(wallet, party, shareID))
 	if os.IsNotExist(err) {
 		return nil, ErrNotFound
@@ -161,7 +162,7 @@ func (s *Store) Get(wallet string, party tss.PartyID, shareID []byte) (*tss.Shar
 
 // Delete removes a sealed share (after a reshare retired it). The blob is
 // ciphertext under a KEK that never leaves the HSM, so removal suffices.
-func (s *Store) Delete(wallet string, party tss.PartyID, shareID []byte) error {
+func (s *Store) Delete(wallet string, party pki.NodeID, shareID []byte) error {
 	if err := os.Remove(s.path(wallet, party, shareID)); err != nil {
 		if os.IsNotExist(err) {
 			return ErrNotFound

@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 
 	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/softhsm"
@@ -32,7 +33,7 @@ func testShare(t *testing.T, wallet string) *tss.Share {
 	n := 3
 	data := keygen.NewLocalPartySaveData(n)
 	data.LocalPreParams = *fx[0]
-	var members []tss.Member
+	var members []tss.Party
 	for i := 0; i < n; i++ {
 		k, _ := rand.Int(rand.Reader, tsslib.S256().Params().N)
 		x, _ := rand.Int(rand.Reader, tsslib.S256().Params().N)
@@ -40,7 +41,7 @@ func testShare(t *testing.T, wallet string) *tss.Share {
 		data.BigXj[i] = crypto.ScalarBaseMult(tsslib.S256(), x)
 		data.NTildej[i], data.H1j[i], data.H2j[i] = fx[i].NTildei, fx[i].H1i, fx[i].H2i
 		data.PaillierPKs[i] = &fx[i].PaillierSK.PublicKey
-		members = append(members, tss.Member{Node: tss.PartyID([]string{"node1", "node2", "node3"}[i]), Key: k.Bytes()})
+		members = append(members, tss.Party{Node: pki.NodeID([]string{"node1", "node2", "node3"}[i]), Key: k.Bytes()})
 		if i == 0 {
 			data.Xi, data.ShareID = x, k
 		}

@@ -6,23 +6,21 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/custody-dev/custody/ledger/raftnet"
-	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/pki"
 )
 
 // Config describes one node's endpoint. Zero durations and sizes take the
 // defaults named on each field.
 type Config struct {
 	// Self is this node's ID; it must equal the CommonName of TLS.Cert.
-	Self tss.PartyID
+	Self pki.NodeID
 	// Listen is the address to bind (host:port; port 0 picks one, see Addr).
 	Listen string
 	// Peers maps every other node's ID to the address it listens on. Only
 	// these nodes may connect here, and only they can be sent to.
-	Peers map[tss.PartyID]string
-	// TLS is the node certificate and cluster CA, as loaded for raft by
-	// raftnet.LoadConfig; its Authorize field is not used (the peer map is).
-	TLS raftnet.Config
+	Peers map[pki.NodeID]string
+	// TLS is the node certificate and cluster CA (the identity raft uses).
+	TLS pki.Identity
 
 	// DialTimeout bounds a TCP connect plus TLS handshake (default 5s).
 	DialTimeout time.Duration
@@ -59,7 +57,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Listen == "" {
 		return cfg, fmt.Errorf("%w: no Listen address", ErrConfig)
 	}
-	peers := make(map[tss.PartyID]string, len(cfg.Peers))
+	peers := make(map[pki.NodeID]string, len(cfg.Peers))
 	for id, addr := range cfg.Peers {
 		if id == "" || addr == "" {
 			return cfg, fmt.Errorf("%w: peer %q has address %q", ErrConfig, id, addr)

@@ -4,14 +4,15 @@
 // # Identity
 //
 // A node is who its certificate says it is. Node certificates are the same
-// ones the raft layer uses ([raftnet.CA.IssueNode]): issued by the cluster CA,
-// valid for both server and client authentication, with the node ID as the
-// Subject CommonName. One node certificate therefore serves raft and tss.
+// ones the raft layer uses ([pki.CA.IssueNode]): issued by the cluster CA,
+// role node, valid for both server and client authentication, with the node
+// ID as the Subject CommonName; the check is [pki.VerifyPeer], the one raft
+// uses. One node certificate therefore serves raft and tss.
 //
 // Both ends of every connection verify the other's chain against the cluster
 // CA only (never system roots) and accept the peer only if its node ID is in
 // the static peer map of [Config]. The dialer additionally requires the
-// server's node ID to be exactly the PartyID it meant to reach, so an address
+// server's node ID to be exactly the node it meant to reach, so an address
 // taken over by another cluster member is refused. Hostnames play no part.
 //
 // # Authentication of received envelopes
@@ -48,12 +49,12 @@
 package transport
 
 import (
-	"github.com/custody-dev/custody/ledger/raftnet"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
 // Referenced by the package documentation.
 var (
 	_ tss.Transport = (*Transport)(nil)
-	_               = raftnet.PeerID
+	_               = pki.VerifyPeer
 )

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/ledger/raftnet"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/transport"
 	"github.com/custody-dev/custody/signer/tss"
 )
@@ -29,13 +29,13 @@ const deadline = 30 * time.Second
 // testPKI is a throwaway cluster CA whose files live in a test's TempDir, so
 // node configs go through the same PEM loading as a deployment.
 type testPKI struct {
-	ca  *raftnet.CA
+	ca  *pki.CA
 	dir string
 }
 
 func newPKI(t testing.TB, name string) *testPKI {
 	t.Helper()
-	ca, err := raftnet.NewCA(name, time.Now(), 24*time.Hour)
+	ca, err := pki.NewCA(name, time.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +47,9 @@ func newPKI(t testing.TB, name string) *testPKI {
 }
 
 // node issues a certificate for id, writes it to the PKI dir and loads it back.
-func (p *testPKI) node(t testing.TB, id tss.PartyID) raftnet.Config {
+func (p *testPKI) node(t testing.TB, id pki.NodeID) pki.Identity {
 	t.Helper()
-	certPEM, keyPEM, err := p.ca.IssueNode(string(id), time.Now(), 24*time.Hour)
+	certPEM, keyPEM, err := p.ca.IssueNode(id, time.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func (p *testPKI) node(t testing.TB, id tss.PartyID) raftnet.Config {
 		}
 		return b
 	}
-	cfg, err := raftnet.LoadConfig(read(certFile), read(keyFile), read(filepath.Join(p.dir, "ca.pem")))
+	cfg, err := pki.LoadIdentity(read(certFile), read(keyFile), read(filepath.Join(p.dir, "ca.pem")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,23 +119,23 @@ func (l *logBuf) logger() *slog.Logger {
 // cluster is a set of transports of one PKI with a full peer map.
 type cluster struct {
 	pki   *testPKI
-	addrs map[tss.PartyID]string
-	tr    map[tss.PartyID]*transport.Transport
-	logs  map[tss.PartyID]*logBuf
+	addrs map[pki.NodeID]string
+	tr    map[pki.NodeID]*transport.Transport
+	logs  map[pki.NodeID]*logBuf
 }
 
-func ids(n int) []tss.PartyID {
-	out := make([]tss.PartyID, n)
+func ids(n int) []pki.NodeID {
+	out := make([]pki.NodeID, n)
 	for i := range out {
-		out[i] = tss.PartyID(fmt.Sprintf("node%d", i+1))
+		out[i] = pki.NodeID(fmt.Sprintf("node%d", i+1))
 	}
 	return out
 }
 
-func newCluster(t testing.TB, nodes []tss.PartyID) *cluster {
+func newCluster(t testing.TB, nodes []pki.NodeID) *cluster {
 	t.Helper()
-	c := &cluster{pki: newPKI(t, "cluster"), addrs: map[tss.PartyID]string{},
-		tr: map[tss.PartyID]*transport.Transport{}, logs: map[tss.PartyID]*logBuf{}}
+	c := &cluster{pki: newPKI(t, "cluster"), addrs: map[pki.NodeID]string{},
+		tr: map[pki.NodeID]*transport.Transport{}, logs: map[pki.NodeID]*logBuf{}}
 	for i, a := range freeAddrs(t, len(nodes)) {
 		c.addrs[nodes[i]] = a
 	}
@@ -145,8 +145,8 @@ func newCluster(t testing.TB, nodes []tss.PartyID) *cluster {
 	return c
 }
 
-func (c *cluster) config(t testing.TB, id tss.PartyID) transport.Config {
-	peers := map[tss.PartyID]string{}
+func (c *cluster) config(t testing.TB, id pki.NodeID) transport.Config {
+	peers := map[pki.NodeID]string{}
 	for p, a := range c.addrs {
 		if p != id {
 			peers[p] = a
@@ -159,7 +159,7 @@ func (c *cluster) config(t testing.TB, id tss.PartyID) transport.Config {
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: c.logs[id].logger()}
 }
 
-func (c *cluster) start(t testing.TB, id tss.PartyID) *transport.Transport {
+func (c *cluster) start(t testing.TB, id pki.NodeID) *transport.Transport {
 	t.Helper()
 	tr, err := transport.New(c.config(t, id))
 	if err != nil {
@@ -170,11 +170,11 @@ func (c *cluster) start(t testing.TB, id tss.PartyID) *transport.Transport {
 	return tr
 }
 
-func env(from, to tss.PartyID, payload string) *tss.Envelope {
+func env(from, to pki.NodeID, payload string) *tss.Envelope {
 	return &tss.Envelope{Wallet: "w", Type: "test", From: from, To: to, Payload: []byte(payload)}
 }
 
-func send(t testing.TB, tr *transport.Transport, to tss.PartyID, e *tss.Envelope) {
+func send(t testing.TB, tr *transport.Transport, to pki.NodeID, e *tss.Envelope) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
@@ -228,7 +228,7 @@ func contains(l *logBuf, s string) func() bool {
 
 // rawDial connects to addr presenting cert, like a hostile or foreign node
 // would: it does not check the server, only speaks TLS 1.3 with a client cert.
-func rawDial(t testing.TB, addr string, cert raftnet.Config) *tls.Conn {
+func rawDial(t testing.TB, addr string, cert pki.Identity) *tls.Conn {
 	t.Helper()
 	c, err := tls.Dial("tcp", addr, &tls.Config{
 		MinVersion:         tls.VersionTLS13,

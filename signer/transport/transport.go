@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -60,7 +61,7 @@ type Transport struct {
 	log    *slog.Logger
 	ln     net.Listener
 	srvTLS *tls.Config
-	peers  map[tss.PartyID]*peer
+	peers  map[pki.NodeID]*peer
 	inbox  chan tss.Delivery
 	stats  counters
 	// pending holds a slot per inbound connection still in its handshake.
@@ -73,15 +74,15 @@ type Transport struct {
 
 	mu      sync.Mutex
 	closed  bool
-	conns   map[net.Conn]struct{}    // every open connection, closed by Close
-	inbound map[tss.PartyID]net.Conn // the newest inbound connection per peer
+	conns   map[net.Conn]struct{}   // every open connection, closed by Close
+	inbound map[pki.NodeID]net.Conn // the newest inbound connection per peer
 
 	// inboxMu orders Close's close(inbox) after Sends to self in flight.
 	inboxMu sync.RWMutex
 }
 
 type peer struct {
-	id    tss.PartyID
+	id    pki.NodeID
 	addr  string
 	queue chan []byte // marshalled envelopes
 }
@@ -102,14 +103,14 @@ func New(cfg Config) (*Transport, error) {
 		cfg:     c,
 		log:     c.Logger.With("node", string(c.Self)),
 		ln:      ln,
-		peers:   make(map[tss.PartyID]*peer, len(c.Peers)),
+		peers:   make(map[pki.NodeID]*peer, len(c.Peers)),
 		inbox:   make(chan tss.Delivery, c.InboxSize),
 		pending: make(chan struct{}, maxPendingHandshakes),
 		stop:    make(chan struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
 		conns:   map[net.Conn]struct{}{},
-		inbound: map[tss.PartyID]net.Conn{},
+		inbound: map[pki.NodeID]net.Conn{},
 	}
 	t.srvTLS = t.serverTLS()
 	for id, addr := range c.Peers {
@@ -127,7 +128,7 @@ func New(cfg Config) (*Transport, error) {
 func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
 
 // Self is this node's ID.
-func (t *Transport) Self() tss.PartyID { return t.cfg.Self }
+func (t *Transport) Self() pki.NodeID { return t.cfg.Self }
 
 // Receive returns the channel of authenticated deliveries. It is closed by Close.
 func (t *Transport) Receive() <-chan tss.Delivery { return t.inbox }
@@ -145,7 +146,7 @@ func (t *Transport) Stats() Stats {
 // Send queues env for node to. It blocks while that peer's queue is full,
 // until ctx ends or the transport closes. Unknown nodes fail with
 // tss.ErrUnknownPeer. An envelope to Self is delivered locally, as from Self.
-func (t *Transport) Send(ctx context.Context, to tss.PartyID, env *tss.Envelope) error {
+func (t *Transport) Send(ctx context.Context, to pki.NodeID, env *tss.Envelope) error {
 	select {
 	case <-t.stop:
 		return ErrClosed
@@ -294,7 +295,7 @@ func (t *Transport) serveInbound(raw net.Conn) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	<-t.pending
-	var from tss.PartyID
+	var from pki.NodeID
 	if err == nil {
 		from, err = t.identify(tc)
 	}
@@ -507,6 +508,9 @@ func (t *Transport) dial(p *peer) (*outConn, error) {
 	tc := tls.Client(raw, t.clientTLS(p.id))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.untrack(raw)
+		if errors.Is(err, pki.ErrUnauthenticated) || errors.Is(err, pki.ErrUnauthorized) {
+			return nil, fmt.Errorf("%w: handshake with %s at %s: %w", ErrRefused, p.id, p.addr, err)
+		}
 		return nil, fmt.Errorf("transport: handshake with %s at %s: %w", p.id, p.addr, err)
 	}
 	id, err := t.identify(tc)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/transport"
 	"github.com/custody-dev/custody/signer/tss"
 )
@@ -19,7 +20,7 @@ func TestDeliveryInOrder(t *testing.T) {
 		send(t, c.tr["node1"], "node2", env("node1", "node2", fmt.Sprint(i)))
 		send(t, c.tr["node3"], "node2", env("node3", "node2", fmt.Sprint(i)))
 	}
-	next := map[tss.PartyID]int{}
+	next := map[pki.NodeID]int{}
 	for range 100 {
 		d := recv(t, c.tr["node2"])
 		if d.Env == nil || d.Env.From != d.From {
@@ -61,7 +62,7 @@ func TestSendBlocksUntilQueuedOrContextDone(t *testing.T) {
 	p := newPKI(t, "cluster")
 	addrs := freeAddrs(t, 2) // addrs[1] has no listener: the peer is down
 	tr, err := transport.New(transport.Config{Self: "node1", Listen: addrs[0], TLS: p.node(t, "node1"),
-		Peers: map[tss.PartyID]string{"node2": addrs[1]}, QueueSize: 2,
+		Peers: map[pki.NodeID]string{"node2": addrs[1]}, QueueSize: 2,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Logger: (&logBuf{}).logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -88,8 +89,8 @@ func TestConfigRejected(t *testing.T) {
 		"no self":       {Listen: "127.0.0.1:0", TLS: good},
 		"no tls":        {Self: "node1", Listen: "127.0.0.1:0"},
 		"no listen":     {Self: "node1", TLS: good},
-		"self as peer":  {Self: "node1", Listen: "127.0.0.1:0", TLS: good, Peers: map[tss.PartyID]string{"node1": "127.0.0.1:1"}},
-		"empty address": {Self: "node1", Listen: "127.0.0.1:0", TLS: good, Peers: map[tss.PartyID]string{"node2": ""}},
+		"self as peer":  {Self: "node1", Listen: "127.0.0.1:0", TLS: good, Peers: map[pki.NodeID]string{"node1": "127.0.0.1:1"}},
+		"empty address": {Self: "node1", Listen: "127.0.0.1:0", TLS: good, Peers: map[pki.NodeID]string{"node2": ""}},
 	} {
 		if _, err := transport.New(cfg); !errors.Is(err, transport.ErrConfig) {
 			t.Errorf("%s: got %v, want ErrConfig", name, err)
@@ -117,7 +118,7 @@ func TestOtherCARefused(t *testing.T) {
 	// Outbound: node1 dials node2's address, where a foreign-CA "node2" listens.
 	c.tr["node2"].Close()
 	fake, err := transport.New(transport.Config{Self: "node2", Listen: c.addrs["node2"], TLS: foreign.node(t, "node2"),
-		Peers: map[tss.PartyID]string{"node1": c.addrs["node1"]}, Logger: (&logBuf{}).logger()})
+		Peers: map[pki.NodeID]string{"node1": c.addrs["node1"]}, Logger: (&logBuf{}).logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +330,7 @@ func TestRefusedDialerNotified(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := c.config(t, "node2")
-	cfg.Peers = map[tss.PartyID]string{"node3": "127.0.0.1:1"} // node1 is not a peer of node2
+	cfg.Peers = map[pki.NodeID]string{"node3": "127.0.0.1:1"} // node1 is not a peer of node2
 	strict, err := transport.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
@@ -32,7 +33,7 @@ const tssDeadline = tsstest.Deadline
 func TestSign2of3OverNetwork(t *testing.T) {
 	nodes := ids(3)
 	c := newCluster(t, nodes)
-	com := tsstest.NewCommittee(t, nodes, func(id tss.PartyID) tss.Transport { return c.tr[id] }, nil)
+	com := tsstest.NewCommittee(t, nodes, func(id pki.NodeID) tss.Transport { return c.tr[id] }, nil)
 	engines := com.Engines
 	ctx, cancel := context.WithTimeout(context.Background(), tssDeadline)
 	defer cancel()
@@ -49,9 +50,9 @@ func TestSign2of3OverNetwork(t *testing.T) {
 	}
 
 	digest := sha256.Sum256([]byte("transfer 1 BTC over mTLS"))
-	signers := []tss.PartyID{"node1", "node3"}
+	signers := []pki.NodeID{"node1", "node3"}
 	signSess := tss.NewSessionID()
-	sigs, err := tsstest.Values(tsstest.Parallel(signers, func(id tss.PartyID) (*tss.Signature, error) {
+	sigs, err := tsstest.Values(tsstest.Parallel(signers, func(id pki.NodeID) (*tss.Signature, error) {
 		return engines[id].Sign(ctx, shares[id], tss.SignParams{Session: signSess, Signers: signers, Digest: digest})
 	}))
 	if err != nil {

@@ -10,20 +10,21 @@ import (
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/signing"
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
 // plainSign runs tss-lib signing with parties wired directly by channels:
 // no envelopes, echo, dedup or checks. It is the baseline of the benchmarks.
-func plainSign(b testing.TB, shares map[tss.PartyID]*tss.Share, signers []tss.PartyID, digest [32]byte) {
+func plainSign(b testing.TB, shares map[pki.NodeID]*tss.Share, signers []pki.NodeID, digest [32]byte) {
 	info := shares[signers[0]].Info()
-	keys := map[tss.PartyID][]byte{}
+	keys := map[pki.NodeID][]byte{}
 	for _, m := range info.Members {
 		keys[m.Node] = m.Key
 	}
 	var un tsslib.UnSortedPartyIDs
-	byNode := map[tss.PartyID]*tsslib.PartyID{}
+	byNode := map[pki.NodeID]*tsslib.PartyID{}
 	for _, n := range signers {
 		pid := tsslib.NewPartyID(string(n), string(n), new(big.Int).SetBytes(keys[n]))
 		un = append(un, pid)
@@ -79,20 +80,20 @@ func plainSign(b testing.TB, shares map[tss.PartyID]*tss.Share, signers []tss.Pa
 var (
 	bench5Once   sync.Once
 	bench5       *cluster
-	bench5Shares map[tss.PartyID]*tss.Share
+	bench5Shares map[pki.NodeID]*tss.Share
 )
 
-func benchWallet(b *testing.B, n int) (*cluster, map[tss.PartyID]*tss.Share, []tss.PartyID) {
+func benchWallet(b *testing.B, n int) (*cluster, map[pki.NodeID]*tss.Share, []pki.NodeID) {
 	if n == 3 {
 		c, s := shared2of3(b)
-		return c, s, []tss.PartyID{"node1", "node2"}
+		return c, s, []pki.NodeID{"node1", "node2"}
 	}
 	bench5Once.Do(func() {
 		ids := nodes(5)
 		bench5 = newCluster(tsstest.NoCleanup(b), ids)
 		bench5Shares = bench5.keygen(b, "wallet-bench5", ids, 2, preFor(ids, 0))
 	})
-	return bench5, bench5Shares, []tss.PartyID{"node1", "node3", "node5"}
+	return bench5, bench5Shares, []pki.NodeID{"node1", "node3", "node5"}
 }
 
 // BenchmarkSignLatency: one signature at a time, engine vs plain tss-lib.

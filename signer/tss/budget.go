@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // Budget counts session failures blamed on each party. When a party reaches
@@ -13,8 +15,8 @@ import (
 type Budget struct {
 	mu          sync.Mutex
 	limit       int
-	failures    map[PartyID]int
-	quarantined map[PartyID]bool
+	failures    map[pki.NodeID]int
+	quarantined map[pki.NodeID]bool
 }
 
 // NewBudget returns a budget quarantining a party after limit blamed failures.
@@ -22,14 +24,14 @@ func NewBudget(limit int) *Budget {
 	if limit < 1 {
 		limit = 1
 	}
-	return &Budget{limit: limit, failures: map[PartyID]int{}, quarantined: map[PartyID]bool{}}
+	return &Budget{limit: limit, failures: map[pki.NodeID]int{}, quarantined: map[pki.NodeID]bool{}}
 }
 
 // Record charges one failure to each culprit and returns those newly quarantined.
-func (b *Budget) Record(culprits []PartyID) []PartyID {
+func (b *Budget) Record(culprits []pki.NodeID) []pki.NodeID {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var newly []PartyID
+	var newly []pki.NodeID
 	for _, p := range uniqueSorted(culprits) {
 		b.failures[p]++
 		if b.failures[p] >= b.limit && !b.quarantined[p] {
@@ -41,17 +43,17 @@ func (b *Budget) Record(culprits []PartyID) []PartyID {
 }
 
 // Failures returns the failure count charged to p.
-func (b *Budget) Failures(p PartyID) int {
+func (b *Budget) Failures(p pki.NodeID) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.failures[p]
 }
 
 // Quarantined lists the quarantined parties, sorted.
-func (b *Budget) Quarantined() []PartyID {
+func (b *Budget) Quarantined() []pki.NodeID {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []PartyID
+	var out []pki.NodeID
 	for p := range b.quarantined {
 		out = append(out, p)
 	}
@@ -60,7 +62,7 @@ func (b *Budget) Quarantined() []PartyID {
 }
 
 // Clear lifts p's quarantine and resets its count: a human decision.
-func (b *Budget) Clear(p PartyID) {
+func (b *Budget) Clear(p pki.NodeID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.quarantined, p)
@@ -68,7 +70,7 @@ func (b *Budget) Clear(p PartyID) {
 }
 
 // Check returns an error wrapping ErrQuarantined if any of parties is quarantined.
-func (b *Budget) Check(parties []PartyID) error {
+func (b *Budget) Check(parties []pki.NodeID) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, p := range parties {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -27,10 +28,10 @@ func TestReshareRefusesMismatchedOldCommittee(t *testing.T) {
 	}
 	for name, mod := range cases {
 		info := base
-		info.Members = append([]tss.Member(nil), base.Members...)
+		info.Members = append([]tss.Party(nil), base.Members...)
 		mod(&info)
 		sess := tss.NewSessionID()
-		_, err := e.Reshare(context.Background(), tss.ReshareParams{Session: sess, Old: info, OldSigners: []tss.PartyID{"node1", "node2"},
+		_, err := e.Reshare(context.Background(), tss.ReshareParams{Session: sess, Old: info, OldSigners: []pki.NodeID{"node1", "node2"},
 			New: all3, NewThreshold: 1}, shares["node1"], nil)
 		if !errors.Is(err, tss.ErrBadParams) {
 			t.Errorf("%s: want ErrBadParams, got %v", name, err)
@@ -83,7 +84,7 @@ func TestPeerAbortTextQuoted(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.engines["node2"].Sign(ctx, shares["node2"], tss.SignParams{Session: sess, Signers: []tss.PartyID{"node1", "node2"}, Digest: digestOf("q")})
+		_, err := c.engines["node2"].Sign(ctx, shares["node2"], tss.SignParams{Session: sess, Signers: []pki.NodeID{"node1", "node2"}, Digest: digestOf("q")})
 		done <- err
 	}()
 	env := &tss.Envelope{Wallet: shares["node1"].Wallet, Session: sess, Type: tss.TypePeerAbort, From: "node1", To: "node2", Payload: []byte(evil)}

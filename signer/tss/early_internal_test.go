@@ -3,6 +3,8 @@ package tss
 import (
 	"testing"
 	"time"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // checkEarlyAccounting verifies the hold buffer's counters against its
@@ -10,7 +12,7 @@ import (
 func checkEarlyAccounting(t *testing.T, e *Engine) {
 	t.Helper()
 	n, bytes := 0, 0
-	by := map[PartyID]senderUse{}
+	by := map[pki.NodeID]senderUse{}
 	for _, m := range e.earlyQ {
 		if m.dead {
 			continue
@@ -52,9 +54,9 @@ func checkEarlyAccounting(t *testing.T, e *Engine) {
 // expiry and a session start, checking the counters after each step.
 func TestEarlyBufferAccounting(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	e := &Engine{cfg: Config{Now: func() time.Time { return now }}, early: map[SessionID][]*earlyMsg{}, earlyBy: map[PartyID]*senderUse{},
+	e := &Engine{cfg: Config{Now: func() time.Time { return now }}, early: map[SessionID][]*earlyMsg{}, earlyBy: map[pki.NodeID]*senderUse{},
 		sessions: map[SessionID]*session{}, finished: map[SessionID]struct{}{}}
-	hold := func(from PartyID, sess SessionID, payload int) {
+	hold := func(from pki.NodeID, sess SessionID, payload int) {
 		e.holdEarly(Delivery{From: from, Env: &Envelope{Session: sess, From: from, To: "me", Payload: make([]byte, payload)}})
 		checkEarlyAccounting(t, e)
 	}
@@ -73,7 +75,7 @@ func TestEarlyBufferAccounting(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			var s SessionID
 			s[0], s[1], s[2] = 3, byte(p), byte(i)
-			hold(PartyID(rune('A'+p)), s, 600<<10)
+			hold(pki.NodeID(rune('A'+p)), s, 600<<10)
 		}
 	}
 	if e.earlyBy["honest"] != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
@@ -53,8 +54,8 @@ func TestEarlyBufferFloodDoesNotDropHonestRound1(t *testing.T) {
 	_, shares := shared2of3(t)
 	clk := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	net := tss.NewMemNetwork()
-	engines := map[tss.PartyID]*tss.Engine{}
-	for _, id := range []tss.PartyID{"node1", "node2"} {
+	engines := map[pki.NodeID]*tss.Engine{}
+	for _, id := range []pki.NodeID{"node1", "node2"} {
 		e, err := tss.NewEngine(tss.Config{Self: id, Transport: net.Endpoint(id), Now: clk.Now})
 		if err != nil {
 			t.Fatal(err)
@@ -84,7 +85,7 @@ func TestEarlyBufferFloodDoesNotDropHonestRound1(t *testing.T) {
 		t.Fatalf("one sender holds %d envelopes / %d bytes of the early buffer", st.EarlyHeld, st.EarlyBytes)
 	}
 
-	signers := []tss.PartyID{"node1", "node2"}
+	signers := []pki.NodeID{"node1", "node2"}
 	sess := tss.NewSessionID()
 	sctx, cancel := context.WithTimeout(ctx, testDeadline)
 	defer cancel()
@@ -128,7 +129,7 @@ func TestEarlyBufferTotalLimit(t *testing.T) {
 	payload := make([]byte, 64<<10)
 	sent := 0
 	for p := 0; p < 12; p++ {
-		from := tss.PartyID("peer" + string(rune('a'+p)))
+		from := pki.NodeID("peer" + string(rune('a'+p)))
 		for i := 0; i < 30; i++ {
 			env := &tss.Envelope{Wallet: "w", Session: tss.NewSessionID(), Type: r1m2, From: from, To: "victim", Broadcast: true, Payload: payload}
 			raw, _ := env.Marshal()

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // Event is something the caller should log or audit: aborts, quarantines,
@@ -13,7 +15,7 @@ type Event struct {
 	Kind    string // "abort", "quarantine", "share-retired"
 	Session SessionID
 	Wallet  string
-	Parties []PartyID
+	Parties []pki.NodeID
 	Detail  string
 }
 
@@ -27,7 +29,7 @@ const (
 // Config configures an Engine.
 type Config struct {
 	// Self is this node's identity, as the transport authenticates it to peers.
-	Self PartyID
+	Self pki.NodeID
 	// Transport carries envelopes; the engine is its only reader.
 	Transport Transport
 	// Budget counts failures per party; nil means NewBudget(3).
@@ -103,7 +105,7 @@ type Engine struct {
 	earlyQ        []*earlyMsg // arrival order; dead entries are skipped
 	earlyCount    int
 	earlyBytes    int
-	earlyBy       map[PartyID]*senderUse
+	earlyBy       map[pki.NodeID]*senderUse
 
 	stop chan struct{}
 	done chan struct{}
@@ -125,7 +127,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		sessions: map[SessionID]*session{},
 		finished: map[SessionID]struct{}{},
 		early:    map[SessionID][]*earlyMsg{},
-		earlyBy:  map[PartyID]*senderUse{},
+		earlyBy:  map[pki.NodeID]*senderUse{},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -134,7 +136,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 }
 
 // Self returns the node identity of the engine.
-func (e *Engine) Self() PartyID { return e.cfg.Self }
+func (e *Engine) Self() pki.NodeID { return e.cfg.Self }
 
 // Budget returns the engine's failure budget (for a human to Clear parties).
 func (e *Engine) Budget() *Budget { return e.cfg.Budget }

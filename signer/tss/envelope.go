@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // Envelope is the unit sent between parties. Its fields are checked against
@@ -13,9 +15,9 @@ type Envelope struct {
 	Wallet    string
 	Session   SessionID
 	Type      string // tss-lib message type name, or one of this package's control types
-	From      PartyID
+	From      pki.NodeID
 	FromRole  Role
-	To        PartyID
+	To        pki.NodeID
 	ToRole    Role
 	Broadcast bool
 	Payload   []byte
@@ -125,9 +127,9 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	e.Wallet = r.str()
 	copy(e.Session[:], r.take(32))
 	e.Type = r.str()
-	e.From = PartyID(r.str())
+	e.From = pki.NodeID(r.str())
 	e.FromRole = Role(r.byte1())
-	e.To = PartyID(r.str())
+	e.To = pki.NodeID(r.str())
 	e.ToRole = Role(r.byte1())
 	flags := r.byte1()
 	pl := r.take(4)
@@ -165,7 +167,7 @@ func unmarshalEcho(b []byte) (echo, error) {
 	r := &reader{b: b}
 	var m echo
 	m.Type = r.str()
-	m.Sender.Node = PartyID(r.str())
+	m.Sender.Node = pki.NodeID(r.str())
 	m.Sender.Role = Role(r.byte1())
 	copy(m.Hash[:], r.take(32))
 	if r.err || len(r.b) != 0 || m.Sender.Role > RoleNew {

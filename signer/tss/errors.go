@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // Sentinel errors a caller branches on. AbortError wraps one of them.
@@ -37,7 +39,7 @@ type AbortError struct {
 	// Culprits are the nodes blamed for the abort; empty when none could be
 	// named. For ErrTimeout they are the parties this node still waited
 	// for (suspects, not proven: see Provable).
-	Culprits []PartyID
+	Culprits []pki.NodeID
 	Reason   string
 	// Err is one of the sentinels above, possibly wrapping a *tss-lib Error.
 	Err error
@@ -72,7 +74,7 @@ func (e *AbortError) Provable() bool {
 }
 
 // Culprit reports whether p is among the culprits.
-func (e *AbortError) Culprit(p PartyID) bool {
+func (e *AbortError) Culprit(p pki.NodeID) bool {
 	for _, c := range e.Culprits {
 		if c == p {
 			return true
@@ -81,9 +83,9 @@ func (e *AbortError) Culprit(p PartyID) bool {
 	return false
 }
 
-func uniqueSorted(ps []PartyID) []PartyID {
-	m := map[PartyID]bool{}
-	var out []PartyID
+func uniqueSorted(ps []pki.NodeID) []pki.NodeID {
+	m := map[pki.NodeID]bool{}
+	var out []pki.NodeID
 	for _, p := range ps {
 		if p != "" && !m[p] {
 			m[p] = true

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
@@ -22,11 +23,11 @@ const (
 	r3   = "binance.tsslib.ecdsa.signing.SignRound3Message"
 )
 
-var all3 = []tss.PartyID{"node1", "node2", "node3"}
+var all3 = []pki.NodeID{"node1", "node2", "node3"}
 
 // runWithFaults signs with all three members of the shared wallet while
 // node1's transport injects faults, and returns each member's result.
-func runWithFaults(t *testing.T, deadline time.Duration, faults ...*tsstest.Fault) map[tss.PartyID]result[*tss.Signature] {
+func runWithFaults(t *testing.T, deadline time.Duration, faults ...*tsstest.Fault) map[pki.NodeID]result[*tss.Signature] {
 	t.Helper()
 	c, shares := shared2of3(t)
 	c.faults["node1"].SetFaults(faults...)
@@ -38,7 +39,7 @@ func runWithFaults(t *testing.T, deadline time.Duration, faults ...*tsstest.Faul
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	done := make(chan map[tss.PartyID]result[*tss.Signature], 1)
+	done := make(chan map[pki.NodeID]result[*tss.Signature], 1)
 	go func() { done <- c.sign(ctx, shares, all3, digestOf(t.Name())) }()
 	select {
 	case res := <-done:
@@ -49,7 +50,7 @@ func runWithFaults(t *testing.T, deadline time.Duration, faults ...*tsstest.Faul
 	}
 }
 
-func wantRecovered(t *testing.T, res map[tss.PartyID]result[*tss.Signature]) {
+func wantRecovered(t *testing.T, res map[pki.NodeID]result[*tss.Signature]) {
 	t.Helper()
 	_, shares := shared2of3(t)
 	d := digestOf(t.Name())
@@ -64,7 +65,7 @@ func wantRecovered(t *testing.T, res map[tss.PartyID]result[*tss.Signature]) {
 // wantAbort checks that every member aborted with a typed error, that at
 // least one of them detected the fault with sentinel want naming culprit,
 // and that nobody blamed an innocent party.
-func wantAbort(t *testing.T, res map[tss.PartyID]result[*tss.Signature], culprit tss.PartyID, want ...error) {
+func wantAbort(t *testing.T, res map[pki.NodeID]result[*tss.Signature], culprit pki.NodeID, want ...error) {
 	t.Helper()
 	detected := false
 	for id, r := range res {
@@ -93,7 +94,7 @@ func wantAbort(t *testing.T, res map[tss.PartyID]result[*tss.Signature], culprit
 
 func TestFaultDelayRecovers(t *testing.T) {
 	wantRecovered(t, runWithFaults(t, testDeadline, &tsstest.Fault{Kind: tsstest.Delay, Delay: 300 * time.Millisecond, Times: 3,
-		Match: func(to tss.PartyID, _ *tss.Envelope) bool { return to == "node2" }}))
+		Match: func(to pki.NodeID, _ *tss.Envelope) bool { return to == "node2" }}))
 }
 
 func TestFaultDuplicateRecovers(t *testing.T) {
@@ -123,7 +124,7 @@ func TestFaultTamperAbortsWithCulprit(t *testing.T) {
 	res := runWithFaults(t, testDeadline, &tsstest.Fault{Kind: tsstest.Tamper, Match: tsstest.MatchType(r1m2, "node2")})
 	wantAbort(t, res, "node1", tss.ErrEquivocation, tss.ErrBadMessage, tss.ErrProtocol)
 	charged := 0
-	for _, id := range []tss.PartyID{"node2", "node3"} {
+	for _, id := range []pki.NodeID{"node2", "node3"} {
 		charged += c.engines[id].Budget().Failures("node1")
 	}
 	if charged == 0 {
@@ -144,14 +145,14 @@ func TestReplayAcrossSessionsDropped(t *testing.T) {
 	c, shares := shared2of3(t)
 	sessA, sessB := tss.NewSessionID(), tss.NewSessionID()
 	c.faults["node1"].SetFaults(&tsstest.Fault{Kind: tsstest.Replay, Times: 4,
-		Match: func(to tss.PartyID, env *tss.Envelope) bool { return to == "node2" && env.Session == sessB }})
+		Match: func(to pki.NodeID, env *tss.Envelope) bool { return to == "node2" && env.Session == sessB }})
 	t.Cleanup(func() { c.faults["node1"].SetFaults() })
 	before := c.engines["node2"].Stats()
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
 	dA, dB := digestOf("A"), digestOf("B")
 	type both struct{ a, b result[*tss.Signature] }
-	res := parallel(all3, func(id tss.PartyID) (both, error) {
+	res := parallel(all3, func(id pki.NodeID) (both, error) {
 		out := make(chan result[*tss.Signature], 1)
 		go func() {
 			s, err := c.engines[id].Sign(ctx, shares[id], tss.SignParams{Session: sessA, Signers: all3, Digest: dA})
@@ -178,35 +179,35 @@ func TestQuarantineRefusesSessions(t *testing.T) {
 	e := c.engines["node2"]
 	t.Cleanup(func() { e.Budget().Clear("node1") })
 	for i := 0; i < 3; i++ {
-		e.Budget().Record([]tss.PartyID{"node1"})
+		e.Budget().Record([]pki.NodeID{"node1"})
 	}
-	_, err := e.Sign(context.Background(), shares["node2"], tss.SignParams{Session: tss.NewSessionID(), Signers: []tss.PartyID{"node1", "node2"}})
+	_, err := e.Sign(context.Background(), shares["node2"], tss.SignParams{Session: tss.NewSessionID(), Signers: []pki.NodeID{"node1", "node2"}})
 	if !errors.Is(err, tss.ErrQuarantined) {
 		t.Fatalf("want ErrQuarantined, got %v", err)
 	}
 	// Without node1 signing still works; after a human clears it, with node1 too.
 	d := digestOf("quarantine")
-	c.mustSign(t, shares, []tss.PartyID{"node2", "node3"}, d)
+	c.mustSign(t, shares, []pki.NodeID{"node2", "node3"}, d)
 	e.Budget().Clear("node1")
-	c.mustSign(t, shares, []tss.PartyID{"node1", "node2"}, d)
+	c.mustSign(t, shares, []pki.NodeID{"node1", "node2"}, d)
 }
 
 func TestBudget(t *testing.T) {
 	b := tss.NewBudget(2)
-	if q := b.Record([]tss.PartyID{"a", "b", "a"}); len(q) != 0 {
+	if q := b.Record([]pki.NodeID{"a", "b", "a"}); len(q) != 0 {
 		t.Fatalf("quarantined after one failure: %v", q)
 	}
-	if q := b.Record([]tss.PartyID{"a"}); len(q) != 1 || q[0] != "a" {
+	if q := b.Record([]pki.NodeID{"a"}); len(q) != 1 || q[0] != "a" {
 		t.Fatalf("want a quarantined, got %v", q)
 	}
-	if err := b.Check([]tss.PartyID{"b", "a"}); !errors.Is(err, tss.ErrQuarantined) {
+	if err := b.Check([]pki.NodeID{"b", "a"}); !errors.Is(err, tss.ErrQuarantined) {
 		t.Fatalf("check: %v", err)
 	}
-	if err := b.Check([]tss.PartyID{"b"}); err != nil {
+	if err := b.Check([]pki.NodeID{"b"}); err != nil {
 		t.Fatal(err)
 	}
 	b.Clear("a")
-	if err := b.Check([]tss.PartyID{"a"}); err != nil || b.Failures("a") != 0 {
+	if err := b.Check([]pki.NodeID{"a"}); err != nil || b.Failures("a") != 0 {
 		t.Fatalf("clear: %v", err)
 	}
 }
@@ -247,8 +248,8 @@ func TestUnauthenticatedAndForeignDropped(t *testing.T) {
 	// node2 starts the session the non-member's envelope was held for.
 	ctx2, cancel := context.WithTimeout(ctx, testDeadline)
 	defer cancel()
-	res := parallel([]tss.PartyID{"node1", "node2"}, func(id tss.PartyID) (*tss.Signature, error) {
-		return c.engines[id].Sign(ctx2, shares[id], tss.SignParams{Session: sess, Signers: []tss.PartyID{"node1", "node2"}, Digest: digestOf("x")})
+	res := parallel([]pki.NodeID{"node1", "node2"}, func(id pki.NodeID) (*tss.Signature, error) {
+		return c.engines[id].Sign(ctx2, shares[id], tss.SignParams{Session: sess, Signers: []pki.NodeID{"node1", "node2"}, Digest: digestOf("x")})
 	})
 	for id, r := range res {
 		if r.err != nil {
@@ -259,7 +260,7 @@ func TestUnauthenticatedAndForeignDropped(t *testing.T) {
 		t.Fatal("non-member envelope not counted")
 	}
 	// A finished session ID is never reused (signing state is not resumed).
-	_, err := c.engines["node2"].Sign(ctx, shares["node2"], tss.SignParams{Session: sess, Signers: []tss.PartyID{"node1", "node2"}})
+	_, err := c.engines["node2"].Sign(ctx, shares["node2"], tss.SignParams{Session: sess, Signers: []pki.NodeID{"node1", "node2"}})
 	if !errors.Is(err, tss.ErrSessionReused) {
 		t.Fatalf("reused session: %v", err)
 	}

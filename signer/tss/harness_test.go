@@ -10,6 +10,7 @@ import (
 
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
@@ -31,16 +32,16 @@ const testDeadline = tsstest.Deadline
 
 type cluster struct {
 	net     *tss.MemNetwork
-	engines map[tss.PartyID]*tss.Engine
-	faults  map[tss.PartyID]*tsstest.FaultTransport
+	engines map[pki.NodeID]*tss.Engine
+	faults  map[pki.NodeID]*tsstest.FaultTransport
 	events  chan tss.Event
 }
 
-func nodes(n int) []tss.PartyID { return tsstest.Nodes("node", n) }
+func nodes(n int) []pki.NodeID { return tsstest.Nodes("node", n) }
 
-func newCluster(t testing.TB, ids []tss.PartyID) *cluster {
-	c := &cluster{net: tss.NewMemNetwork(), engines: map[tss.PartyID]*tss.Engine{},
-		faults: map[tss.PartyID]*tsstest.FaultTransport{}, events: make(chan tss.Event, 1024)}
+func newCluster(t testing.TB, ids []pki.NodeID) *cluster {
+	c := &cluster{net: tss.NewMemNetwork(), engines: map[pki.NodeID]*tss.Engine{},
+		faults: map[pki.NodeID]*tsstest.FaultTransport{}, events: make(chan tss.Event, 1024)}
 	for _, id := range ids {
 		c.add(t, id)
 	}
@@ -49,8 +50,8 @@ func newCluster(t testing.TB, ids []tss.PartyID) *cluster {
 
 // add starts an engine for id whose outgoing traffic goes through a
 // FaultTransport (no faults until a test sets some).
-func (c *cluster) add(t testing.TB, id tss.PartyID) *tss.Engine {
-	com := tsstest.NewCommittee(t, []tss.PartyID{id}, func(id tss.PartyID) tss.Transport {
+func (c *cluster) add(t testing.TB, id pki.NodeID) *tss.Engine {
+	com := tsstest.NewCommittee(t, []pki.NodeID{id}, func(id pki.NodeID) tss.Transport {
 		tr := tsstest.Wrap(c.net.Endpoint(id))
 		c.faults[id] = tr
 		return tr
@@ -67,21 +68,21 @@ func (c *cluster) add(t testing.TB, id tss.PartyID) *tss.Engine {
 }
 
 type result[T any] struct {
-	id  tss.PartyID
+	id  pki.NodeID
 	val T
 	err error
 }
 
 // parallel runs f for every id concurrently and returns results by id.
-func parallel[T any](ids []tss.PartyID, f func(tss.PartyID) (T, error)) map[tss.PartyID]result[T] {
-	out := map[tss.PartyID]result[T]{}
+func parallel[T any](ids []pki.NodeID, f func(pki.NodeID) (T, error)) map[pki.NodeID]result[T] {
+	out := map[pki.NodeID]result[T]{}
 	for id, r := range tsstest.Parallel(ids, f) {
 		out[id] = result[T]{id, r.Val, r.Err}
 	}
 	return out
 }
 
-func (c *cluster) keygen(t testing.TB, wallet string, ids []tss.PartyID, threshold int, pre map[tss.PartyID]*keygen.LocalPreParams) map[tss.PartyID]*tss.Share {
+func (c *cluster) keygen(t testing.TB, wallet string, ids []pki.NodeID, threshold int, pre map[pki.NodeID]*keygen.LocalPreParams) map[pki.NodeID]*tss.Share {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
@@ -93,14 +94,14 @@ func (c *cluster) keygen(t testing.TB, wallet string, ids []tss.PartyID, thresho
 	return shares
 }
 
-func (c *cluster) sign(ctx context.Context, shares map[tss.PartyID]*tss.Share, signers []tss.PartyID, digest [32]byte) map[tss.PartyID]result[*tss.Signature] {
+func (c *cluster) sign(ctx context.Context, shares map[pki.NodeID]*tss.Share, signers []pki.NodeID, digest [32]byte) map[pki.NodeID]result[*tss.Signature] {
 	sess := tss.NewSessionID()
-	return parallel(signers, func(id tss.PartyID) (*tss.Signature, error) {
+	return parallel(signers, func(id pki.NodeID) (*tss.Signature, error) {
 		return c.engines[id].Sign(ctx, shares[id], tss.SignParams{Session: sess, Signers: signers, Digest: digest})
 	})
 }
 
-func (c *cluster) mustSign(t testing.TB, shares map[tss.PartyID]*tss.Share, signers []tss.PartyID, digest [32]byte) *tss.Signature {
+func (c *cluster) mustSign(t testing.TB, shares map[pki.NodeID]*tss.Share, signers []pki.NodeID, digest [32]byte) *tss.Signature {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
@@ -117,8 +118,8 @@ func (c *cluster) mustSign(t testing.TB, shares map[tss.PartyID]*tss.Share, sign
 	return sig
 }
 
-func preFor(ids []tss.PartyID, offset int) map[tss.PartyID]*keygen.LocalPreParams {
-	m := map[tss.PartyID]*keygen.LocalPreParams{}
+func preFor(ids []pki.NodeID, offset int) map[pki.NodeID]*keygen.LocalPreParams {
+	m := map[pki.NodeID]*keygen.LocalPreParams{}
 	for i, id := range ids {
 		m[id] = fixtures[(offset+i)%len(fixtures)]
 	}
@@ -131,10 +132,10 @@ func digestOf(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 var (
 	sharedOnce    sync.Once
 	sharedCluster *cluster
-	sharedShares  map[tss.PartyID]*tss.Share
+	sharedShares  map[pki.NodeID]*tss.Share
 )
 
-func shared2of3(t testing.TB) (*cluster, map[tss.PartyID]*tss.Share) {
+func shared2of3(t testing.TB) (*cluster, map[pki.NodeID]*tss.Share) {
 	t.Helper()
 	sharedOnce.Do(func() {
 		ids := nodes(3)

@@ -5,11 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-)
 
-// PartyID names a signer node. It is the identity the transport
-// authenticates (for example the mTLS certificate's subject).
-type PartyID string
+	"github.com/custody-dev/custody/pki"
+)
 
 // SessionID is the 256-bit identifier of one protocol run. It is fixed before
 // the run (in production: in the ledger claim) and never reused.
@@ -69,7 +67,7 @@ func (r Role) String() string {
 
 // partyRef is one protocol participant: a node speaking in a role.
 type partyRef struct {
-	Node PartyID
+	Node pki.NodeID
 	Role Role
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/preparams"
 )
 
@@ -15,8 +16,8 @@ import (
 type KeygenParams struct {
 	Wallet    string
 	Session   SessionID
-	Committee []PartyID // all n members, self included
-	Threshold int       // t: any t+1 members sign; 1 <= t < n
+	Committee []pki.NodeID // all n members, self included
+	Threshold int          // t: any t+1 members sign; 1 <= t < n
 }
 
 // Keygen runs distributed key generation with this node's pre-params, checks
@@ -41,9 +42,9 @@ func (e *Engine) Keygen(ctx context.Context, p KeygenParams, pre *keygen.LocalPr
 	if err := e.checkUnused(p.Session); err != nil {
 		return nil, err
 	}
-	var members []Member
+	var members []Party
 	for _, node := range p.Committee {
-		members = append(members, Member{Node: node, Key: partyKey(p.Wallet, p.Session, node, RoleMain).Bytes()})
+		members = append(members, Party{Node: node, Key: partyKey(p.Wallet, p.Session, node, RoleMain).Bytes()})
 	}
 	sortMembers(members)
 	sorted, self, byNode := sortedPIDs(members, e.cfg.Self)
@@ -86,16 +87,16 @@ func (e *Engine) Keygen(ctx context.Context, p KeygenParams, pre *keygen.LocalPr
 
 // testSubsets returns two different t+1 subsets (first and last members);
 // when n == t+1 there is only one.
-func testSubsets(members []Member, t int) [][]PartyID {
-	var first, last []PartyID
+func testSubsets(members []Party, t int) [][]pki.NodeID {
+	var first, last []pki.NodeID
 	for i := 0; i <= t; i++ {
 		first = append(first, members[i].Node)
 		last = append(last, members[len(members)-1-t+i].Node)
 	}
 	if len(members) == t+1 {
-		return [][]PartyID{first}
+		return [][]pki.NodeID{first}
 	}
-	return [][]PartyID{first, last}
+	return [][]pki.NodeID{first, last}
 }
 
 func derivedSession(parent SessionID, label string, i int) SessionID {
@@ -107,7 +108,7 @@ func testDigest(parent SessionID, label string, i int) [32]byte {
 }
 
 // testSign signs a fixed digest with each subset this node belongs to.
-func (e *Engine) testSign(ctx context.Context, share *Share, parent SessionID, subsets [][]PartyID) error {
+func (e *Engine) testSign(ctx context.Context, share *Share, parent SessionID, subsets [][]pki.NodeID) error {
 	for i, sub := range subsets {
 		in := false
 		for _, n := range sub {

@@ -9,6 +9,7 @@ import (
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/resharing"
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/preparams"
 )
 
@@ -19,9 +20,9 @@ type ReshareParams struct {
 	// Old is the wallet's current public description (from the ledger).
 	Old WalletInfo
 	// OldSigners are the old members taking part: at least Old.Threshold+1.
-	OldSigners []PartyID
+	OldSigners []pki.NodeID
 	// New is the new committee and NewThreshold its t.
-	New          []PartyID
+	New          []pki.NodeID
 	NewThreshold int
 	// OnRetire is called on old members once the new committee has
 	// test-signed: it must destroy the old sealed share (and the caller logs
@@ -67,26 +68,26 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 			return nil, fmt.Errorf("tss: reshare: %w", err)
 		}
 	}
-	if err := e.cfg.Budget.Check(append(append([]PartyID{}, p.OldSigners...), p.New...)); err != nil {
+	if err := e.cfg.Budget.Check(append(append([]pki.NodeID{}, p.OldSigners...), p.New...)); err != nil {
 		return nil, err
 	}
 	if err := e.checkUnused(p.Session); err != nil {
 		return nil, err
 	}
-	oldKeys := map[PartyID][]byte{}
+	oldKeys := map[pki.NodeID][]byte{}
 	for _, m := range p.Old.Members {
 		oldKeys[m.Node] = m.Key
 	}
-	var oldMembers, newMembers []Member
+	var oldMembers, newMembers []Party
 	for _, n := range p.OldSigners {
 		k, ok := oldKeys[n]
 		if !ok {
 			return nil, fmt.Errorf("%w: %s is not an old member", ErrBadParams, n)
 		}
-		oldMembers = append(oldMembers, Member{Node: n, Key: k})
+		oldMembers = append(oldMembers, Party{Node: n, Key: k})
 	}
 	for _, n := range p.New {
-		newMembers = append(newMembers, Member{Node: n, Key: partyKey(p.Old.Wallet, p.Session, n, RoleNew).Bytes()})
+		newMembers = append(newMembers, Party{Node: n, Key: partyKey(p.Old.Wallet, p.Session, n, RoleNew).Bytes()})
 	}
 	sortMembers(newMembers)
 	oldSorted, oldSelf, oldBy := sortedPIDs(oldMembers, self)
@@ -134,7 +135,7 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 	}
 
 	var newShare *Share
-	signers := make([]PartyID, 0, p.NewThreshold+1)
+	signers := make([]pki.NodeID, 0, p.NewThreshold+1)
 	for i := 0; i <= p.NewThreshold; i++ {
 		signers = append(signers, newMembers[i].Node)
 	}
@@ -193,13 +194,13 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 			}
 		}
 		old.retire()
-		e.emit(Event{Kind: EventShareRetired, Session: p.Session, Wallet: p.Old.Wallet, Parties: []PartyID{self},
+		e.emit(Event{Kind: EventShareRetired, Session: p.Session, Wallet: p.Old.Wallet, Parties: []pki.NodeID{self},
 			Detail: "old share destroyed after the new committee test-signed"})
 	}
 	return newShare, nil
 }
 
-func contains(ps []PartyID, p PartyID) bool {
+func contains(ps []pki.NodeID, p pki.NodeID) bool {
 	for _, x := range ps {
 		if x == p {
 			return true
@@ -209,11 +210,11 @@ func contains(ps []PartyID, p PartyID) bool {
 }
 
 // sameMembers reports whether a and b map the same nodes to the same keys.
-func sameMembers(a, b []Member) bool {
+func sameMembers(a, b []Party) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	keys := make(map[PartyID][]byte, len(a))
+	keys := make(map[pki.NodeID][]byte, len(a))
 	for _, m := range a {
 		keys[m.Node] = m.Key
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
@@ -17,7 +18,7 @@ func TestKeygenSign3of5(t *testing.T) {
 	c := newCluster(t, ids)
 	shares := c.keygen(t, "wallet-3of5", ids, 2, preFor(ids, 0))
 	d := digestOf("3of5")
-	sig := c.mustSign(t, shares, []tss.PartyID{"node2", "node4", "node5"}, d)
+	sig := c.mustSign(t, shares, []pki.NodeID{"node2", "node4", "node5"}, d)
 	tsstest.VerifySignature(t, sig, shares["node1"].PubKey, d)
 }
 
@@ -30,12 +31,12 @@ func TestReshare2of3To3of4(t *testing.T) {
 	old := c.keygen(t, "wallet-reshare", oldIDs, 1, preFor(oldIDs, 0))
 	info := old["node1"].Info()
 	var mu sync.Mutex
-	retired := map[tss.PartyID]bool{}
+	retired := map[pki.NodeID]bool{}
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
 	sess := tss.NewSessionID()
 	newPre := preFor(newIDs, 5)
-	res := parallel(newIDs, func(id tss.PartyID) (*tss.Share, error) {
+	res := parallel(newIDs, func(id pki.NodeID) (*tss.Share, error) {
 		return c.engines[id].Reshare(ctx, tss.ReshareParams{
 			Session: sess, Old: info, OldSigners: oldIDs, New: newIDs, NewThreshold: 2,
 			OnRetire: func(s *tss.Share) error {
@@ -49,7 +50,7 @@ func TestReshare2of3To3of4(t *testing.T) {
 			},
 		}, old[id], newPre[id])
 	})
-	shares := map[tss.PartyID]*tss.Share{}
+	shares := map[pki.NodeID]*tss.Share{}
 	for id, r := range res {
 		if r.err != nil {
 			t.Fatalf("reshare %s: %v", id, r.err)
@@ -65,9 +66,9 @@ func TestReshare2of3To3of4(t *testing.T) {
 		}
 	}
 	d := digestOf("after reshare")
-	tsstest.VerifySignature(t, c.mustSign(t, shares, []tss.PartyID{"node1", "node3", "node4"}, d), info.PubKey, d)
+	tsstest.VerifySignature(t, c.mustSign(t, shares, []pki.NodeID{"node1", "node3", "node4"}, d), info.PubKey, d)
 	// Old shares can no longer sign, alone or in any subset.
-	_, err := c.engines["node1"].Sign(ctx, old["node1"], tss.SignParams{Session: tss.NewSessionID(), Signers: []tss.PartyID{"node1", "node2"}, Digest: d})
+	_, err := c.engines["node1"].Sign(ctx, old["node1"], tss.SignParams{Session: tss.NewSessionID(), Signers: []pki.NodeID{"node1", "node2"}, Digest: d})
 	if !errors.Is(err, tss.ErrShareRetired) {
 		t.Fatalf("old share signed or wrong error: %v", err)
 	}
@@ -75,7 +76,7 @@ func TestReshare2of3To3of4(t *testing.T) {
 		t.Fatalf("retired share still serialises: %v", err)
 	}
 	// Fewer than t+1 = 3 new signers are refused.
-	_, err = c.engines["node1"].Sign(ctx, shares["node1"], tss.SignParams{Session: tss.NewSessionID(), Signers: []tss.PartyID{"node1", "node2"}, Digest: d})
+	_, err = c.engines["node1"].Sign(ctx, shares["node1"], tss.SignParams{Session: tss.NewSessionID(), Signers: []pki.NodeID{"node1", "node2"}, Digest: d})
 	if !errors.Is(err, tss.ErrBadParams) {
 		t.Fatalf("2 signers of a 3-of-4: %v", err)
 	}
@@ -110,7 +111,7 @@ func TestSoakSignaturesNoRepeatedR(t *testing.T) {
 
 func signMany(t *testing.T, n int) {
 	c, shares := shared2of3(t)
-	subsets := [][]tss.PartyID{{"node1", "node2"}, {"node1", "node3"}, {"node2", "node3"}}
+	subsets := [][]pki.NodeID{{"node1", "node2"}, {"node1", "node3"}, {"node2", "node3"}}
 	seen := map[[32]byte]int{}
 	for i := 0; i < n; i++ {
 		d := digestOf("same digest") // same message every time: R must still differ

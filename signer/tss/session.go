@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
+	"github.com/custody-dev/custody/pki"
 )
 
 // OutboundHook sees every envelope a session sends. It must call send (now
@@ -157,7 +158,7 @@ func (s *session) deliver(d Delivery) {
 }
 
 func (s *session) abort(err error, reason string, culprits ...partyRef) *AbortError {
-	nodes := make([]PartyID, 0, len(culprits))
+	nodes := make([]pki.NodeID, 0, len(culprits))
 	for _, c := range culprits {
 		nodes = append(nodes, c.Node)
 	}
@@ -686,7 +687,7 @@ func short(typ string) string {
 // partyKey derives the tss-lib party key of node in a role for a wallet and
 // the session that creates the share. tss-lib hashes all party keys into
 // its proofs' ssid, so this binds keygen and resharing proofs to the session.
-func partyKey(wallet string, session SessionID, node PartyID, role Role) *big.Int {
+func partyKey(wallet string, session SessionID, node pki.NodeID, role Role) *big.Int {
 	h := sha256.New()
 	h.Write([]byte("custody/tss/party-key/v1\x00"))
 	h.Write([]byte(wallet))

@@ -12,25 +12,26 @@ import (
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/custody-dev/custody/pki"
 )
 
 // ShareFormatVersion is the serialisation version of Share; it is also bound
 // into the sealing AAD by the share store.
 const ShareFormatVersion = 2
 
-// Member is one committee member of a wallet: its node and tss-lib party key.
-type Member struct {
-	Node PartyID `json:"node"`
-	Key  []byte  `json:"key"`
+// Party is one committee member of a wallet: its node and tss-lib party key.
+type Party struct {
+	Node pki.NodeID `json:"node"`
+	Key  []byte     `json:"key"`
 }
 
 // WalletInfo is the public description of a wallet's current committee. New
 // committee members of a reshare get it from the ledger.
 type WalletInfo struct {
-	Wallet    string   `json:"wallet"`
-	Threshold int      `json:"threshold"` // t: any t+1 members sign
-	Members   []Member `json:"members"`   // sorted by node
-	PubKey    []byte   `json:"pubkey"`    // 33-byte compressed secp256k1
+	Wallet    string  `json:"wallet"`
+	Threshold int     `json:"threshold"` // t: any t+1 members sign
+	Members   []Party `json:"members"`   // sorted by node
+	PubKey    []byte  `json:"pubkey"`    // 33-byte compressed secp256k1
 }
 
 // Share is one node's key share of a wallet: public committee data plus the
@@ -38,7 +39,7 @@ type WalletInfo struct {
 // is sealed by the share store.
 type Share struct {
 	WalletInfo
-	Self PartyID
+	Self pki.NodeID
 	Data keygen.LocalPartySaveData
 
 	mu      sync.Mutex
@@ -48,7 +49,7 @@ type Share struct {
 type shareJSON struct {
 	Version int                       `json:"version"`
 	Info    WalletInfo                `json:"info"`
-	Self    PartyID                   `json:"self"`
+	Self    pki.NodeID                `json:"self"`
 	Data    keygen.LocalPartySaveData `json:"data"`
 }
 
@@ -93,7 +94,7 @@ func (s *Share) validate() error {
 	}
 	// Members must be distinct nodes with distinct keys, each key one of
 	// the save data's share IDs.
-	nodes, keys := map[PartyID]bool{}, map[string]bool{}
+	nodes, keys := map[pki.NodeID]bool{}, map[string]bool{}
 	ks := map[string]bool{}
 	for _, k := range d.Ks {
 		if k != nil {
@@ -208,9 +209,9 @@ func resultDigest(d *keygen.LocalPartySaveData) []byte {
 
 // sortedPIDs builds tss-lib party IDs for members, indexed as tss-lib sorts
 // them (by key), and returns the ID for self if present.
-func sortedPIDs(members []Member, self PartyID) (tsslib.SortedPartyIDs, *tsslib.PartyID, map[PartyID]*tsslib.PartyID) {
+func sortedPIDs(members []Party, self pki.NodeID) (tsslib.SortedPartyIDs, *tsslib.PartyID, map[pki.NodeID]*tsslib.PartyID) {
 	var un tsslib.UnSortedPartyIDs
-	byNode := map[PartyID]*tsslib.PartyID{}
+	byNode := map[pki.NodeID]*tsslib.PartyID{}
 	for _, m := range members {
 		pid := tsslib.NewPartyID(string(m.Node), string(m.Node), new(big.Int).SetBytes(m.Key))
 		un = append(un, pid)
@@ -220,12 +221,12 @@ func sortedPIDs(members []Member, self PartyID) (tsslib.SortedPartyIDs, *tsslib.
 	return sorted, byNode[self], byNode
 }
 
-func sortMembers(ms []Member) {
+func sortMembers(ms []Party) {
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Node < ms[j].Node })
 }
 
-func checkCommittee(nodes []PartyID, self PartyID, needSelf bool) error {
-	seen := map[PartyID]bool{}
+func checkCommittee(nodes []pki.NodeID, self pki.NodeID, needSelf bool) error {
+	seen := map[pki.NodeID]bool{}
 	in := false
 	for _, n := range nodes {
 		if n == "" || seen[n] {

@@ -11,6 +11,7 @@ import (
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
+	"github.com/custody-dev/custody/pki"
 )
 
 // Signature is a verified, low-S secp256k1 ECDSA signature.
@@ -35,7 +36,7 @@ type SignParams struct {
 	// Session is the fresh 256-bit ID fixed for this signature (ledger claim).
 	Session SessionID
 	// Signers are the t+1 (or more) members taking part, self included.
-	Signers []PartyID
+	Signers []pki.NodeID
 	// Digest is the 32-byte message hash to sign.
 	Digest [32]byte
 	// Hook, if set, sees every outgoing envelope (presignature pool, #7).
@@ -70,17 +71,17 @@ func (e *Engine) sign(ctx context.Context, share *Share, p SignParams, m *big.In
 	if err := e.checkUnused(p.Session); err != nil {
 		return nil, err
 	}
-	keys := map[PartyID][]byte{}
+	keys := map[pki.NodeID][]byte{}
 	for _, mb := range share.Members {
 		keys[mb.Node] = mb.Key
 	}
-	var members []Member
+	var members []Party
 	for _, n := range p.Signers {
 		k, ok := keys[n]
 		if !ok {
 			return nil, fmt.Errorf("%w: signer %s is not a member of wallet %s", ErrBadParams, n, share.Wallet)
 		}
-		members = append(members, Member{Node: n, Key: k})
+		members = append(members, Party{Node: n, Key: k})
 	}
 	sorted, self, byNode := sortedPIDs(members, e.cfg.Self)
 

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // Delivery is one received envelope together with the identity of the peer
 // the transport authenticated. Engines trust From, never Env.From.
 type Delivery struct {
-	From PartyID
+	From pki.NodeID
 	Env  *Envelope
 }
 
@@ -18,7 +20,7 @@ type Delivery struct {
 // sending node (mTLS in production) and report it in Delivery.From.
 type Transport interface {
 	// Send queues env for the node to. It may block until ctx is done.
-	Send(ctx context.Context, to PartyID, env *Envelope) error
+	Send(ctx context.Context, to pki.NodeID, env *Envelope) error
 	// Receive returns the channel of deliveries addressed to this node.
 	Receive() <-chan Delivery
 }
@@ -31,16 +33,16 @@ var ErrUnknownPeer = errors.New("tss: unknown peer")
 // is shared between sender and receiver.
 type MemNetwork struct {
 	mu    sync.Mutex
-	nodes map[PartyID]*MemTransport
+	nodes map[pki.NodeID]*MemTransport
 }
 
 // NewMemNetwork returns an empty in-memory network.
 func NewMemNetwork() *MemNetwork {
-	return &MemNetwork{nodes: make(map[PartyID]*MemTransport)}
+	return &MemNetwork{nodes: make(map[pki.NodeID]*MemTransport)}
 }
 
 // Endpoint returns the transport of node id, creating it on first use.
-func (n *MemNetwork) Endpoint(id PartyID) *MemTransport {
+func (n *MemNetwork) Endpoint(id pki.NodeID) *MemTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if t, ok := n.nodes[id]; ok {
@@ -54,17 +56,17 @@ func (n *MemNetwork) Endpoint(id PartyID) *MemTransport {
 // MemTransport is one node's endpoint on a MemNetwork.
 type MemTransport struct {
 	net   *MemNetwork
-	self  PartyID
+	self  pki.NodeID
 	inbox chan Delivery
 }
 
 var _ Transport = (*MemTransport)(nil)
 
 // Self returns the node this endpoint authenticates as.
-func (t *MemTransport) Self() PartyID { return t.self }
+func (t *MemTransport) Self() pki.NodeID { return t.self }
 
 // Send delivers env to node to, authenticated as this endpoint's node.
-func (t *MemTransport) Send(ctx context.Context, to PartyID, env *Envelope) error {
+func (t *MemTransport) Send(ctx context.Context, to pki.NodeID, env *Envelope) error {
 	t.net.mu.Lock()
 	dst, ok := t.net.nodes[to]
 	t.net.mu.Unlock()
@@ -80,7 +82,7 @@ func (t *MemTransport) Send(ctx context.Context, to PartyID, env *Envelope) erro
 
 // Inject delivers raw envelope bytes as if authenticated from node from.
 // Malformed bytes are delivered as a nil envelope so the engine counts them.
-func (t *MemTransport) Inject(ctx context.Context, from PartyID, raw []byte) error {
+func (t *MemTransport) Inject(ctx context.Context, from pki.NodeID, raw []byte) error {
 	env, err := UnmarshalEnvelope(raw)
 	if err != nil {
 		env = nil

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -31,7 +32,7 @@ const (
 // Fault selects envelopes and what to do with them.
 type Fault struct {
 	Kind  Kind
-	Match func(to tss.PartyID, env *tss.Envelope) bool // nil matches every envelope
+	Match func(to pki.NodeID, env *tss.Envelope) bool // nil matches every envelope
 	Delay time.Duration
 	// Mutate rewrites a copy of the envelope for the Mutate kind.
 	Mutate func(env *tss.Envelope)
@@ -47,13 +48,13 @@ type FaultTransport struct {
 
 	mu       sync.Mutex
 	faults   []*Fault
-	held     map[tss.PartyID][]*tss.Envelope
+	held     map[pki.NodeID][]*tss.Envelope
 	recorded []Sent
 }
 
 // Sent is one recorded outgoing envelope.
 type Sent struct {
-	To  tss.PartyID
+	To  pki.NodeID
 	Env *tss.Envelope
 }
 
@@ -61,7 +62,7 @@ var _ tss.Transport = (*FaultTransport)(nil)
 
 // Wrap returns a FaultTransport around inner with the given faults.
 func Wrap(inner tss.Transport, faults ...*Fault) *FaultTransport {
-	return &FaultTransport{inner: inner, faults: faults, held: map[tss.PartyID][]*tss.Envelope{}}
+	return &FaultTransport{inner: inner, faults: faults, held: map[pki.NodeID][]*tss.Envelope{}}
 }
 
 // SetFaults replaces the active faults (nil: none) and forgets held envelopes.
@@ -69,7 +70,7 @@ func (f *FaultTransport) SetFaults(faults ...*Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.faults = faults
-	f.held = map[tss.PartyID][]*tss.Envelope{}
+	f.held = map[pki.NodeID][]*tss.Envelope{}
 }
 
 // Recorded returns the envelopes sent so far.
@@ -89,7 +90,7 @@ func clone(env *tss.Envelope) *tss.Envelope {
 }
 
 // Send applies the first matching fault to env, then sends.
-func (f *FaultTransport) Send(ctx context.Context, to tss.PartyID, env *tss.Envelope) error {
+func (f *FaultTransport) Send(ctx context.Context, to pki.NodeID, env *tss.Envelope) error {
 	f.mu.Lock()
 	var fault *Fault
 	for _, x := range f.faults {
@@ -164,8 +165,8 @@ func (f *FaultTransport) Send(ctx context.Context, to tss.PartyID, env *tss.Enve
 
 // MatchType matches envelopes of one message type, optionally to one peer
 // ("" for any).
-func MatchType(typ string, to tss.PartyID) func(tss.PartyID, *tss.Envelope) bool {
-	return func(dst tss.PartyID, env *tss.Envelope) bool {
+func MatchType(typ string, to pki.NodeID) func(pki.NodeID, *tss.Envelope) bool {
+	return func(dst pki.NodeID, env *tss.Envelope) bool {
 		return env.Type == typ && (to == "" || dst == to)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss"
 )
@@ -57,26 +58,26 @@ func Fixtures(t testing.TB) []*keygen.LocalPreParams {
 }
 
 // Nodes returns n node IDs prefix1 … prefixN.
-func Nodes(prefix string, n int) []tss.PartyID {
-	out := make([]tss.PartyID, n)
+func Nodes(prefix string, n int) []pki.NodeID {
+	out := make([]pki.NodeID, n)
 	for i := range out {
-		out[i] = tss.PartyID(fmt.Sprintf("%s%d", prefix, i+1))
+		out[i] = pki.NodeID(fmt.Sprintf("%s%d", prefix, i+1))
 	}
 	return out
 }
 
 // Result is one party's outcome of Parallel.
 type Result[T any] struct {
-	ID  tss.PartyID
+	ID  pki.NodeID
 	Val T
 	Err error
 }
 
 // Parallel runs f for every id concurrently and returns the results by id.
-func Parallel[T any](ids []tss.PartyID, f func(tss.PartyID) (T, error)) map[tss.PartyID]Result[T] {
+func Parallel[T any](ids []pki.NodeID, f func(pki.NodeID) (T, error)) map[pki.NodeID]Result[T] {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	out := make(map[tss.PartyID]Result[T], len(ids))
+	out := make(map[pki.NodeID]Result[T], len(ids))
 	for _, id := range ids {
 		wg.Go(func() {
 			v, err := f(id)
@@ -91,8 +92,8 @@ func Parallel[T any](ids []tss.PartyID, f func(tss.PartyID) (T, error)) map[tss.
 
 // Values returns the values of results, or the errors of the parties that
 // failed (joined, naming each party).
-func Values[T any](res map[tss.PartyID]Result[T]) (map[tss.PartyID]T, error) {
-	out := make(map[tss.PartyID]T, len(res))
+func Values[T any](res map[pki.NodeID]Result[T]) (map[pki.NodeID]T, error) {
+	out := make(map[pki.NodeID]T, len(res))
 	var errs []error
 	for id, r := range res {
 		if r.Err != nil {
@@ -105,16 +106,16 @@ func Values[T any](res map[tss.PartyID]Result[T]) (map[tss.PartyID]T, error) {
 
 // Committee is one engine per member node.
 type Committee struct {
-	IDs     []tss.PartyID
-	Engines map[tss.PartyID]*tss.Engine
+	IDs     []pki.NodeID
+	Engines map[pki.NodeID]*tss.Engine
 }
 
 // NewCommittee starts an engine for each id on the transport transport(id)
 // returns; configure, if not nil, adjusts each engine's Config (events,
 // budget, clock). Engines are closed at t's cleanup.
-func NewCommittee(t testing.TB, ids []tss.PartyID, transport func(tss.PartyID) tss.Transport, configure func(*tss.Config)) *Committee {
+func NewCommittee(t testing.TB, ids []pki.NodeID, transport func(pki.NodeID) tss.Transport, configure func(*tss.Config)) *Committee {
 	t.Helper()
-	c := &Committee{IDs: append([]tss.PartyID(nil), ids...), Engines: map[tss.PartyID]*tss.Engine{}}
+	c := &Committee{IDs: append([]pki.NodeID(nil), ids...), Engines: map[pki.NodeID]*tss.Engine{}}
 	for _, id := range ids {
 		cfg := tss.Config{Self: id, Transport: transport(id)}
 		if configure != nil {
@@ -133,7 +134,7 @@ func NewCommittee(t testing.TB, ids []tss.PartyID, transport func(tss.PartyID) t
 // Keygen runs one distributed keygen of wallet by the members ids (all of
 // c's members when nil) with threshold t; member i uses pre(i) (nil: the
 // fixtures in order, starting at 0). It returns the shares by node.
-func (c *Committee) Keygen(ctx context.Context, wallet string, ids []tss.PartyID, threshold int, pre func(i int) *keygen.LocalPreParams) (map[tss.PartyID]*tss.Share, error) {
+func (c *Committee) Keygen(ctx context.Context, wallet string, ids []pki.NodeID, threshold int, pre func(i int) *keygen.LocalPreParams) (map[pki.NodeID]*tss.Share, error) {
 	if ids == nil {
 		ids = c.IDs
 	}
@@ -144,12 +145,12 @@ func (c *Committee) Keygen(ctx context.Context, wallet string, ids []tss.PartyID
 		}
 		pre = func(i int) *keygen.LocalPreParams { return fx[i%len(fx)] }
 	}
-	index := map[tss.PartyID]int{}
+	index := map[pki.NodeID]int{}
 	for i, id := range ids {
 		index[id] = i
 	}
 	sess := tss.NewSessionID()
-	return Values(Parallel(ids, func(id tss.PartyID) (*tss.Share, error) {
+	return Values(Parallel(ids, func(id pki.NodeID) (*tss.Share, error) {
 		return c.Engines[id].Keygen(ctx, tss.KeygenParams{Wallet: wallet, Session: sess, Committee: ids, Threshold: threshold}, pre(index[id]))
 	}))
 }
@@ -157,10 +158,10 @@ func (c *Committee) Keygen(ctx context.Context, wallet string, ids []tss.PartyID
 // Keygen makes an n-member in-memory committee (node1 … nodeN on a fresh
 // MemNetwork) and runs a t-of-n keygen of wallet on it with the fixtures.
 // The committee's engines close at t's cleanup; the shares outlive them.
-func Keygen(t testing.TB, wallet string, n, threshold int) (map[tss.PartyID]*tss.Share, *Committee) {
+func Keygen(t testing.TB, wallet string, n, threshold int) (map[pki.NodeID]*tss.Share, *Committee) {
 	t.Helper()
 	net := tss.NewMemNetwork()
-	c := NewCommittee(t, Nodes("node", n), func(id tss.PartyID) tss.Transport { return net.Endpoint(id) }, nil)
+	c := NewCommittee(t, Nodes("node", n), func(id pki.NodeID) tss.Transport { return net.Endpoint(id) }, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), Deadline)
 	defer cancel()
 	shares, err := c.Keygen(ctx, wallet, nil, threshold, nil)

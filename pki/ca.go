@@ -1,10 +1,9 @@
-package raftnet
+package pki
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -14,9 +13,9 @@ import (
 	"time"
 )
 
-// CA is a minimal cluster certificate authority for devnets and tests. A
-// production cluster should issue node certificates from its own PKI; the
-// verification in this package only needs the CA certificate.
+// CA is the cluster certificate authority. Its key stays in memory; a
+// production cluster keeps it offline (the cluster-init ceremony writes it
+// with mode 0600 and O_EXCL) and only the CA certificate is needed to verify.
 type CA struct {
 	Cert *x509.Certificate
 	key  *ecdsa.PrivateKey
@@ -26,7 +25,7 @@ type CA struct {
 func NewCA(name string, now time.Time, validity time.Duration) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("raftnet: ca key: %w", err)
+		return nil, fmt.Errorf("pki: ca key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
@@ -39,11 +38,11 @@ func NewCA(name string, now time.Time, validity time.Duration) (*CA, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("raftnet: ca cert: %w", err)
+		return nil, fmt.Errorf("pki: ca cert: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("raftnet: ca cert: %w", err)
+		return nil, fmt.Errorf("pki: ca cert: %w", err)
 	}
 	return &CA{Cert: cert, key: key}, nil
 }
@@ -60,55 +59,57 @@ func (ca *CA) PEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
 }
 
-// IssueNode issues a node certificate whose CommonName is nodeID, valid for
-// server and client authentication, returning cert and key as PEM.
-func (ca *CA) IssueNode(nodeID string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	return ca.issue(nodeID, now, validity, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+// IssueNode issues a node certificate (RoleNode, server and client
+// authentication) whose CommonName is id, returning cert and key as PEM.
+func (ca *CA) IssueNode(id NodeID, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	return ca.Issue(RoleNode, string(id), now, validity)
 }
 
-func (ca *CA) issue(cn string, now time.Time, validity time.Duration, usage []x509.ExtKeyUsage) ([]byte, []byte, error) {
+// Issue issues a certificate of role for the principal id (CommonName),
+// returning cert and key as PEM. Nodes get server and client
+// authentication; backends and operators client authentication only.
+func (ca *CA) Issue(role Role, id string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if !role.valid() {
+		return nil, nil, fmt.Errorf("pki: unknown role %q", role)
+	}
+	if id == "" {
+		return nil, nil, fmt.Errorf("pki: %s certificate needs an ID", role)
+	}
+	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if role == RoleNode {
+		usage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("raftnet: node key: %w", err)
+		return nil, nil, fmt.Errorf("pki: %s key: %w", role, err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: cn},
+		Subject:      pkix.Name{CommonName: id, OrganizationalUnit: []string{string(role)}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  usage,
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	if role == RoleNode {
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("raftnet: node cert: %w", err)
+		return nil, nil, fmt.Errorf("pki: %s cert: %w", role, err)
 	}
 	kd, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("raftnet: node key: %w", err)
+		return nil, nil, fmt.Errorf("pki: %s key: %w", role, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), nil
 }
 
-// LoadConfig builds a Config from PEM-encoded node cert, key and CA.
-func LoadConfig(certPEM, keyPEM, caPEM []byte) (Config, error) {
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return Config{}, fmt.Errorf("raftnet: node key pair: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return Config{}, fmt.Errorf("raftnet: no CA certificate in PEM")
-	}
-	return Config{Cert: cert, CA: pool}, nil
-}
-
 func serial() *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		panic("raftnet: crypto/rand failed: " + err.Error())
+		panic("pki: crypto/rand failed: " + err.Error())
 	}
 	return n
 }

@@ -1,0 +1,202 @@
+package ledger
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// RequestCreate submits a withdrawal. The leader built the payload (unsigned
+// transaction), derived the withdrawal (asset, canonical destination,
+// amount) from it, allocated Nonce or chose Outpoints; the FSM evaluates
+// policy and records them, refusing a second allocation. The envelope's
+// actor is the initiator. A [Request] embeds the command as committed.
+type RequestCreate struct {
+	ID string `json:"id"`
+	policy.Withdrawal
+	Payload     []byte      `json:"payload"`
+	PayloadHash quorum.Hash `json:"payload_hash"`
+	Nonce       *uint64     `json:"nonce,omitempty"`
+	Outpoints   []string    `json:"outpoints,omitempty"`
+	ExpiresAt   time.Time   `json:"expires_at"`
+}
+
+// Type implements Command.
+func (RequestCreate) Type() string { return CmdRequestCreate }
+
+// sameAs reports whether c asks for exactly what the stored create asked for
+// (the expiry aside): a repeated create is idempotent only then. It compares
+// the canonical encodings, so a field added to the withdrawal or the create
+// command is compared without another edit here.
+func (c RequestCreate) sameAs(stored RequestCreate) bool {
+	c.ExpiresAt, stored.ExpiresAt = time.Time{}, time.Time{}
+	a, err1 := json.Marshal(c)
+	b, err2 := json.Marshal(stored)
+	return err1 == nil && err2 == nil && string(a) == string(b)
+}
+
+func nonceKey(wallet string, n uint64) string { return wallet + "/" + strconv.FormatUint(n, 10) }
+
+func (p RequestCreate) apply(t *txn) (applyOut, error) {
+	if old := t.request(p.ID); old != nil {
+		if !p.sameAs(old.RequestCreate) || old.Initiator != t.actor {
+			return applyOut{}, fmt.Errorf("%w: %q", ErrConflict, p.ID)
+		}
+		return applyOut{existing: true, req: old}, nil
+	}
+	if err := t.needGenesis(); err != nil {
+		return applyOut{}, err
+	}
+	switch {
+	case p.ID == "" || len(p.ID) > 128:
+		return applyOut{}, invalid("request ID must be 1..128 bytes")
+	case len(p.Payload) == 0 || p.PayloadHash == (quorum.Hash{}):
+		return applyOut{}, invalid("request needs payload and payload hash")
+	case !p.ExpiresAt.After(t.now):
+		return applyOut{}, invalid("request expiry %s is not after %s", p.ExpiresAt.UTC().Format(time.RFC3339), t.now.Format(time.RFC3339))
+	}
+	w := t.wallet(p.Wallet)
+	if w == nil {
+		return applyOut{}, fmt.Errorf("%w: wallet %q", ErrNotFound, p.Wallet)
+	}
+	if w.Chain != p.Chain || w.Network != p.Network {
+		return applyOut{}, invalid("wallet %q is on %s/%s, not %s/%s", w.ID, w.Chain, w.Network, p.Chain, p.Network)
+	}
+	if p.Nonce != nil {
+		if by := t.nonceHolder(nonceKey(p.Wallet, *p.Nonce)); by != "" {
+			return applyOut{}, fmt.Errorf("%w: nonce %d of %s held by %q", ErrAllocated, *p.Nonce, p.Wallet, by)
+		}
+	}
+	seen := map[string]bool{}
+	for _, op := range p.Outpoints {
+		if op == "" || seen[op] {
+			return applyOut{}, invalid("empty or repeated outpoint %q", op)
+		}
+		seen[op] = true
+		if by := t.outpointHolder(op); by != "" {
+			return applyOut{}, fmt.Errorf("%w: outpoint %s held by %q", ErrAllocated, op, by)
+		}
+	}
+	create := p
+	create.Payload, create.Outpoints, create.ExpiresAt = slices.Clone(p.Payload), slices.Clone(p.Outpoints), p.ExpiresAt.UTC()
+	r := &Request{RequestCreate: create, Initiator: t.actor, Approvals: []quorum.Approval{},
+		CreatedAt: t.now, CreatedIdx: t.index, UpdatedIdx: t.index}
+	r.Decision = policy.Evaluate(t.activeRules(), t.policyState(), r.PolicyRequest(), t.now)
+	if !r.Decision.Allowed {
+		// A denial is recorded (and audited) so the backend gets the same
+		// answer for the same request ID; nothing is allocated.
+		r.Status = StatusRejected
+	} else {
+		r.Status = StatusAwaitingApprovals
+		if p.Nonce != nil {
+			t.holdNonce(nonceKey(p.Wallet, *p.Nonce), r.ID)
+		}
+		for _, op := range r.Outpoints {
+			t.holdOutpoint(op, r.ID)
+		}
+	}
+	t.putRequest(r)
+	return applyOut{changed: true, subject: r.ID, req: r}, nil
+}
+
+// releaseAllocations frees a request's nonce and outpoints. Only for requests
+// that can never have been signed (never claimed or exported).
+func (t *txn) releaseAllocations(r *Request) {
+	if r.Nonce != nil && t.nonceHolder(nonceKey(r.Wallet, *r.Nonce)) == r.ID {
+		t.releaseNonce(nonceKey(r.Wallet, *r.Nonce))
+	}
+	for _, op := range r.Outpoints {
+		if t.outpointHolder(op) == r.ID {
+			t.releaseOutpoint(op)
+		}
+	}
+}
+
+func (t *txn) authorize(r *Request) policy.Decision {
+	return policy.Authorize(t.activeRules(), t.policyState(), t.registry(), r.PolicyRequest(), r.Approvals, t.now)
+}
+
+// Approve records one operator's signed approval or rejection.
+type Approve struct {
+	RequestID string          `json:"request_id"`
+	Approval  quorum.Approval `json:"approval"`
+}
+
+// Type implements Command.
+func (Approve) Type() string { return CmdApprove }
+
+func (p Approve) apply(t *txn) (applyOut, error) {
+	r := t.request(p.RequestID)
+	if r == nil {
+		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
+	}
+	if r.Status != StatusAwaitingApprovals {
+		return applyOut{}, fmt.Errorf("%w: %q is %s", ErrWrongStatus, r.ID, r.Status)
+	}
+	a := p.Approval
+	reg := t.registry()
+	// This approval alone must pass every check quorum.Count makes; an
+	// approval that would be ignored is refused instead of stored.
+	tally := quorum.Count(reg,
+		quorum.Subject{RequestID: r.ID, PayloadHash: r.PayloadHash, Initiator: r.Initiator},
+		quorum.Requirement{Required: 1, Roles: r.Decision.Roles}, []quorum.Approval{a}, t.now)
+	if len(tally.Ignored) > 0 {
+		return applyOut{}, fmt.Errorf("%w: %s", ErrApproval, tally.Ignored[0].Reason)
+	}
+	op := reg.Devices[a.DeviceID].OperatorID
+	for _, old := range r.Approvals {
+		if reg.Devices[old.DeviceID].OperatorID == op {
+			return applyOut{}, fmt.Errorf("%w: operator %q already answered %q", ErrApproval, op, r.ID)
+		}
+	}
+	r.Approvals = append(r.Approvals, a)
+	r.UpdatedIdx = t.index
+	d := t.authorize(r)
+	switch {
+	case d.Reason == policy.ReasonRejected:
+		r.Status = StatusRejected
+		r.Decision = d
+		t.releaseAllocations(r)
+	case d.Approved:
+		r.Status = StatusApproved
+		r.Decision = d
+	}
+	t.putRequest(r)
+	return applyOut{changed: true, subject: r.ID, req: r}, nil
+}
+
+// ExpireRequest expires a request whose ExpiresAt passed.
+type ExpireRequest struct {
+	RequestID string `json:"request_id"`
+}
+
+// Type implements Command.
+func (ExpireRequest) Type() string { return CmdExpire }
+
+func (p ExpireRequest) apply(t *txn) (applyOut, error) {
+	r := t.request(p.RequestID)
+	if r == nil {
+		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
+	}
+	switch r.Status {
+	case StatusAwaitingApprovals, StatusApproved, StatusExported:
+	default:
+		return applyOut{}, fmt.Errorf("%w: %q is %s", ErrWrongStatus, r.ID, r.Status)
+	}
+	if t.now.Before(r.ExpiresAt) {
+		return applyOut{}, invalid("%q expires at %s", r.ID, r.ExpiresAt.Format(time.RFC3339))
+	}
+	if r.Status != StatusExported {
+		// An exported bundle may be signed offline: its allocations stay.
+		t.releaseAllocations(r)
+	}
+	r.Status = StatusExpired
+	r.UpdatedIdx = t.index
+	t.putRequest(r)
+	return applyOut{changed: true, subject: r.ID, req: r}, nil
+}

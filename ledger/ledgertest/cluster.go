@@ -1,0 +1,312 @@
+package ledgertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+)
+
+// Raft timing generous enough for a loaded machine: tests run while other
+// packages' tests saturate both cores.
+const (
+	Heartbeat = 1500 * time.Millisecond
+	Election  = 1500 * time.Millisecond
+	Lease     = 750 * time.Millisecond
+	// Wait bounds every poll; it only limits hangs.
+	Wait = 2 * time.Minute
+)
+
+// Poll calls fn until it returns nil, failing t when Wait passes first.
+func Poll(t testing.TB, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v", what, err)
+		}
+		<-tick.C
+	}
+}
+
+// PKI is a throw-away cluster CA.
+type PKI struct {
+	CA *pki.CA
+}
+
+// NewPKI creates a cluster CA valid for a day.
+func NewPKI(t testing.TB) *PKI {
+	t.Helper()
+	ca, err := pki.NewCA("test cluster", time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &PKI{CA: ca}
+}
+
+// Node issues a node certificate for id and returns its identity.
+func (p *PKI) Node(t testing.TB, id pki.NodeID) pki.Identity {
+	t.Helper()
+	c, k, err := p.CA.IssueNode(id, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident, err := pki.LoadIdentity(c, k, p.CA.PEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ident
+}
+
+// Node is one ledger node of a Cluster. Store is nil while it is stopped.
+type Node struct {
+	ID    pki.NodeID
+	Dir   string
+	Addr  string
+	Store *ledger.Store
+	Fault *Fault
+}
+
+// Cluster is a set of ledger nodes on 127.0.0.1.
+type Cluster struct {
+	T     testing.TB
+	PKI   *PKI
+	Nodes []*Node
+	// Tune, if set, adjusts every node's config before Open (a clock,
+	// snapshot thresholds).
+	Tune func(*ledger.Config)
+}
+
+// Config is the test configuration of one node: generous raft timing, the
+// raft log on stderr when LEDGER_TEST_RAFTLOG is set.
+func Config(id pki.NodeID, dir string, stream raft.StreamLayer) ledger.Config {
+	cfg := ledger.Config{
+		NodeID: id, Dir: dir, Stream: stream,
+		HeartbeatTimeout: Heartbeat, ElectionTimeout: Election, LeaderLeaseTimeout: Lease,
+		ApplyTimeout: 20 * time.Second,
+	}
+	if os.Getenv("LEDGER_TEST_RAFTLOG") != "" {
+		cfg.RaftLog = os.Stderr
+	}
+	return cfg
+}
+
+// New starts size nodes n1..n<size>, bootstraps n1, joins the rest and
+// waits until they converge. tune (may be nil) adjusts every node's config.
+func New(t testing.TB, size int, tune func(*ledger.Config)) *Cluster {
+	t.Helper()
+	c := &Cluster{T: t, PKI: NewPKI(t), Tune: tune}
+	for i := 1; i <= size; i++ {
+		n := &Node{ID: pki.NodeID(fmt.Sprintf("n%d", i)), Dir: t.TempDir()}
+		c.StartNode(n, "127.0.0.1:0")
+		c.Nodes = append(c.Nodes, n)
+	}
+	if err := c.Nodes[0].Store.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitLeader(c.Nodes[:1])
+	for i, n := range c.Nodes[1:] {
+		c.OnLeaderAmong(c.Nodes[:i+1], func(l *ledger.Store) error { return l.Join(context.Background(), n.ID, n.Store.Addr()) })
+	}
+	c.WaitConverged(c.Nodes...)
+	return c
+}
+
+// StartNode opens (or reopens, keeping its directory) n listening on bind.
+// Its raft transport is wrapped in a Fault.
+func (c *Cluster) StartNode(n *Node, bind string) {
+	c.T.Helper()
+	stream, err := ledger.ListenStream(bind, c.PKI.Node(c.T, n.ID), nil)
+	if err != nil {
+		c.T.Fatalf("listen %s: %v", n.ID, err)
+	}
+	cfg := Config(n.ID, n.Dir, stream)
+	if c.Tune != nil {
+		c.Tune(&cfg)
+	}
+	n.Fault = nil
+	cfg.WrapTransport = func(tr raft.Transport) raft.Transport {
+		n.Fault = &Fault{Transport: tr}
+		return n.Fault
+	}
+	s, err := ledger.Open(cfg)
+	if err != nil {
+		c.T.Fatalf("open %s: %v", n.ID, err)
+	}
+	n.Store = s
+	n.Addr = s.Addr()
+	c.T.Cleanup(func() { _ = s.Close() })
+}
+
+// Stores returns the stores of the running nodes.
+func (c *Cluster) Stores() []*ledger.Store {
+	var out []*ledger.Store
+	for _, n := range c.Live() {
+		out = append(out, n.Store)
+	}
+	return out
+}
+
+// Live returns the running nodes.
+func (c *Cluster) Live() []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		if n.Store != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Others returns every node but x.
+func (c *Cluster) Others(x *Node) []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		if n != x {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Isolate cuts (or restores) every raft link of n in both directions.
+func (c *Cluster) Isolate(n *Node, on bool) {
+	n.Fault.SetIsolated(on)
+	for _, o := range c.Others(n) {
+		if o.Fault != nil {
+			o.Fault.SetBlocked(n.Addr, on)
+		}
+	}
+}
+
+// WaitLeader waits until exactly one of among (all running nodes when nil)
+// leads and the others agree on it, and returns it.
+func (c *Cluster) WaitLeader(among []*Node) *Node {
+	c.T.Helper()
+	if among == nil {
+		among = c.Live()
+	}
+	var leader *Node
+	Poll(c.T, "a leader", func() error {
+		leader = nil
+		for _, n := range among {
+			if n.Store != nil && n.Store.IsLeader() {
+				if leader != nil {
+					return errors.New("two leaders")
+				}
+				leader = n
+			}
+		}
+		if leader == nil {
+			return errors.New("no leader")
+		}
+		for _, n := range among {
+			if id, _ := n.Store.Leader(); id != leader.ID {
+				return fmt.Errorf("%s sees leader %q, want %s", n.ID, id, leader.ID)
+			}
+		}
+		return nil
+	})
+	return leader
+}
+
+// Leader returns the store of the current leader among the running nodes.
+func (c *Cluster) Leader() *ledger.Store {
+	c.T.Helper()
+	return c.WaitLeader(nil).Store
+}
+
+// OnLeader runs fn on the current leader, retrying while leadership moves or
+// the outcome is unknown; any other error fails the test.
+func (c *Cluster) OnLeader(fn func(*ledger.Store) error) {
+	c.T.Helper()
+	c.OnLeaderAmong(nil, fn)
+}
+
+// OnLeaderAmong is OnLeader with the leader elected among the given nodes
+// (all running nodes when nil).
+func (c *Cluster) OnLeaderAmong(among []*Node, fn func(*ledger.Store) error) {
+	c.T.Helper()
+	Poll(c.T, "a write on the leader", func() error {
+		err := fn(c.WaitLeader(among).Store)
+		if errors.Is(err, ledger.ErrNotLeader) || errors.Is(err, ledger.ErrTimeout) {
+			return err
+		}
+		if err != nil {
+			c.T.Fatalf("write failed: %v", err)
+		}
+		return nil
+	})
+}
+
+// OnLeaderErr is OnLeader that lets fn's other errors (FSM refusals)
+// through to the caller, which captured them.
+func (c *Cluster) OnLeaderErr(fn func(*ledger.Store) error) {
+	c.T.Helper()
+	Poll(c.T, "a write on the leader", func() error {
+		err := fn(c.WaitLeader(nil).Store)
+		if errors.Is(err, ledger.ErrNotLeader) || errors.Is(err, ledger.ErrTimeout) {
+			return err
+		}
+		return nil
+	})
+}
+
+// Submit commits cmd as actor on the current leader and returns the outcome.
+func (c *Cluster) Submit(ctx context.Context, actor string, cmd ledger.Command) ledger.Outcome {
+	c.T.Helper()
+	var out ledger.Outcome
+	c.OnLeader(func(l *ledger.Store) error {
+		var err error
+		out, err = l.Submit(ctx, actor, cmd)
+		return err
+	})
+	return out
+}
+
+// WaitConverged waits until the nodes applied the same index with the same
+// state hash, and returns the hash.
+func (c *Cluster) WaitConverged(nodes ...*Node) [32]byte {
+	c.T.Helper()
+	var h0 [32]byte
+	Poll(c.T, "nodes to converge", func() error {
+		var idx uint64
+		for i, n := range nodes {
+			var h [32]byte
+			var at uint64
+			if err := n.Store.ReadLocal(func(st *ledger.State) error {
+				var err error
+				h, err = st.Hash()
+				at = st.Index
+				return err
+			}); err != nil {
+				return err
+			}
+			if n.Store.AppliedIndex() < n.Store.LastIndex() {
+				return fmt.Errorf("%s applied %d of %d", n.ID, n.Store.AppliedIndex(), n.Store.LastIndex())
+			}
+			if i == 0 {
+				h0, idx = h, at
+				continue
+			}
+			if at != idx || h != h0 {
+				return fmt.Errorf("%s at index %d hash %x, %s at %d hash %x", nodes[0].ID, idx, h0[:4], n.ID, at, h[:4])
+			}
+		}
+		return nil
+	})
+	return h0
+}

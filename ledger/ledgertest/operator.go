@@ -1,0 +1,54 @@
+package ledgertest
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"testing"
+	"time"
+
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// Operator is a test operator with one Ed25519 device whose key is derived
+// from the operator's ID, so failures reproduce.
+type Operator struct {
+	ID    string
+	Roles []quorum.Role
+	Kind  quorum.OperatorKind
+	Key   ed25519.PrivateKey
+}
+
+// NewOperator returns the operator id with a deterministic device key.
+func NewOperator(id string, kind quorum.OperatorKind, roles ...quorum.Role) Operator {
+	seed := sha256.Sum256([]byte("ledgertest-key/" + id))
+	return Operator{ID: id, Roles: roles, Kind: kind, Key: ed25519.NewKeyFromSeed(seed[:])}
+}
+
+// Device is the operator's enrolled device.
+func (o Operator) Device() quorum.Device {
+	pub := o.Key.Public().(ed25519.PublicKey)
+	return quorum.Device{ID: quorum.DeviceID(quorum.DeviceEd25519, pub), OperatorID: o.ID, Kind: quorum.DeviceEd25519, PublicKey: pub, Status: quorum.DeviceActive}
+}
+
+// Sign signs a statement about subject (a request or change ID) of cluster.
+// The expiry is truncated to the second, as the digest carries it.
+func (o Operator) Sign(t testing.TB, cluster, subject string, payload quorum.Hash, dec quorum.Decision, expiry time.Time) quorum.Approval {
+	t.Helper()
+	a, err := quorum.Sign(quorum.Statement{ClusterID: cluster, RequestID: subject, PayloadHash: payload, Decision: dec, Expiry: expiry.Truncate(time.Second)}, o.Device().ID, o.Key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Genesis is the genesis command of cluster with the given admin quorum,
+// rules and operators (all active, one device each).
+func Genesis(cluster string, adminQuorum int, rules string, ops ...Operator) ledger.Genesis {
+	g := ledger.Genesis{ClusterID: cluster, AdminQuorum: adminQuorum, Rules: []byte(rules)}
+	for _, o := range ops {
+		g.Operators = append(g.Operators, quorum.Operator{ID: o.ID, Name: o.ID, Kind: o.Kind, Roles: o.Roles, Status: quorum.StatusActive})
+		g.Devices = append(g.Devices, o.Device())
+	}
+	return g
+}

@@ -1,0 +1,106 @@
+package ledger_test
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// TestRefusalLeavesStateIdentical: for every command type this build
+// applies, a refused command leaves the state byte-identical (canonical
+// encoding, not only the hash), and the table covers every type, so a new
+// command cannot be added without a refusal case. The guarantee is
+// structural (handlers stage their effect in a txn the FSM commits only on
+// success); TestTxnRefusalDiscardsStagedWrites shows it for a handler that
+// writes and then fails.
+func TestRefusalLeavesStateIdentical(t *testing.T) {
+	h := newHarness(t)
+	approved := h.approved("approved", 1)
+	waiting := h.create("waiting", 2)
+	claimed := h.approved("claimed", 3)
+	cl := h.claimCmd(claimed.ID)
+	cl.SessionID = "cc" + cl.SessionID[2:]
+	h.must("n1", cl)
+	badSig := bob.approve(t, waiting, h.now.Add(time.Hour))
+	badSig.Approval.Signature[0] ^= 1
+	conflict := createCmd("waiting", 2)
+	conflict.To = "0xsomeoneelse"
+	allocated := createCmd("fresh", 1)
+	allocated.ExpiresAt = h.now.Add(time.Hour)
+	lock := policy.Change{ID: "lock-1", Kind: policy.ChangeLock, Wallet: "hot"}
+	enroll := quorum.Change{ID: "enroll-1", Kind: quorum.ChangeEnrollOperator}
+
+	cases := []struct {
+		name string
+		want error
+		cmd  Command
+	}{
+		{"second genesis", ErrInvalid, genesisCmd()},
+		{"voter without address", ErrInvalid, VoterSet{ID: "n9"}},
+		{"voter removal without id", ErrInvalid, VoterRemove{}},
+		{"registry change without approvals", ErrInvalid, RegistryChange{Change: enroll}},
+		{"lock without approvals", ErrQuorum, PolicyChange{Change: lock}},
+		{"unparsable rules", ErrInvalid, RulesSet{ID: "r-1", Body: []byte("version: [")}},
+		{"wallet with threshold 0", ErrInvalid, WalletSet{Wallet{ID: "w0", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1"}}}},
+		{"wallet redescribed", ErrConflict, WalletSet{Wallet{ID: "hot", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2"}, Threshold: 1}}},
+		{"create conflict", ErrConflict, conflict},
+		{"create on a held nonce", ErrAllocated, allocated},
+		{"approval with a bad signature", ErrApproval, badSig},
+		{"claim from a stale term", ErrStaleLeader, func() ClaimSession { c := h.claimCmd(approved.ID); c.Term--; return c }()},
+		{"reclaim of a live session", ErrWrongStatus, ReclaimSession{RequestID: claimed.ID, FailedSession: cl.SessionID, SessionID: "dd" + cl.SessionID[2:], Term: 1, Signers: allSigners}},
+		{"result of another session", ErrStaleSession, RecordResult{RequestID: claimed.ID, SessionID: "ee" + cl.SessionID[2:], Signed: []byte("x")}},
+		{"expiry before its time", ErrInvalid, ExpireRequest{RequestID: waiting.ID}},
+		{"export of a hot request", ErrWrongStatus, ColdExport{RequestID: approved.ID, BundleHash: "h"}},
+		{"import without export", ErrWrongStatus, ColdImport{RequestID: approved.ID, Signed: []byte("x")}},
+	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.cmd.Type()] = true
+		t.Run(c.name, func(t *testing.T) {
+			before := h.encoded()
+			if _, err := h.apply("n1", c.cmd); !errors.Is(err, c.want) {
+				t.Fatalf("%s: %v, want %v", c.cmd.Type(), err, c.want)
+			}
+			if after := h.encoded(); !bytes.Equal(before, after) {
+				t.Fatalf("refused %s changed the state", c.cmd.Type())
+			}
+		})
+	}
+	for _, typ := range CommandTypes() {
+		if !covered[typ] {
+			t.Errorf("command type %s has no refusal case", typ)
+		}
+	}
+	if !slices.Equal(CommandTypes(), sortedKeys(covered)) {
+		t.Errorf("cases cover %v, the ledger applies %v", sortedKeys(covered), CommandTypes())
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (h *fsmHarness) encoded() []byte {
+	h.t.Helper()
+	var b []byte
+	if err := h.f.Read(func(st *State) error {
+		var err error
+		b, err = st.Encode()
+		return err
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,179 @@
+package ledger
+
+import (
+	"time"
+
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// txn is the only view of the state a command handler gets. Reads see the
+// state as modified so far by this command; writes are staged in the txn and
+// reach the state only through commit, which the FSM calls when the handler
+// returned no error. A refused command therefore leaves the state
+// byte-identical by construction, whatever its handler did before refusing
+// (TestRefusalLeavesStateIdentical shows it for every command type, and
+// with a handler that writes and then fails).
+//
+// Records handed out (request, wallet) are copies: editing one changes
+// nothing until it is put back.
+type txn struct {
+	st    *State
+	index uint64
+	term  uint64
+	now   time.Time
+	actor string
+
+	requests  map[string]*Request
+	wallets   map[string]*Wallet
+	voters    map[pki.NodeID]*Voter // nil: removed
+	nonces    map[string]string     // "": released
+	outpoints map[string]string     // "": released
+	sessions  map[string]string
+	reg       *quorum.Registry
+	pol       *policy.State
+	rulesDoc  *RulesDoc
+	rules     *policy.Rules
+}
+
+func newTxn(st *State, index, term uint64, now time.Time, actor string) *txn {
+	return &txn{st: st, index: index, term: term, now: now, actor: actor}
+}
+
+func stage[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
+}
+
+// request returns a copy of the request (nil when there is none).
+func (t *txn) request(id string) *Request {
+	if r, ok := t.requests[id]; ok {
+		return r.Clone()
+	}
+	return t.st.Requests[id].Clone()
+}
+
+func (t *txn) putRequest(r *Request) { stage(&t.requests, r.ID, r.Clone()) }
+
+// wallet returns a copy of the wallet (nil when there is none).
+func (t *txn) wallet(id string) *Wallet {
+	w, ok := t.wallets[id]
+	if !ok {
+		w = t.st.Wallets[id]
+	}
+	return w.clone()
+}
+
+func (t *txn) putWallet(w *Wallet) { stage(&t.wallets, w.ID, w.clone()) }
+
+func (t *txn) voter(id pki.NodeID) *Voter {
+	v, ok := t.voters[id]
+	if !ok {
+		v = t.st.Voters[id]
+	}
+	if v == nil {
+		return nil
+	}
+	c := *v
+	return &c
+}
+
+func (t *txn) putVoter(v Voter)            { stage(&t.voters, v.ID, &v) }
+func (t *txn) removeVoter(id pki.NodeID)   { stage(&t.voters, id, nil) }
+func (t *txn) nonceHolder(k string) string { return lookup(t.nonces, t.st.Nonces, k) }
+func (t *txn) holdNonce(k, id string)      { stage(&t.nonces, k, id) }
+func (t *txn) releaseNonce(k string)       { stage(&t.nonces, k, "") }
+func (t *txn) outpointHolder(op string) string {
+	return lookup(t.outpoints, t.st.Outpoints, op)
+}
+func (t *txn) holdOutpoint(op, id string)          { stage(&t.outpoints, op, id) }
+func (t *txn) releaseOutpoint(op string)           { stage(&t.outpoints, op, "") }
+func (t *txn) sessionClaimedBy(sid string) string  { return lookup(t.sessions, t.st.Sessions, sid) }
+func (t *txn) recordSession(sid, requestID string) { stage(&t.sessions, sid, requestID) }
+
+// lookup reads a staged string map over its base ("" means none or released).
+func lookup(staged, base map[string]string, k string) string {
+	if v, ok := staged[k]; ok {
+		return v
+	}
+	return base[k]
+}
+
+// registry returns the operator registry. quorum.Registry's methods return
+// new values (Apply clones), so the base is never edited through it.
+func (t *txn) registry() quorum.Registry {
+	if t.reg != nil {
+		return *t.reg
+	}
+	return t.st.Registry
+}
+
+func (t *txn) setRegistry(r quorum.Registry) { t.reg = &r }
+
+// policyState returns allowlists, locks and spends (a value whose methods
+// return new values).
+func (t *txn) policyState() policy.State {
+	if t.pol != nil {
+		return *t.pol
+	}
+	return t.st.Policy
+}
+
+func (t *txn) setPolicy(p policy.State) { t.pol = &p }
+
+// activeRules returns the parsed rules in force (nil before genesis).
+func (t *txn) activeRules() *policy.Rules {
+	if t.rules != nil {
+		return t.rules
+	}
+	return t.st.rules
+}
+
+func (t *txn) setRules(doc RulesDoc, parsed *policy.Rules) {
+	t.rulesDoc, t.rules = &doc, parsed
+}
+
+// commit writes the staged effect into the state. Only the FSM calls it, and
+// only when the handler accepted the command.
+func (t *txn) commit() {
+	st := t.st
+	for id, r := range t.requests {
+		st.Requests[id] = r
+	}
+	for id, w := range t.wallets {
+		st.Wallets[id] = w
+	}
+	for id, v := range t.voters {
+		if v == nil {
+			delete(st.Voters, id)
+		} else {
+			st.Voters[id] = v
+		}
+	}
+	commitStrings(st.Nonces, t.nonces)
+	commitStrings(st.Outpoints, t.outpoints)
+	commitStrings(st.Sessions, t.sessions)
+	if t.reg != nil {
+		st.Registry = *t.reg
+	}
+	if t.pol != nil {
+		st.Policy = *t.pol
+	}
+	if t.rulesDoc != nil {
+		st.Rules[t.rulesDoc.Hash] = t.rulesDoc
+		st.ActiveRules, st.rules = t.rulesDoc.Hash, t.rules
+	}
+}
+
+func commitStrings(dst, staged map[string]string) {
+	for k, v := range staged {
+		if v == "" {
+			delete(dst, k)
+		} else {
+			dst[k] = v
+		}
+	}
+}
