@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -129,7 +130,7 @@ type RequestCreate struct {
 	Chain       string        `json:"chain"`
 	Network     string        `json:"network"`
 	To          string        `json:"to"`
-	Amount      policy.Amount `json:"amount"`
+	Amount      amount.Amount `json:"amount"`
 	Payload     []byte        `json:"payload"`
 	PayloadHash quorum.Hash   `json:"payload_hash"`
 	Nonce       *uint64       `json:"nonce,omitempty"`

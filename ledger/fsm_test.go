@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -172,7 +173,7 @@ func TestFSMOutpointsAndRelease(t *testing.T) {
 	mk := func(id string, ops ...string) RequestCreate {
 		p := []byte("psbt:" + id)
 		return RequestCreate{ID: id, Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest",
-			Amount: policy.NewAmount(5000), Payload: p, PayloadHash: quorum.Hash{byte(len(id)), 1}, Outpoints: ops, ExpiresAt: h.now.Add(time.Hour)}
+			Amount: amount.FromUint64(5000), Payload: p, PayloadHash: quorum.Hash{byte(len(id)), 1}, Outpoints: ops, ExpiresAt: h.now.Add(time.Hour)}
 	}
 	r := h.must(CmdRequestCreate, "backend", mk("b1", "aa:0", "bb:1"))
 	if r.Status != StatusAwaitingApprovals || r.Decision.Route != policy.RouteCold {
@@ -192,7 +193,7 @@ func TestFSMColdExportImportAndExpire(t *testing.T) {
 	h := newHarness(t)
 	p := []byte("psbt")
 	c := RequestCreate{ID: "c1", Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest",
-		Amount: policy.NewAmount(5000), Payload: p, PayloadHash: quorum.Hash{9}, Outpoints: []string{"aa:0"}, ExpiresAt: h.now.Add(time.Hour)}
+		Amount: amount.FromUint64(5000), Payload: p, PayloadHash: quorum.Hash{9}, Outpoints: []string{"aa:0"}, ExpiresAt: h.now.Add(time.Hour)}
 	r := h.must(CmdRequestCreate, "backend", c)
 	// Cold needs two admins: dave (approver only) does not count.
 	h.refuse(ErrApproval, CmdApprove, "api", dave.approve(t, r, h.now.Add(time.Hour)))

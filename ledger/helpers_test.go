@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/ledger/raftnet"
 )
@@ -450,6 +450,6 @@ func createCmd(id string, nonce uint64) RequestCreate {
 	payload := []byte("unsigned-tx:" + id)
 	n := nonce
 	return RequestCreate{ID: id, Wallet: "hot", Asset: "ETH", Chain: "eth", Network: "devnet", To: "0xdest",
-		Amount: policy.NewAmount(1000), Payload: payload, PayloadHash: quorum.Hash(sha256.Sum256(payload)),
+		Amount: amount.FromUint64(1000), Payload: payload, PayloadHash: quorum.Hash(sha256.Sum256(payload)),
 		Nonce: &n, ExpiresAt: time.Now().Add(time.Hour)}
 }

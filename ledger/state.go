@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -92,7 +93,7 @@ type Request struct {
 	Chain       string            `json:"chain"`
 	Network     string            `json:"network"`
 	To          string            `json:"to"`
-	Amount      policy.Amount     `json:"amount"`
+	Amount      amount.Amount     `json:"amount"`
 	Initiator   string            `json:"initiator"`
 	Payload     []byte            `json:"payload"`
 	PayloadHash quorum.Hash       `json:"payload_hash"`

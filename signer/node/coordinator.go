@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/tss"
@@ -142,7 +142,7 @@ func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.R
 	if w.Amount == nil || w.Amount.Sign() <= 0 {
 		return nil, fmt.Errorf("%w: amount must be positive", eth.ErrBadIntent)
 	}
-	amount, err := policy.ParseAmount(w.Amount.String())
+	amount, err := amount.ParseBase(w.Amount.String())
 	if err != nil {
 		return nil, err
 	}

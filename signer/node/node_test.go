@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	amt "github.com/custody-dev/custody/amount" // "amount" is a local variable below
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/signer/node"
 	"github.com/custody-dev/custody/signer/tss"
@@ -115,7 +115,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 
 	// A different request reusing wd-1's nonce: the ledger refuses it.
 	other := h.unsigned(*r.Nonce, dest, ether(2, 0))
-	amt2, _ := policy.ParseAmount(ether(2, 0).String())
+	amt2, _ := amt.ParseBase(ether(2, 0).String())
 	_, _, err = h.leader().CreateRequest(h.ctx, backend.id, ledger.RequestCreate{ID: "wd-2", Wallet: walletID, Asset: "ETH", Chain: "eth",
 		Network: network, To: dest.Hex(), Amount: amt2, Payload: other.Bytes(), PayloadHash: other.PayloadHash(), Nonce: r.Nonce,
 		ExpiresAt: time.Now().Add(time.Hour)})
