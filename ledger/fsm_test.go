@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	. "github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 
@@ -199,7 +200,7 @@ func TestFSMOutpointsAndRelease(t *testing.T) {
 		p := []byte("psbt:" + id)
 		return RequestCreate{
 			ID:          id,
-			Withdrawal:  policy.Withdrawal{Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest", Amount: policy.NewAmount(5000)},
+			Withdrawal:  policy.Withdrawal{Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest", Amount: amount.FromUint64(5000)},
 			Payload:     p,
 			PayloadHash: quorum.Hash{byte(len(id)), 1},
 			Outpoints:   ops,
@@ -225,7 +226,7 @@ func TestFSMColdExportImportAndExpire(t *testing.T) {
 	p := []byte("psbt")
 	c := RequestCreate{
 		ID:          "c1",
-		Withdrawal:  policy.Withdrawal{Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest", Amount: policy.NewAmount(5000)},
+		Withdrawal:  policy.Withdrawal{Wallet: "cold", Asset: "BTC", Chain: "btc", Network: "regtest", To: "bcrt1qdest", Amount: amount.FromUint64(5000)},
 		Payload:     p,
 		PayloadHash: quorum.Hash{9},
 		Outpoints:   []string{"aa:0"},

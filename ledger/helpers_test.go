@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	. "github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
@@ -149,6 +150,6 @@ func createCmd(id string, nonce uint64) RequestCreate {
 	payload := []byte("unsigned-tx:" + id)
 	n := nonce
 	return RequestCreate{ID: id, Withdrawal: policy.Withdrawal{Wallet: "hot", Asset: "ETH", Chain: "eth", Network: "devnet", To: "0xdest",
-		Amount: policy.NewAmount(1000)}, Payload: payload, PayloadHash: quorum.Hash(sha256.Sum256(payload)),
+		Amount: amount.FromUint64(1000)}, Payload: payload, PayloadHash: quorum.Hash(sha256.Sum256(payload)),
 		Nonce: &n, ExpiresAt: time.Now().Add(time.Hour)}
 }

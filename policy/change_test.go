@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/quorum"
 )
 
@@ -173,7 +174,7 @@ func TestAuthorizeRulesChange(t *testing.T) {
 
 func TestStateJSONRoundTrip(t *testing.T) {
 	st := allowState(t)
-	st = st.RecordSpend(Spend{RequestID: "r1", Wallet: "eth-hot-1", Asset: "ETH", Amount: NewAmount(5), At: t0}, 24*time.Hour)
+	st = st.RecordSpend(Spend{RequestID: "r1", Wallet: "eth-hot-1", Asset: "ETH", Amount: amount.FromUint64(5), At: t0}, 24*time.Hour)
 	b, err := st.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
@@ -201,8 +202,8 @@ func TestStateJSONRoundTrip(t *testing.T) {
 
 func TestRecordSpendPrunes(t *testing.T) {
 	var st State
-	st = st.RecordSpend(Spend{Wallet: "w", Asset: "ETH", Amount: NewAmount(1), At: t0}, time.Hour)
-	st = st.RecordSpend(Spend{Wallet: "w", Asset: "ETH", Amount: NewAmount(2), At: t0.Add(2 * time.Hour)}, time.Hour)
+	st = st.RecordSpend(Spend{Wallet: "w", Asset: "ETH", Amount: amount.FromUint64(1), At: t0}, time.Hour)
+	st = st.RecordSpend(Spend{Wallet: "w", Asset: "ETH", Amount: amount.FromUint64(2), At: t0.Add(2 * time.Hour)}, time.Hour)
 	if h := st.History(); len(h) != 1 || h[0].Amount.String() != "2" {
 		t.Fatalf("history %+v", h)
 	}

@@ -25,9 +25,10 @@
 //
 // # Amounts
 //
-// Amounts are exact non-negative integers in an asset's base units (wei,
-// satoshi, token units), never floats. Rules files write limits in whole
-// units with an optional fraction ("1.5") and declare each asset's decimals;
-// the parser converts them exactly and refuses more fraction digits than the
-// asset has.
+// Amounts are [amount.Amount] values: exact non-negative integers in an
+// asset's base units (wei, satoshi, token units), never floats. Rules files
+// write limits in whole units ("1.5") and declare each asset's decimals; the
+// parser reads them with [amount.ParseUnits] from the YAML source text, so a
+// limit is accepted or refused exactly as everywhere else in custody, and a
+// refusal wraps both [ErrInvalidRules] and the amount sentinel.
 package policy

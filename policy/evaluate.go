@@ -2,10 +2,10 @@ package policy
 
 import (
 	"fmt"
-	"math/big"
 	"slices"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/quorum"
 )
 
@@ -15,12 +15,12 @@ import (
 // from the unsigned transaction it built; Chain, Network and To are
 // canonical (see the package doc on addresses).
 type Withdrawal struct {
-	Wallet  string `json:"wallet"`
-	Asset   string `json:"asset"`
-	Chain   string `json:"chain"`
-	Network string `json:"network"`
-	To      string `json:"to"`
-	Amount  Amount `json:"amount"`
+	Wallet  string        `json:"wallet"`
+	Asset   string        `json:"asset"`
+	Chain   string        `json:"chain"`
+	Network string        `json:"network"`
+	To      string        `json:"to"`
+	Amount  amount.Amount `json:"amount"`
 }
 
 // Request is a withdrawal as policy sees it: the withdrawal, its request ID,
@@ -38,8 +38,6 @@ func (r Request) validate() error {
 		return fmt.Errorf("%w: id, wallet, asset, chain, network, to and initiator are required", ErrInvalidRequest)
 	case r.Amount.Sign() == 0:
 		return fmt.Errorf("%w: amount must be positive", ErrInvalidRequest)
-	case r.Amount.Cmp(Amount{maxUint256}) > 0:
-		return fmt.Errorf("%w: amount exceeds 2^256-1", ErrInvalidRequest)
 	}
 	return nil
 }
@@ -118,11 +116,11 @@ func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 		}
 	}
 	if req.Amount.Cmp(rule.Limits.PerTx) > 0 {
-		return d.deny(ReasonOverLimit, "%s %s exceeds the per-transaction limit %s", req.Amount.FormatUnits(dec), req.Asset, rule.Limits.PerTx.FormatUnits(dec))
+		return d.deny(ReasonOverLimit, "%s %s exceeds the per-transaction limit %s", req.Amount.Format(dec), req.Asset, rule.Limits.PerTx.Format(dec))
 	}
 	if v := rule.Limits.Velocity; v != nil {
 		since := now.Add(-time.Duration(v.Window))
-		sum := new(big.Int).Set(req.Amount.big())
+		sum, overflow := req.Amount, false
 		for _, h := range st.history {
 			// The request's own spend, recorded when it was claimed or
 			// exported, is already in sum as req.Amount: re-evaluating a
@@ -131,12 +129,21 @@ func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 				continue
 			}
 			if h.Wallet == req.Wallet && h.Asset == req.Asset && h.At.After(since) {
-				sum.Add(sum, h.Amount.big())
+				var err error
+				if sum, err = sum.Add(h.Amount); err != nil {
+					// Above 2^256-1, so above any v.Max.
+					overflow = true
+					break
+				}
 			}
 		}
-		if sum.Cmp(v.Max.big()) > 0 {
+		if overflow || sum.Cmp(v.Max) > 0 {
+			total := sum.Format(dec)
+			if overflow {
+				total = "more than " + amount.Max().Format(dec)
+			}
 			return d.deny(ReasonVelocityExceeded, "%s %s within %s including this request exceeds %s",
-				Amount{sum}.FormatUnits(dec), req.Asset, time.Duration(v.Window), v.Max.FormatUnits(dec))
+				total, req.Asset, time.Duration(v.Window), v.Max.Format(dec))
 		}
 	}
 	t := rule.tier(req.Amount)

@@ -2,8 +2,11 @@ package policy
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/custody-dev/custody/amount"
 )
 
 func TestEvaluateTable(t *testing.T) {
@@ -197,4 +200,49 @@ func TestAuthorize(t *testing.T) {
 			t.Fatalf("decision %+v", d)
 		}
 	})
+}
+
+func TestAlwaysColdAndMaxWindow(t *testing.T) {
+	b := `version: 1
+assets: {ETH: {decimals: 18}}
+allowlist: {cooling_off: 1h, approvals: 1, roles: [admin]}
+lock: {unlock_delay: 0s}
+wallets:
+  - name: vault
+    wallets: [w1]
+    asset: ETH
+    class: hot
+    allowlist_required: false
+    limits: {per_tx: "1", velocity: {window: 72h, max: "2"}}
+    route: {always_cold: true}
+    approvals: [{min: "0", required: 1, roles: [admin]}]
+`
+	r, err := ParseRules([]byte(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := ethReq(t, "r", "w1", dest1, "0.1")
+	if d := Evaluate(r, State{}, req, t0); !d.Allowed || d.Route != RouteCold {
+		t.Fatalf("always_cold: %+v", d)
+	}
+	if r.MaxWindow().Hours() != 72 {
+		t.Fatalf("MaxWindow = %v", r.MaxWindow())
+	}
+}
+
+// TestVelocityOverflow: a window whose sum leaves 2^256-1 is over any limit,
+// and the detail says so instead of wrapping around.
+func TestVelocityOverflow(t *testing.T) {
+	rules := loadRules(t)
+	st, err := NewState(nil, nil, []Spend{
+		{Wallet: "eth-hot-1", Asset: "ETH", Amount: amount.Max(), At: t0.Add(-time.Hour)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.allow = allowState(t).allow
+	d := Evaluate(rules, st, ethReq(t, "r", "eth-hot-1", dest1, "1"), t0)
+	if d.Reason != ReasonVelocityExceeded || !strings.Contains(d.Detail, "more than "+amount.Max().Format(18)+" ETH") {
+		t.Fatalf("decision %+v", d)
+	}
 }

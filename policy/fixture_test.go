@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/quorum"
 )
 
@@ -83,9 +84,9 @@ func (w *world) approveReq(t testing.TB, r Request, ops ...string) []quorum.Appr
 	return out
 }
 
-func units(t testing.TB, s string, dec int) Amount {
+func units(t testing.TB, s string, dec int) amount.Amount {
 	t.Helper()
-	a, err := ParseUnits(s, dec)
+	a, err := amount.ParseUnits(s, dec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/quorum"
 	"gopkg.in/yaml.v3"
 )
@@ -63,14 +64,27 @@ func (p *parser) fail(n *yaml.Node, path, format string, args ...any) {
 	if p.err != nil {
 		return
 	}
-	line := ""
-	if n != nil {
-		line = fmt.Sprintf(" (line %d)", n.Line)
+	p.err = fmt.Errorf("%w: %s: %s", ErrInvalidRules, where(n, path), fmt.Sprintf(format, args...))
+}
+
+// failWrap is fail for an error a caller may branch on as well (an amount
+// too precise for its asset): the result wraps both err and ErrInvalidRules.
+func (p *parser) failWrap(n *yaml.Node, path string, err error) {
+	if p.err != nil {
+		return
 	}
+	p.err = fmt.Errorf("%w: %s: %w", ErrInvalidRules, where(n, path), err)
+}
+
+// where names a place in the file: its YAML path and line.
+func where(n *yaml.Node, path string) string {
 	if path == "" {
 		path = "(top level)"
 	}
-	p.err = fmt.Errorf("%w: %s%s: %s", ErrInvalidRules, path, line, fmt.Sprintf(format, args...))
+	if n != nil {
+		return fmt.Sprintf("%s (line %d)", path, n.Line)
+	}
+	return path
 }
 
 func join(path, key string) string {
@@ -272,11 +286,11 @@ type pendingAmount struct {
 	text string
 	node *yaml.Node
 	path string
-	dst  *Amount
+	dst  *amount.Amount
 	rule int
 }
 
-func (p *parser) amount(n *yaml.Node, path string, rule int, dst *Amount, amounts *[]pendingAmount) {
+func (p *parser) amount(n *yaml.Node, path string, rule int, dst *amount.Amount, amounts *[]pendingAmount) {
 	// Numbers are read from the source text, never through a float.
 	s, ok := p.scalar(n, path, "!!str", "!!int", "!!float")
 	if ok {
@@ -375,9 +389,9 @@ func (p *parser) rules(n *yaml.Node) *Rules {
 			p.fail(a.node, a.path, "asset %q of this rule is not declared under assets", asset)
 			return nil
 		}
-		v, err := ParseUnits(a.text, decl.Decimals)
+		v, err := amount.ParseUnits(a.text, decl.Decimals)
 		if err != nil {
-			p.fail(a.node, a.path, "%v", strings.TrimPrefix(err.Error(), "policy: "))
+			p.failWrap(a.node, a.path, err)
 			return nil
 		}
 		*a.dst = v
@@ -452,7 +466,7 @@ func (p *parser) rule(n *yaml.Node, path string, idx int, rule *Rule, amounts *[
 		"route": func(v *yaml.Node, path string) {
 			p.mapping(v, path, map[string]func(*yaml.Node, string){
 				"cold_above": func(v *yaml.Node, path string) {
-					rule.Route.ColdAbove = new(Amount)
+					rule.Route.ColdAbove = new(amount.Amount)
 					p.amount(v, path, idx, rule.Route.ColdAbove, amounts)
 				},
 				"always_cold": func(v *yaml.Node, path string) { rule.Route.AlwaysCold = p.boolean(v, path) },

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/quorum"
 )
 
@@ -103,27 +104,27 @@ type Rule struct {
 
 // Limits bound single withdrawals and their rate, in base units.
 type Limits struct {
-	PerTx    Amount    `json:"per_tx"`
-	Velocity *Velocity `json:"velocity,omitempty"`
+	PerTx    amount.Amount `json:"per_tx"`
+	Velocity *Velocity     `json:"velocity,omitempty"`
 }
 
 // Velocity bounds the sum of signed amounts of the asset from one wallet
 // within the rolling window ending now, including the request itself.
 type Velocity struct {
-	Window Duration `json:"window"`
-	Max    Amount   `json:"max"`
+	Window Duration      `json:"window"`
+	Max    amount.Amount `json:"max"`
 }
 
 // RouteRule decides hot or cold. A cold wallet always routes cold. A hot
 // wallet routes hot unless AlwaysCold, or the amount exceeds ColdAbove.
 type RouteRule struct {
-	ColdAbove  *Amount `json:"cold_above,omitempty"`
-	AlwaysCold bool    `json:"always_cold,omitempty"`
+	ColdAbove  *amount.Amount `json:"cold_above,omitempty"`
+	AlwaysCold bool           `json:"always_cold,omitempty"`
 }
 
 // ApprovalTier applies to amounts >= Min (the highest such tier wins).
 type ApprovalTier struct {
-	Min      Amount        `json:"min"`
+	Min      amount.Amount `json:"min"`
 	Required int           `json:"required"`
 	Roles    []quorum.Role `json:"roles"`
 }
@@ -176,24 +177,24 @@ func (r *Rules) Match(wallet, asset string) (*Rule, bool) {
 	return &r.Wallets[i], true
 }
 
-// tier returns the approval tier for amount: the one with the highest Min
-// not above it. Validation guarantees a tier with Min 0.
-func (rule *Rule) tier(amount Amount) ApprovalTier {
+// tier returns the approval tier for v: the one with the highest Min not
+// above it. Validation guarantees a tier with Min 0.
+func (rule *Rule) tier(v amount.Amount) ApprovalTier {
 	t := rule.Approvals[0]
 	for _, c := range rule.Approvals[1:] {
-		if amount.Cmp(c.Min) >= 0 {
+		if v.Cmp(c.Min) >= 0 {
 			t = c
 		}
 	}
 	return t
 }
 
-// route applies the routing rule to amount.
-func (rule *Rule) route(amount Amount) Route {
+// route applies the routing rule to v.
+func (rule *Rule) route(v amount.Amount) Route {
 	switch {
 	case rule.Class == ClassCold, rule.Route.AlwaysCold:
 		return RouteCold
-	case rule.Route.ColdAbove != nil && amount.Cmp(*rule.Route.ColdAbove) > 0:
+	case rule.Route.ColdAbove != nil && v.Cmp(*rule.Route.ColdAbove) > 0:
 		return RouteCold
 	}
 	return RouteHot

@@ -2,9 +2,14 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/custody-dev/custody/amount/amounttest"
 )
 
 func loadRules(t testing.TB) *Rules {
@@ -52,7 +57,9 @@ func TestRulesHashCanonical(t *testing.T) {
 	a := loadRules(t)
 	b, _ := os.ReadFile("testdata/rules.yaml")
 	s := string(b)
-	s = strings.Replace(s, `per_tx: "10"`, `per_tx: 10.000`, 1)
+	// Quoted or plain is spelling; "10.000" would be a second spelling of
+	// the number itself, which the amount grammar refuses.
+	s = strings.Replace(s, `per_tx: "10"`, `per_tx: 10`, 1)
 	s = strings.Replace(s, "# Example", "# Reformatted example", 1)
 	s = strings.Replace(s, "roles: [approver, admin]}", "roles: [admin, approver]}", 1)
 	s = strings.Replace(s, "eth-hot: [eth-hot-1, eth-hot-2]", "eth-hot: [eth-hot-2, eth-hot-1]", 1)
@@ -63,7 +70,7 @@ func TestRulesHashCanonical(t *testing.T) {
 	if a.Hash() != c.Hash() {
 		t.Fatal("equivalent rules hash differently")
 	}
-	s = strings.Replace(s, `per_tx: 10.000`, `per_tx: 10.001`, 1)
+	s = strings.Replace(s, `per_tx: 10`, `per_tx: 10.001`, 1)
 	d, err := ParseRules([]byte(s))
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +89,7 @@ func TestParseRulesErrors(t *testing.T) {
 		{"unknown nested key", `per_tx: "0.5"`, "per_tx: \"0.5\"\n      per_day: 1", "wallets[3].limits.per_day"},
 		{"bad per_tx", `per_tx: "250000.5"`, `per_tx: "1e5"`, "wallets[1].limits.per_tx"},
 		{"too many decimals", `per_tx: "0.5"`, `per_tx: "0.000000001"`, "wallets[3].limits.per_tx"},
+		{"second spelling", `per_tx: "250000.5"`, `per_tx: "250000.50"`, `wallets[1].limits.per_tx (line 40): amount: malformed: "250000.50": trailing zero`},
 		{"negative amount", `per_tx: "0.5"`, `per_tx: "-1"`, "wallets[3].limits.per_tx"},
 		{"zero per_tx", `per_tx: "0.5"`, `per_tx: "0"`, "wallets[3].limits.per_tx: must be positive"},
 		{"bad version", "version: 1", "version: 2", "version"},
@@ -125,6 +133,52 @@ func TestParseRulesErrors(t *testing.T) {
 	for _, in := range []string{"", "[]", "null", "version: 1", ": :", strings.Repeat("a", MaxRulesSize+1)} {
 		if _, err := ParseRules([]byte(in)); !errors.Is(err, ErrInvalidRules) {
 			t.Errorf("ParseRules(%.20q) = %v", in, err)
+		}
+	}
+}
+
+// TestRulesAmountsTable runs the shared amount table through a rules file,
+// with the amount quoted and, where YAML allows, plain: the same input is
+// accepted with the same value, or refused with the same sentinel, as
+// amount.ParseUnits says.
+func TestRulesAmountsTable(t *testing.T) {
+	plainOK := regexp.MustCompile(`^[0-9A-Za-z.+_,-]+$`)
+	for _, c := range amounttest.Units {
+		spellings := []string{strconv.Quote(c.In)}
+		if plainOK.MatchString(c.In) {
+			spellings = append(spellings, c.In)
+		}
+		for _, v := range spellings {
+			doc := fmt.Sprintf(`version: 1
+assets: {T: {decimals: %d}}
+allowlist: {cooling_off: 1h, approvals: 1, roles: [admin]}
+lock: {unlock_delay: 0s}
+wallets:
+  - name: w
+    wallets: [w1]
+    asset: T
+    class: hot
+    limits: {per_tx: "1"}
+    route:
+      cold_above: %s
+    approvals: [{min: "0", required: 1, roles: [admin]}]
+`, c.Decimals, v)
+			r, err := ParseRules([]byte(doc))
+			if c.Err != nil {
+				if !errors.Is(err, c.Err) || !errors.Is(err, ErrInvalidRules) {
+					t.Errorf("cold_above: %s (decimals %d): error %v, want %v", v, c.Decimals, err, c.Err)
+				} else if !strings.Contains(err.Error(), "wallets[0].route.cold_above (line 12)") {
+					t.Errorf("cold_above: %s: error %v does not name the path", v, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("cold_above: %s (decimals %d): %v", v, c.Decimals, err)
+				continue
+			}
+			if got := r.Wallets[0].Route.ColdAbove.String(); got != c.Base {
+				t.Errorf("cold_above: %s (decimals %d) = %s base units, want %s", v, c.Decimals, got, c.Base)
+			}
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/custody-dev/custody/amount"
 )
 
 // AccountScope is the scope of account-wide allowlist entries and locks.
@@ -50,11 +52,11 @@ func (l Lock) Active(now time.Time) bool { return l.UnlockAt.IsZero() || now.Bef
 
 // Spend is a signed withdrawal, for velocity limits.
 type Spend struct {
-	RequestID string    `json:"request_id,omitempty"`
-	Wallet    string    `json:"wallet"`
-	Asset     string    `json:"asset"`
-	Amount    Amount    `json:"amount"`
-	At        time.Time `json:"at"`
+	RequestID string        `json:"request_id,omitempty"`
+	Wallet    string        `json:"wallet"`
+	Asset     string        `json:"asset"`
+	Amount    amount.Amount `json:"amount"`
+	At        time.Time     `json:"at"`
 }
 
 // State is the policy-relevant ledger state: allowlists, locks and the

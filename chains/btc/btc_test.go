@@ -15,7 +15,8 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
-	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/amount/amounttest"
 )
 
 type wallet struct {
@@ -149,10 +150,10 @@ func TestParseBTC(t *testing.T) {
 		t.Fatal(v, err)
 	}
 	for s, want := range map[string]error{
-		"-1":          chains.ErrNegativeAmount,
-		"21000000.01": chains.ErrAmountOverflow,
-		"1e3":         chains.ErrMalformedAmount,
-		"0.000000001": chains.ErrAmountTooPrecise,
+		"-1":          amount.ErrNegative,
+		"21000000.01": amount.ErrOverflow,
+		"1e3":         amount.ErrMalformed,
+		"0.000000001": amount.ErrTooPrecise,
 	} {
 		if _, err := ParseBTC(s); !errors.Is(err, want) {
 			t.Fatalf("%s: %v", s, err)
@@ -479,5 +480,31 @@ func TestMalformedInputs(t *testing.T) {
 	p.Inputs[0].WitnessUtxo = nil
 	if _, err := UnsignedFromPSBT(p, net, w.pub); !errors.Is(err, ErrMalformedTx) {
 		t.Fatalf("no witness utxo: %v", err)
+	}
+}
+
+// TestParseBTCAmountsTable runs the rows of the shared amount table that
+// have 8 decimals through ParseBTC: the same acceptance, value and
+// sentinel as amount.ParseUnits.
+func TestParseBTCAmountsTable(t *testing.T) {
+	n := 0
+	for _, c := range amounttest.Units {
+		if c.Decimals != 8 {
+			continue
+		}
+		n++
+		v, err := ParseBTC(c.In)
+		if c.Err != nil {
+			if !errors.Is(err, c.Err) {
+				t.Errorf("ParseBTC(%q): error %v, want %v", c.In, err, c.Err)
+			}
+			continue
+		}
+		if err != nil || big.NewInt(v).String() != c.Base {
+			t.Errorf("ParseBTC(%q) = %d, %v; want %s", c.In, v, err, c.Base)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d rows with 8 decimals", n)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
-	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/amount"
 )
 
 // Errors callers branch on.
@@ -68,17 +68,18 @@ type Intent struct {
 	UTXOs        []UTXO // candidates, all paying the wallet's P2WPKH script
 }
 
-// ParseBTC converts a decimal BTC string ("0.5") to satoshi exactly, with
-// the chains.ParseAmount errors; more than 21e6 BTC is ErrAmountOverflow.
+// ParseBTC converts what a person types in BTC ("0.5") to satoshi exactly:
+// amount.ParseUnits with 8 decimals, so the grammar and the sentinel errors
+// are the amount package's; more than 21e6 BTC is amount.ErrOverflow too.
 func ParseBTC(s string) (int64, error) {
-	v, err := chains.ParseAmount(s, 8)
+	v, err := amount.ParseUnits(s, 8)
 	if err != nil {
 		return 0, err
 	}
-	if !v.IsInt64() || v.Int64() > btcutil.MaxSatoshi {
-		return 0, fmt.Errorf("%w: %q is more than 21e6 BTC", chains.ErrAmountOverflow, s)
+	if v.Cmp(amount.FromUint64(btcutil.MaxSatoshi)) > 0 {
+		return 0, fmt.Errorf("%w: %q is more than 21e6 BTC", amount.ErrOverflow, s)
 	}
-	return v.Int64(), nil
+	return v.Big().Int64(), nil
 }
 
 // Size estimates, in weight units. A P2WPKH input is 41 non-witness bytes

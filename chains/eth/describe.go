@@ -9,7 +9,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 
-	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/amount"
 )
 
 // ErrMismatch is returned (wrapped in *MismatchError or with a hash) when a
@@ -72,8 +72,15 @@ func (d Description) Text(asset Asset) string {
 	return s
 }
 
+// formatAmount renders v in whole units of a, in the canonical spelling
+// amount.ParseUnits reads. A value outside 0..2^256-1 (never produced by
+// NewUnsigned or ParseUnsigned) is shown so that it cannot pass for one.
 func formatAmount(v *big.Int, a Asset) string {
-	return chains.FormatAmount(v, a.Decimals) + " " + a.Symbol
+	x, err := amount.FromBig(v)
+	if err != nil {
+		return fmt.Sprintf("<invalid amount %v> %s", v, a.Symbol)
+	}
+	return x.Format(int(a.Decimals)) + " " + a.Symbol
 }
 
 func (d Description) clone() Description {

@@ -15,7 +15,8 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/amount/amounttest"
 )
 
 // signRSV signs digest the way a threshold signer hands back a signature:
@@ -221,7 +222,7 @@ func TestCompareDetectsEveryField(t *testing.T) {
 }
 
 func TestBadIntents(t *testing.T) {
-	huge := new(big.Int).Add(chains.MaxUint256, big.NewInt(1))
+	huge := new(big.Int).Add(amount.Max().Big(), big.NewInt(1))
 	cases := map[string]func(*Intent){
 		"no chain id":      func(in *Intent) { in.ChainID = nil },
 		"chain id 0":       func(in *Intent) { in.ChainID = new(big.Int) },
@@ -515,4 +516,41 @@ func mined(t *testing.T, c Chain, hash common.Hash) (*Receipt, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return WaitMined(ctx, c, hash, 10*time.Millisecond)
+}
+
+// TestAssetAmountsTable runs the shared amount table through an asset's
+// ParseAmount: the same inputs are accepted with the same value or refused
+// with the same sentinel as amount.ParseUnits, and an accepted amount is
+// shown in the transaction's description exactly as it was typed.
+func TestAssetAmountsTable(t *testing.T) {
+	token := common.HexToAddress("0x1111111111111111111111111111111111111111")
+	for _, c := range amounttest.Units {
+		asset := ERC20("TKN", uint8(c.Decimals), token)
+		if c.Decimals == 18 {
+			asset = ETH
+		}
+		v, err := asset.ParseAmount(c.In)
+		if c.Err != nil {
+			if !errors.Is(err, c.Err) {
+				t.Errorf("%s.ParseAmount(%q): error %v, want %v", asset.Symbol, c.In, err, c.Err)
+			}
+			continue
+		}
+		if err != nil || v.String() != c.Base {
+			t.Errorf("%s.ParseAmount(%q) = %v, %v; want %s", asset.Symbol, c.In, v, err, c.Base)
+			continue
+		}
+		if v.Sign() == 0 {
+			continue // not a withdrawal
+		}
+		in := baseIntent(t)
+		in.Asset, in.Amount = asset, v
+		u, err := NewUnsigned(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if text := u.Description().Text(asset); !strings.HasPrefix(text, "send "+c.In+" "+asset.Symbol+" (") {
+			t.Errorf("%q is described as %q", c.In, text)
+		}
+	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/rlp"
 
-	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/amount"
 )
 
 // Errors callers branch on.
@@ -59,10 +59,15 @@ func ERC20(symbol string, decimals uint8, token common.Address) Asset {
 	return Asset{Symbol: symbol, Decimals: decimals, Token: &token}
 }
 
-// ParseAmount converts a decimal string to base units of a, exactly (see
-// chains.ParseAmount for the grammar and errors).
+// ParseAmount converts what a person types, in whole units of a ("1.5"),
+// to base units, exactly: amount.ParseUnits with a's decimals, so the
+// grammar and the sentinel errors are the amount package's.
 func (a Asset) ParseAmount(s string) (*big.Int, error) {
-	return chains.ParseAmount(s, a.Decimals)
+	v, err := amount.ParseUnits(s, int(a.Decimals))
+	if err != nil {
+		return nil, err
+	}
+	return v.Big(), nil
 }
 
 // Fees are the gas price fields. Legacy selects an EIP-155 type-0
@@ -103,7 +108,7 @@ func checkWord(name string, v *big.Int, positive bool) error {
 	if v.Sign() < 0 || (positive && v.Sign() == 0) {
 		return fmt.Errorf("%w: %s must be positive", ErrBadIntent, name)
 	}
-	if v.Cmp(chains.MaxUint256) > 0 {
+	if v.BitLen() > 256 {
 		return fmt.Errorf("%w: %s overflows 256 bits", ErrBadIntent, name)
 	}
 	return nil
@@ -235,7 +240,7 @@ func ParseUnsigned(b []byte) (*Unsigned, error) {
 			return nil, fmt.Errorf("%w: access list not supported", ErrUnsupportedTx)
 		}
 		for _, v := range []*big.Int{p.ChainID, p.GasTipCap, p.GasFeeCap, p.Value} {
-			if v.Cmp(chains.MaxUint256) > 0 {
+			if v.BitLen() > 256 {
 				return nil, fmt.Errorf("%w: integer overflows 256 bits", ErrMalformedTx)
 			}
 		}
@@ -250,7 +255,7 @@ func ParseUnsigned(b []byte) (*Unsigned, error) {
 			return nil, fmt.Errorf("%w: EIP-155 trailer must be chainId, 0, 0", ErrMalformedTx)
 		}
 		for _, v := range []*big.Int{p.ChainID, p.GasPrice, p.Value} {
-			if v.Cmp(chains.MaxUint256) > 0 {
+			if v.BitLen() > 256 {
 				return nil, fmt.Errorf("%w: integer overflows 256 bits", ErrMalformedTx)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
@@ -143,7 +144,7 @@ func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.R
 	if w.Amount == nil || w.Amount.Sign() <= 0 {
 		return nil, fmt.Errorf("%w: amount must be positive", eth.ErrBadIntent)
 	}
-	amount, err := policy.ParseAmount(w.Amount.String())
+	amt, err := amount.ParseBase(w.Amount.String())
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +170,7 @@ func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.R
 	}
 	r, _, err := c.cfg.Ledger.CreateRequest(ctx, w.Initiator, ledger.RequestCreate{
 		ID:          w.ID,
-		Withdrawal:  policy.Withdrawal{Wallet: w.Wallet, Asset: "ETH", Chain: "eth", Network: c.cfg.Network, To: to.Hex(), Amount: amount},
+		Withdrawal:  policy.Withdrawal{Wallet: w.Wallet, Asset: "ETH", Chain: "eth", Network: c.cfg.Network, To: to.Hex(), Amount: amt},
 		Payload:     u.Bytes(),
 		PayloadHash: u.PayloadHash(),
 		Nonce:       &nonce,

@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
@@ -437,7 +438,7 @@ func (h *harness) forge(id string, u *eth.Unsigned) forged {
 func (f forged) install(st *ledger.State, template string) {
 	base := *st.Requests[template]
 	d := f.u.Description()
-	amt, _ := policy.ParseAmount(d.Amount.String())
+	amt, _ := amount.ParseBase(d.Amount.String())
 	nonce := d.Nonce
 	base.ID, base.Payload, base.PayloadHash = f.id, f.u.Bytes(), quorum.Hash(f.u.PayloadHash())
 	base.To, base.Amount, base.Nonce, base.Approvals = d.To.Hex(), amt, &nonce, f.apps

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	amt "github.com/custody-dev/custody/amount"
+
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
@@ -115,7 +117,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 
 	// A different request reusing wd-1's nonce: the ledger refuses it.
 	other := h.unsigned(*r.Nonce, dest, ether(2, 0))
-	amt2, _ := policy.ParseAmount(ether(2, 0).String())
+	amt2, _ := amt.ParseBase(ether(2, 0).String())
 	_, _, err = h.leader().CreateRequest(h.ctx, backend.ID, ledger.RequestCreate{
 		ID:          "wd-2",
 		Withdrawal:  policy.Withdrawal{Wallet: walletID, Asset: "ETH", Chain: "eth", Network: network, To: dest.Hex(), Amount: amt2},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
@@ -88,7 +89,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 			r := st.Requests["wd-b"]
 			r.Payload, r.PayloadHash = altered.Bytes(), altered.PayloadHash()
 			r.To = h.dests[1].Hex()
-			r.Amount, _ = policy.ParseAmount(ether(9, 0).String())
+			r.Amount, _ = amount.ParseBase(ether(9, 0).String())
 		}})
 		c := claimB
 		c.PayloadHash, c.Digest = altered.PayloadHash(), altered.SigningHash()
