@@ -15,7 +15,7 @@ import (
 	btcecdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
 
 	"github.com/custody-dev/custody/hsm"
-	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 // FuzzParseBlobHeader: arbitrary bytes never panic, and an accepted header
@@ -42,7 +42,7 @@ func FuzzParseBlobHeader(f *testing.F) {
 // FuzzSealerOpen opens arbitrary blobs with a real SoftHSM KEK: no panic,
 // a classified error, and nothing but the genuine blob ever opens.
 func FuzzSealerOpen(f *testing.F) {
-	cfg := softhsm.NewTestToken(f, "fuzz")
+	cfg := softhsmtest.NewToken(f, "fuzz")
 	tok, err := hsm.Open(cfg)
 	if err != nil {
 		f.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 // hsmRun runs the CLI in-process and returns exit code, stdout and stderr.
@@ -26,7 +27,7 @@ func hsmRun(t *testing.T, args ...string) (int, string, string) {
 // select it.
 func hsmCLIToken(t *testing.T, name string) (hsm.Config, []string) {
 	t.Helper()
-	cfg := softhsm.NewTestToken(t, name)
+	cfg := softhsmtest.NewToken(t, name)
 	pinFile := filepath.Join(t.TempDir(), "pin")
 	if err := os.WriteFile(pinFile, []byte(cfg.PIN+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -227,7 +228,7 @@ func TestHSMKeygenSignVerifyCLI(t *testing.T) {
 }
 
 func TestHSMSoftHSMInit(t *testing.T) {
-	softhsm.SharedTestEnv(t) // skip/fail rule when softhsm2 is missing
+	softhsmtest.SharedEnv(t) // skip/fail rule when softhsm2 is missing
 	dir := filepath.Join(t.TempDir(), "hsm")
 	t.Setenv(hsmPINEnv, "")
 	t.Setenv(hsmSOPINEnv, "")

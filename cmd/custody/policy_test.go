@@ -11,7 +11,7 @@ import (
 
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 const (
@@ -257,7 +257,7 @@ func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
 // TestPolicyOperatorPKCS11 enrolls a P-256 key made inside a SoftHSM token,
 // signs an approval with it through the token, and verifies it.
 func TestPolicyOperatorPKCS11(t *testing.T) {
-	cfg := softhsm.NewTestToken(t, "operator")
+	cfg := softhsmtest.NewToken(t, "operator")
 	pinFile := policyWrite(t, "pin", cfg.PIN+"\n")
 	t.Setenv(operatorHSMPINEnv, "")
 	sel := []string{"--pkcs11", "--module", cfg.Module, "--token-label", cfg.TokenLabel, "--pin-file", pinFile, "--key-label", "approver-key"}

@@ -18,16 +18,16 @@ import (
 
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/hsm"
-	"github.com/custody-dev/custody/policy"
-	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/raftnet"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/node"
 	"github.com/custody-dev/custody/signer/shares"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 	"github.com/custody-dev/custody/signer/watermark"
-	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 const (
@@ -339,7 +339,7 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 		t.Cleanup(e.Close)
-		tok, err := hsm.Open(softhsm.NewTestToken(t, "node-"+string(id)))
+		tok, err := hsm.Open(softhsmtest.NewToken(t, "node-"+string(id)))
 		if err != nil {
 			t.Fatal(err)
 		}
