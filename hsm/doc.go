@@ -49,4 +49,9 @@
 // Every signature is verified against the key's public key before it is
 // returned; secp256k1 signatures are normalised to low-S first, because some
 // HSM/OpenSSL combinations return high-S or even invalid signatures.
+//
+// [VerifySignature] is the same check for a signature from elsewhere, in
+// software and strictly: canonical DER ([MarshalSignature]), r and s in
+// range, low-S on secp256k1 ([Curve.IsLowS]), with public keys decoded by
+// [ParsePublicKey].
 package hsm

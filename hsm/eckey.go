@@ -234,21 +234,11 @@ func (k *ECKey) setPoint(v []byte) error {
 	if len(point) != 65 || point[0] != 4 {
 		return fmt.Errorf("CKA_EC_POINT is not an uncompressed 256-bit point (%d bytes)", len(point))
 	}
-	switch k.curve {
-	case Secp256k1:
-		pk, err := btcec.ParsePubKey(point)
-		if err != nil {
-			return fmt.Errorf("public key: %w", err)
-		}
-		k.k1 = pk
-		k.pub = &ecdsa.PublicKey{Curve: btcec.S256(), X: pk.X(), Y: pk.Y()}
-	case P256:
-		pk, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
-		if err != nil {
-			return fmt.Errorf("public key: %w", err)
-		}
-		k.pub = pk
+	pub, k1, err := parsePublicKey(k.curve, point)
+	if err != nil {
+		return fmt.Errorf("public key: %w", err)
 	}
+	k.pub, k.k1 = pub, k1
 	k.point = bytes.Clone(point)
 	return nil
 }
@@ -283,7 +273,7 @@ func (k *ECKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	return asn1.Marshal(struct{ R, S *big.Int }{r, s})
+	return MarshalSignature(r, s)
 }
 
 // SignRS signs digest with CKM_ECDSA in the token and returns (r, s). The
@@ -335,7 +325,7 @@ func (k *ECKey) splitRS(raw []byte) (r, s *big.Int, err error) {
 	if r.Sign() == 0 || s.Sign() == 0 || r.Cmp(n) >= 0 || s.Cmp(n) >= 0 {
 		return nil, nil, fmt.Errorf("%w: r or s out of range", ErrBadSignature)
 	}
-	if k.curve == Secp256k1 && s.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+	if k.curve == Secp256k1 && !k.curve.IsLowS(s) {
 		s.Sub(n, s)
 	}
 	return r, s, nil
@@ -343,17 +333,8 @@ func (k *ECKey) splitRS(raw []byte) (r, s *big.Int, err error) {
 
 // verify checks (r, s) over digest with the public key, outside the token.
 func (k *ECKey) verify(digest []byte, r, s *big.Int) error {
-	ok := false
-	switch k.curve {
-	case Secp256k1:
-		var rs, ss btcec.ModNScalar
-		rs.SetByteSlice(r.Bytes())
-		ss.SetByteSlice(s.Bytes())
-		ok = btcecdsa.NewSignature(&rs, &ss).Verify(digest, k.k1)
-	case P256:
-		ok = ecdsa.Verify(k.pub, digest, r, s)
-	}
-	if !ok {
+	v := verifier{curve: k.curve, ec: k.pub, k1: k.k1}
+	if !v.verifyRS(digest, r, s) {
 		return fmt.Errorf("%w: key %q", ErrBadSignature, k.label)
 	}
 	return nil

@@ -20,12 +20,13 @@ import (
 
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 // openTest opens a fresh SoftHSM token for the test and closes it after.
 func openTest(t testing.TB, name string) (*hsm.Token, hsm.Config) {
 	t.Helper()
-	cfg := softhsm.NewTestToken(t, name)
+	cfg := softhsmtest.NewToken(t, name)
 	tok, err := hsm.Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -291,7 +292,7 @@ func TestKeyLookupErrors(t *testing.T) {
 }
 
 func TestOpenWrongPIN(t *testing.T) {
-	cfg := softhsm.NewTestToken(t, "pin")
+	cfg := softhsmtest.NewToken(t, "pin")
 	bad := cfg
 	bad.PIN = "wrong-" + cfg.PIN[:6]
 	_, err := hsm.Open(bad)
@@ -325,7 +326,7 @@ func TestOpenWrongPIN(t *testing.T) {
 }
 
 func TestOpenMissingTokenAndModule(t *testing.T) {
-	cfg := softhsm.NewTestToken(t, "exists")
+	cfg := softhsmtest.NewToken(t, "exists")
 	missing := cfg
 	missing.TokenLabel, missing.TokenSerial = "no-such-token", ""
 	if _, err := hsm.Open(missing); !errors.Is(err, hsm.ErrTokenNotFound) {
@@ -358,7 +359,7 @@ func TestOpenMissingTokenAndModule(t *testing.T) {
 }
 
 func TestOpenAmbiguousLabel(t *testing.T) {
-	env := softhsm.SharedTestEnv(t)
+	env := softhsmtest.SharedEnv(t)
 	pin, _ := softhsm.RandomPIN()
 	label := "dup-" + pin[:8]
 	var serials []string
@@ -406,7 +407,7 @@ func TestSeveralTokensOneProcess(t *testing.T) {
 }
 
 func TestClosedTokenFailsClosed(t *testing.T) {
-	cfg := softhsm.NewTestToken(t, "closed")
+	cfg := softhsmtest.NewToken(t, "closed")
 	tok, err := hsm.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -634,7 +635,7 @@ func TestLoadPIN(t *testing.T) {
 // this process: it must share the login record, so a wrong PIN through the
 // symlink is refused instead of riding on the first login.
 func TestOpenSymlinkedModuleChecksPIN(t *testing.T) {
-	cfg := softhsm.NewTestToken(t, "symlink")
+	cfg := softhsmtest.NewToken(t, "symlink")
 	tok, err := hsm.Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -25,26 +25,9 @@
 // otherwise it fails with [ErrConfigInUse] instead of silently provisioning
 // into another configuration.
 //
-// # Tests
-//
-// [NewTestToken] uses one Env per test process, created on first use under
-// os.TempDir() (per-test t.TempDir() configurations cannot coexist in one
-// process, see above), and a fresh token with a unique label and random PINs
-// per call. Any number of tests, each with several tokens open at once, can
-// use it concurrently. The directory is removed by the next test process
-// that finds its owner process gone.
-//
-// Two measures keep this fast for hundreds of tests: the harness keeps the
-// library initialised (hsm.Retain) so closing the last Token does not make
-// the next Open reload every token; and tokens of ended tests are recycled
-// (erased and re-initialised with a new label and PINs through
-// hsm.ReinitToken), because SoftHSM scans every token on each
-// C_Initialize and slot listing. Without them, 300 token inits took ~24 s
-// and kept growing; with them 300 tests with a token each take ~2-6 s and
-// one token directory.
-//
-// softhsm2 missing: NewTestToken fails the test when CUSTODY_REQUIRE_TOOLS=1
-// (the Makefile sets it) and otherwise skips it with "run make tools".
+// Test tokens come from package softhsmtest, which builds on [Env] (with
+// [Env.ActivateAndRetain] and [Env.ReinitToken]); this package does not
+// import testing, so the custody binary can use it.
 package softhsm
 
 import (
@@ -159,20 +142,42 @@ func (e *Env) Activate() error {
 	return e.activateLocked()
 }
 
-// keeper holds the library initialised for the shared test environment
-// (see SharedTestEnv); guarded by activeMu.
-var keeper func() error
+// ActivateAndRetain activates e (see Activate) and keeps the SoftHSM library
+// initialised (hsm.Retain) until another Env is activated, so closing the
+// last Token does not finalise it and the next Open does not reload every
+// token. Activating another Env lets go of the hold first, so it never keeps
+// an old configuration loaded on its own. softhsmtest uses it for the
+// shared test environment.
+func (e *Env) ActivateAndRetain() error {
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	if err := e.activateLocked(); err != nil {
+		return err
+	}
+	if retained == nil {
+		release, err := hsm.Retain(e.Module)
+		if err != nil {
+			return fmt.Errorf("softhsm: %w", err)
+		}
+		retained = release
+	}
+	return nil
+}
+
+// retained releases ActivateAndRetain's hold on the library; guarded by
+// activeMu.
+var retained func() error
 
 func (e *Env) activateLocked() error {
 	if os.Getenv("SOFTHSM2_CONF") == e.ConfPath {
 		return nil
 	}
-	if keeper != nil {
-		// Only the test harness's own hold keeps the old configuration
+	if retained != nil {
+		// Only ActivateAndRetain's hold keeps the old configuration
 		// loaded; let it go so this Env can be activated if nothing else
 		// is open.
-		keeper()
-		keeper = nil
+		retained()
+		retained = nil
 	}
 	if hsm.ModuleLoaded(e.Module) {
 		return fmt.Errorf("%w (now %q, wanted %q); close its tokens first", ErrConfigInUse, os.Getenv("SOFTHSM2_CONF"), e.ConfPath)
@@ -205,6 +210,21 @@ func (e *Env) InitToken(label, soPIN, userPIN string) (serial string, err error)
 		return "", fmt.Errorf("%w: token %q was not written to %s", ErrConfigInUse, label, e.TokenDir)
 	}
 	return serial, nil
+}
+
+// ReinitToken activates e and re-initialises its token with serial: every
+// object on it is erased and it gets label and userPIN (soPIN is the SO PIN
+// it was initialised with). It fails if the token is open in this process.
+func (e *Env) ReinitToken(serial, soPIN, label, userPIN string) error {
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	if err := e.activateLocked(); err != nil {
+		return err
+	}
+	if err := hsm.ReinitToken(e.Module, serial, soPIN, label, userPIN); err != nil {
+		return fmt.Errorf("softhsm: %w", err)
+	}
+	return nil
 }
 
 func (e *Env) tokenDirs() (int, error) {

@@ -6,15 +6,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 func TestFindModule(t *testing.T) {
-	softhsm.SharedTestEnv(t) // skips or fails per CUSTODY_REQUIRE_TOOLS when absent
+	softhsmtest.SharedEnv(t) // skips or fails per CUSTODY_REQUIRE_TOOLS when absent
 	p, err := softhsm.FindModule()
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestFindModule(t *testing.T) {
 }
 
 func TestSetupIsIsolated(t *testing.T) {
-	softhsm.SharedTestEnv(t)
+	softhsmtest.SharedEnv(t)
 	dir := t.TempDir()
 	e, err := softhsm.Setup(filepath.Join(dir, "env"))
 	if err != nil {
@@ -61,7 +61,7 @@ func TestSetupIsIsolated(t *testing.T) {
 // TestEnvSwitchRules shows the process-singleton behaviour: another Env can
 // only be provisioned while no token of the current one is open.
 func TestEnvSwitchRules(t *testing.T) {
-	cfg := softhsm.NewTestToken(t, "holder")
+	cfg := softhsmtest.NewToken(t, "holder")
 	tok, err := hsm.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -99,48 +99,13 @@ func TestEnvSwitchRules(t *testing.T) {
 			t.Fatalf("softhsm2-util --show-slots: %v\n%s", err, out)
 		}
 	}
-	// The shared test env comes back for the next NewTestToken.
-	cfg2 := softhsm.NewTestToken(t, "back")
+	// The shared test env comes back for the next NewToken.
+	cfg2 := softhsmtest.NewToken(t, "back")
 	tok3, err := hsm.Open(cfg2)
 	if err != nil {
-		t.Fatalf("NewTestToken after switching: %v", err)
+		t.Fatalf("NewToken after switching: %v", err)
 	}
 	tok3.Close()
-}
-
-// TestNewTestTokenConcurrent: many tests, several open tokens each.
-func TestNewTestTokenConcurrent(t *testing.T) {
-	for i := range 4 {
-		t.Run("party-set", func(t *testing.T) {
-			t.Parallel()
-			var wg sync.WaitGroup
-			toks := make([]*hsm.Token, 5)
-			errs := make([]error, 5)
-			for j := range 5 {
-				cfg := softhsm.NewTestToken(t, "alice") // same prefix everywhere
-				wg.Go(func() {
-					toks[j], errs[j] = hsm.Open(cfg)
-				})
-			}
-			wg.Wait()
-			seen := map[string]bool{}
-			for j, tok := range toks {
-				if errs[j] != nil {
-					t.Fatalf("set %d token %d: %v", i, j, errs[j])
-				}
-				if seen[tok.Info().Serial] {
-					t.Fatalf("two Configs selected the same token %s", tok.Info().Serial)
-				}
-				seen[tok.Info().Serial] = true
-				if _, err := tok.CreateKEK("kek"); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, tok := range toks {
-				tok.Close()
-			}
-		})
-	}
 }
 
 func TestValidLabel(t *testing.T) {
@@ -150,41 +115,4 @@ func TestValidLabel(t *testing.T) {
 			t.Errorf("ValidLabel(%q) = %t", l, !want)
 		}
 	}
-}
-
-// TestRecycledTokenIsEmpty: a token recycled from an ended test comes back
-// erased, under a new label and PIN; the old Config no longer opens it.
-func TestRecycledTokenIsEmpty(t *testing.T) {
-	var first hsm.Config
-	t.Run("first", func(t *testing.T) {
-		first = softhsm.NewTestToken(t, "recycle")
-		tok, err := hsm.Open(first)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tok.Close()
-		if _, err := tok.CreateKEK("kek"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Run("second", func(t *testing.T) {
-		cfg := softhsm.NewTestToken(t, "recycle")
-		if cfg.TokenSerial != first.TokenSerial {
-			t.Skip("token was not recycled (pool used by a parallel test)")
-		}
-		if cfg.TokenLabel == first.TokenLabel || cfg.PIN == first.PIN {
-			t.Fatal("recycled token kept its label or PIN")
-		}
-		if _, err := hsm.Open(first); !errors.Is(err, hsm.ErrTokenNotFound) {
-			t.Fatalf("old Config on a recycled token: %v", err)
-		}
-		tok, err := hsm.Open(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tok.Close()
-		if _, err := tok.KEK("kek"); !errors.Is(err, hsm.ErrKeyNotFound) {
-			t.Fatalf("recycled token still has the old KEK: %v", err)
-		}
-	})
 }

@@ -105,19 +105,8 @@ func newAuditExportCmd() *cobra.Command {
 			if err := ledger.VerifyChain(st.Audit); err != nil {
 				return fmt.Errorf("audit export %s: %w", dataDir, err)
 			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-			if err != nil {
-				return fmt.Errorf("audit export: %w", err)
-			}
-			if err := ledger.WriteAuditJSONL(f, st.Audit); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return fmt.Errorf("audit export: %w", err)
-			}
-			if err := f.Close(); err != nil {
+			write := func(w io.Writer) error { return ledger.WriteAuditJSONL(w, st.Audit) }
+			if err := createNew(out, 0o640, write); err != nil {
 				return fmt.Errorf("audit export: %w", err)
 			}
 			sum := auditSummary{Source: dataDir, Records: len(st.Audit), OK: true}

@@ -39,12 +39,6 @@ func auditDataDir(t *testing.T) string {
 	return dir
 }
 
-func runCLI(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(args, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestAuditVerifyExportCLI(t *testing.T) {
 	dir := auditDataDir(t)
 	code, out, errs := runCLI("audit", "verify", "--data-dir", dir, "-o", "json")

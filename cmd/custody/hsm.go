@@ -1,257 +1,23 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/sha256"
-	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
-	"path/filepath"
-	"strings"
 
-	"github.com/btcsuite/btcd/btcec/v2"
-	btcecdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/spf13/cobra"
 
 	"github.com/custody-dev/custody/hsm"
-	"github.com/custody-dev/custody/softhsm"
 )
 
-// Environment variables the HSM commands read. PINs are only ever read from
-// these or from files: never from flags, which end up in argv.
-const (
-	hsmPINEnv     = "CUSTODY_HSM_PIN"
-	hsmSOPINEnv   = "CUSTODY_HSM_SO_PIN"
-	hsmPINFileEnv = "CUSTODY_HSM_PIN_FILE"
-	hsmDefaultKEK = "custody-kek"
-)
-
-// ---------------------------------------------------------------- softhsm
-
-func newSoftHSMCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "softhsm",
-		Short: "Provision isolated SoftHSM2 tokens for tests and devnets",
-		Long: `Provision SoftHSM2 (software PKCS#11) tokens in a directory of their own, with
-their own softhsm2.conf. Nothing under /etc/softhsm or the global token
-directory is read or written.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newSoftHSMInitCmd())
-	return cmd
-}
-
-type softhsmInitReport struct {
-	Dir       string              `json:"dir"`
-	Conf      string              `json:"conf"`
-	Module    string              `json:"module"`
-	Tokens    []softhsmTokenEntry `json:"tokens"`
-	PINFile   string              `json:"pin_file,omitempty"`
-	SOPINFile string              `json:"so_pin_file,omitempty"`
-	Env       map[string]string   `json:"env"`
-}
-
-type softhsmTokenEntry struct {
-	Label  string `json:"label"`
-	Serial string `json:"serial"`
-}
-
-func newSoftHSMInitCmd() *cobra.Command {
-	var dir, tokens, pinFile, soPINFile string
-	cmd := &cobra.Command{
-		Use:   "init --dir DIR --tokens a,b,c",
-		Short: "Create an isolated SoftHSM2 config in DIR and initialise the named tokens",
-		Long: `Create DIR/softhsm2.conf and DIR/tokens, initialise one token per label, and
-print the environment to export to use them.
-
-PINs (the same user PIN and SO PIN for every token) come from, in order:
-  --pin-file / --so-pin-file, or $CUSTODY_HSM_PIN / $CUSTODY_HSM_SO_PIN,
-  or are generated and written to DIR/user.pin and DIR/so.pin (mode 0600).
-PINs are never printed; the output names the files that hold them.
-
-DIR must not already hold tokens.`,
-		Example: `  eval "$(custody softhsm init --dir /tmp/hsm --tokens node1,node2,node3)"`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return errors.New("softhsm init: --dir is required")
-			}
-			labels, err := softhsmParseLabels(tokens)
-			if err != nil {
-				return err
-			}
-			if ents, err := os.ReadDir(filepath.Join(dir, "tokens")); err == nil && len(ents) > 0 {
-				return fmt.Errorf("softhsm init: %s already holds %d token(s); use a new directory", dir, len(ents))
-			}
-			pin, err := softhsmPIN(pinFile, hsmPINEnv)
-			if err != nil {
-				return err
-			}
-			soPIN, err := softhsmPIN(soPINFile, hsmSOPINEnv)
-			if err != nil {
-				return err
-			}
-			env, err := softhsm.Setup(dir)
-			if err != nil {
-				return err
-			}
-			rep := softhsmInitReport{Dir: env.Dir, Conf: env.ConfPath, Module: env.Module, PINFile: pinFile, SOPINFile: soPINFile}
-			if pin == "" {
-				if pin, rep.PINFile, err = softhsmWritePIN(env.Dir, "user.pin"); err != nil {
-					return err
-				}
-			}
-			if soPIN == "" {
-				if soPIN, rep.SOPINFile, err = softhsmWritePIN(env.Dir, "so.pin"); err != nil {
-					return err
-				}
-			}
-			for _, l := range labels {
-				serial, err := env.InitToken(l, soPIN, pin)
-				if err != nil {
-					return fmt.Errorf("softhsm init: token %q: %w", l, err)
-				}
-				rep.Tokens = append(rep.Tokens, softhsmTokenEntry{Label: l, Serial: serial})
-			}
-			rep.Env = map[string]string{"SOFTHSM2_CONF": env.ConfPath, softhsm.ModuleEnv: env.Module}
-			if rep.PINFile != "" {
-				rep.Env[hsmPINFileEnv] = rep.PINFile
-			}
-			return report(cmd, rep, func(w io.Writer) error {
-				fmt.Fprintf(w, "# SoftHSM2 environment in %s\n", rep.Dir)
-				for _, t := range rep.Tokens {
-					fmt.Fprintf(w, "#   token %-20s serial %s\n", t.Label, t.Serial)
-				}
-				if rep.PINFile != "" {
-					fmt.Fprintf(w, "# user PIN in %s, SO PIN in %s (keep them private)\n", rep.PINFile, rep.SOPINFile)
-				}
-				fmt.Fprintf(w, "export SOFTHSM2_CONF=%s\n", hsmShellQuote(env.ConfPath))
-				fmt.Fprintf(w, "export %s=%s\n", softhsm.ModuleEnv, hsmShellQuote(env.Module))
-				if rep.PINFile != "" {
-					fmt.Fprintf(w, "export %s=%s\n", hsmPINFileEnv, hsmShellQuote(rep.PINFile))
-				}
-				return nil
-			})
-		},
-	}
-	cmd.Flags().StringVar(&dir, "dir", "", "directory for softhsm2.conf and the token store (required)")
-	cmd.Flags().StringVar(&tokens, "tokens", "", "comma-separated token labels to initialise (required)")
-	cmd.Flags().StringVar(&pinFile, "pin-file", "", "file holding the user PIN (default: $"+hsmPINEnv+" or generated)")
-	cmd.Flags().StringVar(&soPINFile, "so-pin-file", "", "file holding the SO PIN (default: $"+hsmSOPINEnv+" or generated)")
-	return cmd
-}
-
-func softhsmParseLabels(s string) ([]string, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, errors.New("softhsm init: --tokens is required (e.g. --tokens node1,node2)")
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, l := range strings.Split(s, ",") {
-		l = strings.TrimSpace(l)
-		if !softhsm.ValidLabel(l) {
-			return nil, fmt.Errorf("softhsm init: invalid token label %q (1..32 printable characters, no spaces)", l)
-		}
-		if seen[l] {
-			return nil, fmt.Errorf("softhsm init: token label %q given twice", l)
-		}
-		seen[l] = true
-		out = append(out, l)
-	}
-	return out, nil
-}
-
-// softhsmPIN reads a PIN from file, or env; "" means "generate one".
-func softhsmPIN(file, env string) (string, error) {
-	if file == "" && os.Getenv(env) == "" {
-		return "", nil
-	}
-	pin, err := hsm.LoadPIN(env, file)
-	if err != nil {
-		return "", err
-	}
-	if len(pin) < 4 || len(pin) > 255 {
-		return "", fmt.Errorf("softhsm init: PIN must be 4..255 characters")
-	}
-	return pin, nil
-}
-
-// softhsmWritePIN generates a PIN into dir/name, mode 0600, never
-// overwriting a file.
-func softhsmWritePIN(dir, name string) (pin, path string, err error) {
-	pin, err = softhsm.RandomPIN()
-	if err != nil {
-		return "", "", err
-	}
-	path = filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", "", fmt.Errorf("softhsm init: %w", err)
-	}
-	if _, err := f.WriteString(pin + "\n"); err != nil {
-		f.Close()
-		return "", "", fmt.Errorf("softhsm init: %w", err)
-	}
-	return pin, path, f.Close()
-}
-
-func hsmShellQuote(s string) string {
-	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// ---------------------------------------------------------------- hsm
-
-// hsmFlags are the token-selection flags shared by every hsm command.
-type hsmFlags struct {
-	module, label, serial, pinFile string
-}
-
-func (f *hsmFlags) register(cmd *cobra.Command) {
-	p := cmd.PersistentFlags()
-	p.StringVar(&f.module, "module", "", "PKCS#11 module path (default: $"+softhsm.ModuleEnv+" or libsofthsm2.so found on this system)")
-	p.StringVar(&f.label, "token-label", "", "select the token by label")
-	p.StringVar(&f.serial, "token-serial", "", "select the token by serial number")
-	p.StringVar(&f.pinFile, "pin-file", "", "file holding the user PIN (default: $"+hsmPINFileEnv+", else the PIN in $"+hsmPINEnv+")")
-}
-
-func (f *hsmFlags) modulePath() (string, error) {
-	if f.module != "" {
-		return f.module, nil
-	}
-	return softhsm.FindModule()
-}
-
-// open selects and logs in to the token the flags name.
-func (f *hsmFlags) open() (*hsm.Token, error) {
-	mod, err := f.modulePath()
-	if err != nil {
-		return nil, err
-	}
-	if f.label == "" && f.serial == "" {
-		return nil, errors.New("hsm: select a token with --token-label or --token-serial")
-	}
-	pinFile := f.pinFile
-	if pinFile == "" {
-		pinFile = os.Getenv(hsmPINFileEnv)
-	}
-	pin, err := hsm.LoadPIN(hsmPINEnv, pinFile)
-	if err != nil {
-		return nil, err
-	}
-	return hsm.Open(hsm.Config{Module: mod, TokenLabel: f.label, TokenSerial: f.serial, PIN: pin})
-}
+// hsmDefaultKEK is the label of the key-encryption key the hsm commands use
+// unless --kek-label says otherwise.
+const hsmDefaultKEK = "custody-kek"
 
 func newHSMCmd() *cobra.Command {
-	f := &hsmFlags{}
 	cmd := &cobra.Command{
 		Use:   "hsm",
 		Short: "Inspect PKCS#11 tokens and manage the key-encryption key",
@@ -264,7 +30,7 @@ or $CUSTODY_HSM_PIN; there is no flag that takes a PIN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	f.register(cmd)
+	f := addTokenFlags(cmd.PersistentFlags())
 	cmd.AddCommand(newHSMInfoCmd(f), newHSMInitKEKCmd(f), newHSMSealCmd(f, true), newHSMSealCmd(f, false),
 		newHSMKeygenCmd(f), newHSMSignCmd(f), newHSMVerifyCmd())
 	return cmd
@@ -281,7 +47,7 @@ type hsmInfoReport struct {
 	KEKError   string             `json:"kek_error,omitempty"`
 }
 
-func newHSMInfoCmd(f *hsmFlags) *cobra.Command {
+func newHSMInfoCmd(f *tokenFlags) *cobra.Command {
 	var kekLabel string
 	cmd := &cobra.Command{
 		Use:   "info",
@@ -299,7 +65,7 @@ and whether the KEK exists, with its security attributes.`,
 			if rep.Slots, err = hsm.ListSlots(mod); err != nil {
 				return err
 			}
-			if f.label != "" || f.serial != "" {
+			if f.selected() {
 				tok, err := f.open()
 				if err != nil {
 					return err
@@ -375,7 +141,7 @@ and whether the KEK exists, with its security attributes.`,
 	return cmd
 }
 
-func newHSMInitKEKCmd(f *hsmFlags) *cobra.Command {
+func newHSMInitKEKCmd(f *tokenFlags) *cobra.Command {
 	var kekLabel string
 	cmd := &cobra.Command{
 		Use:   "init-kek",
@@ -418,7 +184,7 @@ type hsmSealReport struct {
 }
 
 // newHSMSealCmd builds "seal" (seal=true) or "open".
-func newHSMSealCmd(f *hsmFlags, seal bool) *cobra.Command {
+func newHSMSealCmd(f *tokenFlags, seal bool) *cobra.Command {
 	var in, out, aad, kekLabel string
 	use, short, long := "seal", "Seal a file with the token's KEK (AES-256-GCM inside the token)",
 		`Seal --in with the KEK inside the token and write the versioned blob to --out
@@ -443,8 +209,8 @@ a blob of another KEK fails and writes nothing.`
 			if err != nil {
 				return fmt.Errorf("hsm %s: %w", use, err)
 			}
-			if _, err := os.Stat(out); err == nil {
-				return fmt.Errorf("hsm %s: %s exists; refusing to overwrite", use, out)
+			if err := checkNew(out); err != nil {
+				return fmt.Errorf("hsm %s: %w", use, err)
 			}
 			tok, err := f.open()
 			if err != nil {
@@ -464,7 +230,7 @@ a blob of another KEK fails and writes nothing.`
 			if err != nil {
 				return err
 			}
-			if err := hsmWriteNew(out, result); err != nil {
+			if err := writeNew(out, 0o600, result); err != nil {
 				return fmt.Errorf("hsm %s: %w", use, err)
 			}
 			rep := hsmSealReport{In: in, Out: out, Bytes: len(result), KEK: kekLabel}
@@ -485,20 +251,6 @@ a blob of another KEK fails and writes nothing.`
 	return cmd
 }
 
-// hsmWriteNew writes data to a new file, mode 0600.
-func hsmWriteNew(path string, data []byte) error {
-	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := fh.Write(data); err != nil {
-		fh.Close()
-		os.Remove(path)
-		return err
-	}
-	return fh.Close()
-}
-
 type hsmKeyReport struct {
 	Label      string `json:"label"`
 	Curve      string `json:"curve"`
@@ -514,7 +266,7 @@ func hsmKeyReportOf(k *hsm.ECKey) hsmKeyReport {
 	return r
 }
 
-func newHSMKeygenCmd(f *hsmFlags) *cobra.Command {
+func newHSMKeygenCmd(f *tokenFlags) *cobra.Command {
 	var label, curve string
 	cmd := &cobra.Command{
 		Use:   "keygen --label NAME [--curve secp256k1|p256]",
@@ -563,7 +315,7 @@ type hsmSignReport struct {
 	Verified   bool   `json:"verified"`
 }
 
-func newHSMSignCmd(f *hsmFlags) *cobra.Command {
+func newHSMSignCmd(f *tokenFlags) *cobra.Command {
 	var label, digestHex, in string
 	cmd := &cobra.Command{
 		Use:   "sign --label NAME (--digest HEX | --in FILE)",
@@ -593,15 +345,19 @@ secp256k1 the Ethereum recovery id is shown too.`,
 			if err != nil {
 				return err
 			}
-			der, err := asn1.Marshal(struct{ R, S *big.Int }{r, s})
+			der, err := hsm.MarshalSignature(r, s)
 			if err != nil {
+				return err
+			}
+			// SignRS verified (r, s); this checks the encoding printed.
+			if err := hsm.VerifySignature(k.Public(), digest, der); err != nil {
 				return err
 			}
 			rep := hsmSignReport{hsmKeyReport: hsmKeyReportOf(k), Digest: hex.EncodeToString(digest),
 				Signature: hex.EncodeToString(der), R: hex.EncodeToString(r.FillBytes(make([]byte, 32))),
 				S: hex.EncodeToString(s.FillBytes(make([]byte, 32))), Verified: true}
 			if k.Curve() == hsm.Secp256k1 {
-				rep.LowS = s.Cmp(new(big.Int).Rsh(btcec.S256().N, 1)) <= 0
+				rep.LowS = k.Curve().IsLowS(s)
 				v, err := k.RecoveryID(digest, r, s)
 				if err != nil {
 					return err
@@ -653,8 +409,9 @@ func newHSMVerifyCmd() *cobra.Command {
 		Short: "Verify an ECDSA signature in software (no token needed)",
 		Long: `Verify a DER ECDSA signature against a public key (uncompressed or, for
 secp256k1, compressed SEC1 hex) with btcec or crypto/ecdsa, independently of
-any token. For secp256k1 a high-S signature is rejected, as Bitcoin and
-Ethereum do. Exits non-zero if the signature does not verify.`,
+any token. The DER must be canonical, with nothing after it. For secp256k1
+a high-S signature is rejected, as Bitcoin and Ethereum do. Exits non-zero if
+the signature does not verify.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := hsm.ParseCurve(curve)
@@ -673,34 +430,12 @@ Ethereum do. Exits non-zero if the signature does not verify.`,
 			if err != nil {
 				return fmt.Errorf("hsm verify: --sig is not hex: %w", err)
 			}
-			ok := false
-			switch c {
-			case hsm.Secp256k1:
-				pk, err := btcec.ParsePubKey(pub)
-				if err != nil {
-					return fmt.Errorf("hsm verify: public key: %w", err)
-				}
-				sig, err := btcecdsa.ParseDERSignature(der)
-				if err != nil {
-					return fmt.Errorf("hsm verify: signature: %w", err)
-				}
-				var rs struct{ R, S *big.Int }
-				if _, err := asn1.Unmarshal(der, &rs); err != nil {
-					return fmt.Errorf("hsm verify: signature: %w", err)
-				}
-				if rs.S.Cmp(new(big.Int).Rsh(btcec.S256().N, 1)) > 0 {
-					return errors.New("hsm verify: signature is high-S")
-				}
-				ok = sig.Verify(digest, pk)
-			case hsm.P256:
-				pk, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pub)
-				if err != nil {
-					return fmt.Errorf("hsm verify: public key: %w", err)
-				}
-				ok = ecdsa.VerifyASN1(pk, digest, der)
+			pk, err := hsm.ParsePublicKey(c, pub)
+			if err != nil {
+				return err
 			}
-			if !ok {
-				return errors.New("hsm verify: signature does NOT verify")
+			if err := hsm.VerifySignature(pk, digest, der); err != nil {
+				return err
 			}
 			return report(cmd, map[string]bool{"verified": true}, func(w io.Writer) error {
 				_, err := fmt.Fprintln(w, "verified: true")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,22 +10,14 @@ import (
 	"testing"
 
 	"github.com/custody-dev/custody/hsm"
-	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
-
-// hsmRun runs the CLI in-process and returns exit code, stdout and stderr.
-func hsmRun(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(args, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 // hsmCLIToken makes a test token and a PIN file for it; the returned args
 // select it.
 func hsmCLIToken(t *testing.T, name string) (hsm.Config, []string) {
 	t.Helper()
-	cfg := softhsm.NewTestToken(t, name)
+	cfg := softhsmtest.NewToken(t, name)
 	pinFile := filepath.Join(t.TempDir(), "pin")
 	if err := os.WriteFile(pinFile, []byte(cfg.PIN+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -48,7 +39,7 @@ func hsmNoPIN(t *testing.T, pin string, outs ...string) {
 
 func hsmInfoJSON(t *testing.T, sel []string) hsmInfoReport {
 	t.Helper()
-	code, out, errOut := hsmRun(t, append([]string{"hsm", "info", "-o", "json"}, sel...)...)
+	code, out, errOut := runCLI(append([]string{"hsm", "info", "-o", "json"}, sel...)...)
 	if code != 0 {
 		t.Fatalf("hsm info: exit %d: %s", code, errOut)
 	}
@@ -68,7 +59,7 @@ func TestHSMInfoAndInitKEK(t *testing.T) {
 	if !strings.Contains(strings.Join(rep.Mechanisms, " "), "CKM_AES_GCM") {
 		t.Fatalf("mechanisms lack CKM_AES_GCM: %v", rep.Mechanisms)
 	}
-	code, out, errOut := hsmRun(t, append([]string{"hsm", "init-kek"}, sel...)...)
+	code, out, errOut := runCLI(append([]string{"hsm", "init-kek"}, sel...)...)
 	if code != 0 || !strings.Contains(out, "extractable=false") {
 		t.Fatalf("init-kek: exit %d\n%s%s", code, out, errOut)
 	}
@@ -78,7 +69,7 @@ func TestHSMInfoAndInitKEK(t *testing.T) {
 		t.Fatalf("info after init-kek: %+v", rep.KEK)
 	}
 	// A second init-kek fails and leaves the first KEK as it was.
-	code, _, errOut = hsmRun(t, append([]string{"hsm", "init-kek"}, sel...)...)
+	code, _, errOut = runCLI(append([]string{"hsm", "init-kek"}, sel...)...)
 	if code == 0 || !strings.Contains(errOut, "already exists") {
 		t.Fatalf("second init-kek: exit %d: %s", code, errOut)
 	}
@@ -86,7 +77,7 @@ func TestHSMInfoAndInitKEK(t *testing.T) {
 		t.Fatalf("KEK changed after a failed init-kek")
 	}
 	// Text output, and slots-only info without a selected token.
-	code, out, _ = hsmRun(t, "hsm", "info", "--module", cfg.Module)
+	code, out, _ = runCLI("hsm", "info", "--module", cfg.Module)
 	if code != 0 || !strings.Contains(out, cfg.TokenLabel) {
 		t.Fatalf("hsm info without token: exit %d\n%s", code, out)
 	}
@@ -97,7 +88,7 @@ func TestHSMWrongPINChangesNothing(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad")
 	os.WriteFile(bad, []byte("not-the-pin-1234\n"), 0o600)
 	wrong := append(append([]string{}, sel[:4]...), "--pin-file", bad)
-	code, out, errOut := hsmRun(t, append([]string{"hsm", "init-kek"}, wrong...)...)
+	code, out, errOut := runCLI(append([]string{"hsm", "init-kek"}, wrong...)...)
 	if code == 0 || !strings.Contains(errOut, "PIN incorrect") {
 		t.Fatalf("init-kek with wrong PIN: exit %d: %s", code, errOut)
 	}
@@ -108,17 +99,17 @@ func TestHSMWrongPINChangesNothing(t *testing.T) {
 	}
 	// The PIN from the environment works too; there is no --pin flag at all.
 	t.Setenv(hsmPINEnv, cfg.PIN)
-	code, out, errOut = hsmRun(t, "hsm", "init-kek", "--module", cfg.Module, "--token-label", cfg.TokenLabel)
+	code, out, errOut = runCLI("hsm", "init-kek", "--module", cfg.Module, "--token-label", cfg.TokenLabel)
 	if code != 0 {
 		t.Fatalf("init-kek with $%s: exit %d: %s", hsmPINEnv, code, errOut)
 	}
 	hsmNoPIN(t, cfg.PIN, out, errOut)
-	code, _, errOut = hsmRun(t, "hsm", "info", "--token-label", cfg.TokenLabel, "--pin", cfg.PIN)
+	code, _, errOut = runCLI("hsm", "info", "--token-label", cfg.TokenLabel, "--pin", cfg.PIN)
 	if code == 0 || !strings.Contains(errOut, "unknown flag") {
 		t.Fatalf("--pin was accepted: exit %d %s", code, errOut)
 	}
 	t.Setenv(hsmPINEnv, "")
-	code, _, errOut = hsmRun(t, "hsm", "info", "--module", cfg.Module, "--token-label", cfg.TokenLabel)
+	code, _, errOut = runCLI("hsm", "info", "--module", cfg.Module, "--token-label", cfg.TokenLabel)
 	if code == 0 || !strings.Contains(errOut, "no PIN") {
 		t.Fatalf("no PIN: exit %d %s", code, errOut)
 	}
@@ -128,11 +119,11 @@ func TestHSMMissingToken(t *testing.T) {
 	cfg, sel := hsmCLIToken(t, "cli-missing")
 	args := append([]string{"hsm", "info"}, sel...)
 	args[5] = "no-such-token"
-	code, _, errOut := hsmRun(t, args...)
+	code, _, errOut := runCLI(args...)
 	if code == 0 || !strings.Contains(errOut, "token not found") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("missing token: exit %d: %q", code, errOut)
 	}
-	code, _, errOut = hsmRun(t, "hsm", "info", "--module", filepath.Join(t.TempDir(), "nope.so"))
+	code, _, errOut = runCLI("hsm", "info", "--module", filepath.Join(t.TempDir(), "nope.so"))
 	if code == 0 || !strings.Contains(errOut, "cannot load PKCS#11 module") {
 		t.Fatalf("missing module: exit %d: %q", code, errOut)
 	}
@@ -141,13 +132,13 @@ func TestHSMMissingToken(t *testing.T) {
 
 func TestHSMSealOpenCLI(t *testing.T) {
 	cfg, sel := hsmCLIToken(t, "cli-seal")
-	if code, _, errOut := hsmRun(t, append([]string{"hsm", "init-kek"}, sel...)...); code != 0 {
+	if code, _, errOut := runCLI(append([]string{"hsm", "init-kek"}, sel...)...); code != 0 {
 		t.Fatal(errOut)
 	}
 	dir := t.TempDir()
 	in, sealed, opened := filepath.Join(dir, "in"), filepath.Join(dir, "sealed"), filepath.Join(dir, "opened")
 	os.WriteFile(in, []byte("share bytes"), 0o600)
-	code, _, errOut := hsmRun(t, append([]string{"hsm", "seal", "--in", in, "--out", sealed, "--aad", "w1/p1"}, sel...)...)
+	code, _, errOut := runCLI(append([]string{"hsm", "seal", "--in", in, "--out", sealed, "--aad", "w1/p1"}, sel...)...)
 	if code != 0 {
 		t.Fatalf("seal: %s", errOut)
 	}
@@ -155,26 +146,26 @@ func TestHSMSealOpenCLI(t *testing.T) {
 		t.Fatalf("sealed file: %v %v", st, err)
 	}
 	// Wrong AAD: error, and no output file.
-	code, _, errOut = hsmRun(t, append([]string{"hsm", "open", "--in", sealed, "--out", opened, "--aad", "w1/p2"}, sel...)...)
+	code, _, errOut = runCLI(append([]string{"hsm", "open", "--in", sealed, "--out", opened, "--aad", "w1/p2"}, sel...)...)
 	if code == 0 || !strings.Contains(errOut, "authentication failed") {
 		t.Fatalf("open with wrong AAD: exit %d %s", code, errOut)
 	}
 	if _, err := os.Stat(opened); !os.IsNotExist(err) {
 		t.Fatal("a failed open wrote the output file")
 	}
-	code, _, errOut = hsmRun(t, append([]string{"hsm", "open", "--in", sealed, "--out", opened, "--aad", "w1/p1"}, sel...)...)
+	code, _, errOut = runCLI(append([]string{"hsm", "open", "--in", sealed, "--out", opened, "--aad", "w1/p1"}, sel...)...)
 	if got, _ := os.ReadFile(opened); code != 0 || string(got) != "share bytes" {
 		t.Fatalf("open: exit %d %s: %q", code, errOut, got)
 	}
 	// Never overwrites.
-	code, _, _ = hsmRun(t, append([]string{"hsm", "seal", "--in", in, "--out", sealed}, sel...)...)
+	code, _, _ = runCLI(append([]string{"hsm", "seal", "--in", in, "--out", sealed}, sel...)...)
 	if code == 0 {
 		t.Fatal("seal overwrote an existing file")
 	}
 	// Garbage in: a clear error.
 	junk := filepath.Join(dir, "junk")
 	os.WriteFile(junk, []byte("not a blob"), 0o600)
-	code, _, errOut = hsmRun(t, append([]string{"hsm", "open", "--in", junk, "--out", filepath.Join(dir, "x")}, sel...)...)
+	code, _, errOut = runCLI(append([]string{"hsm", "open", "--in", junk, "--out", filepath.Join(dir, "x")}, sel...)...)
 	if code == 0 || !strings.Contains(errOut, "malformed sealed blob") {
 		t.Fatalf("open junk: exit %d %s", code, errOut)
 	}
@@ -184,7 +175,7 @@ func TestHSMSealOpenCLI(t *testing.T) {
 func TestHSMKeygenSignVerifyCLI(t *testing.T) {
 	_, sel := hsmCLIToken(t, "cli-sign")
 	for _, curve := range []string{"secp256k1", "p256"} {
-		code, out, errOut := hsmRun(t, append([]string{"hsm", "keygen", "--label", "k-" + curve, "--curve", curve, "-o", "json"}, sel...)...)
+		code, out, errOut := runCLI(append([]string{"hsm", "keygen", "--label", "k-" + curve, "--curve", curve, "-o", "json"}, sel...)...)
 		if code != 0 {
 			t.Fatalf("keygen %s: %s", curve, errOut)
 		}
@@ -193,7 +184,7 @@ func TestHSMKeygenSignVerifyCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := sha256.Sum256([]byte(curve))
-		code, out, errOut = hsmRun(t, append([]string{"hsm", "sign", "--label", "k-" + curve, "--digest", hex.EncodeToString(d[:]), "-o", "json"}, sel...)...)
+		code, out, errOut = runCLI(append([]string{"hsm", "sign", "--label", "k-" + curve, "--digest", hex.EncodeToString(d[:]), "-o", "json"}, sel...)...)
 		if code != 0 {
 			t.Fatalf("sign %s: %s", curve, errOut)
 		}
@@ -205,12 +196,12 @@ func TestHSMKeygenSignVerifyCLI(t *testing.T) {
 			t.Fatalf("sign report: %+v", sig)
 		}
 		verify := []string{"hsm", "verify", "--curve", curve, "--pubkey", key.PublicKey, "--digest", hex.EncodeToString(d[:]), "--sig", sig.Signature}
-		if code, _, errOut := hsmRun(t, verify...); code != 0 {
+		if code, _, errOut := runCLI(verify...); code != 0 {
 			t.Fatalf("verify %s: %s", curve, errOut)
 		}
 		d[0] ^= 1
 		verify[7] = hex.EncodeToString(d[:])
-		if code, _, _ := hsmRun(t, verify...); code == 0 {
+		if code, _, _ := runCLI(verify...); code == 0 {
 			t.Fatalf("verify %s accepted a signature over another digest", curve)
 		}
 	}
@@ -220,97 +211,8 @@ func TestHSMKeygenSignVerifyCLI(t *testing.T) {
 		{"hsm", "keygen", "--label", "k-secp256k1"},
 		{"hsm", "keygen", "--label", "x", "--curve", "ed448"},
 	} {
-		if code, _, errOut := hsmRun(t, append(bad, sel...)...); code == 0 || errOut == "" {
+		if code, _, errOut := runCLI(append(bad, sel...)...); code == 0 || errOut == "" {
 			t.Errorf("%v: exit %d", bad, code)
 		}
 	}
-}
-
-func TestHSMSoftHSMInit(t *testing.T) {
-	softhsm.SharedTestEnv(t) // skip/fail rule when softhsm2 is missing
-	dir := filepath.Join(t.TempDir(), "hsm")
-	t.Setenv(hsmPINEnv, "")
-	t.Setenv(hsmSOPINEnv, "")
-	// Bad input first: nothing is created.
-	for _, bad := range [][]string{
-		{"softhsm", "init", "--dir", dir, "--tokens", "a,a"},
-		{"softhsm", "init", "--dir", dir, "--tokens", "has space"},
-		{"softhsm", "init", "--dir", dir},
-		{"softhsm", "init", "--tokens", "a"},
-	} {
-		if code, _, errOut := hsmRun(t, bad...); code == 0 || errOut == "" {
-			t.Fatalf("%v: exit %d", bad, code)
-		}
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Fatalf("%v created %s", bad, dir)
-		}
-	}
-	code, out, errOut := hsmRun(t, "softhsm", "init", "--dir", dir, "--tokens", "node1,node2")
-	if code != 0 {
-		t.Fatalf("softhsm init: exit %d: %s", code, errOut)
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if !strings.Contains(out, "export SOFTHSM2_CONF="+conf+"\n") {
-		t.Fatalf("no export line:\n%s", out)
-	}
-	pinFile := filepath.Join(dir, "user.pin")
-	pin, err := hsm.LoadPIN("", pinFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{pinFile, filepath.Join(dir, "so.pin")} {
-		st, err := os.Stat(f)
-		if err != nil || st.Mode().Perm() != 0o600 {
-			t.Fatalf("%s: %v %v", f, st, err)
-		}
-		p, _ := hsm.LoadPIN("", f)
-		hsmNoPIN(t, p, out, errOut)
-	}
-	// The tokens are usable with the printed environment.
-	env := &softhsm.Env{ConfPath: conf, Module: mustModule(t)}
-	if err := env.Activate(); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []string{"node1", "node2"} {
-		tok, err := hsm.Open(hsm.Config{Module: env.Module, TokenLabel: l, PIN: pin})
-		if err != nil {
-			t.Fatalf("open %s: %v", l, err)
-		}
-		tok.Close()
-	}
-	// A second init into the same directory is refused and changes nothing.
-	before, _ := os.ReadDir(filepath.Join(dir, "tokens"))
-	if code, _, errOut := hsmRun(t, "softhsm", "init", "--dir", dir, "--tokens", "node3"); code == 0 || !strings.Contains(errOut, "already holds") {
-		t.Fatalf("second init: exit %d %s", code, errOut)
-	}
-	if after, _ := os.ReadDir(filepath.Join(dir, "tokens")); len(after) != len(before) {
-		t.Fatal("second init changed the token dir")
-	}
-	// PINs from files are used, not generated; JSON output.
-	dir2 := filepath.Join(t.TempDir(), "hsm2")
-	pf := filepath.Join(t.TempDir(), "pin")
-	os.WriteFile(pf, []byte("user-pin-5678\n"), 0o600)
-	t.Setenv(hsmSOPINEnv, "so-pin-1234")
-	code, out, errOut = hsmRun(t, "softhsm", "init", "--dir", dir2, "--tokens", "x", "--pin-file", pf, "-o", "json")
-	if code != 0 {
-		t.Fatalf("init with PIN files: %s", errOut)
-	}
-	hsmNoPIN(t, "user-pin-5678", out, errOut)
-	hsmNoPIN(t, "so-pin-1234", out, errOut)
-	var rep softhsmInitReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Tokens) != 1 || rep.PINFile != pf {
-		t.Fatalf("init JSON: %v %+v", err, rep)
-	}
-	if _, err := os.Stat(filepath.Join(dir2, "user.pin")); !os.IsNotExist(err) {
-		t.Fatal("a PIN was generated although one was given")
-	}
-}
-
-func mustModule(t *testing.T) string {
-	t.Helper()
-	m, err := softhsm.FindModule()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

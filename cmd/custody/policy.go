@@ -1,36 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
-	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/softhsm"
 )
-
-// Environment variables the operator commands read. Passphrases and PINs are
-// never taken from flags, which end up in argv and shell history.
-const (
-	operatorPassphraseEnv = "CUSTODY_OPERATOR_PASSPHRASE"
-	operatorHSMPINEnv     = "CUSTODY_HSM_PIN"
-	policyMaxFile         = 8 << 20
-)
-
-// ---------------------------------------------------------------- policy
 
 func newPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -126,7 +107,7 @@ approvals) and 1 with a one-line reason when it is denied.`,
 				return err
 			}
 			var sf policyStateFile
-			if err := policyDecodeFile(stateFile, &sf); err != nil {
+			if err := decodeInputFile(stateFile, &sf); err != nil {
 				return err
 			}
 			if sf.Now.IsZero() {
@@ -137,7 +118,7 @@ approvals) and 1 with a one-line reason when it is denied.`,
 				return fmt.Errorf("%s: %w", stateFile, err)
 			}
 			var req policy.Request
-			if err := policyDecodeFile(requestFile, &req); err != nil {
+			if err := decodeInputFile(requestFile, &req); err != nil {
 				return err
 			}
 			var d policy.Decision
@@ -146,11 +127,11 @@ approvals) and 1 with a one-line reason when it is denied.`,
 				d = policy.Evaluate(rules, st, req, sf.Now)
 			case registryFile != "" && approvalsFile != "":
 				var reg quorum.Registry
-				if err := policyDecodeFile(registryFile, &reg); err != nil {
+				if err := decodeInputFile(registryFile, &reg); err != nil {
 					return err
 				}
 				var approvals []quorum.Approval
-				if err := policyDecodeFile(approvalsFile, &approvals); err != nil {
+				if err := decodeInputFile(approvalsFile, &approvals); err != nil {
 					return err
 				}
 				d = policy.Authorize(rules, st, reg, req, approvals, sf.Now)
@@ -219,7 +200,7 @@ func policyPrintDecision(w io.Writer, d policy.Decision) error {
 }
 
 func policyLoadRules(path string) (*policy.Rules, error) {
-	b, err := policyReadFile(path)
+	b, err := readInputFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -228,448 +209,4 @@ func policyLoadRules(path string) (*policy.Rules, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return r, nil
-}
-
-func policyReadFile(path string) ([]byte, error) {
-	if path == "" {
-		return nil, errors.New("a file name is required")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, policyMaxFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > policyMaxFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, policyMaxFile)
-	}
-	return b, nil
-}
-
-// policyDecodeFile reads JSON, or YAML converted to JSON, into v with unknown
-// fields rejected.
-func policyDecodeFile(path string, v any) error {
-	b, err := policyReadFile(path)
-	if err != nil {
-		return err
-	}
-	if t := bytes.TrimSpace(b); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
-		var y any
-		if err := yaml.Unmarshal(b, &y); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		if b, err = json.Marshal(y); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%s: trailing data after the document", path)
-	}
-	return nil
-}
-
-// ---------------------------------------------------------------- operator
-
-func newOperatorCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "operator",
-		Short: "Operator device keys and approvals",
-		Long: `Create operator device keys, and build, sign and verify approval digests.
-
-A device is either an Ed25519 key in a key file (sealed with a passphrase from
-$` + operatorPassphraseEnv + `, or unsealed and protected by file permissions
-only) or an EC P-256 key on the operator's own PKCS#11 token (PIN from
-$` + operatorHSMPINEnv + ` or --pin-file).
-
-An approval signs SHA-256 of the canonical statement (cluster ID, request ID,
-payload hash, decision, expiry); see docs/policy.md for the byte layout.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(newOperatorKeygenCmd(), newOperatorShowCmd(), newOperatorDigestCmd(), newOperatorSignCmd(), newOperatorVerifyCmd())
-	return cmd
-}
-
-// operatorDevice is what an admin needs to enroll a device.
-type operatorDevice struct {
-	DeviceID  string            `json:"device_id"`
-	Kind      quorum.DeviceKind `json:"kind"`
-	PublicKey string            `json:"public_key"`
-	KeyFile   string            `json:"key_file,omitempty"`
-	Sealed    *bool             `json:"sealed,omitempty"`
-	KeyLabel  string            `json:"key_label,omitempty"`
-}
-
-func operatorPrintDevice(cmd *cobra.Command, d operatorDevice) error {
-	return report(cmd, d, func(w io.Writer) error {
-		fmt.Fprintf(w, "device id:  %s\nkind:       %s\npublic key: %s\n", d.DeviceID, d.Kind, d.PublicKey)
-		if d.KeyFile != "" {
-			fmt.Fprintf(w, "key file:   %s\n", d.KeyFile)
-		}
-		if d.KeyLabel != "" {
-			fmt.Fprintf(w, "token key:  %s\n", d.KeyLabel)
-		}
-		return nil
-	})
-}
-
-// operatorToken selects an operator's own PKCS#11 token.
-type operatorToken struct {
-	pkcs11                           bool
-	module, label, pinFile, keyLabel string
-}
-
-func (o *operatorToken) register(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&o.pkcs11, "pkcs11", false, "use an EC P-256 key on a PKCS#11 token instead of a key file")
-	cmd.Flags().StringVar(&o.module, "module", "", "PKCS#11 module (default: libsofthsm2.so found on this system)")
-	cmd.Flags().StringVar(&o.label, "token-label", "", "token label")
-	cmd.Flags().StringVar(&o.pinFile, "pin-file", "", "file holding the user PIN (default: $"+operatorHSMPINEnv+")")
-	cmd.Flags().StringVar(&o.keyLabel, "key-label", "custody-operator", "label of the P-256 key on the token")
-}
-
-func (o *operatorToken) open() (*hsm.Token, error) {
-	mod := o.module
-	if mod == "" {
-		var err error
-		if mod, err = softhsm.FindModule(); err != nil {
-			return nil, err
-		}
-	}
-	if o.label == "" {
-		return nil, errors.New("operator: --token-label is required with --pkcs11")
-	}
-	pin, err := hsm.LoadPIN(operatorHSMPINEnv, o.pinFile)
-	if err != nil {
-		return nil, err
-	}
-	return hsm.Open(hsm.Config{Module: mod, TokenLabel: o.label, PIN: pin})
-}
-
-func newOperatorKeygenCmd() *cobra.Command {
-	var out string
-	var seal bool
-	tok := &operatorToken{}
-	cmd := &cobra.Command{
-		Use:   "keygen (--out FILE [--seal] | --pkcs11 --token-label T [--key-label L])",
-		Short: "Create an operator device key and print what to enroll",
-		Long: `Create a device key and print its device ID and public key for enrollment.
-
-With --out, an Ed25519 key is written to a new file (mode 0600, never
-overwritten). With --seal the key is encrypted under the passphrase in
-$` + operatorPassphraseEnv + ` (PBKDF2-HMAC-SHA256, AES-256-GCM). Without
---seal the file is NOT passphrase-protected: anyone who can read it can
-approve as you. Keep such files on an encrypted disk, or use --seal or a token.
-
-With --pkcs11, an EC P-256 key is generated inside the operator's token and
-never leaves it.`,
-		Example: `  custody operator keygen --out ~/.custody/alice.key --seal
-  custody operator keygen --pkcs11 --token-label alice --pin-file ~/.custody/pin`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if tok.pkcs11 {
-				if out != "" || seal {
-					return errors.New("operator: --pkcs11 keys stay on the token; drop --out and --seal")
-				}
-				t, err := tok.open()
-				if err != nil {
-					return err
-				}
-				defer t.Close()
-				k, err := t.GenerateECKey(tok.keyLabel, hsm.P256)
-				if err != nil {
-					return err
-				}
-				return operatorPrintDevice(cmd, operatorDevice{DeviceID: quorum.DeviceID(quorum.DeviceP256, k.PublicKeyBytes()),
-					Kind: quorum.DeviceP256, PublicKey: hex.EncodeToString(k.PublicKeyBytes()), KeyLabel: tok.keyLabel})
-			}
-			if out == "" {
-				return errors.New("operator: --out FILE (or --pkcs11) is required")
-			}
-			var pass []byte
-			if seal {
-				pass = []byte(os.Getenv(operatorPassphraseEnv))
-				if len(pass) < 8 {
-					return fmt.Errorf("operator: --seal needs a passphrase of at least 8 characters in $%s", operatorPassphraseEnv)
-				}
-			}
-			_, priv, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				return err
-			}
-			data, err := quorum.NewKeyFile(priv, pass, rand.Reader)
-			if err != nil {
-				return err
-			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return fmt.Errorf("operator: %w", err)
-			}
-			if _, err := f.Write(data); err != nil {
-				f.Close()
-				os.Remove(out)
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			if !seal {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not passphrase-protected (use --seal)\n", out)
-			}
-			kf, err := quorum.ParseKeyFile(data)
-			if err != nil {
-				return err
-			}
-			return operatorPrintDevice(cmd, operatorDevice{DeviceID: kf.DeviceID, Kind: kf.Kind, PublicKey: hex.EncodeToString(kf.PublicKey), KeyFile: out, Sealed: &seal})
-		},
-	}
-	cmd.Flags().StringVar(&out, "out", "", "key file to create (must not exist)")
-	cmd.Flags().BoolVar(&seal, "seal", false, "encrypt the key under the passphrase in $"+operatorPassphraseEnv)
-	tok.register(cmd)
-	return cmd
-}
-
-func newOperatorShowCmd() *cobra.Command {
-	var keyFile string
-	tok := &operatorToken{}
-	cmd := &cobra.Command{
-		Use:   "show (--key FILE | --pkcs11 --token-label T)",
-		Short: "Print a device's ID and public key (no passphrase needed)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if tok.pkcs11 {
-				t, err := tok.open()
-				if err != nil {
-					return err
-				}
-				defer t.Close()
-				k, err := t.ECKey(tok.keyLabel)
-				if err != nil {
-					return err
-				}
-				return operatorPrintDevice(cmd, operatorDevice{DeviceID: quorum.DeviceID(quorum.DeviceP256, k.PublicKeyBytes()),
-					Kind: quorum.DeviceP256, PublicKey: hex.EncodeToString(k.PublicKeyBytes()), KeyLabel: tok.keyLabel})
-			}
-			b, err := policyReadFile(keyFile)
-			if err != nil {
-				return fmt.Errorf("operator: --key: %w", err)
-			}
-			kf, err := quorum.ParseKeyFile(b)
-			if err != nil {
-				return err
-			}
-			sealed := kf.Sealed != nil
-			return operatorPrintDevice(cmd, operatorDevice{DeviceID: kf.DeviceID, Kind: kf.Kind, PublicKey: hex.EncodeToString(kf.PublicKey), KeyFile: keyFile, Sealed: &sealed})
-		},
-	}
-	cmd.Flags().StringVar(&keyFile, "key", "", "key file")
-	tok.register(cmd)
-	return cmd
-}
-
-// statementFlags are the fields of an approval statement.
-type statementFlags struct {
-	cluster, request, payload, decision, expiry string
-}
-
-func (s *statementFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&s.cluster, "cluster", "", "cluster ID")
-	cmd.Flags().StringVar(&s.request, "request", "", "request (or change) ID")
-	cmd.Flags().StringVar(&s.payload, "payload-hash", "", "payload hash, 64 hex digits")
-	cmd.Flags().StringVar(&s.decision, "decision", "approve", `"approve" or "reject"`)
-	cmd.Flags().StringVar(&s.expiry, "expiry", "1h", "expiry: RFC 3339 time, Unix seconds, or a duration from now (e.g. 30m)")
-	for _, f := range []string{"cluster", "request", "payload-hash"} {
-		_ = cmd.MarkFlagRequired(f)
-	}
-}
-
-func (s *statementFlags) statement(now time.Time) (quorum.Statement, error) {
-	h, err := quorum.ParseHash(s.payload)
-	if err != nil {
-		return quorum.Statement{}, fmt.Errorf("--payload-hash: %w", err)
-	}
-	d, err := quorum.ParseDecision(s.decision)
-	if err != nil {
-		return quorum.Statement{}, fmt.Errorf("--decision: %w", err)
-	}
-	exp, err := operatorParseExpiry(s.expiry, now)
-	if err != nil {
-		return quorum.Statement{}, err
-	}
-	st := quorum.Statement{ClusterID: s.cluster, RequestID: s.request, PayloadHash: h, Decision: d, Expiry: exp}
-	if _, err := st.Encode(); err != nil {
-		return quorum.Statement{}, err
-	}
-	return st, nil
-}
-
-func operatorParseExpiry(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t.UTC().Truncate(time.Second), nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return now.Add(d).UTC().Truncate(time.Second), nil
-	}
-	var u int64
-	if _, err := fmt.Sscanf(s, "%d", &u); err == nil && fmt.Sprint(u) == s && u > 0 {
-		return time.Unix(u, 0).UTC(), nil
-	}
-	return time.Time{}, fmt.Errorf("--expiry %q: want an RFC 3339 time, Unix seconds or a positive duration", s)
-}
-
-type digestReport struct {
-	Statement quorum.Statement `json:"statement"`
-	Encoding  string           `json:"encoding"`
-	Digest    string           `json:"digest"`
-}
-
-func newOperatorDigestCmd() *cobra.Command {
-	sf := &statementFlags{}
-	cmd := &cobra.Command{
-		Use:   "digest --cluster C --request R --payload-hash H [--decision approve|reject] [--expiry T]",
-		Short: "Print the canonical approval statement bytes and the digest a device signs",
-		Example: `  custody operator digest --cluster prod-1 --request wd-0001 \
-      --payload-hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 --expiry 2026-11-24T12:00:00Z`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := sf.statement(time.Now())
-			if err != nil {
-				return err
-			}
-			enc, _ := st.Encode()
-			dg, _ := st.Digest()
-			rep := digestReport{Statement: st, Encoding: hex.EncodeToString(enc), Digest: hex.EncodeToString(dg[:])}
-			return report(cmd, rep, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "cluster:  %s\nrequest:  %s\npayload:  %s\ndecision: %s\nexpiry:   %s\nencoding: %s\ndigest:   %s\n",
-					st.ClusterID, st.RequestID, st.PayloadHash, st.Decision, st.Expiry.Format(time.RFC3339), rep.Encoding, rep.Digest)
-				return err
-			})
-		},
-	}
-	sf.register(cmd)
-	return cmd
-}
-
-func newOperatorSignCmd() *cobra.Command {
-	sf := &statementFlags{}
-	tok := &operatorToken{}
-	var keyFile string
-	cmd := &cobra.Command{
-		Use:   "sign (--key FILE | --pkcs11 --token-label T) --cluster C --request R --payload-hash H",
-		Short: "Sign an approval (or rejection) with a device and print it as JSON",
-		Long: `Sign the approval digest with a device key and print the approval as JSON,
-ready to submit. Read the request's human description before signing: the
-payload hash is what you approve, exactly.
-
-A sealed key file is opened with the passphrase in $` + operatorPassphraseEnv + `.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := sf.statement(time.Now())
-			if err != nil {
-				return err
-			}
-			var a quorum.Approval
-			if tok.pkcs11 {
-				t, err := tok.open()
-				if err != nil {
-					return err
-				}
-				defer t.Close()
-				k, err := t.ECKey(tok.keyLabel)
-				if err != nil {
-					return err
-				}
-				if a, err = quorum.Sign(st, quorum.DeviceID(quorum.DeviceP256, k.PublicKeyBytes()), k, nil); err != nil {
-					return err
-				}
-			} else {
-				b, err := policyReadFile(keyFile)
-				if err != nil {
-					return fmt.Errorf("operator: --key: %w", err)
-				}
-				kf, err := quorum.ParseKeyFile(b)
-				if err != nil {
-					return err
-				}
-				priv, err := kf.Open([]byte(os.Getenv(operatorPassphraseEnv)))
-				if err != nil {
-					return err
-				}
-				if a, err = quorum.Sign(st, kf.DeviceID, priv, nil); err != nil {
-					return err
-				}
-			}
-			// Approvals are data for the ledger: JSON in both output modes.
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(a)
-		},
-	}
-	cmd.Flags().StringVar(&keyFile, "key", "", "Ed25519 key file")
-	sf.register(cmd)
-	tok.register(cmd)
-	return cmd
-}
-
-type verifyReport struct {
-	OK       bool   `json:"ok"`
-	DeviceID string `json:"device_id"`
-	Decision string `json:"decision"`
-	Digest   string `json:"digest"`
-	Expiry   string `json:"expiry"`
-}
-
-func newOperatorVerifyCmd() *cobra.Command {
-	var approvalFile, pubHex, kind string
-	cmd := &cobra.Command{
-		Use:   "verify --approval FILE --public-key HEX [--kind ed25519|ecdsa-p256]",
-		Short: "Verify an approval's signature against a device public key",
-		Long: `Verify that an approval JSON was signed by the device with the given public
-key, and that its device ID matches that key. Registry checks (device active,
-role, quorum) happen in the ledger, not here.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var a quorum.Approval
-			if err := policyDecodeFile(approvalFile, &a); err != nil {
-				return err
-			}
-			pub, err := hex.DecodeString(strings.TrimPrefix(pubHex, "0x"))
-			if err != nil {
-				return fmt.Errorf("--public-key: %w", err)
-			}
-			k := quorum.DeviceKind(kind)
-			if err := quorum.ValidatePublicKey(k, pub); err != nil {
-				return err
-			}
-			dev := quorum.Device{ID: quorum.DeviceID(k, pub), Kind: k, PublicKey: pub}
-			if a.DeviceID != dev.ID {
-				return fmt.Errorf("operator: approval names device %s, the key is device %s", a.DeviceID, dev.ID)
-			}
-			dg, err := a.Statement.Digest()
-			if err != nil {
-				return err
-			}
-			if err := dev.VerifyDigest(dg, a.Signature); err != nil {
-				return err
-			}
-			rep := verifyReport{OK: true, DeviceID: dev.ID, Decision: a.Decision.String(), Digest: hex.EncodeToString(dg[:]), Expiry: a.Expiry.Format(time.RFC3339)}
-			return report(cmd, rep, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "ok: %s of %s by device %s, expires %s\ndigest: %s\n", rep.Decision, a.RequestID, rep.DeviceID, rep.Expiry, rep.Digest)
-				return err
-			})
-		},
-	}
-	cmd.Flags().StringVar(&approvalFile, "approval", "", "approval JSON file")
-	cmd.Flags().StringVar(&pubHex, "public-key", "", "device public key, hex")
-	cmd.Flags().StringVar(&kind, "kind", string(quorum.DeviceEd25519), "device kind: ed25519 or ecdsa-p256")
-	_ = cmd.MarkFlagRequired("approval")
-	_ = cmd.MarkFlagRequired("public-key")
-	return cmd
 }

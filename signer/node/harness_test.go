@@ -28,7 +28,7 @@ import (
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 	"github.com/custody-dev/custody/signer/watermark"
-	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 const (
@@ -281,7 +281,7 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 		t.Cleanup(e.Close)
-		tok, err := hsm.Open(softhsm.NewTestToken(t, "node-"+string(id)))
+		tok, err := hsm.Open(softhsmtest.NewToken(t, "node-"+string(id)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss"
-	"github.com/custody-dev/custody/softhsm"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 // testShare builds a structurally valid 2-of-3 share from fixture pre-params
@@ -65,7 +65,7 @@ func testShare(t *testing.T, wallet string) *tss.Share {
 
 func hsmSealer(t *testing.T) Sealer {
 	t.Helper()
-	cfg := softhsm.NewTestToken(t, "shares")
+	cfg := softhsmtest.NewToken(t, "shares")
 	tok, err := hsm.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
