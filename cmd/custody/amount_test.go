@@ -25,10 +25,10 @@ lock: {unlock_delay: 0s}
 wallets:
   - {name: w, wallets: [w1], asset: T, class: hot, limits: {per_tx: "1"}, route: {cold_above: %s}, approvals: [{min: "0", required: 1, roles: [admin]}]}
 `, c.Decimals, strconv.Quote(c.In))
-		p := policyWrite(t, "rules.yaml", rules)
-		code, out, errOut := policyRun(t, "policy", "check", "--rules", p, "-o", "json")
+		p := writeTemp(t, "rules.yaml", rules)
+		code, out, errOut := runCLI("policy", "check", "--rules", p, "-o", "json")
 		if c.Err != nil {
-			policyOneLineErr(t, code, errOut, c.Err.Error())
+			oneLineErr(t, code, errOut, c.Err.Error())
 			if !strings.Contains(errOut, "wallets[0].route.cold_above") {
 				t.Errorf("%q: stderr %q does not name the path", c.In, errOut)
 			}
@@ -57,10 +57,10 @@ func TestPolicyTestAmountsCLI(t *testing.T) {
 		t.Fatalf("test bug: %s not in %s", from, policyRequestFile)
 	}
 	for _, c := range amounttest.Bases {
-		p := policyWrite(t, "req.json", strings.Replace(string(req), from, `"amount": `+strconv.Quote(c.In), 1))
-		code, out, errOut := policyRun(t, "policy", "test", "--rules", policyRulesFile, "--state", policyExampleState, "--request", p)
+		p := writeTemp(t, "req.json", strings.Replace(string(req), from, `"amount": `+strconv.Quote(c.In), 1))
+		code, out, errOut := runCLI("policy", "test", "--rules", policyRulesFile, "--state", policyExampleState, "--request", p)
 		if c.Err != nil {
-			policyOneLineErr(t, code, errOut, c.Err.Error())
+			oneLineErr(t, code, errOut, c.Err.Error())
 			continue
 		}
 		// Accepted amounts reach policy, which decides (0 is an invalid
