@@ -1,7 +1,17 @@
-// Package chains will hold the one chain interface every chain adapter
-// implements (parse, payload hash, digests, watermark keys, description,
-// assemble, verify); chains/eth and chains/btc are the adapters. It is
-// being added separately.
+// Package chains is the one interface every chain adapter implements for the
+// signer: parse a stored unsigned transaction, recompute its payload hash and
+// the digests to sign, say what it does in the ledger's terms, name the
+// scarce things one signature spends (watermark keys), describe it for
+// humans, assemble the signatures into the signed transaction and verify a
+// signed one. chains/eth implements it; chains/btc will with the node daemon.
+//
+// # What an adapter decides
+//
+// Nothing: an adapter reports what a transaction does, and the committee
+// member compares that with the request operators approved and the policy
+// the ledger holds. An adapter only refuses what it cannot parse or
+// represent (another network's chain ID, a kind of transaction the signer
+// does not sign yet).
 //
 // Amounts are not here: every package, chains included, uses the amount
 // package's type and its one grammar.

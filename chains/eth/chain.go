@@ -21,7 +21,7 @@ var ErrNotMined = errors.New("eth: transaction not mined")
 
 // WaitMined polls c every interval until hash has a receipt, ctx ends, or
 // the chain answers with an error other than ErrNotMined.
-func WaitMined(ctx context.Context, c Chain, hash common.Hash, interval time.Duration) (*Receipt, error) {
+func WaitMined(ctx context.Context, c RPC, hash common.Hash, interval time.Duration) (*Receipt, error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -48,10 +48,10 @@ func txIndexing(err error) bool {
 	return errors.As(err, &de) && de.ErrorData() == txIndexingData
 }
 
-// Chain is what the custody service needs from an Ethereum node. It reads
+// RPC is what the custody service needs from an Ethereum node. It reads
 // and broadcasts; building and checking transactions is done offline by
 // this package's other functions.
-type Chain interface {
+type RPC interface {
 	// ChainID returns the node's chain ID (compare it with the wallet's).
 	ChainID(ctx context.Context) (*big.Int, error)
 	// Nonce returns the next nonce of addr including pending transactions.
@@ -96,7 +96,7 @@ type Backend interface {
 var (
 	_ Backend = (*ethclient.Client)(nil)
 	_ Backend = (simulated.Client)(nil)
-	_ Chain   = (*Client)(nil)
+	_ RPC     = (*Client)(nil)
 )
 
 // Client implements Chain over a go-ethereum Backend.

@@ -511,7 +511,7 @@ func TestSimulatedTransfers(t *testing.T) {
 
 // mined waits (with a deadline) for the receipt of a transaction just
 // committed: the simulated node may still be indexing it.
-func mined(t *testing.T, c Chain, hash common.Hash) (*Receipt, error) {
+func mined(t *testing.T, c RPC, hash common.Hash) (*Receipt, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -60,7 +60,7 @@ func freePort(t testing.TB) int {
 // startBtcd runs a real btcd regtest node in a temp dir, with TLS on a
 // loopback RPC port, txindex+addrindex, and coinbase paid to miningAddr.
 // Credentials live in a 0600 config file, never in argv.
-func startBtcd(t *testing.T, miningAddr string) *Node {
+func startBtcd(t *testing.T, miningAddr string) *Client {
 	t.Helper()
 	bin := findTool(t, "btcd")
 	dir := t.TempDir()
@@ -101,7 +101,7 @@ func startBtcd(t *testing.T, miningAddr string) *Node {
 	}
 
 	deadline := time.After(30 * time.Second)
-	var node *Node
+	var node *Client
 	for {
 		if node == nil {
 			if pem, err := os.ReadFile(cert); err == nil && len(pem) > 0 {

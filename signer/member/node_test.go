@@ -1,4 +1,4 @@
-package node_test
+package member_test
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
-	"github.com/custody-dev/custody/signer/node"
+	"github.com/custody-dev/custody/signer/member"
 	"github.com/custody-dev/custody/signer/watermark"
 )
 
@@ -51,7 +51,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 
 	// A follower's LocalLedger read right after the commit sees it (read
 	// index through the leader, then the follower's own applied state).
-	var follower *member
+	var follower *testNode
 	for i, id := range committee {
 		if !h.stores[i].IsLeader() {
 			follower = h.members[id]
@@ -96,7 +96,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	}
 
 	// The same claim again: the same transaction, no new session.
-	cl := node.Claim{Index: stored.Claim.Index, Signers: []pki.NodeID{"n1", "n2"}, PayloadHash: stored.PayloadHash,
+	cl := member.Claim{Index: stored.Claim.Index, Signers: []pki.NodeID{"n1", "n2"}, PayloadHash: stored.PayloadHash,
 		Digest: tx.Unsigned().SigningHash()}
 	copy(cl.SessionID[:], mustHex(t, stored.Claim.SessionID))
 	again, err := h.members["n1"].m.SignClaimed(h.ctx, "wd-1", cl)
@@ -135,13 +135,13 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	n1 := h.members["n1"]
 	f2 := h.forge("wd-2", other)
 	rolledBack := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) { f2.install(st, "wd-1") }})
-	h.refused(n1, rolledBack, "wd-2", *r.Nonce, f2.claim(), node.ErrWatermark, watermark.ErrConflict)
+	h.refused(n1, rolledBack, "wd-2", *r.Nonce, f2.claim(), member.ErrWatermark, watermark.ErrConflict)
 
 	// The same request ID with a different message (rewritten history: wd-1
 	// claimed again with another amount, re-approved): refused too.
 	f1 := h.forge("wd-1", h.unsigned(*r.Nonce, dest, ether(3, 0)))
 	rewritten := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) { f1.install(st, "wd-1") }})
-	h.refused(n1, rewritten, "wd-1", *r.Nonce, f1.claim(), node.ErrWatermark, watermark.ErrConflict)
+	h.refused(n1, rewritten, "wd-1", *r.Nonce, f1.claim(), member.ErrWatermark, watermark.ErrConflict)
 	if rec, _ := n1.wm.Lookup("wd-1"); rec.Digest != tx.Unsigned().SigningHash() {
 		t.Fatal("the watermark record of wd-1 changed")
 	}

@@ -1,4 +1,4 @@
-package node
+package member
 
 import (
 	"bytes"
@@ -6,17 +6,16 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/ethereum/go-ethereum/common"
-
-	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/watermark"
 )
 
-// Claim is what a coordinator hands a member: which claim of the ledger to
+// Claim is what the leader hands a member: which claim of the ledger to
 // sign under, with whom, and what the coordinator believes is being signed.
 // None of it is trusted: the member checks every field against its own
 // ledger read and its own recomputation.
@@ -29,21 +28,21 @@ type Claim struct {
 	Signers []pki.NodeID
 	// PayloadHash is the approved payload hash the coordinator read.
 	PayloadHash quorum.Hash
-	// Digest is the signing hash the coordinator computed; members refuse
-	// when theirs differs, so a coordinator's disagreement is loud.
+	// Digest is the signing hash the leader computed; members refuse when
+	// theirs differs, so a leader's disagreement is loud.
 	Digest [32]byte
 }
 
 // plan is everything a member derived and checked from one ledger state.
 type plan struct {
 	wallet      string
+	network     string
 	info        tss.WalletInfo
-	address     common.Address
-	chainID     uint64
-	nonce       uint64
-	unsigned    *eth.Unsigned
+	chain       chains.Chain
+	unsigned    chains.Unsigned
 	payloadHash [32]byte
 	digest      [32]byte
+	keys        []watermark.Key
 	// stored is the ledger's signed result of exactly this claim, if the
 	// request is already signed (an idempotent repeat).
 	stored []byte
@@ -52,7 +51,7 @@ type plan struct {
 // checkClaim runs the member's ledger-side checks, in order, on one state
 // read at or after the claim index. It is deterministic: the time is the
 // ledger's clock (State.Clock, which never goes backwards).
-func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]walletKey, networks map[string]uint64, requestID string, c Claim) (*plan, error) {
+func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.WalletInfo, adapters map[string]chains.Chain, requestID string, c Claim) (*plan, error) {
 	// 1. The claim is the ledger's current claim of the request (fencing).
 	r := st.Requests[requestID]
 	if r == nil {
@@ -68,7 +67,7 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]walletKey,
 		return nil, fmt.Errorf("%w: ledger claim is session %s at index %d, presented %s at %d",
 			ErrClaimMismatch, r.Claim.SessionID, r.Claim.Index, c.SessionID, c.Index)
 	}
-	p := &plan{wallet: r.Wallet}
+	p := &plan{wallet: r.Wallet, network: r.Network}
 	switch {
 	case r.Status == ledger.StatusClaimed:
 	case r.Status == ledger.StatusSigned && r.Result != nil && r.Result.SessionID == r.Claim.SessionID:
@@ -79,7 +78,7 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]walletKey,
 
 	// 2. The wallet: known locally from keygen, recorded in the ledger with
 	// the same committee, and the signer set is a quorum of it with us in it.
-	wk, ok := wallets[r.Wallet]
+	info, ok := wallets[r.Wallet]
 	if !ok {
 		return nil, fmt.Errorf("%w: wallet %q has no share on this member", ErrWallet, r.Wallet)
 	}
@@ -87,17 +86,18 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]walletKey,
 	if lw == nil {
 		return nil, fmt.Errorf("%w: wallet %q is not in the ledger", ErrWallet, r.Wallet)
 	}
-	if err := checkCommittee(lw, wk.info, self, c.Signers); err != nil {
+	if err := checkCommittee(lw, info, self, c.Signers); err != nil {
 		return nil, err
 	}
 	if err := checkClaimSigners(r.Claim.Signers, c.Signers); err != nil {
 		return nil, err
 	}
-	p.info, p.address = wk.info, wk.address
+	p.info = info
 
-	// 3. The payload: parse the stored unsigned transaction, recompute its
-	// hash and compare what it does with what the request says.
-	if err := checkETHPayload(r, lw, networks, c, p); err != nil {
+	// 3. The payload: parse the stored unsigned transaction with the
+	// chain's adapter, recompute its hash and compare what it does with
+	// what the request says.
+	if err := checkPayload(r, lw, adapters, c, p); err != nil {
 		return nil, err
 	}
 
@@ -146,9 +146,9 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]walletKey,
 		return nil, fmt.Errorf("%w: routed %s; only hot requests are signed online", ErrPolicy, d.Route)
 	}
 
-	// 6. The digest the coordinator expects is the one recomputed here.
+	// 6. The digest the leader expects is the one recomputed here.
 	if c.Digest != p.digest {
-		return nil, fmt.Errorf("%w: coordinator's digest %x differs from the recomputed signing hash %x", ErrPayload, c.Digest, p.digest)
+		return nil, fmt.Errorf("%w: the leader's digest %x differs from the recomputed signing hash %x", ErrPayload, c.Digest, p.digest)
 	}
 	return p, nil
 }
@@ -195,15 +195,19 @@ func checkClaimSigners(recorded, presented []pki.NodeID) error {
 	return nil
 }
 
-func checkETHPayload(r *ledger.Request, lw *ledger.Wallet, networks map[string]uint64, c Claim, p *plan) error {
-	if r.Chain != "eth" || lw.Chain != "eth" || lw.Network != r.Network {
-		return fmt.Errorf("%w: chain %s/%s (wallet %s/%s); this member signs eth only", ErrPayload, r.Chain, r.Network, lw.Chain, lw.Network)
+// checkPayload is step 3 for any chain: the adapter parses the stored
+// transaction for the request's network; its payload hash must be the one
+// the ledger recorded and the claim presents, and what it does (destination,
+// asset, amount, nonce or outpoints) must be what the request says.
+func checkPayload(r *ledger.Request, lw *ledger.Wallet, adapters map[string]chains.Chain, c Claim, p *plan) error {
+	if lw.Chain != r.Chain || lw.Network != r.Network {
+		return fmt.Errorf("%w: request on %s/%s, wallet on %s/%s", ErrPayload, r.Chain, r.Network, lw.Chain, lw.Network)
 	}
-	chainID, ok := networks[r.Network]
+	chain, ok := adapters[r.Chain]
 	if !ok {
-		return fmt.Errorf("%w: unknown eth network %q", ErrPayload, r.Network)
+		return fmt.Errorf("%w: this member signs no %s transactions", ErrPayload, r.Chain)
 	}
-	u, err := eth.ParseUnsigned(r.Payload)
+	u, err := chain.ParseUnsigned(r.Network, r.Payload)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPayload, err)
 	}
@@ -211,19 +215,33 @@ func checkETHPayload(r *ledger.Request, lw *ledger.Wallet, networks map[string]u
 	if ph != r.PayloadHash || !bytes.Equal(ph[:], c.PayloadHash[:]) {
 		return fmt.Errorf("%w: stored tx hashes to %x; ledger records %x, claim presents %x", ErrPayload, ph, r.PayloadHash, c.PayloadHash)
 	}
-	d := u.Description()
+	tr := u.Transfer()
 	switch {
-	case d.ChainID == nil || !d.ChainID.IsUint64() || d.ChainID.Uint64() != chainID:
-		return fmt.Errorf("%w: tx chain ID %v, network %s is %d", ErrPayload, d.ChainID, r.Network, chainID)
-	case r.Nonce == nil || *r.Nonce != d.Nonce:
-		return fmt.Errorf("%w: tx nonce %d is not the allocated nonce", ErrPayload, d.Nonce)
-	case r.Asset != "ETH" || d.Token != nil || len(d.Data) != 0:
-		return fmt.Errorf("%w: asset %q: only native ETH transfers are signed online yet", ErrPayload, r.Asset)
-	case d.To.Hex() != r.To:
-		return fmt.Errorf("%w: tx pays %s, the request names %s", ErrPayload, d.To.Hex(), r.To)
-	case d.Amount == nil || d.Amount.Cmp(r.Amount.Big()) != 0:
-		return fmt.Errorf("%w: tx amount %v, the request names %s", ErrPayload, d.Amount, r.Amount)
+	case (r.Nonce == nil) != (tr.Nonce == nil) || (r.Nonce != nil && *r.Nonce != *tr.Nonce):
+		return fmt.Errorf("%w: tx nonce %v is not the allocated nonce %v", ErrPayload, deref(tr.Nonce), deref(r.Nonce))
+	case !slices.Equal(r.Outpoints, tr.Outpoints):
+		return fmt.Errorf("%w: tx spends %v, the request reserved %v", ErrPayload, tr.Outpoints, r.Outpoints)
+	case tr.Asset != r.Asset:
+		return fmt.Errorf("%w: tx moves %q, the request names %q", ErrPayload, tr.Asset, r.Asset)
+	case tr.To != r.To:
+		return fmt.Errorf("%w: tx pays %s, the request names %s", ErrPayload, tr.To, r.To)
+	case tr.Amount != r.Amount:
+		return fmt.Errorf("%w: tx amount %s, the request names %s", ErrPayload, tr.Amount, r.Amount)
 	}
-	p.chainID, p.nonce, p.unsigned, p.payloadHash, p.digest = chainID, d.Nonce, u, ph, u.SigningHash()
+	digests := u.Digests()
+	if len(digests) != 1 {
+		return fmt.Errorf("%w: %d digests; the engine signs one per session", ErrPayload, len(digests))
+	}
+	p.chain, p.unsigned, p.payloadHash, p.digest = chain, u, ph, digests[0]
+	for _, k := range u.SpendKeys(r.Wallet) {
+		p.keys = append(p.keys, watermark.Key(k))
+	}
 	return nil
+}
+
+func deref(n *uint64) any {
+	if n == nil {
+		return "none"
+	}
+	return *n
 }

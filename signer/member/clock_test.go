@@ -1,11 +1,11 @@
-package node_test
+package member_test
 
 import (
 	"testing"
 	"time"
 
 	"github.com/custody-dev/custody/pki"
-	"github.com/custody-dev/custody/signer/node"
+	"github.com/custody-dev/custody/signer/member"
 )
 
 // TestLedgerClockAheadRefused: policy runs at the ledger's clock, which the
@@ -23,14 +23,14 @@ func TestLedgerClockAheadRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	behind := h.clock.Now().Add(-time.Hour)
-	m, err := node.NewMember(node.MemberConfig{Engine: n1.engine, Shares: n1.shares, Watermark: n1.wm, Ledger: n1.ledger,
-		ETHNetworks: map[string]uint64{network: simChainID}, Now: func() time.Time { return behind }})
+	m, err := member.New(member.Config{Engine: n1.engine, Shares: n1.shares, Watermark: n1.wm, Ledger: n1.ledger,
+		Chains: ethChains(), Now: func() time.Time { return behind }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := m.AddWallet(h.info); err != nil {
 		t.Fatal(err)
 	}
-	h.refused(n1, m, "wd-clock", *r.Nonce, c, node.ErrLedgerClock)
+	h.refused(n1, m, "wd-clock", *r.Nonce, c, member.ErrLedgerClock)
 
 }

@@ -1,4 +1,4 @@
-package node_test
+package member_test
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/signer/node"
+	"github.com/custody-dev/custody/signer/member"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
@@ -29,9 +29,9 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		t.Fatalf("wd-q: %s", q.Status)
 	}
 	uq := h.unsigned(*q.Nonce, h.dests[0], ether(1, 0))
-	fabricated := node.Claim{SessionID: tss.NewSessionID(), Index: q.CreatedIdx, Signers: signers, PayloadHash: q.PayloadHash, Digest: uq.SigningHash()}
+	fabricated := member.Claim{SessionID: tss.NewSessionID(), Index: q.CreatedIdx, Signers: signers, PayloadHash: q.PayloadHash, Digest: uq.SigningHash()}
 	t.Run("fabricated claim", func(t *testing.T) {
-		h.refused(n1, n1.m, "wd-q", *q.Nonce, fabricated, node.ErrClaimMismatch)
+		h.refused(n1, n1.m, "wd-q", *q.Nonce, fabricated, member.ErrClaimMismatch)
 	})
 	t.Run("claimed in a forged ledger without quorum", func(t *testing.T) {
 		sess := tss.NewSessionID()
@@ -40,9 +40,9 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 			r.Status = ledger.StatusClaimed
 			r.Claim = &ledger.Claim{SessionID: sess.String(), Signers: []pki.NodeID{"n1", "n2"}, Index: 1, Term: 1, At: st.Clock}
 		}
-		c := node.Claim{SessionID: sess, Index: 1, Signers: signers, PayloadHash: q.PayloadHash, Digest: uq.SigningHash()}
+		c := member.Claim{SessionID: sess, Index: 1, Signers: signers, PayloadHash: q.PayloadHash, Digest: uq.SigningHash()}
 		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: forgedClaim})
-		h.refused(n1, m, "wd-q", *q.Nonce, c, node.ErrQuorum, quorum.ErrInsufficientApprovals)
+		h.refused(n1, m, "wd-q", *q.Nonce, c, member.ErrQuorum, quorum.ErrInsufficientApprovals)
 
 		// Plus a second "approval" whose signature does not verify.
 		bad := carol.sign(t, "wd-q", q.PayloadHash, quorum.Approve)
@@ -51,7 +51,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 			forgedClaim(st)
 			st.Requests["wd-q"].Approvals = append(st.Requests["wd-q"].Approvals, bad)
 		}})
-		h.refused(n1, m, "wd-q", *q.Nonce, c, node.ErrQuorum)
+		h.refused(n1, m, "wd-q", *q.Nonce, c, member.ErrQuorum)
 	})
 
 	// (b) A genuinely claimed request; the coordinator asks for another tx.
@@ -64,25 +64,25 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 	t.Run("other digest", func(t *testing.T) {
 		c := claimB
 		c.Digest = altered.SigningHash()
-		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrPayload)
+		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, member.ErrPayload)
 	})
 	t.Run("signers other than the ledger's claim", func(t *testing.T) {
 		c := claimB
 		c.Signers = []pki.NodeID{"n1", "n3"}
-		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrClaimMismatch)
+		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, member.ErrClaimMismatch)
 		c.Signers = []pki.NodeID{"n1", "n2", "n3"}
-		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrClaimMismatch)
+		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, member.ErrClaimMismatch)
 	})
 	t.Run("other payload hash", func(t *testing.T) {
 		c := claimB
 		c.PayloadHash, c.Digest = altered.PayloadHash(), altered.SigningHash()
-		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, node.ErrPayload)
+		h.refused(n1, n1.m, "wd-b", *b.Nonce, c, member.ErrPayload)
 	})
 	t.Run("stored tx swapped after approval", func(t *testing.T) {
 		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) {
 			st.Requests["wd-b"].Payload = altered.Bytes()
 		}})
-		h.refused(n1, m, "wd-b", *b.Nonce, claimB, node.ErrPayload)
+		h.refused(n1, m, "wd-b", *b.Nonce, claimB, member.ErrPayload)
 	})
 	t.Run("stored tx and hash swapped after approval", func(t *testing.T) {
 		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) {
@@ -93,13 +93,13 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		}})
 		c := claimB
 		c.PayloadHash, c.Digest = altered.PayloadHash(), altered.SigningHash()
-		h.refused(n1, m, "wd-b", *b.Nonce, c, node.ErrQuorum)
+		h.refused(n1, m, "wd-b", *b.Nonce, c, member.ErrQuorum)
 	})
 	t.Run("tx pays another address than the request", func(t *testing.T) {
 		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) {
 			st.Requests["wd-b"].To = h.dests[1].Hex()
 		}})
-		h.refused(n1, m, "wd-b", *b.Nonce, claimB, node.ErrPayload)
+		h.refused(n1, m, "wd-b", *b.Nonce, claimB, member.ErrPayload)
 	})
 	// None of that left anything behind: the genuine claim signs.
 	signedB, err := h.coord.Collect(h.ctx, "wd-b", claimB)
@@ -124,7 +124,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 	rm := policy.Change{ID: "remove-1", Kind: policy.ChangeAllowlistRemove, Wallet: walletID, Chain: "eth", Network: network, Address: h.dests[1].Hex()}
 	h.propose("bob", ledger.PolicyChange{Change: rm, Approvals: []quorum.Approval{bob.sign(t, rm.ID, rm.PayloadHash(), quorum.Approve)}})
 	t.Run("destination removed from the allowlist after the claim", func(t *testing.T) {
-		h.refused(n1, n1.m, "wd-c", *c.Nonce, claimC, node.ErrPolicy, policy.ErrNotAllowlisted)
+		h.refused(n1, n1.m, "wd-c", *c.Nonce, claimC, member.ErrPolicy, policy.ErrNotAllowlisted)
 	})
 
 	// (c, 4) The account is locked: a claimed request and an approved one.
@@ -132,16 +132,16 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 	lock := policy.Change{ID: "lock-1", Kind: policy.ChangeLock, Reason: "suspected takeover"}
 	h.propose("carol", ledger.PolicyChange{Change: lock, Approvals: []quorum.Approval{carol.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve)}})
 	t.Run("account locked after the claim", func(t *testing.T) {
-		h.refused(n1, n1.m, "wd-d", *d.Nonce, claimD, node.ErrPolicy, policy.ErrLocked)
-		h.refused(h.members["n2"], h.members["n2"].m, "wd-d", *d.Nonce, claimD, node.ErrPolicy, policy.ErrLocked)
+		h.refused(n1, n1.m, "wd-d", *d.Nonce, claimD, member.ErrPolicy, policy.ErrLocked)
+		h.refused(h.members["n2"], h.members["n2"].m, "wd-d", *d.Nonce, claimD, member.ErrPolicy, policy.ErrLocked)
 	})
 	t.Run("account locked before the claim", func(t *testing.T) {
 		if _, err := h.coord.Claim(h.ctx, "wd-l", signers); !errors.Is(err, ledger.ErrLocked) {
 			t.Fatalf("claim while locked: %v, want ledger.ErrLocked", err)
 		}
 		ul := h.unsigned(*l.Nonce, h.dests[0], ether(1, 0))
-		c := node.Claim{SessionID: tss.NewSessionID(), Index: l.UpdatedIdx, Signers: signers, PayloadHash: l.PayloadHash, Digest: ul.SigningHash()}
-		h.refused(n1, n1.m, "wd-l", *l.Nonce, c, node.ErrClaimMismatch)
+		c := member.Claim{SessionID: tss.NewSessionID(), Index: l.UpdatedIdx, Signers: signers, PayloadHash: l.PayloadHash, Digest: ul.SigningHash()}
+		h.refused(n1, n1.m, "wd-l", *l.Nonce, c, member.ErrClaimMismatch)
 		if got := h.read("wd-l"); got.Status != ledger.StatusApproved || got.Result != nil {
 			t.Fatalf("wd-l after the refused claim: %s", got.Status)
 		}

@@ -27,19 +27,19 @@ type RPCConfig struct {
 	DisableTLS bool
 }
 
-// Node is the chain adapter over btcd's RPC. btcd has no wallet, so UTXOs
+// Client is the chain adapter over btcd's RPC. btcd has no wallet, so UTXOs
 // come from its address index: the node must run with --txindex and
 // --addrindex (see UTXOs).
 //
 // rpcclient calls are not cancellable: a context is checked before each
 // call, not during it.
-type Node struct {
+type Client struct {
 	c   *rpcclient.Client
 	net *chaincfg.Params
 }
 
 // Dial connects (HTTP POST mode, no websocket) to a btcd node on net.
-func Dial(cfg RPCConfig, net *chaincfg.Params) (*Node, error) {
+func Dial(cfg RPCConfig, net *chaincfg.Params) (*Client, error) {
 	c, err := rpcclient.New(&rpcclient.ConnConfig{
 		Host: cfg.Host, User: cfg.User, Pass: cfg.Pass, Certificates: cfg.Cert,
 		DisableTLS: cfg.DisableTLS, HTTPPostMode: true,
@@ -47,14 +47,14 @@ func Dial(cfg RPCConfig, net *chaincfg.Params) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("btc: rpc client for %s: %w", cfg.Host, err)
 	}
-	return &Node{c: c, net: net}, nil
+	return &Client{c: c, net: net}, nil
 }
 
 // Close releases the client.
-func (n *Node) Close() { n.c.Shutdown() }
+func (n *Client) Close() { n.c.Shutdown() }
 
 // BlockCount returns the height of the best chain.
-func (n *Node) BlockCount(ctx context.Context) (int64, error) {
+func (n *Client) BlockCount(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -76,7 +76,7 @@ const searchPage = 500
 // from the RPC's floating-point fields. Coinbase outputs younger than the
 // network's coinbase maturity and outputs with fewer than minConf
 // confirmations are left out.
-func (n *Node) UTXOs(ctx context.Context, addr btcutil.Address, minConf int64) ([]UTXO, error) {
+func (n *Client) UTXOs(ctx context.Context, addr btcutil.Address, minConf int64) ([]UTXO, error) {
 	script, err := txscript.PayToAddrScript(addr)
 	if err != nil {
 		return nil, fmt.Errorf("btc: utxos: %w", err)
@@ -150,7 +150,7 @@ func isCoinbase(tx *wire.MsgTx) bool {
 }
 
 // Broadcast submits a signed transaction (btcd refuses absurd fees).
-func (n *Node) Broadcast(ctx context.Context, s *Signed) (chainhash.Hash, error) {
+func (n *Client) Broadcast(ctx context.Context, s *Signed) (chainhash.Hash, error) {
 	if err := ctx.Err(); err != nil {
 		return chainhash.Hash{}, err
 	}
@@ -163,7 +163,7 @@ func (n *Node) Broadcast(ctx context.Context, s *Signed) (chainhash.Hash, error)
 
 // Confirmations returns how many blocks confirm txid (0 while in the
 // mempool). Needs --txindex for transactions not in the mempool.
-func (n *Node) Confirmations(ctx context.Context, txid chainhash.Hash) (int64, error) {
+func (n *Client) Confirmations(ctx context.Context, txid chainhash.Hash) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -175,7 +175,7 @@ func (n *Node) Confirmations(ctx context.Context, txid chainhash.Hash) (int64, e
 }
 
 // Generate mines blocks to the node's --miningaddr (regtest/simnet only).
-func (n *Node) Generate(ctx context.Context, blocks uint32) ([]chainhash.Hash, error) {
+func (n *Client) Generate(ctx context.Context, blocks uint32) ([]chainhash.Hash, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (n *Node) Generate(ctx context.Context, blocks uint32) ([]chainhash.Hash, e
 }
 
 // BlockContains reports whether the block with hash h contains txid.
-func (n *Node) BlockContains(ctx context.Context, h, txid chainhash.Hash) (bool, error) {
+func (n *Client) BlockContains(ctx context.Context, h, txid chainhash.Hash) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}

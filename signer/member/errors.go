@@ -1,8 +1,10 @@
-package node
+package member
 
 import (
 	"errors"
 	"fmt"
+
+	"github.com/custody-dev/custody/pki"
 )
 
 // Refusals. SignClaimed wraps exactly one of these in a *RefusalError so a
@@ -11,54 +13,55 @@ import (
 // after the reservation (ErrSession, ErrSignature).
 var (
 	// ErrBadClaim: the claim handed to the member is malformed.
-	ErrBadClaim = errors.New("node: malformed claim")
+	ErrBadClaim = errors.New("member: malformed claim")
 	// ErrLedgerRead: the member could not read its ledger at or after the
 	// claim index.
-	ErrLedgerRead = errors.New("node: ledger read failed")
+	ErrLedgerRead = errors.New("member: ledger read failed")
 	// ErrUnknownRequest: the ledger has no such request.
-	ErrUnknownRequest = errors.New("node: unknown request")
+	ErrUnknownRequest = errors.New("member: unknown request")
 	// ErrClaimMismatch: the ledger's current claim of the request is not the
 	// one presented (other session or fencing index, or not claimed at all).
-	ErrClaimMismatch = errors.New("node: claim does not match the ledger")
+	ErrClaimMismatch = errors.New("member: claim does not match the ledger")
 	// ErrWallet: the wallet, its committee or the signer set does not fit
 	// what this member knows from keygen and what the ledger records.
-	ErrWallet = errors.New("node: wallet or signer set refused")
+	ErrWallet = errors.New("member: wallet or signer set refused")
 	// ErrQuorum: the approvals in the ledger do not meet the quorum when
 	// re-counted here, or one of them fails verification.
-	ErrQuorum = errors.New("node: approval quorum not met")
+	ErrQuorum = errors.New("member: approval quorum not met")
 	// ErrLedgerClock: the ledger's clock runs ahead of this member's own
 	// clock by more than the allowed skew (a leader stamping future times).
-	ErrLedgerClock = errors.New("node: ledger clock ahead of this member's clock")
+	ErrLedgerClock = errors.New("member: ledger clock ahead of this member's clock")
 	// ErrPolicy: policy denies the request at the ledger state read.
-	ErrPolicy = errors.New("node: policy denies")
-	// ErrPayload: the stored unsigned transaction does not parse, does not
-	// hash to the approved payload hash, or does not say what the request
-	// says (chain, nonce, destination, amount, asset), or the digest the
-	// coordinator expects differs from the one recomputed here.
-	ErrPayload = errors.New("node: payload does not match the approved request")
+	ErrPolicy = errors.New("member: policy denies")
+	// ErrPayload: the stored unsigned transaction does not parse (for the
+	// request's chain and network), does not hash to the approved payload
+	// hash, or does not do what the request says (destination, asset,
+	// amount, nonce or outpoints), or the digest the leader expects differs
+	// from the one recomputed here.
+	ErrPayload = errors.New("member: payload does not match the approved request")
 	// ErrWatermark: the local high-water mark refused the message (another
 	// message already reserved for this request, nonce or outpoint), or the
 	// store failed.
-	ErrWatermark = errors.New("node: watermark refused")
+	ErrWatermark = errors.New("member: watermark refused")
 	// ErrShare: the share could not be unsealed.
-	ErrShare = errors.New("node: share unavailable")
+	ErrShare = errors.New("member: share unavailable")
 	// ErrSession: the tss signing session failed.
-	ErrSession = errors.New("node: signing session failed")
+	ErrSession = errors.New("member: signing session failed")
 	// ErrSignature: the session's signature does not verify against the
 	// wallet key, is not low-S, or does not assemble into the transaction.
-	ErrSignature = errors.New("node: signature refused")
+	ErrSignature = errors.New("member: signature refused")
 )
 
 // RefusalError is what SignClaimed returns: which member refused which
 // request, and why. errors.Is(err, ErrQuorum) etc. select the check.
 type RefusalError struct {
-	Member    string
+	Member    pki.NodeID
 	RequestID string
 	Err       error
 }
 
 func (e *RefusalError) Error() string {
-	return fmt.Sprintf("node: member %s refuses request %q: %v", e.Member, e.RequestID, e.Err)
+	return fmt.Sprintf("member: member %s refuses request %q: %v", e.Member, e.RequestID, e.Err)
 }
 
 // Unwrap exposes the sentinel and its cause.

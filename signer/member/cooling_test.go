@@ -1,4 +1,4 @@
-package node_test
+package member_test
 
 import (
 	"errors"
@@ -6,7 +6,8 @@ import (
 
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/policy"
-	"github.com/custody-dev/custody/signer/node"
+	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/withdraw"
 )
 
 // TestCoolingOffDestinationRefused: a destination added to the allowlist is
@@ -20,9 +21,9 @@ func TestCoolingOffDestinationRefused(t *testing.T) {
 	n1 := h.members["n1"]
 	fresh := h.allowlist("allow-fresh")
 
-	_, err := h.coord.CreateETH(h.ctx, node.ETHWithdrawal{ID: "wd-early", Wallet: walletID, To: fresh.Hex(), Amount: ether(1, 0),
+	_, err := h.coord.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: "wd-early", Wallet: walletID, To: fresh.Hex(), Amount: ether(1, 0),
 		Initiator: backend.ID, ExpiresAt: h.clock.Now().Add(3 * testCoolingOff)})
-	if !errors.Is(err, node.ErrDenied) {
+	if !errors.Is(err, withdraw.ErrDenied) {
 		t.Fatalf("request to a cooling-off destination: %v, want ErrDenied", err)
 	}
 	if got := h.read("wd-early"); got.Status != ledger.StatusRejected || got.Decision.Reason != policy.ReasonCoolingOff {
@@ -34,7 +35,7 @@ func TestCoolingOffDestinationRefused(t *testing.T) {
 	nonce := *tmpl.Nonce + 7
 	f := h.forge("wd-cool", h.unsigned(nonce, fresh, ether(1, 0)))
 	m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) { f.install(st, "wd-tmpl") }})
-	h.refused(n1, m, "wd-cool", nonce, f.claim(), node.ErrPolicy, policy.ErrCoolingOff)
+	h.refused(n1, m, "wd-cool", nonce, f.claim(), member.ErrPolicy, policy.ErrCoolingOff)
 
 	// After the cooling-off (ledger time), the destination is usable.
 	h.clock.Advance(testCoolingOff)

@@ -1,4 +1,4 @@
-package node_test
+package member_test
 
 import (
 	"errors"

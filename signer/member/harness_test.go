@@ -1,4 +1,4 @@
-package node_test
+package member_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
@@ -23,12 +24,13 @@ import (
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
-	"github.com/custody-dev/custody/signer/node"
+	"github.com/custody-dev/custody/signer/member"
 	"github.com/custody-dev/custody/signer/shares"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 	"github.com/custody-dev/custody/signer/watermark"
 	"github.com/custody-dev/custody/softhsm/softhsmtest"
+	"github.com/custody-dev/custody/withdraw"
 )
 
 const (
@@ -159,7 +161,7 @@ var (
 // failNext, when set, makes the next session fail at once as a peer timing
 // out would (fault injection for the re-claim test).
 type countingEngine struct {
-	node.Engine
+	member.Engine
 	signs    atomic.Int32
 	failNext atomic.Bool
 }
@@ -175,7 +177,7 @@ func (c *countingEngine) Sign(ctx context.Context, s *tss.Share, p tss.SignParam
 }
 
 type countingShares struct {
-	node.ShareStore
+	member.ShareStore
 	gets atomic.Int32
 }
 
@@ -188,7 +190,7 @@ func (c *countingShares) Get(wallet string, party pki.NodeID, id []byte) (*tss.S
 // real linearizable state edited by edit (a rolled-back or rewritten ledger,
 // or a compromised leader's FSM).
 type doctoredLedger struct {
-	inner node.Ledger
+	inner member.Ledger
 	edit  func(*ledger.State)
 }
 
@@ -203,13 +205,13 @@ func (d *doctoredLedger) ReadLinearizable(ctx context.Context, fn func(*ledger.S
 	})
 }
 
-type member struct {
+type testNode struct {
 	id     pki.NodeID
-	m      *node.Member
+	m      *member.Member
 	engine *countingEngine
 	shares *countingShares
 	wm     *watermark.Store
-	ledger node.Ledger
+	ledger member.Ledger
 }
 
 type harness struct {
@@ -217,8 +219,8 @@ type harness struct {
 	ctx     context.Context
 	cluster *ledgertest.Cluster
 	stores  []*ledger.Store
-	members map[pki.NodeID]*member
-	coord   *node.Coordinator
+	members map[pki.NodeID]*testNode
+	coord   *withdraw.Orchestrator
 	sim     *eth.Simulated
 	info    tss.WalletInfo
 	wallet  common.Address
@@ -242,7 +244,7 @@ func newHarness(t *testing.T) *harness {
 	ksh := walletShares(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, members: map[pki.NodeID]*member{}, info: ksh["n1"].Info(),
+	h := &harness{t: t, ctx: ctx, members: map[pki.NodeID]*testNode{}, info: ksh["n1"].Info(),
 		clock: &ledgerClock{now: time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)}}
 	var err error
 	if h.wallet, err = eth.AddressFromPublicKey(h.info.PubKey); err != nil {
@@ -274,7 +276,7 @@ func newHarness(t *testing.T) *harness {
 
 	// Members: tss engines on one in-memory network, one SoftHSM token each.
 	net := tss.NewMemNetwork()
-	var signers []node.Signer
+	var signers []withdraw.Member
 	for i, id := range committee {
 		e, err := tss.NewEngine(tss.Config{Self: id, Transport: net.Endpoint(id)})
 		if err != nil {
@@ -302,13 +304,13 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = wm.Close() })
-		mb := &member{id: id, engine: &countingEngine{Engine: e}, shares: &countingShares{ShareStore: ss}, wm: wm,
-			ledger: &node.LocalLedger{Store: h.stores[i], ReadIndex: node.LeaderReadIndex(h.stores...)}}
+		mb := &testNode{id: id, engine: &countingEngine{Engine: e}, shares: &countingShares{ShareStore: ss}, wm: wm,
+			ledger: &member.LocalLedger{Store: h.stores[i], ReadIndex: member.LeaderReadIndex(h.stores...)}}
 		mb.m = h.newMember(mb, mb.ledger)
 		h.members[id] = mb
 		signers = append(signers, mb.m)
 	}
-	h.coord, err = node.NewCoordinator(node.CoordinatorConfig{Ledger: h.leader(), Chain: h.sim, Network: network, Actor: "node:n1", Members: signers})
+	h.coord, err = withdraw.New(withdraw.Config{Ledger: h.leader(), ETH: h.sim, Chains: ethChains(), Network: network, Actor: "node:n1", Members: signers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,10 +331,10 @@ func (h *harness) allowlist(name string) common.Address {
 }
 
 // newMember builds a Member over mb's components reading led.
-func (h *harness) newMember(mb *member, led node.Ledger) *node.Member {
+func (h *harness) newMember(mb *testNode, led member.Ledger) *member.Member {
 	h.t.Helper()
-	m, err := node.NewMember(node.MemberConfig{Engine: mb.engine, Shares: mb.shares, Watermark: mb.wm, Ledger: led,
-		ETHNetworks: map[string]uint64{network: simChainID}})
+	m, err := member.New(member.Config{Engine: mb.engine, Shares: mb.shares, Watermark: mb.wm, Ledger: led,
+		Chains: ethChains()})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ func (h *harness) propose(actor string, cmd ledger.Command) ledger.Outcome {
 // approved creates a withdrawal to dest and records the approvals of ops.
 func (h *harness) request(id string, dest common.Address, amount *big.Int, ops ...operator) *ledger.Request {
 	h.t.Helper()
-	r, err := h.coord.CreateETH(h.ctx, node.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amount,
+	r, err := h.coord.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amount,
 		Initiator: backend.ID, ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		h.t.Fatalf("create %s: %v", id, err)
@@ -387,7 +389,7 @@ func (h *harness) read(id string) *ledger.Request {
 
 // untouched asserts a member neither reserved nor started anything for a
 // request and its nonce.
-func (h *harness) untouched(mb *member, requestID string, nonce uint64, signs, gets int32) {
+func (h *harness) untouched(mb *testNode, requestID string, nonce uint64, signs, gets int32) {
 	h.t.Helper()
 	if _, ok := mb.wm.Lookup(requestID); ok {
 		h.t.Errorf("%s: watermark holds a reservation for %s", mb.id, requestID)
@@ -447,15 +449,15 @@ func (f forged) install(st *ledger.State, template string) {
 	st.Requests[f.id] = &base
 }
 
-func (f forged) claim() node.Claim {
-	return node.Claim{SessionID: f.session, Index: 1, Signers: []pki.NodeID{"n1", "n2"},
+func (f forged) claim() member.Claim {
+	return member.Claim{SessionID: f.session, Index: 1, Signers: []pki.NodeID{"n1", "n2"},
 		PayloadHash: quorum.Hash(f.u.PayloadHash()), Digest: f.u.SigningHash()}
 }
 
 // refused calls SignClaimed on m (a Member over mb's components) and checks
 // the refusal wraps every error in want, and that nothing was reserved,
 // unsealed or started for requestID.
-func (h *harness) refused(mb *member, m *node.Member, requestID string, nonce uint64, c node.Claim, want ...error) {
+func (h *harness) refused(mb *testNode, m *member.Member, requestID string, nonce uint64, c member.Claim, want ...error) {
 	h.t.Helper()
 	signs, gets := mb.engine.signs.Load(), mb.shares.gets.Load()
 	_, hadRecord := mb.wm.Lookup(requestID)
@@ -463,7 +465,7 @@ func (h *harness) refused(mb *member, m *node.Member, requestID string, nonce ui
 	if err == nil {
 		h.t.Fatalf("%s signed %s: %x", mb.id, requestID, s.Raw)
 	}
-	var re *node.RefusalError
+	var re *member.RefusalError
 	if !errors.As(err, &re) {
 		h.t.Errorf("%s: error is not a *RefusalError: %v", mb.id, err)
 	}
@@ -477,4 +479,10 @@ func (h *harness) refused(mb *member, m *node.Member, requestID string, nonce ui
 	} else if mb.engine.signs.Load() != signs || mb.shares.gets.Load() != gets {
 		h.t.Errorf("%s: a session was started or a share unsealed", mb.id)
 	}
+}
+
+// ethChains is the chain adapter set of the harness: the simulated chain's
+// network only.
+func ethChains() map[string]chains.Chain {
+	return map[string]chains.Chain{"eth": eth.NewChain(map[string]uint64{network: simChainID})}
 }

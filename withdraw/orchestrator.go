@@ -1,8 +1,7 @@
-package node
+package withdraw
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -10,63 +9,71 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/signer/member"
 	"github.com/custody-dev/custody/signer/tss"
 )
 
-// Signer is a committee member as the coordinator reaches it: *Member
-// in-process; a network client of the node API later.
-type Signer interface {
+// Member is a committee member as the leader reaches it: *member.Member
+// in-process; a client of the node API in the daemon.
+type Member interface {
 	Self() pki.NodeID
-	SignClaimed(ctx context.Context, requestID string, c Claim) (*Signed, error)
+	SignClaimed(ctx context.Context, requestID string, c member.Claim) (*member.Signed, error)
 }
 
-var _ Signer = (*Member)(nil)
+var _ Member = (*member.Member)(nil)
 
 // ErrDenied: policy denied a new request at creation (the denial is recorded
 // in the ledger; the request's Decision says why).
-var ErrDenied = errors.New("node: request denied by policy")
+var ErrDenied = errors.New("withdraw: request denied by policy")
 
 // ErrSigners: the members asked to sign did not return one agreed signature.
-var ErrSigners = errors.New("node: signers did not produce one signature")
+var ErrSigners = errors.New("withdraw: signers did not produce one signature")
 
-// CoordinatorConfig wires the leader-side orchestration.
-type CoordinatorConfig struct {
+// ErrUnknownRequest: the ledger has no such request.
+var ErrUnknownRequest = errors.New("withdraw: unknown request")
+
+// Config wires the leader's orchestration.
+type Config struct {
 	// Ledger is the leader's ledger store (writes fail on followers).
 	Ledger *ledger.Store
-	// Chain builds fees and the pending nonce (eth.NewSimulated, eth.Dial).
-	Chain eth.Chain
-	// Network is the ledger's network name of Chain ("devnet").
+	// ETH builds fees and the pending nonce (eth.NewSimulated, eth.Dial).
+	ETH eth.RPC
+	// Network is the ledger's network name of ETH ("devnet").
 	Network string
+	// Chains are the adapters that compute each claim's digest, by chain
+	// name (the members' own adapters recompute it).
+	Chains map[string]chains.Chain
 	// Actor is this node's principal on claims and results ("node:n1").
 	Actor string
 	// Members are the committee members reachable from here.
-	Members []Signer
+	Members []Member
 	// PollInterval for WaitApproved (default 20 ms).
 	PollInterval time.Duration
 }
 
-// Coordinator is the leader's thin orchestration of hot ETH withdrawals
+// Orchestrator is the leader's thin orchestration of hot ETH withdrawals
 // (DESIGN.md steps 2, 4 and 6). It decides nothing the members do not
 // re-check.
-type Coordinator struct {
-	cfg     CoordinatorConfig
-	members map[pki.NodeID]Signer
+type Orchestrator struct {
+	cfg     Config
+	members map[pki.NodeID]Member
 
 	mu      sync.Mutex
 	wallets map[string]tss.WalletInfo
 }
 
-// NewCoordinator returns a coordinator.
-func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
-	if cfg.Ledger == nil || cfg.Chain == nil || cfg.Actor == "" || cfg.Network == "" {
-		return nil, errors.New("node: coordinator needs a ledger, a chain, a network and an actor")
+// New returns an orchestrator.
+func New(cfg Config) (*Orchestrator, error) {
+	if cfg.Ledger == nil || cfg.ETH == nil || cfg.Actor == "" || cfg.Network == "" || len(cfg.Chains) == 0 {
+		return nil, errors.New("withdraw: needs a ledger, an eth node, a network, chain adapters and an actor")
 	}
-	c := &Coordinator{cfg: cfg, members: map[pki.NodeID]Signer{}, wallets: map[string]tss.WalletInfo{}}
+	c := &Orchestrator{cfg: cfg, members: map[pki.NodeID]Member{}, wallets: map[string]tss.WalletInfo{}}
 	for _, m := range cfg.Members {
 		c.members[m.Self()] = m
 	}
@@ -74,18 +81,18 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 }
 
 // AddWallet registers a wallet's public description (from keygen).
-func (c *Coordinator) AddWallet(info tss.WalletInfo) {
+func (c *Orchestrator) AddWallet(info tss.WalletInfo) {
 	c.mu.Lock()
 	c.wallets[info.Wallet] = info
 	c.mu.Unlock()
 }
 
-func (c *Coordinator) wallet(id string) (tss.WalletInfo, error) {
+func (c *Orchestrator) wallet(id string) (tss.WalletInfo, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w, ok := c.wallets[id]
 	if !ok {
-		return tss.WalletInfo{}, fmt.Errorf("node: unknown wallet %q", id)
+		return tss.WalletInfo{}, fmt.Errorf("withdraw: unknown wallet %q", id)
 	}
 	return w, nil
 }
@@ -109,7 +116,7 @@ type ETHWithdrawal struct {
 // request.create, which evaluates policy and allocates the nonce. A request
 // ID already in the ledger is returned as stored (idempotency) without
 // building anything. A denial returns the recorded request and ErrDenied.
-func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.Request, error) {
+func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.Request, error) {
 	var existing *ledger.Request
 	var held map[uint64]bool
 	err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
@@ -148,18 +155,18 @@ func (c *Coordinator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.R
 	if err != nil {
 		return nil, err
 	}
-	chainID, err := c.cfg.Chain.ChainID(ctx)
+	chainID, err := c.cfg.ETH.ChainID(ctx)
 	if err != nil {
 		return nil, err
 	}
-	nonce, err := c.cfg.Chain.Nonce(ctx, from)
+	nonce, err := c.cfg.ETH.Nonce(ctx, from)
 	if err != nil {
 		return nil, err
 	}
 	for held[nonce] {
 		nonce++
 	}
-	fees, err := c.cfg.Chain.SuggestFees(ctx)
+	fees, err := c.cfg.ETH.SuggestFees(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +197,7 @@ func decisionErr(r *ledger.Request) error {
 }
 
 // Approve records one operator's signed approval or rejection (step 3).
-func (c *Coordinator) Approve(ctx context.Context, requestID string, a quorum.Approval) (*ledger.Request, error) {
+func (c *Orchestrator) Approve(ctx context.Context, requestID string, a quorum.Approval) (*ledger.Request, error) {
 	out, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.Approve{RequestID: requestID, Approval: a})
 	if err != nil {
 		return nil, err
@@ -200,7 +207,7 @@ func (c *Coordinator) Approve(ctx context.Context, requestID string, a quorum.Ap
 
 // WaitApproved waits until the request is approved (nil), or terminal or
 // ctx ends (error).
-func (c *Coordinator) WaitApproved(ctx context.Context, requestID string) (*ledger.Request, error) {
+func (c *Orchestrator) WaitApproved(ctx context.Context, requestID string) (*ledger.Request, error) {
 	poll := c.cfg.PollInterval
 	if poll <= 0 {
 		poll = 20 * time.Millisecond
@@ -223,7 +230,7 @@ func (c *Coordinator) WaitApproved(ctx context.Context, requestID string) (*ledg
 		case r.Status == ledger.StatusApproved:
 			return r, nil
 		case r.Status != ledger.StatusAwaitingApprovals:
-			return r, fmt.Errorf("node: request %q is %s, not awaiting approvals", requestID, r.Status)
+			return r, fmt.Errorf("withdraw: request %q is %s, not awaiting approvals", requestID, r.Status)
 		}
 		select {
 		case <-ctx.Done():
@@ -236,7 +243,7 @@ func (c *Coordinator) WaitApproved(ctx context.Context, requestID string) (*ledg
 // Claim commits the compare-and-set claim with a fresh 256-bit session ID
 // (step 4) and returns what the signers are handed. signers nil picks the
 // first t+1 committee members reachable from this coordinator.
-func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []pki.NodeID) (Claim, error) {
+func (c *Orchestrator) Claim(ctx context.Context, requestID string, signers []pki.NodeID) (member.Claim, error) {
 	var wallet string
 	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
 		r := st.Requests[requestID]
@@ -246,33 +253,39 @@ func (c *Coordinator) Claim(ctx context.Context, requestID string, signers []pki
 		wallet = r.Wallet
 		return nil
 	}); err != nil {
-		return Claim{}, err
+		return member.Claim{}, err
 	}
 	signers, err := c.pickSigners(wallet, signers)
 	if err != nil {
-		return Claim{}, err
+		return member.Claim{}, err
 	}
 	// The ledger records the signer set with the claim; members compare.
 	r, err := c.cfg.Ledger.Claim(ctx, c.cfg.Actor, requestID, signers)
 	if err != nil {
-		return Claim{}, err
+		return member.Claim{}, err
 	}
-	return claimOf(r, signers)
+	return c.claimOf(r, signers)
 }
 
 // claimOf derives the members' Claim from a request's current ledger claim.
-func claimOf(r *ledger.Request, signers []pki.NodeID) (Claim, error) {
-	sid, err := hex.DecodeString(r.Claim.SessionID)
-	if err != nil || len(sid) != len(tss.SessionID{}) {
-		return Claim{}, fmt.Errorf("node: ledger session ID %q: %v", r.Claim.SessionID, err)
-	}
-	u, err := eth.ParseUnsigned(r.Payload)
+func (c *Orchestrator) claimOf(r *ledger.Request, signers []pki.NodeID) (member.Claim, error) {
+	sid, err := tss.ParseSessionID(r.Claim.SessionID)
 	if err != nil {
-		return Claim{}, err
+		return member.Claim{}, fmt.Errorf("withdraw: ledger session ID: %w", err)
 	}
-	cl := Claim{Index: r.Claim.Index, Signers: signers, PayloadHash: r.PayloadHash, Digest: u.SigningHash()}
-	copy(cl.SessionID[:], sid)
-	return cl, nil
+	chain, ok := c.cfg.Chains[r.Chain]
+	if !ok {
+		return member.Claim{}, fmt.Errorf("withdraw: no adapter for chain %q", r.Chain)
+	}
+	u, err := chain.ParseUnsigned(r.Network, r.Payload)
+	if err != nil {
+		return member.Claim{}, err
+	}
+	digests := u.Digests()
+	if len(digests) != 1 {
+		return member.Claim{}, fmt.Errorf("withdraw: %d digests; one session signs one", len(digests))
+	}
+	return member.Claim{SessionID: sid, Index: r.Claim.Index, Signers: signers, PayloadHash: r.PayloadHash, Digest: digests[0]}, nil
 }
 
 // Reclaim re-opens a request whose signing session failed (a peer timed
@@ -280,34 +293,34 @@ func claimOf(r *ledger.Request, signers []pki.NodeID) (Claim, error) {
 // payload and nonce, fenced on the failed session, and re-checks policy and
 // approvals. Members' watermarks accept the same message again. signers nil
 // picks as in Claim. Then call Collect with the returned Claim.
-func (c *Coordinator) Reclaim(ctx context.Context, requestID string, signers []pki.NodeID) (Claim, error) {
+func (c *Orchestrator) Reclaim(ctx context.Context, requestID string, signers []pki.NodeID) (member.Claim, error) {
 	var failed *ledger.Request
 	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
 		failed = st.Requests[requestID].Clone()
 		return nil
 	}); err != nil {
-		return Claim{}, err
+		return member.Claim{}, err
 	}
 	if failed == nil {
-		return Claim{}, fmt.Errorf("%w: %q", ErrUnknownRequest, requestID)
+		return member.Claim{}, fmt.Errorf("%w: %q", ErrUnknownRequest, requestID)
 	}
 	if failed.Status != ledger.StatusFailed || failed.Claim == nil {
-		return Claim{}, fmt.Errorf("%w: %q is %s, not failed", ledger.ErrWrongStatus, requestID, failed.Status)
+		return member.Claim{}, fmt.Errorf("%w: %q is %s, not failed", ledger.ErrWrongStatus, requestID, failed.Status)
 	}
 	signers, err := c.pickSigners(failed.Wallet, signers)
 	if err != nil {
-		return Claim{}, err
+		return member.Claim{}, err
 	}
 	r, err := c.cfg.Ledger.Reclaim(ctx, c.cfg.Actor, requestID, failed.Claim.SessionID, signers)
 	if err != nil {
-		return Claim{}, err
+		return member.Claim{}, err
 	}
-	return claimOf(r, signers)
+	return c.claimOf(r, signers)
 }
 
 // pickSigners returns signers (or, when nil, the first t+1 committee members
 // reachable from here).
-func (c *Coordinator) pickSigners(wallet string, signers []pki.NodeID) ([]pki.NodeID, error) {
+func (c *Orchestrator) pickSigners(wallet string, signers []pki.NodeID) ([]pki.NodeID, error) {
 	info, err := c.wallet(wallet)
 	if err != nil {
 		return nil, err
@@ -326,7 +339,7 @@ func (c *Coordinator) pickSigners(wallet string, signers []pki.NodeID) ([]pki.No
 // refusal cancels the others), requires one agreed signed transaction, and
 // commits the result (step 6). When signing fails the failure is committed
 // instead (the nonce stays allocated: docs/ledger.md).
-func (c *Coordinator) Collect(ctx context.Context, requestID string, cl Claim) (*Signed, error) {
+func (c *Orchestrator) Collect(ctx context.Context, requestID string, cl member.Claim) (*member.Signed, error) {
 	signed, err := c.collect(ctx, requestID, cl)
 	res := ledger.RecordResult{RequestID: requestID, SessionID: cl.SessionID.String()}
 	if err != nil {
@@ -335,16 +348,16 @@ func (c *Coordinator) Collect(ctx context.Context, requestID string, cl Claim) (
 		res.Signed, res.TxHash = signed.Raw, signed.TxHash
 	}
 	if _, perr := c.cfg.Ledger.Submit(context.WithoutCancel(ctx), c.cfg.Actor, res); perr != nil {
-		return signed, errors.Join(err, fmt.Errorf("node: commit result: %w", perr))
+		return signed, errors.Join(err, fmt.Errorf("withdraw: commit result: %w", perr))
 	}
 	return signed, err
 }
 
-func (c *Coordinator) collect(ctx context.Context, requestID string, cl Claim) (*Signed, error) {
+func (c *Orchestrator) collect(ctx context.Context, requestID string, cl member.Claim) (*member.Signed, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type answer struct {
-		s   *Signed
+		s   *member.Signed
 		err error
 	}
 	answers := make([]answer, len(cl.Signers))
@@ -366,7 +379,7 @@ func (c *Coordinator) collect(ctx context.Context, requestID string, cl Claim) (
 	}
 	wg.Wait()
 	var errs []error
-	var out *Signed
+	var out *member.Signed
 	for i, a := range answers {
 		switch {
 		case a.err != nil:
@@ -384,7 +397,7 @@ func (c *Coordinator) collect(ctx context.Context, requestID string, cl Claim) (
 }
 
 // Sign claims and collects in one step.
-func (c *Coordinator) Sign(ctx context.Context, requestID string, signers []pki.NodeID) (*Signed, error) {
+func (c *Orchestrator) Sign(ctx context.Context, requestID string, signers []pki.NodeID) (*member.Signed, error) {
 	cl, err := c.Claim(ctx, requestID, signers)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package node
+package member
 
 import (
 	"context"
@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/ethereum/go-ethereum/common"
-
-	"github.com/custody-dev/custody/chains/eth"
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/shares"
@@ -37,8 +35,8 @@ var (
 	_ ShareStore = (*shares.Store)(nil)
 )
 
-// MemberConfig wires a Member to its node's components.
-type MemberConfig struct {
+// Config wires a Member to its node's components.
+type Config struct {
 	// Engine is this node's tss engine; its Self is the member's identity.
 	Engine Engine
 	// Shares opens this node's shares (sealed by its HSM).
@@ -47,9 +45,10 @@ type MemberConfig struct {
 	Watermark *watermark.Store
 	// Ledger is this node's ledger view (LocalLedger on any node).
 	Ledger Ledger
-	// ETHNetworks maps the ledger's eth network names to chain IDs, so a
-	// transaction for another chain is never signed ("devnet": 1337).
-	ETHNetworks map[string]uint64
+	// Chains are the chain adapters this member signs for, by the ledger's
+	// chain name ({"eth": eth.NewChain(...)}); each knows its networks, so a
+	// transaction for another network is never signed.
+	Chains map[string]chains.Chain
 	// Logger receives refusals and signatures (nothing secret); nil discards.
 	Logger *slog.Logger
 	// Now is this member's own clock (default time.Now). Policy is evaluated
@@ -63,7 +62,7 @@ type MemberConfig struct {
 	MaxClockSkew time.Duration
 }
 
-// DefaultMaxClockSkew is the default MemberConfig.MaxClockSkew.
+// DefaultMaxClockSkew is the default Config.MaxClockSkew.
 const DefaultMaxClockSkew = 2 * time.Minute
 
 // Signed is a released signature: verified against the wallet key, low-S,
@@ -80,28 +79,27 @@ type Signed struct {
 	Signature []byte
 }
 
-// walletKey is a wallet this member holds a share of, as learned at keygen.
-type walletKey struct {
-	info    tss.WalletInfo
-	address common.Address
-}
-
 // Member is one committee member's signing path (DESIGN.md step 5). It is
 // safe for concurrent use.
 type Member struct {
-	cfg  MemberConfig
+	cfg  Config
 	self pki.NodeID
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	wallets map[string]walletKey
+	wallets map[string]tss.WalletInfo
 	done    map[string]*Signed // by request ID + session, results this member released
 }
 
-// NewMember checks cfg and returns a member with no wallets yet.
-func NewMember(cfg MemberConfig) (*Member, error) {
-	if cfg.Engine == nil || cfg.Shares == nil || cfg.Watermark == nil || cfg.Ledger == nil {
-		return nil, errors.New("node: member needs an engine, a share store, a watermark and a ledger")
+// New checks cfg and returns a member with no wallets yet.
+func New(cfg Config) (*Member, error) {
+	if cfg.Engine == nil || cfg.Shares == nil || cfg.Watermark == nil || cfg.Ledger == nil || len(cfg.Chains) == 0 {
+		return nil, errors.New("member: needs an engine, a share store, a watermark, a ledger and at least one chain")
+	}
+	for name, c := range cfg.Chains {
+		if c == nil || c.Name() != name {
+			return nil, fmt.Errorf("member: chain adapter under %q is not that chain's", name)
+		}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -114,7 +112,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 		cfg.MaxClockSkew = DefaultMaxClockSkew
 	}
 	return &Member{cfg: cfg, self: cfg.Engine.Self(), log: log,
-		wallets: map[string]walletKey{}, done: map[string]*Signed{}}, nil
+		wallets: map[string]tss.WalletInfo{}, done: map[string]*Signed{}}, nil
 }
 
 // Self returns the member's node identity.
@@ -125,24 +123,23 @@ func (m *Member) Self() pki.NodeID { return m.self }
 // signature comes from here, never from the ledger (which does not record it).
 func (m *Member) AddWallet(info tss.WalletInfo) error {
 	if !slices.ContainsFunc(info.Members, func(x tss.Party) bool { return x.Node == m.self }) {
-		return fmt.Errorf("node: %s is not a member of wallet %q", m.self, info.Wallet)
+		return fmt.Errorf("member: %s is not a member of wallet %q", m.self, info.Wallet)
 	}
-	addr, err := eth.AddressFromPublicKey(info.PubKey)
-	if err != nil {
-		return fmt.Errorf("node: wallet %q key: %w", info.Wallet, err)
+	if _, err := btcec.ParsePubKey(info.PubKey); err != nil {
+		return fmt.Errorf("member: wallet %q key: %w", info.Wallet, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.wallets[info.Wallet]; ok && string(old.info.PubKey) != string(info.PubKey) {
-		return fmt.Errorf("node: wallet %q already registered with another key", info.Wallet)
+	if old, ok := m.wallets[info.Wallet]; ok && string(old.PubKey) != string(info.PubKey) {
+		return fmt.Errorf("member: wallet %q already registered with another key", info.Wallet)
 	}
-	m.wallets[info.Wallet] = walletKey{info: info, address: addr}
+	m.wallets[info.Wallet] = info
 	return nil
 }
 
 func (m *Member) refuse(requestID string, err error) error {
-	m.log.Warn("node: refused to sign", "member", m.self, "request", requestID, "err", err)
-	return &RefusalError{Member: string(m.self), RequestID: requestID, Err: err}
+	m.log.Warn("member: refused to sign", "member", m.self, "request", requestID, "err", err)
+	return &RefusalError{Member: m.self, RequestID: requestID, Err: err}
 }
 
 // SignClaimed runs the member's side of a claimed hot withdrawal: every check
@@ -161,7 +158,7 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 	key := requestID + "/" + c.SessionID.String()
 	m.mu.Lock()
 	prev := m.done[key]
-	wallets := make(map[string]walletKey, len(m.wallets))
+	wallets := make(map[string]tss.WalletInfo, len(m.wallets))
 	for k, v := range m.wallets {
 		wallets[k] = v
 	}
@@ -174,7 +171,7 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 				ErrLedgerClock, st.Clock.Format(time.RFC3339), ahead.Round(time.Second), m.cfg.MaxClockSkew)
 		}
 		var err error
-		p, err = checkClaim(st, m.self, wallets, m.cfg.ETHNetworks, requestID, c)
+		p, err = checkClaim(st, m.self, wallets, m.cfg.Chains, requestID, c)
 		return err
 	})
 	if err != nil {
@@ -195,7 +192,7 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 		RequestID:   requestID,
 		Digest:      p.digest,
 		PayloadHash: p.payloadHash,
-		Keys:        []watermark.Key{watermark.ETHNonceKey(p.wallet, p.chainID, p.nonce)},
+		Keys:        p.keys,
 	})
 	if err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrWatermark, err))
@@ -222,15 +219,11 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 	if string(sig.PubKey) != string(p.info.PubKey) {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: signed under another key", ErrSignature))
 	}
-	r, s := new(big.Int).SetBytes(sig.R[:]), new(big.Int).SetBytes(sig.S[:])
-	if err := eth.CheckSignatureValues(r, s, sig.V); err != nil {
-		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
-	}
-	signedTx, err := p.unsigned.Assemble(r, s, sig.V, p.address)
+	signedTx, err := p.unsigned.Assemble(p.info.PubKey, []chains.Signature{{R: sig.R, S: sig.S, V: sig.V}})
 	if err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
 	}
-	if err := signedTx.Verify(p.payloadHash, p.address); err != nil {
+	if err := signedTx.Verify(p.payloadHash, p.info.PubKey); err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
 	}
 	sig65 := sig.Bytes65()
@@ -238,30 +231,30 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 		// The reservation was fsynced before signing, so the signature is
 		// for the reserved message and may be released; the store is failed
 		// and the node must reopen it before signing again.
-		m.log.Error("node: watermark complete failed; reopen the store", "member", m.self, "request", requestID, "err", err)
+		m.log.Error("member: watermark complete failed; reopen the store", "member", m.self, "request", requestID, "err", err)
 	}
-	out := &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: signedTx.Bytes(), TxHash: signedTx.Hash().Hex(), Signature: sig65}
+	out := &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: signedTx.Bytes(), TxHash: signedTx.Hash(), Signature: sig65}
 	m.mu.Lock()
 	m.done[key] = out
 	m.mu.Unlock()
-	m.log.Info("node: signed", "member", m.self, "request", requestID, "session", c.SessionID.String(), "tx", out.TxHash)
+	m.log.Info("member: signed", "member", m.self, "request", requestID, "session", c.SessionID.String(), "tx", out.TxHash)
 	return out, nil
 }
 
 // fromLedger returns the committed result of this very claim after checking
 // it is the approved transaction signed by the wallet.
 func (m *Member) fromLedger(requestID string, c Claim, p *plan, prev *Signed) (*Signed, error) {
-	st, err := eth.ParseSigned(p.stored)
+	st, err := p.chain.ParseSigned(p.network, p.stored)
 	if err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: stored result: %w", ErrSignature, err))
 	}
-	if err := st.Verify(p.payloadHash, p.address); err != nil {
+	if err := st.Verify(p.payloadHash, p.info.PubKey); err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: stored result: %w", ErrSignature, err))
 	}
 	if prev != nil && string(prev.Raw) == string(p.stored) {
 		return prev, nil
 	}
-	return &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: st.Bytes(), TxHash: st.Hash().Hex()}, nil
+	return &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: st.Bytes(), TxHash: st.Hash()}, nil
 }
 
 func memberKey(info tss.WalletInfo, self pki.NodeID) ([]byte, bool) {

@@ -1,4 +1,4 @@
-package node
+package member
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func (l *LocalLedger) ReadLinearizable(ctx context.Context, fn func(*ledger.Stat
 	}
 	idx, err := l.ReadIndex(ctx)
 	if err != nil {
-		return fmt.Errorf("node: read index from the leader: %w", err)
+		return fmt.Errorf("member: read index from the leader: %w", err)
 	}
 	return l.Store.ReadAtLeast(ctx, idx, fn)
 }
@@ -76,7 +76,7 @@ func LeaderReadIndex(stores ...*ledger.Store) ReadIndexFunc {
 			}
 			select {
 			case <-ctx.Done():
-				return 0, fmt.Errorf("node: no leader answered a read index: %w", ctx.Err())
+				return 0, fmt.Errorf("member: no leader answered a read index: %w", ctx.Err())
 			case <-tick.C:
 			}
 		}

@@ -1,0 +1,90 @@
+package chains
+
+import "github.com/custody-dev/custody/amount"
+
+// Chain is one chain as a committee member sees it. Implementations are
+// safe for concurrent use and read no network: everything comes from the
+// stored bytes and the adapter's configuration (network names and IDs).
+type Chain interface {
+	// Name is the ledger's name of the chain ("eth", "btc").
+	Name() string
+	// Address is the address on network of the wallet whose compressed
+	// secp256k1 public key is pubKey, in the canonical form the ledger
+	// stores.
+	Address(network string, pubKey []byte) (string, error)
+	// ParseUnsigned parses a stored unsigned transaction for network. A
+	// transaction for another network, or of a kind this signer does not
+	// sign, is refused.
+	ParseUnsigned(network string, payload []byte) (Unsigned, error)
+	// ParseSigned parses a stored signed transaction for network.
+	ParseSigned(network string, raw []byte) (Signed, error)
+}
+
+// Transfer is what a transaction does, in the ledger's terms, so a member
+// compares it field by field with the request operators approved.
+type Transfer struct {
+	// To is the destination in the chain's canonical form.
+	To string
+	// Asset is the ledger's asset name ("ETH", "BTC").
+	Asset string
+	// Amount is in base units of Asset.
+	Amount amount.Amount
+	// Nonce is the account nonce (account chains), nil otherwise.
+	Nonce *uint64
+	// Outpoints are the spent outputs as "txid:vout" (UTXO chains), in
+	// input order.
+	Outpoints []string
+}
+
+// SpendKey names one scarce thing a signature spends (an account nonce on
+// one chain, one UTXO): a signer signs at most one message per key, ever
+// (signer/watermark). Its fields are those of watermark.Key.
+type SpendKey struct {
+	Kind  string
+	Scope string
+	ID    string
+}
+
+// Kinds of SpendKey.
+const (
+	KindETHNonce    = "eth-nonce"
+	KindBTCOutpoint = "btc-outpoint"
+)
+
+// Signature is one ECDSA signature over a digest: r and s (big-endian) and
+// the public-key recovery id.
+type Signature struct {
+	R, S [32]byte
+	V    byte
+}
+
+// Unsigned is a parsed unsigned transaction.
+type Unsigned interface {
+	// PayloadHash is the hash operators approve (of the stored bytes).
+	PayloadHash() [32]byte
+	// Transfer says what the transaction does.
+	Transfer() Transfer
+	// Digests are the hashes the wallet key signs, one per signature, in
+	// the order Assemble takes them.
+	Digests() [][32]byte
+	// SpendKeys are what the transaction spends once signed, for the
+	// signer's watermark; wallet scopes them.
+	SpendKeys(wallet string) []SpendKey
+	// Describe is the description for humans, as operators see it.
+	Describe() string
+	// Assemble attaches one signature per digest and returns the signed
+	// transaction after checking every signature (low-S, recovers to
+	// pubKey).
+	Assemble(pubKey []byte, sigs []Signature) (Signed, error)
+}
+
+// Signed is a signed transaction.
+type Signed interface {
+	// Bytes are what the chain's node takes to broadcast it.
+	Bytes() []byte
+	// Hash is the transaction hash as the chain's explorers show it.
+	Hash() string
+	// Verify checks that the transaction is the unsigned one whose payload
+	// hash is payloadHash, signed by the key pubKey.
+	Verify(payloadHash [32]byte, pubKey []byte) error
+}
