@@ -223,24 +223,65 @@ func (t *Token) ECKey(label string) (*ECKey, error) {
 	return k, nil
 }
 
-// setPoint decodes CKA_EC_POINT: a DER OCTET STRING around an uncompressed
-// SEC1 point (PKCS#11 2.40), or the raw point (some older tokens).
+// setPoint decodes CKA_EC_POINT (see parseECPoint) and sets the key's
+// public halves; on error the key is left unchanged.
 func (k *ECKey) setPoint(v []byte) error {
-	point := v
-	var inner []byte
-	if rest, err := asn1.Unmarshal(v, &inner); err == nil && len(rest) == 0 {
-		point = inner
-	}
-	if len(point) != 65 || point[0] != 4 {
-		return fmt.Errorf("CKA_EC_POINT is not an uncompressed 256-bit point (%d bytes)", len(point))
-	}
-	pub, k1, err := parsePublicKey(k.curve, point)
+	point, pub, k1, err := parseECPoint(k.curve, v)
 	if err != nil {
-		return fmt.Errorf("public key: %w", err)
+		return err
 	}
-	k.pub, k.k1 = pub, k1
-	k.point = bytes.Clone(point)
+	k.pub, k.k1, k.point = pub, k1, point
 	return nil
+}
+
+// pointLen is the length of an uncompressed SEC 1 point on c (0x04 || X ||
+// Y), or 0 for an unsupported curve.
+func (c Curve) pointLen() int {
+	switch c {
+	case Secp256k1, P256:
+		return 1 + 2*32
+	}
+	return 0
+}
+
+// parseECPoint decodes CKA_EC_POINT of a key on curve c and returns the
+// uncompressed SEC 1 point (a copy) and the public key it holds. PKCS#11
+// 2.40 makes CKA_EC_POINT a DER OCTET STRING around the point; some tokens
+// return the raw point. The two cannot be told apart by their first bytes: a
+// raw point whose X starts with 0x3f (04 3f ...) is also a complete DER
+// OCTET STRING of 63 bytes. So each form is taken only if it yields a valid
+// point: the DER form if v parses as an OCTET STRING with nothing after it
+// and its content is an uncompressed point on c, else the raw form if v
+// itself is one. At most one can hold (the wrapped point is two bytes
+// longer than the raw one), so the result does not depend on the order.
+func parseECPoint(c Curve, v []byte) (point []byte, pub *ecdsa.PublicKey, k1 *btcec.PublicKey, err error) {
+	n := c.pointLen()
+	if n == 0 {
+		return nil, nil, nil, fmt.Errorf("CKA_EC_POINT of %d bytes: unsupported curve %v", len(v), c)
+	}
+	isPoint := func(b []byte) bool { return len(b) == n && b[0] == 4 }
+	var inner []byte
+	rest, derErr := asn1.Unmarshal(v, &inner)
+	wrapped := derErr == nil && len(rest) == 0 && isPoint(inner)
+	if wrapped {
+		pub, k1, err := parsePublicKey(c, inner)
+		if err == nil {
+			return bytes.Clone(inner), pub, k1, nil
+		}
+		derErr = err
+	}
+	if isPoint(v) {
+		pub, k1, err := parsePublicKey(c, v)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("CKA_EC_POINT of %d bytes: raw point not on %v: %v", len(v), c, err)
+		}
+		return bytes.Clone(v), pub, k1, nil
+	}
+	if wrapped {
+		return nil, nil, nil, fmt.Errorf("CKA_EC_POINT of %d bytes: DER OCTET STRING holds a point not on %v: %v", len(v), c, derErr)
+	}
+	return nil, nil, nil, fmt.Errorf("CKA_EC_POINT of %d bytes is not an uncompressed %v point, raw (%d bytes: 04 || X || Y) or in a DER OCTET STRING (%d bytes)",
+		len(v), c, n, n+2)
 }
 
 // Label returns the key's label.
