@@ -1,0 +1,170 @@
+package custody_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/custody-dev/custody"
+
+// layers is the import layering of the module, top to bottom: each of our
+// packages and the packages of ours it may import (non-test imports). A
+// package missing from the table fails the test, so a new package is placed
+// deliberately. "*" means any package of ours.
+//
+//	cmd/custody                     the CLI, on top of everything
+//	withdraw                        the leader's orchestration, above the ledger
+//	signer/member                   reads the ledger; the ledger never imports signer code
+//	signer/...                      tss engine, presign, transport, shares, watermark
+//	ledger                          above policy above quorum
+//	policy, quorum                  pure rules and approvals
+//	chains/..., hsm, pki, amount    import nothing of ours but amount (and chains for adapters)
+var layers = map[string][]string{
+	"cmd/custody": {"*"},
+
+	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "pki", "amount"},
+	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},
+
+	"signer/presign":   {"signer/tss", "pki"},
+	"signer/transport": {"signer/tss", "pki"},
+	"signer/shares":    {"signer/tss", "hsm", "pki"},
+	"signer/tss":       {"signer/preparams", "pki"},
+	"signer/watermark": {},
+	"signer/preparams": {},
+
+	"ledger": {"policy", "quorum", "pki", "amount"},
+	"policy": {"quorum", "amount"},
+	"quorum": {},
+
+	"chains":     {"amount"},
+	"chains/eth": {"chains", "amount"},
+	"chains/btc": {"chains", "amount"},
+	"hsm":        {"amount"},
+	"pki":        {},
+	"amount":     {},
+
+	// Development tooling: the SoftHSM2 provisioning the CLI's "softhsm"
+	// command (and later the devnet) uses, and the fixture generator.
+	"softhsm":                          {"hsm"},
+	"signer/preparams/cmd/genfixtures": {"signer/preparams"},
+
+	// Test support: importable from _test.go files only (checked below).
+	"ledger/ledgertest":   {"ledger", "pki", "quorum"},
+	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
+	"softhsm/softhsmtest": {"softhsm", "hsm"},
+	"amount/amounttest":   {"amount"},
+	"":                    {}, // this package: documentation and this test
+}
+
+// testSupport are packages only tests may import.
+func testSupport(pkg string) bool {
+	return strings.HasSuffix(pkg, "test") && pkg != ""
+}
+
+// mayImportSoftHSM are the only production packages that may provision
+// SoftHSM2 tokens (development tooling, never a signing path).
+var mayImportSoftHSM = []string{"cmd/custody", "softhsm/softhsmtest", "devnet"}
+
+// testingImporters are third-party packages known to import "testing" from
+// non-test code; nothing else in the binary may. hashicorp/raft v1.7.3 keeps
+// its in-memory test cluster helpers in testing.go of package raft, so the
+// linker keeps testing's init (its functions are dead-code eliminated).
+var testingImporters = []string{"github.com/hashicorp/raft"}
+
+type listed struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+	Standard   bool
+}
+
+func goList(t *testing.T, args ...string) []listed {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list", "-json"}, args...)...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if ok := asExit(err, &ee); ok {
+			t.Fatalf("go list %v: %v: %s", args, err, ee.Stderr)
+		}
+		t.Fatalf("go list %v: %v", args, err)
+	}
+	var pkgs []listed
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p listed
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func asExit(err error, ee **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	*ee = e
+	return ok
+}
+
+func ours(path string) (string, bool) {
+	if path == module {
+		return "", true
+	}
+	rest, ok := strings.CutPrefix(path, module+"/")
+	return rest, ok
+}
+
+// TestLayering fails on any import that runs against the table.
+func TestLayering(t *testing.T) {
+	for _, p := range goList(t, "./...") {
+		pkg, _ := ours(p.ImportPath)
+		may, known := layers[pkg]
+		if !known {
+			t.Errorf("package %q is not in the layering table (layering_test.go): place it", pkg)
+			continue
+		}
+		for _, imp := range p.Imports {
+			dep, isOurs := ours(imp)
+			if !isOurs {
+				continue
+			}
+			if testSupport(dep) && !testSupport(pkg) {
+				t.Errorf("%s imports the test-support package %s outside tests", pkg, dep)
+			}
+			if dep == "softhsm" && !slices.Contains(mayImportSoftHSM, pkg) {
+				t.Errorf("%s imports softhsm; only development tooling may", pkg)
+			}
+			if !slices.Contains(may, "*") && !slices.Contains(may, dep) {
+				t.Errorf("%s imports %s, which the layering does not allow (may import %v)", pkg, dep, may)
+			}
+		}
+	}
+}
+
+// TestBinaryLinksNoTestCode: nothing the custody binary is built from
+// imports "testing" or a test-support package, except the known third-party
+// importers.
+func TestBinaryLinksNoTestCode(t *testing.T) {
+	deps := goList(t, "-deps", "./cmd/custody")
+	if !slices.ContainsFunc(deps, func(p listed) bool { return p.ImportPath == module+"/ledger" }) {
+		t.Fatal("go list -deps did not list the binary's dependencies")
+	}
+	for _, p := range deps {
+		if pkg, isOurs := ours(p.ImportPath); isOurs && testSupport(pkg) {
+			t.Errorf("the binary links the test-support package %s", pkg)
+		}
+		if p.Standard || !slices.Contains(p.Imports, "testing") {
+			continue
+		}
+		if !slices.Contains(testingImporters, p.ImportPath) {
+			t.Errorf("%s imports testing and the custody binary links it", p.ImportPath)
+		}
+	}
+}
