@@ -16,15 +16,6 @@ import (
 	"github.com/custody-dev/custody/quorum"
 )
 
-// Generous raft timing: these tests run while other packages' tests saturate
-// both cores.
-const (
-	testHeartbeat = 1500 * time.Millisecond
-	testElection  = 1500 * time.Millisecond
-	testLease     = 750 * time.Millisecond
-	waitFor       = 60 * time.Second
-)
-
 const testCluster = "ledger-test"
 
 // testRules: hot ETH wallet "hot" (2 approvals from approver/admin, no

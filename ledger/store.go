@@ -67,7 +67,7 @@ type Store struct {
 	trans  raft.Transport
 	layer  raft.StreamLayer
 	log    *slog.Logger
-	member sync.Mutex // one membership change at a time
+	voters sync.Mutex // one voter change at a time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -206,17 +206,14 @@ func (s *Store) Join(ctx context.Context, id pki.NodeID, addr string) error {
 	if id == "" || addr == "" {
 		return invalid("join needs id and address")
 	}
-	s.member.Lock()
-	defer s.member.Unlock()
-	if err := s.leaderCheck(); err != nil {
+	s.voters.Lock()
+	defer s.voters.Unlock()
+	servers, err := s.servers()
+	if err != nil {
 		return err
 	}
-	cf := s.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return s.mapErr(err)
-	}
 	present := false
-	for _, srv := range cf.Configuration().Servers {
+	for _, srv := range servers {
 		sameID, sameAddr := srv.ID == raft.ServerID(id), srv.Address == raft.ServerAddress(addr)
 		switch {
 		case sameID && sameAddr && srv.Suffrage == raft.Voter:
@@ -233,12 +230,11 @@ func (s *Store) Join(ctx context.Context, id pki.NodeID, addr string) error {
 		}
 	}
 	// Record every voter (the bootstrap node included); the FSM ignores
-	// members it already has, so repeating a join changes nothing.
-	cf = s.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return s.mapErr(err)
+	// voters it already has, so repeating a join changes nothing.
+	if servers, err = s.servers(); err != nil {
+		return err
 	}
-	for _, srv := range cf.Configuration().Servers {
+	for _, srv := range servers {
 		if _, err := s.Submit(ctx, string(s.cfg.NodeID), VoterSet{ID: pki.NodeID(srv.ID), Address: string(srv.Address)}); err != nil {
 			return err
 		}
@@ -246,25 +242,34 @@ func (s *Store) Join(ctx context.Context, id pki.NodeID, addr string) error {
 	return nil
 }
 
-// Remove removes a voter (on the leader); removing a non-member is a no-op.
-func (s *Store) Remove(ctx context.Context, id pki.NodeID) error {
-	s.member.Lock()
-	defer s.member.Unlock()
+// servers is the raft configuration, read on the leader.
+func (s *Store) servers() ([]raft.Server, error) {
 	if err := s.leaderCheck(); err != nil {
-		return err
+		return nil, err
 	}
 	cf := s.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
-		return s.mapErr(err)
+		return nil, s.mapErr(err)
 	}
-	for _, srv := range cf.Configuration().Servers {
+	return cf.Configuration().Servers, nil
+}
+
+// Remove removes a voter (on the leader); removing a non-member is a no-op.
+func (s *Store) Remove(ctx context.Context, id pki.NodeID) error {
+	s.voters.Lock()
+	defer s.voters.Unlock()
+	servers, err := s.servers()
+	if err != nil {
+		return err
+	}
+	for _, srv := range servers {
 		if srv.ID == raft.ServerID(id) {
 			if err := s.raft.RemoveServer(srv.ID, 0, s.cfg.ApplyTimeout).Error(); err != nil {
 				return s.mapErr(err)
 			}
 		}
 	}
-	_, err := s.Submit(ctx, string(s.cfg.NodeID), VoterRemove{ID: id})
+	_, err = s.Submit(ctx, string(s.cfg.NodeID), VoterRemove{ID: id})
 	return err
 }
 

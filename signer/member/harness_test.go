@@ -38,16 +38,6 @@ const (
 	walletID   = "hot-eth"
 	network    = "devnet"
 	simChainID = 1337
-	// waitFor bounds hangs only; raft and tss-lib under -race on two busy
-	// cores are slow.
-	waitFor = 2 * time.Minute
-)
-
-// Raft timing generous for a loaded machine (as in quorum/ledger tests).
-const (
-	testHeartbeat = 1500 * time.Millisecond
-	testElection  = 1500 * time.Millisecond
-	testLease     = 750 * time.Millisecond
 )
 
 // testRules: one hot ETH wallet, allowlist required with a real cooling-off
@@ -77,28 +67,6 @@ wallets:
       - {min: "0", required: 2, roles: [approver, admin]}
 `
 )
-
-// ledgerClock is the time every ledger node of a harness stamps on the
-// commands it proposes (ledger.Config.Clock). It stands still until a test
-// moves it. It starts three hours before the wall clock, so approvals and
-// request expiries (taken from the wall clock) stay valid while tests move
-// it forward by the cooling-off period.
-type ledgerClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *ledgerClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *ledgerClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 func TestMain(m *testing.M) {
 	if _, err := tsstest.LoadFixtures(); err != nil {
@@ -225,7 +193,11 @@ type harness struct {
 	info    tss.WalletInfo
 	wallet  common.Address
 	dests   []common.Address
-	clock   *ledgerClock
+	// clock is what every ledger node stamps on the commands it proposes: it
+	// starts three hours before the wall clock, so approvals and request
+	// expiries (taken from the wall clock) stay valid while tests move it
+	// forward by the cooling-off period.
+	clock *ledgertest.Clock
 }
 
 func poll(t testing.TB, what string, fn func() error) { t.Helper(); ledgertest.Poll(t, what, fn) }
@@ -245,7 +217,7 @@ func newHarness(t *testing.T) *harness {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	h := &harness{t: t, ctx: ctx, members: map[pki.NodeID]*testNode{}, info: ksh["n1"].Info(),
-		clock: &ledgerClock{now: time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)}}
+		clock: ledgertest.NewClock(time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour))}
 	var err error
 	if h.wallet, err = eth.AddressFromPublicKey(h.info.PubKey); err != nil {
 		t.Fatal(err)
