@@ -14,9 +14,11 @@ const CommandVersion = 1
 
 // Command is one typed ledger command: a struct of this package (Genesis,
 // RequestCreate, Approve, ClaimSession, ...) submitted with [Store.Submit].
-// Each command type lives in its own file with its handler; the set is
-// closed (apply is unexported), so nothing outside the ledger can invent a
-// command or propose one by name.
+// Each command type sits with its handler in the file of its family
+// (cmd_genesis.go, cmd_voter.go, cmd_governance.go, cmd_wallet.go,
+// cmd_request.go, cmd_claim.go, cmd_cold.go); the set is closed (apply is
+// unexported), so nothing outside the ledger can invent a command or
+// propose one by name.
 type Command interface {
 	// Type is the command's name in the log entry ("request.create").
 	Type() string

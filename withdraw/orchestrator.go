@@ -242,7 +242,7 @@ func (c *Orchestrator) WaitApproved(ctx context.Context, requestID string) (*led
 
 // Claim commits the compare-and-set claim with a fresh 256-bit session ID
 // (step 4) and returns what the signers are handed. signers nil picks the
-// first t+1 committee members reachable from this coordinator.
+// first t+1 committee members reachable from this orchestrator.
 func (c *Orchestrator) Claim(ctx context.Context, requestID string, signers []pki.NodeID) (member.Claim, error) {
 	var wallet string
 	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {

@@ -99,7 +99,7 @@ var (
 	_ RPC     = (*Client)(nil)
 )
 
-// Client implements Chain over a go-ethereum Backend.
+// Client implements RPC over a go-ethereum Backend.
 type Client struct{ b Backend }
 
 // NewClient wraps a Backend.
@@ -136,7 +136,7 @@ func (s *Simulated) Commit() common.Hash { return s.backend.Commit() }
 // Close stops the chain.
 func (s *Simulated) Close() error { return s.backend.Close() }
 
-// ChainID implements Chain.
+// ChainID implements RPC.
 func (c *Client) ChainID(ctx context.Context) (*big.Int, error) {
 	id, err := c.b.ChainID(ctx)
 	if err != nil {
@@ -145,7 +145,7 @@ func (c *Client) ChainID(ctx context.Context) (*big.Int, error) {
 	return id, nil
 }
 
-// Nonce implements Chain.
+// Nonce implements RPC.
 func (c *Client) Nonce(ctx context.Context, addr common.Address) (uint64, error) {
 	n, err := c.b.PendingNonceAt(ctx, addr)
 	if err != nil {
@@ -157,7 +157,7 @@ func (c *Client) Nonce(ctx context.Context, addr common.Address) (uint64, error)
 // balanceOfSelector is balanceOf(address).
 var balanceOfSelector = []byte{0x70, 0xa0, 0x82, 0x31}
 
-// Balance implements Chain.
+// Balance implements RPC.
 func (c *Client) Balance(ctx context.Context, addr common.Address, token *common.Address) (*big.Int, error) {
 	if token == nil {
 		v, err := c.b.BalanceAt(ctx, addr, nil)
@@ -179,7 +179,7 @@ func (c *Client) Balance(ctx context.Context, addr common.Address, token *common
 	return new(big.Int).SetBytes(out), nil
 }
 
-// SuggestFees implements Chain.
+// SuggestFees implements RPC.
 func (c *Client) SuggestFees(ctx context.Context) (Fees, error) {
 	tip, err := c.b.SuggestGasTipCap(ctx)
 	if err != nil {
@@ -201,7 +201,7 @@ func (c *Client) SuggestFees(ctx context.Context) (Fees, error) {
 	return Fees{GasPrice: price, GasTipCap: tip, GasFeeCap: feeCap}, nil
 }
 
-// EstimateGas implements Chain.
+// EstimateGas implements RPC.
 func (c *Client) EstimateGas(ctx context.Context, from common.Address, u *Unsigned) (uint64, error) {
 	tx := u.tx
 	msg := ethereum.CallMsg{From: from, To: tx.To(), Value: tx.Value(), Data: tx.Data()}
@@ -217,7 +217,7 @@ func (c *Client) EstimateGas(ctx context.Context, from common.Address, u *Unsign
 	return g, nil
 }
 
-// Broadcast implements Chain.
+// Broadcast implements RPC.
 func (c *Client) Broadcast(ctx context.Context, s *Signed) (common.Hash, error) {
 	if err := c.b.SendTransaction(ctx, s.tx); err != nil {
 		return common.Hash{}, fmt.Errorf("eth: broadcast %s: %w", s.Hash().Hex(), err)
@@ -225,7 +225,7 @@ func (c *Client) Broadcast(ctx context.Context, s *Signed) (common.Hash, error) 
 	return s.Hash(), nil
 }
 
-// Receipt implements Chain.
+// Receipt implements RPC.
 func (c *Client) Receipt(ctx context.Context, hash common.Hash) (*Receipt, error) {
 	r, err := c.b.TransactionReceipt(ctx, hash)
 	if errors.Is(err, ethereum.NotFound) {

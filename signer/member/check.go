@@ -16,7 +16,7 @@ import (
 )
 
 // Claim is what the leader hands a member: which claim of the ledger to
-// sign under, with whom, and what the coordinator believes is being signed.
+// sign under, with whom, and what the leader believes is being signed.
 // None of it is trusted: the member checks every field against its own
 // ledger read and its own recomputation.
 type Claim struct {
@@ -26,7 +26,7 @@ type Claim struct {
 	Index uint64
 	// Signers is the t+1 (or more) committee members taking part.
 	Signers []pki.NodeID
-	// PayloadHash is the approved payload hash the coordinator read.
+	// PayloadHash is the approved payload hash the leader read.
 	PayloadHash quorum.Hash
 	// Digest is the signing hash the leader computed; members refuse when
 	// theirs differs, so a leader's disagreement is loud.
@@ -183,7 +183,7 @@ func checkCommittee(lw *ledger.Wallet, info tss.WalletInfo, self pki.NodeID, sig
 
 // checkClaimSigners compares the presented signer set with the one the
 // ledger recorded in the claim, so every member runs the session with the
-// same, ledger-fixed set (a coordinator cannot hand members different sets).
+// same, ledger-fixed set (a leader cannot hand members different sets).
 func checkClaimSigners(recorded, presented []pki.NodeID) error {
 	got := slices.Clone(presented)
 	slices.Sort(got)

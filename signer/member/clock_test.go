@@ -18,7 +18,7 @@ func TestLedgerClockAheadRefused(t *testing.T) {
 	n1 := h.members["n1"]
 	signers := []pki.NodeID{"n1", "n2"}
 	r := h.request("wd-clock", h.dests[0], ether(1, 0), bob, carol)
-	c, err := h.coord.Claim(h.ctx, "wd-clock", signers)
+	c, err := h.orch.Claim(h.ctx, "wd-clock", signers)
 	if err != nil {
 		t.Fatal(err)
 	}

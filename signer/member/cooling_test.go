@@ -21,7 +21,7 @@ func TestCoolingOffDestinationRefused(t *testing.T) {
 	n1 := h.members["n1"]
 	fresh := h.allowlist("allow-fresh")
 
-	_, err := h.coord.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: "wd-early", Wallet: walletID, To: fresh.Hex(), Amount: ether(1, 0),
+	_, err := h.orch.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: "wd-early", Wallet: walletID, To: fresh.Hex(), Amount: ether(1, 0),
 		Initiator: backend.ID, ExpiresAt: h.clock.Now().Add(3 * testCoolingOff)})
 	if !errors.Is(err, withdraw.ErrDenied) {
 		t.Fatalf("request to a cooling-off destination: %v, want ErrDenied", err)
@@ -43,7 +43,7 @@ func TestCoolingOffDestinationRefused(t *testing.T) {
 	if r.Status != ledger.StatusApproved {
 		t.Fatalf("wd-late after the cooling-off: %s (%s)", r.Status, r.Decision.Reason)
 	}
-	if _, err := h.coord.Sign(h.ctx, "wd-late", nil); err != nil {
+	if _, err := h.orch.Sign(h.ctx, "wd-late", nil); err != nil {
 		t.Fatalf("sign after the cooling-off: %v", err)
 	}
 }

@@ -188,7 +188,7 @@ type harness struct {
 	cluster *ledgertest.Cluster
 	stores  []*ledger.Store
 	members map[pki.NodeID]*testNode
-	coord   *withdraw.Orchestrator
+	orch    *withdraw.Orchestrator
 	sim     *eth.Simulated
 	info    tss.WalletInfo
 	wallet  common.Address
@@ -282,11 +282,11 @@ func newHarness(t *testing.T) *harness {
 		h.members[id] = mb
 		signers = append(signers, mb.m)
 	}
-	h.coord, err = withdraw.New(withdraw.Config{Ledger: h.leader(), ETH: h.sim, Chains: ethChains(), Network: network, Actor: "node:n1", Members: signers})
+	h.orch, err = withdraw.New(withdraw.Config{Ledger: h.leader(), ETH: h.sim, Chains: ethChains(), Network: network, Actor: "node:n1", Members: signers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.coord.AddWallet(h.info)
+	h.orch.AddWallet(h.info)
 	return h
 }
 
@@ -329,13 +329,13 @@ func (h *harness) propose(actor string, cmd ledger.Command) ledger.Outcome {
 // approved creates a withdrawal to dest and records the approvals of ops.
 func (h *harness) request(id string, dest common.Address, amount *big.Int, ops ...operator) *ledger.Request {
 	h.t.Helper()
-	r, err := h.coord.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amount,
+	r, err := h.orch.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amount,
 		Initiator: backend.ID, ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		h.t.Fatalf("create %s: %v", id, err)
 	}
 	for _, o := range ops {
-		if r, err = h.coord.Approve(h.ctx, id, o.sign(h.t, id, r.PayloadHash, quorum.Approve)); err != nil {
+		if r, err = h.orch.Approve(h.ctx, id, o.sign(h.t, id, r.PayloadHash, quorum.Approve)); err != nil {
 			h.t.Fatalf("approve %s by %s: %v", id, o.ID, err)
 		}
 	}

@@ -143,7 +143,7 @@ func (m *Member) refuse(requestID string, err error) error {
 }
 
 // SignClaimed runs the member's side of a claimed hot withdrawal: every check
-// of docs/node.md on its own ledger read, then the watermark reservation,
+// of docs/member.md on its own ledger read, then the watermark reservation,
 // the share, the tss session bound to claim.SessionID, signature
 // verification and the watermark completion. Any failure returns a
 // *RefusalError and releases nothing; checks that fail before the

@@ -31,10 +31,10 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	if r.Status != ledger.StatusApproved {
 		t.Fatalf("after two approvals: %s", r.Status)
 	}
-	if _, err := h.coord.WaitApproved(h.ctx, "wd-1"); err != nil {
+	if _, err := h.orch.WaitApproved(h.ctx, "wd-1"); err != nil {
 		t.Fatal(err)
 	}
-	signed, err := h.coord.Sign(h.ctx, "wd-1", nil)
+	signed, err := h.orch.Sign(h.ctx, "wd-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	if got := h.members["n1"].engine.signs.Load(); got != 1 {
 		t.Fatalf("repeat started a session (%d)", got)
 	}
-	if _, err := h.coord.Collect(h.ctx, "wd-1", cl); err == nil {
+	if _, err := h.orch.Collect(h.ctx, "wd-1", cl); err == nil {
 		t.Fatal("collecting a signed request again committed a second result")
 	} else if !errors.Is(err, ledger.ErrWrongStatus) {
 		t.Fatalf("second commit: %v, want ErrWrongStatus", err)

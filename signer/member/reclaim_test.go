@@ -23,7 +23,7 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 	r := h.request("wd-r", h.dests[0], ether(1, 0), bob, carol)
 
 	h.members["n2"].engine.failNext.Store(true)
-	first, err := h.coord.Sign(h.ctx, "wd-r", signers)
+	first, err := h.orch.Sign(h.ctx, "wd-r", signers)
 	if !errors.Is(err, errInjectedTimeout) || first != nil {
 		t.Fatalf("first session: %v, want the injected timeout", err)
 	}
@@ -49,18 +49,18 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 	}()); !errors.Is(err, ledger.ErrAllocated) {
 		t.Fatalf("another request on the failed request's nonce: %v, want ErrAllocated", err)
 	}
-	if _, err := h.coord.Reclaim(h.ctx, "wd-q-none", nil); err == nil {
+	if _, err := h.orch.Reclaim(h.ctx, "wd-q-none", nil); err == nil {
 		t.Fatal("reclaim of an unknown request succeeded")
 	}
 
-	cl, err := h.coord.Reclaim(h.ctx, "wd-r", nil)
+	cl, err := h.orch.Reclaim(h.ctx, "wd-r", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cl.SessionID.String() == failed.Claim.SessionID || cl.Index <= failed.Claim.Index {
 		t.Fatalf("reclaim: session %s index %d; failed session %s index %d", cl.SessionID, cl.Index, failed.Claim.SessionID, failed.Claim.Index)
 	}
-	signed, err := h.coord.Collect(h.ctx, "wd-r", cl)
+	signed, err := h.orch.Collect(h.ctx, "wd-r", cl)
 	if err != nil {
 		t.Fatalf("signing the re-claimed request: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 	if _, err := h.leader().Submit(h.ctx, "node:n1", ledger.RecordResult{RequestID: "wd-r", SessionID: failed.Claim.SessionID, Error: "late"}); !errors.Is(err, ledger.ErrWrongStatus) {
 		t.Fatalf("late result of the failed session: %v, want ErrWrongStatus", err)
 	}
-	if _, err := h.coord.Reclaim(h.ctx, "wd-r", nil); !errors.Is(err, ledger.ErrWrongStatus) {
+	if _, err := h.orch.Reclaim(h.ctx, "wd-r", nil); !errors.Is(err, ledger.ErrWrongStatus) {
 		t.Fatalf("reclaim of a signed request: %v, want ErrWrongStatus", err)
 	}
 }

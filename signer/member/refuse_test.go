@@ -13,12 +13,12 @@ import (
 	"github.com/custody-dev/custody/signer/tss"
 )
 
-// TestCompromisedCoordinatorCannotMakeMemberSign drives an honest member with
-// the claims a compromised coordinator (or a rewritten ledger) could present.
+// TestCompromisedLeaderCannotMakeMemberSign drives an honest member with
+// the claims a compromised leader (or a rewritten ledger) could present.
 // Every refusal must leave no watermark reservation, unseal no share and
 // start no tss session. Then the genuine claim still signs, and a lock
 // committed before a claim stops everything (invariant 5).
-func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
+func TestCompromisedLeaderCannotMakeMemberSign(t *testing.T) {
 	h := newHarness(t)
 	n1 := h.members["n1"]
 	signers := []pki.NodeID{"n1", "n2"}
@@ -54,9 +54,9 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		h.refused(n1, m, "wd-q", *q.Nonce, c, member.ErrQuorum)
 	})
 
-	// (b) A genuinely claimed request; the coordinator asks for another tx.
+	// (b) A genuinely claimed request; the leader asks for another tx.
 	b := h.request("wd-b", h.dests[0], ether(1, 0), bob, carol)
-	claimB, err := h.coord.Claim(h.ctx, "wd-b", signers)
+	claimB, err := h.orch.Claim(h.ctx, "wd-b", signers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		h.refused(n1, m, "wd-b", *b.Nonce, claimB, member.ErrPayload)
 	})
 	// None of that left anything behind: the genuine claim signs.
-	signedB, err := h.coord.Collect(h.ctx, "wd-b", claimB)
+	signedB, err := h.orch.Collect(h.ctx, "wd-b", claimB)
 	if err != nil {
 		t.Fatalf("genuine claim after the refusals: %v", err)
 	}
@@ -112,12 +112,12 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 
 	// (c) Claimed, then the destination leaves the allowlist.
 	c := h.request("wd-c", h.dests[1], ether(1, 0), bob, carol)
-	claimC, err := h.coord.Claim(h.ctx, "wd-c", signers)
+	claimC, err := h.orch.Claim(h.ctx, "wd-c", signers)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := h.request("wd-d", h.dests[0], ether(1, 0), bob, carol)
-	claimD, err := h.coord.Claim(h.ctx, "wd-d", signers)
+	claimD, err := h.orch.Claim(h.ctx, "wd-d", signers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestCompromisedCoordinatorCannotMakeMemberSign(t *testing.T) {
 		h.refused(h.members["n2"], h.members["n2"].m, "wd-d", *d.Nonce, claimD, member.ErrPolicy, policy.ErrLocked)
 	})
 	t.Run("account locked before the claim", func(t *testing.T) {
-		if _, err := h.coord.Claim(h.ctx, "wd-l", signers); !errors.Is(err, ledger.ErrLocked) {
+		if _, err := h.orch.Claim(h.ctx, "wd-l", signers); !errors.Is(err, ledger.ErrLocked) {
 			t.Fatalf("claim while locked: %v, want ledger.ErrLocked", err)
 		}
 		ul := h.unsigned(*l.Nonce, h.dests[0], ether(1, 0))

@@ -178,7 +178,7 @@ func (p *Pool) Fill(ctx context.Context, wallet string, subset Subset, n int) er
 }
 
 // Make runs the offline phase of one new presignature on every member of
-// subset and offers it to the coordinator.
+// subset and offers it to the book.
 func (p *Pool) Make(ctx context.Context, wallet string, subset Subset) (ID, error) {
 	s := NewSubset(subset...)
 	members, err := p.members(s)
@@ -213,7 +213,7 @@ type Outcome struct {
 }
 
 // Sign signs digest for requestID with wallet's subset: with a presignature
-// the coordinator assigns, or by full signing when the pool is empty. Every
+// the book assigns, or by full signing when the pool is empty. Every
 // member runs its own Check first. A failure after the claim destroys the
 // presignature on every member; Sign never retries (the caller decides, and
 // the next call gets a fresh presignature).
@@ -251,7 +251,7 @@ func (p *Pool) Sign(ctx context.Context, requestID, wallet string, subset Subset
 	return sig, Outcome{Presigned: true, ID: id}, err
 }
 
-// Sweep withdraws expired presignatures from the coordinator and destroys
+// Sweep withdraws expired presignatures from the book and destroys
 // them on every member. It returns how many expired.
 func (p *Pool) Sweep() int {
 	ids := p.cfg.Book.Expire(p.cfg.Now())

@@ -7,8 +7,9 @@ import (
 )
 
 // Book chooses which presignature serves a request and records that
-// choice once, cluster-wide. The ledger implements it (a replicated
-// compare-and-set claim); MemBook is the in-process implementation.
+// choice once, cluster-wide. In a cluster the ledger is to implement it (a
+// replicated compare-and-set claim; not wired yet); MemBook is the
+// in-process implementation.
 type Book interface {
 	// Offer makes a presignature whose offline phase finished on every
 	// member of subset available until expires.
@@ -38,7 +39,7 @@ type MemBook struct {
 
 var _ Book = (*MemBook)(nil)
 
-// NewMemBook returns an empty coordinator.
+// NewMemBook returns an empty book.
 func NewMemBook() *MemBook {
 	return &MemBook{avail: map[string][]offer{}, claimed: map[ID]string{}}
 }

@@ -54,7 +54,7 @@ func (s Subset) Key() string {
 }
 
 // Request is what a node checks before it signs: the request the ledger
-// approved and the digest the coordinator asks it to sign for that request.
+// approved and the digest the pool asks it to sign for that request.
 type Request struct {
 	ID     string
 	Wallet string
@@ -421,7 +421,7 @@ func (n *Presigner) Sweep() int {
 }
 
 // Run calls Sweep every interval until ctx ends: each node expires its
-// presignatures on its own clock, whatever the coordinator does.
+// presignatures on its own clock, whatever the book does.
 func (n *Presigner) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
