@@ -121,7 +121,10 @@ func (t *txn) authorize(r *Request) policy.Decision {
 	return policy.Authorize(t.activeRules(), t.policyState(), t.registry(), r.PolicyRequest(), r.Approvals, t.now)
 }
 
-// Approve records one operator's signed approval or rejection.
+// Approve records one operator's signed approval or rejection. Approvals
+// are accepted while the request awaits approvals; a rejection also after
+// it is approved, until its claim (hot) or export (cold), and also from an
+// operator who approved it before.
 type Approve struct {
 	RequestID string          `json:"request_id"`
 	Approval  quorum.Approval `json:"approval"`
@@ -135,10 +138,18 @@ func (p Approve) apply(t *txn) (applyOut, error) {
 	if r == nil {
 		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
 	}
-	if r.Status != StatusAwaitingApprovals {
+	a := p.Approval
+	switch {
+	case r.Status == StatusAwaitingApprovals:
+	case r.Status == StatusApproved && a.Decision == quorum.Reject:
+		// A rejection cancels until the point of no return: a hot request's
+		// claim, a cold request's export (SECURITY 32). Both move the
+		// request out of approved.
+	case r.Status == StatusApproved:
+		return applyOut{}, fmt.Errorf("%w: %q is already approved; only a rejection is accepted until it is claimed or exported", ErrWrongStatus, r.ID)
+	default:
 		return applyOut{}, fmt.Errorf("%w: %q is %s", ErrWrongStatus, r.ID, r.Status)
 	}
-	a := p.Approval
 	reg := t.registry()
 	// This approval alone must pass every check quorum.Count makes; an
 	// approval that would be ignored is refused instead of stored.
@@ -150,7 +161,12 @@ func (p Approve) apply(t *txn) (applyOut, error) {
 	}
 	op := reg.Devices[a.DeviceID].OperatorID
 	for _, old := range r.Approvals {
-		if reg.Devices[old.DeviceID].OperatorID == op {
+		if reg.Devices[old.DeviceID].OperatorID != op {
+			continue
+		}
+		// An operator may turn an approval into a rejection (stopping is
+		// always allowed), never the other way round, and answers once.
+		if a.Decision != quorum.Reject || old.Decision == quorum.Reject {
 			return applyOut{}, fmt.Errorf("%w: operator %q already answered %q", ErrApproval, op, r.ID)
 		}
 	}
