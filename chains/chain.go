@@ -29,6 +29,9 @@ type Transfer struct {
 	Asset string
 	// Amount is in base units of Asset.
 	Amount amount.Amount
+	// MaxFee is the most the transaction can pay in fees, in base units of
+	// the chain's fee asset (ETH: gas limit x max fee per gas).
+	MaxFee amount.Amount
 	// Nonce is the account nonce (account chains), nil otherwise.
 	Nonce *uint64
 	// Outpoints are the spent outputs as "txid:vout" (UTXO chains), in

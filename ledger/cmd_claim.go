@@ -174,7 +174,10 @@ func (t *txn) recheck(r *Request) (policy.Decision, error) {
 }
 
 func (t *txn) recordSpend(r *Request) {
-	t.setPolicy(t.policyState().RecordSpend(policy.Spend{RequestID: r.ID, Wallet: r.Wallet, Asset: r.Asset, Amount: r.Amount, At: t.now}, t.activeRules().MaxWindow()))
+	// The spend is the request's charge: its amount, plus its maximum fee
+	// when the fee is paid in the withdrawn asset.
+	rules := t.activeRules()
+	t.setPolicy(t.policyState().RecordSpend(policy.Spend{RequestID: r.ID, Wallet: r.Wallet, Asset: r.Asset, Amount: rules.Charge(r.PolicyRequest()), At: t.now}, rules.MaxWindow()))
 }
 
 // checkSigners returns the signer set sorted, or ErrInvalid unless it is at

@@ -39,6 +39,7 @@ wallets:
     allowlist_required: false
     limits:
       per_tx: "10"
+      max_fee: "0.01"
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
   - name: eth-allow
@@ -48,6 +49,7 @@ wallets:
     allowlist_required: true
     limits:
       per_tx: "10"
+      max_fee: "0.01"
     approvals:
       - {min: "0", required: 1, roles: [approver, admin]}
   - name: btc-cold
@@ -57,6 +59,7 @@ wallets:
     allowlist_required: false
     limits:
       per_tx: "100"
+      max_fee: "0.01"
     approvals:
       - {min: "0", required: 2, roles: [admin]}
 `

@@ -37,6 +37,7 @@ wallets:
     allowlist_required: false
     limits:
       per_tx: "1"
+      max_fee: "0.01"
     approvals:
       - {min: "0", required: 1, roles: [admin]}
 `

@@ -12,6 +12,7 @@ var (
 	ErrNotAllowlisted   = errors.New("policy: destination is not allowlisted")
 	ErrCoolingOff       = errors.New("policy: destination is still in its cooling-off period")
 	ErrOverLimit        = errors.New("policy: amount over the per-transaction limit")
+	ErrFeeOverCap       = errors.New("policy: maximum fee over the rule's cap")
 	ErrVelocityExceeded = errors.New("policy: velocity limit exceeded")
 	ErrNoRule           = errors.New("policy: no rule matches")
 	ErrInvalidRequest   = errors.New("policy: invalid request")
@@ -31,6 +32,7 @@ const (
 	ReasonNotAllowlisted        Reason = "not_allowlisted"
 	ReasonCoolingOff            Reason = "cooling_off"
 	ReasonOverLimit             Reason = "over_limit"
+	ReasonFeeOverCap            Reason = "fee_over_cap"
 	ReasonVelocityExceeded      Reason = "velocity_exceeded"
 	ReasonNoRule                Reason = "no_rule"
 	ReasonInvalidRequest        Reason = "invalid_request"
@@ -43,6 +45,7 @@ var reasonErr = map[Reason]error{
 	ReasonNotAllowlisted:        ErrNotAllowlisted,
 	ReasonCoolingOff:            ErrCoolingOff,
 	ReasonOverLimit:             ErrOverLimit,
+	ReasonFeeOverCap:            ErrFeeOverCap,
 	ReasonVelocityExceeded:      ErrVelocityExceeded,
 	ReasonNoRule:                ErrNoRule,
 	ReasonInvalidRequest:        ErrInvalidRequest,

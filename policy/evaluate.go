@@ -21,6 +21,9 @@ type Withdrawal struct {
 	Network string        `json:"network"`
 	To      string        `json:"to"`
 	Amount  amount.Amount `json:"amount"`
+	// MaxFee is the most the transaction can pay in fees, in base units of
+	// the chain's fee asset (ETH: gas limit x max fee per gas, in wei).
+	MaxFee amount.Amount `json:"max_fee"`
 }
 
 // Request is a withdrawal as policy sees it: the withdrawal, its request ID,
@@ -82,9 +85,10 @@ func (d *Decision) deny(reason Reason, format string, args ...any) Decision {
 // Evaluate decides whether policy allows req at now, given state, before
 // counting approvals: locks first (nothing passes while locked), then the
 // matching rule (deny by default), allowlist and cooling-off, per-transaction
-// limit and velocity (the window's spends plus req.Amount; a spend recorded
-// for req.ID itself is not counted again). An allowed decision names the route and the approvals
-// required.
+// the fee cap, the per-transaction limit and velocity (the window's spends
+// plus the request's charge, [Rules.Charge]; a spend recorded for req.ID
+// itself is not counted again). An allowed decision names the route and the
+// approvals required.
 func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 	d := Decision{RequestID: req.ID}
 	if rules != nil {
@@ -115,15 +119,24 @@ func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 			return d.deny(ReasonCoolingOff, "%s is allowlisted but cooling off until %s", req.To, e.ActiveAt.UTC().Format(time.RFC3339))
 		}
 	}
-	if req.Amount.Cmp(rule.Limits.PerTx) > 0 {
-		return d.deny(ReasonOverLimit, "%s %s exceeds the per-transaction limit %s", req.Amount.Format(dec), req.Asset, rule.Limits.PerTx.Format(dec))
+	if req.MaxFee.Cmp(rule.Limits.MaxFee) > 0 {
+		fdec := rules.Assets[rule.FeeAsset].Decimals
+		return d.deny(ReasonFeeOverCap, "maximum fee %s %s exceeds the cap %s", req.MaxFee.Format(fdec), rule.FeeAsset, rule.Limits.MaxFee.Format(fdec))
+	}
+	charge, err := rule.charge(req)
+	if err != nil || charge.Cmp(rule.Limits.PerTx) > 0 {
+		what := req.Amount.Format(dec) + " " + req.Asset
+		if rule.FeeAsset == rule.Asset {
+			what += " plus a maximum fee of " + req.MaxFee.Format(dec)
+		}
+		return d.deny(ReasonOverLimit, "%s exceeds the per-transaction limit %s", what, rule.Limits.PerTx.Format(dec))
 	}
 	if v := rule.Limits.Velocity; v != nil {
 		since := now.Add(-time.Duration(v.Window))
-		sum, overflow := req.Amount, false
+		sum, overflow := charge, false
 		for _, h := range st.history {
 			// The request's own spend, recorded when it was claimed or
-			// exported, is already in sum as req.Amount: re-evaluating a
+			// exported, is already in sum as its charge: re-evaluating a
 			// claimed request must not count it twice.
 			if h.RequestID != "" && h.RequestID == req.ID {
 				continue
@@ -151,6 +164,29 @@ func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 	d.Required, d.Roles = t.Required, slices.Clone(t.Roles)
 	d.Allowed = true
 	return d
+}
+
+// Charge is what req counts toward its rule's per-transaction limit and
+// velocity window: the amount, plus the maximum fee when the fee is paid in
+// the withdrawn asset. The ledger records it as the request's spend. Without
+// a matching rule it is the amount.
+func (r *Rules) Charge(req Request) amount.Amount {
+	rule, ok := r.Match(req.Wallet, req.Asset)
+	if !ok {
+		return req.Amount
+	}
+	c, err := rule.charge(req)
+	if err != nil {
+		return amount.Max()
+	}
+	return c
+}
+
+func (rule *Rule) charge(req Request) (amount.Amount, error) {
+	if rule.FeeAsset != rule.Asset {
+		return req.Amount, nil
+	}
+	return req.Amount.Add(req.MaxFee)
 }
 
 // Authorize is Evaluate plus the approval count: the decision the leader

@@ -213,7 +213,7 @@ wallets:
     asset: ETH
     class: hot
     allowlist_required: false
-    limits: {per_tx: "1", velocity: {window: 72h, max: "2"}}
+    limits: {per_tx: "1", max_fee: "0.01", velocity: {window: 72h, max: "2"}}
     route: {always_cold: true}
     approvals: [{min: "0", required: 1, roles: [admin]}]
 `

@@ -14,7 +14,7 @@ func FuzzParseRules(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
-	f.Add([]byte("version: 1\nassets: {ETH: {decimals: 18}}\nallowlist: {cooling_off: 1h, approvals: 1, roles: [admin]}\nlock: {unlock_delay: 0s}\nwallets:\n- {name: a, wallets: [w], asset: ETH, class: cold, limits: {per_tx: 1}, approvals: [{min: 0, required: 1, roles: [admin]}]}\n"))
+	f.Add([]byte("version: 1\nassets: {ETH: {decimals: 18}}\nallowlist: {cooling_off: 1h, approvals: 1, roles: [admin]}\nlock: {unlock_delay: 0s}\nwallets:\n- {name: a, wallets: [w], asset: ETH, class: cold, limits: {per_tx: 1, max_fee: 1}, approvals: [{min: 0, required: 1, roles: [admin]}]}\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("version: 1\n---\n"))
 	f.Add([]byte("wallets: [{limits: {per_tx: 1e400}}]"))

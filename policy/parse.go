@@ -281,13 +281,15 @@ func (p *parser) roles(n *yaml.Node, path string) []quorum.Role {
 	return out
 }
 
-// pendingAmount is a unit amount waiting for the asset's decimals.
+// pendingAmount is a unit amount waiting for the asset's decimals (the
+// rule's asset, or its fee asset when fee is set).
 type pendingAmount struct {
 	text string
 	node *yaml.Node
 	path string
 	dst  *amount.Amount
 	rule int
+	fee  bool
 }
 
 func (p *parser) amount(n *yaml.Node, path string, rule int, dst *amount.Amount, amounts *[]pendingAmount) {
@@ -295,6 +297,14 @@ func (p *parser) amount(n *yaml.Node, path string, rule int, dst *amount.Amount,
 	s, ok := p.scalar(n, path, "!!str", "!!int", "!!float")
 	if ok {
 		*amounts = append(*amounts, pendingAmount{text: s, node: n, path: path, dst: dst, rule: rule})
+	}
+}
+
+// feeAmount is amount in units of the rule's fee asset.
+func (p *parser) feeAmount(n *yaml.Node, path string, rule int, dst *amount.Amount, amounts *[]pendingAmount) {
+	p.amount(n, path, rule, dst, amounts)
+	if p.err == nil && len(*amounts) > 0 {
+		(*amounts)[len(*amounts)-1].fee = true
 	}
 }
 
@@ -382,8 +392,16 @@ func (p *parser) rules(n *yaml.Node) *Rules {
 		return nil
 	}
 	// Convert unit amounts now that every rule's asset is known.
+	for i := range r.Wallets {
+		if r.Wallets[i].FeeAsset == "" {
+			r.Wallets[i].FeeAsset = r.Wallets[i].Asset
+		}
+	}
 	for _, a := range amounts {
 		asset := r.Wallets[a.rule].Asset
+		if a.fee {
+			asset = r.Wallets[a.rule].FeeAsset
+		}
 		decl, ok := r.Assets[asset]
 		if !ok {
 			p.fail(a.node, a.path, "asset %q of this rule is not declared under assets", asset)
@@ -439,6 +457,9 @@ func (p *parser) rule(n *yaml.Node, path string, idx int, rule *Rule, amounts *[
 		"wallets": func(v *yaml.Node, path string) { rule.Wallets = p.strings(v, path) },
 		"groups":  func(v *yaml.Node, path string) { rule.Groups = p.strings(v, path) },
 		"asset":   func(v *yaml.Node, path string) { rule.Asset = p.str(v, path) },
+		// fee_asset is the asset fees are paid in, when it is not the
+		// withdrawn asset (a token on Ethereum pays fees in ETH).
+		"fee_asset": func(v *yaml.Node, path string) { rule.FeeAsset = p.str(v, path) },
 		"class": func(v *yaml.Node, path string) {
 			rule.Class = Class(p.str(v, path))
 			if p.err == nil && rule.Class != ClassHot && rule.Class != ClassCold {
@@ -449,6 +470,10 @@ func (p *parser) rule(n *yaml.Node, path string, idx int, rule *Rule, amounts *[
 		"limits": func(v *yaml.Node, path string) {
 			p.mapping(v, path, map[string]func(*yaml.Node, string){
 				"per_tx": func(v *yaml.Node, path string) { p.amount(v, path, idx, &rule.Limits.PerTx, amounts) },
+				// max_fee caps the most a transaction may pay in fees, in
+				// units of the fee asset (ETH: gas limit x max fee per gas;
+				// BTC: the absolute fee).
+				"max_fee": func(v *yaml.Node, path string) { p.feeAmount(v, path, idx, &rule.Limits.MaxFee, amounts) },
 				"velocity": func(v *yaml.Node, path string) {
 					rule.Limits.Velocity = &Velocity{}
 					p.mapping(v, path, map[string]func(*yaml.Node, string){
@@ -461,7 +486,7 @@ func (p *parser) rule(n *yaml.Node, path string, idx int, rule *Rule, amounts *[
 						"max": func(v *yaml.Node, path string) { p.amount(v, path, idx, &rule.Limits.Velocity.Max, amounts) },
 					}, "window", "max")
 				},
-			}, "per_tx")
+			}, "per_tx", "max_fee")
 		},
 		"route": func(v *yaml.Node, path string) {
 			p.mapping(v, path, map[string]func(*yaml.Node, string){
@@ -566,6 +591,9 @@ func (r *Rules) validate() error {
 		}
 		if rule.Limits.PerTx.Sign() == 0 {
 			return bad(path+".limits.per_tx", "must be positive")
+		}
+		if rule.Limits.MaxFee.Sign() == 0 {
+			return bad(path+".limits.max_fee", "must be positive")
 		}
 		if v := rule.Limits.Velocity; v != nil {
 			if v.Max.Sign() == 0 {

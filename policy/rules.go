@@ -95,6 +95,7 @@ type Rule struct {
 	Wallets           []string       `json:"wallets,omitempty"`
 	Groups            []string       `json:"groups,omitempty"`
 	Asset             string         `json:"asset"`
+	FeeAsset          string         `json:"fee_asset"`
 	Class             Class          `json:"class"`
 	AllowlistRequired bool           `json:"allowlist_required"`
 	Limits            Limits         `json:"limits"`
@@ -102,9 +103,13 @@ type Rule struct {
 	Approvals         []ApprovalTier `json:"approvals"`
 }
 
-// Limits bound single withdrawals and their rate, in base units.
+// Limits bound single withdrawals and their rate, in base units. MaxFee
+// caps a transaction's maximum fee, in base units of the rule's FeeAsset;
+// when the fee is paid in the withdrawn asset (native wallets) the maximum
+// fee also counts toward PerTx and Velocity (see [Rules.Charge]).
 type Limits struct {
 	PerTx    amount.Amount `json:"per_tx"`
+	MaxFee   amount.Amount `json:"max_fee"`
 	Velocity *Velocity     `json:"velocity,omitempty"`
 }
 

@@ -89,7 +89,7 @@ func TestParseRulesErrors(t *testing.T) {
 		{"unknown nested key", `per_tx: "0.5"`, "per_tx: \"0.5\"\n      per_day: 1", "wallets[3].limits.per_day"},
 		{"bad per_tx", `per_tx: "250000.5"`, `per_tx: "1e5"`, "wallets[1].limits.per_tx"},
 		{"too many decimals", `per_tx: "0.5"`, `per_tx: "0.000000001"`, "wallets[3].limits.per_tx"},
-		{"second spelling", `per_tx: "250000.5"`, `per_tx: "250000.50"`, `wallets[1].limits.per_tx (line 40): amount: malformed: "250000.50": trailing zero`},
+		{"second spelling", `per_tx: "250000.5"`, `per_tx: "250000.50"`, `wallets[1].limits.per_tx (line 42): amount: malformed: "250000.50": trailing zero`},
 		{"negative amount", `per_tx: "0.5"`, `per_tx: "-1"`, "wallets[3].limits.per_tx"},
 		{"zero per_tx", `per_tx: "0.5"`, `per_tx: "0"`, "wallets[3].limits.per_tx: must be positive"},
 		{"bad version", "version: 1", "version: 2", "version"},
@@ -158,7 +158,7 @@ wallets:
     wallets: [w1]
     asset: T
     class: hot
-    limits: {per_tx: "1"}
+    limits: {per_tx: "1", max_fee: "1"}
     route:
       cold_above: %s
     approvals: [{min: "0", required: 1, roles: [admin]}]

@@ -175,9 +175,25 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 	if err != nil {
 		return nil, err
 	}
+	// The withdrawal the ledger records is read back from the transaction
+	// through the same adapter the members use, so what policy evaluates is
+	// what the transaction does (maximum fee included).
+	chain, ok := c.cfg.Chains["eth"]
+	if !ok {
+		return nil, errors.New("withdraw: no eth chain adapter")
+	}
+	parsed, err := chain.ParseUnsigned(c.cfg.Network, u.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	tr := parsed.Transfer()
+	if tr.To != to.Hex() || tr.Amount != amt {
+		return nil, fmt.Errorf("withdraw: built transaction pays %s %s, asked %s %s", tr.Amount, tr.To, amt, to.Hex())
+	}
 	r, _, err := c.cfg.Ledger.CreateRequest(ctx, w.Initiator, ledger.RequestCreate{
-		ID:          w.ID,
-		Withdrawal:  policy.Withdrawal{Wallet: w.Wallet, Asset: "ETH", Chain: "eth", Network: c.cfg.Network, To: to.Hex(), Amount: amt},
+		ID: w.ID,
+		Withdrawal: policy.Withdrawal{Wallet: w.Wallet, Asset: tr.Asset, Chain: chain.Name(), Network: c.cfg.Network,
+			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee},
 		Payload:     u.Bytes(),
 		PayloadHash: u.PayloadHash(),
 		Nonce:       &nonce,

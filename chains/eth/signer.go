@@ -83,8 +83,12 @@ func (c *Chain) ParseUnsigned(network string, payload []byte) (chains.Unsigned, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: tx amount: %w", ErrMismatch, err)
 	}
+	fee, err := amount.FromBig(d.MaxFee())
+	if err != nil {
+		return nil, fmt.Errorf("%w: tx maximum fee: %w", ErrMismatch, err)
+	}
 	nonce := d.Nonce
-	return &checked{u: u, chainID: id, transfer: chains.Transfer{To: d.To.Hex(), Asset: "ETH", Amount: amt, Nonce: &nonce}}, nil
+	return &checked{u: u, chainID: id, transfer: chains.Transfer{To: d.To.Hex(), Asset: "ETH", Amount: amt, MaxFee: fee, Nonce: &nonce}}, nil
 }
 
 // ParseSigned implements chains.Chain.

@@ -23,7 +23,7 @@ assets: {T: {decimals: %d}}
 allowlist: {cooling_off: 1h, approvals: 1, roles: [admin]}
 lock: {unlock_delay: 0s}
 wallets:
-  - {name: w, wallets: [w1], asset: T, class: hot, limits: {per_tx: "1"}, route: {cold_above: %s}, approvals: [{min: "0", required: 1, roles: [admin]}]}
+  - {name: w, wallets: [w1], asset: T, class: hot, limits: {per_tx: "1", max_fee: "1"}, route: {cold_above: %s}, approvals: [{min: "0", required: 1, roles: [admin]}]}
 `, c.Decimals, strconv.Quote(c.In))
 		p := writeTemp(t, "rules.yaml", rules)
 		code, out, errOut := runCLI("policy", "check", "--rules", p, "-o", "json")

@@ -227,6 +227,10 @@ func checkPayload(r *ledger.Request, lw *ledger.Wallet, adapters map[string]chai
 		return fmt.Errorf("%w: tx pays %s, the request names %s", ErrPayload, tr.To, r.To)
 	case tr.Amount != r.Amount:
 		return fmt.Errorf("%w: tx amount %s, the request names %s", ErrPayload, tr.Amount, r.Amount)
+	case tr.MaxFee != r.MaxFee:
+		// Policy capped the fee the request names; the transaction may not
+		// pay more (SECURITY 30).
+		return fmt.Errorf("%w: tx maximum fee %s, the request names %s", ErrPayload, tr.MaxFee, r.MaxFee)
 	}
 	digests := u.Digests()
 	if len(digests) != 1 {

@@ -63,6 +63,7 @@ wallets:
     allowlist_required: true
     limits:
       per_tx: "10"
+      max_fee: "0.01"
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
 `
@@ -416,6 +417,7 @@ func (f forged) install(st *ledger.State, template string) {
 	nonce := d.Nonce
 	base.ID, base.Payload, base.PayloadHash = f.id, f.u.Bytes(), quorum.Hash(f.u.PayloadHash())
 	base.To, base.Amount, base.Nonce, base.Approvals = d.To.Hex(), amt, &nonce, f.apps
+	base.MaxFee, _ = amount.FromBig(d.MaxFee())
 	base.Status, base.Result = ledger.StatusClaimed, nil
 	base.Claim = &ledger.Claim{SessionID: f.session.String(), Signers: []pki.NodeID{"n1", "n2"}, Index: 1, Term: 1, By: "node:evil", At: st.Clock}
 	st.Requests[f.id] = &base

@@ -95,6 +95,12 @@ func TestCompromisedLeaderCannotMakeMemberSign(t *testing.T) {
 		c.PayloadHash, c.Digest = altered.PayloadHash(), altered.SigningHash()
 		h.refused(n1, m, "wd-b", *b.Nonce, c, member.ErrQuorum)
 	})
+	t.Run("tx may pay a higher fee than the request names", func(t *testing.T) {
+		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) {
+			st.Requests["wd-b"].MaxFee = amount.FromUint64(1)
+		}})
+		h.refused(n1, m, "wd-b", *b.Nonce, claimB, member.ErrPayload)
+	})
 	t.Run("tx pays another address than the request", func(t *testing.T) {
 		m := h.newMember(n1, &doctoredLedger{inner: n1.ledger, edit: func(st *ledger.State) {
 			st.Requests["wd-b"].To = h.dests[1].Hex()
