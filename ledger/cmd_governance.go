@@ -20,7 +20,7 @@ type RegistryChange struct {
 func (RegistryChange) Type() string { return CmdRegistryChange }
 
 func (p RegistryChange) apply(t *txn) (applyOut, error) {
-	if err := t.needGenesis(); err != nil {
+	if err := t.governance(p.Change.ID, p.Approvals); err != nil {
 		return applyOut{}, err
 	}
 	next, _, err := t.registry().Apply(p.Change, p.Approvals, t.now)
@@ -28,6 +28,7 @@ func (p RegistryChange) apply(t *txn) (applyOut, error) {
 		return applyOut{}, approvalErr(err)
 	}
 	t.setRegistry(next)
+	t.recordChange(p.Change.ID)
 	return changed(string(p.Change.Kind) + ":" + p.Change.ID)
 }
 
@@ -42,7 +43,7 @@ type PolicyChange struct {
 func (PolicyChange) Type() string { return CmdPolicyChange }
 
 func (p PolicyChange) apply(t *txn) (applyOut, error) {
-	if err := t.needGenesis(); err != nil {
+	if err := t.governance(p.Change.ID, p.Approvals); err != nil {
 		return applyOut{}, err
 	}
 	next, _, err := t.policyState().Apply(t.activeRules(), t.registry(), p.Change, p.Approvals, nil, t.now)
@@ -50,6 +51,7 @@ func (p PolicyChange) apply(t *txn) (applyOut, error) {
 		return applyOut{}, approvalErr(err)
 	}
 	t.setPolicy(next)
+	t.recordChange(p.Change.ID)
 	return changed(string(p.Change.Kind) + ":" + p.Change.ID)
 }
 
@@ -75,10 +77,14 @@ func (p RulesSet) apply(t *txn) (applyOut, error) {
 	if next.Hash() == t.activeRules().Hash() {
 		return applyOut{}, nil
 	}
+	if err := t.governance(p.ID, p.Approvals); err != nil {
+		return applyOut{}, err
+	}
 	if _, err := policy.AuthorizeRulesChange(t.registry(), p.ID, next, p.Approvals, t.now); err != nil {
 		return applyOut{}, approvalErr(err)
 	}
 	t.setRules(RulesDoc{Hash: next.Hash(), Body: slices.Clone(p.Body)}, next)
+	t.recordChange(p.ID)
 	return changed(next.Hash())
 }
 

@@ -150,6 +150,9 @@ func (p Approve) apply(t *txn) (applyOut, error) {
 	default:
 		return applyOut{}, fmt.Errorf("%w: %q is %s", ErrWrongStatus, r.ID, r.Status)
 	}
+	if err := t.checkValidity([]quorum.Approval{a}); err != nil {
+		return applyOut{}, err
+	}
 	reg := t.registry()
 	// This approval alone must pass every check quorum.Count makes; an
 	// approval that would be ignored is refused instead of stored.

@@ -30,7 +30,12 @@ var (
 	ErrLocked = errors.New("ledger: account locked")
 	// ErrAllocated: the ETH nonce or BTC outpoint is already taken.
 	ErrAllocated = errors.New("ledger: nonce or outpoint already allocated")
-	// ErrApproval: an approval is invalid (signature, device, expiry, initiator).
+	// ErrReplayed: a governance change ID was applied before; change IDs
+	// are single-use forever, so an old unlock, reactivation, allowlist add
+	// or rules change cannot be replayed after a counter-change.
+	ErrReplayed = errors.New("ledger: governance change already applied")
+	// ErrApproval: an approval is invalid (signature, device, expiry, initiator,
+	// validity beyond the cluster's ceiling).
 	ErrApproval = errors.New("ledger: approval refused")
 	// ErrQuorum: the approvals no longer meet the quorum at claim time.
 	ErrQuorum = errors.New("ledger: approval quorum not met")

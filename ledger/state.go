@@ -146,7 +146,15 @@ type State struct {
 	// across sessions of one committee, and members' own memory of used IDs
 	// is bounded and lost on restart (SECURITY 1).
 	Sessions map[string]string `json:"sessions"`
-	Audit    []AuditEvent      `json:"audit"`
+	// Changes maps every governance change ID ever applied (registry,
+	// policy and rules changes share one namespace) to the raft index that
+	// applied it: a change ID is single-use forever (SECURITY 28).
+	Changes map[string]uint64 `json:"changes"`
+	// MaxApprovalValidity is the cluster's ceiling on how far in the future
+	// an approval may expire, from the genesis; a longer-lived approval is
+	// refused, so an old approval cannot be hoarded for later.
+	MaxApprovalValidity time.Duration `json:"max_approval_validity"`
+	Audit               []AuditEvent  `json:"audit"`
 
 	// rules is the parsed ActiveRules (derived, never serialised).
 	rules *policy.Rules
@@ -165,6 +173,7 @@ func NewState() *State {
 		Nonces:    map[string]string{},
 		Outpoints: map[string]string{},
 		Sessions:  map[string]string{},
+		Changes:   map[string]uint64{},
 	}
 }
 
@@ -215,6 +224,9 @@ func DecodeState(b []byte) (*State, error) {
 	}
 	if st.Sessions == nil {
 		st.Sessions = fill.Sessions
+	}
+	if st.Changes == nil {
+		st.Changes = fill.Changes
 	}
 	if st.ActiveRules != "" {
 		doc := st.Rules[st.ActiveRules]

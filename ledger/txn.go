@@ -31,6 +31,8 @@ type txn struct {
 	nonces    map[string]string     // "": released
 	outpoints map[string]string     // "": released
 	sessions  map[string]string
+	changes   map[string]uint64
+	ceiling   *time.Duration
 	reg       *quorum.Registry
 	pol       *policy.State
 	rulesDoc  *RulesDoc
@@ -94,6 +96,28 @@ func (t *txn) releaseOutpoint(op string)           { stage(&t.outpoints, op, "")
 func (t *txn) sessionClaimedBy(sid string) string  { return lookup(t.sessions, t.st.Sessions, sid) }
 func (t *txn) recordSession(sid, requestID string) { stage(&t.sessions, sid, requestID) }
 
+// changeApplied reports whether the governance change id was applied before.
+func (t *txn) changeApplied(id string) bool {
+	if _, ok := t.changes[id]; ok {
+		return true
+	}
+	_, ok := t.st.Changes[id]
+	return ok
+}
+
+func (t *txn) recordChange(id string) { stage(&t.changes, id, t.index) }
+
+// approvalCeiling is the cluster's maximum approval validity (zero before
+// genesis).
+func (t *txn) approvalCeiling() time.Duration {
+	if t.ceiling != nil {
+		return *t.ceiling
+	}
+	return t.st.MaxApprovalValidity
+}
+
+func (t *txn) setApprovalCeiling(d time.Duration) { t.ceiling = &d }
+
 // lookup reads a staged string map over its base ("" means none or released).
 func lookup(staged, base map[string]string, k string) string {
 	if v, ok := staged[k]; ok {
@@ -156,6 +180,12 @@ func (t *txn) commit() {
 	commitStrings(st.Nonces, t.nonces)
 	commitStrings(st.Outpoints, t.outpoints)
 	commitStrings(st.Sessions, t.sessions)
+	for id, idx := range t.changes {
+		st.Changes[id] = idx
+	}
+	if t.ceiling != nil {
+		st.MaxApprovalValidity = *t.ceiling
+	}
 	if t.reg != nil {
 		st.Registry = *t.reg
 	}

@@ -51,6 +51,8 @@ func (p scribble) apply(t *txn) (applyOut, error) {
 	t.holdNonce("scribbled/1", "scribbled")
 	t.holdOutpoint("scribbled:0", "scribbled")
 	t.recordSession("scribbled", "scribbled")
+	t.recordChange("scribbled")
+	t.setApprovalCeiling(time.Hour)
 	t.setRegistry(quorum.Registry{ClusterID: "scribbled"})
 	t.setPolicy(t.policyState().RecordSpend(policy.Spend{RequestID: "scribbled", At: t.now}, time.Hour))
 	r, err := policy.ParseRules([]byte(scribbleRules))
@@ -94,7 +96,7 @@ func TestTxnRefusalDiscardsStagedWrites(t *testing.T) {
 	}
 	_ = f.Read(func(st *State) error {
 		if st.Requests["scribbled"] == nil || st.Wallets["scribbled"] == nil || st.Voters["scribbled"] == nil ||
-			st.Nonces["scribbled/1"] == "" || st.Outpoints["scribbled:0"] == "" || st.Sessions["scribbled"] == "" ||
+			st.Nonces["scribbled/1"] == "" || st.Outpoints["scribbled:0"] == "" || st.Sessions["scribbled"] == "" || st.Changes["scribbled"] != 2 || st.MaxApprovalValidity != time.Hour ||
 			st.Registry.ClusterID != "scribbled" || len(st.Policy.History()) != 1 || st.ActivePolicy() == nil || st.Index != 2 {
 			t.Fatalf("accepted command's writes not all committed: %+v", st)
 		}

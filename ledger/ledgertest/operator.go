@@ -42,10 +42,14 @@ func (o Operator) Sign(t testing.TB, cluster, subject string, payload quorum.Has
 	return a
 }
 
+// ApprovalValidity is the approval-validity ceiling of Genesis.
+const ApprovalValidity = 48 * time.Hour
+
 // Genesis is the genesis command of cluster with the given admin quorum,
-// rules and operators (all active, one device each).
+// rules and operators (all active, one device each), approvals valid for
+// at most ApprovalValidity.
 func Genesis(cluster string, adminQuorum int, rules string, ops ...Operator) ledger.Genesis {
-	g := ledger.Genesis{ClusterID: cluster, AdminQuorum: adminQuorum, Rules: []byte(rules)}
+	g := ledger.Genesis{ClusterID: cluster, AdminQuorum: adminQuorum, Rules: []byte(rules), MaxApprovalValidity: ApprovalValidity}
 	for _, o := range ops {
 		g.Operators = append(g.Operators, quorum.Operator{ID: o.ID, Name: o.ID, Kind: o.Kind, Roles: o.Roles, Status: quorum.StatusActive})
 		g.Devices = append(g.Devices, o.Device())
