@@ -108,12 +108,6 @@ func (st State) Apply(rules *Rules, reg quorum.Registry, c Change, approvals []q
 		}
 	}
 	next := st.clone()
-	// Drop locks whose unlock delay has passed, so "locked" has one meaning.
-	for w, l := range next.locks {
-		if !l.Active(now) {
-			delete(next.locks, w)
-		}
-	}
 	switch c.Kind {
 	case ChangeAllowlistAdd, ChangeAllowlistRemove:
 		if c.Chain == "" || c.Network == "" || c.Address == "" {
@@ -167,17 +161,16 @@ func (st State) Apply(rules *Rules, reg quorum.Registry, c Change, approvals []q
 		next.locks[c.Wallet] = Lock{Wallet: c.Wallet, LockedAt: now.UTC(), Reason: c.Reason}
 	case ChangeUnlock:
 		l, ok := next.locks[c.Wallet]
-		if !ok {
+		if !ok || !l.Active(now) {
 			return bad("not locked")
 		}
 		if !l.UnlockAt.IsZero() {
 			return bad("an unlock is already pending until %s", l.UnlockAt.Format(time.RFC3339))
 		}
+		// The lifted lock stays in the state, inactive, naming its unlock.
 		l.UnlockAt = now.UTC().Add(time.Duration(rules.Lock.UnlockDelay))
+		l.UnlockChangeID = c.ID
 		next.locks[c.Wallet] = l
-		if !l.Active(now) {
-			delete(next.locks, c.Wallet)
-		}
 	default:
 		return bad("unknown change kind")
 	}

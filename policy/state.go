@@ -38,13 +38,18 @@ func (e AllowlistEntry) key() string {
 }
 
 // Lock stops signing and allowlist additions for a wallet or ("") the account.
-// It holds until UnlockAt, which is zero until an unlock is approved.
+// It holds until UnlockAt, which is zero until an unlock is approved. A lock
+// whose unlock delay has passed stays in the state, inactive, with the ID of
+// the unlock that lifted it, so a member can apply its own clock to that
+// delay ([State.AsSeen]).
 type Lock struct {
 	Wallet   string    `json:"wallet,omitempty"`
 	LockedBy string    `json:"locked_by"`
 	LockedAt time.Time `json:"locked_at"`
 	Reason   string    `json:"reason,omitempty"`
 	UnlockAt time.Time `json:"unlock_at,omitzero"`
+	// UnlockChangeID is the governance change that set UnlockAt.
+	UnlockChangeID string `json:"unlock_change_id,omitempty"`
 }
 
 // Active reports whether the lock is in force at now.
@@ -126,6 +131,58 @@ func (s State) clone() State {
 		c.locks = map[string]Lock{}
 	}
 	return c
+}
+
+// AsSeen returns s as a member sees it by its own clock (SECURITY 29):
+// every allowlist entry becomes active no earlier than seen(its change) plus
+// the cooling-off, and every lifted lock lifts no earlier than seen(its
+// unlock) plus the unlock delay. seen returns when the member first saw a
+// governance change committed, by its own clock. The ledger's times are
+// stamped by the leader; a leader stamping an old time could otherwise skip
+// a delay. Delays only get longer.
+func (s State) AsSeen(rules *Rules, seen func(changeID string) time.Time) State {
+	c := s.clone()
+	if rules == nil {
+		return c
+	}
+	for k, e := range c.allow {
+		if e.ChangeID == "" {
+			continue
+		}
+		if at := seen(e.ChangeID).Add(time.Duration(rules.Allowlist.CoolingOff)); at.After(e.ActiveAt) {
+			e.ActiveAt = at.UTC()
+			c.allow[k] = e
+		}
+	}
+	for w, l := range c.locks {
+		if l.UnlockAt.IsZero() || l.UnlockChangeID == "" {
+			continue
+		}
+		if at := seen(l.UnlockChangeID).Add(time.Duration(rules.Lock.UnlockDelay)); at.After(l.UnlockAt) {
+			l.UnlockAt = at.UTC()
+			c.locks[w] = l
+		}
+	}
+	return c
+}
+
+// ChangeIDs returns the governance changes whose time matters to a member:
+// the allowlist additions in force and the unlocks that lifted (or are
+// lifting) a lock, sorted.
+func (s State) ChangeIDs() []string {
+	var out []string
+	for _, e := range s.allow {
+		if e.ChangeID != "" {
+			out = append(out, e.ChangeID)
+		}
+	}
+	for _, l := range s.locks {
+		if l.UnlockChangeID != "" {
+			out = append(out, l.UnlockChangeID)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // RecordSpend returns s with a signed withdrawal appended to the history and

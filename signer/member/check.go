@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/ledger"
@@ -49,9 +50,12 @@ type plan struct {
 }
 
 // checkClaim runs the member's ledger-side checks, in order, on one state
-// read at or after the claim index. It is deterministic: the time is the
-// ledger's clock (State.Clock, which never goes backwards).
-func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.WalletInfo, adapters map[string]chains.Chain, requestID string, c Claim) (*plan, error) {
+// read at or after the claim index. Time is the member's own: now is its
+// clock, and seen says when it first saw a governance change committed, so
+// cooling-off and unlock delays run from then (SECURITY 29); the ledger's
+// times are the leader's word.
+func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.WalletInfo, adapters map[string]chains.Chain, requestID string, c Claim,
+	now time.Time, seen func(changeID string) time.Time) (*plan, error) {
 	// 1. The claim is the ledger's current claim of the request (fencing).
 	r := st.Requests[requestID]
 	if r == nil {
@@ -101,15 +105,16 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 		return nil, err
 	}
 
-	// 4. Policy at this state (locks, rule, allowlist, cooling-off, limits,
-	// velocity: policy never counts this request's own recorded spend
-	// twice); it also gives the approval requirement.
+	// 4. Policy at this state, at this member's time, with delays counted
+	// from when it first saw each change (locks, rule, allowlist,
+	// cooling-off, fee cap, limits, velocity: policy never counts this
+	// request's own recorded spend twice); it also gives the approval
+	// requirement.
 	rules := st.ActivePolicy()
 	if rules == nil {
 		return nil, fmt.Errorf("%w: no rules in force", ErrPolicy)
 	}
-	now := st.Clock
-	pst := st.Policy
+	pst := st.Policy.AsSeen(rules, seen)
 	preq := r.PolicyRequest()
 	preq.PayloadHash = p.payloadHash
 	ev := policy.Evaluate(rules, pst, preq, now)
@@ -136,7 +141,7 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 
 	// Policy and approvals as a whole, expiry, hot route.
 	if !now.Before(r.ExpiresAt) {
-		return nil, fmt.Errorf("%w: request expired at %s (ledger time %s)", ErrPolicy, r.ExpiresAt, now)
+		return nil, fmt.Errorf("%w: request expired at %s (this member's time %s)", ErrPolicy, r.ExpiresAt, now.UTC().Format(time.RFC3339))
 	}
 	d := policy.Authorize(rules, pst, st.Registry, preq, r.Approvals, now)
 	if !d.Approved {

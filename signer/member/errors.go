@@ -31,7 +31,11 @@ var (
 	// ErrLedgerClock: the ledger's clock runs ahead of this member's own
 	// clock by more than the allowed skew (a leader stamping future times).
 	ErrLedgerClock = errors.New("member: ledger clock ahead of this member's clock")
-	// ErrPolicy: policy denies the request at the ledger state read.
+	// ErrSeen: this member could not record when it first saw a
+	// governance change (its first-seen record failed).
+	ErrSeen = errors.New("member: first-seen record failed")
+	// ErrPolicy: policy denies the request at the ledger state read, at this
+	// member's own time.
 	ErrPolicy = errors.New("member: policy denies")
 	// ErrPayload: the stored unsigned transaction does not parse (for the
 	// request's chain and network), does not hash to the approved payload

@@ -180,6 +180,7 @@ type testNode struct {
 	engine *countingEngine
 	shares *countingShares
 	wm     *watermark.Store
+	seen   *member.Seen
 	ledger member.Ledger
 }
 
@@ -237,12 +238,6 @@ func newHarness(t *testing.T) *harness {
 	g := ledgertest.Genesis(clusterID, 1, testRules, ops...)
 	h.propose("ceremony", g)
 	h.propose("node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
-	for i := range 2 {
-		h.dests = append(h.dests, h.allowlist(fmt.Sprintf("allow-%d", i)))
-	}
-	// The destinations are usable once their cooling-off has passed.
-	h.clock.Advance(testCoolingOff + time.Minute)
-
 	// Chain: the simulated chain with the wallet funded.
 	h.sim = eth.NewSimulated(types.GenesisAlloc{h.wallet: {Balance: ether(100, 0)}})
 	t.Cleanup(func() { _ = h.sim.Close() })
@@ -277,7 +272,12 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = wm.Close() })
-		mb := &testNode{id: id, engine: &countingEngine{Engine: e}, shares: &countingShares{ShareStore: ss}, wm: wm,
+		seen, err := member.OpenSeen(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = seen.Close() })
+		mb := &testNode{id: id, engine: &countingEngine{Engine: e}, shares: &countingShares{ShareStore: ss}, wm: wm, seen: seen,
 			ledger: &member.LocalLedger{Store: h.stores[i], ReadIndex: member.LeaderReadIndex(h.stores...)}}
 		mb.m = h.newMember(mb, mb.ledger)
 		h.members[id] = mb
@@ -288,11 +288,20 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.orch.AddWallet(h.info)
+
+	// Two destinations, usable once their cooling-off has passed: on the
+	// ledger's clock and on the members' own (the same harness clock here;
+	// members record when they first saw each addition).
+	for i := range 2 {
+		h.dests = append(h.dests, h.allowlist(fmt.Sprintf("allow-%d", i)))
+	}
+	h.clock.Advance(testCoolingOff + time.Minute)
 	return h
 }
 
 // allowlist adds a destination derived from name to the wallet's allowlist
-// (two approvals); it is usable after the cooling-off, in ledger time.
+// (two approvals) and lets every member observe it; it is usable after the
+// cooling-off.
 func (h *harness) allowlist(name string) common.Address {
 	h.t.Helper()
 	seed := sha256.Sum256([]byte("node-test-dest/" + name))
@@ -300,14 +309,25 @@ func (h *harness) allowlist(name string) common.Address {
 	ch := policy.Change{ID: name, Kind: policy.ChangeAllowlistAdd, Wallet: walletID, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
 	h.propose("alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
 		alice.sign(h.t, ch.ID, ch.PayloadHash(), quorum.Approve), carol.sign(h.t, ch.ID, ch.PayloadHash(), quorum.Approve)}})
+	h.observe()
 	return dest
+}
+
+// observe has every member record the governance changes it now sees.
+func (h *harness) observe() {
+	h.t.Helper()
+	for _, mb := range h.members {
+		if err := mb.m.Observe(h.ctx); err != nil {
+			h.t.Fatal(err)
+		}
+	}
 }
 
 // newMember builds a Member over mb's components reading led.
 func (h *harness) newMember(mb *testNode, led member.Ledger) *member.Member {
 	h.t.Helper()
-	m, err := member.New(member.Config{Engine: mb.engine, Shares: mb.shares, Watermark: mb.wm, Ledger: led,
-		Chains: ethChains()})
+	m, err := member.New(member.Config{Engine: mb.engine, Shares: mb.shares, Watermark: mb.wm, Seen: mb.seen, Ledger: led,
+		Chains: ethChains(), Now: h.clock.Now})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -43,6 +43,9 @@ type Config struct {
 	Shares ShareStore
 	// Watermark is this node's own high-water mark (opened once at start).
 	Watermark *watermark.Store
+	// Seen is this node's own record of when it first saw each governance
+	// change (opened once at start, beside the watermark).
+	Seen *Seen
 	// Ledger is this node's ledger view (LocalLedger on any node).
 	Ledger Ledger
 	// Chains are the chain adapters this member signs for, by the ledger's
@@ -51,11 +54,12 @@ type Config struct {
 	Chains map[string]chains.Chain
 	// Logger receives refusals and signatures (nothing secret); nil discards.
 	Logger *slog.Logger
-	// Now is this member's own clock (default time.Now). Policy is evaluated
-	// at the ledger's clock, which the leader stamps into commands; a member
-	// refuses a ledger clock running ahead of its own by more than
-	// MaxClockSkew, so a compromised leader cannot stamp a future time to
-	// skip an allowlist cooling-off or an unlock delay.
+	// Now is this member's own clock (default time.Now). Policy, approval
+	// expiries and request expiries are judged at this time, with delays
+	// counted from when this member first saw each change (Seen), so a
+	// leader stamping an old or frozen time cannot skip a cooling-off or an
+	// unlock delay; and a member refuses a ledger clock running ahead of its
+	// own by more than MaxClockSkew (a leader stamping a future time).
 	Now func() time.Time
 	// MaxClockSkew bounds how far the ledger clock may run ahead of Now
 	// (default DefaultMaxClockSkew).
@@ -93,8 +97,8 @@ type Member struct {
 
 // New checks cfg and returns a member with no wallets yet.
 func New(cfg Config) (*Member, error) {
-	if cfg.Engine == nil || cfg.Shares == nil || cfg.Watermark == nil || cfg.Ledger == nil || len(cfg.Chains) == 0 {
-		return nil, errors.New("member: needs an engine, a share store, a watermark, a ledger and at least one chain")
+	if cfg.Engine == nil || cfg.Shares == nil || cfg.Watermark == nil || cfg.Seen == nil || cfg.Ledger == nil || len(cfg.Chains) == 0 {
+		return nil, errors.New("member: needs an engine, a share store, a watermark, a first-seen record, a ledger and at least one chain")
 	}
 	for name, c := range cfg.Chains {
 		if c == nil || c.Name() != name {
@@ -137,6 +141,39 @@ func (m *Member) AddWallet(info tss.WalletInfo) error {
 	return nil
 }
 
+// seenAt returns the lookup checkClaim uses for first-seen times, and the
+// map it fills with changes this member sees for the first time (at now),
+// to be recorded once the ledger read is over.
+func (m *Member) seenAt(now time.Time) (func(string) time.Time, map[string]time.Time) {
+	unseen := map[string]time.Time{}
+	return func(id string) time.Time {
+		if t, ok := m.cfg.Seen.Lookup(id); ok {
+			return t
+		}
+		unseen[id] = now
+		return now
+	}, unseen
+}
+
+// Observe records, by this member's own clock, the first sight of every
+// time-sensitive governance change (allowlist additions, unlocks) in its
+// ledger's current state, so their delays start as early as this member can
+// vouch for. The daemon calls it as the ledger applies entries; SignClaimed
+// records what it sees too.
+func (m *Member) Observe(ctx context.Context) error {
+	now := m.cfg.Now()
+	seen, unseen := m.seenAt(now)
+	if err := m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+		for _, id := range st.Policy.ChangeIDs() {
+			seen(id)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("member: observe: %w", err)
+	}
+	return m.cfg.Seen.Record(unseen)
+}
+
 func (m *Member) refuse(requestID string, err error) error {
 	m.log.Warn("member: refused to sign", "member", m.self, "request", requestID, "err", err)
 	return &RefusalError{Member: m.self, RequestID: requestID, Err: err}
@@ -165,15 +202,22 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 	m.mu.Unlock()
 
 	var p *plan
+	now := m.cfg.Now()
+	seen, unseen := m.seenAt(now)
 	err := m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
-		if ahead := st.Clock.Sub(m.cfg.Now()); ahead > m.cfg.MaxClockSkew {
+		if ahead := st.Clock.Sub(now); ahead > m.cfg.MaxClockSkew {
 			return fmt.Errorf("%w: ledger clock %s is %s ahead of this member's clock (allowed %s)",
 				ErrLedgerClock, st.Clock.Format(time.RFC3339), ahead.Round(time.Second), m.cfg.MaxClockSkew)
 		}
 		var err error
-		p, err = checkClaim(st, m.self, wallets, m.cfg.Chains, requestID, c)
+		p, err = checkClaim(st, m.self, wallets, m.cfg.Chains, requestID, c, now, seen)
 		return err
 	})
+	// Changes seen for the first time are recorded whatever the outcome, so
+	// their delays start now and not at some later attempt.
+	if rerr := m.cfg.Seen.Record(unseen); rerr != nil {
+		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSeen, rerr))
+	}
 	if err != nil {
 		if !isRefusal(err) {
 			err = fmt.Errorf("%w: %w", ErrLedgerRead, err)

@@ -1,0 +1,56 @@
+package policy
+
+import (
+	"testing"
+	"time"
+)
+
+// TestAsSeen: a member's view moves an allowlist entry's activation and an
+// unlock no earlier than its first sight of the change plus the delay, never
+// earlier than the ledger's; a lifted lock stays in the state, inactive,
+// naming its unlock; unlocking an inactive lock is refused.
+func TestAsSeen(t *testing.T) {
+	rules := loadRules(t)
+	w := newWorld(t)
+	apply := func(st State, c Change, at time.Time, ops ...string) State {
+		t.Helper()
+		next, _, err := st.Apply(rules, w.reg, c, w.approveChange(t, c, ops...), nil, at)
+		if err != nil {
+			t.Fatalf("%s: %v", c.ID, err)
+		}
+		return next
+	}
+	st := apply(State{}, Change{ID: "add-1", Kind: ChangeAllowlistAdd, Wallet: "eth-hot-1", Chain: "eth", Network: "mainnet", Address: dest1}, t0, "dave", "alice")
+	st = apply(st, Change{ID: "lock-1", Kind: ChangeLock, Wallet: "eth-hot-1"}, t0, "dave")
+	st = apply(st, Change{ID: "unlock-1", Kind: ChangeUnlock, Wallet: "eth-hot-1"}, t0, "alice", "bob")
+
+	if got := st.ChangeIDs(); len(got) != 2 || got[0] != "add-1" || got[1] != "unlock-1" {
+		t.Fatalf("ChangeIDs %v", got)
+	}
+	cooling, delay := time.Duration(rules.Allowlist.CoolingOff), time.Duration(rules.Lock.UnlockDelay)
+	late := t0.Add(3 * time.Hour) // this member first saw both changes three hours later
+	seen := st.AsSeen(rules, func(string) time.Time { return late })
+	if e := seen.Allowlist()[0]; !e.ActiveAt.Equal(late.Add(cooling)) {
+		t.Fatalf("entry active at %s, want %s", e.ActiveAt, late.Add(cooling))
+	}
+	if _, locked := seen.LockedAt("eth-hot-1", t0.Add(delay+time.Minute)); !locked {
+		t.Fatal("the member's view unlocked before its own delay")
+	}
+	if _, locked := seen.LockedAt("eth-hot-1", late.Add(delay)); locked {
+		t.Fatal("the member's view still locked after its own delay")
+	}
+	early := st.AsSeen(rules, func(string) time.Time { return t0.Add(-time.Hour) })
+	if e := early.Allowlist()[0]; !e.ActiveAt.Equal(st.Allowlist()[0].ActiveAt) {
+		t.Fatal("a first sight before the ledger's time shortened the cooling-off")
+	}
+
+	// The lifted lock stays, inactive, and cannot be unlocked again.
+	after := t0.Add(delay + time.Minute)
+	if l := st.Locks(); len(l) != 1 || l[0].UnlockChangeID != "unlock-1" || l[0].Active(after) {
+		t.Fatalf("locks after the unlock: %+v", l)
+	}
+	again := Change{ID: "unlock-2", Kind: ChangeUnlock, Wallet: "eth-hot-1"}
+	if _, _, err := st.Apply(rules, w.reg, again, w.approveChange(t, again, "alice", "bob"), nil, after); err == nil {
+		t.Fatal("unlocked a lock that is no longer in force")
+	}
+}
