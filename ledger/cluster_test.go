@@ -68,7 +68,7 @@ func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
 	var r *Request
 	c.OnLeader(func(s *Store) error {
 		var err error
-		r, _, err = s.CreateRequest(ctx, "dave", createCmd("w-1", 0))
+		r, _, err = s.CreateRequest(ctx, "node:n1", initiated(createCmd("w-1", 0), dave, time.Now().Add(time.Hour)))
 		return err
 	})
 	if r.Status != StatusAwaitingApprovals || r.Decision.Required != 2 || r.Initiator != "dave" || !r.Decision.Allowed {

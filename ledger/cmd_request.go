@@ -11,28 +11,33 @@ import (
 	"github.com/custody-dev/custody/quorum"
 )
 
-// RequestCreate submits a withdrawal. The leader built the payload (unsigned
-// transaction), derived the withdrawal (asset, canonical destination,
-// amount) from it, allocated Nonce or chose Outpoints; the FSM evaluates
-// policy and records them, refusing a second allocation. The envelope's
-// actor is the initiator. A [Request] embeds the command as committed.
+// RequestCreate submits a withdrawal. The initiator (the backend or an
+// operator with the initiator role) signed the withdrawal under its request
+// ID (Initiation, [policy.Withdrawal.IntentHash]); the leader built the
+// payload (unsigned transaction) that carries it out, allocated Nonce or
+// chose Outpoints; the FSM verifies the initiation, evaluates policy and
+// records them, refusing a second allocation. The initiator is whoever
+// signed the initiation, never the proposing node's word (SECURITY 31). A
+// [Request] embeds the command as committed.
 type RequestCreate struct {
 	ID string `json:"id"`
 	policy.Withdrawal
-	Payload     []byte      `json:"payload"`
-	PayloadHash quorum.Hash `json:"payload_hash"`
-	Nonce       *uint64     `json:"nonce,omitempty"`
-	Outpoints   []string    `json:"outpoints,omitempty"`
-	ExpiresAt   time.Time   `json:"expires_at"`
+	Payload     []byte           `json:"payload"`
+	PayloadHash quorum.Hash      `json:"payload_hash"`
+	Nonce       *uint64          `json:"nonce,omitempty"`
+	Outpoints   []string         `json:"outpoints,omitempty"`
+	ExpiresAt   time.Time        `json:"expires_at"`
+	Initiation  *quorum.Approval `json:"initiation,omitempty"`
 }
 
 // Type implements Command.
 func (RequestCreate) Type() string { return CmdRequestCreate }
 
 // sameAs reports whether c asks for exactly what the stored create asked for
-// (the expiry aside): a repeated create is idempotent only then. It compares
-// the canonical encodings, so a field added to the withdrawal or the create
-// command is compared without another edit here.
+// (the expiry aside), with the same initiation: a repeated create is
+// idempotent only then. It compares the canonical encodings, so a field
+// added to the withdrawal or the create command is compared without another
+// edit here.
 func (c RequestCreate) sameAs(stored RequestCreate) bool {
 	c.ExpiresAt, stored.ExpiresAt = time.Time{}, time.Time{}
 	a, err1 := json.Marshal(c)
@@ -44,7 +49,9 @@ func nonceKey(wallet string, n uint64) string { return wallet + "/" + strconv.Fo
 
 func (p RequestCreate) apply(t *txn) (applyOut, error) {
 	if old := t.request(p.ID); old != nil {
-		if !p.sameAs(old.RequestCreate) || old.Initiator != t.actor {
+		// The same signed create again (a retry): the stored request. The
+		// stored initiation was verified when it was created.
+		if !p.sameAs(old.RequestCreate) {
 			return applyOut{}, fmt.Errorf("%w: %q", ErrConflict, p.ID)
 		}
 		return applyOut{existing: true, req: old}, nil
@@ -59,6 +66,16 @@ func (p RequestCreate) apply(t *txn) (applyOut, error) {
 		return applyOut{}, invalid("request needs payload and payload hash")
 	case !p.ExpiresAt.After(t.now):
 		return applyOut{}, invalid("request expiry %s is not after %s", p.ExpiresAt.UTC().Format(time.RFC3339), t.now.Format(time.RFC3339))
+	}
+	if p.Initiation == nil {
+		return applyOut{}, fmt.Errorf("%w: the create carries no initiation", ErrInitiation)
+	}
+	initiator, err := quorum.VerifyInitiation(t.registry(), *p.Initiation, p.ID, p.IntentHash(p.ID), t.now, true)
+	if err != nil {
+		return applyOut{}, fmt.Errorf("%w: %w", ErrInitiation, err)
+	}
+	if err := t.checkValidity([]quorum.Approval{*p.Initiation}); err != nil {
+		return applyOut{}, err
 	}
 	w := t.wallet(p.Wallet)
 	if w == nil {
@@ -84,7 +101,7 @@ func (p RequestCreate) apply(t *txn) (applyOut, error) {
 	}
 	create := p
 	create.Payload, create.Outpoints, create.ExpiresAt = slices.Clone(p.Payload), slices.Clone(p.Outpoints), p.ExpiresAt.UTC()
-	r := &Request{RequestCreate: create, Initiator: t.actor, Approvals: []quorum.Approval{},
+	r := &Request{RequestCreate: create, Initiator: initiator, Approvals: []quorum.Approval{},
 		CreatedAt: t.now, CreatedIdx: t.index, UpdatedIdx: t.index}
 	r.Decision = policy.Evaluate(t.activeRules(), t.policyState(), r.PolicyRequest(), t.now)
 	if !r.Decision.Allowed {

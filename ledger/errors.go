@@ -30,6 +30,9 @@ var (
 	ErrLocked = errors.New("ledger: account locked")
 	// ErrAllocated: the ETH nonce or BTC outpoint is already taken.
 	ErrAllocated = errors.New("ledger: nonce or outpoint already allocated")
+	// ErrInitiation: a create request's initiation signature does not prove
+	// an enrolled initiator asked for exactly this withdrawal.
+	ErrInitiation = errors.New("ledger: initiation refused")
 	// ErrReplayed: a governance change ID was applied before; change IDs
 	// are single-use forever, so an old unlock, reactivation, allowlist add
 	// or rules change cannot be replayed after a counter-change.

@@ -69,6 +69,11 @@ func rawEntry(typ, actor string, now time.Time, payload any) []byte {
 
 func (h *fsmHarness) apply(actor string, p Command) (*Request, error) {
 	h.t.Helper()
+	// A create the backend initiates (or nobody yet) is signed at the
+	// harness's time; another initiator's signature is left as it is.
+	if c, ok := p.(RequestCreate); ok && (c.Initiation == nil || c.Initiation.DeviceID == backend.Device().ID) {
+		p = initiated(c, backend, h.now.Add(time.Hour))
+	}
 	b, err := EncodeCommand(actor, h.now, p)
 	if err != nil {
 		h.t.Fatal(err)
@@ -167,11 +172,16 @@ func TestFSMIdempotentCreateAndConflict(t *testing.T) {
 	h := newHarness(t)
 	c := createCmd("r1", 7)
 	c.ExpiresAt = h.now.Add(time.Hour)
+	c = initiated(c, backend, h.now.Add(time.Hour))
 	first := h.must("backend", c)
+	if first.Initiator != backend.ID {
+		t.Fatalf("initiator %q, want the signer %q", first.Initiator, backend.ID)
+	}
 	before := h.hash()
-	b, _ := EncodeCommand("backend", h.now, c)
+	// The same signed create, proposed by another node: the stored request.
+	b, _ := EncodeCommand("n2", h.now, c)
 	res := h.raw(b)
-	if res.err != nil || !res.existing || res.req.CreatedIdx != first.CreatedIdx {
+	if res.err != nil || !res.existing || res.req.CreatedIdx != first.CreatedIdx || res.req.Initiator != backend.ID {
 		t.Fatalf("resubmit: %+v", res)
 	}
 	if h.hash() != before {
@@ -180,7 +190,28 @@ func TestFSMIdempotentCreateAndConflict(t *testing.T) {
 	other := c
 	other.Payload = []byte("another tx")
 	h.refuse(ErrConflict, "backend", other)
-	h.refuse(ErrConflict, "dave", c) // same payload, other initiator
+	h.refuse(ErrConflict, "backend", initiated(c, dave, h.now.Add(time.Hour))) // same payload, other initiator
+
+	// The initiation is what makes the initiator (SECURITY 31): none, a
+	// signature over another withdrawal, a signer without the initiator
+	// role, an expired one, or one beyond the validity ceiling is refused.
+	fresh := createCmd("r9", 9)
+	fresh.ExpiresAt = h.now.Add(time.Hour)
+	none := fresh
+	none.Initiation = nil
+	b, _ = EncodeCommand("backend", h.now, none)
+	if res := h.raw(b); !errors.Is(res.err, ErrInitiation) || h.hash() != before {
+		t.Fatalf("create without initiation: %v", res.err)
+	}
+	tampered := initiated(fresh, dave, h.now.Add(time.Hour))
+	tampered.Amount = amount.FromUint64(999_999)
+	h.refuse(ErrInitiation, "backend", tampered)
+	h.refuse(ErrInitiation, "backend", initiated(fresh, bob, h.now.Add(time.Hour)))
+	h.refuse(ErrInitiation, "backend", initiated(fresh, dave, h.now.Add(-time.Second)))
+	h.refuse(ErrApproval, "backend", initiated(fresh, dave, h.now.Add(49*time.Hour)))
+	if r := h.must("leader-says-mallory", initiated(fresh, dave, h.now.Add(time.Hour))); r.Initiator != dave.ID {
+		t.Fatalf("initiator %q: the proposer's word counted, not the signature", r.Initiator)
+	}
 	c2 := createCmd("r2", 7)
 	c2.ExpiresAt = h.now.Add(time.Hour)
 	h.refuse(ErrAllocated, "backend", c2)

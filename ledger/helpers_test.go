@@ -90,7 +90,7 @@ var (
 	alice   = newOp("alice", quorum.KindHuman, quorum.RoleAdmin)
 	bob     = newOp("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
 	carol   = newOp("carol", quorum.KindHuman, quorum.RoleAdmin)
-	dave    = newOp("dave", quorum.KindHuman, quorum.RoleApprover)
+	dave    = newOp("dave", quorum.KindHuman, quorum.RoleApprover, quorum.RoleInitiator)
 	backend = newOp("backend", quorum.KindBackend, quorum.RoleInitiator)
 	allOps  = []operator{alice, bob, carol, dave, backend}
 )
@@ -140,10 +140,25 @@ func seed(c *ledgertest.Cluster) {
 	})
 }
 
+// createCmd is a create of 1000 wei to 0xdest from wallet "hot",
+// initiated by the backend (signed at the wall clock, valid for an hour).
 func createCmd(id string, nonce uint64) RequestCreate {
 	payload := []byte("unsigned-tx:" + id)
 	n := nonce
-	return RequestCreate{ID: id, Withdrawal: policy.Withdrawal{Wallet: "hot", Asset: "ETH", Chain: "eth", Network: "devnet", To: "0xdest",
+	c := RequestCreate{ID: id, Withdrawal: policy.Withdrawal{Wallet: "hot", Asset: "ETH", Chain: "eth", Network: "devnet", To: "0xdest",
 		Amount: amount.FromUint64(1000)}, Payload: payload, PayloadHash: quorum.Hash(sha256.Sum256(payload)),
 		Nonce: &n, ExpiresAt: time.Now().Add(time.Hour)}
+	return initiated(c, backend, time.Now().Add(time.Hour))
+}
+
+// initiated returns c signed by o as its initiator, valid until expiry
+// (unsigned when the statement cannot be signed, e.g. an empty request ID:
+// the ledger refuses such a create before it looks at the initiation).
+func initiated(c RequestCreate, o operator, expiry time.Time) RequestCreate {
+	st := quorum.Statement{ClusterID: testCluster, RequestID: c.ID, PayloadHash: c.IntentHash(c.ID), Decision: quorum.Initiate, Expiry: expiry.Truncate(time.Second)}
+	c.Initiation = nil
+	if a, err := quorum.Sign(st, o.Device().ID, o.Key, nil); err == nil {
+		c.Initiation = &a
+	}
+	return c
 }

@@ -131,14 +131,14 @@ func TestInjectedClockDrivesLedgerTime(t *testing.T) {
 	if got := ledgerClock(); !got.Equal(clock()) {
 		t.Fatalf("ledger clock %s, injected %s", got, clock())
 	}
-	cmd := createCmd("clk", 1)
+	cmd := initiated(createCmd("clk", 1), backend, clock().Add(time.Hour))
 	cmd.ExpiresAt = clock().Add(time.Hour) // years after the wall clock's now
 	if _, _, err := s.CreateRequest(ctx, "backend", cmd); err != nil {
 		t.Fatal(err)
 	}
 	t0 := clock()
 	set(t0.Add(-24 * time.Hour)) // a new leader with a slow clock
-	cmd2 := createCmd("clk-2", 2)
+	cmd2 := initiated(createCmd("clk-2", 2), backend, t0.Add(time.Hour))
 	cmd2.ExpiresAt = t0.Add(time.Hour)
 	if _, _, err := s.CreateRequest(ctx, "backend", cmd2); err != nil {
 		t.Fatal(err)

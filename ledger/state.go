@@ -99,7 +99,8 @@ type Result struct {
 // allocations, its expiry), then what the ledger decided and recorded.
 type Request struct {
 	RequestCreate
-	// Initiator is the principal that submitted the create command.
+	// Initiator is the operator (backend or human with the initiator
+	// role) whose signature the create command carries (Initiation).
 	Initiator  string            `json:"initiator"`
 	Decision   policy.Decision   `json:"decision"`
 	Status     Status            `json:"status"`

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -24,6 +26,26 @@ type Withdrawal struct {
 	// MaxFee is the most the transaction can pay in fees, in base units of
 	// the chain's fee asset (ETH: gas limit x max fee per gas, in wei).
 	MaxFee amount.Amount `json:"max_fee"`
+}
+
+// IntentHash is what an initiator signs to create request id for this
+// withdrawal ([quorum.VerifyInitiation]): SHA-256 of
+// "custody/initiation/v1" 0x00 and the JSON of the request ID, wallet,
+// asset, destination (canonical) and amount. The chain and network follow
+// from the wallet, and the maximum fee is the leader's choice, capped by
+// policy, so neither is part of it.
+func (w Withdrawal) IntentHash(requestID string) quorum.Hash {
+	b, err := json.Marshal(struct {
+		ID     string        `json:"id"`
+		Wallet string        `json:"wallet"`
+		Asset  string        `json:"asset"`
+		To     string        `json:"to"`
+		Amount amount.Amount `json:"amount"`
+	}{requestID, w.Wallet, w.Asset, w.To, w.Amount})
+	if err != nil {
+		panic("policy: withdrawal is not JSON-encodable: " + err.Error())
+	}
+	return quorum.Hash(sha256.Sum256(append([]byte("custody/initiation/v1\x00"), b...)))
 }
 
 // Request is a withdrawal as policy sees it: the withdrawal, its request ID,

@@ -77,6 +77,7 @@ const (
 	ReasonWrongPayload         IgnoreReason = "wrong_payload"
 	ReasonMalformed            IgnoreReason = "malformed"
 	ReasonExpired              IgnoreReason = "expired"
+	ReasonNotAVote             IgnoreReason = "not_a_vote"
 	ReasonUnknownDevice        IgnoreReason = "unknown_device"
 	ReasonDeviceRevoked        IgnoreReason = "device_revoked"
 	ReasonUnsupportedDevice    IgnoreReason = "unsupported_device"
@@ -191,6 +192,11 @@ func Count(r Registry, subj Subject, req Requirement, approvals []Approval, now 
 			continue
 		}
 		v := Vote{Index: i, OperatorID: op.ID, DeviceID: dev.ID}
+		if a.Decision != Approve && a.Decision != Reject {
+			// An initiation (or anything else) is not a vote.
+			ign(op.ID, ReasonNotAVote)
+			continue
+		}
 		if a.Decision == Reject {
 			if !op.HasRole(req.Roles...) && !op.HasRole(RoleAdmin) && op.ID != subj.Initiator {
 				ign(op.ID, ReasonRoleNotAllowed)

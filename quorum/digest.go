@@ -17,31 +17,36 @@ const DigestDomain = "custody/approval/v1"
 type Decision uint8
 
 // Decisions. Zero is invalid so a forgotten field never means "approve".
+// Initiate is not an approval: it is an initiator's signed creation of a
+// request ([VerifyInitiation]) and never counts toward a quorum.
 const (
-	Approve Decision = 1
-	Reject  Decision = 2
+	Approve  Decision = 1
+	Reject   Decision = 2
+	Initiate Decision = 3
 )
 
-// String returns "approve" or "reject".
+// String returns "approve", "reject" or "initiate".
 func (d Decision) String() string {
 	switch d {
 	case Approve:
 		return "approve"
 	case Reject:
 		return "reject"
+	case Initiate:
+		return "initiate"
 	}
 	return fmt.Sprintf("decision(%d)", uint8(d))
 }
 
-// MarshalText encodes the decision as "approve" or "reject".
+// MarshalText encodes the decision as "approve", "reject" or "initiate".
 func (d Decision) MarshalText() ([]byte, error) {
-	if d != Approve && d != Reject {
+	if d != Approve && d != Reject && d != Initiate {
 		return nil, fmt.Errorf("quorum: invalid decision %d", uint8(d))
 	}
 	return []byte(d.String()), nil
 }
 
-// UnmarshalText accepts "approve" or "reject".
+// UnmarshalText accepts "approve", "reject" or "initiate".
 func (d *Decision) UnmarshalText(b []byte) error {
 	p, err := ParseDecision(string(b))
 	if err != nil {
@@ -51,15 +56,17 @@ func (d *Decision) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// ParseDecision accepts "approve" or "reject".
+// ParseDecision accepts "approve", "reject" or "initiate".
 func ParseDecision(s string) (Decision, error) {
 	switch s {
 	case "approve":
 		return Approve, nil
 	case "reject":
 		return Reject, nil
+	case "initiate":
+		return Initiate, nil
 	}
-	return 0, fmt.Errorf("quorum: decision must be \"approve\" or \"reject\", got %q", s)
+	return 0, fmt.Errorf("quorum: decision must be \"approve\", \"reject\" or \"initiate\", got %q", s)
 }
 
 // ErrMalformedStatement is wrapped by every encoding and decoding error.
@@ -155,7 +162,7 @@ func (s Statement) validate() error {
 	if err := validDigestID(s.RequestID); err != nil {
 		return fmt.Errorf("%w: request id: %v", ErrMalformedStatement, err)
 	}
-	if s.Decision != Approve && s.Decision != Reject {
+	if s.Decision != Approve && s.Decision != Reject && s.Decision != Initiate {
 		return fmt.Errorf("%w: decision %d", ErrMalformedStatement, uint8(s.Decision))
 	}
 	if s.Expiry.Nanosecond() != 0 {

@@ -106,9 +106,12 @@ type ETHWithdrawal struct {
 	To string
 	// Amount in wei.
 	Amount *big.Int
-	// Initiator is the authenticated backend principal.
-	Initiator string
-	ExpiresAt time.Time
+	// Initiation is the initiator's signed creation of this withdrawal
+	// (quorum.Initiate over policy.Withdrawal.IntentHash of ID, Wallet,
+	// "ETH", the canonical To and Amount): the ledger and every member
+	// verify it, and its signer is the request's initiator.
+	Initiation quorum.Approval
+	ExpiresAt  time.Time
 }
 
 // CreateETH builds the unsigned transaction (pending nonce of the chain, or
@@ -147,6 +150,11 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 	to, err := eth.ParseAddress(w.To)
 	if err != nil {
 		return nil, err
+	}
+	if to.Hex() != w.To {
+		// The initiator signed the destination as given; the ledger stores
+		// the canonical form, so only that can match the signature.
+		return nil, fmt.Errorf("%w: destination %s is not in its canonical (EIP-55) form %s", eth.ErrBadIntent, w.To, to.Hex())
 	}
 	if w.Amount == nil || w.Amount.Sign() <= 0 {
 		return nil, fmt.Errorf("%w: amount must be positive", eth.ErrBadIntent)
@@ -190,7 +198,8 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 	if tr.To != to.Hex() || tr.Amount != amt {
 		return nil, fmt.Errorf("withdraw: built transaction pays %s %s, asked %s %s", tr.Amount, tr.To, amt, to.Hex())
 	}
-	r, _, err := c.cfg.Ledger.CreateRequest(ctx, w.Initiator, ledger.RequestCreate{
+	initiation := w.Initiation
+	r, _, err := c.cfg.Ledger.CreateRequest(ctx, c.cfg.Actor, ledger.RequestCreate{
 		ID: w.ID,
 		Withdrawal: policy.Withdrawal{Wallet: w.Wallet, Asset: tr.Asset, Chain: chain.Name(), Network: c.cfg.Network,
 			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee},
@@ -198,6 +207,7 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 		PayloadHash: u.PayloadHash(),
 		Nonce:       &nonce,
 		ExpiresAt:   w.ExpiresAt,
+		Initiation:  &initiation,
 	})
 	if err != nil {
 		return nil, err

@@ -138,6 +138,20 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 	if !tally.Met() {
 		return nil, fmt.Errorf("%w: %w", ErrQuorum, tally.Err())
 	}
+	// The initiator is whoever signed the create (SECURITY 31), checked
+	// here against this state's registry: never the leader's word, and
+	// never counted as an approver (the count above
+	// excluded the ledger's initiator, which must be the signer).
+	if r.Initiation == nil {
+		return nil, fmt.Errorf("%w: the request carries no initiation", ErrInitiation)
+	}
+	initiator, err := quorum.VerifyInitiation(st.Registry, *r.Initiation, r.ID, r.IntentHash(r.ID), now, false)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInitiation, err)
+	}
+	if initiator != r.Initiator {
+		return nil, fmt.Errorf("%w: the ledger names %q as initiator, the signature %q", ErrInitiation, r.Initiator, initiator)
+	}
 
 	// Policy and approvals as a whole, expiry, hot route.
 	if !now.Before(r.ExpiresAt) {

@@ -22,7 +22,7 @@ func TestCoolingOffDestinationRefused(t *testing.T) {
 	fresh := h.allowlist("allow-fresh")
 
 	_, err := h.orch.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: "wd-early", Wallet: walletID, To: fresh.Hex(), Amount: ether(1, 0),
-		Initiator: backend.ID, ExpiresAt: h.clock.Now().Add(3 * testCoolingOff)})
+		Initiation: h.initiate("wd-early", fresh, ether(1, 0)), ExpiresAt: h.clock.Now().Add(3 * testCoolingOff)})
 	if !errors.Is(err, withdraw.ErrDenied) {
 		t.Fatalf("request to a cooling-off destination: %v, want ErrDenied", err)
 	}

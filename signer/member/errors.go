@@ -31,6 +31,10 @@ var (
 	// ErrLedgerClock: the ledger's clock runs ahead of this member's own
 	// clock by more than the allowed skew (a leader stamping future times).
 	ErrLedgerClock = errors.New("member: ledger clock ahead of this member's clock")
+	// ErrInitiation: the request's initiation does not verify (no
+	// signature, another withdrawal, a signer without the initiator role),
+	// or the ledger names another initiator than the signer.
+	ErrInitiation = errors.New("member: initiation refused")
 	// ErrSeen: this member could not record when it first saw a
 	// governance change (its first-seen record failed).
 	ErrSeen = errors.New("member: first-seen record failed")

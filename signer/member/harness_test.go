@@ -351,7 +351,7 @@ func (h *harness) propose(actor string, cmd ledger.Command) ledger.Outcome {
 func (h *harness) request(id string, dest common.Address, amount *big.Int, ops ...operator) *ledger.Request {
 	h.t.Helper()
 	r, err := h.orch.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amount,
-		Initiator: backend.ID, ExpiresAt: time.Now().Add(time.Hour)})
+		Initiation: h.initiate(id, dest, amount), ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		h.t.Fatalf("create %s: %v", id, err)
 	}
@@ -362,6 +362,20 @@ func (h *harness) request(id string, dest common.Address, amount *big.Int, ops .
 	}
 	return r
 }
+
+// initiate is the backend's signed creation of a withdrawal of amt wei to
+// dest from the harness wallet.
+func (h *harness) initiate(id string, dest common.Address, amt *big.Int) quorum.Approval {
+	h.t.Helper()
+	a, err := amount.FromBig(amt)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	w := policy.Withdrawal{Wallet: walletID, Asset: "ETH", To: dest.Hex(), Amount: a}
+	return backend.Sign(h.t, clusterID, id, w.IntentHash(id), quorum.Initiate, time.Now().Add(time.Hour))
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // read returns a copy of a request from a linearizable read.
 func (h *harness) read(id string) *ledger.Request {
@@ -421,11 +435,13 @@ type forged struct {
 	u       *eth.Unsigned
 	session tss.SessionID
 	apps    []quorum.Approval
+	init    quorum.Approval
 }
 
 func (h *harness) forge(id string, u *eth.Unsigned) forged {
 	ph := quorum.Hash(u.PayloadHash())
-	return forged{id: id, u: u, session: tss.NewSessionID(),
+	d := u.Description()
+	return forged{id: id, u: u, session: tss.NewSessionID(), init: h.initiate(id, d.To, d.Amount),
 		apps: []quorum.Approval{bob.sign(h.t, id, ph, quorum.Approve), carol.sign(h.t, id, ph, quorum.Approve)}}
 }
 
@@ -438,6 +454,7 @@ func (f forged) install(st *ledger.State, template string) {
 	base.ID, base.Payload, base.PayloadHash = f.id, f.u.Bytes(), quorum.Hash(f.u.PayloadHash())
 	base.To, base.Amount, base.Nonce, base.Approvals = d.To.Hex(), amt, &nonce, f.apps
 	base.MaxFee, _ = amount.FromBig(d.MaxFee())
+	base.Initiation, base.Initiator = &f.init, backend.ID
 	base.Status, base.Result = ledger.StatusClaimed, nil
 	base.Claim = &ledger.Claim{SessionID: f.session.String(), Signers: []pki.NodeID{"n1", "n2"}, Index: 1, Term: 1, By: "node:evil", At: st.Clock}
 	st.Requests[f.id] = &base

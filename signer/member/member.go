@@ -311,7 +311,7 @@ func memberKey(info tss.WalletInfo, self pki.NodeID) ([]byte, bool) {
 }
 
 func isRefusal(err error) bool {
-	for _, s := range []error{ErrUnknownRequest, ErrClaimMismatch, ErrWallet, ErrQuorum, ErrPolicy, ErrPayload, ErrLedgerRead, ErrLedgerClock} {
+	for _, s := range []error{ErrUnknownRequest, ErrClaimMismatch, ErrWallet, ErrQuorum, ErrInitiation, ErrPolicy, ErrPayload, ErrLedgerRead, ErrLedgerClock} {
 		if errors.Is(err, s) {
 			return true
 		}

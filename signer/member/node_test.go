@@ -125,6 +125,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 		PayloadHash: other.PayloadHash(),
 		Nonce:       r.Nonce,
 		ExpiresAt:   time.Now().Add(time.Hour),
+		Initiation:  ptr(h.initiate("wd-2", dest, ether(2, 0))),
 	})
 	if !errors.Is(err, ledger.ErrAllocated) {
 		t.Fatalf("second request on nonce %d: %v, want ErrAllocated", *r.Nonce, err)

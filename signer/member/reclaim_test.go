@@ -45,6 +45,7 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 			PayloadHash: u.PayloadHash(),
 			Nonce:       r.Nonce,
 			ExpiresAt:   r.ExpiresAt,
+			Initiation:  ptr(h.initiate("wd-steal", h.dests[1], ether(1, 0))),
 		}
 	}()); !errors.Is(err, ledger.ErrAllocated) {
 		t.Fatalf("another request on the failed request's nonce: %v, want ErrAllocated", err)
