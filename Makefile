@@ -91,7 +91,7 @@ fuzz:
 # Long runs that do not fit make test's 15-minute budget (e.g. 1,000 threshold
 # signatures checked for repeated R). CUSTODY_SOAK=1 switches tests to full size.
 soak: tools
-	CUSTODY_SOAK=1 $(GO) test -run 'Soak' -timeout 90m ./...
+	CUSTODY_SOAK=1 $(GO) test -run 'Soak|TestProperty' -timeout 90m ./...
 
 # Regenerates committed test fixtures (tss-lib pre-params etc.). Slow: minutes.
 # The fingerprints let production code refuse these fixtures by value.
