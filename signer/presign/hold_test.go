@@ -107,9 +107,9 @@ func TestHoldDropAndBound(t *testing.T) {
 // holdRig is a Hold over node b's endpoint with b's real engine reading it,
 // an injected clock, and node a sending to b.
 type holdRig struct {
-	t     *testing.T
-	a     *tss.MemTransport
-	h     *Hold
+	t       *testing.T
+	a       *tss.MemTransport
+	h       *Hold
 	e       *tss.Engine
 	clock   *fakeClock
 	markers int64
