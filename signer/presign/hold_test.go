@@ -105,10 +105,10 @@ func TestHoldDropAndBound(t *testing.T) {
 }
 
 // holdRig is a Hold over node b's endpoint with b's real engine reading it,
-// an injected clock, and node a sending to b.
+// and an injected clock; envelopes are injected into b's endpoint as if
+// from their sender.
 type holdRig struct {
 	t       *testing.T
-	a       *tss.MemTransport
 	h       *Hold
 	e       *tss.Engine
 	clock   *fakeClock
@@ -117,7 +117,8 @@ type holdRig struct {
 
 func newHoldRig(t *testing.T) *holdRig {
 	net := tss.NewMemNetwork()
-	r := &holdRig{t: t, a: net.Endpoint("a"), clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}}
+	net.Endpoint("a") // a peer b can send to
+	r := &holdRig{t: t, clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}}
 	r.h = newHold(net.Endpoint("b"), r.clock.Now)
 	t.Cleanup(r.h.Close)
 	e, err := tss.NewEngine(tss.Config{Self: "b", Transport: r.h, Now: r.clock.Now})
