@@ -18,7 +18,7 @@ import (
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
-// Message types the faults below rewrite.
+// Message types node1 forges below.
 const (
 	kg1   = "binance.tsslib.ecdsa.keygen.KGRound1Message"
 	kg2m1 = "binance.tsslib.ecdsa.keygen.KGRound2Message1"
@@ -28,92 +28,92 @@ const (
 	dg4m1 = "binance.tsslib.ecdsa.resharing.DGRound4Message1"
 )
 
-// rewrite is a Fault.Mutate that decodes the envelope's tss-lib message as
-// T, lets f forge it, and re-encodes it: what a malicious party would send.
-func rewrite[T proto.Message](t *testing.T, f func(T)) func(*tss.Envelope) {
-	return func(env *tss.Envelope) {
-		a := new(anypb.Any)
-		if err := proto.Unmarshal(env.Payload, a); err != nil {
-			t.Errorf("rewrite: %v", err)
-			return
-		}
-		m, err := a.UnmarshalNew()
-		if err != nil {
-			t.Errorf("rewrite: %v", err)
-			return
-		}
-		msg, ok := m.(T)
-		if !ok {
-			t.Errorf("rewrite: got a %T", m)
-			return
-		}
-		f(msg)
-		a2, err := anypb.New(msg)
-		if err != nil {
-			t.Errorf("rewrite: %v", err)
-			return
-		}
-		if env.Payload, err = proto.Marshal(a2); err != nil {
-			t.Errorf("rewrite: %v", err)
-		}
+// parts returns n non-empty byte strings (proof or commitment parts whose
+// values do not matter to the check under test).
+func parts(n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = []byte{byte(i + 1)}
 	}
+	return out
 }
+
+const (
+	modProofParts = 2*80 + 3    // modproof.ProofModBytesParts
+	dlnProofParts = 2 + 2*128   // what tss-lib's ValidateBasic wants
+	vssParts      = 1 + 2*(1+1) // t = 1: randomness + 2 coordinates per point
+)
 
 // withSmallFactor returns an odd modulus of N's size divisible by 3: the
 // BitForge shape (CVE-2023-33241), a Paillier N with a small prime factor.
-func withSmallFactor(n []byte) []byte {
-	m := new(big.Int).SetBytes(n)
-	m.Sub(m, new(big.Int).Mod(m, big.NewInt(3)))
+func withSmallFactor(n *big.Int) []byte {
+	m := new(big.Int).Sub(n, new(big.Int).Mod(n, big.NewInt(3)))
 	if m.Bit(0) == 0 {
 		m.Sub(m, big.NewInt(3))
 	}
 	return m.Bytes()
 }
 
-// twoMorePoints appends one more commitment point (two coordinates) to a
-// VSS decommitment: the sender's polynomial would have degree t+1 (tss-lib
-// #291, a party raising the threshold).
-func twoMorePoints(parts [][]byte) [][]byte {
-	return append(append([][]byte(nil), parts...), parts[len(parts)-2], parts[len(parts)-1])
+// forgedMsg is one message a malicious node1 sends: its tss-lib content and
+// how the spec table routes it.
+type forgedMsg struct {
+	typ              string
+	content          proto.Message
+	broadcast        bool
+	fromRole, toRole tss.Role
 }
 
-// forgery is one forged message of node1: its type, the rewrite, and the
-// reason an honest member's pre-check must give.
+// forgery is one attack: what node1 sends, and the reason an honest
+// member's pre-check must give.
 type forgery struct {
-	name, typ, reason string
-	mutate            func(*tss.Envelope)
+	name, reason string
+	msgs         []forgedMsg
 }
 
-// forgeryCluster is a committee of node1..node3 whose failure budgets
-// never quarantine (the cases run in parallel and each charges node1) and
-// on which node1 sends every forgery, each only in the sessions of its own
-// wallet, "forged-<i>".
-func forgeryCluster(t *testing.T, cases []forgery) *cluster {
-	c := &cluster{net: tss.NewMemNetwork(), engines: map[pki.NodeID]*tss.Engine{},
-		faults: map[pki.NodeID]*tsstest.FaultTransport{}, events: make(chan tss.Event, 1024)}
-	com := tsstest.NewCommittee(t, all3, func(id pki.NodeID) tss.Transport {
-		tr := tsstest.Wrap(c.net.Endpoint(id))
-		c.faults[id] = tr
-		return tr
-	}, func(cfg *tss.Config) { cfg.Budget = tss.NewBudget(1 << 20) })
-	c.engines = com.Engines
-	var faults []*tsstest.Fault
-	for i, tc := range cases {
-		wallet := forgedWallet(i)
-		faults = append(faults, &tsstest.Fault{Kind: tsstest.Mutate, Mutate: tc.mutate,
-			Match: func(_ pki.NodeID, env *tss.Envelope) bool { return env.Type == tc.typ && env.Wallet == wallet }})
+// sendForged delivers node1's forged messages of session sess to node2 and
+// node3 as the transport would: authenticated as node1, whatever the
+// payload says. node1's own engine takes no part (it is the attacker);
+// the honest members check the messages on arrival, before tss-lib.
+func sendForged(t *testing.T, net *tss.MemNetwork, wallet string, sess tss.SessionID, msgs []forgedMsg) {
+	t.Helper()
+	for _, m := range msgs {
+		a, err := anypb.New(m.content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := proto.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, to := range []pki.NodeID{"node2", "node3"} {
+			env := &tss.Envelope{Wallet: wallet, Session: sess, Type: m.typ, From: "node1", FromRole: m.fromRole,
+				To: to, ToRole: m.toRole, Broadcast: m.broadcast, Payload: payload}
+			raw, err := env.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := net.Endpoint(to).Inject(context.Background(), "node1", raw); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	c.faults["node1"].SetFaults(faults...)
-	return c
 }
 
-func forgedWallet(i int) string { return "forged-" + string(rune('a'+i)) }
+// honestPair is node2 and node3 on a fresh network (node1's endpoint exists
+// but nobody runs it), with failure budgets that never quarantine.
+func honestPair(t *testing.T) (*tss.MemNetwork, map[pki.NodeID]*tss.Engine) {
+	net := tss.NewMemNetwork()
+	net.Endpoint("node1")
+	com := tsstest.NewCommittee(t, []pki.NodeID{"node2", "node3"}, func(id pki.NodeID) tss.Transport { return net.Endpoint(id) },
+		func(cfg *tss.Config) { cfg.Budget = tss.NewBudget(1 << 20) })
+	return net, com.Engines
+}
 
-// wantRefusedBeforeTssLib checks that no member produced a share, that an
-// honest member refused node1's message with ErrBadMessage (our pre-check,
-// before tss-lib) giving reason, provably (charged to node1's budget), and
+// wantRefusedBeforeTssLib checks that no honest member produced a share,
+// that one refused node1's message with ErrBadMessage (our pre-check, before
+// tss-lib) giving reason, provably (so it is charged to node1's budget), and
 // that no honest member blamed anyone else.
-func wantRefusedBeforeTssLib(t *testing.T, res map[pki.NodeID]result[*tss.Share], reason string) {
+func wantRefusedBeforeTssLib(t *testing.T, engines map[pki.NodeID]*tss.Engine, res map[pki.NodeID]result[*tss.Share], reason string) {
 	t.Helper()
 	refused := false
 	for id, r := range res {
@@ -123,9 +123,6 @@ func wantRefusedBeforeTssLib(t *testing.T, res map[pki.NodeID]result[*tss.Share]
 		var ae *tss.AbortError
 		if !errors.As(r.err, &ae) {
 			t.Fatalf("%s: want an *AbortError, got %v", id, r.err)
-		}
-		if id == "node1" {
-			continue
 		}
 		for _, p := range ae.Culprits {
 			if p != "node1" && !errors.Is(ae, tss.ErrTimeout) {
@@ -140,109 +137,109 @@ func wantRefusedBeforeTssLib(t *testing.T, res map[pki.NodeID]result[*tss.Share]
 	if !refused {
 		t.Fatalf("no honest member refused node1's message with %q before tss-lib: %v", reason, res)
 	}
-}
-
-// wantCharged checks that the honest members charged node1 at least n times.
-func wantCharged(t *testing.T, c *cluster, n int) {
-	t.Helper()
-	got := c.engines["node2"].Budget().Failures("node1") + c.engines["node3"].Budget().Failures("node1")
-	if got < n {
-		t.Fatalf("node1 charged %d times, want at least %d", got, n)
+	if engines["node2"].Budget().Failures("node1")+engines["node3"].Budget().Failures("node1") == 0 {
+		t.Fatal("node1 was not charged")
 	}
 }
 
 // TestKeygenRefusesForgedPaillierAndVSS (SECURITY.md 3, 5): node1 omits its
 // Paillier proofs, offers a Paillier N with a small factor, commits to a
 // polynomial of degree t+1 (tss-lib #291), or sends a modulus proof whose W
-// shares a factor with N (tss-lib #323). Each time the honest members refuse
-// the message before tss-lib sees it (ErrBadMessage naming node1, charged),
-// the keygen aborts everywhere and no member returns a share.
+// is a prime factor of its N (tss-lib #323; N in its round-1 message, the
+// proof in its round-2 message). Each time the honest members refuse the
+// message before tss-lib sees it (ErrBadMessage naming node1, charged), the
+// keygen aborts and no member returns a share.
 func TestKeygenRefusesForgedPaillierAndVSS(t *testing.T) {
-	pre := preFor(all3, 0)
-	cases := []forgery{
-		{"modulus proof omitted", kg2m2, "Paillier modulus proof",
-			rewrite(t, func(m *keygen.KGRound2Message2) { m.ModProof = nil })},
-		{"factorisation proof omitted", kg2m1, "factorisation proof",
-			rewrite(t, func(m *keygen.KGRound2Message1) { m.FacProof = nil })},
-		{"Paillier N with a small factor", kg1, "small factor",
-			rewrite(t, func(m *keygen.KGRound1Message) { m.PaillierN = withSmallFactor(m.PaillierN) })},
-		{"VSS commitment of t+2 points", kg2m2, "VSS decommitment has 7 parts, want 5",
-			rewrite(t, func(m *keygen.KGRound2Message2) { m.DeCommitment = twoMorePoints(m.DeCommitment) })},
-		{"modulus proof W dividing N", kg2m2, "gcd(W, N)",
-			rewrite(t, func(m *keygen.KGRound2Message2) { m.ModProof[0] = pre["node1"].PaillierSK.P.Bytes() })},
+	fx := fixtures[0] // node1's pre-params
+	round1 := func(n []byte) forgedMsg {
+		return forgedMsg{typ: kg1, broadcast: true, content: &keygen.KGRound1Message{Commitment: []byte{1}, PaillierN: n,
+			NTilde: fx.NTildei.Bytes(), H1: fx.H1i.Bytes(), H2: fx.H2i.Bytes(),
+			Dlnproof_1: parts(dlnProofParts), Dlnproof_2: parts(dlnProofParts)}}
 	}
-	c := forgeryCluster(t, cases)
-	t.Run("forgeries", func(t *testing.T) {
-		for i, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
-				t.Parallel()
-				ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
-				defer cancel()
-				sess := tss.NewSessionID()
-				res := parallel(all3, func(id pki.NodeID) (*tss.Share, error) {
-					return c.engines[id].Keygen(ctx, tss.KeygenParams{Wallet: forgedWallet(i), Session: sess, Committee: all3, Threshold: 1}, pre[id])
-				})
-				wantRefusedBeforeTssLib(t, res, tc.reason)
+	round2 := func(decommitment, modProof [][]byte) forgedMsg {
+		return forgedMsg{typ: kg2m2, broadcast: true, content: &keygen.KGRound2Message2{DeCommitment: decommitment, ModProof: modProof}}
+	}
+	wDividesN := parts(modProofParts)
+	wDividesN[0] = fx.PaillierSK.P.Bytes()
+	cases := []forgery{
+		{"modulus proof omitted", "Paillier modulus proof", []forgedMsg{round2(parts(vssParts), nil)}},
+		{"factorisation proof omitted", "factorisation proof", []forgedMsg{
+			{typ: kg2m1, content: &keygen.KGRound2Message1{Share: []byte{1}}}}},
+		{"Paillier N with a small factor", "small factor", []forgedMsg{round1(withSmallFactor(fx.PaillierSK.N))}},
+		{"VSS commitment of t+2 points", "VSS decommitment has 7 parts, want 5", []forgedMsg{round2(parts(vssParts+2), parts(modProofParts))}},
+		{"modulus proof W dividing N", "gcd(W, N)", []forgedMsg{round1(fx.PaillierSK.N.Bytes()), round2(parts(vssParts), wDividesN)}},
+	}
+	pre := preFor(all3, 0)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			net, engines := honestPair(t)
+			sess := tss.NewSessionID()
+			sendForged(t, net, "wallet-forged", sess, tc.msgs)
+			ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+			defer cancel()
+			res := parallel([]pki.NodeID{"node2", "node3"}, func(id pki.NodeID) (*tss.Share, error) {
+				return engines[id].Keygen(ctx, tss.KeygenParams{Wallet: "wallet-forged", Session: sess, Committee: all3, Threshold: 1}, pre[id])
 			})
-		}
-	})
-	wantCharged(t, c, len(cases))
+			wantRefusedBeforeTssLib(t, engines, res, tc.reason)
+		})
+	}
 }
 
 // TestReshareRefusesForgedPaillierAndVSS: the same forgeries by node1 in a
-// reshare of the shared 2-of-3 wallet to the same nodes (node1 is in both
-// committees, so its new party sends the Paillier data and proofs and its
-// old party the VSS commitment). The reshare aborts before tss-lib sees the
-// message, no member returns a new share, and no old share is retired.
+// reshare of the shared 2-of-3 wallet to the same three nodes (node1's new
+// party sends the Paillier data and proofs, its old party the VSS
+// commitment). The reshare aborts before tss-lib sees the message, no
+// member returns a new share, and no old share is retired.
 func TestReshareRefusesForgedPaillierAndVSS(t *testing.T) {
 	_, shares := shared2of3(t)
-	pre := preFor(all3, 3)
-	cases := []forgery{
-		{"modulus proof omitted", dg2m1, "Paillier modulus proof",
-			rewrite(t, func(m *resharing.DGRound2Message1) { m.ModProof = nil })},
-		{"factorisation proof omitted", dg4m1, "factorisation proof",
-			rewrite(t, func(m *resharing.DGRound4Message1) { m.FacProof = nil })},
-		{"Paillier N with a small factor", dg2m1, "small factor",
-			rewrite(t, func(m *resharing.DGRound2Message1) { m.PaillierN = withSmallFactor(m.PaillierN) })},
-		{"VSS commitment of t+2 points", dg3m2, "VSS decommitment has 7 parts, want 5",
-			rewrite(t, func(m *resharing.DGRound3Message2) { m.VDecommitment = twoMorePoints(m.VDecommitment) })},
-		{"modulus proof W dividing N", dg2m1, "gcd(W, N)",
-			rewrite(t, func(m *resharing.DGRound2Message1) { m.ModProof[0] = pre["node1"].PaillierSK.P.Bytes() })},
+	info := shares["node1"].Info()
+	fx := fixtures[3] // node1's new pre-params
+	round2 := func(n []byte, modProof [][]byte) forgedMsg {
+		return forgedMsg{typ: dg2m1, broadcast: true, fromRole: tss.RoleNew, toRole: tss.RoleNew,
+			content: &resharing.DGRound2Message1{PaillierN: n, ModProof: modProof,
+				NTilde: fx.NTildei.Bytes(), H1: fx.H1i.Bytes(), H2: fx.H2i.Bytes(),
+				Dlnproof_1: parts(dlnProofParts), Dlnproof_2: parts(dlnProofParts)}}
 	}
-	c := forgeryCluster(t, cases)
-	t.Run("forgeries", func(t *testing.T) {
-		for i, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
-				t.Parallel()
-				// The wallet is renamed per case so the fault matches only its
-				// sessions; a copy of each share carries the name.
-				old := map[pki.NodeID]*tss.Share{}
-				for _, id := range all3 {
-					old[id] = copyShare(t, shares[id])
-					old[id].Wallet = forgedWallet(i)
-				}
-				info := old["node1"].Info()
-				var retired atomic.Int32
-				ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
-				defer cancel()
-				sess := tss.NewSessionID()
-				res := parallel(all3, func(id pki.NodeID) (*tss.Share, error) {
-					return c.engines[id].Reshare(ctx, tss.ReshareParams{Session: sess, Old: info, OldSigners: all3, New: all3, NewThreshold: 1,
-						OnRetire: func(*tss.Share) error { retired.Add(1); return nil }}, old[id], pre[id])
-				})
-				wantRefusedBeforeTssLib(t, res, tc.reason)
-				for id, s := range old {
-					if s.Retired() {
-						t.Fatalf("%s: old share retired by an aborted reshare", id)
-					}
-				}
-				if retired.Load() != 0 {
-					t.Fatal("OnRetire called by an aborted reshare")
-				}
+	wDividesN := parts(modProofParts)
+	wDividesN[0] = fx.PaillierSK.P.Bytes()
+	cases := []forgery{
+		{"modulus proof omitted", "Paillier modulus proof", []forgedMsg{round2(fx.PaillierSK.N.Bytes(), nil)}},
+		{"factorisation proof omitted", "factorisation proof", []forgedMsg{
+			{typ: dg4m1, fromRole: tss.RoleNew, toRole: tss.RoleNew, content: &resharing.DGRound4Message1{}}}},
+		{"Paillier N with a small factor", "small factor", []forgedMsg{round2(withSmallFactor(fx.PaillierSK.N), parts(modProofParts))}},
+		{"VSS commitment of t+2 points", "VSS decommitment has 7 parts, want 5", []forgedMsg{
+			{typ: dg3m2, broadcast: true, fromRole: tss.RoleOld, toRole: tss.RoleNew,
+				content: &resharing.DGRound3Message2{VDecommitment: parts(vssParts + 2)}}}},
+		{"modulus proof W dividing N", "gcd(W, N)", []forgedMsg{round2(fx.PaillierSK.N.Bytes(), wDividesN)}},
+	}
+	pre := preFor(all3, 3)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			net, engines := honestPair(t)
+			old := map[pki.NodeID]*tss.Share{}
+			for _, id := range []pki.NodeID{"node2", "node3"} {
+				old[id] = copyShare(t, shares[id])
+			}
+			var retired atomic.Int32
+			sess := tss.NewSessionID()
+			sendForged(t, net, info.Wallet, sess, tc.msgs)
+			ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+			defer cancel()
+			res := parallel([]pki.NodeID{"node2", "node3"}, func(id pki.NodeID) (*tss.Share, error) {
+				return engines[id].Reshare(ctx, tss.ReshareParams{Session: sess, Old: info, OldSigners: all3, New: all3, NewThreshold: 1,
+					OnRetire: func(*tss.Share) error { retired.Add(1); return nil }}, old[id], pre[id])
 			})
-		}
-	})
-	wantCharged(t, c, len(cases))
+			wantRefusedBeforeTssLib(t, engines, res, tc.reason)
+			for id, s := range old {
+				if s.Retired() {
+					t.Fatalf("%s: old share retired by an aborted reshare", id)
+				}
+			}
+			if retired.Load() != 0 {
+				t.Fatal("OnRetire called by an aborted reshare")
+			}
+		})
+	}
 }
 
 // wantNoShare checks every member's keygen failed and returned no share.
