@@ -148,11 +148,16 @@ func (c *countingEngine) Sign(ctx context.Context, s *tss.Share, p tss.SignParam
 type countingShares struct {
 	member.ShareStore
 	gets atomic.Int32
+	last atomic.Pointer[tss.Share] // the last share unsealed (wipe_test.go)
 }
 
 func (c *countingShares) Get(wallet string, party pki.NodeID, id []byte) (*tss.Share, error) {
 	c.gets.Add(1)
-	return c.ShareStore.Get(wallet, party, id)
+	s, err := c.ShareStore.Get(wallet, party, id)
+	if err == nil {
+		c.last.Store(s)
+	}
+	return s, err
 }
 
 // doctoredLedger is a fault injector: it hands the member a deep copy of the

@@ -19,7 +19,8 @@ import (
 	"github.com/custody-dev/custody/signer/watermark"
 )
 
-// Engine runs tss signing sessions; *tss.Engine implements it.
+// Engine runs tss signing sessions; *tss.Engine implements it. Sign must
+// not use the share after it returns: the member wipes it then.
 type Engine interface {
 	Self() pki.NodeID
 	Sign(ctx context.Context, share *tss.Share, p tss.SignParams) (*tss.Signature, error)
@@ -251,10 +252,14 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrShare, err))
 	}
 	if string(share.PubKey) != string(p.info.PubKey) {
+		share.Wipe()
 		return nil, m.refuse(requestID, fmt.Errorf("%w: the unsealed share is for another key", ErrShare))
 	}
 	sig, err := m.cfg.Engine.Sign(ctx, share, tss.SignParams{Session: c.SessionID, Signers: slices.Clone(c.Signers), Digest: p.digest})
-	share = nil // the engine keeps nothing; drop our reference at once
+	// Sign returns only once the engine is done with the share (success or
+	// failure): zero its secrets now (invariant 4).
+	share.Wipe()
+	share = nil
 	if err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSession, err))
 	}

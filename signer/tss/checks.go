@@ -51,6 +51,52 @@ func checkH1H2(ntilde, h1, h2 *big.Int) error {
 	return nil
 }
 
+// checkModProofW refuses a Paillier modulus proof whose W is not a unit mod
+// N (tss-lib #323, fixed after v2.0.2). v2.0.2's verifier only requires W to
+// be a quadratic non-residue (Jacobi symbol != 1) in (0, N); a W sharing a
+// factor with N has Jacobi symbol 0 and passes, which lets a prover forge
+// the proof for a modulus that is not a product of two suitable primes.
+func checkModProofW(n *big.Int, proof [][]byte) error {
+	w := new(big.Int).SetBytes(proof[0])
+	if w.Sign() <= 0 || w.Cmp(n) >= 0 {
+		return fmt.Errorf("Paillier modulus proof: W out of range")
+	}
+	if g := new(big.Int).GCD(nil, nil, w, n); g.Cmp(big.NewInt(1)) != 0 {
+		return fmt.Errorf("Paillier modulus proof: gcd(W, N) != 1 (tss-lib #323)")
+	}
+	return nil
+}
+
+// keygenCheck is the keygen session's stateful pre-check: a party's
+// Paillier N arrives in its round-1 message and the proof about N in its
+// round-2 message, so the #323 check runs on whichever of the two arrives
+// second. tss-lib verifies the proof only in round 3, after both messages
+// were delivered, so it never sees a proof this check refuses. It runs on
+// the session's loop goroutine only.
+type keygenCheck struct {
+	n map[partyRef]*big.Int
+	w map[partyRef][][]byte
+}
+
+func newKeygenCheck() *keygenCheck {
+	return &keygenCheck{n: map[partyRef]*big.Int{}, w: map[partyRef][][]byte{}}
+}
+
+func (k *keygenCheck) check(msg tsslib.ParsedMessage, from partyRef) error {
+	switch c := msg.Content().(type) {
+	case *keygen.KGRound1Message:
+		k.n[from] = c.UnmarshalPaillierPK().N
+	case *keygen.KGRound2Message2:
+		k.w[from] = c.GetModProof()
+	default:
+		return nil
+	}
+	if n, w := k.n[from], k.w[from]; n != nil && w != nil {
+		return checkModProofW(n, w)
+	}
+	return nil
+}
+
 // precheck applies the checks that tss-lib v2.0.2 misses or performs late
 // (SECURITY.md items 3 and 5) to a parsed message, before the library sees it.
 // threshold is the threshold of the polynomial the sender commits to.
@@ -83,7 +129,11 @@ func precheck(msg tsslib.ParsedMessage, threshold int) error {
 		if len(c.GetModProof()) != modproof.ProofModBytesParts {
 			return fmt.Errorf("missing or malformed Paillier modulus proof")
 		}
-		if err := checkModulus("paillier N", new(big.Int).SetBytes(c.GetPaillierN())); err != nil {
+		n := new(big.Int).SetBytes(c.GetPaillierN())
+		if err := checkModulus("paillier N", n); err != nil {
+			return err
+		}
+		if err := checkModProofW(n, c.GetModProof()); err != nil {
 			return err
 		}
 		nt := new(big.Int).SetBytes(c.GetNTilde())

@@ -1,6 +1,7 @@
 package tss
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -378,6 +379,35 @@ func (e *Engine) unregister(id SessionID) {
 	if len(e.finishedOrder) > maxFinishedID {
 		delete(e.finished, e.finishedOrder[0])
 		e.finishedOrder = e.finishedOrder[1:]
+	}
+}
+
+// abandon ends a session this node has not started and never will (or has
+// finished): the ID is recorded as used here, and each of peers is told, as
+// a running session's abort notice would (best effort), so that it stops
+// at once; the notice waits in a peer's early buffer if the peer has not
+// started the session yet.
+func (e *Engine) abandon(id SessionID, wallet string, peers []pki.NodeID, cause error) {
+	e.mu.Lock()
+	_, running := e.sessions[id]
+	_, done := e.finished[id]
+	e.mu.Unlock()
+	if running {
+		return
+	}
+	if !done {
+		e.unregister(id)
+	}
+	msg := []byte(cause.Error())
+	for _, p := range peers {
+		if p == e.cfg.Self {
+			continue
+		}
+		env := &Envelope{Wallet: wallet, Session: id, Type: TypePeerAbort, From: e.cfg.Self, FromRole: RoleMain,
+			To: p, ToRole: RoleMain, Payload: msg}
+		ctx, cancel := context.WithTimeout(context.Background(), abortSendTimeout)
+		_ = e.cfg.Transport.Send(ctx, p, env)
+		cancel()
 	}
 }
 

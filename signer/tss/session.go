@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	tsslib "github.com/bnb-chain/tss-lib/v2/tss"
@@ -96,6 +97,10 @@ type session struct {
 	ctx        context.Context
 	confirms   map[partyRef][]byte
 	sentConf   bool
+	// workers are the goroutines driving tss-lib parties; run waits for
+	// them, so that when a session returns tss-lib no longer reads the
+	// share (the caller may wipe it).
+	workers sync.WaitGroup
 }
 
 func newSession(e *Engine, id SessionID, wallet, proto string) *session {
@@ -237,13 +242,16 @@ func (s *session) run(ctx context.Context) (res map[Role]any, agreed []byte, err
 	s.ctx = ctx
 	defer func() {
 		close(s.done)
+		// A worker may be inside a tss-lib round (which waits for its own
+		// goroutines) using the share's secrets: wait until it is out.
+		s.workers.Wait()
 		s.e.unregister(s.id)
 		if err != nil {
 			s.e.fail(s, err)
 		}
 	}()
 	for _, l := range s.locals {
-		go s.worker(l)
+		s.workers.Go(func() { s.worker(l) })
 	}
 	if len(s.locals) == 0 {
 		if err := s.maybeConfirm(); err != nil {

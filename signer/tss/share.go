@@ -152,10 +152,12 @@ func (s *Share) retire() {
 // retired, so it refuses to sign or serialise. Call it when a share leaves
 // memory (after a session, on shutdown). Go cannot guarantee erasure: the
 // garbage collector may have copied these values, big.Int arithmetic leaves
-// intermediate copies, and Marshal output and tss-lib's own copies (a
-// running session shares these integers, so never Wipe a share while it
-// signs) are not reached; Wipe shortens how long the secret lives, it does
-// not prove it is gone.
+// intermediate copies, and Marshal output and tss-lib's own copies are not
+// reached; Wipe shortens how long the secret lives, it does not prove it is
+// gone. A running session shares these integers, so never Wipe a share
+// while it signs; once Sign (or SignLateBound, Keygen's test-sign, Reshare)
+// has returned, success or failure, tss-lib no longer reads it: a session
+// returns only after its tss-lib parties stopped (TestSignReturnsAfterTssLibStopped).
 func (s *Share) Wipe() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

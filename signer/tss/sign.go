@@ -47,7 +47,8 @@ var secpHalfN = new(big.Int).Rsh(btcec.S256().N, 1)
 
 // Sign runs one signing session with the given share. Signing state is held
 // in memory only: a session ID is never reused and a failed or interrupted
-// session is never resumed (SECURITY.md item 7).
+// session is never resumed (SECURITY.md item 7). Sign returns, whatever the
+// outcome, only once tss-lib stopped using the share: the caller may Wipe it.
 func (e *Engine) Sign(ctx context.Context, share *Share, p SignParams) (*Signature, error) {
 	return e.sign(ctx, share, p, new(big.Int).SetBytes(p.Digest[:]))
 }
