@@ -18,6 +18,7 @@ const module = "github.com/custody-dev/custody"
 // deliberately. "*" means any package of ours.
 //
 //	cmd/custody                     the CLI, on top of everything
+//	genesis                         the genesis document, above the ledger
 //	withdraw                        the leader's orchestration, above the ledger
 //	signer/member                   reads the ledger; the ledger never imports signer code
 //	signer/...                      tss engine, presign, transport, shares, watermark
@@ -37,6 +38,8 @@ var layers = map[string][]string{
 	"signer/watermark": {},
 	"signer/preparams": {},
 
+	"genesis": {"ledger", "policy", "quorum", "pki", "amount"},
+
 	"ledger": {"policy", "quorum", "pki", "amount"},
 	"policy": {"quorum", "amount"},
 	"quorum": {},
@@ -54,7 +57,7 @@ var layers = map[string][]string{
 	"signer/preparams/cmd/genfixtures": {"signer/preparams"},
 
 	// Test support: importable from _test.go files only (checked below).
-	"ledger/ledgertest":   {"ledger", "pki", "quorum"},
+	"ledger/ledgertest":   {"genesis", "ledger", "pki", "quorum"},
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},

@@ -5,13 +5,16 @@ import (
 	"slices"
 	"time"
 
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
 
-// Genesis initialises an empty ledger from the cluster's init ceremony: the
-// first registry (see [quorum.NewRegistry]) and rules file. Refused once the
-// ledger has a registry.
+// Genesis initialises an empty ledger from the cluster's genesis file
+// (package genesis builds it with genesis.Genesis.Command): the first
+// registry (see [quorum.NewRegistry]), rules file, approval-validity
+// ceiling and node set, and the genesis hash they came from. Refused once
+// the ledger has a registry.
 type Genesis struct {
 	ClusterID   string            `json:"cluster_id"`
 	AdminQuorum int               `json:"admin_quorum"`
@@ -21,6 +24,24 @@ type Genesis struct {
 	// MaxApprovalValidity is the ceiling on any approval's lifetime (its
 	// expiry minus the time it is recorded): 1 minute to 30 days.
 	MaxApprovalValidity time.Duration `json:"max_approval_validity"`
+	// Nodes is the cluster's node set: at least one node, distinct IDs
+	// (each valid under [pki.NodeID.Validate]) and distinct key
+	// fingerprints ([pki.KeyFingerprint] form).
+	Nodes []Node `json:"nodes"`
+	// Hash is the genesis hash (lowercase hex SHA-256, see docs/genesis.md)
+	// of the genesis file this command was built from, the value every node
+	// pins in its config. The ledger records it (State.GenesisHash) but
+	// cannot recompute it: package genesis (genesis.VerifyCommand) checks a
+	// command against a pinned hash.
+	Hash string `json:"hash"`
+}
+
+// Node is one node of the cluster's node set: its ID (the CommonName of its
+// node certificate) and the [pki.KeyFingerprint] of that certificate's
+// public key. A certificate for another key does not make a node of the set.
+type Node struct {
+	ID             pki.NodeID `json:"id"`
+	KeyFingerprint string     `json:"key_fingerprint"`
 }
 
 // Bounds of Genesis.MaxApprovalValidity.
@@ -47,10 +68,55 @@ func (p Genesis) apply(t *txn) (applyOut, error) {
 	if err != nil {
 		return applyOut{}, fmt.Errorf("%w: genesis rules: %w", ErrInvalid, err)
 	}
+	if err := validGenesisHash(p.Hash); err != nil {
+		return applyOut{}, err
+	}
+	if err := validNodes(p.Nodes); err != nil {
+		return applyOut{}, err
+	}
 	t.setRegistry(reg)
+	t.setGenesis(p.Hash, p.Nodes)
 	t.setApprovalCeiling(p.MaxApprovalValidity)
 	t.setRules(RulesDoc{Hash: rules.Hash(), Body: slices.Clone(p.Rules)}, rules)
 	return changed(p.ClusterID)
+}
+
+// validGenesisHash accepts exactly 64 lowercase hex digits.
+func validGenesisHash(h string) error {
+	ok := len(h) == 64
+	for i := 0; ok && i < len(h); i++ {
+		ok = h[i] >= '0' && h[i] <= '9' || h[i] >= 'a' && h[i] <= 'f'
+	}
+	if !ok {
+		return invalid("genesis hash %q is not 64 lowercase hex digits", h)
+	}
+	return nil
+}
+
+// validNodes checks a genesis node set: not empty, IDs and fingerprints
+// well formed and distinct.
+func validNodes(nodes []Node) error {
+	if len(nodes) == 0 {
+		return invalid("genesis has no nodes")
+	}
+	ids := map[pki.NodeID]bool{}
+	keys := map[string]bool{}
+	for i, n := range nodes {
+		if err := n.ID.Validate(); err != nil {
+			return fmt.Errorf("%w: genesis node %d: %w", ErrInvalid, i, err)
+		}
+		if err := pki.ValidKeyFingerprint(n.KeyFingerprint); err != nil {
+			return fmt.Errorf("%w: genesis node %q: %w", ErrInvalid, n.ID, err)
+		}
+		if ids[n.ID] {
+			return invalid("genesis node %q is listed twice", n.ID)
+		}
+		if keys[n.KeyFingerprint] {
+			return invalid("genesis node %q: key %s belongs to another node too", n.ID, n.KeyFingerprint)
+		}
+		ids[n.ID], keys[n.KeyFingerprint] = true, true
+	}
+	return nil
 }
 
 // checkValidity refuses approvals that expire further in the future than

@@ -155,7 +155,13 @@ type State struct {
 	// an approval may expire, from the genesis; a longer-lived approval is
 	// refused, so an old approval cannot be hoarded for later.
 	MaxApprovalValidity time.Duration `json:"max_approval_validity"`
-	Audit               []AuditEvent  `json:"audit"`
+	// GenesisHash is the hash of the genesis file the ledger was
+	// initialised from (Genesis.Hash); every node pins it in its config.
+	GenesisHash string `json:"genesis_hash,omitempty"`
+	// Nodes is the cluster's node set, from the genesis: each node's ID and
+	// the fingerprint of its certificate's public key.
+	Nodes map[pki.NodeID]*Node `json:"nodes"`
+	Audit []AuditEvent         `json:"audit"`
 
 	// rules is the parsed ActiveRules (derived, never serialised).
 	rules *policy.Rules
@@ -175,6 +181,7 @@ func NewState() *State {
 		Outpoints: map[string]string{},
 		Sessions:  map[string]string{},
 		Changes:   map[string]uint64{},
+		Nodes:     map[pki.NodeID]*Node{},
 	}
 }
 
@@ -228,6 +235,9 @@ func DecodeState(b []byte) (*State, error) {
 	}
 	if st.Changes == nil {
 		st.Changes = fill.Changes
+	}
+	if st.Nodes == nil {
+		st.Nodes = fill.Nodes
 	}
 	if st.ActiveRules != "" {
 		doc := st.Rules[st.ActiveRules]

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"slices"
 	"time"
 
 	"github.com/custody-dev/custody/pki"
@@ -33,6 +34,7 @@ type txn struct {
 	sessions  map[string]string
 	changes   map[string]uint64
 	ceiling   *time.Duration
+	genesis   *genesisRecord
 	reg       *quorum.Registry
 	pol       *policy.State
 	rulesDoc  *RulesDoc
@@ -118,6 +120,18 @@ func (t *txn) approvalCeiling() time.Duration {
 
 func (t *txn) setApprovalCeiling(d time.Duration) { t.ceiling = &d }
 
+// genesisRecord is what the genesis command records beside the registry
+// and rules: the genesis hash and the node set.
+type genesisRecord struct {
+	hash  string
+	nodes []Node
+}
+
+// setGenesis stages the genesis hash and the node set.
+func (t *txn) setGenesis(hash string, nodes []Node) {
+	t.genesis = &genesisRecord{hash: hash, nodes: slices.Clone(nodes)}
+}
+
 // lookup reads a staged string map over its base ("" means none or released).
 func lookup(staged, base map[string]string, k string) string {
 	if v, ok := staged[k]; ok {
@@ -185,6 +199,13 @@ func (t *txn) commit() {
 	}
 	if t.ceiling != nil {
 		st.MaxApprovalValidity = *t.ceiling
+	}
+	if t.genesis != nil {
+		st.GenesisHash = t.genesis.hash
+		clear(st.Nodes)
+		for _, n := range t.genesis.nodes {
+			st.Nodes[n.ID] = &n
+		}
 	}
 	if t.reg != nil {
 		st.Registry = *t.reg

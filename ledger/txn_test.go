@@ -53,6 +53,7 @@ func (p scribble) apply(t *txn) (applyOut, error) {
 	t.recordSession("scribbled", "scribbled")
 	t.recordChange("scribbled")
 	t.setApprovalCeiling(time.Hour)
+	t.setGenesis("scribbled", []Node{{ID: "scribbled", KeyFingerprint: "scribbled"}})
 	t.setRegistry(quorum.Registry{ClusterID: "scribbled"})
 	t.setPolicy(t.policyState().RecordSpend(policy.Spend{RequestID: "scribbled", At: t.now}, time.Hour))
 	r, err := policy.ParseRules([]byte(scribbleRules))
@@ -97,6 +98,7 @@ func TestTxnRefusalDiscardsStagedWrites(t *testing.T) {
 	_ = f.Read(func(st *State) error {
 		if st.Requests["scribbled"] == nil || st.Wallets["scribbled"] == nil || st.Voters["scribbled"] == nil ||
 			st.Nonces["scribbled/1"] == "" || st.Outpoints["scribbled:0"] == "" || st.Sessions["scribbled"] == "" || st.Changes["scribbled"] != 2 || st.MaxApprovalValidity != time.Hour ||
+			st.GenesisHash != "scribbled" || st.Nodes["scribbled"] == nil ||
 			st.Registry.ClusterID != "scribbled" || len(st.Policy.History()) != 1 || st.ActivePolicy() == nil || st.Index != 2 {
 			t.Fatalf("accepted command's writes not all committed: %+v", st)
 		}

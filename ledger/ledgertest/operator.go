@@ -3,10 +3,13 @@ package ledgertest
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
 )
 
@@ -45,14 +48,38 @@ func (o Operator) Sign(t testing.TB, cluster, subject string, payload quorum.Has
 // ApprovalValidity is the approval-validity ceiling of Genesis.
 const ApprovalValidity = 48 * time.Hour
 
+// GenesisNodes is the node set of Genesis: the IDs New gives a cluster of
+// three.
+var GenesisNodes = []pki.NodeID{"n1", "n2", "n3"}
+
+// Nodes returns a node set of ids whose key fingerprints are derived from
+// the IDs (not from any certificate), so failures reproduce.
+func Nodes(ids ...pki.NodeID) []ledger.Node {
+	out := make([]ledger.Node, len(ids))
+	for i, id := range ids {
+		sum := sha256.Sum256([]byte("ledgertest-node/" + id))
+		out[i] = ledger.Node{ID: id, KeyFingerprint: hex.EncodeToString(sum[:])}
+	}
+	return out
+}
+
 // Genesis is the genesis command of cluster with the given admin quorum,
 // rules and operators (all active, one device each), approvals valid for
-// at most ApprovalValidity.
+// at most ApprovalValidity, the node set Nodes(GenesisNodes...), and the
+// hash of the genesis document it is the command of (package genesis). It
+// panics when that document does not validate: build an invalid genesis
+// command by editing a valid one.
 func Genesis(cluster string, adminQuorum int, rules string, ops ...Operator) ledger.Genesis {
-	g := ledger.Genesis{ClusterID: cluster, AdminQuorum: adminQuorum, Rules: []byte(rules), MaxApprovalValidity: ApprovalValidity}
+	g := ledger.Genesis{ClusterID: cluster, AdminQuorum: adminQuorum, Rules: []byte(rules), MaxApprovalValidity: ApprovalValidity,
+		Nodes: Nodes(GenesisNodes...)}
 	for _, o := range ops {
 		g.Operators = append(g.Operators, quorum.Operator{ID: o.ID, Name: o.ID, Kind: o.Kind, Roles: o.Roles, Status: quorum.StatusActive})
 		g.Devices = append(g.Devices, o.Device())
 	}
+	doc, err := genesis.FromCommand(g)
+	if err != nil {
+		panic("ledgertest: Genesis: " + err.Error())
+	}
+	g.Hash = doc.Hash()
 	return g
 }
