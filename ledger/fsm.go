@@ -118,6 +118,31 @@ func (f *FSM) Hash() ([32]byte, error) {
 func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.applyOneLocked(l)
+}
+
+// ApplyBatch applies the entries raft committed together, in order, under
+// one lock, exactly as Apply would one by one (raft.BatchingFSM). Raft then
+// answers the batch's proposers together, so they propose again together and
+// the leader's next log write (one fsync) covers them all.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			// Configuration entries: raft records them itself; voters reach
+			// the state through member.set commands.
+			continue
+		}
+		out[i] = f.applyOneLocked(l)
+	}
+	return out
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+func (f *FSM) applyOneLocked(l *raft.Log) any {
 	if f.halted != nil {
 		return &applyResult{err: f.halted}
 	}

@@ -30,6 +30,7 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newPolicyCmd(),
 		newOperatorCmd(),
 		newAuditCmd(),
+		newLedgerCmd(),
 	)
 	return root
 }
