@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	metrics "github.com/armon/go-metrics"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	. "github.com/custody-dev/custody/ledger"
 )
@@ -259,4 +262,94 @@ func benchTuning(b *testing.B, cfg *Config) {
 			b.Fatalf("LEDGER_BENCH_TUNE: unknown setting %q", k)
 		}
 	}
+}
+
+// BenchmarkSnapshot100k measures a snapshot of a ledger holding 100,000
+// withdrawal requests (built by applying 100,000 request.create entries to
+// the FSM; LEDGER_BENCH_REQUESTS changes the count): its size and the audit
+// chain's share of it, the time the FSM holds its lock for it (applies wait
+// that long), the time to encode and write it to raft's file snapshot store
+// (beside Apply), and the time to restore it (read, CRC, decode, verify the
+// chain).
+func BenchmarkSnapshot100k(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv("LEDGER_BENCH_REQUESTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f := NewFSM(nil, nil)
+	var idx uint64
+	t0 := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	apply := func(actor string, at time.Time, cmd Command) {
+		data, err := EncodeCommand(actor, at, cmd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		idx++
+		if _, _, err := ApplyOutcome(f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	apply("ceremony", t0, genesisCmd())
+	for _, w := range testWallets {
+		apply("keygen", t0, WalletSet{w})
+	}
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		c := createCmd(fmt.Sprintf("r-%06d", i), uint64(i))
+		c.ExpiresAt = t0.Add(24 * time.Hour)
+		apply("backend", at, c)
+	}
+	var auditBytes int
+	_ = f.Read(func(st *State) error {
+		ab, err := json.Marshal(st.Audit)
+		auditBytes = len(ab)
+		return err
+	})
+
+	store, err := raft.NewFileSnapshotStoreWithLogger(b.TempDir(), 1, hclog.NewNullLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lock, persist, restore time.Duration
+	var size int64
+	b.ResetTimer()
+	for range b.N {
+		t1 := time.Now()
+		snap, err := f.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lock += time.Since(t1)
+		t2 := time.Now()
+		sink, err := store.Create(raft.SnapshotVersionMax, idx, 1, raft.Configuration{}, 1, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := snap.Persist(sink); err != nil {
+			b.Fatal(err)
+		}
+		persist += time.Since(t2)
+		snap.Release()
+
+		t3 := time.Now()
+		meta, rc, err := store.Open(sink.ID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = meta.Size
+		g := NewFSM(nil, nil)
+		if err := g.Restore(rc); err != nil {
+			b.Fatal(err)
+		}
+		restore += time.Since(t3)
+	}
+	per := func(d time.Duration) float64 { return float64(d) / float64(b.N) / 1e6 }
+	b.ReportMetric(float64(size)/1e6, "snapshot-MB")
+	b.ReportMetric(float64(auditBytes)/1e6, "audit-MB")
+	b.ReportMetric(per(lock), "lock-ms")
+	b.ReportMetric(per(persist), "persist-ms")
+	b.ReportMetric(per(restore), "restore-ms")
 }

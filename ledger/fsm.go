@@ -209,18 +209,17 @@ type applyOut struct {
 
 func changed(subject string) (applyOut, error) { return applyOut{changed: true, subject: subject}, nil }
 
-// Snapshot serialises the state under the lock; Persist only writes bytes.
+// Snapshot takes a view of the state under the lock (map copies that share
+// every stored record, see [State.snapshotView]): Apply waits only for that,
+// not for the encoding, which Persist does while Apply goes on. At 100,000
+// requests encoding takes seconds; the view takes milliseconds.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.halted != nil {
 		return nil, f.halted
 	}
-	b, err := f.st.Encode()
-	if err != nil {
-		return nil, err
-	}
-	return &fsmSnapshot{b: b}, nil
+	return &fsmSnapshot{st: f.st.snapshotView()}, nil
 }
 
 // Restore replaces the whole state with the snapshot's; nothing of the prior
@@ -245,10 +244,16 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ b []byte }
+type fsmSnapshot struct{ st *State }
 
+// Persist writes the view's canonical encoding (the bytes [State.Hash]
+// hashes).
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.b); err != nil {
+	b, err := s.st.Encode()
+	if err == nil {
+		_, err = sink.Write(b)
+	}
+	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("ledger: persist snapshot: %w", err)
 	}
