@@ -5,7 +5,7 @@ package ledger
 // ApplyOutcome reads what FSM.Apply returned.
 func ApplyOutcome(res any) (req *Request, existing bool, err error) {
 	r := res.(*applyResult)
-	return r.req, r.existing, r.err
+	return r.req.Clone(), r.existing, r.err
 }
 
 // NonceKey is the key of State.Nonces.

@@ -11,6 +11,7 @@ import (
 )
 
 // Result of one Apply, returned to the proposer through raft's ApplyFuture.
+// req may be shared with the state: read-only, copy before handing it out.
 type applyResult struct {
 	req      *Request
 	existing bool
@@ -188,11 +189,10 @@ func (f *FSM) applyLocked(l *raft.Log) (res *applyResult, fatal error) {
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
 		f.notifyLocked()
 	}
-	r := &applyResult{existing: out.existing}
-	if out.req != nil {
-		r.req = out.req.Clone()
-	}
-	return r, nil
+	// out.req may be the stored record itself (putRequest takes ownership):
+	// the proposer copies it (Store.apply), off the apply path. Stored
+	// records are never edited in place, so that copy needs no lock.
+	return &applyResult{existing: out.existing, req: out.req}, nil
 }
 
 // applyOut is what an accepted command reports to the FSM.

@@ -464,7 +464,7 @@ func (s *Store) apply(ctx context.Context, b []byte) (Outcome, error) {
 	if res.err != nil {
 		return Outcome{Index: f.Index()}, res.err
 	}
-	return Outcome{Request: res.req, Existing: res.existing, Index: f.Index()}, nil
+	return Outcome{Request: res.req.Clone(), Existing: res.existing, Index: f.Index()}, nil
 }
 
 // CreateRequest records a new request (idempotent on ID + payload). The
