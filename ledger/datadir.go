@@ -68,20 +68,38 @@ func ReadDataDir(dir string) (*State, DataDirReport, error) {
 		return nil, rep, err
 	}
 	defer closeDB()
+	if err := replayLog(db, fsm, &rep); err != nil {
+		return nil, rep, err
+	}
+	return fsm.st, rep, nil
+}
+
+// unreadable turns a panic while reading a log store into an error:
+// raft-boltdb panics on a bbolt file without its buckets (a damaged or
+// foreign raft.db), and offline tools report that instead of crashing.
+func unreadable(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("ledger: log store unreadable (damaged or not a raft log?): %v", r)
+	}
+}
+
+// replayLog applies the log after the snapshot.
+func replayLog(db raft.LogStore, fsm *FSM, rep *DataDirReport) (err error) {
+	defer unreadable(&err)
 	if rep.FirstIndex, err = db.FirstIndex(); err != nil {
-		return nil, rep, fmt.Errorf("ledger: log: %w", err)
+		return fmt.Errorf("ledger: log: %w", err)
 	}
 	if rep.LastIndex, err = db.LastIndex(); err != nil {
-		return nil, rep, fmt.Errorf("ledger: log: %w", err)
+		return fmt.Errorf("ledger: log: %w", err)
 	}
 	start := max(rep.SnapshotIndex+1, rep.FirstIndex)
 	if rep.LastIndex > 0 && start > rep.SnapshotIndex+1 {
-		return nil, rep, fmt.Errorf("ledger: log starts at %d but the snapshot ends at %d: entries missing", rep.FirstIndex, rep.SnapshotIndex)
+		return fmt.Errorf("ledger: log starts at %d but the snapshot ends at %d: entries missing", rep.FirstIndex, rep.SnapshotIndex)
 	}
 	for i := start; i <= rep.LastIndex && rep.LastIndex > 0; i++ {
 		var l raft.Log
 		if err := db.GetLog(i, &l); err != nil {
-			return nil, rep, fmt.Errorf("ledger: log entry %d: %w", i, err)
+			return fmt.Errorf("ledger: log entry %d: %w", i, err)
 		}
 		if l.Type != raft.LogCommand {
 			continue
@@ -89,10 +107,10 @@ func ReadDataDir(dir string) (*State, DataDirReport, error) {
 		fsm.Apply(&l)
 		rep.Replayed++
 		if err := fsm.Halted(); err != nil {
-			return nil, rep, err
+			return err
 		}
 	}
-	return fsm.st, rep, nil
+	return nil
 }
 
 // readSnapshotFile decodes a raft file snapshot, checking the audit chain

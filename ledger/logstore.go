@@ -205,8 +205,11 @@ func openLogStoreReadOnly(dir string, kind LogStore) (st readStore, closeFn func
 			Path:        kind.path(dir),
 			BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second},
 		})
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, nil, fmt.Errorf("ledger: open log %s: %w (is the node still running?)", kind.path(dir), err)
+		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("ledger: open log (is the node still running?): %w", err)
+			return nil, nil, fmt.Errorf("ledger: open log %s: %w", kind.path(dir), err)
 		}
 		return db, db.Close, nil
 	case LogStoreWAL:
@@ -240,9 +243,17 @@ var _ waltypes.MetaStore = (*readOnlyMeta)(nil)
 func (m *readOnlyMeta) Load(dir string) (waltypes.PersistentState, error) {
 	var ps waltypes.PersistentState
 	if m.db == nil {
-		db, err := bbolt.Open(filepath.Join(dir, metadb.FileName), 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+		path := filepath.Join(dir, metadb.FileName)
+		// bbolt creates a missing file even read-only: check first.
+		if _, err := os.Stat(path); err != nil {
+			return ps, fmt.Errorf("ledger: log meta: %w", err)
+		}
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return ps, fmt.Errorf("ledger: open log meta %s: %w (is the node still running?)", path, err)
+		}
 		if err != nil {
-			return ps, fmt.Errorf("ledger: open log meta %s (is the node still running?): %w", filepath.Join(dir, metadb.FileName), err)
+			return ps, fmt.Errorf("ledger: open log meta %s: %w", path, err)
 		}
 		m.db = db
 	}

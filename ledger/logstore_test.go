@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.etcd.io/bbolt"
+
 	. "github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 )
@@ -151,14 +153,16 @@ func TestMigrateLogStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		ledgertest.Poll(t, "the node to lead and apply its log", func() error {
-			if !s.IsLeader() || s.AppliedIndex() < s.LastIndex() {
-				return errors.New("not yet")
-			}
-			return nil
+		var got [32]byte
+		ledgertest.Poll(t, "a linearizable read (the node leads and applied its log)", func() error {
+			return s.ReadLinearizable(context.Background(), func(st *State) error {
+				var err error
+				got, err = st.Hash()
+				return err
+			})
 		})
-		if got, err := s.Hash(); err != nil || got != want {
-			t.Fatalf("hash after migrating to %s: %x, want %x (%v)", store, got[:8], want[:8], err)
+		if got != want {
+			t.Fatalf("hash after migrating to %s: %x, want %x", store, got[:8], want[:8])
 		}
 		if _, _, err := s.CreateRequest(context.Background(), "backend", createCmd("post-"+string(store), 1000+uint64(len(store)))); err != nil {
 			t.Fatal(err)
@@ -228,4 +232,71 @@ func TestMigrateRefusesRunningNode(t *testing.T) {
 			t.Fatalf("ReadDataDir of a running node: %v", err)
 		}
 	})
+}
+
+// TestReadDataDirDamagedLog: a data dir whose log store is not a raft log
+// (an empty bbolt file as raft.db, a WAL dir without its meta store, garbage
+// as wal-meta.db) is reported as an error by ReadDataDir and
+// MigrateLogStore, never a panic, and is not written to.
+func TestReadDataDirDamagedLog(t *testing.T) {
+	cases := map[string]func(dir string) error{
+		"empty bbolt as raft.db": func(dir string) error {
+			db, err := bbolt.Open(filepath.Join(dir, "raft.db"), 0o600, nil)
+			if err != nil {
+				return err
+			}
+			return db.Close()
+		},
+		"wal dir without meta": func(dir string) error { return os.Mkdir(filepath.Join(dir, "wal"), 0o700) },
+		"garbage wal-meta.db": func(dir string) error {
+			if err := os.Mkdir(filepath.Join(dir, "wal"), 0o700); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, "wal", "wal-meta.db"), []byte("not a bbolt file at all, but long enough to be read as one ........"), 0o600)
+		},
+	}
+	for name, mk := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := mk(dir); err != nil {
+				t.Fatal(err)
+			}
+			before := treeEntries(t, dir)
+			if _, _, err := ReadDataDir(dir); err == nil {
+				t.Fatal("ReadDataDir accepted it")
+			} else {
+				t.Log(err)
+			}
+			if _, err := MigrateLogStore(dir, LogStoreWAL); err == nil {
+				t.Fatal("MigrateLogStore accepted it")
+			}
+			if _, err := MigrateLogStore(dir, LogStoreBoltDB); err == nil {
+				t.Fatal("MigrateLogStore accepted it")
+			}
+			if after := treeEntries(t, dir); !slices.Equal(before, after) {
+				t.Fatalf("ReadDataDir or MigrateLogStore changed the dir: %v → %v", before, after)
+			}
+		})
+	}
+}
+
+// treeEntries lists every path under dir with its size, sorted.
+func treeEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %d", p, info.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

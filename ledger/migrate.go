@@ -140,6 +140,7 @@ func exists(path string) (bool, error) {
 }
 
 func logRange(s raft.LogStore) (first, last uint64, err error) {
+	defer unreadable(&err)
 	if first, err = s.FirstIndex(); err != nil {
 		return 0, 0, fmt.Errorf("ledger: migrate: read log: %w", err)
 	}
@@ -152,7 +153,8 @@ func logRange(s raft.LogStore) (first, last uint64, err error) {
 // copyLogStore copies the stable values and log entries first..last from src
 // to the empty dst in batches (each batch one write), then reads every entry
 // back from dst and compares it with src's.
-func copyLogStore(dst raftStore, src readStore, first, last uint64) error {
+func copyLogStore(dst raftStore, src readStore, first, last uint64) (err error) {
+	defer unreadable(&err)
 	for _, k := range raftStableUint64 {
 		v, err := src.GetUint64([]byte(k))
 		if err != nil && !isNotFound(err) {

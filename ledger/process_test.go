@@ -67,7 +67,7 @@ func TestHelperProcess(t *testing.T) {
 	if err != nil {
 		fail(err)
 	}
-	h := &helperNode{s: s, dir: cfg.Dir, store: cfg.LogStore}
+	h := &helperNode{t: t, s: s, dir: cfg.Dir, store: cfg.LogStore}
 	h.println("READY " + s.Addr())
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -81,6 +81,7 @@ func TestHelperProcess(t *testing.T) {
 
 // helperNode is the node inside a helper process.
 type helperNode struct {
+	t     *testing.T
 	s     *Store
 	dir   string
 	store LogStore
@@ -112,13 +113,12 @@ func (h *helperNode) command(f []string) error {
 		if err := h.s.Bootstrap(); err != nil {
 			return err
 		}
-		deadline := time.Now().Add(ledgertest.Wait)
-		for !h.s.IsLeader() {
-			if time.Now().After(deadline) {
-				return errors.New("not leader after bootstrap")
+		ledgertest.Poll(h.t, "leadership after bootstrap", func() error {
+			if !h.s.IsLeader() {
+				return errors.New("not leader")
 			}
-			time.Sleep(10 * time.Millisecond) // a helper process, not a test: no Poll here
-		}
+			return nil
+		})
 	case f[0] == "join" && len(f) == 3:
 		if err := h.s.Join(ctx, pki.NodeID(f[1]), f[2]); err != nil {
 			return err
