@@ -199,7 +199,8 @@ func walTailSegment(dir string) (string, error) {
 }
 
 // walLogEnd is where the tail segment's last fsynced write ends: the end of
-// its last commit frame.
+// its last commit frame (0 for a tail nothing was written to yet: its first
+// write starts with the file header).
 func walLogEnd(dir string) (int64, error) {
 	seg, err := walTailSegment(dir)
 	if err != nil {
@@ -214,7 +215,7 @@ func walLogEnd(dir string) (int64, error) {
 			return frames[i].end, nil
 		}
 	}
-	return 0, fmt.Errorf("%s: no commit frame", seg)
+	return 0, nil
 }
 
 // tearBoltMeta overwrites the second half of the meta in the slot bbolt's

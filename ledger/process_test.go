@@ -29,7 +29,7 @@ import (
 // re-execute the test binary with LEDGER_HELPER_NODE=1 to run one ledger node
 // in its own process, so it can be SIGKILLed (or its file size limited) for
 // real. It prints "READY <addr>", then obeys one command per stdin line and
-// answers each with "OK ..." or "ERR ..." (see helperCommand); acknowledged
+// answers each with "OK ..." or "ERR ..." (see helperNode.command); acknowledged
 // writes are printed as "ACK <id> <index>" the moment they return. It runs
 // until stdin closes (or it is killed, which is the point).
 func TestHelperProcess(t *testing.T) {
