@@ -72,9 +72,13 @@ test-short:
 # Fast benchmarks run with Go's default benchtime; the slow ones (every
 # iteration a threshold signature, a raft commit, an offline presign phase)
 # run a fixed count so the whole target finishes in about 15 minutes.
+# BenchmarkCommit prints both ledger log stores side by side with a raft
+# trace; LEDGER_BENCH_TUNE (e.g. ReplicationInFlight=1,MaxAppendEntries=256)
+# tries raft settings, TMPDIR=/dev/shm takes the disk out (not durable).
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./hsm ./policy ./chains/... ./signer/watermark ./signer/transport
 	$(GO) test -run '^$$' -bench BenchmarkCommit -benchtime 3000x ./ledger
+	$(GO) test -run '^$$' -bench BenchmarkSnapshot100k -benchtime 1x -timeout 30m ./ledger
 	$(GO) test -run '^$$' -bench Presign -benchtime 20x -timeout 30m ./signer/presign
 	$(GO) test -run '^$$' -bench Sign -benchtime 6x -timeout 30m ./signer/tss
 

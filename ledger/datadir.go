@@ -9,16 +9,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 )
 
 // DataDirReport describes what [ReadDataDir] read.
 type DataDirReport struct {
+	// LogStore is the store the data dir holds.
+	LogStore LogStore `json:"log_store"`
 	// SnapshotID and SnapshotIndex name the snapshot the state started from
 	// ("" and 0 when there was none).
 	SnapshotID    string `json:"snapshot_id,omitempty"`
@@ -33,8 +31,9 @@ type DataDirReport struct {
 // ReadDataDir rebuilds a stopped node's state offline from its data dir: the
 // newest snapshot (its audit chain verified record by record before anything
 // else, then its CRC) and every log entry after it, applied by the same FSM.
-// The node must not be running (bbolt is opened read-only and would wait on
-// the writer's lock; it gives up after 2 s).
+// The node must not be running (the log store's bbolt file is opened
+// read-only and would wait on the writer's lock; it gives up after 2 s).
+// Nothing in the dir is written.
 //
 // Entries after the snapshot may include a tail the cluster never committed;
 // the result is this node's view, which is what an offline audit of a data
@@ -42,16 +41,17 @@ type DataDirReport struct {
 func ReadDataDir(dir string) (*State, DataDirReport, error) {
 	var rep DataDirReport
 	fsm := NewFSM(nil, nil)
-	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err != nil {
-		return nil, rep, fmt.Errorf("ledger: %s is not a ledger data dir: %w", dir, err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, hclog.NewNullLogger())
+	kind, err := DetectLogStore(dir)
 	if err != nil {
-		return nil, rep, fmt.Errorf("ledger: snapshots: %w", err)
+		return nil, rep, err
 	}
-	metas, err := snaps.List()
+	if kind == "" {
+		return nil, rep, fmt.Errorf("ledger: %s is not a ledger data dir: no log store (%s or %s)", dir, walDir, boltFile)
+	}
+	rep.LogStore = kind
+	metas, err := listSnapshots(dir)
 	if err != nil {
-		return nil, rep, fmt.Errorf("ledger: snapshots: %w", err)
+		return nil, rep, err
 	}
 	if len(metas) > 0 {
 		m := metas[0] // newest first
@@ -63,28 +63,43 @@ func ReadDataDir(dir string) (*State, DataDirReport, error) {
 		rep.SnapshotID, rep.SnapshotIndex = m.ID, m.Index
 	}
 
-	db, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(dir, "raft.db"),
-		BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second},
-	})
+	db, closeDB, err := openLogStoreReadOnly(dir, kind)
 	if err != nil {
-		return nil, rep, fmt.Errorf("ledger: open log (is the node still running?): %w", err)
+		return nil, rep, err
 	}
-	defer db.Close()
+	defer closeDB()
+	if err := replayLog(db, fsm, &rep); err != nil {
+		return nil, rep, err
+	}
+	return fsm.st, rep, nil
+}
+
+// unreadable turns a panic while reading a log store into an error:
+// raft-boltdb panics on a bbolt file without its buckets (a damaged or
+// foreign raft.db), and offline tools report that instead of crashing.
+func unreadable(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("ledger: log store unreadable (damaged or not a raft log?): %v", r)
+	}
+}
+
+// replayLog applies the log after the snapshot.
+func replayLog(db raft.LogStore, fsm *FSM, rep *DataDirReport) (err error) {
+	defer unreadable(&err)
 	if rep.FirstIndex, err = db.FirstIndex(); err != nil {
-		return nil, rep, fmt.Errorf("ledger: log: %w", err)
+		return fmt.Errorf("ledger: log: %w", err)
 	}
 	if rep.LastIndex, err = db.LastIndex(); err != nil {
-		return nil, rep, fmt.Errorf("ledger: log: %w", err)
+		return fmt.Errorf("ledger: log: %w", err)
 	}
 	start := max(rep.SnapshotIndex+1, rep.FirstIndex)
 	if rep.LastIndex > 0 && start > rep.SnapshotIndex+1 {
-		return nil, rep, fmt.Errorf("ledger: log starts at %d but the snapshot ends at %d: entries missing", rep.FirstIndex, rep.SnapshotIndex)
+		return fmt.Errorf("ledger: log starts at %d but the snapshot ends at %d: entries missing", rep.FirstIndex, rep.SnapshotIndex)
 	}
 	for i := start; i <= rep.LastIndex && rep.LastIndex > 0; i++ {
 		var l raft.Log
 		if err := db.GetLog(i, &l); err != nil {
-			return nil, rep, fmt.Errorf("ledger: log entry %d: %w", i, err)
+			return fmt.Errorf("ledger: log entry %d: %w", i, err)
 		}
 		if l.Type != raft.LogCommand {
 			continue
@@ -92,10 +107,10 @@ func ReadDataDir(dir string) (*State, DataDirReport, error) {
 		fsm.Apply(&l)
 		rep.Replayed++
 		if err := fsm.Halted(); err != nil {
-			return nil, rep, err
+			return err
 		}
 	}
-	return fsm.st, rep, nil
+	return nil
 }
 
 // readSnapshotFile decodes a raft file snapshot, checking the audit chain

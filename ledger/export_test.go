@@ -5,7 +5,7 @@ package ledger
 // ApplyOutcome reads what FSM.Apply returned.
 func ApplyOutcome(res any) (req *Request, existing bool, err error) {
 	r := res.(*applyResult)
-	return r.req, r.existing, r.err
+	return r.req.Clone(), r.existing, r.err
 }
 
 // NonceKey is the key of State.Nonces.
@@ -25,3 +25,6 @@ func (s *Store) ApplyRaw(b []byte) (res any, err error) {
 	}
 	return f.Response(), nil
 }
+
+// SnapshotView exposes the snapshot's view of s.
+func (s *State) SnapshotView() *State { return s.snapshotView() }

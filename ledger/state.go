@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -251,6 +252,27 @@ func DecodeState(b []byte) (*State, error) {
 		st.rules = r
 	}
 	return st, nil
+}
+
+// snapshotView returns a state that shares every stored record with s but
+// none of its maps, so later commands do not show through it: a command
+// never edits a stored record in place (the txn hands out copies and its
+// commit replaces map entries; quorum.Registry and policy.State change by
+// returning new values), and the audit chain only grows, so the view keeps
+// its length. TestSnapshotViewUnchangedByLaterCommands holds this.
+func (s *State) snapshotView() *State {
+	v := *s
+	v.Voters = maps.Clone(s.Voters)
+	v.Rules = maps.Clone(s.Rules)
+	v.Wallets = maps.Clone(s.Wallets)
+	v.Requests = maps.Clone(s.Requests)
+	v.Nonces = maps.Clone(s.Nonces)
+	v.Outpoints = maps.Clone(s.Outpoints)
+	v.Sessions = maps.Clone(s.Sessions)
+	v.Changes = maps.Clone(s.Changes)
+	v.Nodes = maps.Clone(s.Nodes)
+	v.Audit = s.Audit[:len(s.Audit):len(s.Audit)]
+	return &v
 }
 
 // Clone deep-copies a request through its JSON form, so callers outside the

@@ -7,14 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/custody-dev/custody/pki"
 )
@@ -24,8 +22,19 @@ type Config struct {
 	// NodeID is the raft server ID; it must equal the node ID of the
 	// certificate Stream authenticates with.
 	NodeID pki.NodeID
-	// Dir holds raft.db (log + stable store, bbolt, fsynced) and snapshots/.
+	// Dir holds the log store (wal/ or raft.db, see LogStore) and
+	// snapshots/.
 	Dir string
+	// LogStore selects the raft log + stable store (`ledger.log_store`):
+	// LogStoreWAL or LogStoreBoltDB; empty means DefaultLogStore. A data
+	// dir made with one store is refused when opened with the other
+	// (ErrLogStoreMismatch): nothing is migrated silently.
+	LogStore LogStore
+	// WALSegmentSize is the size a WAL segment file is preallocated to and
+	// sealed at (default 64 MiB). Head truncation after a snapshot frees
+	// whole sealed segments only; tests use small segments so rotation and
+	// truncation happen.
+	WALSegmentSize int
 	// Stream carries raft traffic: a [StreamLayer] (mutual TLS between node
 	// certificates) on a listener the caller owns. Open takes ownership:
 	// Close closes it.
@@ -46,6 +55,15 @@ type Config struct {
 	// snapshot (default 8192); TrailingLogs kept after it (default 10240).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// MaxAppendEntries caps the entries per log write and per
+	// AppendEntries RPC, hence the largest batch of concurrent proposals
+	// one fsync covers (default: raft's 64).
+	MaxAppendEntries int
+	// ReplicationInFlight is how many AppendEntries RPCs the leader keeps
+	// in flight to one follower (raft's pipelining; the transport's
+	// MaxRPCsInFlight). 1 turns pipelining off: each RPC then carries every
+	// entry the follower lacks. Default: raft's 2.
+	ReplicationInFlight int
 
 	// Clock is the time the leader writes into every command it proposes
 	// (the FSM's only notion of time: expiry, cooling-off, unlock delay,
@@ -58,12 +76,15 @@ type Config struct {
 	WrapTransport func(raft.Transport) raft.Transport
 }
 
-// Store is one ledger node: raft + bbolt + the FSM.
+// logCacheSize is how many recent log entries a node keeps in memory.
+const logCacheSize = 512
+
+// Store is one ledger node: raft + its log store + the FSM.
 type Store struct {
 	cfg    Config
 	fsm    *FSM
 	raft   *raft.Raft
-	bolt   *raftboltdb.BoltStore
+	logs   raftStore
 	trans  raft.Transport
 	layer  raft.StreamLayer
 	log    *slog.Logger
@@ -101,8 +122,16 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	kind, err := ParseLogStore(string(cfg.LogStore))
+	if err != nil {
+		return nil, err
+	}
+	cfg.LogStore = kind
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ledger: data dir: %w", err)
+	}
+	if err := checkDataDir(cfg.Dir, kind); err != nil {
+		return nil, err
 	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -128,6 +157,9 @@ func Open(cfg Config) (*Store, error) {
 	rc.CommitTimeout = 5 * time.Millisecond
 	// Batch concurrent proposals into one log write (one fsync per batch).
 	rc.BatchApplyCh = true
+	if cfg.MaxAppendEntries > 0 {
+		rc.MaxAppendEntries = cfg.MaxAppendEntries
+	}
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("ledger: raft config: %w", err)
 	}
@@ -135,30 +167,38 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, log: cfg.Logger}
 	s.fsm = NewFSM(cfg.Logger, s.onHalt)
 
-	// NoSync stays false: an acknowledged entry is on disk on a majority.
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"), NoSync: false})
+	logs, err := openLogStore(cfg.Dir, kind, cfg.WALSegmentSize, rc.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: open log store: %w", err)
+		return nil, err
 	}
-	s.bolt = bolt
+	s.logs = logs
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, rc.Logger)
 	if err != nil {
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("ledger: snapshot store: %w", err)
 	}
 	layer := cfg.Stream
 	s.layer = layer
 	var trans raft.Transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: rc.Logger,
+		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: rc.Logger, MaxRPCsInFlight: cfg.ReplicationInFlight,
 	})
 	if cfg.WrapTransport != nil {
 		trans = cfg.WrapTransport(trans)
 	}
 	s.trans = trans
-	r, err := raft.NewRaft(rc, s.fsm, bolt, bolt, snaps, trans)
+	// Recent entries stay in memory: the leader's replication and every
+	// node's FSM read them back right after writing them. The cache passes
+	// the WAL's MonotonicLogStore through.
+	cached, err := raft.NewLogCache(logCacheSize, logs)
 	if err != nil {
 		closeTransport(trans)
-		bolt.Close()
+		logs.Close()
+		return nil, fmt.Errorf("ledger: log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, cached, logs, snaps, trans)
+	if err != nil {
+		closeTransport(trans)
+		logs.Close()
 		return nil, fmt.Errorf("ledger: start raft: %w", err)
 	}
 	s.raft = r
@@ -424,7 +464,7 @@ func (s *Store) apply(ctx context.Context, b []byte) (Outcome, error) {
 	if res.err != nil {
 		return Outcome{Index: f.Index()}, res.err
 	}
-	return Outcome{Request: res.req, Existing: res.existing, Index: f.Index()}, nil
+	return Outcome{Request: res.req.Clone(), Existing: res.existing, Index: f.Index()}, nil
 }
 
 // CreateRequest records a new request (idempotent on ID + payload). The
@@ -531,7 +571,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		err := s.raft.Shutdown().Error()
 		closeTransport(s.trans)
-		if e := s.bolt.Close(); err == nil {
+		if e := s.logs.Close(); err == nil {
 			err = e
 		}
 		s.closeErr = err

@@ -18,7 +18,8 @@ import (
 // with a handler that writes and then fails).
 //
 // Records handed out (request, wallet) are copies: editing one changes
-// nothing until it is put back.
+// nothing until it is put back. A request put back is owned by the txn (see
+// putRequest).
 type txn struct {
 	st    *State
 	index uint64
@@ -60,7 +61,10 @@ func (t *txn) request(id string) *Request {
 	return t.st.Requests[id].Clone()
 }
 
-func (t *txn) putRequest(r *Request) { stage(&t.requests, r.ID, r.Clone()) }
+// putRequest stages r, taking ownership of it: the handler must not modify
+// r afterwards (every handler calls it last). r then becomes the stored
+// record, never edited in place again.
+func (t *txn) putRequest(r *Request) { stage(&t.requests, r.ID, r) }
 
 // wallet returns a copy of the wallet (nil when there is none).
 func (t *txn) wallet(id string) *Wallet {

@@ -31,6 +31,7 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newOperatorCmd(),
 		newAuditCmd(),
 		newGenesisCmd(),
+		newLedgerCmd(),
 	)
 	return root
 }

@@ -22,6 +22,9 @@ const (
 	Lease     = 750 * time.Millisecond
 	// Wait bounds every poll; it only limits hangs.
 	Wait = 2 * time.Minute
+	// WALSegmentSize is small so tests seal, rotate and truncate WAL
+	// segments (production: 64 MiB).
+	WALSegmentSize = 64 << 10
 )
 
 // Poll calls fn until it returns nil, failing t when Wait passes first.
@@ -90,13 +93,14 @@ type Cluster struct {
 	Tune func(*ledger.Config)
 }
 
-// Config is the test configuration of one node: generous raft timing, the
-// raft log on stderr when LEDGER_TEST_RAFTLOG is set.
+// Config is the test configuration of one node: the default log store with
+// small WAL segments, generous raft timing, the raft log on stderr when
+// LEDGER_TEST_RAFTLOG is set.
 func Config(id pki.NodeID, dir string, stream raft.StreamLayer) ledger.Config {
 	cfg := ledger.Config{
 		NodeID: id, Dir: dir, Stream: stream,
 		HeartbeatTimeout: Heartbeat, ElectionTimeout: Election, LeaderLeaseTimeout: Lease,
-		ApplyTimeout: 20 * time.Second,
+		ApplyTimeout: 20 * time.Second, WALSegmentSize: WALSegmentSize,
 	}
 	if os.Getenv("LEDGER_TEST_RAFTLOG") != "" {
 		cfg.RaftLog = os.Stderr

@@ -49,10 +49,34 @@ func (f *Fault) SetBlocked(addr string, v bool) {
 	f.mu.Unlock()
 }
 
-// AppendEntriesPipeline refuses pipelining, so every append goes through
-// AppendEntries.
-func (f *Fault) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
-	return nil, raft.ErrPipelineReplicationNotSupported
+// AppendEntriesPipeline passes pipelined replication through while the link
+// is up, so tests replicate the way a production node does. Every append sent
+// on the pipeline checks the link: on a cut one it fails, and raft closes the
+// pipeline and falls back to AppendEntries, which the cut drops. Appends
+// already in flight when the link is cut are still delivered, as on a real
+// network.
+func (f *Fault) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if f.cut(target) {
+		return nil, ErrPartitioned
+	}
+	p, err := f.Transport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return &faultPipeline{AppendPipeline: p, f: f, target: target}, nil
+}
+
+type faultPipeline struct {
+	raft.AppendPipeline
+	f      *Fault
+	target raft.ServerAddress
+}
+
+func (p *faultPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if p.f.cut(p.target) {
+		return nil, ErrPartitioned
+	}
+	return p.AppendPipeline.AppendEntries(args, resp)
 }
 
 // AppendEntries implements raft.Transport.
