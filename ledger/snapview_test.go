@@ -31,3 +31,18 @@ func TestSnapshotViewSharesNoMap(t *testing.T) {
 		t.Fatalf("found only %d maps in State", maps)
 	}
 }
+
+// TestDecodeStateFillsEveryMap: a state decoded from an encoding without
+// some maps (an older one, or "null") has every map, empty.
+func TestDecodeStateFillsEveryMap(t *testing.T) {
+	st, err := DecodeState([]byte(`{"voters":null}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := reflect.ValueOf(st).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Map && f.IsNil() && v.Type().Field(i).IsExported() {
+			t.Errorf("State.%s is nil after decoding", v.Type().Field(i).Name)
+		}
+	}
+}

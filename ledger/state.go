@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,34 +213,7 @@ func DecodeState(b []byte) (*State, error) {
 	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("ledger: decode state: %w", err)
 	}
-	fill := NewState()
-	if st.Voters == nil {
-		st.Voters = fill.Voters
-	}
-	if st.Rules == nil {
-		st.Rules = fill.Rules
-	}
-	if st.Wallets == nil {
-		st.Wallets = fill.Wallets
-	}
-	if st.Requests == nil {
-		st.Requests = fill.Requests
-	}
-	if st.Nonces == nil {
-		st.Nonces = fill.Nonces
-	}
-	if st.Outpoints == nil {
-		st.Outpoints = fill.Outpoints
-	}
-	if st.Sessions == nil {
-		st.Sessions = fill.Sessions
-	}
-	if st.Changes == nil {
-		st.Changes = fill.Changes
-	}
-	if st.Nodes == nil {
-		st.Nodes = fill.Nodes
-	}
+	fillMaps(st)
 	if st.ActiveRules != "" {
 		doc := st.Rules[st.ActiveRules]
 		if doc == nil {
@@ -252,6 +226,18 @@ func DecodeState(b []byte) (*State, error) {
 		st.rules = r
 	}
 	return st, nil
+}
+
+// fillMaps gives every nil map of st an empty one (a decoded "null", or a
+// field an older encoding did not have), so no reader meets a nil map and a
+// map added to State later needs no edit here.
+func fillMaps(st *State) {
+	v := reflect.ValueOf(st).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Map && f.IsNil() && f.CanSet() {
+			f.Set(reflect.MakeMap(f.Type()))
+		}
+	}
 }
 
 // snapshotView returns a state that shares every stored record with s but
