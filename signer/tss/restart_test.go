@@ -206,11 +206,13 @@ func (b *bridge) quiesce(t *testing.T) {
 	t.Helper()
 	ch := b.net.Endpoint("node1").Receive()
 	deadline := time.Now().Add(testDeadline)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for len(ch) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("node1's inbox never drained")
 		}
-		time.Sleep(time.Millisecond)
+		<-tick.C
 	}
 	b.mu.Lock()
 	b.cur = nil
