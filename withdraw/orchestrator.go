@@ -102,7 +102,8 @@ type ETHWithdrawal struct {
 	// ID is the backend's idempotency key.
 	ID     string
 	Wallet string
-	// To is the destination as given; it is canonicalised (EIP-55).
+	// To is the destination in its canonical (EIP-55) form, as the
+	// initiator signed it; any other spelling is refused.
 	To string
 	// Amount in wei.
 	Amount *big.Int
