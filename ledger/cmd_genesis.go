@@ -138,6 +138,9 @@ func (t *txn) governance(id string, approvals []quorum.Approval) error {
 	if err := t.needGenesis(); err != nil {
 		return err
 	}
+	if id == "" {
+		return invalid("a governance change needs an ID")
+	}
 	if t.changeApplied(id) {
 		return fmt.Errorf("%w: change %q", ErrReplayed, id)
 	}

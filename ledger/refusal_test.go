@@ -47,6 +47,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"voter removal without id", ErrInvalid, VoterRemove{}},
 		{"registry change without approvals", ErrInvalid, RegistryChange{Change: enroll}},
 		{"lock without approvals", ErrQuorum, PolicyChange{Change: lock}},
+		{"governance change without an ID", ErrInvalid, PolicyChange{Change: policy.Change{Kind: policy.ChangeLock, Wallet: "hot"}}},
 		{"unparsable rules", ErrInvalid, RulesSet{ID: "r-1", Body: []byte("version: [")}},
 		{"wallet with threshold 0", ErrInvalid, WalletSet{Wallet{ID: "w0", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1"}}}},
 		{"wallet redescribed", ErrConflict, WalletSet{Wallet{ID: "hot", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2"}, Threshold: 1}}},

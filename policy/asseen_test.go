@@ -44,6 +44,21 @@ func TestAsSeen(t *testing.T) {
 		t.Fatal("a first sight before the ledger's time shortened the cooling-off")
 	}
 
+	// An entry or a lifted lock that names no change (it cannot have come
+	// through the log) is delayed from the member's first sight too.
+	bare, err := NewState([]AllowlistEntry{{Wallet: "eth-hot-1", Chain: "eth", Network: "mainnet", Address: dest2, ApprovedAt: t0, ActiveAt: t0}},
+		[]Lock{{Wallet: "eth-hot-2", LockedAt: t0, UnlockAt: t0}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bareSeen := bare.AsSeen(rules, func(string) time.Time { return late })
+	if e := bareSeen.Allowlist()[0]; !e.ActiveAt.Equal(late.Add(cooling)) {
+		t.Fatalf("entry without a change active at %s, want %s", e.ActiveAt, late.Add(cooling))
+	}
+	if _, locked := bareSeen.LockedAt("eth-hot-2", late); !locked {
+		t.Fatal("a lock lifted by no named unlock lifted before the member's own delay")
+	}
+
 	// The lifted lock stays, inactive, and cannot be unlocked again.
 	after := t0.Add(delay + time.Minute)
 	if l := st.Locks(); len(l) != 1 || l[0].UnlockChangeID != "unlock-1" || l[0].Active(after) {

@@ -146,16 +146,16 @@ func (s State) AsSeen(rules *Rules, seen func(changeID string) time.Time) State 
 		return c
 	}
 	for k, e := range c.allow {
-		if e.ChangeID == "" {
-			continue
-		}
+		// An entry without the change that added it cannot have come
+		// through the log (approvals sign the change ID); seen("") is the
+		// member's "now", so such an entry never becomes active early.
 		if at := seen(e.ChangeID).Add(time.Duration(rules.Allowlist.CoolingOff)); at.After(e.ActiveAt) {
 			e.ActiveAt = at.UTC()
 			c.allow[k] = e
 		}
 	}
 	for w, l := range c.locks {
-		if l.UnlockAt.IsZero() || l.UnlockChangeID == "" {
+		if l.UnlockAt.IsZero() {
 			continue
 		}
 		if at := seen(l.UnlockChangeID).Add(time.Duration(rules.Lock.UnlockDelay)); at.After(l.UnlockAt) {
