@@ -74,10 +74,24 @@ func (e *Engine) Keygen(ctx context.Context, p KeygenParams, pre *keygen.LocalPr
 	forward(s, RoleMain, end)
 
 	subsets := testSubsets(members, p.Threshold)
+	all := make([]pki.NodeID, 0, len(members))
+	for _, m := range members {
+		all = append(all, m.Node)
+	}
+	var later []laterSession
+	for i, sub := range subsets {
+		later = append(later, laterSession{derivedSession(p.Session, "test-sign", i), sub})
+	}
+	tested := testedSession(p.Session)
+	later = append(later, laterSession{tested, all})
+	fail := func(err error) (*Share, error) {
+		e.abandonLater(p.Wallet, later, err)
+		return nil, err
+	}
+
 	res, agreed, err := s.run(ctx)
 	if err != nil {
-		e.abandonKeygen(p, members, subsets, err)
-		return nil, err
+		return fail(err)
 	}
 	data := res[RoleMain].(*keygen.LocalPartySaveData)
 	share := &Share{
@@ -86,14 +100,13 @@ func (e *Engine) Keygen(ctx context.Context, p KeygenParams, pre *keygen.LocalPr
 		Data:       *data,
 	}
 	if err := share.validate(); err != nil {
-		e.abandonKeygen(p, members, subsets, err)
-		return nil, err
+		return fail(err)
 	}
 	if err := e.testSign(ctx, share, p.Session, subsets); err != nil {
-		e.abandonKeygen(p, members, subsets, err)
-		return nil, fmt.Errorf("tss: keygen test-sign: %w", err)
+		return fail(fmt.Errorf("tss: keygen test-sign: %w", err))
 	}
-	if err := e.confirmTested(ctx, p, members, agreed); err != nil {
+	if _, err := e.confirmRound(ctx, tested, p.Wallet, "keygen-tested", all, all,
+		taggedDigest("keygen-tested", agreed)); err != nil {
 		return nil, fmt.Errorf("tss: keygen: %w", err)
 	}
 	return share, nil
@@ -103,41 +116,60 @@ func (e *Engine) Keygen(ctx context.Context, p KeygenParams, pre *keygen.LocalPr
 // confirms that its key agreement and test-signs succeeded.
 func testedSession(parent SessionID) SessionID { return derivedSession(parent, "keygen-tested", 0) }
 
-// confirmTested runs the last keygen round: every member sends every other a
-// digest of the agreed result, and waits for all of them (a confirm-only
-// session, like the retire phase of a reshare).
-func (e *Engine) confirmTested(ctx context.Context, p KeygenParams, members []Party, agreed []byte) error {
-	fs := newSession(e, testedSession(p.Session), p.Wallet, "keygen-tested")
-	var refs []partyRef
-	for _, m := range members {
-		ref := partyRef{m.Node, RoleMain}
-		fs.addMember(ref, tsslib.NewPartyID(string(m.Node), "", partyKey(p.Wallet, fs.id, m.Node, RoleMain)))
-		refs = append(refs, ref)
-	}
+// taggedDigest is SHA-256 of a domain-separated label and parts, the
+// digest a confirmation round agrees on.
+func taggedDigest(label string, parts ...[]byte) []byte {
 	h := sha256.New()
-	h.Write([]byte("custody/tss/keygen-tested/v1\x00"))
-	h.Write(agreed)
-	digest := h.Sum(nil)
-	fs.confirm = &confirmSpec{senders: refs, receivers: refs, digest: func(Role, any) []byte { return digest }}
-	_, _, err := fs.run(ctx)
-	return err
+	h.Write([]byte("custody/tss/" + label + "/v1\x00"))
+	for _, p := range parts {
+		h.Write(p)
+	}
+	return h.Sum(nil)
 }
 
-// abandonKeygen tells the peers of every keygen session this node will not
-// run any more (its test-sign sessions and the last confirmation) that it
-// aborted, so they end at once instead of at their deadline, and never
-// confirm a key this node does not hold.
-func (e *Engine) abandonKeygen(p KeygenParams, members []Party, subsets [][]pki.NodeID, cause error) {
-	for i, sub := range subsets {
-		if contains(sub, e.cfg.Self) {
-			e.abandon(derivedSession(p.Session, "test-sign", i), p.Wallet, sub, cause)
+// confirmRound runs a session without tss-lib parties: the last rounds of
+// keygen ("keygen-tested") and reshare ("reshare-signature",
+// "reshare-tested"). Every sender sends digest to every receiver, and each
+// receiver waits for every sender's digest and requires them all equal
+// (ErrInconsistentResult naming those that differ). Every node speaks in
+// RoleMain, so an abort reaches all of them. digest is ignored on a node
+// that is not a sender. It returns the agreed digest.
+func (e *Engine) confirmRound(ctx context.Context, id SessionID, wallet, proto string, senders, receivers []pki.NodeID, digest []byte) ([]byte, error) {
+	s := newSession(e, id, wallet, proto)
+	refs := func(nodes []pki.NodeID) []partyRef {
+		out := make([]partyRef, 0, len(nodes))
+		for _, n := range nodes {
+			ref := partyRef{n, RoleMain}
+			if _, ok := s.members[ref]; !ok {
+				s.addMember(ref, tsslib.NewPartyID(string(n), "", partyKey(wallet, id, n, RoleMain)))
+			}
+			out = append(out, ref)
+		}
+		return out
+	}
+	s.confirm = &confirmSpec{senders: refs(senders), receivers: refs(receivers), digest: func(Role, any) []byte { return digest }}
+	_, agreed, err := s.run(ctx)
+	return agreed, err
+}
+
+// laterSession is a session of a keygen or reshare that a member joins
+// after the step it is in, and the nodes taking part in it.
+type laterSession struct {
+	id      SessionID
+	members []pki.NodeID
+}
+
+// abandonLater tells the peers of every later session this node belongs to
+// (and will not run any more, the keygen or reshare having failed here)
+// that it aborted, so they end at once instead of at their deadline, and
+// never confirm a result this node does not hold. cause is the text they
+// receive.
+func (e *Engine) abandonLater(wallet string, later []laterSession, cause error) {
+	for _, l := range later {
+		if contains(l.members, e.cfg.Self) {
+			e.abandon(l.id, wallet, l.members, cause)
 		}
 	}
-	all := make([]pki.NodeID, 0, len(members))
-	for _, m := range members {
-		all = append(all, m.Node)
-	}
-	e.abandon(testedSession(p.Session), p.Wallet, all, cause)
 }
 
 // testSubsets returns two different t+1 subsets (first and last members);

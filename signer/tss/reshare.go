@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/resharing"
@@ -24,19 +25,27 @@ type ReshareParams struct {
 	// New is the new committee and NewThreshold its t.
 	New          []pki.NodeID
 	NewThreshold int
-	// OnRetire is called on old members once the new committee has
-	// test-signed: it must destroy the old sealed share (and the caller logs
-	// it). Only after it returns nil is the in-memory old share zeroed.
+	// OnRetire is called on old members once every party confirmed that the
+	// new committee holds the wallet key and test-signed with it: it must
+	// destroy the old sealed share (and the caller logs it). Only after it
+	// returns nil is the in-memory old share zeroed.
 	OnRetire func(old *Share) error
 }
 
-// Reshare runs the two-phase reshare. Phase one: tss-lib resharing, then new
-// members check they agree on the public key and shares and the first
-// NewThreshold+1 of them test-sign. Phase two: the test signature is sent to
-// the old members, who verify it against the unchanged wallet key and only
-// then retire their old share (SECURITY.md item 8). old is required on old
-// signers and pre on new members; the new share is returned on new members
-// (nil on members that only leave).
+// Reshare runs the two-phase reshare, all or nothing like Keygen. Phase one:
+// tss-lib resharing, then new members check they agree on the public key and
+// shares and that the key is the wallet's, and the first NewThreshold+1 of
+// them test-sign. Then the test signature goes to every party (old signers
+// and new members), each verifies it against the wallet key, and in a last
+// confirmation round every party tells every other that it did (new
+// members: and that they hold a share of that key). Only once all of them
+// did does a new member return its share and an old member retire its old
+// one (phase two, SECURITY.md item 8). A party that fails anywhere abandons
+// the sessions it has yet to join, so its peers stop at once
+// (ErrPeerAborted, the cause in the reason): no party returns a share and
+// no old share is retired. old is required on old signers and pre on new
+// members; the new share is returned on new members (nil on members that
+// only leave).
 func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *keygen.LocalPreParams) (*Share, error) {
 	self := e.cfg.Self
 	if err := checkCommittee(p.OldSigners, self, false); err != nil {
@@ -95,17 +104,15 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 
 	s := newSession(e, p.Session, p.Old.Wallet, protoReshare)
 	s.threshold = func(string) int { return p.NewThreshold }
-	var newRefs, oldRefs []partyRef
+	var newRefs []partyRef
 	for n, pid := range oldBy {
 		s.addMember(partyRef{n, RoleOld}, pid)
-		oldRefs = append(oldRefs, partyRef{n, RoleOld})
 	}
 	for n, pid := range newBy {
 		s.addMember(partyRef{n, RoleNew}, pid)
 		newRefs = append(newRefs, partyRef{n, RoleNew})
 	}
 	sortRefs(newRefs)
-	sortRefs(oldRefs)
 	s.confirm = &confirmSpec{senders: newRefs, receivers: newRefs, digest: func(_ Role, r any) []byte {
 		return resultDigest(r.(*keygen.LocalPartySaveData))
 	}}
@@ -129,17 +136,25 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 		s.addLocal(RoleNew, resharing.NewLocalParty(params, key, s.out, end))
 		forward(s, RoleNew, end)
 	}
-	res, _, err := s.run(ctx)
-	if err != nil {
+	signers := testSubsets(newMembers, p.NewThreshold)[0]
+	parties := append(append([]pki.NodeID{}, p.OldSigners...), p.New...)
+	slices.Sort(parties)
+	parties = slices.Compact(parties)
+	testSess := derivedSession(p.Session, "reshare-test", 0)
+	sigSess := derivedSession(p.Session, "reshare-signature", 0)
+	testedSess := derivedSession(p.Session, "reshare-tested", 0)
+	later := []laterSession{{testSess, signers}, {sigSess, parties}, {testedSess, parties}}
+	fail := func(err error) (*Share, error) {
+		e.abandonLater(p.Old.Wallet, later, err)
 		return nil, err
 	}
 
-	var newShare *Share
-	signers := make([]pki.NodeID, 0, p.NewThreshold+1)
-	for i := 0; i <= p.NewThreshold; i++ {
-		signers = append(signers, newMembers[i].Node)
+	res, _, err := s.run(ctx)
+	if err != nil {
+		return fail(err)
 	}
-	var sig *Signature
+	var newShare *Share
+	var sig []byte // the test signature, on test signers
 	digest := testDigest(p.Session, "reshare", 0)
 	if inNew {
 		data := res[RoleNew].(*keygen.LocalPartySaveData)
@@ -149,45 +164,41 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 			Data:       *data,
 		}
 		if err := newShare.validate(); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		if !bytes.Equal(newShare.PubKey, p.Old.PubKey) {
-			return nil, fmt.Errorf("%w: reshare changed the public key", ErrInconsistentResult)
+			return fail(fmt.Errorf("%w: reshare changed the public key", ErrInconsistentResult))
 		}
 		if contains(signers, self) {
-			sig, err = e.Sign(ctx, newShare, SignParams{Session: derivedSession(p.Session, "reshare-test", 0), Signers: signers, Digest: digest})
+			ts, err := e.Sign(ctx, newShare, SignParams{Session: testSess, Signers: signers, Digest: digest})
 			if err != nil {
-				return nil, fmt.Errorf("tss: reshare test-sign: %w", err)
+				return fail(fmt.Errorf("tss: reshare test-sign: %w", err))
 			}
+			sig = ts.Bytes65()
 		}
 	}
 
-	// Phase two: the test signers tell the old signers; old signers verify.
-	rs := newSession(e, derivedSession(p.Session, "retire", 0), p.Old.Wallet, "reshare-retire")
-	var senders []partyRef
-	for _, n := range signers {
-		ref := partyRef{n, RoleNew}
-		senders = append(senders, ref)
-		rs.addMember(ref, tsslib.NewPartyID(string(n), "", partyKey(p.Old.Wallet, rs.id, n, RoleNew)))
-	}
-	for _, ref := range oldRefs {
-		rs.addMember(ref, tsslib.NewPartyID(string(ref.Node), "", partyKey(p.Old.Wallet, rs.id, ref.Node, RoleOld)))
-	}
-	rs.confirm = &confirmSpec{senders: senders, receivers: oldRefs, digest: func(Role, any) []byte { return sig.Bytes65() }}
-	if !inOld && sig == nil {
-		return newShare, nil // new member outside the test subset: nothing to send or receive
-	}
-	_, agreed, err := rs.run(ctx)
+	// The test signers send the signature to every party, who verifies it
+	// against the wallet key.
+	agreed, err := e.confirmRound(ctx, sigSess, p.Old.Wallet, "reshare-signature", signers, parties, sig)
 	if err != nil {
-		return nil, fmt.Errorf("tss: reshare retire phase: %w", err)
+		return fail(fmt.Errorf("tss: reshare test signature: %w", err))
 	}
+	if len(agreed) != 65 {
+		return fail(fmt.Errorf("%w: malformed test signature from the new committee", ErrInconsistentResult))
+	}
+	if _, err := finishSignature(p.Old.PubKey, digest, agreed[:32], agreed[32:64]); err != nil {
+		return fail(fmt.Errorf("%w: new committee test signature: %v", ErrInconsistentResult, err))
+	}
+	// Every party confirms to every other: the wallet key (a new member
+	// holds a share of it) and the test signature that verified under it.
+	if _, err := e.confirmRound(ctx, testedSess, p.Old.Wallet, "reshare-tested", parties, parties,
+		taggedDigest("reshare-tested", p.Old.PubKey, agreed)); err != nil {
+		return nil, fmt.Errorf("tss: reshare: %w", err)
+	}
+
+	// Phase two: every party holds the new key; old signers retire.
 	if inOld {
-		if len(agreed) != 65 {
-			return nil, fmt.Errorf("%w: malformed test signature from the new committee", ErrInconsistentResult)
-		}
-		if _, err := finishSignature(p.Old.PubKey, digest, agreed[:32], agreed[32:64]); err != nil {
-			return nil, fmt.Errorf("%w: new committee test signature: %v", ErrInconsistentResult, err)
-		}
 		if p.OnRetire != nil {
 			if err := p.OnRetire(old); err != nil {
 				return newShare, fmt.Errorf("tss: retire old share: %w", err)
@@ -195,7 +206,7 @@ func (e *Engine) Reshare(ctx context.Context, p ReshareParams, old *Share, pre *
 		}
 		old.retire()
 		e.emit(Event{Kind: EventShareRetired, Session: p.Session, Wallet: p.Old.Wallet, Parties: []pki.NodeID{self},
-			Detail: "old share destroyed after the new committee test-signed"})
+			Detail: "old share destroyed after the new committee test-signed and every party confirmed"})
 	}
 	return newShare, nil
 }
