@@ -16,7 +16,7 @@ const CommandVersion = 1
 // RequestCreate, Approve, ClaimSession, ...) submitted with [Store.Submit].
 // Each command type sits with its handler in the file of its family
 // (cmd_genesis.go, cmd_voter.go, cmd_governance.go, cmd_wallet.go,
-// cmd_request.go, cmd_claim.go, cmd_cold.go); the set is closed (apply is
+// cmd_request.go, cmd_claim.go, cmd_cold.go, checkpoint.go); the set is closed (apply is
 // unexported), so nothing outside the ledger can invent a command or
 // propose one by name.
 type Command interface {
@@ -47,6 +47,7 @@ const (
 	CmdExpire         = "request.expire"
 	CmdColdExport     = "cold.export"
 	CmdColdImport     = "cold.import"
+	CmdCheckpointSign = "checkpoint.sign"
 )
 
 // commandTypes is the one table from a log entry's type to its command.
@@ -66,6 +67,7 @@ var commandTypes = map[string]func() Command{
 	CmdExpire:         func() Command { return new(ExpireRequest) },
 	CmdColdExport:     func() Command { return new(ColdExport) },
 	CmdColdImport:     func() Command { return new(ColdImport) },
+	CmdCheckpointSign: func() Command { return new(CheckpointSign) },
 }
 
 // CommandTypes returns every command type this build applies, sorted.

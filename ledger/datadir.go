@@ -55,11 +55,9 @@ func ReadDataDir(dir string) (*State, DataDirReport, error) {
 	}
 	if len(metas) > 0 {
 		m := metas[0] // newest first
-		st, err := readSnapshotFile(filepath.Join(dir, "snapshots", m.ID))
-		if err != nil {
+		if err := fsm.readSnapshotFile(filepath.Join(dir, "snapshots", m.ID)); err != nil {
 			return nil, rep, err
 		}
-		fsm.st = st
 		rep.SnapshotID, rep.SnapshotIndex = m.ID, m.Index
 	}
 
@@ -113,38 +111,33 @@ func replayLog(db raft.LogStore, fsm *FSM, rep *DataDirReport) (err error) {
 	return nil
 }
 
-// readSnapshotFile decodes a raft file snapshot, checking the audit chain
-// first (so an edited record is named) and then the file's CRC.
-func readSnapshotFile(path string) (*State, error) {
+// readSnapshotFile restores a raft file snapshot into fsm, checking the
+// file's CRC first, then the snapshot as a node would (its checkpoint, the
+// entries after it, the audit chain; see FSM.rebuild) but against the node
+// set inside its own base: an offline read reports what the data dir
+// holds and has no pinned genesis to go by.
+func (f *FSM) readSnapshotFile(path string) error {
 	b, err := os.ReadFile(filepath.Join(path, "state.bin"))
 	if err != nil {
-		return nil, fmt.Errorf("ledger: snapshot: %w", err)
-	}
-	var partial struct {
-		Audit []AuditEvent `json:"audit"`
-	}
-	if err := json.Unmarshal(b, &partial); err != nil {
-		return nil, fmt.Errorf("ledger: snapshot %s: %w", filepath.Base(path), err)
-	}
-	if err := VerifyChain(partial.Audit); err != nil {
-		return nil, fmt.Errorf("ledger: snapshot %s: %w", filepath.Base(path), err)
+		return fmt.Errorf("ledger: snapshot: %w", err)
 	}
 	mb, err := os.ReadFile(filepath.Join(path, "meta.json"))
 	if err != nil {
-		return nil, fmt.Errorf("ledger: snapshot meta: %w", err)
+		return fmt.Errorf("ledger: snapshot meta: %w", err)
 	}
 	var meta struct{ CRC []byte }
 	if err := json.Unmarshal(mb, &meta); err != nil {
-		return nil, fmt.Errorf("ledger: snapshot meta: %w", err)
+		return fmt.Errorf("ledger: snapshot meta: %w", err)
 	}
 	h := crc64.New(crc64.MakeTable(crc64.ECMA))
 	_, _ = io.Copy(h, bytes.NewReader(b))
 	if !bytes.Equal(h.Sum(nil), meta.CRC) {
-		return nil, errors.New("ledger: snapshot " + filepath.Base(path) + ": CRC mismatch (file edited or corrupted outside its audit records)")
+		return errors.New("ledger: snapshot " + filepath.Base(path) + ": CRC mismatch (file edited or corrupted)")
 	}
-	st, err := DecodeState(b)
+	st, cps, err := f.rebuild(b, nil, nil, true)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: snapshot %s: %w", filepath.Base(path), err)
+		return fmt.Errorf("ledger: snapshot %s: %w", filepath.Base(path), err)
 	}
-	return st, nil
+	f.st, f.cps = st, cps
+	return nil
 }

@@ -44,6 +44,9 @@ var (
 	ErrQuorum = errors.New("ledger: approval quorum not met")
 	// ErrPolicy: policy denies the request at this index.
 	ErrPolicy = errors.New("ledger: policy denies")
+	// ErrGenesisMismatch: a genesis command or a state that is not of the
+	// genesis this node's config pins.
+	ErrGenesisMismatch = errors.New("ledger: genesis differs from the pinned one")
 	// ErrHalted: this node's FSM met a log entry it cannot apply (unknown type
 	// or version, or an internal fault) and stopped rather than diverge.
 	ErrHalted = errors.New("ledger: node halted")

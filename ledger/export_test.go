@@ -1,5 +1,7 @@
 package ledger
 
+import "slices"
+
 // Exported for the ledger's external tests only.
 
 // ApplyOutcome reads what FSM.Apply returned.
@@ -28,3 +30,40 @@ func (s *Store) ApplyRaw(b []byte) (res any, err error) {
 
 // SnapshotView exposes the snapshot's view of s.
 func (s *State) SnapshotView() *State { return s.snapshotView() }
+
+// NewPinnedFSM is an FSM pinning genesis g with the given checkpoint
+// interval, as a node's Store builds it.
+func NewPinnedFSM(g *Genesis, interval uint64) *FSM { return newFSM(nil, nil, g, interval) }
+
+// PendingHead is this FSM's own head at the pending checkpoint idx.
+func (f *FSM) PendingHead(idx uint64) (CheckpointHead, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p := f.cps.pending[idx]
+	if p == nil {
+		return CheckpointHead{}, false
+	}
+	h, err := p.head(f.st.Registry.ClusterID, f.st.GenesisHash)
+	return h, err == nil
+}
+
+// Pending lists the pending checkpoint indices.
+func (f *FSM) Pending() []uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []uint64
+	for idx := range f.cps.pending {
+		out = append(out, idx)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SnapshotFile is the decoded form of a snapshot, for tests that forge one.
+type SnapshotFile = snapshotFile
+
+// SnapshotEntry is one entry of a snapshot's suffix.
+type SnapshotEntry = snapshotEntry
+
+// SnapshotFormat is the current snapshot format name.
+const SnapshotFormat = snapshotFormat

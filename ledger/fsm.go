@@ -1,11 +1,14 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -16,6 +19,8 @@ type applyResult struct {
 	req      *Request
 	existing bool
 	err      error
+	// reached is the checkpoint this entry reached, if any.
+	reached *pendingCheckpoint
 }
 
 // FSM is the ledger's raft state machine. Apply is deterministic: the only
@@ -25,9 +30,20 @@ type applyResult struct {
 type FSM struct {
 	log    *slog.Logger
 	onHalt func(error)
+	// pinned is the genesis this node's config pins (nil: none, tests and
+	// offline tools); interval the checkpoint interval.
+	pinned   *Genesis
+	interval uint64
+	// onCheckpoint (may be nil) is told, from the apply goroutine and
+	// without blocking, about each checkpoint this node reaches.
+	onCheckpoint func(index uint64)
+	// running is set once raft started: from then on a refused snapshot
+	// halts the node (before, raft is trying its stored snapshots in turn).
+	running atomic.Bool
 
 	mu     sync.RWMutex
 	st     *State
+	cps    *checkpoints
 	halted error
 	// moved is closed (and replaced) whenever st.Index advances, the state
 	// is restored or the FSM halts: waiters in ReadAtLeast wake up on it.
@@ -36,13 +52,21 @@ type FSM struct {
 
 var _ raft.FSM = (*FSM)(nil)
 
-// NewFSM returns an FSM over an empty state. onHalt (may be nil) is called
-// once, from the apply goroutine, when the FSM halts.
+// NewFSM returns an FSM over an empty state, with no pinned genesis and the
+// default checkpoint interval (tests and offline tools; a node's Store
+// builds its FSM from its Config). onHalt (may be nil) is called once, from
+// the apply goroutine, when the FSM halts.
 func NewFSM(logger *slog.Logger, onHalt func(error)) *FSM {
+	return newFSM(logger, onHalt, nil, 0)
+}
+
+func newFSM(logger *slog.Logger, onHalt func(error), pinned *Genesis, interval uint64) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &FSM{log: logger, onHalt: onHalt, st: NewState(), moved: make(chan struct{})}
+	cps := newCheckpoints(interval)
+	return &FSM{log: logger, onHalt: onHalt, pinned: pinned, interval: cps.interval,
+		st: NewState(), cps: cps, moved: make(chan struct{})}
 }
 
 // notifyLocked wakes every ReadAtLeast waiter; the caller holds f.mu.
@@ -147,52 +171,93 @@ func (f *FSM) applyOneLocked(l *raft.Log) any {
 	if f.halted != nil {
 		return &applyResult{err: f.halted}
 	}
-	res, fatal := f.applyLocked(l)
-	if fatal != nil {
-		f.halted = fmt.Errorf("%w at index %d: %v", ErrHalted, l.Index, fatal)
-		f.log.Error("ledger: FSM halted; refusing to apply further entries", "index", l.Index, "err", fatal)
+	before := f.st.Index
+	res, fatal := f.applyEntry(f.st, f.cps, l)
+	if f.st.Index != before {
 		f.notifyLocked()
-		if f.onHalt != nil {
-			go f.onHalt(f.halted)
-		}
+	}
+	if fatal != nil {
+		f.haltLocked(fmt.Errorf("%w at index %d: %v", ErrHalted, l.Index, fatal))
 		return &applyResult{err: f.halted}
+	}
+	if res.reached != nil && f.onCheckpoint != nil {
+		f.onCheckpoint(res.reached.index)
 	}
 	return res
 }
 
-func (f *FSM) applyLocked(l *raft.Log) (res *applyResult, fatal error) {
+// haltLocked records why the FSM stops applying, logs it and tells onHalt.
+func (f *FSM) haltLocked(err error) {
+	f.halted = err
+	f.log.Error("ledger: FSM halted; refusing to apply further entries", "err", err)
+	f.notifyLocked()
+	if f.onHalt != nil {
+		go f.onHalt(err)
+	}
+}
+
+// applyEntry applies one command entry to st, keeping cps (the entry
+// joins the snapshot suffix; a checkpoint reached or certified updates
+// it). The live FSM and a snapshot being rebuilt share it, so a snapshot's
+// entries are checked exactly as log entries are.
+func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyResult, fatal error) {
 	defer func() {
 		if r := recover(); r != nil {
 			res, fatal = nil, fmt.Errorf("panic in apply: %v", r)
 		}
 	}()
+	cps.suffix = append(cps.suffix, snapshotEntry{Index: l.Index, Term: l.Term, Data: bytes.Clone(l.Data)})
 	env, cmd, err := decodeEntry(l.Data)
 	if err != nil {
 		return nil, err
 	}
-	st := f.st
+	if g, ok := cmd.(*Genesis); ok && f.pinned != nil {
+		if err := samePinned(*g, *f.pinned); err != nil {
+			return &applyResult{err: err}, nil
+		}
+	}
 	now := env.Time.UTC()
 	if now.Before(st.Clock) {
 		now = st.Clock
 	}
 	t := newTxn(st, l.Index, l.Term, now, env.Actor)
+	t.cps = cps
 	out, err := cmd.apply(t)
 	if err != nil {
 		// A refusal changes nothing, not even the clock or index: the
 		// staged effect in t is dropped.
 		return &applyResult{err: err}, nil
 	}
+	res = &applyResult{existing: out.existing, req: out.req}
 	if out.changed {
+		prev := st.Index
 		t.commit()
 		st.Index = l.Index
 		st.Clock = now
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
-		f.notifyLocked()
+		if cps.crossed(prev, st.Index) {
+			p := &pendingCheckpoint{index: st.Index, view: st.snapshotView()}
+			cps.pending[st.Index] = p
+			res.reached = p
+		}
+	}
+	if out.sig != nil {
+		cps.record(out.sig, st)
 	}
 	// out.req may be the stored record itself (putRequest takes ownership):
 	// the proposer copies it (Store.apply), off the apply path. Stored
 	// records are never edited in place, so that copy needs no lock.
-	return &applyResult{existing: out.existing, req: out.req}, nil
+	return res, nil
+}
+
+// samePinned refuses a genesis command other than the pinned one.
+func samePinned(got, pinned Genesis) error {
+	a, errA := json.Marshal(got)
+	b, errB := json.Marshal(pinned)
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		return fmt.Errorf("%w: the log's genesis (hash %s) is not the genesis this node's config pins (hash %s)", ErrGenesisMismatch, short(got.Hash), short(pinned.Hash))
+	}
+	return nil
 }
 
 // applyOut is what an accepted command reports to the FSM.
@@ -205,59 +270,55 @@ type applyOut struct {
 	subject string
 	// req is the request the command created or updated, if any.
 	req *Request
+	// sig is an accepted checkpoint signature (CheckpointSign).
+	sig *cpSig
 }
 
 func changed(subject string) (applyOut, error) { return applyOut{changed: true, subject: subject}, nil }
 
-// Snapshot takes a view of the state under the lock (map copies that share
-// every stored record, see [State.snapshotView]): Apply waits only for that,
-// not for the encoding, which Persist does while Apply goes on. At 100,000
-// requests encoding takes seconds; the view takes milliseconds.
+// Snapshot takes, under the lock, the base (a view of the state at the
+// last certified checkpoint), its certificate and the entries after it:
+// slices and map copies only. Persist encodes them while Apply goes on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.halted != nil {
 		return nil, f.halted
 	}
-	return &fsmSnapshot{st: f.st.snapshotView()}, nil
+	c := f.cps
+	return &fsmSnapshot{base: c.base, cp: c.baseCP, suffix: c.suffix[:len(c.suffix):len(c.suffix)]}, nil
 }
 
-// Restore replaces the whole state with the snapshot's; nothing of the prior
-// state survives. A snapshot whose audit chain does not verify is refused.
+// Restore replaces the whole state with the snapshot's, trusting nothing
+// in it (see [FSM.rebuild]): a certified checkpoint verified against this
+// node's own node set, then the entries after it re-applied. Once the node
+// runs, a refused snapshot halts it with an alert rather than leaving it
+// on a state it could not check; at start, raft falls back to an older
+// stored snapshot.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		return fmt.Errorf("ledger: restore: %w", err)
 	}
-	st, err := DecodeState(b)
-	if err != nil {
-		return fmt.Errorf("ledger: restore: %w", err)
-	}
-	if err := VerifyChain(st.Audit); err != nil {
-		return fmt.Errorf("ledger: restore: %w", err)
-	}
+	// Restore runs on raft's FSM goroutine, the only writer of f.st.
+	cur := f.st
+	st, cps, err := f.rebuild(b, f.trustedNodes(cur), cur, false)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.st = st
+	if err != nil {
+		err = fmt.Errorf("ledger: snapshot refused: %w", err)
+		if f.running.Load() && f.halted == nil {
+			f.haltLocked(fmt.Errorf("%w: %w (a peer sent a snapshot this node cannot verify; check the cluster for a compromised or misconfigured node before restarting)", ErrHalted, err))
+		}
+		return err
+	}
+	f.st, f.cps = st, cps
 	f.notifyLocked()
+	if f.onCheckpoint != nil {
+		for idx := range cps.pending {
+			f.onCheckpoint(idx)
+		}
+	}
 	return nil
 }
-
-type fsmSnapshot struct{ st *State }
-
-// Persist writes the view's canonical encoding (the bytes [State.Hash]
-// hashes).
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	b, err := s.st.Encode()
-	if err == nil {
-		_, err = sink.Write(b)
-	}
-	if err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("ledger: persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) Release() {}

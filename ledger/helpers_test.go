@@ -113,14 +113,17 @@ var testWallets = []Wallet{
 // (threshold 2: three signers).
 var allSigners = []pki.NodeID{"n1", "n2", "n3"}
 
-// newCluster starts a ledgertest cluster of size nodes.
+// newCluster starts a ledgertest cluster of size nodes, each pinning
+// genesisCmd.
 func newCluster(t testing.TB, size int, tune ...func(*Config)) *ledgertest.Cluster {
 	t.Helper()
-	var f func(*Config)
-	if len(tune) > 0 {
-		f = tune[0]
-	}
-	return ledgertest.New(t, size, f)
+	g := genesisCmd()
+	return ledgertest.New(t, size, func(cfg *Config) {
+		cfg.Genesis = &g
+		for _, f := range tune {
+			f(cfg)
+		}
+	})
 }
 
 // seed runs genesis and creates the test wallets.

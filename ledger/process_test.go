@@ -584,7 +584,12 @@ func idSet(ids map[string]bool) map[string]uint64 {
 // entries of its tail segment), so its segments are small enough here that
 // the entries the follower misses are really gone.
 func TestSnapshotInstallAfterPartition(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) { cfg.TrailingLogs = 16; cfg.SnapshotThreshold = 64; cfg.WALSegmentSize = 8 << 10 })
+	c := newCluster(t, 3, func(cfg *Config) {
+		cfg.TrailingLogs = 16
+		cfg.SnapshotThreshold = 64
+		cfg.WALSegmentSize = 8 << 10
+		cfg.CheckpointInterval = 16
+	})
 	seed(c)
 	l := c.WaitLeader(nil)
 	var cut *ledgertest.Node
@@ -605,10 +610,29 @@ func TestSnapshotInstallAfterPartition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The two connected nodes certify checkpoints (a majority of the
+	// node set), so the snapshot the cut node gets is a certified base and
+	// the entries after it, which it verifies against its pinned genesis.
+	ledgertest.Poll(t, "a certified checkpoint", func() error {
+		return c.WaitLeader(c.Others(cut)).Store.ReadLocal(func(st *State) error {
+			if len(st.Checkpoints) < 2 {
+				return fmt.Errorf("%d checkpoints certified", len(st.Checkpoints))
+			}
+			return nil
+		})
+	})
+	for _, n := range c.Others(cut) {
+		if err := n.Store.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.Isolate(cut, false)
 	h := c.WaitConverged(c.Nodes...)
 	if got := cut.Store.RaftStats()["last_snapshot_index"]; got == "0" || got == "" {
 		t.Fatalf("healed follower caught up without a snapshot (last_snapshot_index %q)", got)
+	}
+	if err := cut.Store.Halted(); err != nil {
+		t.Fatal(err)
 	}
 	// The healed node must also survive a restart from its snapshot + log.
 	if err := cut.Store.Close(); err != nil {

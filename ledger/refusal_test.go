@@ -60,6 +60,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"expiry before its time", ErrInvalid, ExpireRequest{RequestID: waiting.ID}},
 		{"export of a hot request", ErrWrongStatus, ColdExport{RequestID: approved.ID, BundleHash: "h"}},
 		{"import without export", ErrWrongStatus, ColdImport{RequestID: approved.ID, Signed: []byte("x")}},
+		{"checkpoint signed with a key the node set does not pin", ErrCheckpoint, signCP(t, CheckpointHead{ClusterID: testCluster, Index: 1}, "n1", otherKey(t))},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

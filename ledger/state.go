@@ -163,7 +163,12 @@ type State struct {
 	// Nodes is the cluster's node set, from the genesis: each node's ID and
 	// the fingerprint of its certificate's public key.
 	Nodes map[pki.NodeID]*Node `json:"nodes"`
-	Audit []AuditEvent         `json:"audit"`
+	// Checkpoints are the certified checkpoints, oldest first: each the
+	// head of the state at a checkpoint index signed by a majority of the
+	// node set (see CheckpointSign). The last one is the base of this
+	// node's snapshots; all of them are signed audit heads.
+	Checkpoints []Checkpoint `json:"checkpoints"`
+	Audit       []AuditEvent `json:"audit"`
 
 	// rules is the parsed ActiveRules (derived, never serialised).
 	rules *policy.Rules
@@ -258,6 +263,7 @@ func (s *State) snapshotView() *State {
 	v.Changes = maps.Clone(s.Changes)
 	v.Nodes = maps.Clone(s.Nodes)
 	v.Audit = s.Audit[:len(s.Audit):len(s.Audit)]
+	v.Checkpoints = s.Checkpoints[:len(s.Checkpoints):len(s.Checkpoints)]
 	return &v
 }
 

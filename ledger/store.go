@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,27 @@ type Config struct {
 	// drive ledger time; the FSM still never lets its clock go backwards.
 	Clock func() time.Time
 
+	// Genesis is the genesis command this node's config pins (built from
+	// the genesis file whose hash the config names and checked against
+	// it: genesis.VerifyCommand). The node refuses a log whose genesis
+	// differs, verifies checkpoints of snapshots against its node set
+	// until its ledger has one, and refuses snapshots of another genesis.
+	// Nil only in tests and tools: a node without it refuses every
+	// snapshot that carries a checkpoint while its ledger is empty.
+	Genesis *Genesis
+	// CheckpointSigner is this node's node key (its certificate's key, in
+	// its HSM in production): it signs the state hash at each checkpoint
+	// (see CheckpointSign). Its public key must be the one the node set
+	// pins for NodeID. Nil: the node verifies checkpoints but signs none.
+	CheckpointSigner crypto.Signer
+	// CheckpointInterval is the number of raft indices between
+	// checkpoints (default DefaultCheckpointInterval).
+	CheckpointInterval uint64
+	// Forward hands a follower's checkpoint signature to the leader (the
+	// node RPC in the daemon). Nil: a node submits its signatures only
+	// while it leads, and a checkpoint waits for a majority of leaders.
+	Forward func(ctx context.Context, cmd Command) error
+
 	// WrapTransport, if set, wraps the raft transport. It exists for fault
 	// injection in tests (partitions); production leaves it nil.
 	WrapTransport func(raft.Transport) raft.Transport
@@ -89,6 +111,10 @@ type Store struct {
 	layer  raft.StreamLayer
 	log    *slog.Logger
 	voters sync.Mutex // one voter change at a time
+
+	cpWake chan struct{}
+	cpStop chan struct{}
+	cpDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -164,8 +190,12 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("ledger: raft config: %w", err)
 	}
 
-	s := &Store{cfg: cfg, log: cfg.Logger}
-	s.fsm = NewFSM(cfg.Logger, s.onHalt)
+	if err := checkSigner(cfg); err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{})}
+	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis, cfg.CheckpointInterval)
+	s.fsm.onCheckpoint = s.checkpointReached
 
 	logs, err := openLogStore(cfg.Dir, kind, cfg.WALSegmentSize, rc.Logger)
 	if err != nil {
@@ -202,6 +232,8 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("ledger: start raft: %w", err)
 	}
 	s.raft = r
+	s.fsm.running.Store(true)
+	go s.checkpointLoop()
 	opened = true
 	return s, nil
 }
@@ -569,6 +601,8 @@ func (s *Store) mapErr(err error) error {
 // Close shuts raft down and closes the stores. Safe to call twice.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.cpStop)
+		<-s.cpDone
 		err := s.raft.Shutdown().Error()
 		closeTransport(s.trans)
 		if e := s.logs.Close(); err == nil {

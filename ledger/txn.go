@@ -40,6 +40,11 @@ type txn struct {
 	pol       *policy.State
 	rulesDoc  *RulesDoc
 	rules     *policy.Rules
+	certified *Checkpoint
+
+	// cps is the FSM's checkpoint bookkeeping beside the state (read only
+	// here; CheckpointSign reads the pending checkpoints).
+	cps *checkpoints
 }
 
 func newTxn(st *State, index, term uint64, now time.Time, actor string) *txn {
@@ -136,6 +141,22 @@ func (t *txn) setGenesis(hash string, nodes []Node) {
 	t.genesis = &genesisRecord{hash: hash, nodes: slices.Clone(nodes)}
 }
 
+// nodeSet returns the cluster's node set (the genesis's until a signed
+// change edits it).
+func (t *txn) nodeSet() map[pki.NodeID]*Node {
+	if t.genesis != nil {
+		m := make(map[pki.NodeID]*Node, len(t.genesis.nodes))
+		for _, n := range t.genesis.nodes {
+			m[n.ID] = &n
+		}
+		return m
+	}
+	return t.st.Nodes
+}
+
+// certify stages a certified checkpoint.
+func (t *txn) certify(c Checkpoint) { t.certified = &c }
+
 // lookup reads a staged string map over its base ("" means none or released).
 func lookup(staged, base map[string]string, k string) string {
 	if v, ok := staged[k]; ok {
@@ -220,6 +241,9 @@ func (t *txn) commit() {
 	if t.rulesDoc != nil {
 		st.Rules[t.rulesDoc.Hash] = t.rulesDoc
 		st.ActiveRules, st.rules = t.rulesDoc.Hash, t.rules
+	}
+	if t.certified != nil {
+		st.Checkpoints = append(st.Checkpoints, *t.certified)
 	}
 }
 

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -75,13 +76,34 @@ func (ca *CA) Issue(role Role, id string, now time.Time, validity time.Duration)
 	if id == "" {
 		return nil, nil, fmt.Errorf("pki: %s certificate needs an ID", role)
 	}
-	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	if role == RoleNode {
-		usage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: %s key: %w", role, err)
+	}
+	certPEM, err = ca.issueFor(role, id, &key.PublicKey, now, validity)
+	if err != nil {
+		return nil, nil, err
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: %s key: %w", role, err)
+	}
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), nil
+}
+
+// IssueNodeFor issues a node certificate for a key the caller holds (in an
+// HSM, or made elsewhere), returning the certificate as PEM.
+func (ca *CA) IssueNodeFor(id NodeID, pub crypto.PublicKey, now time.Time, validity time.Duration) ([]byte, error) {
+	if id == "" {
+		return nil, fmt.Errorf("pki: %s certificate needs an ID", RoleNode)
+	}
+	return ca.issueFor(RoleNode, string(id), pub, now, validity)
+}
+
+func (ca *CA) issueFor(role Role, id string, pub crypto.PublicKey, now time.Time, validity time.Duration) ([]byte, error) {
+	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if role == RoleNode {
+		usage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -94,16 +116,11 @@ func (ca *CA) Issue(role Role, id string, now time.Time, validity time.Duration)
 	if role == RoleNode {
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: %s cert: %w", role, err)
+		return nil, fmt.Errorf("pki: %s cert: %w", role, err)
 	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("pki: %s key: %w", role, err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func serial() *big.Int {

@@ -2,9 +2,13 @@ package ledgertest
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,14 +64,20 @@ func NewPKI(t testing.TB) *PKI {
 	return &PKI{CA: ca}
 }
 
-// Node issues a node certificate for id and returns its identity.
+// Node issues a node certificate for id's NodeKey and returns its
+// identity.
 func (p *PKI) Node(t testing.TB, id pki.NodeID) pki.Identity {
 	t.Helper()
-	c, k, err := p.CA.IssueNode(id, time.Now(), 24*time.Hour)
+	key := NodeKey(id)
+	c, err := p.CA.IssueNodeFor(id, key.Public(), time.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ident, err := pki.LoadIdentity(c, k, p.CA.PEM())
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident, err := pki.LoadIdentity(c, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), p.CA.PEM())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +99,11 @@ type Cluster struct {
 	PKI   *PKI
 	Nodes []*Node
 	// Tune, if set, adjusts every node's config before Open (a clock,
-	// snapshot thresholds).
+	// snapshot thresholds, the pinned genesis).
 	Tune func(*ledger.Config)
+
+	mu     sync.Mutex
+	opened []*ledger.Store // every store started, for Forward
 }
 
 // Config is the test configuration of one node: the default log store with
@@ -138,6 +151,8 @@ func (c *Cluster) StartNode(n *Node, bind string) {
 		c.T.Fatalf("listen %s: %v", n.ID, err)
 	}
 	cfg := Config(n.ID, n.Dir, stream)
+	cfg.CheckpointSigner = NodeKey(n.ID)
+	cfg.Forward = c.forward
 	if c.Tune != nil {
 		c.Tune(&cfg)
 	}
@@ -152,7 +167,25 @@ func (c *Cluster) StartNode(n *Node, bind string) {
 	}
 	n.Store = s
 	n.Addr = s.Addr()
+	c.mu.Lock()
+	c.opened = append(c.opened, s)
+	c.mu.Unlock()
 	c.T.Cleanup(func() { _ = s.Close() })
+}
+
+// forward is every node's Config.Forward: it submits the command on the
+// node that leads now (the daemon's node RPC does this over the network).
+func (c *Cluster) forward(ctx context.Context, cmd ledger.Command) error {
+	c.mu.Lock()
+	stores := slices.Clone(c.opened)
+	c.mu.Unlock()
+	for _, s := range stores {
+		if s.IsLeader() {
+			_, err := s.Submit(ctx, "forwarded", cmd)
+			return err
+		}
+	}
+	return ledger.ErrNotLeader
 }
 
 // Stores returns the stores of the running nodes.

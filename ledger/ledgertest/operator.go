@@ -1,9 +1,13 @@
 package ledgertest
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
@@ -52,15 +56,32 @@ const ApprovalValidity = 48 * time.Hour
 // three.
 var GenesisNodes = []pki.NodeID{"n1", "n2", "n3"}
 
-// Nodes returns a node set of ids whose key fingerprints are derived from
-// the IDs (not from any certificate), so failures reproduce.
+// Nodes returns the node set of ids with the fingerprints of their
+// NodeKey: the keys every Cluster's node certificates carry, whatever CA
+// issued them.
 func Nodes(ids ...pki.NodeID) []ledger.Node {
 	out := make([]ledger.Node, len(ids))
 	for i, id := range ids {
-		sum := sha256.Sum256([]byte("ledgertest-node/" + id))
+		der, err := x509.MarshalPKIXPublicKey(NodeKey(id).Public())
+		if err != nil {
+			panic("ledgertest: node key: " + err.Error())
+		}
+		sum := sha256.Sum256(der)
 		out[i] = ledger.Node{ID: id, KeyFingerprint: hex.EncodeToString(sum[:])}
 	}
 	return out
+}
+
+// NodeKey is node id's P-256 key, derived from the ID so that a genesis
+// written before a cluster starts pins the keys its certificates carry.
+// Test keys only: anyone can derive them.
+func NodeKey(id pki.NodeID) *ecdsa.PrivateKey {
+	for i := 0; ; i++ {
+		seed := sha256.Sum256([]byte(fmt.Sprintf("ledgertest-node-key/%d/%s", i, id)))
+		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), seed[:]); err == nil {
+			return k
+		}
+	}
 }
 
 // Genesis is the genesis command of cluster with the given admin quorum,

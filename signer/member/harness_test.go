@@ -232,15 +232,15 @@ func newHarness(t *testing.T) *harness {
 
 	// Ledger: three raft nodes over mutual TLS on 127.0.0.1, stamping the
 	// harness's ledger clock.
-	h.cluster = ledgertest.New(t, len(committee), func(cfg *ledger.Config) {
-		cfg.ApplyTimeout, cfg.Clock = 30*time.Second, h.clock.Now
-	})
-	h.stores = h.cluster.Stores()
 	var ops []ledgertest.Operator
 	for _, o := range allOps {
 		ops = append(ops, o.Operator)
 	}
 	g := ledgertest.Genesis(clusterID, 1, testRules, ops...)
+	h.cluster = ledgertest.New(t, len(committee), func(cfg *ledger.Config) {
+		cfg.ApplyTimeout, cfg.Clock, cfg.Genesis = 30*time.Second, h.clock.Now, &g
+	})
+	h.stores = h.cluster.Stores()
 	h.propose("ceremony", g)
 	h.propose("node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
 	// Chain: the simulated chain with the wallet funded.

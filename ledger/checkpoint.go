@@ -1,0 +1,372 @@
+package ledger
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/custody-dev/custody/pki"
+)
+
+// Checkpoints: why a snapshot is never more trusted than a log entry.
+//
+// hashicorp/raft installs a snapshot from any peer whose term is at least
+// the follower's, and a snapshot replaces the whole state. So a snapshot
+// carries no state a node has to take on the sender's word: it is the state
+// at a checkpoint that a majority of the genesis's node set signed (each
+// node signs the hash of the state it computed itself, with its node key,
+// which can live in its HSM), plus every log entry after that checkpoint,
+// which the restoring node re-applies through the same validating Apply as
+// any log entry. One compromised node cannot produce a majority's
+// signatures, and the entries after the checkpoint are checked exactly as
+// if they had arrived through the log. docs/trust.md has the whole design.
+//
+// Checkpoint indices are deterministic: the state after the first entry
+// whose state index crosses a multiple of the interval. Every node that
+// applied the same log has the same checkpoints and the same hash at each.
+
+// DefaultCheckpointInterval is how many raft indices lie between two
+// checkpoints unless Config.CheckpointInterval says otherwise.
+const DefaultCheckpointInterval = 1024
+
+// checkpointDomain separates checkpoint signatures from every other
+// signature made with a node key.
+const checkpointDomain = "custody/checkpoint/v1\n"
+
+// ErrCheckpoint is wrapped by every refused checkpoint signature or
+// snapshot: a signature that does not verify, a signer outside the node
+// set, a hash that is not this node's, a snapshot whose checkpoint lacks a
+// majority or whose entries do not apply.
+var ErrCheckpoint = errors.New("ledger: checkpoint refused")
+
+// errCheckpointDone is returned for a signature on a checkpoint that is
+// already certified (or superseded): nothing to do, nothing wrong.
+var errCheckpointDone = fmt.Errorf("%w: checkpoint already certified", ErrCheckpoint)
+
+// CheckpointHead is what a node signs at a checkpoint: which cluster and
+// genesis, the state index, the SHA-256 of the canonical state
+// ([State.Hash], hex) and the head of the audit chain (the last event's Seq
+// and Hash; 0 and [GenesisHash] when it is empty). The audit head lets
+// `custody audit verify` detect a truncated chain with the signed heads
+// alone, without the state.
+type CheckpointHead struct {
+	ClusterID   string `json:"cluster_id"`
+	GenesisHash string `json:"genesis_hash"`
+	Index       uint64 `json:"index"`
+	StateHash   string `json:"state_hash"`
+	AuditSeq    uint64 `json:"audit_seq"`
+	AuditHead   string `json:"audit_head"`
+}
+
+// Digest is the SHA-256 a node signs: the domain, then the head's JSON.
+func (h CheckpointHead) Digest() []byte {
+	b, err := json.Marshal(h)
+	if err != nil {
+		panic("ledger: checkpoint head not serialisable: " + err.Error())
+	}
+	d := sha256.New()
+	d.Write([]byte(checkpointDomain))
+	d.Write(b)
+	return d.Sum(nil)
+}
+
+// CheckpointSig is one node's signature over a CheckpointHead: the node,
+// its public key (DER SubjectPublicKeyInfo, whose SHA-256 must be the key
+// fingerprint the node set pins) and the signature (ASN.1 ECDSA, or
+// Ed25519 over the digest).
+type CheckpointSig struct {
+	Node      pki.NodeID `json:"node"`
+	PublicKey []byte     `json:"public_key"`
+	Signature []byte     `json:"signature"`
+}
+
+// Checkpoint is a certified checkpoint: the head and the signatures of a
+// majority of the node set over it (sorted by node).
+type Checkpoint struct {
+	CheckpointHead
+	Sigs []CheckpointSig `json:"sigs"`
+}
+
+// SignCheckpoint signs h as node with key (the node's certificate key, or
+// the same key in its HSM).
+func SignCheckpoint(h CheckpointHead, node pki.NodeID, key crypto.Signer) (CheckpointSig, error) {
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return CheckpointSig{}, fmt.Errorf("ledger: checkpoint key: %w", err)
+	}
+	opts := crypto.SignerOpts(crypto.SHA256)
+	if _, ok := key.Public().(ed25519.PublicKey); ok {
+		opts = crypto.Hash(0)
+	}
+	sig, err := key.Sign(rand.Reader, h.Digest(), opts)
+	if err != nil {
+		return CheckpointSig{}, fmt.Errorf("ledger: sign checkpoint %d: %w", h.Index, err)
+	}
+	return CheckpointSig{Node: node, PublicKey: pub, Signature: sig}, nil
+}
+
+// Verify checks s over h against the node set: the signer is in it, its
+// key is the one pinned for it, and the signature verifies.
+func (s CheckpointSig) Verify(h CheckpointHead, nodes map[pki.NodeID]*Node) error {
+	n := nodes[s.Node]
+	if n == nil {
+		return fmt.Errorf("%w: %q is not in the node set", ErrCheckpoint, s.Node)
+	}
+	sum := sha256.Sum256(s.PublicKey)
+	if hex.EncodeToString(sum[:]) != n.KeyFingerprint {
+		return fmt.Errorf("%w: the key of %q's signature is not the key its node set entry pins", ErrCheckpoint, s.Node)
+	}
+	pub, err := x509.ParsePKIXPublicKey(s.PublicKey)
+	if err != nil {
+		return fmt.Errorf("%w: %q's public key: %v", ErrCheckpoint, s.Node, err)
+	}
+	ok := false
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(k, h.Digest(), s.Signature)
+	case ed25519.PublicKey:
+		ok = ed25519.Verify(k, h.Digest(), s.Signature)
+	default:
+		return fmt.Errorf("%w: %q's key type %T is not supported", ErrCheckpoint, s.Node, pub)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %q's signature over checkpoint %d does not verify", ErrCheckpoint, s.Node, h.Index)
+	}
+	return nil
+}
+
+// Majority is how many of a node set of n must sign a checkpoint.
+func Majority(n int) int { return n/2 + 1 }
+
+// VerifyCheckpoint checks that a majority of nodes (distinct members, each
+// with its pinned key) signed c's head. nodes is the verifier's own node
+// set: its current state's, or its pinned genesis's; never the set inside
+// the state the checkpoint certifies.
+func VerifyCheckpoint(c Checkpoint, nodes map[pki.NodeID]*Node) error {
+	if len(nodes) == 0 {
+		return fmt.Errorf("%w: no node set to verify checkpoint %d against (no pinned genesis)", ErrCheckpoint, c.Index)
+	}
+	seen := map[pki.NodeID]bool{}
+	var errs []error
+	for _, s := range c.Sigs {
+		if seen[s.Node] {
+			continue
+		}
+		if err := s.Verify(c.CheckpointHead, nodes); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		seen[s.Node] = true
+	}
+	if need := Majority(len(nodes)); len(seen) < need {
+		return fmt.Errorf("%w: checkpoint %d carries %d valid signatures of the node set, a majority is %d of %d: %w",
+			ErrCheckpoint, c.Index, len(seen), need, len(nodes), errors.Join(errs...))
+	}
+	return nil
+}
+
+// auditHead is the head of s's audit chain.
+func (s *State) auditHead() (uint64, string) {
+	if n := len(s.Audit); n > 0 {
+		return s.Audit[n-1].Seq, s.Audit[n-1].Hash
+	}
+	return 0, GenesisHash
+}
+
+// LastCheckpoint returns the latest certified checkpoint (nil before the
+// first).
+func (s *State) LastCheckpoint() *Checkpoint {
+	if n := len(s.Checkpoints); n > 0 {
+		return &s.Checkpoints[n-1]
+	}
+	return nil
+}
+
+// CheckpointSign records one node's signature over the checkpoint at Index.
+// Nodes submit it (followers forward it to the leader) after they reached
+// the checkpoint and hashed their own state. It is accepted only when the
+// signer is in the node set with its pinned key, the signature verifies,
+// and the head is exactly this node's own at that index; the signature of
+// the majority-th node certifies the checkpoint (State.Checkpoints).
+type CheckpointSign struct {
+	Index     uint64        `json:"index"`
+	StateHash string        `json:"state_hash"`
+	AuditSeq  uint64        `json:"audit_seq"`
+	AuditHead string        `json:"audit_head"`
+	Sig       CheckpointSig `json:"sig"`
+}
+
+// Type implements Command.
+func (CheckpointSign) Type() string { return CmdCheckpointSign }
+
+func (p CheckpointSign) head(t *txn) CheckpointHead {
+	return CheckpointHead{ClusterID: t.registry().ClusterID, GenesisHash: t.st.GenesisHash,
+		Index: p.Index, StateHash: p.StateHash, AuditSeq: p.AuditSeq, AuditHead: p.AuditHead}
+}
+
+func (p CheckpointSign) apply(t *txn) (applyOut, error) {
+	if err := t.needGenesis(); err != nil {
+		return applyOut{}, err
+	}
+	h := p.head(t)
+	nodes := t.nodeSet()
+	if err := p.Sig.Verify(h, nodes); err != nil {
+		return applyOut{}, err
+	}
+	if last := t.st.LastCheckpoint(); last != nil && p.Index <= last.Index {
+		return applyOut{}, errCheckpointDone
+	}
+	pend := t.cps.pending[p.Index]
+	if pend == nil {
+		return applyOut{}, fmt.Errorf("%w: no checkpoint at index %d on this node", ErrCheckpoint, p.Index)
+	}
+	own, err := pend.head(h.ClusterID, h.GenesisHash)
+	if err != nil {
+		return applyOut{}, err
+	}
+	if own != h {
+		return applyOut{}, fmt.Errorf("%w: %q signed state %s (audit %d %s) at index %d, this node has %s (audit %d %s): one of the two diverged",
+			ErrCheckpoint, p.Sig.Node, short(h.StateHash), h.AuditSeq, short(h.AuditHead), p.Index, short(own.StateHash), own.AuditSeq, short(own.AuditHead))
+	}
+	if slices.ContainsFunc(pend.sigs, func(s CheckpointSig) bool { return s.Node == p.Sig.Node }) {
+		return applyOut{}, nil // a repeat: nothing new
+	}
+	out := applyOut{sig: &cpSig{index: p.Index, sig: p.Sig}}
+	valid := 0
+	for _, s := range pend.sigs {
+		if nodes[s.Node] != nil {
+			valid++
+		}
+	}
+	if valid+1 < Majority(len(nodes)) {
+		return out, nil // recorded beside the state, not in it (see checkpoints)
+	}
+	sigs := append(slices.Clone(pend.sigs), p.Sig)
+	sigs = slices.DeleteFunc(sigs, func(s CheckpointSig) bool { return nodes[s.Node] == nil })
+	slices.SortFunc(sigs, func(a, b CheckpointSig) int { return cmpNode(a.Node, b.Node) })
+	t.certify(Checkpoint{CheckpointHead: own, Sigs: sigs})
+	out.changed, out.subject = true, fmt.Sprintf("checkpoint %d", p.Index)
+	return out, nil
+}
+
+func cmpNode(a, b pki.NodeID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// cpSig is an accepted checkpoint signature, for the FSM to record beside
+// the state once the command committed.
+type cpSig struct {
+	index uint64
+	sig   CheckpointSig
+}
+
+// checkpoints is what the FSM keeps beside the state to make snapshots
+// and to count signatures. It is a function of the log alone (the
+// signatures of a pending checkpoint are collected from log entries, all
+// after the checkpoint), so a node that restored a snapshot and one that
+// applied the whole log hold the same after the same entries.
+type checkpoints struct {
+	interval uint64
+	// base is a view of the state at the last certified checkpoint (nil
+	// while there is none: the base is then the empty state), baseCP its
+	// certificate.
+	base   *State
+	baseCP *Checkpoint
+	// suffix is every command entry after the base, in log order.
+	suffix []snapshotEntry
+	// pending are the checkpoints reached and not yet certified, by index.
+	pending map[uint64]*pendingCheckpoint
+}
+
+func newCheckpoints(interval uint64) *checkpoints {
+	if interval == 0 {
+		interval = DefaultCheckpointInterval
+	}
+	return &checkpoints{interval: interval, pending: map[uint64]*pendingCheckpoint{}}
+}
+
+// pendingCheckpoint is a checkpoint this node reached: a view of its state
+// there, the hash computed once (by the signer, or by the first signature
+// that needs it), and the node-set signatures collected so far.
+type pendingCheckpoint struct {
+	index uint64
+	view  *State
+
+	once sync.Once
+	hash string
+	err  error
+
+	sigs []CheckpointSig
+}
+
+func (p *pendingCheckpoint) stateHash() (string, error) {
+	p.once.Do(func() {
+		h, err := p.view.Hash()
+		p.hash, p.err = hex.EncodeToString(h[:]), err
+	})
+	return p.hash, p.err
+}
+
+// head is this node's own head at the checkpoint.
+func (p *pendingCheckpoint) head(cluster, genesisHash string) (CheckpointHead, error) {
+	h, err := p.stateHash()
+	if err != nil {
+		return CheckpointHead{}, err
+	}
+	seq, audit := p.view.auditHead()
+	return CheckpointHead{ClusterID: cluster, GenesisHash: genesisHash, Index: p.index, StateHash: h, AuditSeq: seq, AuditHead: audit}, nil
+}
+
+// crossed reports whether a state index moving from prev to next reaches a
+// checkpoint.
+func (c *checkpoints) crossed(prev, next uint64) bool {
+	return next/c.interval > prev/c.interval
+}
+
+// record keeps an accepted signature; when the state now holds the
+// checkpoint's certificate, the checkpoint becomes the base and everything
+// at or before it is dropped.
+func (c *checkpoints) record(s *cpSig, st *State) {
+	p := c.pending[s.index]
+	if p == nil {
+		return
+	}
+	p.sigs = append(p.sigs, s.sig)
+	last := st.LastCheckpoint()
+	if last == nil || last.Index != s.index {
+		return
+	}
+	c.base, c.baseCP = p.view, last
+	i := 0
+	for i < len(c.suffix) && c.suffix[i].Index <= s.index {
+		i++
+	}
+	c.suffix = slices.Clone(c.suffix[i:])
+	for idx := range c.pending {
+		if idx <= s.index {
+			delete(c.pending, idx)
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// checkSigner refuses a checkpoint key that is not the one the pinned
+// genesis's node set names for this node: its signatures would all be
+// refused, and a key mix-up is better met at start than at the first
+// checkpoint.
+func checkSigner(cfg Config) error {
+	if cfg.CheckpointSigner == nil || cfg.Genesis == nil {
+		return nil
+	}
+	for _, n := range cfg.Genesis.Nodes {
+		if n.ID != cfg.NodeID {
+			continue
+		}
+		der, err := x509.MarshalPKIXPublicKey(cfg.CheckpointSigner.Public())
+		if err != nil {
+			return fmt.Errorf("ledger: checkpoint key: %w", err)
+		}
+		if sum := sha256.Sum256(der); hex.EncodeToString(sum[:]) != n.KeyFingerprint {
+			return fmt.Errorf("ledger: this node's key is not the key the pinned genesis names for %s (fingerprint %s): wrong key, HSM token or genesis in the config",
+				cfg.NodeID, short(n.KeyFingerprint))
+		}
+	}
+	return nil
+}
+
+// checkpointReached wakes the signer; it never blocks the apply path.
+func (s *Store) checkpointReached(uint64) {
+	select {
+	case s.cpWake <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointRetry is how often the signer retries a checkpoint that is not
+// certified yet (no leader, a forward that failed).
+const checkpointRetry = 500 * time.Millisecond
+
+// checkpointLoop signs each checkpoint this node reaches and submits the
+// signature (on the leader) or forwards it (Config.Forward), until the
+// checkpoint is certified or superseded. Signatures are kept, so a retry
+// sends the same one.
+func (s *Store) checkpointLoop() {
+	defer close(s.cpDone)
+	if s.cfg.CheckpointSigner == nil {
+		<-s.cpStop
+		return
+	}
+	signed := map[uint64]CheckpointSign{}
+	tick := time.NewTicker(checkpointRetry)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.cpStop:
+			return
+		case <-s.cpWake:
+		case <-tick.C:
+		}
+		for _, p := range s.unsigned() {
+			cmd, ok := signed[p.index]
+			if !ok {
+				c, err := s.signCheckpoint(p)
+				if err != nil {
+					s.log.Error("ledger: cannot sign checkpoint", "index", p.index, "err", err)
+					continue
+				}
+				cmd, signed[p.index] = c, c
+			}
+			err := s.sendCheckpoint(cmd)
+			switch {
+			case err == nil, errors.Is(err, errCheckpointDone):
+			case errors.Is(err, ErrNotLeader), errors.Is(err, ErrTimeout):
+			default:
+				s.log.Warn("ledger: checkpoint signature not accepted yet", "index", p.index, "err", err)
+			}
+		}
+		for idx := range signed {
+			if !s.fsm.isPending(idx) {
+				delete(signed, idx)
+			}
+		}
+	}
+}
+
+// unsigned lists the pending checkpoints that do not hold this node's
+// signature yet.
+func (s *Store) unsigned() []*pendingCheckpoint {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	if s.fsm.halted != nil {
+		return nil
+	}
+	var out []*pendingCheckpoint
+	for _, p := range s.fsm.cps.pending {
+		if !slices.ContainsFunc(p.sigs, func(sg CheckpointSig) bool { return sg.Node == s.cfg.NodeID }) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b *pendingCheckpoint) int { return cmp.Compare(a.index, b.index) })
+	return out
+}
+
+func (f *FSM) isPending(idx uint64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.cps.pending[idx] != nil
+}
+
+// signCheckpoint hashes this node's own state at the checkpoint (off the
+// apply path: the view is immutable) and signs the head.
+func (s *Store) signCheckpoint(p *pendingCheckpoint) (CheckpointSign, error) {
+	var cluster, genesis string
+	_ = s.fsm.Read(func(st *State) error {
+		cluster, genesis = st.Registry.ClusterID, st.GenesisHash
+		return nil
+	})
+	h, err := p.head(cluster, genesis)
+	if err != nil {
+		return CheckpointSign{}, err
+	}
+	sig, err := SignCheckpoint(h, s.cfg.NodeID, s.cfg.CheckpointSigner)
+	if err != nil {
+		return CheckpointSign{}, err
+	}
+	return CheckpointSign{Index: h.Index, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: sig}, nil
+}
+
+func (s *Store) sendCheckpoint(cmd CheckpointSign) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.cpStop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if s.IsLeader() || s.cfg.Forward == nil {
+		_, err := s.Submit(ctx, string(s.cfg.NodeID), cmd)
+		return err
+	}
+	return s.cfg.Forward(ctx, cmd)
+}

@@ -1,0 +1,325 @@
+package ledger_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// cpInterval is the checkpoint interval of the checkpoint tests: small, so
+// a few commands reach one.
+const cpInterval = 8
+
+// newPinnedHarness is newHarness over an FSM that pins genesisCmd and
+// reaches a checkpoint every cpInterval indices.
+func newPinnedHarness(t *testing.T) *fsmHarness {
+	g := genesisCmd()
+	h := &fsmHarness{t: t, f: NewPinnedFSM(&g, cpInterval), term: 1, now: fsmT0}
+	h.must("ceremony", genesisCmd())
+	for _, w := range testWallets {
+		h.must("keygen", WalletSet{w})
+	}
+	return h
+}
+
+// toCheckpoint creates requests until the FSM holds a pending checkpoint,
+// and returns its index.
+func (h *fsmHarness) toCheckpoint() uint64 {
+	h.t.Helper()
+	for i := 0; i < 2*cpInterval; i++ {
+		if p := h.f.Pending(); len(p) > 0 {
+			return p[len(p)-1]
+		}
+		h.create(fmt.Sprintf("cp-%d", h.idx), 100+h.idx)
+	}
+	h.t.Fatal("no checkpoint reached")
+	return 0
+}
+
+// signCP is node's signature, with key, over the head h.
+func signCP(t testing.TB, h CheckpointHead, node pki.NodeID, key crypto.Signer) CheckpointSign {
+	t.Helper()
+	s, err := SignCheckpoint(h, node, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CheckpointSign{Index: h.Index, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: s}
+}
+
+// certify has n1 and n2 sign the pending checkpoint idx.
+func (h *fsmHarness) certify(idx uint64) {
+	h.t.Helper()
+	head, ok := h.f.PendingHead(idx)
+	if !ok {
+		h.t.Fatalf("no pending checkpoint %d", idx)
+	}
+	for _, n := range []pki.NodeID{"n1", "n2"} {
+		h.must(string(n), signCP(h.t, head, n, ledgertest.NodeKey(n)))
+	}
+}
+
+func (h *fsmHarness) checkpoints() []Checkpoint {
+	var out []Checkpoint
+	_ = h.f.Read(func(st *State) error { out = append(out, st.Checkpoints...); return nil })
+	return out
+}
+
+func (h *fsmHarness) snapshotBytes() []byte {
+	h.t.Helper()
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer snap.Release()
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		h.t.Fatal(err)
+	}
+	return sink.Bytes()
+}
+
+func otherKey(t testing.TB) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestCheckpointCertification: a checkpoint is certified by the signature
+// of the majority-th node of the node set, each over the head this node
+// computed itself; signatures by keys the node set does not pin, by nodes
+// outside it, over another hash, or after certification are refused with
+// the state unchanged.
+func TestCheckpointCertification(t *testing.T) {
+	h := newPinnedHarness(t)
+	idx := h.toCheckpoint()
+	head, _ := h.f.PendingHead(idx)
+
+	wrongHash := head
+	wrongHash.StateHash = strings.Repeat("ab", 32)
+	wrongAudit := head
+	wrongAudit.AuditSeq--
+	otherCluster := head
+	otherCluster.ClusterID = "another"
+	for name, cmd := range map[string]CheckpointSign{
+		"key the node set does not pin": signCP(t, head, "n1", otherKey(t)),
+		"node outside the node set":     signCP(t, head, "n9", ledgertest.NodeKey("n9")),
+		"another state hash":            signCP(t, wrongHash, "n1", ledgertest.NodeKey("n1")),
+		"another audit head":            signCP(t, wrongAudit, "n1", ledgertest.NodeKey("n1")),
+		"another cluster":               signCP(t, otherCluster, "n1", ledgertest.NodeKey("n1")),
+		"unknown index":                 signCP(t, CheckpointHead{ClusterID: head.ClusterID, GenesisHash: head.GenesisHash, Index: idx + 1, StateHash: head.StateHash, AuditSeq: head.AuditSeq, AuditHead: head.AuditHead}, "n1", ledgertest.NodeKey("n1")),
+	} {
+		t.Run(name, func(t *testing.T) { h.refuse(ErrCheckpoint, "n1", cmd) })
+	}
+	tampered := signCP(t, head, "n1", ledgertest.NodeKey("n1"))
+	tampered.Sig.Signature[len(tampered.Sig.Signature)-1] ^= 1
+	h.refuse(ErrCheckpoint, "n1", tampered)
+
+	before := h.hash()
+	h.must("n1", signCP(t, head, "n1", ledgertest.NodeKey("n1")))
+	if h.hash() != before || len(h.checkpoints()) != 0 {
+		t.Fatal("one signature of three changed the state or certified the checkpoint")
+	}
+	h.must("n1", signCP(t, head, "n1", ledgertest.NodeKey("n1"))) // a repeat counts once
+	if len(h.checkpoints()) != 0 {
+		t.Fatal("a repeated signature certified the checkpoint")
+	}
+	h.must("n2", signCP(t, head, "n2", ledgertest.NodeKey("n2")))
+	cps := h.checkpoints()
+	if len(cps) != 1 || cps[0].CheckpointHead != head || len(cps[0].Sigs) != 2 {
+		t.Fatalf("checkpoints after two of three signatures: %+v", cps)
+	}
+	if err := VerifyCheckpoint(cps[0], nodeSet()); err != nil {
+		t.Fatal(err)
+	}
+	h.refuse(ErrCheckpoint, "n3", signCP(t, head, "n3", ledgertest.NodeKey("n3")))
+}
+
+func nodeSet() map[pki.NodeID]*Node {
+	m := map[pki.NodeID]*Node{}
+	for _, n := range ledgertest.Nodes(ledgertest.GenesisNodes...) {
+		m[n.ID] = &n
+	}
+	return m
+}
+
+// TestSnapshotRestoreVerified: a snapshot restores to exactly the state it
+// was taken from (a certified base plus the entries after it), and every
+// forgery one compromised node can make is refused with the restoring
+// FSM's state unchanged: a bare state (the old format), a base edited under
+// the honest certificate, a base certified by the forger alone or with a
+// key the node set does not pin, forged entries after the checkpoint
+// (refused exactly as log entries are), a rollback to an older genuine
+// snapshot, another genesis, and any checkpoint on a node with no node set
+// to verify it against.
+func TestSnapshotRestoreVerified(t *testing.T) {
+	h := newPinnedHarness(t)
+	lock := policy.Change{ID: "lock-hot", Kind: policy.ChangeLock, Wallet: "hot", Reason: "incident"}
+	h.must("api", PolicyChange{Change: lock, Approvals: []quorum.Approval{dave.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}})
+	old := h.snapshotBytes() // before any checkpoint: the whole log
+	h.certify(h.toCheckpoint())
+	h.create("after-checkpoint", 300)
+	good := h.snapshotBytes()
+	want := h.hash()
+
+	var sf SnapshotFile
+	if err := json.Unmarshal(good, &sf); err != nil {
+		t.Fatal(err)
+	}
+	if sf.Checkpoint == nil || len(sf.Suffix) == 0 || sf.Format != SnapshotFormat {
+		t.Fatalf("snapshot: checkpoint %v, %d entries after it", sf.Checkpoint, len(sf.Suffix))
+	}
+
+	fresh := func() *FSM { g := genesisCmd(); return NewPinnedFSM(&g, cpInterval) }
+	restore := func(f *FSM, b []byte) error { return f.Restore(io.NopCloser(bytes.NewReader(b))) }
+	f := fresh()
+	if err := restore(f, good); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.Hash(); got != want {
+		t.Fatal("the restored state differs from the snapshot's source")
+	}
+
+	// Forgeries. The forger's state: the lock dropped, a operator of its
+	// own added (what hole 1 of the trust issue describes).
+	forgedBase := func() *State {
+		st, err := DecodeState(sf.Base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol, err := policy.NewState(st.Policy.Allowlist(), nil, st.Policy.History())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Policy = pol
+		st.Registry.Operators["mallory"] = quorum.Operator{ID: "mallory", Name: "mallory", Kind: quorum.KindHuman, Roles: []quorum.Role{quorum.RoleApprover}, Status: quorum.StatusActive}
+		return st
+	}
+	encode := func(s SnapshotFile) []byte {
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	withBase := func(st *State, signers map[pki.NodeID]crypto.Signer) []byte {
+		b, err := st.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sf
+		cp := *sf.Checkpoint
+		s.Base = b
+		if signers != nil {
+			sum, _ := st.Hash()
+			cp.StateHash = hex.EncodeToString(sum[:])
+			cp.Sigs = nil
+			for n, k := range signers {
+				cp.Sigs = append(cp.Sigs, signCP(t, cp.CheckpointHead, n, k).Sig)
+			}
+		}
+		s.Checkpoint = &cp
+		return encode(s)
+	}
+	bare, _ := forgedBase().Encode()
+	forgedUnlock := policy.Change{ID: "unlock-hot", Kind: policy.ChangeUnlock, Wallet: "hot"}
+	unlockEntry, err := EncodeCommand("mallory", h.now, PolicyChange{Change: forgedUnlock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withForgedEntry := sf
+	withForgedEntry.Suffix = append(append([]SnapshotEntry(nil), sf.Suffix...), SnapshotEntry{Index: sf.Suffix[len(sf.Suffix)-1].Index + 1, Term: 1, Data: unlockEntry})
+	reordered := sf
+	reordered.Suffix = []SnapshotEntry{sf.Suffix[len(sf.Suffix)-1], sf.Suffix[0]}
+	undecodable := sf
+	undecodable.Suffix = append(append([]SnapshotEntry(nil), sf.Suffix...), SnapshotEntry{Index: sf.Suffix[len(sf.Suffix)-1].Index + 1, Term: 1, Data: []byte(`{"v":1,"type":"no.such"}`)})
+
+	for name, tc := range map[string]struct {
+		b    []byte
+		want error
+	}{
+		"bare state of the old format":             {bare, ErrCheckpoint},
+		"edited base under the honest certificate": {withBase(forgedBase(), nil), ErrCheckpoint},
+		"edited base signed by the forger alone":   {withBase(forgedBase(), map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3")}), ErrCheckpoint},
+		"edited base signed with an unpinned key":  {withBase(forgedBase(), map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3"), "n1": otherKey(t)}), ErrCheckpoint},
+		"entries out of order":                     {encode(reordered), ErrCheckpoint},
+		"an entry no build applies":                {encode(undecodable), ErrCheckpoint},
+		"truncated":                                {good[:len(good)/2], ErrCheckpoint},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := fresh()
+			before, _ := f.Hash()
+			if err := restore(f, tc.b); !errors.Is(err, tc.want) {
+				t.Fatalf("restore: %v, want %v", err, tc.want)
+			}
+			if after, _ := f.Hash(); after != before {
+				t.Fatal("a refused snapshot changed the state")
+			}
+		})
+	}
+
+	// A forged entry after the checkpoint is only a log entry: refused as
+	// one (no approvals), so the restored state is the honest one, locked.
+	f = fresh()
+	if err := restore(f, encode(withForgedEntry)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.Hash(); got != want {
+		t.Fatal("a forged entry after the checkpoint changed the restored state")
+	}
+
+	// No rollback: the node that has the newer state refuses the older
+	// genuine snapshot; a fresh node takes it.
+	f = fresh()
+	if err := restore(f, good); err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(f, old); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "roll") {
+		t.Fatalf("rollback to an older snapshot: %v", err)
+	}
+	if got, _ := f.Hash(); got != want {
+		t.Fatal("a refused rollback changed the state")
+	}
+	if err := restore(fresh(), old); err != nil {
+		t.Fatalf("a fresh node restoring a genuine older snapshot: %v", err)
+	}
+
+	// Another genesis pinned: refused.
+	other := genesisCmd()
+	other.Hash = strings.Repeat("0", 64)
+	if err := NewPinnedFSM(&other, cpInterval).Restore(io.NopCloser(bytes.NewReader(good))); !errors.Is(err, ErrGenesisMismatch) && !errors.Is(err, ErrCheckpoint) {
+		t.Fatalf("snapshot of another genesis: %v", err)
+	}
+	// No node set to verify against: refused.
+	if err := NewFSM(nil, nil).Restore(io.NopCloser(bytes.NewReader(good))); !errors.Is(err, ErrCheckpoint) {
+		t.Fatalf("checkpoint on an unpinned empty node: %v", err)
+	}
+}
+
+// TestPinnedGenesisRefusesAnother: a node whose config pins a genesis
+// refuses a log whose genesis is another one, and changes nothing.
+func TestPinnedGenesisRefusesAnother(t *testing.T) {
+	g := genesisCmd()
+	h := &fsmHarness{t: t, f: NewPinnedFSM(&g, cpInterval), term: 1, now: fsmT0}
+	other := genesisCmd()
+	other.AdminQuorum = 1
+	h.refuse(ErrGenesisMismatch, "ceremony", other)
+	h.must("ceremony", genesisCmd())
+}
