@@ -28,7 +28,7 @@ const cpInterval = 8
 
 // newPinnedHarness is newHarness over an FSM that pins genesisCmd and
 // reaches a checkpoint every cpInterval indices.
-func newPinnedHarness(t *testing.T) *fsmHarness {
+func newPinnedHarness(t testing.TB) *fsmHarness {
 	g := genesisCmd()
 	h := &fsmHarness{t: t, f: NewPinnedFSM(&g, cpInterval), term: 1, now: fsmT0}
 	h.must("ceremony", genesisCmd())

@@ -24,7 +24,7 @@ var fsmT0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 // fsmHarness feeds log entries to a real FSM without raft: the FSM is a pure
 // function of its entries, so most lifecycle rules are tested here.
 type fsmHarness struct {
-	t    *testing.T
+	t    testing.TB
 	f    *FSM
 	idx  uint64
 	term uint64
