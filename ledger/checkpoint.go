@@ -35,7 +35,7 @@ import (
 // applied the same log has the same checkpoints and the same hash at each.
 
 // DefaultCheckpointInterval is how many raft indices lie between two
-// checkpoints unless Config.CheckpointInterval says otherwise.
+// checkpoints unless the genesis says otherwise (Genesis.CheckpointInterval).
 const DefaultCheckpointInterval = 1024
 
 // checkpointDomain separates checkpoint signatures from every other
@@ -288,7 +288,6 @@ type cpSig struct {
 // after the checkpoint), so a node that restored a snapshot and one that
 // applied the whole log hold the same after the same entries.
 type checkpoints struct {
-	interval uint64
 	// base is a view of the state at the last certified checkpoint (nil
 	// while there is none: the base is then the empty state), baseCP its
 	// certificate.
@@ -300,11 +299,8 @@ type checkpoints struct {
 	pending map[uint64]*pendingCheckpoint
 }
 
-func newCheckpoints(interval uint64) *checkpoints {
-	if interval == 0 {
-		interval = DefaultCheckpointInterval
-	}
-	return &checkpoints{interval: interval, pending: map[uint64]*pendingCheckpoint{}}
+func newCheckpoints() *checkpoints {
+	return &checkpoints{pending: map[uint64]*pendingCheckpoint{}}
 }
 
 // pendingCheckpoint is a checkpoint this node reached: a view of its state
@@ -339,10 +335,14 @@ func (p *pendingCheckpoint) head(cluster, genesisHash string) (CheckpointHead, e
 	return CheckpointHead{ClusterID: cluster, GenesisHash: genesisHash, Index: p.index, StateHash: h, AuditSeq: seq, AuditHead: audit}, nil
 }
 
-// crossed reports whether a state index moving from prev to next reaches a
-// checkpoint.
-func (c *checkpoints) crossed(prev, next uint64) bool {
-	return next/c.interval > prev/c.interval
+// crossedCheckpoint reports whether st's index moving from prev reached a
+// checkpoint, at the interval of st's genesis.
+func crossedCheckpoint(st *State, prev uint64) bool {
+	n := st.CheckpointInterval
+	if n == 0 {
+		n = DefaultCheckpointInterval
+	}
+	return st.Index/n > prev/n
 }
 
 // record keeps an accepted signature; when the state now holds the

@@ -29,9 +29,9 @@ const cpInterval = 8
 // newPinnedHarness is newHarness over an FSM that pins genesisCmd and
 // reaches a checkpoint every cpInterval indices.
 func newPinnedHarness(t testing.TB) *fsmHarness {
-	g := genesisCmd()
-	h := &fsmHarness{t: t, f: NewPinnedFSM(&g, cpInterval), term: 1, now: fsmT0}
-	h.must("ceremony", genesisCmd())
+	g := genesisEvery(cpInterval)
+	h := &fsmHarness{t: t, f: NewPinnedFSM(&g), term: 1, now: fsmT0}
+	h.must("ceremony", g)
 	for _, w := range testWallets {
 		h.must("keygen", WalletSet{w})
 	}
@@ -187,7 +187,7 @@ func TestSnapshotRestoreVerified(t *testing.T) {
 		t.Fatalf("snapshot: checkpoint %v, %d entries after it", sf.Checkpoint, len(sf.Suffix))
 	}
 
-	fresh := func() *FSM { g := genesisCmd(); return NewPinnedFSM(&g, cpInterval) }
+	fresh := func() *FSM { g := genesisEvery(cpInterval); return NewPinnedFSM(&g) }
 	restore := func(f *FSM, b []byte) error { return f.Restore(io.NopCloser(bytes.NewReader(b))) }
 	f := fresh()
 	if err := restore(f, good); err != nil {
@@ -302,9 +302,9 @@ func TestSnapshotRestoreVerified(t *testing.T) {
 	}
 
 	// Another genesis pinned: refused.
-	other := genesisCmd()
+	other := genesisEvery(cpInterval)
 	other.Hash = strings.Repeat("0", 64)
-	if err := NewPinnedFSM(&other, cpInterval).Restore(io.NopCloser(bytes.NewReader(good))); !errors.Is(err, ErrGenesisMismatch) && !errors.Is(err, ErrCheckpoint) {
+	if err := NewPinnedFSM(&other).Restore(io.NopCloser(bytes.NewReader(good))); !errors.Is(err, ErrGenesisMismatch) && !errors.Is(err, ErrCheckpoint) {
 		t.Fatalf("snapshot of another genesis: %v", err)
 	}
 	// No node set to verify against: refused.
@@ -317,9 +317,11 @@ func TestSnapshotRestoreVerified(t *testing.T) {
 // refuses a log whose genesis is another one, and changes nothing.
 func TestPinnedGenesisRefusesAnother(t *testing.T) {
 	g := genesisCmd()
-	h := &fsmHarness{t: t, f: NewPinnedFSM(&g, cpInterval), term: 1, now: fsmT0}
+	h := &fsmHarness{t: t, f: NewPinnedFSM(&g), term: 1, now: fsmT0}
 	other := genesisCmd()
 	other.AdminQuorum = 1
 	h.refuse(ErrGenesisMismatch, "ceremony", other)
+	every := genesisEvery(cpInterval)
+	h.refuse(ErrGenesisMismatch, "ceremony", every)
 	h.must("ceremony", genesisCmd())
 }

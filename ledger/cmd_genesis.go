@@ -34,7 +34,16 @@ type Genesis struct {
 	// cannot recompute it: package genesis (genesis.VerifyCommand) checks a
 	// command against a pinned hash.
 	Hash string `json:"hash"`
+	// CheckpointInterval is the number of raft indices between checkpoints
+	// (see CheckpointSign); 0 means DefaultCheckpointInterval. It must be
+	// one value cluster-wide, so it travels in the log's genesis entry
+	// rather than in each node's config. It is not part of the genesis
+	// file (it decides snapshot sizes, not trust): tests set small ones.
+	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
 }
+
+// MaxCheckpointInterval bounds Genesis.CheckpointInterval.
+const MaxCheckpointInterval = 1 << 20
 
 // Node is one node of the cluster's node set: its ID (the CommonName of its
 // node certificate) and the [pki.KeyFingerprint] of that certificate's
@@ -74,8 +83,11 @@ func (p Genesis) apply(t *txn) (applyOut, error) {
 	if err := validNodes(p.Nodes); err != nil {
 		return applyOut{}, err
 	}
+	if p.CheckpointInterval == 1 || p.CheckpointInterval > MaxCheckpointInterval {
+		return applyOut{}, invalid("genesis checkpoint_interval %d is outside 2..%d (0: the default)", p.CheckpointInterval, MaxCheckpointInterval)
+	}
 	t.setRegistry(reg)
-	t.setGenesis(p.Hash, p.Nodes)
+	t.setGenesis(p.Hash, p.Nodes, p.CheckpointInterval)
 	t.setApprovalCeiling(p.MaxApprovalValidity)
 	t.setRules(RulesDoc{Hash: rules.Hash(), Body: slices.Clone(p.Rules)}, rules)
 	return changed(p.ClusterID)

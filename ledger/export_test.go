@@ -31,9 +31,8 @@ func (s *Store) ApplyRaw(b []byte) (res any, err error) {
 // SnapshotView exposes the snapshot's view of s.
 func (s *State) SnapshotView() *State { return s.snapshotView() }
 
-// NewPinnedFSM is an FSM pinning genesis g with the given checkpoint
-// interval, as a node's Store builds it.
-func NewPinnedFSM(g *Genesis, interval uint64) *FSM { return newFSM(nil, nil, g, interval) }
+// NewPinnedFSM is an FSM pinning genesis g, as a node's Store builds it.
+func NewPinnedFSM(g *Genesis) *FSM { return newFSM(nil, nil, g) }
 
 // PendingHead is this FSM's own head at the pending checkpoint idx.
 func (f *FSM) PendingHead(idx uint64) (CheckpointHead, bool) {

@@ -31,9 +31,8 @@ type FSM struct {
 	log    *slog.Logger
 	onHalt func(error)
 	// pinned is the genesis this node's config pins (nil: none, tests and
-	// offline tools); interval the checkpoint interval.
-	pinned   *Genesis
-	interval uint64
+	// offline tools).
+	pinned *Genesis
 	// onCheckpoint (may be nil) is told, from the apply goroutine and
 	// without blocking, about each checkpoint this node reaches.
 	onCheckpoint func(index uint64)
@@ -52,21 +51,20 @@ type FSM struct {
 
 var _ raft.FSM = (*FSM)(nil)
 
-// NewFSM returns an FSM over an empty state, with no pinned genesis and the
-// default checkpoint interval (tests and offline tools; a node's Store
-// builds its FSM from its Config). onHalt (may be nil) is called once, from
-// the apply goroutine, when the FSM halts.
+// NewFSM returns an FSM over an empty state with no pinned genesis (tests
+// and offline tools; a node's Store builds its FSM from its Config).
+// onHalt (may be nil) is called once, from the apply goroutine, when the
+// FSM halts.
 func NewFSM(logger *slog.Logger, onHalt func(error)) *FSM {
-	return newFSM(logger, onHalt, nil, 0)
+	return newFSM(logger, onHalt, nil)
 }
 
-func newFSM(logger *slog.Logger, onHalt func(error), pinned *Genesis, interval uint64) *FSM {
+func newFSM(logger *slog.Logger, onHalt func(error), pinned *Genesis) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cps := newCheckpoints(interval)
-	return &FSM{log: logger, onHalt: onHalt, pinned: pinned, interval: cps.interval,
-		st: NewState(), cps: cps, moved: make(chan struct{})}
+	return &FSM{log: logger, onHalt: onHalt, pinned: pinned,
+		st: NewState(), cps: newCheckpoints(), moved: make(chan struct{})}
 }
 
 // notifyLocked wakes every ReadAtLeast waiter; the caller holds f.mu.
@@ -235,7 +233,7 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 		st.Index = l.Index
 		st.Clock = now
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
-		if cps.crossed(prev, st.Index) {
+		if crossedCheckpoint(st, prev) {
 			p := &pendingCheckpoint{index: st.Index, view: st.snapshotView()}
 			cps.pending[st.Index] = p
 			res.reached = p

@@ -79,9 +79,9 @@ func FuzzRestore(f *testing.F) {
 	f.Add(h.snapshotBytes()) // a certified base and the entries after it
 	f.Add([]byte(`{"format":"custody-ledger-snapshot/v2","suffix":[]}`))
 	f.Add([]byte(`{"format":"custody-ledger-snapshot/v2","checkpoint":{"index":1,"sigs":[]},"base":"e30=","suffix":[]}`))
-	g := genesisCmd()
+	g := genesisEvery(cpInterval)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fsm := NewPinnedFSM(&g, cpInterval)
+		fsm := NewPinnedFSM(&g)
 		before, err := fsm.Hash()
 		if err != nil {
 			t.Fatal(err)

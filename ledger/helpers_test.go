@@ -95,12 +95,18 @@ var (
 	allOps  = []operator{alice, bob, carol, dave, backend}
 )
 
-func genesisCmd() Genesis {
+func genesisCmd() Genesis { return genesisEvery(0) }
+
+// genesisEvery is genesisCmd with a checkpoint every n indices (0: the
+// default).
+func genesisEvery(n uint64) Genesis {
 	var ops []ledgertest.Operator
 	for _, o := range allOps {
 		ops = append(ops, o.Operator)
 	}
-	return ledgertest.Genesis(testCluster, 2, testRules, ops...)
+	g := ledgertest.Genesis(testCluster, 2, testRules, ops...)
+	g.CheckpointInterval = n
+	return g
 }
 
 var testWallets = []Wallet{
@@ -114,7 +120,7 @@ var testWallets = []Wallet{
 var allSigners = []pki.NodeID{"n1", "n2", "n3"}
 
 // newCluster starts a ledgertest cluster of size nodes, each pinning
-// genesisCmd.
+// genesisCmd (tune may pin another).
 func newCluster(t testing.TB, size int, tune ...func(*Config)) *ledgertest.Cluster {
 	t.Helper()
 	g := genesisCmd()
@@ -127,11 +133,14 @@ func newCluster(t testing.TB, size int, tune ...func(*Config)) *ledgertest.Clust
 }
 
 // seed runs genesis and creates the test wallets.
-func seed(c *ledgertest.Cluster) {
+func seed(c *ledgertest.Cluster) { c.T.Helper(); seedWith(c, genesisCmd()) }
+
+// seedWith is seed with the genesis g.
+func seedWith(c *ledgertest.Cluster, g Genesis) {
 	c.T.Helper()
 	ctx := context.Background()
 	c.OnLeader(func(l *Store) error {
-		if _, err := l.Submit(ctx, "ceremony", genesisCmd()); err != nil && !errors.Is(err, ErrInvalid) {
+		if _, err := l.Submit(ctx, "ceremony", g); err != nil && !errors.Is(err, ErrInvalid) {
 			return err
 		}
 		for _, w := range testWallets {

@@ -584,13 +584,14 @@ func idSet(ids map[string]bool) map[string]uint64 {
 // entries of its tail segment), so its segments are small enough here that
 // the entries the follower misses are really gone.
 func TestSnapshotInstallAfterPartition(t *testing.T) {
+	g := genesisEvery(16)
 	c := newCluster(t, 3, func(cfg *Config) {
 		cfg.TrailingLogs = 16
 		cfg.SnapshotThreshold = 64
 		cfg.WALSegmentSize = 8 << 10
-		cfg.CheckpointInterval = 16
+		cfg.Genesis = &g
 	})
-	seed(c)
+	seedWith(c, g)
 	l := c.WaitLeader(nil)
 	var cut *ledgertest.Node
 	for _, n := range c.Nodes {

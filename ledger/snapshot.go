@@ -86,7 +86,7 @@ func (f *FSM) rebuild(b []byte, nodes map[pki.NodeID]*Node, cur *State, selfTrus
 		}
 		return nil, nil, fmt.Errorf("%w: not a %s snapshot (a bare state from an older build is refused): %v", ErrCheckpoint, snapshotFormat, err)
 	}
-	st, cps := NewState(), newCheckpoints(f.interval)
+	st, cps := NewState(), newCheckpoints()
 	prev := uint64(0)
 	if cp := sf.Checkpoint; cp != nil {
 		base, err := DecodeState(sf.Base)

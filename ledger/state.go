@@ -168,6 +168,8 @@ type State struct {
 	// node set (see CheckpointSign). The last one is the base of this
 	// node's snapshots; all of them are signed audit heads.
 	Checkpoints []Checkpoint `json:"checkpoints"`
+	// CheckpointInterval is the genesis's (0: DefaultCheckpointInterval).
+	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
 	Audit       []AuditEvent `json:"audit"`
 
 	// rules is the parsed ActiveRules (derived, never serialised).

@@ -85,9 +85,6 @@ type Config struct {
 	// (see CheckpointSign). Its public key must be the one the node set
 	// pins for NodeID. Nil: the node verifies checkpoints but signs none.
 	CheckpointSigner crypto.Signer
-	// CheckpointInterval is the number of raft indices between
-	// checkpoints (default DefaultCheckpointInterval).
-	CheckpointInterval uint64
 	// Forward hands a follower's checkpoint signature to the leader (the
 	// node RPC in the daemon). Nil: a node submits its signatures only
 	// while it leads, and a checkpoint waits for a majority of leaders.
@@ -194,7 +191,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{})}
-	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis, cfg.CheckpointInterval)
+	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis)
 	s.fsm.onCheckpoint = s.checkpointReached
 
 	logs, err := openLogStore(cfg.Dir, kind, cfg.WALSegmentSize, rc.Logger)

@@ -132,13 +132,15 @@ func (t *txn) setApprovalCeiling(d time.Duration) { t.ceiling = &d }
 // genesisRecord is what the genesis command records beside the registry
 // and rules: the genesis hash and the node set.
 type genesisRecord struct {
-	hash  string
-	nodes []Node
+	hash     string
+	nodes    []Node
+	interval uint64
 }
 
-// setGenesis stages the genesis hash and the node set.
-func (t *txn) setGenesis(hash string, nodes []Node) {
-	t.genesis = &genesisRecord{hash: hash, nodes: slices.Clone(nodes)}
+// setGenesis stages the genesis hash, the node set and the checkpoint
+// interval.
+func (t *txn) setGenesis(hash string, nodes []Node, interval uint64) {
+	t.genesis = &genesisRecord{hash: hash, nodes: slices.Clone(nodes), interval: interval}
 }
 
 // nodeSet returns the cluster's node set (the genesis's until a signed
@@ -227,6 +229,7 @@ func (t *txn) commit() {
 	}
 	if t.genesis != nil {
 		st.GenesisHash = t.genesis.hash
+		st.CheckpointInterval = t.genesis.interval
 		clear(st.Nodes)
 		for _, n := range t.genesis.nodes {
 			st.Nodes[n.ID] = &n

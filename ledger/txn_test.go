@@ -53,7 +53,7 @@ func (p scribble) apply(t *txn) (applyOut, error) {
 	t.recordSession("scribbled", "scribbled")
 	t.recordChange("scribbled")
 	t.setApprovalCeiling(time.Hour)
-	t.setGenesis("scribbled", []Node{{ID: "scribbled", KeyFingerprint: "scribbled"}})
+	t.setGenesis("scribbled", []Node{{ID: "scribbled", KeyFingerprint: "scribbled"}}, 7)
 	t.setRegistry(quorum.Registry{ClusterID: "scribbled"})
 	t.setPolicy(t.policyState().RecordSpend(policy.Spend{RequestID: "scribbled", At: t.now}, time.Hour))
 	r, err := policy.ParseRules([]byte(scribbleRules))
