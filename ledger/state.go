@@ -169,8 +169,8 @@ type State struct {
 	// node's snapshots; all of them are signed audit heads.
 	Checkpoints []Checkpoint `json:"checkpoints"`
 	// CheckpointInterval is the genesis's (0: DefaultCheckpointInterval).
-	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
-	Audit       []AuditEvent `json:"audit"`
+	CheckpointInterval uint64       `json:"checkpoint_interval,omitempty"`
+	Audit              []AuditEvent `json:"audit"`
 
 	// rules is the parsed ActiveRules (derived, never serialised).
 	rules *policy.Rules
