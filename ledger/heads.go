@@ -150,13 +150,19 @@ func VerifyHeads(events []AuditEvent, heads []Checkpoint, a HeadsAnchor) error {
 	if err != nil {
 		return err
 	}
+	_, _, err = v.Verify(events)
+	return err
+}
+
+// Verify feeds a whole chain (already verified with [VerifyChain]) to v
+// and ends it; see End.
+func (v *HeadVerifier) Verify(events []AuditEvent) (int, uint64, error) {
 	for _, e := range events {
 		if err := v.Next(e); err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
-	_, _, err = v.End()
-	return err
+	return v.End()
 }
 
 // WriteHeads writes heads as the heads file: a JSON array of
