@@ -124,6 +124,12 @@ func WriteAuditJSONL(w io.Writer, events []AuditEvent) error {
 // VerifyAuditJSONL verifies an export written by [WriteAuditJSONL], naming
 // the first bad line. It returns the number of records and the head hash.
 func VerifyAuditJSONL(r io.Reader) (int, string, error) {
+	return VerifyAuditJSONLHeads(r, nil)
+}
+
+// VerifyAuditJSONLHeads is [VerifyAuditJSONL] that also feeds every record
+// the chain accepts to hv (when not nil); the caller ends hv.
+func VerifyAuditJSONLHeads(r io.Reader, hv *HeadVerifier) (int, string, error) {
 	var v ChainVerifier
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 16<<20)
@@ -138,6 +144,11 @@ func VerifyAuditJSONL(r io.Reader) (int, string, error) {
 		}
 		if err := v.Next(e); err != nil {
 			return 0, "", err
+		}
+		if hv != nil {
+			if err := hv.Next(e); err != nil {
+				return 0, "", err
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {

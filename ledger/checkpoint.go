@@ -168,8 +168,12 @@ func VerifyCheckpoint(c Checkpoint, nodes map[pki.NodeID]*Node) error {
 		seen[s.Node] = true
 	}
 	if need := Majority(len(nodes)); len(seen) < need {
-		return fmt.Errorf("%w: checkpoint %d carries %d valid signatures of the node set, a majority is %d of %d: %w",
-			ErrCheckpoint, c.Index, len(seen), need, len(nodes), errors.Join(errs...))
+		err := fmt.Errorf("%w: checkpoint %d carries %d valid signatures of the node set, a majority is %d of %d",
+			ErrCheckpoint, c.Index, len(seen), need, len(nodes))
+		if len(errs) > 0 {
+			err = fmt.Errorf("%w: %w", err, errors.Join(errs...))
+		}
+		return err
 	}
 	return nil
 }

@@ -8,12 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/ledger"
 )
 
-// newAuditCmd groups the offline audit-chain tools. Both read a stopped
+// newAuditCmd groups the offline audit-chain tools. They read a stopped
 // node's data dir (snapshot + log, replayed by the ledger's own FSM) or, for
-// verify, a JSON-lines export.
+// verify, a JSON-lines export; heads writes the signed audit heads verify
+// checks a chain against.
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -21,7 +23,7 @@ func newAuditCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newAuditVerifyCmd(), newAuditExportCmd())
+	cmd.AddCommand(newAuditVerifyCmd(), newAuditExportCmd(), newAuditHeadsCmd())
 	return cmd
 }
 
@@ -32,36 +34,57 @@ type auditSummary struct {
 	Head          string `json:"head"`
 	SnapshotIndex uint64 `json:"snapshot_index,omitempty"`
 	LastIndex     uint64 `json:"last_index,omitempty"`
-	OK            bool   `json:"ok"`
+	// Heads is how many signed heads the chain was checked against and
+	// SignedSeq the highest audit seq they sign; TruncationChecked is false
+	// without --heads (a chain cut after any record then verifies).
+	Heads             int    `json:"heads"`
+	SignedSeq         uint64 `json:"signed_seq,omitempty"`
+	TruncationChecked bool   `json:"truncation_checked"`
+	OK                bool   `json:"ok"`
 }
 
 func newAuditVerifyCmd() *cobra.Command {
-	var dataDir, file string
+	var dataDir, file, headsFile, genesisFile, genesisHash string
 	cmd := &cobra.Command{
-		Use:   "verify (--data-dir DIR | --file EXPORT.jsonl)",
-		Short: "Check the audit hash chain and name the first bad record",
+		Use:   "verify (--data-dir DIR | --file EXPORT.jsonl) [--heads HEADS.json --genesis GENESIS.json [--genesis-hash HEX]]",
+		Short: "Check the audit hash chain (and its signed heads) and name the first bad record",
 		Long: `verify recomputes every audit record's hash and link. With --data-dir it
 reads a stopped node's snapshot and log; with --file an export written by
 "custody audit export". The first bad record is named and the exit code is 1.
-Compare the printed head hash across nodes to detect a node whose log was
-rewritten consistently.`,
-		Args: cobra.NoArgs,
+
+The hash chain alone detects an edited record, not a chain cut after any
+record. With --heads (written by "custody audit heads": checkpoints a
+majority of the node set signed, each binding the chain's head) and
+--genesis (the node set, cluster and genesis the heads must verify against;
+--genesis-hash pins the file), the chain must also contain every signed
+head: a chain ending before a signed seq is reported as truncated, another
+hash at a signed seq as edited or forked.`,
+		Example: `  custody audit verify --file audit.jsonl --heads heads.json --genesis genesis.json --genesis-hash 3f1c...`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (dataDir == "") == (file == "") {
 				return errors.New("audit verify: give exactly one of --data-dir or --file")
 			}
+			var hv *ledger.HeadVerifier
+			if headsFile != "" || genesisFile != "" || genesisHash != "" {
+				var err error
+				if hv, err = auditHeadVerifier(headsFile, genesisFile, genesisHash); err != nil {
+					return fmt.Errorf("audit verify: %w", err)
+				}
+			}
 			var sum auditSummary
+			var events []ledger.AuditEvent // --data-dir only
 			if file != "" {
 				f, err := os.Open(file)
 				if err != nil {
 					return fmt.Errorf("audit verify: %w", err)
 				}
 				defer f.Close()
-				n, head, err := ledger.VerifyAuditJSONL(f)
+				n, head, err := ledger.VerifyAuditJSONLHeads(f, hv)
 				if err != nil {
 					return fmt.Errorf("audit verify %s: %w", file, err)
 				}
-				sum = auditSummary{Source: file, Records: n, Head: head, OK: true}
+				sum = auditSummary{Source: file, Records: n, Head: head}
 			} else {
 				st, rep, err := ledger.ReadDataDir(dataDir)
 				if err != nil {
@@ -70,21 +93,139 @@ rewritten consistently.`,
 				if err := ledger.VerifyChain(st.Audit); err != nil {
 					return fmt.Errorf("audit verify %s: %w", dataDir, err)
 				}
-				head := ledger.GenesisHash
-				if n := len(st.Audit); n > 0 {
-					head = st.Audit[n-1].Hash
-				}
-				sum = auditSummary{Source: dataDir, Records: len(st.Audit), Head: head,
-					SnapshotIndex: rep.SnapshotIndex, LastIndex: rep.LastIndex, OK: true}
+				events = st.Audit
+				sum = auditSummary{Source: dataDir, Records: len(st.Audit), Head: auditHead(st.Audit),
+					SnapshotIndex: rep.SnapshotIndex, LastIndex: rep.LastIndex}
 			}
+			if hv != nil {
+				var err error
+				if file != "" {
+					sum.Heads, sum.SignedSeq, err = hv.End()
+				} else {
+					sum.Heads, sum.SignedSeq, err = hv.Verify(events)
+				}
+				if err != nil {
+					return fmt.Errorf("audit verify %s: %w", sum.Source, err)
+				}
+				sum.TruncationChecked = true
+			}
+			sum.OK = true
 			return report(cmd, sum, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "audit chain OK: %d records, head %s\n", sum.Records, sum.Head)
+				if _, err := fmt.Fprintf(w, "audit chain OK: %d records, head %s\n", sum.Records, sum.Head); err != nil {
+					return err
+				}
+				var err error
+				if sum.TruncationChecked {
+					_, err = fmt.Fprintf(w, "signed heads OK: %d heads certified by the genesis's node set, the chain reaches the latest (seq %d)\n", sum.Heads, sum.SignedSeq)
+				} else {
+					_, err = fmt.Fprintln(w, "truncation NOT checked: without signed heads (--heads, --genesis) a chain cut after any record verifies")
+				}
 				return err
 			})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "a stopped node's ledger data directory")
 	cmd.Flags().StringVar(&file, "file", "", "a JSON-lines export to verify")
+	cmd.Flags().StringVar(&headsFile, "heads", "", `signed audit heads ("custody audit heads"); needs --genesis`)
+	cmd.Flags().StringVar(&genesisFile, "genesis", "", "the cluster's genesis file: the node set the heads must verify against")
+	cmd.Flags().StringVar(&genesisHash, "genesis-hash", "", "the genesis hash --genesis must have (64 hex digits; optional)")
+	return cmd
+}
+
+// auditHeadVerifier reads the signed heads and verifies them against the
+// node set, cluster and genesis hash of the auditor's genesis file (never
+// anything from the data being checked).
+func auditHeadVerifier(headsFile, genesisFile, genesisHash string) (*ledger.HeadVerifier, error) {
+	if headsFile == "" || genesisFile == "" {
+		return nil, errors.New("--heads and --genesis go together: the signed heads are verified against the genesis's node set")
+	}
+	g, err := genesisLoad(genesisFile)
+	if err != nil {
+		return nil, err
+	}
+	if genesisHash != "" {
+		pinned, err := genesisParseHash(genesisHash)
+		if err != nil {
+			return nil, errors.New("--genesis-hash must be 64 hex digits")
+		}
+		if got := g.Hash(); got != pinned {
+			return nil, fmt.Errorf("%w: %s hashes to %s, not %s", genesis.ErrHashMismatch, genesisFile, got, pinned)
+		}
+	}
+	b, err := readInputFile(headsFile)
+	if err != nil {
+		return nil, fmt.Errorf("--heads: %w", err)
+	}
+	heads, err := ledger.ReadHeads(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", headsFile, err)
+	}
+	hv, err := ledger.NewHeadVerifier(heads, ledger.AnchorOf(g.Command()))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", headsFile, err)
+	}
+	return hv, nil
+}
+
+// auditHead is the hash of the chain's last event (GenesisHash when empty).
+func auditHead(events []ledger.AuditEvent) string {
+	if n := len(events); n > 0 {
+		return events[n-1].Hash
+	}
+	return ledger.GenesisHash
+}
+
+// auditHeadsSummary is what heads reports.
+type auditHeadsSummary struct {
+	Source    string `json:"source"`
+	File      string `json:"file"`
+	Heads     int    `json:"heads"`
+	LastIndex uint64 `json:"last_index"`
+	AuditSeq  uint64 `json:"audit_seq"`
+	AuditHead string `json:"audit_head"`
+}
+
+func newAuditHeadsCmd() *cobra.Command {
+	var dataDir, out string
+	cmd := &cobra.Command{
+		Use:   "heads --data-dir DIR --out FILE",
+		Short: "Write the signed audit heads of a stopped node (never overwrites)",
+		Long: `heads writes the certified checkpoints of a stopped node's data dir as a JSON
+array: each binds the audit chain's head (seq and hash) under the signatures
+of a majority of the node set. Heads are public (mode 0644). Keep them apart
+from the audit log: "custody audit verify --heads FILE --genesis GENESIS"
+then detects a log truncated or rewritten before the latest head. The heads
+are not trusted from the data dir: verify checks them against the genesis.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" || out == "" {
+				return errors.New("audit heads: --data-dir and --out are required")
+			}
+			if err := checkNew(out); err != nil {
+				return fmt.Errorf("audit heads: %w", err)
+			}
+			st, _, err := ledger.ReadDataDir(dataDir)
+			if err != nil {
+				return fmt.Errorf("audit heads %s: %w", dataDir, err)
+			}
+			last := st.LastCheckpoint()
+			if last == nil {
+				return fmt.Errorf("audit heads %s: no certified checkpoint yet: no signed heads to write", dataDir)
+			}
+			if err := createNew(out, 0o644, func(w io.Writer) error { return ledger.WriteHeads(w, st.Checkpoints) }); err != nil {
+				return fmt.Errorf("audit heads: %w", err)
+			}
+			sum := auditHeadsSummary{Source: dataDir, File: out, Heads: len(st.Checkpoints),
+				LastIndex: last.Index, AuditSeq: last.AuditSeq, AuditHead: last.AuditHead}
+			return report(cmd, sum, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "wrote %d signed heads to %s (latest: checkpoint %d, audit seq %d, head %s)\n",
+					sum.Heads, out, sum.LastIndex, sum.AuditSeq, sum.AuditHead)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "a stopped node's ledger data directory")
+	cmd.Flags().StringVar(&out, "out", "", "output file (must not exist)")
 	return cmd
 }
 
@@ -109,10 +250,7 @@ func newAuditExportCmd() *cobra.Command {
 			if err := createNew(out, 0o640, write); err != nil {
 				return fmt.Errorf("audit export: %w", err)
 			}
-			sum := auditSummary{Source: dataDir, Records: len(st.Audit), OK: true}
-			if n := len(st.Audit); n > 0 {
-				sum.Head = st.Audit[n-1].Hash
-			}
+			sum := auditSummary{Source: dataDir, Records: len(st.Audit), Head: auditHead(st.Audit), OK: true}
 			return report(cmd, sum, func(w io.Writer) error {
 				_, err := fmt.Fprintf(w, "wrote %d audit records to %s (head %s)\n", sum.Records, out, sum.Head)
 				return err
