@@ -40,6 +40,11 @@ type Config struct {
 	// certificates) on a listener the caller owns. Open takes ownership:
 	// Close closes it.
 	Stream raft.StreamLayer
+	// Gate is the NodeGate whose Authorize Stream was built with; Open
+	// binds it to this node's FSM, so the stream admits only nodes of the
+	// node set (see NodeGate). Nil: Stream authorises peers on its own
+	// (tests and tools).
+	Gate *NodeGate
 	// Logger receives ledger events; nil discards.
 	Logger *slog.Logger
 	// RaftLog receives hashicorp/raft's own log at warn level; nil discards.
@@ -196,6 +201,11 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{})}
 	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis, cfg.CheckpointInterval)
 	s.fsm.onCheckpoint = s.checkpointReached
+	if cfg.Gate != nil {
+		if err := cfg.Gate.bind(s.fsm); err != nil {
+			return nil, err
+		}
+	}
 
 	logs, err := openLogStore(cfg.Dir, kind, cfg.WALSegmentSize, rc.Logger)
 	if err != nil {
