@@ -1,7 +1,11 @@
 package ledger_test
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	. "github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
 )
 
 // raftProbe sends one harmless raft RPC (an AppendEntries of term 0, which
@@ -77,5 +82,117 @@ func TestNodeGateAdmitsOnlyTheNodeSet(t *testing.T) {
 	g := NewNodeGate()
 	if err := g.Authorize(pki.Peer{ID: "n1", Role: pki.RoleNode, KeyFingerprint: ledgertest.Nodes("n1")[0].KeyFingerprint}); err == nil {
 		t.Fatal("an unbound gate admitted a peer")
+	}
+}
+
+// nodeChange is the node-set change kind/node under id, approved by ops.
+func nodeChange(t testing.TB, id string, kind NodeChangeKind, node Node, exp time.Time, ops ...operator) NodeChange {
+	c := NodeChange{Change: NodeSetChange{ID: id, Kind: kind, Node: node}}
+	for _, o := range ops {
+		c.Approvals = append(c.Approvals, o.sign(t, id, c.Change.PayloadHash(), quorum.Approve, exp))
+	}
+	return c
+}
+
+func nodeIDs(h *fsmHarness) []pki.NodeID {
+	var ids []pki.NodeID
+	_ = h.f.Read(func(st *State) error {
+		for id := range st.Nodes {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	slices.Sort(ids)
+	return ids
+}
+
+// TestFSMNodeChange (SECURITY 28): the node set changes only by an
+// admin-quorum-signed NodeChange; its ID is single-use (a replayed add
+// after the remove is refused), a change without the quorum, an add of a
+// listed ID or key and a removal emptying the set are refused with the
+// state unchanged.
+func TestFSMNodeChange(t *testing.T) {
+	h := newHarness(t)
+	exp := h.now.Add(time.Hour)
+	n4 := ledgertest.Nodes("n4")[0]
+
+	h.refuse(ErrQuorum, "api", nodeChange(t, "add-n4", NodeAdd, n4, exp, alice))
+	h.refuse(ErrQuorum, "api", nodeChange(t, "add-n4", NodeAdd, n4, exp, alice, dave)) // dave is no admin
+	h.refuse(ErrApproval, "api", nodeChange(t, "add-n4", NodeAdd, n4, h.now.Add(49*time.Hour), alice, carol))
+	h.refuse(ErrInvalid, "api", nodeChange(t, "add-n1", NodeAdd, ledgertest.Nodes("n1")[0], exp, alice, carol))
+	h.refuse(ErrInvalid, "api", nodeChange(t, "add-n4-n1key", NodeAdd, Node{ID: "n4", KeyFingerprint: ledgertest.Nodes("n1")[0].KeyFingerprint}, exp, alice, carol))
+	h.refuse(ErrInvalid, "api", nodeChange(t, "add-bad", NodeAdd, Node{ID: "n 4", KeyFingerprint: n4.KeyFingerprint}, exp, alice, carol))
+	if got := nodeIDs(h); !slices.Equal(got, []pki.NodeID{"n1", "n2", "n3"}) {
+		t.Fatalf("node set after refusals: %v", got)
+	}
+
+	add := nodeChange(t, "add-n4", NodeAdd, n4, exp, alice, carol)
+	h.must("api", add)
+	if got := nodeIDs(h); !slices.Equal(got, []pki.NodeID{"n1", "n2", "n3", "n4"}) {
+		t.Fatalf("node set after the add: %v", got)
+	}
+	h.refuse(ErrNotFound, "api", nodeChange(t, "remove-n4-otherkey", NodeRemove, Node{ID: "n4", KeyFingerprint: ledgertest.Nodes("n5")[0].KeyFingerprint}, exp, alice, carol))
+	h.must("api", nodeChange(t, "remove-n4", NodeRemove, n4, exp, alice, carol))
+	before := h.encoded()
+	if _, err := h.apply("api", add); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("replayed add after the remove: %v, want ErrReplayed", err)
+	}
+	if !bytes.Equal(before, h.encoded()) {
+		t.Fatal("the refused replay changed the state")
+	}
+
+	h.must("api", nodeChange(t, "remove-n2", NodeRemove, ledgertest.Nodes("n2")[0], exp, alice, carol))
+	h.must("api", nodeChange(t, "remove-n3", NodeRemove, ledgertest.Nodes("n3")[0], exp, alice, carol))
+	h.refuse(ErrInvalid, "api", nodeChange(t, "remove-n1", NodeRemove, ledgertest.Nodes("n1")[0], exp, alice, carol))
+	if got := nodeIDs(h); !slices.Equal(got, []pki.NodeID{"n1"}) {
+		t.Fatalf("node set: %v", got)
+	}
+}
+
+// TestJoinNeedsNodeSet: a node outside the node set cannot become a raft
+// voter (refused, nothing changed) nor speak raft to a gated node; after an
+// admin-quorum-signed add it joins and replicates; after its removal (raft
+// and node set) it is refused again, and the replayed add too.
+func TestJoinNeedsNodeSet(t *testing.T) {
+	c := newCluster(t, 1)
+	seed(c)
+	ctx := context.Background()
+	n1 := c.Nodes[0]
+	n4 := &ledgertest.Node{ID: "n4", Dir: t.TempDir()}
+	c.StartNode(n4, "127.0.0.1:0")
+
+	before := leaderHash(c)
+	if err := n1.Store.Join(ctx, n4.ID, n4.Addr); !errors.Is(err, ErrNotInNodeSet) {
+		t.Fatalf("join of a node outside the node set: %v, want ErrNotInNodeSet", err)
+	}
+	if got := voters(c, n1); !slices.Equal(got, []pki.NodeID{"n1"}) {
+		t.Fatalf("voters after the refused join: %v", got)
+	}
+	if leaderHash(c) != before {
+		t.Fatal("the refused join changed the state")
+	}
+	if err := raftProbe(t, c.PKI.Node(t, "n4"), n1.Addr); err == nil {
+		t.Fatal("n4 spoke raft to n1 before it was in the node set")
+	}
+
+	exp := time.Now().Add(time.Hour)
+	add := nodeChange(t, "add-n4", NodeAdd, ledgertest.Nodes("n4")[0], exp, alice, carol)
+	c.Submit(ctx, "api", add)
+	c.OnLeader(func(l *Store) error { return l.Join(ctx, n4.ID, n4.Addr) })
+	c.Nodes = append(c.Nodes, n4)
+	c.WaitConverged(c.Nodes...)
+
+	c.OnLeader(func(l *Store) error { return l.Remove(ctx, n4.ID) })
+	c.Submit(ctx, "api", nodeChange(t, "remove-n4", NodeRemove, ledgertest.Nodes("n4")[0], exp, alice, carol))
+	if err := raftProbe(t, c.PKI.Node(t, "n4"), n1.Addr); err == nil {
+		t.Fatal("n4 spoke raft to n1 after its removal from the node set")
+	}
+	var err error
+	c.OnLeaderErr(func(l *Store) error { _, err = l.Submit(ctx, "api", add); return err })
+	if !errors.Is(err, ErrReplayed) {
+		t.Fatalf("replayed add: %v, want ErrReplayed", err)
+	}
+	if err := n1.Store.Join(ctx, n4.ID, n4.Addr); !errors.Is(err, ErrNotInNodeSet) {
+		t.Fatalf("join after the removal: %v, want ErrNotInNodeSet", err)
 	}
 }

@@ -284,12 +284,23 @@ func (s *Store) Bootstrap() error {
 // Join adds a voter (on the leader). Joining an existing member with the same
 // address is a no-op; an ID or address seen with a different partner is first
 // removed. Membership changes are serialised.
+//
+// Only a node of the node set may become a voter (the set changes only by
+// an admin-quorum-signed NodeChange): the leader reads the set
+// linearizably (the ledger's, else its pinned genesis's; see NodeGate) and
+// refuses any other ID with ErrNotInNodeSet, changing nothing.
 func (s *Store) Join(ctx context.Context, id pki.NodeID, addr string) error {
 	if id == "" || addr == "" {
 		return invalid("join needs id and address")
 	}
 	s.voters.Lock()
 	defer s.voters.Unlock()
+	if err := s.ReadLinearizable(ctx, func(st *State) error {
+		_, err := s.fsm.nodeKey(st, id)
+		return err
+	}); err != nil {
+		return fmt.Errorf("ledger: join %q: %w", id, err)
+	}
 	servers, err := s.servers()
 	if err != nil {
 		return err
