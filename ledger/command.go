@@ -48,6 +48,7 @@ const (
 	CmdColdExport     = "cold.export"
 	CmdColdImport     = "cold.import"
 	CmdCheckpointSign = "checkpoint.sign"
+	CmdNodeChange     = "node.change"
 )
 
 // commandTypes is the one table from a log entry's type to its command.
@@ -68,6 +69,7 @@ var commandTypes = map[string]func() Command{
 	CmdColdExport:     func() Command { return new(ColdExport) },
 	CmdColdImport:     func() Command { return new(ColdImport) },
 	CmdCheckpointSign: func() Command { return new(CheckpointSign) },
+	CmdNodeChange:     func() Command { return new(NodeChange) },
 }
 
 // CommandTypes returns every command type this build applies, sorted.

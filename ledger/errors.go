@@ -47,6 +47,9 @@ var (
 	// ErrGenesisMismatch: a genesis command or a state that is not of the
 	// genesis this node's config pins.
 	ErrGenesisMismatch = errors.New("ledger: genesis differs from the pinned one")
+	// ErrNotInNodeSet: a node ID that is not in the cluster's node set (a
+	// raft peer refused by the NodeGate, a join refused by Store.Join).
+	ErrNotInNodeSet = errors.New("ledger: not in the node set")
 	// ErrHalted: this node's FSM met a log entry it cannot apply (unknown type
 	// or version, or an internal fault) and stopped rather than diverge.
 	ErrHalted = errors.New("ledger: node halted")

@@ -207,10 +207,7 @@ type childNode struct {
 func startChild(t *testing.T, c *ledgertest.Cluster, id pki.NodeID, dir string, store LogStore, env ...string) *childNode {
 	t.Helper()
 	pkiDir := t.TempDir()
-	cert, key, err := c.PKI.CA.IssueNode(id, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key := c.PKI.NodePEM(t, id)
 	for name, b := range map[string][]byte{"node.crt": cert, "node.key": key, "ca.crt": c.PKI.CA.PEM()} {
 		if err := os.WriteFile(filepath.Join(pkiDir, name), b, 0o600); err != nil {
 			t.Fatal(err)

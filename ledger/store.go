@@ -40,6 +40,11 @@ type Config struct {
 	// certificates) on a listener the caller owns. Open takes ownership:
 	// Close closes it.
 	Stream raft.StreamLayer
+	// Gate is the NodeGate whose Authorize Stream was built with; Open
+	// binds it to this node's FSM, so the stream admits only nodes of the
+	// node set (see NodeGate). Nil: Stream authorises peers on its own
+	// (tests and tools).
+	Gate *NodeGate
 	// Logger receives ledger events; nil discards.
 	Logger *slog.Logger
 	// RaftLog receives hashicorp/raft's own log at warn level; nil discards.
@@ -193,6 +198,11 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{})}
 	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis)
 	s.fsm.onCheckpoint = s.checkpointReached
+	if cfg.Gate != nil {
+		if err := cfg.Gate.bind(s.fsm); err != nil {
+			return nil, err
+		}
+	}
 
 	logs, err := openLogStore(cfg.Dir, kind, cfg.WALSegmentSize, rc.Logger)
 	if err != nil {
@@ -271,12 +281,23 @@ func (s *Store) Bootstrap() error {
 // Join adds a voter (on the leader). Joining an existing member with the same
 // address is a no-op; an ID or address seen with a different partner is first
 // removed. Membership changes are serialised.
+//
+// Only a node of the node set may become a voter (the set changes only by
+// an admin-quorum-signed NodeChange): the leader reads the set
+// linearizably (the ledger's, else its pinned genesis's; see NodeGate) and
+// refuses any other ID with ErrNotInNodeSet, changing nothing.
 func (s *Store) Join(ctx context.Context, id pki.NodeID, addr string) error {
 	if id == "" || addr == "" {
 		return invalid("join needs id and address")
 	}
 	s.voters.Lock()
 	defer s.voters.Unlock()
+	if err := s.ReadLinearizable(ctx, func(st *State) error {
+		_, err := s.fsm.nodeKey(st, id)
+		return err
+	}); err != nil {
+		return fmt.Errorf("ledger: join %q: %w", id, err)
+	}
 	servers, err := s.servers()
 	if err != nil {
 		return err

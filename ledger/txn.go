@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -36,6 +37,7 @@ type txn struct {
 	changes   map[string]uint64
 	ceiling   *time.Duration
 	genesis   *genesisRecord
+	nodes     map[pki.NodeID]*Node // node set edits; nil: removed
 	reg       *quorum.Registry
 	pol       *policy.State
 	rulesDoc  *RulesDoc
@@ -143,18 +145,26 @@ func (t *txn) setGenesis(hash string, nodes []Node, interval uint64) {
 	t.genesis = &genesisRecord{hash: hash, nodes: slices.Clone(nodes), interval: interval}
 }
 
-// nodeSet returns the cluster's node set (the genesis's until a signed
-// change edits it).
+// nodeSet returns the cluster's node set: the genesis's, edited by signed
+// node changes (NodeChange). The map is read only.
 func (t *txn) nodeSet() map[pki.NodeID]*Node {
+	base := t.st.Nodes
 	if t.genesis != nil {
-		m := make(map[pki.NodeID]*Node, len(t.genesis.nodes))
+		base = make(map[pki.NodeID]*Node, len(t.genesis.nodes))
 		for _, n := range t.genesis.nodes {
-			m[n.ID] = &n
+			base[n.ID] = &n
 		}
-		return m
 	}
-	return t.st.Nodes
+	if len(t.nodes) == 0 {
+		return base
+	}
+	m := maps.Clone(base)
+	applyEdits(m, t.nodes)
+	return m
 }
+
+func (t *txn) putNode(n Node)           { stage(&t.nodes, n.ID, &n) }
+func (t *txn) removeNode(id pki.NodeID) { stage(&t.nodes, id, nil) }
 
 // certify stages a certified checkpoint.
 func (t *txn) certify(c Checkpoint) { t.certified = &c }
@@ -211,13 +221,7 @@ func (t *txn) commit() {
 	for id, w := range t.wallets {
 		st.Wallets[id] = w
 	}
-	for id, v := range t.voters {
-		if v == nil {
-			delete(st.Voters, id)
-		} else {
-			st.Voters[id] = v
-		}
-	}
+	applyEdits(st.Voters, t.voters)
 	commitStrings(st.Nonces, t.nonces)
 	commitStrings(st.Outpoints, t.outpoints)
 	commitStrings(st.Sessions, t.sessions)
@@ -235,6 +239,7 @@ func (t *txn) commit() {
 			st.Nodes[n.ID] = &n
 		}
 	}
+	applyEdits(st.Nodes, t.nodes)
 	if t.reg != nil {
 		st.Registry = *t.reg
 	}
@@ -247,6 +252,17 @@ func (t *txn) commit() {
 	}
 	if t.certified != nil {
 		st.Checkpoints = append(st.Checkpoints, *t.certified)
+	}
+}
+
+// applyEdits writes staged records into dst; a nil record deletes.
+func applyEdits[K comparable, V any](dst, staged map[K]*V) {
+	for k, v := range staged {
+		if v == nil {
+			delete(dst, k)
+		} else {
+			dst[k] = v
+		}
 	}
 }
 

@@ -38,6 +38,9 @@ var ErrUnauthorized = errors.New("pki: peer not authorized")
 type Peer struct {
 	ID   string
 	Role Role
+	// KeyFingerprint is the [KeyFingerprint] of the peer certificate's
+	// public key, which a node set pins.
+	KeyFingerprint string
 }
 
 // Node returns the peer's ID as a NodeID (meaningful for RoleNode only).

@@ -96,7 +96,7 @@ func TestVerifyPeerRoles(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, err := VerifyPeer(tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}, ca.Pool())
-		if err != nil || p.ID != "p-"+string(role) || p.Role != role {
+		if err != nil || p.ID != "p-"+string(role) || p.Role != role || p.KeyFingerprint != KeyFingerprint(leaf) {
 			t.Fatalf("%s: %+v, %v", role, p, err)
 		}
 		for _, other := range []Role{RoleNode, RoleBackend, RoleOperator} {

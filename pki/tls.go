@@ -67,7 +67,7 @@ func VerifyPeer(cs tls.ConnectionState, ca *x509.CertPool, want ...Role) (Peer, 
 	if len(leaf.Subject.OrganizationalUnit) != 1 || !Role(leaf.Subject.OrganizationalUnit[0]).valid() {
 		return Peer{}, fmt.Errorf("%w: certificate has no single custody role (OU %q)", ErrUnauthenticated, leaf.Subject.OrganizationalUnit)
 	}
-	p := Peer{ID: leaf.Subject.CommonName, Role: Role(leaf.Subject.OrganizationalUnit[0])}
+	p := Peer{ID: leaf.Subject.CommonName, Role: Role(leaf.Subject.OrganizationalUnit[0]), KeyFingerprint: KeyFingerprint(leaf)}
 	if p.ID == "" {
 		return Peer{}, fmt.Errorf("%w: certificate has no ID", ErrUnauthenticated)
 	}

@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -43,13 +41,7 @@ type Change struct {
 // PayloadHash is SHA-256 of "custody/policy-change/v1" 0x00 and the change's
 // JSON (fields in declaration order). Approvers sign it, so the exact address
 // and scope are what they approved.
-func (c Change) PayloadHash() quorum.Hash {
-	b, err := json.Marshal(c)
-	if err != nil {
-		panic("policy: change is not JSON-encodable: " + err.Error())
-	}
-	return quorum.Hash(sha256.Sum256(append([]byte("custody/policy-change/v1\x00"), b...)))
-}
+func (c Change) PayloadHash() quorum.Hash { return quorum.DomainHash("custody/policy-change/v1", c) }
 
 // RulesChangeHash is the payload hash admins approve to replace the rules
 // with next: the rules hash itself.

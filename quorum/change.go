@@ -53,12 +53,18 @@ type Change struct {
 
 // PayloadHash is SHA-256 of "custody/registry-change/v1" 0x00 followed by the
 // change's JSON (struct fields in declaration order, so deterministic).
-func (c Change) PayloadHash() Hash {
-	b, err := json.Marshal(c)
+func (c Change) PayloadHash() Hash { return DomainHash("custody/registry-change/v1", c) }
+
+// DomainHash is SHA-256 of domain, 0x00 and v's JSON (struct fields in
+// declaration order, so deterministic): the payload hash approvers sign for
+// a change of v's kind. It panics when v does not encode (changes are plain
+// data).
+func DomainHash(domain string, v any) Hash {
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic("quorum: change is not JSON-encodable: " + err.Error())
+		panic("quorum: " + domain + " is not JSON-encodable: " + err.Error())
 	}
-	return Hash(sha256.Sum256(append([]byte("custody/registry-change/v1\x00"), b...)))
+	return Hash(sha256.Sum256(append([]byte(domain+"\x00"), b...)))
 }
 
 // Requirement returns the approvals c needs under r and the operator whose

@@ -68,20 +68,28 @@ func NewPKI(t testing.TB) *PKI {
 // identity.
 func (p *PKI) Node(t testing.TB, id pki.NodeID) pki.Identity {
 	t.Helper()
-	key := NodeKey(id)
-	c, err := p.CA.IssueNodeFor(id, key.Public(), time.Now(), 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ident, err := pki.LoadIdentity(c, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), p.CA.PEM())
+	cert, key := p.NodePEM(t, id)
+	ident, err := pki.LoadIdentity(cert, key, p.CA.PEM())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ident
+}
+
+// NodePEM issues a node certificate for id's NodeKey and returns it and
+// the key, PEM-encoded (for a node in another process).
+func (p *PKI) NodePEM(t testing.TB, id pki.NodeID) (cert, key []byte) {
+	t.Helper()
+	k := NodeKey(id)
+	c, err := p.CA.IssueNodeFor(id, k.Public(), time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
 }
 
 // Node is one ledger node of a Cluster. Store is nil while it is stopped.
@@ -143,19 +151,28 @@ func New(t testing.TB, size int, tune func(*ledger.Config)) *Cluster {
 }
 
 // StartNode opens (or reopens, keeping its directory) n listening on bind.
-// Its raft transport is wrapped in a Fault.
+// Its raft transport is wrapped in a Fault. When the tuned config pins a
+// genesis, the node's stream layer is gated by a NodeGate.
 func (c *Cluster) StartNode(n *Node, bind string) {
 	c.T.Helper()
-	stream, err := ledger.ListenStream(bind, c.PKI.Node(c.T, n.ID), nil)
-	if err != nil {
-		c.T.Fatalf("listen %s: %v", n.ID, err)
-	}
-	cfg := Config(n.ID, n.Dir, stream)
+	cfg := Config(n.ID, n.Dir, nil)
 	cfg.CheckpointSigner = NodeKey(n.ID)
 	cfg.Forward = c.forward
 	if c.Tune != nil {
 		c.Tune(&cfg)
 	}
+	// A node pinning a genesis admits only raft peers of its node set, as
+	// in production; without a pin any node certificate of the CA passes.
+	var auth pki.Authorizer
+	if cfg.Genesis != nil {
+		cfg.Gate = ledger.NewNodeGate()
+		auth = cfg.Gate.Authorize
+	}
+	stream, err := ledger.ListenStream(bind, c.PKI.Node(c.T, n.ID), auth)
+	if err != nil {
+		c.T.Fatalf("listen %s: %v", n.ID, err)
+	}
+	cfg.Stream = stream
 	n.Fault = nil
 	cfg.WrapTransport = func(tr raft.Transport) raft.Transport {
 		n.Fault = &Fault{Transport: tr}

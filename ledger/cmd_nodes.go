@@ -1,0 +1,95 @@
+package ledger
+
+import (
+	"fmt"
+
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// NodeChangeKind names a change to the node set.
+type NodeChangeKind string
+
+// Node set changes; both need the registry's admin quorum.
+const (
+	NodeAdd    NodeChangeKind = "add"
+	NodeRemove NodeChangeKind = "remove"
+)
+
+// NodeSetChange is a proposed change to the cluster's node set: add Node,
+// or remove it (Node then names the ID and the key the set pins for it).
+// Approvals sign a quorum.Statement with RequestID = ID and PayloadHash =
+// PayloadHash().
+type NodeSetChange struct {
+	ID   string         `json:"id"`
+	Kind NodeChangeKind `json:"kind"`
+	Node Node           `json:"node"`
+}
+
+// PayloadHash is SHA-256 of "custody/node-change/v1" 0x00 and the change's
+// JSON (fields in declaration order): admins approve the exact node ID and
+// key.
+func (c NodeSetChange) PayloadHash() quorum.Hash {
+	return quorum.DomainHash("custody/node-change/v1", c)
+}
+
+// NodeChange changes the node set (State.Nodes) after the registry's admin
+// quorum approved it, like every governance change: its ID is single-use
+// forever and no approval outlives the genesis's ceiling. The node set is
+// who may be a raft voter (Store.Join), who may speak raft (NodeGate) and
+// whose signatures certify checkpoints.
+type NodeChange struct {
+	Change    NodeSetChange     `json:"change"`
+	Approvals []quorum.Approval `json:"approvals"`
+}
+
+// Type implements Command.
+func (NodeChange) Type() string { return CmdNodeChange }
+
+func (p NodeChange) apply(t *txn) (applyOut, error) {
+	c := p.Change
+	if err := t.governance(c.ID, p.Approvals); err != nil {
+		return applyOut{}, err
+	}
+	if err := c.Node.ID.Validate(); err != nil {
+		return applyOut{}, fmt.Errorf("%w: node change %s: %w", ErrInvalid, c.ID, err)
+	}
+	if err := pki.ValidKeyFingerprint(c.Node.KeyFingerprint); err != nil {
+		return applyOut{}, fmt.Errorf("%w: node change %s: %w", ErrInvalid, c.ID, err)
+	}
+	nodes := t.nodeSet()
+	cur := nodes[c.Node.ID]
+	switch c.Kind {
+	case NodeAdd:
+		if cur != nil {
+			return applyOut{}, invalid("node change %s: node %q is already in the node set", c.ID, c.Node.ID)
+		}
+		for _, n := range nodes {
+			if n.KeyFingerprint == c.Node.KeyFingerprint {
+				return applyOut{}, invalid("node change %s: key %s belongs to node %q", c.ID, short(c.Node.KeyFingerprint), n.ID)
+			}
+		}
+	case NodeRemove:
+		if cur == nil || cur.KeyFingerprint != c.Node.KeyFingerprint {
+			return applyOut{}, fmt.Errorf("%w: node change %s: node %q with key %s is not in the node set", ErrNotFound, c.ID, c.Node.ID, short(c.Node.KeyFingerprint))
+		}
+		if len(nodes) == 1 {
+			return applyOut{}, invalid("node change %s: removing %q would leave the node set empty", c.ID, c.Node.ID)
+		}
+	default:
+		return applyOut{}, invalid("node change %s: unknown kind %q", c.ID, c.Kind)
+	}
+	reg := t.registry()
+	tally := quorum.Count(reg, quorum.Subject{RequestID: c.ID, PayloadHash: c.PayloadHash()},
+		quorum.Requirement{Required: reg.AdminQuorum, Roles: []quorum.Role{quorum.RoleAdmin}}, p.Approvals, t.now)
+	if err := tally.Err(); err != nil {
+		return applyOut{}, approvalErr(fmt.Errorf("node change %s: %w", c.ID, err))
+	}
+	if c.Kind == NodeAdd {
+		t.putNode(c.Node)
+	} else {
+		t.removeNode(c.Node.ID)
+	}
+	t.recordChange(c.ID)
+	return changed(string(c.Kind) + ":" + string(c.Node.ID))
+}
