@@ -11,6 +11,7 @@ import (
 	. "github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
 
 	"github.com/custody-dev/custody/quorum"
 )
@@ -39,6 +40,15 @@ func FuzzApplyEntry(f *testing.F) {
 	add(ExpireRequest{RequestID: "fz"})
 	add(WalletSet{Wallet{ID: "w", Chain: "eth", Network: "n", Committee: []pki.NodeID{"a"}, Threshold: 1}})
 	add(ColdExport{RequestID: "fz", BundleHash: "h"})
+	exp := now.Add(time.Hour)
+	lock := policy.Change{ID: "fz-lock", Kind: policy.ChangeLock, Wallet: "hot", Reason: "fuzz"}
+	add(PolicyChange{Change: lock, Approvals: []quorum.Approval{dave.sign(f, lock.ID, lock.PayloadHash(), quorum.Approve, exp)}})
+	unlock := policy.Change{ID: "fz-unlock", Kind: policy.ChangeUnlock, Wallet: "hot"}
+	add(PolicyChange{Change: unlock, Approvals: []quorum.Approval{alice.sign(f, unlock.ID, unlock.PayloadHash(), quorum.Approve, exp)}})
+	rev := quorum.Change{ID: "fz-revoke", Kind: quorum.ChangeRevokeDevice, DeviceID: bob.Device().ID}
+	add(RegistryChange{Change: rev, Approvals: []quorum.Approval{alice.sign(f, rev.ID, rev.PayloadHash(), quorum.Approve, exp)}})
+	add(RulesSet{ID: "fz-rules", Body: []byte(testRules)})
+	add(genesisCmd())
 	add(signCP(f, CheckpointHead{ClusterID: testCluster, Index: 8, StateHash: strings.Repeat("ab", 32), AuditHead: GenesisHash}, "n1", ledgertest.NodeKey("n1")))
 	f.Add([]byte(`{"v":1,"type":"request.create","time":"2026-11-23T12:00:00Z","actor":"x","payload":{"amount":"-1"}}`))
 	f.Add([]byte(`{"v":1,"type":"genesis","time":"2026-11-23T12:00:00Z","actor":"x","payload":null}`))
@@ -101,6 +111,39 @@ func FuzzRestore(f *testing.F) {
 			}
 			return nil
 		})
+	})
+}
+
+// FuzzReadHeads: a signed-heads file comes from an auditor's archive and
+// may be hostile. Reading never panics; whatever reads verifies against
+// the genesis's node set or is refused with ErrCheckpoint-classified
+// errors, never accepted unsigned.
+func FuzzReadHeads(f *testing.F) {
+	h := newPinnedHarness(f)
+	h.certify(h.toCheckpoint())
+	var buf bytes.Buffer
+	if err := WriteHeads(&buf, h.checkpoints()); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte("[]"))
+	f.Add([]byte("null"))
+	f.Add([]byte(`[{"index":1,"sigs":[]}]`))
+	var events []AuditEvent
+	_ = h.f.Read(func(st *State) error { events = append(events, st.Audit...); return nil })
+	anchor := AnchorOf(genesisEvery(cpInterval))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		heads, err := ReadHeads(b)
+		if err != nil {
+			return
+		}
+		if VerifyHeads(events, heads, anchor) == nil {
+			for _, c := range heads {
+				if VerifyCheckpoint(c, anchor.Nodes) != nil {
+					t.Fatalf("heads verified with a head the node set did not certify: %+v", c)
+				}
+			}
+		}
 	})
 }
 
