@@ -555,7 +555,8 @@ func (s *Store) mapErr(err error) error {
 	case errors.Is(err, raft.ErrNotLeader):
 		id, addr := s.Leader()
 		return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore):
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %v", ErrTimeout, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		if h := s.fsm.Halted(); h != nil {

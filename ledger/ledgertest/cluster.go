@@ -81,6 +81,8 @@ type Node struct {
 	Addr  string
 	Store *ledger.Store
 	Fault *Fault
+	// Identity is the node certificate the node's raft runs under.
+	Identity pki.Identity
 }
 
 // Cluster is a set of ledger nodes on 127.0.0.1.
@@ -133,7 +135,8 @@ func New(t testing.TB, size int, tune func(*ledger.Config)) *Cluster {
 // Its raft transport is wrapped in a Fault.
 func (c *Cluster) StartNode(n *Node, bind string) {
 	c.T.Helper()
-	stream, err := ledger.ListenStream(bind, c.PKI.Node(c.T, n.ID), nil)
+	n.Identity = c.PKI.Node(c.T, n.ID)
+	stream, err := ledger.ListenStream(bind, n.Identity, nil)
 	if err != nil {
 		c.T.Fatalf("listen %s: %v", n.ID, err)
 	}
