@@ -124,6 +124,24 @@ func (b *Byzantine) Term() uint64 {
 	return term
 }
 
+// rpc runs send over a raft network transport of its own, authenticated
+// with the Byzantine node's node certificate (a listener on 127.0.0.1 that
+// nobody dials, as raft's transport needs one), with the RPC header and
+// peer encoding of the Byzantine node itself: to its peers the RPC comes
+// from it.
+func (b *Byzantine) rpc(send func(trans *raft.NetworkTransport, header raft.RPCHeader) error) error {
+	stream, err := ledger.ListenStream("127.0.0.1:0", b.Node.Identity, nil)
+	if err != nil {
+		return err
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 1, Timeout: 10 * time.Second, Logger: hclog.NewNullLogger(),
+	})
+	defer trans.Close()
+	self := trans.EncodePeer(raft.ServerID(b.Node.ID), raft.ServerAddress(b.Node.Addr))
+	return send(trans, raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(b.Node.ID), Addr: self})
+}
+
 // InstallSnapshot sends raft's InstallSnapshot RPC to target as the leader
 // of term: over raft's own network transport, authenticated with the
 // Byzantine node's node certificate, naming the Byzantine node as leader,
@@ -135,34 +153,50 @@ func (b *Byzantine) Term() uint64 {
 // comes back as the target's error). A term below the target's is ignored:
 // no success, no error.
 func (b *Byzantine) InstallSnapshot(target *Node, term uint64, lastIndex, lastTerm uint64, data []byte) (success bool, err error) {
-	stream, err := ledger.ListenStream("127.0.0.1:0", b.Node.Identity, nil)
-	if err != nil {
-		return false, err
-	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: stream, MaxPool: 1, Timeout: 10 * time.Second, Logger: hclog.NewNullLogger(),
-	})
-	defer trans.Close()
-
 	var conf raft.Configuration
 	for _, n := range b.Cluster.Nodes {
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(n.ID), Address: raft.ServerAddress(n.Addr)})
 	}
-	self := trans.EncodePeer(raft.ServerID(b.Node.ID), raft.ServerAddress(b.Node.Addr))
-	req := &raft.InstallSnapshotRequest{
-		RPCHeader:          raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(b.Node.ID), Addr: self},
-		SnapshotVersion:    1,
-		Term:               term,
-		Leader:             self,
-		LastLogIndex:       lastIndex,
-		LastLogTerm:        lastTerm,
-		Configuration:      raft.EncodeConfiguration(conf),
-		ConfigurationIndex: lastIndex,
-		Size:               int64(len(data)),
-	}
 	var resp raft.InstallSnapshotResponse
-	if err := trans.InstallSnapshot(raft.ServerID(target.ID), raft.ServerAddress(target.Addr), req, &resp, bytes.NewReader(data)); err != nil {
+	err = b.rpc(func(trans *raft.NetworkTransport, header raft.RPCHeader) error {
+		req := &raft.InstallSnapshotRequest{
+			RPCHeader:          header,
+			SnapshotVersion:    1,
+			Term:               term,
+			Leader:             header.Addr,
+			LastLogIndex:       lastIndex,
+			LastLogTerm:        lastTerm,
+			Configuration:      raft.EncodeConfiguration(conf),
+			ConfigurationIndex: lastIndex,
+			Size:               int64(len(data)),
+		}
+		return trans.InstallSnapshot(raft.ServerID(target.ID), raft.ServerAddress(target.Addr), req, &resp, bytes.NewReader(data))
+	})
+	if err != nil {
 		return false, fmt.Errorf("ledgertest: InstallSnapshot to %s: %w", target.ID, err)
+	}
+	return resp.Success, nil
+}
+
+// AppendEntries sends raft's AppendEntries RPC to target as the leader of
+// term, over raft's own transport with the Byzantine node's certificate:
+// entries (any content, index and term) following the entry at prevIndex of
+// term prevTerm, and commitIndex as the leader's commit index. The target's
+// raft takes them when term is at least its own and its log holds prevIndex
+// at prevTerm; it drops its own entries from the first index whose term
+// differs, stores the new ones and applies its log up to commitIndex. With
+// the Byzantine node's own replication to target cut (Node.Fault), this is
+// a leader telling one follower a log the others never see. success is
+// the target's answer.
+func (b *Byzantine) AppendEntries(target *Node, term, prevIndex, prevTerm uint64, entries []*raft.Log, commitIndex uint64) (success bool, err error) {
+	var resp raft.AppendEntriesResponse
+	err = b.rpc(func(trans *raft.NetworkTransport, header raft.RPCHeader) error {
+		req := &raft.AppendEntriesRequest{RPCHeader: header, Term: term, Leader: header.Addr,
+			PrevLogEntry: prevIndex, PrevLogTerm: prevTerm, Entries: entries, LeaderCommitIndex: commitIndex}
+		return trans.AppendEntries(raft.ServerID(target.ID), raft.ServerAddress(target.Addr), req, &resp)
+	})
+	if err != nil {
+		return false, fmt.Errorf("ledgertest: AppendEntries to %s: %w", target.ID, err)
 	}
 	return resp.Success, nil
 }

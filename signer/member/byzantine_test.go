@@ -2,11 +2,16 @@ package member_test
 
 import (
 	"errors"
+	"fmt"
 	"math/big"
+	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/hashicorp/raft"
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/eth"
@@ -289,4 +294,74 @@ func TestByzantineLeaderClaimAfterRefusedAttacks(t *testing.T) {
 	}
 	c, _ = claimAnyway(t, b, uninitiated.ID, u.PayloadHash(), u.SigningHash(), ledger.ErrNotFound)
 	h.noHonestSigns(uninitiated.ID, nonce, c, member.ErrUnknownRequest)
+}
+
+// TestByzantineLeaderEquivocates: the Byzantine leader stops replicating to
+// n1, gets an operator's lock committed by itself and n2, and tells n1 over
+// raft's AppendEntries that the entry at the lock's index is its claim of an
+// approved request, with the commit index past it. n1's raft stores and
+// applies it (a follower checks the leader's term and the previous entry,
+// never that a majority holds an entry), so n1's replica has the request
+// claimed and no lock, and its linearizable read (the leader's read index,
+// then its own state at that index) shows exactly that. Asked to sign with
+// the Byzantine node's own share, n1 must refuse: the cluster committed the
+// lock. It does not yet: n1 signs, and the test fails when run. It is the
+// reproduction of an open hole (an honest follower's replica is only as
+// good as the leader that feeds it; see the trust issue) and runs with
+// CUSTODY_OPEN_HOLES=1.
+func TestByzantineLeaderEquivocates(t *testing.T) {
+	if os.Getenv("CUSTODY_OPEN_HOLES") == "" {
+		t.Skip("open hole: an honest follower applies whatever log the leader sends it; set CUSTODY_OPEN_HOLES=1 to run")
+	}
+	h, b := newByzantineHarness(t)
+	n1 := h.cluster.Nodes[0]
+	signers := []pki.NodeID{"n1", byzantineID}
+	r := h.request("wd-byz-equivocate", h.dests[0], ether(1, 0), bob, carol)
+	h.cluster.WaitConverged(h.cluster.Nodes...)
+
+	b.Node.Fault.SetBlocked(n1.Addr, true)
+	prevIndex := n1.Store.LastIndex()
+	prevTerm, err := strconv.ParseUint(n1.Store.RaftStats()["last_log_term"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := policy.Change{ID: "lock-equivocate", Kind: policy.ChangeLock, Reason: "suspected takeover"}
+	locked := appended(t, b, "carol", ledger.PolicyChange{Change: lock, Approvals: []quorum.Approval{carol.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve)}})
+
+	sid := tss.NewSessionID()
+	claim, err := ledger.EncodeCommand("node:n3", b.Clock.Now(), ledger.ClaimSession{RequestID: r.ID, ExpectStatus: ledger.StatusApproved,
+		SessionID: sid.String(), Term: b.Term(), Signers: signers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := b.AppendEntries(n1, b.Term(), prevIndex, prevTerm,
+		[]*raft.Log{{Index: locked.Index, Term: b.Term(), Type: raft.LogCommand, Data: claim}}, locked.Index)
+	if err != nil || !ok {
+		t.Fatalf("n1 did not take the forged entry: %v, %v", ok, err)
+	}
+	views := map[pki.NodeID]string{}
+	for _, n := range h.cluster.Nodes[:2] {
+		if err := n.Store.ReadAtLeast(h.ctx, locked.Index, func(st *ledger.State) error {
+			_, isLocked := st.Policy.LockedAt(walletID, st.Clock)
+			views[n.ID] = fmt.Sprintf("%s locked=%v", st.Requests[r.ID].Status, isLocked)
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: %v", n.ID, err)
+		}
+	}
+	if views["n1"] != "claimed locked=false" || views["n2"] != "approved locked=true" {
+		t.Fatalf("the honest replicas: %v, want n1 claimed and unlocked, n2 approved and locked", views)
+	}
+
+	u := h.unsigned(*r.Nonce, h.dests[0], ether(1, 0))
+	c := member.Claim{SessionID: sid, Index: locked.Index, Signers: signers, PayloadHash: r.PayloadHash, Digest: u.SigningHash()}
+	accomplice := h.newMember(h.members[byzantineID], h.members["n1"].ledger) // n3's share signs what n1 is shown
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _, _ = accomplice.SignClaimed(h.ctx, r.ID, c) }()
+	s, err := h.members["n1"].m.SignClaimed(h.ctx, r.ID, c)
+	wg.Wait()
+	if err == nil {
+		t.Fatalf("n1 signed %s, which the cluster had locked: %x", r.ID, s.Raw)
+	}
 }
