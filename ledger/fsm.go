@@ -36,6 +36,12 @@ type FSM struct {
 	// onCheckpoint (may be nil) is told, from the apply goroutine and
 	// without blocking, about each checkpoint this node reaches.
 	onCheckpoint func(index uint64)
+	// onRefused (may be nil) runs after a running node refused a snapshot;
+	// onRestored after any snapshot was restored; onPersisted after this
+	// node stored a snapshot of its own.
+	onRefused   func()
+	onRestored  func()
+	onPersisted func(id string)
 	// running is set once raft started: from then on a refused snapshot
 	// halts the node (before, raft is trying its stored snapshots in turn).
 	running atomic.Bool
@@ -253,6 +259,9 @@ func samePinned(got, pinned Genesis) error {
 	a, errA := json.Marshal(got)
 	b, errB := json.Marshal(pinned)
 	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		if got.Hash == pinned.Hash {
+			return fmt.Errorf("%w: the log's genesis names the pinned hash %s but its content differs", ErrGenesisMismatch, short(pinned.Hash))
+		}
 		return fmt.Errorf("%w: the log's genesis (hash %s) is not the genesis this node's config pins (hash %s)", ErrGenesisMismatch, short(got.Hash), short(pinned.Hash))
 	}
 	return nil
@@ -284,7 +293,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, f.halted
 	}
 	c := f.cps
-	return &fsmSnapshot{base: c.base, cp: c.baseCP, suffix: c.suffix[:len(c.suffix):len(c.suffix)]}, nil
+	return &fsmSnapshot{base: c.base, cp: c.baseCP, suffix: c.suffix[:len(c.suffix):len(c.suffix)], persisted: f.onPersisted}, nil
 }
 
 // Restore replaces the whole state with the snapshot's, trusting nothing
@@ -308,11 +317,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		err = fmt.Errorf("ledger: snapshot refused: %w", err)
 		if f.running.Load() && f.halted == nil {
 			f.haltLocked(fmt.Errorf("%w: %w (a peer sent a snapshot this node cannot verify; check the cluster for a compromised or misconfigured node before restarting)", ErrHalted, err))
+			if f.onRefused != nil {
+				f.onRefused()
+			}
 		}
 		return err
 	}
 	f.st, f.cps = st, cps
 	f.notifyLocked()
+	if f.onRestored != nil {
+		f.onRestored()
+	}
 	if f.onCheckpoint != nil {
 		for idx := range cps.pending {
 			f.onCheckpoint(idx)

@@ -37,6 +37,8 @@ type fsmSnapshot struct {
 	base   *State
 	cp     *Checkpoint
 	suffix []snapshotEntry
+	// persisted (may be nil) is told the ID of the stored snapshot.
+	persisted func(id string)
 }
 
 // Persist writes the snapshot file; the base state is encoded here, off the
@@ -50,7 +52,13 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return fmt.Errorf("ledger: persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.persisted != nil {
+		s.persisted(sink.ID())
+	}
+	return nil
 }
 
 func (s *fsmSnapshot) encode() ([]byte, error) {

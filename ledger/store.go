@@ -114,6 +114,8 @@ type Store struct {
 	log    *slog.Logger
 	voters sync.Mutex // one voter change at a time
 
+	snaps *keptSnapshots
+
 	cpWake chan struct{}
 	cpStop chan struct{}
 	cpDone chan struct{}
@@ -232,7 +234,16 @@ func Open(cfg Config) (*Store, error) {
 		logs.Close()
 		return nil, fmt.Errorf("ledger: log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, cached, logs, snaps, trans)
+	kept, err := newKeptSnapshots(snaps)
+	if err != nil {
+		logs.Close()
+		return nil, err
+	}
+	s.snaps = kept
+	s.fsm.onRefused = func() { go s.quarantineSnapshots() }
+	s.fsm.onRestored = kept.restored
+	s.fsm.onPersisted = kept.keep
+	r, err := raft.NewRaft(rc, s.fsm, cached, logs, kept, trans)
 	if err != nil {
 		closeTransport(trans)
 		logs.Close()
@@ -605,7 +616,8 @@ func (s *Store) mapErr(err error) error {
 	case errors.Is(err, raft.ErrNotLeader):
 		id, addr := s.Leader()
 		return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore):
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %v", ErrTimeout, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		if h := s.fsm.Halted(); h != nil {

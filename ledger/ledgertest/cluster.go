@@ -99,6 +99,8 @@ type Node struct {
 	Addr  string
 	Store *ledger.Store
 	Fault *Fault
+	// Identity is the node certificate the node's raft runs under.
+	Identity pki.Identity
 }
 
 // Cluster is a set of ledger nodes on 127.0.0.1.
@@ -155,6 +157,7 @@ func New(t testing.TB, size int, tune func(*ledger.Config)) *Cluster {
 // genesis, the node's stream layer is gated by a NodeGate.
 func (c *Cluster) StartNode(n *Node, bind string) {
 	c.T.Helper()
+	n.Identity = c.PKI.Node(c.T, n.ID)
 	cfg := Config(n.ID, n.Dir, nil)
 	cfg.CheckpointSigner = NodeKey(n.ID)
 	cfg.Forward = c.forward
@@ -168,7 +171,7 @@ func (c *Cluster) StartNode(n *Node, bind string) {
 		cfg.Gate = ledger.NewNodeGate()
 		auth = cfg.Gate.Authorize
 	}
-	stream, err := ledger.ListenStream(bind, c.PKI.Node(c.T, n.ID), auth)
+	stream, err := ledger.ListenStream(bind, n.Identity, auth)
 	if err != nil {
 		c.T.Fatalf("listen %s: %v", n.ID, err)
 	}

@@ -217,8 +217,9 @@ func ether(n int64, frac int64) *big.Int {
 
 // newHarness starts 3 ledger nodes, 3 members with their own SoftHSM tokens,
 // the simulated chain with the wallet funded, genesis, the wallet record and
-// two allowlisted destinations.
-func newHarness(t *testing.T) *harness {
+// two allowlisted destinations. tune, if given, adjusts each node's ledger
+// config after the harness's own settings (a node with its own clock).
+func newHarness(t *testing.T, tune ...func(*ledger.Config)) *harness {
 	t.Helper()
 	ksh := walletShares(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -239,6 +240,9 @@ func newHarness(t *testing.T) *harness {
 	g := ledgertest.Genesis(clusterID, 1, testRules, ops...)
 	h.cluster = ledgertest.New(t, len(committee), func(cfg *ledger.Config) {
 		cfg.ApplyTimeout, cfg.Clock, cfg.Genesis = 30*time.Second, h.clock.Now, &g
+		for _, f := range tune {
+			f(cfg)
+		}
 	})
 	h.stores = h.cluster.Stores()
 	h.propose("ceremony", g)
@@ -249,7 +253,6 @@ func newHarness(t *testing.T) *harness {
 
 	// Members: tss engines on one in-memory network, one SoftHSM token each.
 	net := tss.NewMemNetwork()
-	var signers []withdraw.Member
 	for i, id := range committee {
 		e, err := tss.NewEngine(tss.Config{Self: id, Transport: net.Endpoint(id)})
 		if err != nil {
@@ -286,13 +289,8 @@ func newHarness(t *testing.T) *harness {
 			ledger: &member.LocalLedger{Store: h.stores[i], ReadIndex: member.LeaderReadIndex(h.stores...)}}
 		mb.m = h.newMember(mb, mb.ledger)
 		h.members[id] = mb
-		signers = append(signers, mb.m)
 	}
-	h.orch, err = withdraw.New(withdraw.Config{Ledger: h.leader(), ETH: h.sim, Chains: ethChains(), Network: network, Actor: "node:n1", Members: signers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.orch.AddWallet(h.info)
+	h.orch = h.orchestrator(h.leader(), "node:n1")
 
 	// Two destinations, usable once their cooling-off has passed: on the
 	// ledger's clock and on the members' own (the same harness clock here;
@@ -326,6 +324,22 @@ func (h *harness) observe() {
 			h.t.Fatal(err)
 		}
 	}
+}
+
+// orchestrator is the leader's orchestration on store, proposing as actor
+// and reaching every member.
+func (h *harness) orchestrator(store *ledger.Store, actor string) *withdraw.Orchestrator {
+	h.t.Helper()
+	var signers []withdraw.Member
+	for _, id := range committee {
+		signers = append(signers, h.members[id].m)
+	}
+	o, err := withdraw.New(withdraw.Config{Ledger: store, ETH: h.sim, Chains: ethChains(), Network: network, Actor: actor, Members: signers})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	o.AddWallet(h.info)
+	return o
 }
 
 // newMember builds a Member over mb's components reading led.
