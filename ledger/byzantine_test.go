@@ -325,6 +325,22 @@ func TestByzantineLeaderRejectionCancels(t *testing.T) {
 	// After the claim a rejection no longer cancels.
 	c := h.approved("claimed", 2)
 	h.must("n3", h.claim(c.ID))
+	// The nodes attest the claim (entries of their own); let them land
+	// before the attempt, whose check is that nothing lands beside it.
+	ledgertest.Poll(t, "the claim attested on every node", func() error {
+		for _, n := range h.c.Nodes {
+			var ok bool
+			_ = n.Store.ReadLocal(func(st *State) error {
+				r := st.Requests[c.ID]
+				ok = r != nil && r.Claim != nil && r.Claim.Attested
+				return nil
+			})
+			if !ok {
+				return fmt.Errorf("%s: not attested", n.ID)
+			}
+		}
+		return nil
+	})
 	h.refused("rejection after the claim", "api", bob.reject(t, c, h.exp()), ErrWrongStatus)
 }
 

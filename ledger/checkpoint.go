@@ -144,11 +144,18 @@ func (s CheckpointSig) Verify(h CheckpointHead, nodes map[pki.NodeID]*Node) erro
 	return nil
 }
 
-// Majority is how many of a node set of n must sign a checkpoint.
-func Majority(n int) int { return n/2 + 1 }
+// CheckpointQuorum is how many of a node set of n must sign a checkpoint
+// or attest a claim: any two quorums share at least two nodes, so with one
+// compromised node they still share an honest one, and two conflicting
+// histories can never both be certified (a plain majority of 3 is 2, which
+// one compromised node and one follower it fed a forged log would reach).
+// 3 of 3, 3 of 4, 4 of 5, 5 of 7. The price: a three-node cluster needs
+// all three nodes up to certify; four nodes tolerate one down and one
+// compromised.
+func CheckpointQuorum(n int) int { return min(n, (n+3)/2) }
 
-// VerifyCheckpoint checks that a majority of nodes (distinct members, each
-// with its pinned key) signed c's head. nodes is the verifier's own node
+// VerifyCheckpoint checks that a checkpoint quorum of nodes (distinct
+// members, each with its pinned key) signed c's head. nodes is the verifier's own node
 // set: its current state's, or its pinned genesis's; never the set inside
 // the state the checkpoint certifies.
 func VerifyCheckpoint(c Checkpoint, nodes map[pki.NodeID]*Node) error {
@@ -167,8 +174,8 @@ func VerifyCheckpoint(c Checkpoint, nodes map[pki.NodeID]*Node) error {
 		}
 		seen[s.Node] = true
 	}
-	if need := Majority(len(nodes)); len(seen) < need {
-		err := fmt.Errorf("%w: checkpoint %d carries %d valid signatures of the node set, a majority is %d of %d",
+	if need := CheckpointQuorum(len(nodes)); len(seen) < need {
+		err := fmt.Errorf("%w: checkpoint %d carries %d valid signatures of the node set, the quorum is %d of %d",
 			ErrCheckpoint, c.Index, len(seen), need, len(nodes))
 		if len(errs) > 0 {
 			err = fmt.Errorf("%w: %w", err, errors.Join(errs...))
@@ -202,6 +209,9 @@ func (s *State) LastCheckpoint() *Checkpoint {
 // and the head is exactly this node's own at that index; the signature of
 // the majority-th node certifies the checkpoint (State.Checkpoints).
 type CheckpointSign struct {
+	// Request, when set, makes this an attestation of that request's
+	// claim at Index (StateHash empty, the audit head the claim's).
+	Request   string        `json:"request,omitempty"`
 	Index     uint64        `json:"index"`
 	StateHash string        `json:"state_hash"`
 	AuditSeq  uint64        `json:"audit_seq"`
@@ -225,6 +235,9 @@ func (p CheckpointSign) apply(t *txn) (applyOut, error) {
 	nodes := t.nodeSet()
 	if err := p.Sig.Verify(h, nodes); err != nil {
 		return applyOut{}, err
+	}
+	if p.Request != "" {
+		return p.attest(t, h, nodes)
 	}
 	if last := t.st.LastCheckpoint(); last != nil && p.Index <= last.Index {
 		return applyOut{}, errCheckpointDone
@@ -251,7 +264,7 @@ func (p CheckpointSign) apply(t *txn) (applyOut, error) {
 			valid++
 		}
 	}
-	if valid+1 < Majority(len(nodes)) {
+	if valid+1 < CheckpointQuorum(len(nodes)) {
 		return out, nil // recorded beside the state, not in it (see checkpoints)
 	}
 	sigs := append(slices.Clone(pend.sigs), p.Sig)
@@ -260,6 +273,36 @@ func (p CheckpointSign) apply(t *txn) (applyOut, error) {
 	t.certify(Checkpoint{CheckpointHead: own, Sigs: sigs})
 	out.changed, out.subject = true, fmt.Sprintf("checkpoint %d", p.Index)
 	return out, nil
+}
+
+// attest records a node's attestation of a request's claim.
+func (p CheckpointSign) attest(t *txn, h CheckpointHead, nodes map[pki.NodeID]*Node) (applyOut, error) {
+	r := t.request(p.Request)
+	if r == nil || r.Claim == nil || r.Claim.Index != p.Index {
+		return applyOut{}, fmt.Errorf("%w: %q has no claim at index %d on this node", ErrCheckpoint, p.Request, p.Index)
+	}
+	own := r.ClaimHead(h.ClusterID, h.GenesisHash)
+	if own != h {
+		return applyOut{}, fmt.Errorf("%w: %q attested the claim of %q at index %d over audit %d %s, this node has audit %d %s: one of the two diverged",
+			ErrCheckpoint, p.Sig.Node, p.Request, p.Index, h.AuditSeq, short(h.AuditHead), own.AuditSeq, short(own.AuditHead))
+	}
+	if r.Claim.Attested {
+		return applyOut{}, errCheckpointDone
+	}
+	if slices.ContainsFunc(r.Claim.Attestations, func(s CheckpointSig) bool { return s.Node == p.Sig.Node }) {
+		return applyOut{}, nil
+	}
+	r.Claim.Attestations = append(r.Claim.Attestations, p.Sig)
+	slices.SortFunc(r.Claim.Attestations, func(a, b CheckpointSig) int { return cmpNode(a.Node, b.Node) })
+	valid := 0
+	for _, s := range r.Claim.Attestations {
+		if nodes[s.Node] != nil {
+			valid++
+		}
+	}
+	r.Claim.Attested = valid >= CheckpointQuorum(len(nodes))
+	t.putRequest(r)
+	return changed(r.ID)
 }
 
 func cmpNode(a, b pki.NodeID) int {

@@ -37,7 +37,7 @@ func checkSigner(cfg Config) error {
 }
 
 // checkpointReached wakes the signer; it never blocks the apply path.
-func (s *Store) checkpointReached(uint64) {
+func (s *Store) checkpointReached() {
 	select {
 	case s.cpWake <- struct{}{}:
 	default:
@@ -91,6 +91,7 @@ func (s *Store) checkpointLoop() {
 				delete(signed, idx)
 			}
 		}
+		s.attestClaims()
 	}
 }
 
@@ -152,4 +153,49 @@ func (s *Store) sendCheckpoint(cmd CheckpointSign) error {
 		return err
 	}
 	return s.cfg.Forward(ctx, cmd)
+}
+
+// attestClaims signs, for every claim this node applied and has not
+// attested yet, the claim's head as this node's own replica recorded it,
+// and submits or forwards the attestation. A claim is dropped from the
+// work list once attested, superseded or carrying this node's signature.
+func (s *Store) attestClaims() {
+	type job struct {
+		id   string
+		head CheckpointHead
+	}
+	var jobs []job
+	s.fsm.mu.Lock()
+	if s.fsm.halted == nil {
+		st := s.fsm.st
+		if s.fsm.rescan {
+			for id, r := range st.Requests {
+				if r.Status == StatusClaimed && r.Claim != nil && !r.Claim.Attested {
+					s.fsm.toAttest[id] = true
+				}
+			}
+			s.fsm.rescan = false
+		}
+		for id := range s.fsm.toAttest {
+			r := st.Requests[id]
+			if r == nil || r.Claim == nil || r.Claim.Attested || r.Claim.AuditHead == "" ||
+				slices.ContainsFunc(r.Claim.Attestations, func(sg CheckpointSig) bool { return sg.Node == s.cfg.NodeID }) {
+				delete(s.fsm.toAttest, id)
+				continue
+			}
+			jobs = append(jobs, job{id, r.ClaimHead(st.Registry.ClusterID, st.GenesisHash)})
+		}
+	}
+	s.fsm.mu.Unlock()
+	for _, j := range jobs {
+		sig, err := SignCheckpoint(j.head, s.cfg.NodeID, s.cfg.CheckpointSigner)
+		if err != nil {
+			s.log.Error("ledger: cannot attest a claim", "request", j.id, "err", err)
+			continue
+		}
+		err = s.sendCheckpoint(CheckpointSign{Request: j.id, Index: j.head.Index, AuditSeq: j.head.AuditSeq, AuditHead: j.head.AuditHead, Sig: sig})
+		if err != nil && !errors.Is(err, errCheckpointDone) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrTimeout) {
+			s.log.Warn("ledger: claim attestation not accepted yet", "request", j.id, "err", err)
+		}
+	}
 }

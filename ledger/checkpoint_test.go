@@ -62,14 +62,15 @@ func signCP(t testing.TB, h CheckpointHead, node pki.NodeID, key crypto.Signer) 
 	return CheckpointSign{Index: h.Index, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: s}
 }
 
-// certify has n1 and n2 sign the pending checkpoint idx.
+// certify has every node of the node set sign the pending checkpoint idx
+// (the checkpoint quorum of 3 is 3).
 func (h *fsmHarness) certify(idx uint64) {
 	h.t.Helper()
 	head, ok := h.f.PendingHead(idx)
 	if !ok {
 		h.t.Fatalf("no pending checkpoint %d", idx)
 	}
-	for _, n := range []pki.NodeID{"n1", "n2"} {
+	for _, n := range ledgertest.GenesisNodes {
 		h.must(string(n), signCP(h.t, head, n, ledgertest.NodeKey(n)))
 	}
 }
@@ -103,7 +104,7 @@ func otherKey(t testing.TB) *ecdsa.PrivateKey {
 }
 
 // TestCheckpointCertification: a checkpoint is certified by the signature
-// of the majority-th node of the node set, each over the head this node
+// of the quorum-th node of the node set (CheckpointQuorum: 3 of 3), each over the head this node
 // computed itself; signatures by keys the node set does not pin, by nodes
 // outside it, over another hash, or after certification are refused with
 // the state unchanged.
@@ -141,15 +142,26 @@ func TestCheckpointCertification(t *testing.T) {
 	if len(h.checkpoints()) != 0 {
 		t.Fatal("a repeated signature certified the checkpoint")
 	}
+	// Two of three is a majority but not the checkpoint quorum: a
+	// compromised node and one follower it fed a forged log would be two.
 	h.must("n2", signCP(t, head, "n2", ledgertest.NodeKey("n2")))
+	if len(h.checkpoints()) != 0 {
+		t.Fatal("two signatures of three certified the checkpoint")
+	}
+	h.must("n3", signCP(t, head, "n3", ledgertest.NodeKey("n3")))
 	cps := h.checkpoints()
-	if len(cps) != 1 || cps[0].CheckpointHead != head || len(cps[0].Sigs) != 2 {
-		t.Fatalf("checkpoints after two of three signatures: %+v", cps)
+	if len(cps) != 1 || cps[0].CheckpointHead != head || len(cps[0].Sigs) != 3 {
+		t.Fatalf("checkpoints after three of three signatures: %+v", cps)
 	}
 	if err := VerifyCheckpoint(cps[0], nodeSet()); err != nil {
 		t.Fatal(err)
 	}
-	h.refuse(ErrCheckpoint, "n3", signCP(t, head, "n3", ledgertest.NodeKey("n3")))
+	two := cps[0]
+	two.Sigs = two.Sigs[:2]
+	if err := VerifyCheckpoint(two, nodeSet()); !errors.Is(err, ErrCheckpoint) {
+		t.Fatalf("a checkpoint with two of three signatures verified: %v", err)
+	}
+	h.refuse(ErrCheckpoint, "n1", signCP(t, head, "n1", ledgertest.NodeKey("n1")))
 }
 
 func nodeSet() map[pki.NodeID]*Node {

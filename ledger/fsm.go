@@ -21,6 +21,8 @@ type applyResult struct {
 	err      error
 	// reached is the checkpoint this entry reached, if any.
 	reached *pendingCheckpoint
+	// claimed is the request this entry claimed, if any (to attest).
+	claimed string
 }
 
 // FSM is the ledger's raft state machine. Apply is deterministic: the only
@@ -34,8 +36,9 @@ type FSM struct {
 	// offline tools).
 	pinned *Genesis
 	// onCheckpoint (may be nil) is told, from the apply goroutine and
-	// without blocking, about each checkpoint this node reaches.
-	onCheckpoint func(index uint64)
+	// without blocking, that this node reached a checkpoint or applied a
+	// claim: there is something to sign.
+	onCheckpoint func()
 	// onRefused (may be nil) runs after a running node refused a snapshot;
 	// onRestored after any snapshot was restored; onPersisted after this
 	// node stored a snapshot of its own.
@@ -46,10 +49,15 @@ type FSM struct {
 	// halts the node (before, raft is trying its stored snapshots in turn).
 	running atomic.Bool
 
-	mu     sync.RWMutex
-	st     *State
-	cps    *checkpoints
-	halted error
+	mu  sync.RWMutex
+	st  *State
+	cps *checkpoints
+	// toAttest are requests whose claims this node applied and may still
+	// have to attest (the signer drops those done); rescan asks the signer
+	// to look through every request once (at start, after a restore).
+	toAttest map[string]bool
+	rescan   bool
+	halted   error
 	// moved is closed (and replaced) whenever st.Index advances, the state
 	// is restored or the FSM halts: waiters in ReadAtLeast wake up on it.
 	moved chan struct{}
@@ -70,7 +78,7 @@ func newFSM(logger *slog.Logger, onHalt func(error), pinned *Genesis) *FSM {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &FSM{log: logger, onHalt: onHalt, pinned: pinned,
-		st: NewState(), cps: newCheckpoints(), moved: make(chan struct{})}
+		st: NewState(), cps: newCheckpoints(), toAttest: map[string]bool{}, rescan: true, moved: make(chan struct{})}
 }
 
 // notifyLocked wakes every ReadAtLeast waiter; the caller holds f.mu.
@@ -184,8 +192,11 @@ func (f *FSM) applyOneLocked(l *raft.Log) any {
 		f.haltLocked(fmt.Errorf("%w at index %d: %v", ErrHalted, l.Index, fatal))
 		return &applyResult{err: f.halted}
 	}
-	if res.reached != nil && f.onCheckpoint != nil {
-		f.onCheckpoint(res.reached.index)
+	if res.claimed != "" {
+		f.toAttest[res.claimed] = true
+	}
+	if (res.reached != nil || res.claimed != "") && f.onCheckpoint != nil {
+		f.onCheckpoint()
 	}
 	return res
 }
@@ -239,6 +250,10 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 		st.Index = l.Index
 		st.Clock = now
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
+		if id := claimed(cmd); id != "" {
+			res.req = stampClaim(st, id)
+			res.claimed = id
+		}
 		if crossedCheckpoint(st, prev) {
 			p := &pendingCheckpoint{index: st.Index, view: st.snapshotView()}
 			cps.pending[st.Index] = p
@@ -252,6 +267,28 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 	// the proposer copies it (Store.apply), off the apply path. Stored
 	// records are never edited in place, so that copy needs no lock.
 	return res, nil
+}
+
+// claimed names the request a claim or reclaim command claims ("" for any
+// other command).
+func claimed(cmd Command) string {
+	switch c := cmd.(type) {
+	case *ClaimSession:
+		return c.RequestID
+	case *ReclaimSession:
+		return c.RequestID
+	}
+	return ""
+}
+
+// stampClaim records on the request's claim the audit head right after it
+// (the history its nodes attest). The stored record is replaced, never
+// edited in place (snapshot views share records).
+func stampClaim(st *State, id string) *Request {
+	r := st.Requests[id].Clone()
+	r.Claim.AuditSeq, r.Claim.AuditHead = st.auditHead()
+	st.Requests[id] = r
+	return r
 }
 
 // samePinned refuses a genesis command other than the pinned one.
@@ -324,14 +361,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.st, f.cps = st, cps
+	f.rescan = true
 	f.notifyLocked()
 	if f.onRestored != nil {
 		f.onRestored()
 	}
 	if f.onCheckpoint != nil {
-		for idx := range cps.pending {
-			f.onCheckpoint(idx)
-		}
+		f.onCheckpoint()
 	}
 	return nil
 }

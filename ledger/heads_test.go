@@ -162,7 +162,7 @@ func TestHeadsRefuseUncertifiedHeads(t *testing.T) {
 	fork.StateHash = strings.Repeat("cd", 32)
 	fork.AuditHead = strings.Repeat("ef", 32)
 	forked := Checkpoint{CheckpointHead: fork}
-	for _, n := range []pki.NodeID{"n1", "n2"} {
+	for _, n := range ledgertest.GenesisNodes {
 		s, err := SignCheckpoint(fork, n, ledgertest.NodeKey(n))
 		if err != nil {
 			t.Fatal(err)

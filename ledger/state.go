@@ -84,6 +84,34 @@ type Claim struct {
 	Term      uint64       `json:"term"`
 	By        string       `json:"by"`
 	At        time.Time    `json:"at"`
+	// AuditSeq and AuditHead are the audit chain's head right after the
+	// claim: the whole history the claim was granted on. The FSM stamps
+	// them; nodes of the node set attest them (CheckpointSign naming the
+	// request), and the claim is Attested once a checkpoint quorum did.
+	// Members sign only attested claims: a leader that fed one follower a
+	// log the others never saw cannot get the others to attest it.
+	AuditSeq     uint64          `json:"audit_seq,omitempty"`
+	AuditHead    string          `json:"audit_head,omitempty"`
+	Attestations []CheckpointSig `json:"attestations,omitempty"`
+	Attested     bool            `json:"attested,omitempty"`
+}
+
+// ClaimHead is the head nodes sign to attest the request's claim (no state
+// hash: the audit head names the history).
+func (r *Request) ClaimHead(clusterID, genesisHash string) CheckpointHead {
+	if r.Claim == nil {
+		return CheckpointHead{}
+	}
+	return CheckpointHead{ClusterID: clusterID, GenesisHash: genesisHash, Index: r.Claim.Index, AuditSeq: r.Claim.AuditSeq, AuditHead: r.Claim.AuditHead}
+}
+
+// VerifyAttestation checks that a checkpoint quorum of nodes signed the
+// request's claim head; it is what a member checks before it signs.
+func (r *Request) VerifyAttestation(clusterID, genesisHash string, nodes map[pki.NodeID]*Node) error {
+	if r.Claim == nil || !r.Claim.Attested || r.Claim.AuditHead == "" {
+		return fmt.Errorf("%w: the claim of %q is not attested by the node set", ErrCheckpoint, r.ID)
+	}
+	return VerifyCheckpoint(Checkpoint{CheckpointHead: r.ClaimHead(clusterID, genesisHash), Sigs: r.Claim.Attestations}, nodes)
 }
 
 // Result is the outcome of a signing session or cold import.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -305,14 +304,10 @@ func TestByzantineLeaderClaimAfterRefusedAttacks(t *testing.T) {
 // claimed and no lock, and its linearizable read (the leader's read index,
 // then its own state at that index) shows exactly that. Asked to sign with
 // the Byzantine node's own share, n1 must refuse: the cluster committed the
-// lock. It does not yet: n1 signs, and the test fails when run. It is the
-// reproduction of an open hole (an honest follower's replica is only as
-// good as the leader that feeds it; see the trust issue) and runs with
-// CUSTODY_OPEN_HOLES=1.
+// lock. It does, because it signs only a claim a checkpoint quorum of the
+// node set attested (3 of 3 here), and n2 never attests a claim its
+// replica does not hold: ErrNotAttested, nothing signed.
 func TestByzantineLeaderEquivocates(t *testing.T) {
-	if os.Getenv("CUSTODY_OPEN_HOLES") == "" {
-		t.Skip("open hole: an honest follower applies whatever log the leader sends it; set CUSTODY_OPEN_HOLES=1 to run")
-	}
 	h, b := newByzantineHarness(t)
 	n1 := h.cluster.Nodes[0]
 	signers := []pki.NodeID{"n1", byzantineID}
@@ -363,5 +358,8 @@ func TestByzantineLeaderEquivocates(t *testing.T) {
 	wg.Wait()
 	if err == nil {
 		t.Fatalf("n1 signed %s, which the cluster had locked: %x", r.ID, s.Raw)
+	}
+	if !errors.Is(err, member.ErrNotAttested) {
+		t.Fatalf("n1 refused with %v, want ErrNotAttested", err)
 	}
 }

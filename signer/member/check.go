@@ -169,6 +169,17 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 	if c.Digest != p.digest {
 		return nil, fmt.Errorf("%w: the leader's digest %x differs from the recomputed signing hash %x", ErrPayload, c.Digest, p.digest)
 	}
+
+	// 7. The claim is the node set's, not only this replica's: a checkpoint
+	// quorum of the node set attested the history it was granted on (a
+	// leader can feed one follower a log the others never see; the others
+	// do not attest it). Checked last: every check above judges this
+	// replica on its own terms first.
+	if p.stored == nil {
+		if err := r.VerifyAttestation(st.Registry.ClusterID, st.GenesisHash, st.Nodes); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotAttested, err)
+		}
+	}
 	return p, nil
 }
 

@@ -28,6 +28,10 @@ var (
 	// ErrQuorum: the approvals in the ledger do not meet the quorum when
 	// re-counted here, or one of them fails verification.
 	ErrQuorum = errors.New("member: approval quorum not met")
+	// ErrNotAttested: the claim is not attested by a checkpoint quorum of
+	// the node set (ledger.Request.VerifyAttestation) within AttestWait:
+	// the member cannot tell its replica from one a leader fed only it.
+	ErrNotAttested = errors.New("member: claim not attested by the node set")
 	// ErrLedgerClock: the ledger's clock runs ahead of this member's own
 	// clock by more than the allowed skew (a leader stamping future times).
 	ErrLedgerClock = errors.New("member: ledger clock ahead of this member's clock")

@@ -346,7 +346,7 @@ func (h *harness) orchestrator(store *ledger.Store, actor string) *withdraw.Orch
 func (h *harness) newMember(mb *testNode, led member.Ledger) *member.Member {
 	h.t.Helper()
 	m, err := member.New(member.Config{Engine: mb.engine, Shares: mb.shares, Watermark: mb.wm, Seen: mb.seen, Ledger: led,
-		Chains: ethChains(), Now: h.clock.Now})
+		Chains: ethChains(), Now: h.clock.Now, AttestWait: 10 * time.Second})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -464,7 +464,10 @@ func (h *harness) forge(id string, u *eth.Unsigned) forged {
 		apps: []quorum.Approval{bob.sign(h.t, id, ph, quorum.Approve), carol.sign(h.t, id, ph, quorum.Approve)}}
 }
 
-// install writes f into a state copy, based on the request template.
+// install writes f into a state copy, based on the request template. The
+// forged claim carries attestations by every node of the node set (their
+// test keys are derivable): these tests show what the member's other
+// checks and its watermark catch when even the attestation is forged.
 func (f forged) install(st *ledger.State, template string) {
 	base := *st.Requests[template]
 	d := f.u.Description()
@@ -475,7 +478,16 @@ func (f forged) install(st *ledger.State, template string) {
 	base.MaxFee, _ = amount.FromBig(d.MaxFee())
 	base.Initiation, base.Initiator = &f.init, backend.ID
 	base.Status, base.Result = ledger.StatusClaimed, nil
-	base.Claim = &ledger.Claim{SessionID: f.session.String(), Signers: []pki.NodeID{"n1", "n2"}, Index: 1, Term: 1, By: "node:evil", At: st.Clock}
+	base.Claim = &ledger.Claim{SessionID: f.session.String(), Signers: []pki.NodeID{"n1", "n2"}, Index: 1, Term: 1, By: "node:evil", At: st.Clock,
+		AuditSeq: 1, AuditHead: ledger.GenesisHash, Attested: true}
+	head := base.ClaimHead(st.Registry.ClusterID, st.GenesisHash)
+	for id := range st.Nodes {
+		sig, err := ledger.SignCheckpoint(head, id, ledgertest.NodeKey(id))
+		if err != nil {
+			panic(err)
+		}
+		base.Claim.Attestations = append(base.Claim.Attestations, sig)
+	}
 	st.Requests[f.id] = &base
 }
 

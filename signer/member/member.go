@@ -65,10 +65,17 @@ type Config struct {
 	// MaxClockSkew bounds how far the ledger clock may run ahead of Now
 	// (default DefaultMaxClockSkew).
 	MaxClockSkew time.Duration
+	// AttestWait bounds how long a member waits for the claim it is asked
+	// to sign to be attested by the node set (default DefaultAttestWait);
+	// the context's deadline bounds it too.
+	AttestWait time.Duration
 }
 
 // DefaultMaxClockSkew is the default Config.MaxClockSkew.
 const DefaultMaxClockSkew = 2 * time.Minute
+
+// DefaultAttestWait is the default Config.AttestWait.
+const DefaultAttestWait = 30 * time.Second
 
 // Signed is a released signature: verified against the wallet key, low-S,
 // assembled into the transaction the operators approved.
@@ -115,6 +122,9 @@ func New(cfg Config) (*Member, error) {
 	}
 	if cfg.MaxClockSkew <= 0 {
 		cfg.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if cfg.AttestWait <= 0 {
+		cfg.AttestWait = DefaultAttestWait
 	}
 	return &Member{cfg: cfg, self: cfg.Engine.Self(), log: log,
 		wallets: map[string]tss.WalletInfo{}, done: map[string]*Signed{}}, nil
@@ -203,21 +213,39 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 	m.mu.Unlock()
 
 	var p *plan
-	now := m.cfg.Now()
-	seen, unseen := m.seenAt(now)
-	err := m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
-		if ahead := st.Clock.Sub(now); ahead > m.cfg.MaxClockSkew {
-			return fmt.Errorf("%w: ledger clock %s is %s ahead of this member's clock (allowed %s)",
-				ErrLedgerClock, st.Clock.Format(time.RFC3339), ahead.Round(time.Second), m.cfg.MaxClockSkew)
+	// The claim must be attested by the node set before anything else
+	// counts; the attestations come in right after the claim, so a refusal
+	// for that reason alone is retried until AttestWait.
+	attestBy := time.Now().Add(m.cfg.AttestWait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for {
+		now := m.cfg.Now()
+		seen, unseen := m.seenAt(now)
+		err = m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
+			if ahead := st.Clock.Sub(now); ahead > m.cfg.MaxClockSkew {
+				return fmt.Errorf("%w: ledger clock %s is %s ahead of this member's clock (allowed %s)",
+					ErrLedgerClock, st.Clock.Format(time.RFC3339), ahead.Round(time.Second), m.cfg.MaxClockSkew)
+			}
+			var err error
+			p, err = checkClaim(st, m.self, wallets, m.cfg.Chains, requestID, c, now, seen)
+			return err
+		})
+		// Changes seen for the first time are recorded whatever the
+		// outcome, so their delays start now and not at some later attempt.
+		if rerr := m.cfg.Seen.Record(unseen); rerr != nil {
+			return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSeen, rerr))
 		}
-		var err error
-		p, err = checkClaim(st, m.self, wallets, m.cfg.Chains, requestID, c, now, seen)
-		return err
-	})
-	// Changes seen for the first time are recorded whatever the outcome, so
-	// their delays start now and not at some later attempt.
-	if rerr := m.cfg.Seen.Record(unseen); rerr != nil {
-		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSeen, rerr))
+		if !errors.Is(err, ErrNotAttested) || time.Now().After(attestBy) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			continue
+		}
+		break
 	}
 	if err != nil {
 		if !isRefusal(err) {
@@ -316,7 +344,7 @@ func memberKey(info tss.WalletInfo, self pki.NodeID) ([]byte, bool) {
 }
 
 func isRefusal(err error) bool {
-	for _, s := range []error{ErrUnknownRequest, ErrClaimMismatch, ErrWallet, ErrQuorum, ErrInitiation, ErrPolicy, ErrPayload, ErrLedgerRead, ErrLedgerClock} {
+	for _, s := range []error{ErrUnknownRequest, ErrClaimMismatch, ErrWallet, ErrQuorum, ErrInitiation, ErrPolicy, ErrPayload, ErrLedgerRead, ErrLedgerClock, ErrNotAttested} {
 		if errors.Is(err, s) {
 			return true
 		}
