@@ -63,7 +63,7 @@ func propertyRun(t *testing.T, seed int64, steps int) (signed, refusedByMember i
 	seen := map[string]time.Time{} // the member's first sight, real time
 	observe := func() {
 		_ = h.f.Read(func(st *State) error {
-			for _, id := range st.Policy.ChangeIDs() {
+			for _, id := range st.Policy.SeenKeys() {
 				if _, ok := seen[id]; !ok {
 					seen[id] = real
 				}

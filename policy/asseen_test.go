@@ -3,6 +3,8 @@ package policy
 import (
 	"testing"
 	"time"
+
+	"github.com/custody-dev/custody/amount"
 )
 
 // TestAsSeen: a member's view moves an allowlist entry's activation and an
@@ -67,5 +69,32 @@ func TestAsSeen(t *testing.T) {
 	again := Change{ID: "unlock-2", Kind: ChangeUnlock, Wallet: "eth-hot-1"}
 	if _, _, err := st.Apply(rules, w.reg, again, w.approveChange(t, again, "alice", "bob"), nil, after); err == nil {
 		t.Fatal("unlocked a lock that is no longer in force")
+	}
+}
+
+// TestAsSeenSpends: a spend counts toward a velocity window from no
+// earlier than the member first saw it; a leader that froze its clock
+// (spends stamped long ago) cannot age them out of the window early.
+func TestAsSeenSpends(t *testing.T) {
+	rules := loadRules(t)
+	st, err := NewState(nil, nil, []Spend{{RequestID: "r1", Wallet: "eth-hot-1", Asset: "ETH", Amount: amount.FromUint64(1), At: t0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.SeenKeys(); len(got) != 1 || got[0] != SpendSeenKey("r1") {
+		t.Fatalf("SeenKeys %v", got)
+	}
+	late := t0.Add(25 * time.Hour)
+	seen := st.AsSeen(rules, func(k string) time.Time {
+		if k == SpendSeenKey("r1") {
+			return late
+		}
+		return t0
+	})
+	if h := seen.History(); !h[0].At.Equal(late) {
+		t.Fatalf("spend counted from %s, want the member's first sight %s", h[0].At, late)
+	}
+	if h := st.AsSeen(rules, func(string) time.Time { return t0.Add(-time.Hour) }).History(); !h[0].At.Equal(t0) {
+		t.Fatal("a first sight before the ledger's time moved the spend earlier")
 	}
 }

@@ -139,7 +139,9 @@ func (s State) clone() State {
 // unlock) plus the unlock delay. seen returns when the member first saw a
 // governance change committed, by its own clock. The ledger's times are
 // stamped by the leader; a leader stamping an old time could otherwise skip
-// a delay. Delays only get longer.
+// a delay. Delays only get longer. Likewise every spend counts from no
+// earlier than seen(SpendSeenKey(its request)): a leader freezing its clock
+// cannot age spends out of a velocity window early.
 func (s State) AsSeen(rules *Rules, seen func(changeID string) time.Time) State {
 	c := s.clone()
 	if rules == nil {
@@ -163,7 +165,27 @@ func (s State) AsSeen(rules *Rules, seen func(changeID string) time.Time) State 
 			c.locks[w] = l
 		}
 	}
+	for i, sp := range c.history {
+		if at := seen(SpendSeenKey(sp.RequestID)); at.After(sp.At) {
+			c.history[i].At = at.UTC()
+		}
+	}
 	return c
+}
+
+// SpendSeenKey is the key under which a member records when it first saw
+// the spend of a request (see AsSeen).
+func SpendSeenKey(requestID string) string { return "spend/" + requestID }
+
+// SeenKeys returns every key a member records first-seen times for:
+// ChangeIDs and the SpendSeenKey of every spend in the history, sorted.
+func (s State) SeenKeys() []string {
+	out := s.ChangeIDs()
+	for _, sp := range s.history {
+		out = append(out, SpendSeenKey(sp.RequestID))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // ChangeIDs returns the governance changes whose time matters to a member:

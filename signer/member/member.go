@@ -175,7 +175,7 @@ func (m *Member) Observe(ctx context.Context) error {
 	now := m.cfg.Now()
 	seen, unseen := m.seenAt(now)
 	if err := m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
-		for _, id := range st.Policy.ChangeIDs() {
+		for _, id := range st.Policy.SeenKeys() {
 			seen(id)
 		}
 		return nil
