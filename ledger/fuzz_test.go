@@ -48,6 +48,9 @@ func FuzzApplyEntry(f *testing.F) {
 	rev := quorum.Change{ID: "fz-revoke", Kind: quorum.ChangeRevokeDevice, DeviceID: bob.Device().ID}
 	add(RegistryChange{Change: rev, Approvals: []quorum.Approval{alice.sign(f, rev.ID, rev.PayloadHash(), quorum.Approve, exp)}})
 	add(RulesSet{ID: "fz-rules", Body: []byte(testRules)})
+	nc := NodeSetChange{ID: "fz-node", Kind: NodeAdd, Node: ledgertest.Nodes("n4")[0]}
+	add(NodeChange{Change: nc, Approvals: []quorum.Approval{alice.sign(f, nc.ID, nc.PayloadHash(), quorum.Approve, exp), bob.sign(f, nc.ID, nc.PayloadHash(), quorum.Approve, exp)}})
+	add(CheckpointSign{Request: "fz", Index: 3, AuditSeq: 2, AuditHead: GenesisHash})
 	add(genesisCmd())
 	add(signCP(f, CheckpointHead{ClusterID: testCluster, Index: 8, StateHash: strings.Repeat("ab", 32), AuditHead: GenesisHash}, "n1", ledgertest.NodeKey("n1")))
 	f.Add([]byte(`{"v":1,"type":"request.create","time":"2026-11-23T12:00:00Z","actor":"x","payload":{"amount":"-1"}}`))
