@@ -37,6 +37,10 @@ type Transfer struct {
 	// Outpoints are the spent outputs as "txid:vout" (UTXO chains), in
 	// input order.
 	Outpoints []string
+	// VSize is the virtual size in vbytes the fee pays for (Bitcoin: an
+	// upper bound, the signatures not being there yet), for fee-rate caps;
+	// 0 on chains without one.
+	VSize int64
 }
 
 // SpendKey names one scarce thing a signature spends (an account nonce on
@@ -90,4 +94,15 @@ type Signed interface {
 	// Verify checks that the transaction is the unsigned one whose payload
 	// hash is payloadHash, signed by the key pubKey.
 	Verify(payloadHash [32]byte, pubKey []byte) error
+}
+
+// SignedParser is implemented by an Unsigned whose signed form cannot be
+// verified from its own bytes: Bitcoin signatures commit to the amounts of
+// the outputs they spend, which the network transaction does not carry and
+// only the unsigned payload does. A member checking a stored signed result
+// uses it, when implemented, instead of Chain.ParseSigned.
+type SignedParser interface {
+	// ParseSigned parses raw, a signed form of this very transaction (the
+	// same transaction, signatures added), for Verify.
+	ParseSigned(raw []byte) (Signed, error)
 }

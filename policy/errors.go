@@ -13,6 +13,7 @@ var (
 	ErrCoolingOff       = errors.New("policy: destination is still in its cooling-off period")
 	ErrOverLimit        = errors.New("policy: amount over the per-transaction limit")
 	ErrFeeOverCap       = errors.New("policy: maximum fee over the rule's cap")
+	ErrFeeRateOverCap   = errors.New("policy: fee rate over the rule's cap")
 	ErrVelocityExceeded = errors.New("policy: velocity limit exceeded")
 	ErrNoRule           = errors.New("policy: no rule matches")
 	ErrInvalidRequest   = errors.New("policy: invalid request")
@@ -33,6 +34,7 @@ const (
 	ReasonCoolingOff            Reason = "cooling_off"
 	ReasonOverLimit             Reason = "over_limit"
 	ReasonFeeOverCap            Reason = "fee_over_cap"
+	ReasonFeeRateOverCap        Reason = "fee_rate_over_cap"
 	ReasonVelocityExceeded      Reason = "velocity_exceeded"
 	ReasonNoRule                Reason = "no_rule"
 	ReasonInvalidRequest        Reason = "invalid_request"
@@ -46,6 +48,7 @@ var reasonErr = map[Reason]error{
 	ReasonCoolingOff:            ErrCoolingOff,
 	ReasonOverLimit:             ErrOverLimit,
 	ReasonFeeOverCap:            ErrFeeOverCap,
+	ReasonFeeRateOverCap:        ErrFeeRateOverCap,
 	ReasonVelocityExceeded:      ErrVelocityExceeded,
 	ReasonNoRule:                ErrNoRule,
 	ReasonInvalidRequest:        ErrInvalidRequest,

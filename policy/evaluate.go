@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"slices"
 	"time"
 
@@ -55,6 +56,11 @@ type Request struct {
 	Withdrawal
 	Initiator   string      `json:"initiator"`
 	PayloadHash quorum.Hash `json:"payload_hash"`
+	// VSize is the transaction's virtual size in vbytes (Bitcoin), which
+	// the fee-rate cap needs; 0 when unknown or not applicable, and then
+	// the rate cap is not checked. Members fill it from their own parse of
+	// the payload; the ledger, which does not parse chains, cannot.
+	VSize int64 `json:"vsize,omitempty"`
 }
 
 func (r Request) validate() error {
@@ -63,6 +69,8 @@ func (r Request) validate() error {
 		return fmt.Errorf("%w: id, wallet, asset, chain, network, to and initiator are required", ErrInvalidRequest)
 	case r.Amount.Sign() == 0:
 		return fmt.Errorf("%w: amount must be positive", ErrInvalidRequest)
+	case r.VSize < 0:
+		return fmt.Errorf("%w: negative virtual size", ErrInvalidRequest)
 	}
 	return nil
 }
@@ -144,6 +152,10 @@ func Evaluate(rules *Rules, st State, req Request, now time.Time) Decision {
 	if req.MaxFee.Cmp(rule.Limits.MaxFee) > 0 {
 		fdec := rules.Assets[rule.FeeAsset].Decimals
 		return d.deny(ReasonFeeOverCap, "maximum fee %s %s exceeds the cap %s", req.MaxFee.Format(fdec), rule.FeeAsset, rule.Limits.MaxFee.Format(fdec))
+	}
+	if !rule.feeRateWithin(req) {
+		return d.deny(ReasonFeeRateOverCap, "maximum fee %s base units over %d vbytes exceeds the cap of %d per vbyte",
+			req.MaxFee, req.VSize, rule.Limits.MaxFeeRate)
 	}
 	charge, err := rule.charge(req)
 	if err != nil || charge.Cmp(rule.Limits.PerTx) > 0 {
@@ -238,4 +250,15 @@ func Authorize(rules *Rules, st State, reg quorum.Registry, req Request, approva
 	}
 	d.Approved = true
 	return d
+}
+
+// feeRateWithin reports whether req's maximum fee is at most MaxFeeRate per
+// vbyte of its virtual size, when both the cap and the size are known. It
+// compares fee <= rate x vsize, so there is no rounding.
+func (rule *Rule) feeRateWithin(req Request) bool {
+	if rule.Limits.MaxFeeRate == 0 || req.VSize <= 0 {
+		return true
+	}
+	limit := new(big.Int).Mul(new(big.Int).SetUint64(rule.Limits.MaxFeeRate), big.NewInt(req.VSize))
+	return req.MaxFee.Big().Cmp(limit) <= 0
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custody-dev/custody/amount"
 )
 
 // TestFeeCaps (SECURITY 30): a request whose maximum fee exceeds its rule's
@@ -88,5 +90,69 @@ func TestFeeCapRequired(t *testing.T) {
 	}
 	if _, err := ParseRules([]byte(doc(`{per_tx: "1", max_fee: "0.5"}`, ""))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFeeRateCap: limits.max_fee_rate caps the maximum fee per vbyte of a
+// request that names its virtual size (members fill it from their parse of
+// a Bitcoin payload), exactly (fee <= rate x vsize, no rounding); a request
+// without a size is judged on max_fee alone, which still applies.
+func TestFeeRateCap(t *testing.T) {
+	doc := func(limits string) string {
+		return "version: 1\nassets: {BTC: {decimals: 8}}\nallowlist: {cooling_off: 1h, approvals: 1, roles: [admin]}\nlock: {unlock_delay: 0s}\n" +
+			"wallets:\n  - {name: b, wallets: [btc-hot-1], asset: BTC, class: hot, allowlist_required: false, limits: " + limits +
+			", approvals: [{min: \"0\", required: 1, roles: [admin]}]}\n"
+	}
+	rules, err := ParseRules([]byte(doc(`{per_tx: "1", max_fee: "0.001", max_fee_rate: 20}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := rules.Match("btc-hot-1", "BTC"); r.Limits.MaxFeeRate != 20 {
+		t.Fatalf("max_fee_rate %d", r.Limits.MaxFeeRate)
+	}
+	st, _ := NewState(nil, nil, nil)
+	req := func(fee uint64, vsize int64) Request {
+		return Request{ID: "b1", Withdrawal: Withdrawal{Wallet: "btc-hot-1", Asset: "BTC", Chain: "btc", Network: "regtest",
+			To: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Amount: units(t, "0.1", 8), MaxFee: amount.FromUint64(fee)},
+			Initiator: "backend", VSize: vsize}
+	}
+	for _, c := range []struct {
+		name   string
+		req    Request
+		reason Reason
+	}{
+		{"at the rate cap", req(20*141, 141), ""},
+		{"one satoshi over the rate cap", req(20*141+1, 141), ReasonFeeRateOverCap},
+		{"under the rate, over the absolute cap", req(100_001, 10_000), ReasonFeeOverCap},
+		{"size unknown: absolute cap only", req(100_000, 0), ""},
+		{"negative size", req(1, -1), ReasonInvalidRequest},
+	} {
+		d := Evaluate(rules, st, c.req, t0)
+		if d.Reason != c.reason {
+			t.Errorf("%s: reason %q (%s), want %q", c.name, d.Reason, d.Detail, c.reason)
+		}
+		if c.reason == ReasonFeeRateOverCap && (!errors.Is(d.Err(), ErrFeeRateOverCap) || !strings.Contains(d.Detail, "141 vbytes")) {
+			t.Errorf("%s: %v", c.name, d.Err())
+		}
+	}
+
+	// Optional, positive, an integer; absent leaves the rules hash as it
+	// was before the field existed.
+	for name, limits := range map[string]string{
+		"zero":     `{per_tx: "1", max_fee: "0.001", max_fee_rate: 0}`,
+		"negative": `{per_tx: "1", max_fee: "0.001", max_fee_rate: -5}`,
+		"decimal":  `{per_tx: "1", max_fee: "0.001", max_fee_rate: 2.5}`,
+		"string":   `{per_tx: "1", max_fee: "0.001", max_fee_rate: "20"}`,
+	} {
+		if _, err := ParseRules([]byte(doc(limits))); err == nil || !strings.Contains(err.Error(), "max_fee_rate") {
+			t.Errorf("%s: %v, want an error naming max_fee_rate", name, err)
+		}
+	}
+	plain, err := ParseRules([]byte(doc(`{per_tx: "1", max_fee: "0.001"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(plain.CanonicalJSON()), "max_fee_rate") || plain.Hash() == rules.Hash() {
+		t.Fatalf("canonical JSON without a rate cap: %s", plain.CanonicalJSON())
 	}
 }

@@ -474,6 +474,16 @@ func (p *parser) rule(n *yaml.Node, path string, idx int, rule *Rule, amounts *[
 				// units of the fee asset (ETH: gas limit x max fee per gas;
 				// BTC: the absolute fee).
 				"max_fee": func(v *yaml.Node, path string) { p.feeAmount(v, path, idx, &rule.Limits.MaxFee, amounts) },
+				// max_fee_rate caps the fee per virtual byte, in base units
+				// of the fee asset (BTC: sat/vB), of requests whose virtual
+				// size is known (Bitcoin, checked by members).
+				"max_fee_rate": func(v *yaml.Node, path string) {
+					n := p.integer(v, path)
+					if p.err == nil && n < 1 {
+						p.fail(v, path, "must be a positive integer (base units per vbyte)")
+					}
+					rule.Limits.MaxFeeRate = uint64(max(n, 0))
+				},
 				"velocity": func(v *yaml.Node, path string) {
 					rule.Limits.Velocity = &Velocity{}
 					p.mapping(v, path, map[string]func(*yaml.Node, string){

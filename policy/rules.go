@@ -107,10 +107,15 @@ type Rule struct {
 // caps a transaction's maximum fee, in base units of the rule's FeeAsset;
 // when the fee is paid in the withdrawn asset (native wallets) the maximum
 // fee also counts toward PerTx and Velocity (see [Rules.Charge]).
+//
+// MaxFeeRate, when not 0, also caps the fee per virtual byte (base units of
+// FeeAsset per vbyte: sat/vB for Bitcoin) of requests that name their
+// virtual size (Request.VSize); MaxFee stays the absolute cap.
 type Limits struct {
-	PerTx    amount.Amount `json:"per_tx"`
-	MaxFee   amount.Amount `json:"max_fee"`
-	Velocity *Velocity     `json:"velocity,omitempty"`
+	PerTx      amount.Amount `json:"per_tx"`
+	MaxFee     amount.Amount `json:"max_fee"`
+	MaxFeeRate uint64        `json:"max_fee_rate,omitempty"`
+	Velocity   *Velocity     `json:"velocity,omitempty"`
 }
 
 // Velocity bounds the sum of signed amounts of the asset from one wallet

@@ -66,6 +66,20 @@ func checkUnsigned(net *chaincfg.Params, pub []byte, tx *wire.MsgTx, prev []*wir
 		return nil, err
 	}
 	walletScript, _ := txscript.PayToAddrScript(wallet)
+	u, err := checkSpend(net, walletScript, tx, prev)
+	if err != nil {
+		return nil, err
+	}
+	u.pub = bytes.Clone(pub)
+	return u, nil
+}
+
+// checkSpend is checkUnsigned for the wallet whose P2WPKH script is
+// walletScript, when its key is not known yet (a member parsing a stored
+// payload learns the key only at Assemble). The result has no key: only
+// checkUnsigned's results may check or attach signatures.
+func checkSpend(net *chaincfg.Params, walletScript []byte, tx *wire.MsgTx, prev []*wire.TxOut) (*Unsigned, error) {
+	wallet := addressOf(walletScript, net)
 	if len(tx.TxIn) == 0 || len(tx.TxOut) == 0 {
 		return nil, fmt.Errorf("%w: no inputs or no outputs", ErrMalformedTx)
 	}
@@ -85,7 +99,7 @@ func checkUnsigned(net *chaincfg.Params, pub []byte, tx *wire.MsgTx, prev []*wir
 		seen[txin.PreviousOutPoint] = true
 		p := prev[i]
 		if p == nil || !bytes.Equal(p.PkScript, walletScript) {
-			return nil, fmt.Errorf("%w: input %d does not spend the wallet address %s", ErrMalformedTx, i, wallet.EncodeAddress())
+			return nil, fmt.Errorf("%w: input %d does not spend the wallet address %s", ErrMalformedTx, i, wallet)
 		}
 		if p.Value <= 0 || p.Value > btcutil.MaxSatoshi {
 			return nil, fmt.Errorf("%w: input %d value %d out of range", ErrMalformedTx, i, p.Value)
@@ -102,7 +116,7 @@ func checkUnsigned(net *chaincfg.Params, pub []byte, tx *wire.MsgTx, prev []*wir
 	if in > btcutil.MaxSatoshi || out > in {
 		return nil, fmt.Errorf("%w: outputs (%d sat) exceed inputs (%d sat)", ErrMalformedTx, out, in)
 	}
-	return &Unsigned{net: net, pub: bytes.Clone(pub), walletScript: walletScript, tx: tx, prevouts: prev, fetcher: fetch}, nil
+	return &Unsigned{net: net, walletScript: bytes.Clone(walletScript), tx: tx, prevouts: prev, fetcher: fetch}, nil
 }
 
 // Tx returns a copy of the unsigned transaction.
@@ -216,7 +230,11 @@ func (u *Unsigned) checkSigs(sigs []Signature) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub, _ := btcec.ParsePubKey(u.pub)
+	pub, err := btcec.ParsePubKey(u.pub)
+	if err != nil {
+		// Only an Unsigned bound to its wallet key (checkUnsigned) signs.
+		return nil, fmt.Errorf("%w: the transaction is not bound to a wallet key: %v", ErrBadSignature, err)
+	}
 	out := make([][]byte, len(sigs))
 	for i, s := range sigs {
 		der, sig, err := s.der()
@@ -332,41 +350,12 @@ func (u *Unsigned) VerifySigned(raw []byte) (*Signed, error) {
 // transaction of the wallet walletPub, so a signer can re-derive the
 // payload hash and digests from what the ledger stored. Only the canonical
 // encoding is accepted: re-encoding must give the input.
-func ParseUnsigned(b []byte, walletPub []byte) (u *Unsigned, err error) {
-	if len(b) < 4 || len(b) > maxRawTx {
-		return nil, fmt.Errorf("%w: %d bytes", ErrMalformedTx, len(b))
+func ParseUnsigned(b []byte, walletPub []byte) (*Unsigned, error) {
+	net, tx, prev, err := decodeUnsigned(b)
+	if err != nil {
+		return nil, err
 	}
-	var net *chaincfg.Params
-	magic := wire.BitcoinNet(binary.LittleEndian.Uint32(b[:4]))
-	for _, p := range Networks {
-		if p.Net == magic {
-			net = p
-		}
-	}
-	if net == nil {
-		return nil, fmt.Errorf("%w: unknown network magic %08x", ErrMalformedTx, uint32(magic))
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			u, err = nil, fmt.Errorf("%w: decoder panic: %v", ErrMalformedTx, p)
-		}
-	}()
-	r := bytes.NewReader(b[4:])
-	tx := new(wire.MsgTx)
-	if err := tx.DeserializeNoWitness(r); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedTx, err)
-	}
-	prev := make([]*wire.TxOut, len(tx.TxIn))
-	for i := range prev {
-		prev[i] = new(wire.TxOut)
-		if err := wire.ReadTxOut(r, 0, 0, prev[i]); err != nil {
-			return nil, fmt.Errorf("%w: prevout %d: %v", ErrMalformedTx, i, err)
-		}
-	}
-	if r.Len() != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformedTx, r.Len())
-	}
-	u, err = checkUnsigned(net, walletPub, tx, prev)
+	u, err := checkUnsigned(net, walletPub, tx, prev)
 	if err != nil {
 		return nil, err
 	}
@@ -374,4 +363,42 @@ func ParseUnsigned(b []byte, walletPub []byte) (u *Unsigned, err error) {
 		return nil, fmt.Errorf("%w: non-canonical encoding", ErrMalformedTx)
 	}
 	return u, nil
+}
+
+// decodeUnsigned splits canonical unsigned bytes into their network, the
+// transaction without witnesses and the prevouts, without judging them.
+func decodeUnsigned(b []byte) (net *chaincfg.Params, tx *wire.MsgTx, prev []*wire.TxOut, err error) {
+	if len(b) < 4 || len(b) > maxRawTx {
+		return nil, nil, nil, fmt.Errorf("%w: %d bytes", ErrMalformedTx, len(b))
+	}
+	magic := wire.BitcoinNet(binary.LittleEndian.Uint32(b[:4]))
+	for _, p := range Networks {
+		if p.Net == magic {
+			net = p
+		}
+	}
+	if net == nil {
+		return nil, nil, nil, fmt.Errorf("%w: unknown network magic %08x", ErrMalformedTx, uint32(magic))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			net, tx, prev, err = nil, nil, nil, fmt.Errorf("%w: decoder panic: %v", ErrMalformedTx, p)
+		}
+	}()
+	r := bytes.NewReader(b[4:])
+	tx = new(wire.MsgTx)
+	if err := tx.DeserializeNoWitness(r); err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrMalformedTx, err)
+	}
+	prev = make([]*wire.TxOut, len(tx.TxIn))
+	for i := range prev {
+		prev[i] = new(wire.TxOut)
+		if err := wire.ReadTxOut(r, 0, 0, prev[i]); err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: prevout %d: %v", ErrMalformedTx, i, err)
+		}
+	}
+	if r.Len() != 0 {
+		return nil, nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformedTx, r.Len())
+	}
+	return net, tx, prev, nil
 }
