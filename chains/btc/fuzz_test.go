@@ -11,6 +11,9 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custody-dev/custody/chains"
 )
 
 // fuzzWallet is a fixed key so that seeds built with it exercise the
@@ -73,11 +76,29 @@ func FuzzParsePSBT(f *testing.F) {
 	})
 }
 
-// FuzzParseUnsigned: no panics; what parses is canonical and describable.
+// FuzzParseUnsigned: no panics, through ParseUnsigned and the member
+// adapter; what parses is canonical and describable, and what the adapter
+// accepts has one digest and one spend key per input, one payee, and a fee
+// that is inputs minus outputs.
 func FuzzParseUnsigned(f *testing.F) {
 	f.Add([]byte{0xfa, 0xbf, 0xb5, 0xda})
 	w := fuzzWallet()
+	c, err := NewChain(map[string]string{"devnet": "regtest"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, err := c.ParseUnsigned("devnet", b); err == nil {
+			tr := got.Transfer()
+			d := got.Digests()
+			if len(d) == 0 || len(d) != len(tr.Outpoints) || len(got.SpendKeys("w")) != len(d) || tr.To == "" || tr.Amount.Sign() == 0 || tr.VSize <= 0 {
+				t.Fatalf("accepted %x as %+v with %d digests", b, tr, len(d))
+			}
+			_ = got.Describe()
+			if _, err := got.Assemble(w.pub, make([]chains.Signature, len(d))); err == nil {
+				t.Fatal("assembled zero signatures")
+			}
+		}
 		u, err := ParseUnsigned(b, w.pub)
 		if err != nil {
 			return
@@ -143,4 +164,18 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		b64, _ := p.B64Encode()
 		write("FuzzParsePSBT", fmt.Sprintf("base64_%d", i), []byte(b64))
 	}
+	// Shapes the member adapter refuses, and one it signs.
+	one, err := Build(Intent{Net: net, WalletPubKey: w.pub, To: dest.addr, Amount: 30_000, FeeRate: 3, UTXOs: []UTXO{fakeUTXO(w, 1, 40_000)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("FuzzParseUnsigned", "one_input", one.Bytes())
+	stranger := fuzzWallet()
+	stranger.pk = append([]byte{0x00, 0x14}, make([]byte, 20)...)
+	tx, prev := spend(w, []int64{50_000}, payTo(t, dest.addr, 30_000), wire.NewTxOut(5_000, stranger.pk), wire.NewTxOut(10_000, w.pk))
+	write("FuzzParseUnsigned", "foreign_change", encodePayload(net, tx, prev))
+	tx, prev = spend(w, []int64{50_000, 20_000}, payTo(t, dest.addr, 30_000))
+	prev[1] = wire.NewTxOut(20_000, append([]byte{0x76, 0xa9, 0x14}, append(make([]byte, 20), 0x88, 0xac)...))
+	write("FuzzParseUnsigned", "p2pkh_input", encodePayload(net, tx, prev))
+	write("FuzzParseUnsigned", "testnet3", append([]byte{0x0b, 0x11, 0x09, 0x07}, one.Bytes()[4:]...))
 }
