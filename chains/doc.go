@@ -3,7 +3,8 @@
 // the digests to sign, say what it does in the ledger's terms, name the
 // scarce things one signature spends (watermark keys), describe it for
 // humans, assemble the signatures into the signed transaction and verify a
-// signed one. chains/eth implements it; chains/btc will with the node daemon.
+// signed one. chains/eth (eth.Chain) and chains/btc (btc.Chain, P2WPKH)
+// implement it.
 //
 // # What an adapter decides
 //

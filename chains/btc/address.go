@@ -11,6 +11,10 @@
 //	digests, _ := u.SigHashes()                  // one BIP-143 digest per input
 //	signed, _ := u.Assemble(sigs)                // witnesses, every input verified by txscript
 //
+// A committee member sees the same through [Chain], the [chains.Chain]
+// adapter: it parses the stored canonical bytes (u.Bytes()) for a network
+// and refuses any output but one payee and change back to the wallet.
+//
 // A wallet is one compressed secp256k1 public key (the threshold key) and
 // its P2WPKH address on one network. Every input spends that address.
 package btc

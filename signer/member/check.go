@@ -117,6 +117,9 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 	pst := st.Policy.AsSeen(rules, seen)
 	preq := r.PolicyRequest()
 	preq.PayloadHash = p.payloadHash
+	// The virtual size for the fee-rate cap is this member's own reading
+	// of the payload (the ledger records none: it does not parse chains).
+	preq.VSize = p.unsigned.Transfer().VSize
 	ev := policy.Evaluate(rules, pst, preq, now)
 	if !ev.Allowed {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, ev.Err())

@@ -321,7 +321,15 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 // fromLedger returns the committed result of this very claim after checking
 // it is the approved transaction signed by the wallet.
 func (m *Member) fromLedger(requestID string, c Claim, p *plan, prev *Signed) (*Signed, error) {
-	st, err := p.chain.ParseSigned(p.network, p.stored)
+	var st chains.Signed
+	var err error
+	if sp, ok := p.unsigned.(chains.SignedParser); ok {
+		// Bitcoin: only the payload carries the spent amounts the
+		// signatures commit to.
+		st, err = sp.ParseSigned(p.stored)
+	} else {
+		st, err = p.chain.ParseSigned(p.network, p.stored)
+	}
 	if err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: stored result: %w", ErrSignature, err))
 	}
