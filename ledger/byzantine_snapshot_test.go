@@ -61,7 +61,24 @@ func TestByzantineForgedSnapshotHaltsFollower(t *testing.T) {
 	if _, err := b.Append("api", PolicyChange{Change: lock, Approvals: []quorum.Approval{dave.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve, t0.Add(time.Hour))}}); err != nil {
 		t.Fatal(err)
 	}
+	for i := range 12 {
+		if _, err := b.Append("backend", createCmd(fmt.Sprintf("post-%d", i), uint64(50+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.WaitConverged(c.Nodes...)
+	// A genuine current snapshot (certified after the lock), to be sent
+	// under a higher index than its checkpoint's: raft would then skip the
+	// entries in between (the attacker's read of the first design).
+	ledgertest.Poll(t, "a snapshot after the lock", func() error { return b.Node.Store.Snapshot() })
+	current := newestSnapshot(t, b.Node.Dir)
+	headOf := func(data []byte) CheckpointHead {
+		var sf SnapshotFile
+		if err := json.Unmarshal(data, &sf); err != nil || sf.Checkpoint == nil {
+			t.Fatalf("snapshot file: %v", err)
+		}
+		return sf.Checkpoint.CheckpointHead
+	}
 
 	target := c.Nodes[0]
 	var cp Checkpoint
@@ -92,20 +109,24 @@ func TestByzantineForgedSnapshotHaltsFollower(t *testing.T) {
 		for n, k := range signers {
 			fc.Sigs = append(fc.Sigs, signCP(t, h, n, k).Sig)
 		}
-		b, err := json.Marshal(SnapshotFile{Format: SnapshotFormat, Checkpoint: &fc, Base: base, Suffix: []SnapshotEntry{}})
+		b, err := json.Marshal(SnapshotFile{Format: SnapshotFormat, Checkpoint: &fc, Base: base})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
 
+	rb, cur := headOf(rollback), headOf(current)
 	for _, tc := range []struct {
-		name string
-		data []byte
+		name        string
+		data        []byte
+		index, term uint64 // 0: past the follower's log
 	}{
-		{"forged state signed by the Byzantine node alone", forgedSnapshot(map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3")})},
-		{"forged state signed with keys the node set does not pin", forgedSnapshot(map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3"), "n1": otherKey(t), "n2": otherKey(t)})},
-		{"a genuine older snapshot from before the lock", rollback},
+		{"forged state signed by the Byzantine node alone", forgedSnapshot(map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3")}), 0, 0},
+		{"forged state signed by the Byzantine node and one other", forgedSnapshot(map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3"), "n2": ledgertest.NodeKey("n2")}), 0, 0},
+		{"forged state signed with keys the node set does not pin", forgedSnapshot(map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3"), "n1": otherKey(t), "n2": otherKey(t)}), 0, 0},
+		{"a genuine older snapshot from before the lock, under its own index", rollback, rb.Index, rb.Term},
+		{"a genuine current snapshot under a higher index than its checkpoint", current, cur.Index + 3, cur.Term},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := target.Store.Halted(); err != nil {
@@ -117,7 +138,11 @@ func TestByzantineForgedSnapshotHaltsFollower(t *testing.T) {
 			}
 			setAside := refused()
 			term := b.Term()
-			ok, err := b.InstallSnapshot(target, term, target.Store.LastIndex()+100, term, tc.data)
+			index, lastTerm := tc.index, tc.term
+			if index == 0 {
+				index, lastTerm = target.Store.LastIndex()+100, term
+			}
+			ok, err := b.InstallSnapshot(target, term, index, lastTerm, tc.data)
 			if ok || err == nil || !strings.Contains(err.Error(), "snapshot refused") {
 				t.Fatalf("InstallSnapshot: success %v, %v; want the follower to refuse it", ok, err)
 			}

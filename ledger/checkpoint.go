@@ -62,9 +62,13 @@ type CheckpointHead struct {
 	ClusterID   string `json:"cluster_id"`
 	GenesisHash string `json:"genesis_hash"`
 	Index       uint64 `json:"index"`
-	StateHash   string `json:"state_hash"`
-	AuditSeq    uint64 `json:"audit_seq"`
-	AuditHead   string `json:"audit_head"`
+	// Term is the raft term of the entry at Index: a snapshot of this
+	// checkpoint is stored and installed as (Index, Term), so raft resumes
+	// right after it (0 in claim attestations).
+	Term      uint64 `json:"term,omitempty"`
+	StateHash string `json:"state_hash"`
+	AuditSeq  uint64 `json:"audit_seq"`
+	AuditHead string `json:"audit_head"`
 }
 
 // Digest is the SHA-256 a node signs: the domain, then the head's JSON.
@@ -213,6 +217,7 @@ type CheckpointSign struct {
 	// claim at Index (StateHash empty, the audit head the claim's).
 	Request   string        `json:"request,omitempty"`
 	Index     uint64        `json:"index"`
+	Term      uint64        `json:"term,omitempty"`
 	StateHash string        `json:"state_hash"`
 	AuditSeq  uint64        `json:"audit_seq"`
 	AuditHead string        `json:"audit_head"`
@@ -224,7 +229,7 @@ func (CheckpointSign) Type() string { return CmdCheckpointSign }
 
 func (p CheckpointSign) head(t *txn) CheckpointHead {
 	return CheckpointHead{ClusterID: t.registry().ClusterID, GenesisHash: t.st.GenesisHash,
-		Index: p.Index, StateHash: p.StateHash, AuditSeq: p.AuditSeq, AuditHead: p.AuditHead}
+		Index: p.Index, Term: p.Term, StateHash: p.StateHash, AuditSeq: p.AuditSeq, AuditHead: p.AuditHead}
 }
 
 func (p CheckpointSign) apply(t *txn) (applyOut, error) {
@@ -340,8 +345,8 @@ type checkpoints struct {
 	// certificate.
 	base   *State
 	baseCP *Checkpoint
-	// suffix is every command entry after the base, in log order.
-	suffix []snapshotEntry
+	// lastSeen is the raft index of the last entry applied.
+	lastSeen uint64
 	// pending are the checkpoints reached and not yet certified, by index.
 	pending map[uint64]*pendingCheckpoint
 }
@@ -355,6 +360,7 @@ func newCheckpoints() *checkpoints {
 // that needs it), and the node-set signatures collected so far.
 type pendingCheckpoint struct {
 	index uint64
+	term  uint64
 	view  *State
 
 	once sync.Once
@@ -379,7 +385,7 @@ func (p *pendingCheckpoint) head(cluster, genesisHash string) (CheckpointHead, e
 		return CheckpointHead{}, err
 	}
 	seq, audit := p.view.auditHead()
-	return CheckpointHead{ClusterID: cluster, GenesisHash: genesisHash, Index: p.index, StateHash: h, AuditSeq: seq, AuditHead: audit}, nil
+	return CheckpointHead{ClusterID: cluster, GenesisHash: genesisHash, Index: p.index, Term: p.term, StateHash: h, AuditSeq: seq, AuditHead: audit}, nil
 }
 
 // crossedCheckpoint reports whether st's index moving from prev reached a
@@ -406,11 +412,6 @@ func (c *checkpoints) record(s *cpSig, st *State) {
 		return
 	}
 	c.base, c.baseCP = p.view, last
-	i := 0
-	for i < len(c.suffix) && c.suffix[i].Index <= s.index {
-		i++
-	}
-	c.suffix = slices.Clone(c.suffix[i:])
 	for idx := range c.pending {
 		if idx <= s.index {
 			delete(c.pending, idx)

@@ -135,7 +135,7 @@ func (s *Store) signCheckpoint(p *pendingCheckpoint) (CheckpointSign, error) {
 	if err != nil {
 		return CheckpointSign{}, err
 	}
-	return CheckpointSign{Index: h.Index, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: sig}, nil
+	return CheckpointSign{Index: h.Index, Term: h.Term, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: sig}, nil
 }
 
 func (s *Store) sendCheckpoint(cmd CheckpointSign) error {

@@ -59,7 +59,7 @@ func signCP(t testing.TB, h CheckpointHead, node pki.NodeID, key crypto.Signer) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return CheckpointSign{Index: h.Index, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: s}
+	return CheckpointSign{Index: h.Index, Term: h.Term, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: s}
 }
 
 // certify has every node of the node set sign the pending checkpoint idx
@@ -172,44 +172,57 @@ func nodeSet() map[pki.NodeID]*Node {
 	return m
 }
 
-// TestSnapshotRestoreVerified: a snapshot restores to exactly the state it
-// was taken from (a certified base plus the entries after it), and every
+// TestSnapshotRestoreVerified: a snapshot is a certified checkpoint only:
+// it restores to exactly the state at the checkpoint, stored under the
+// checkpoint's index and term (raft resumes after it, from the log). Every
 // forgery one compromised node can make is refused with the restoring
 // FSM's state unchanged: a bare state (the old format), a base edited under
 // the honest certificate, a base certified by the forger alone or with a
-// key the node set does not pin, forged entries after the checkpoint
-// (refused exactly as log entries are), a rollback to an older genuine
-// snapshot, another genesis, and any checkpoint on a node with no node set
-// to verify it against.
+// key the node set does not pin, a genuine snapshot stored under a higher
+// index (raft would skip the entries in between), a rollback to an older
+// genuine checkpoint, another genesis, and any checkpoint on a node with no
+// node set to verify it against.
 func TestSnapshotRestoreVerified(t *testing.T) {
 	h := newPinnedHarness(t)
+	if _, err := h.f.Snapshot(); !errors.Is(err, ErrNoCertifiedBase) {
+		t.Fatalf("snapshot before any certified checkpoint: %v", err)
+	}
+	first := h.toCheckpoint()
+	firstHead, _ := h.f.PendingHead(first)
+	h.certify(first)
+	old := h.snapshotBytes()
 	lock := policy.Change{ID: "lock-hot", Kind: policy.ChangeLock, Wallet: "hot", Reason: "incident"}
 	h.must("api", PolicyChange{Change: lock, Approvals: []quorum.Approval{dave.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}})
-	old := h.snapshotBytes() // before any checkpoint: the whole log
-	h.certify(h.toCheckpoint())
-	h.create("after-checkpoint", 300)
+	second := h.toCheckpoint()
+	head, _ := h.f.PendingHead(second)
+	h.certify(second)
+	h.create("after-checkpoint", 300) // not in the snapshot: it comes from the log
 	good := h.snapshotBytes()
-	want := h.hash()
 
 	var sf SnapshotFile
 	if err := json.Unmarshal(good, &sf); err != nil {
 		t.Fatal(err)
 	}
-	if sf.Checkpoint == nil || len(sf.Suffix) == 0 || sf.Format != SnapshotFormat {
-		t.Fatalf("snapshot: checkpoint %v, %d entries after it", sf.Checkpoint, len(sf.Suffix))
+	if sf.Checkpoint == nil || sf.Checkpoint.CheckpointHead != head || sf.Format != SnapshotFormat {
+		t.Fatalf("snapshot: checkpoint %+v, want %+v", sf.Checkpoint, head)
 	}
 
 	fresh := func() *FSM { g := genesisEvery(cpInterval); return NewPinnedFSM(&g) }
-	restore := func(f *FSM, b []byte) error { return f.Restore(io.NopCloser(bytes.NewReader(b))) }
 	f := fresh()
-	if err := restore(f, good); err != nil {
+	if err := f.RestoreAt(good, head.Index, head.Term); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := f.Hash(); got != want {
-		t.Fatal("the restored state differs from the snapshot's source")
-	}
+	_ = f.Read(func(st *State) error {
+		if sum, _ := st.Hash(); hex.EncodeToString(sum[:]) != head.StateHash || st.Requests["after-checkpoint"] != nil {
+			t.Fatal("the restored state is not the checkpoint's")
+		}
+		if _, locked := st.Policy.LockedAt("hot", st.Clock); !locked {
+			t.Fatal("the restored state lost the lock")
+		}
+		return nil
+	})
 
-	// Forgeries. The forger's state: the lock dropped, a operator of its
+	// Forgeries. The forger's state: the lock dropped, an operator of its
 	// own added (what hole 1 of the trust issue describes).
 	forgedBase := func() *State {
 		st, err := DecodeState(sf.Base)
@@ -251,34 +264,25 @@ func TestSnapshotRestoreVerified(t *testing.T) {
 		return encode(s)
 	}
 	bare, _ := forgedBase().Encode()
-	forgedUnlock := policy.Change{ID: "unlock-hot", Kind: policy.ChangeUnlock, Wallet: "hot"}
-	unlockEntry, err := EncodeCommand("mallory", h.now, PolicyChange{Change: forgedUnlock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	withForgedEntry := sf
-	withForgedEntry.Suffix = append(append([]SnapshotEntry(nil), sf.Suffix...), SnapshotEntry{Index: sf.Suffix[len(sf.Suffix)-1].Index + 1, Term: 1, Data: unlockEntry})
-	reordered := sf
-	reordered.Suffix = []SnapshotEntry{sf.Suffix[len(sf.Suffix)-1], sf.Suffix[0]}
-	undecodable := sf
-	undecodable.Suffix = append(append([]SnapshotEntry(nil), sf.Suffix...), SnapshotEntry{Index: sf.Suffix[len(sf.Suffix)-1].Index + 1, Term: 1, Data: []byte(`{"v":1,"type":"no.such"}`)})
-
 	for name, tc := range map[string]struct {
-		b    []byte
-		want error
+		b           []byte
+		index, term uint64
+		want        error
 	}{
-		"bare state of the old format":             {bare, ErrCheckpoint},
-		"edited base under the honest certificate": {withBase(forgedBase(), nil), ErrCheckpoint},
-		"edited base signed by the forger alone":   {withBase(forgedBase(), map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3")}), ErrCheckpoint},
-		"edited base signed with an unpinned key":  {withBase(forgedBase(), map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3"), "n1": otherKey(t)}), ErrCheckpoint},
-		"entries out of order":                     {encode(reordered), ErrCheckpoint},
-		"an entry no build applies":                {encode(undecodable), ErrCheckpoint},
-		"truncated":                                {good[:len(good)/2], ErrCheckpoint},
+		"bare state of the old format":                 {bare, head.Index, head.Term, ErrCheckpoint},
+		"edited base under the honest certificate":     {withBase(forgedBase(), nil), head.Index, head.Term, ErrCheckpoint},
+		"edited base signed by the forger alone":       {withBase(forgedBase(), map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3")}), head.Index, head.Term, ErrCheckpoint},
+		"edited base signed by two of three":           {withBase(forgedBase(), map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3"), "n2": ledgertest.NodeKey("n2")}), head.Index, head.Term, ErrCheckpoint},
+		"edited base signed with an unpinned key":      {withBase(forgedBase(), map[pki.NodeID]crypto.Signer{"n3": ledgertest.NodeKey("n3"), "n2": ledgertest.NodeKey("n2"), "n1": otherKey(t)}), head.Index, head.Term, ErrCheckpoint},
+		"genuine snapshot stored under a higher index": {good, head.Index + 5, head.Term, ErrCheckpoint},
+		"genuine snapshot stored under another term":   {good, head.Index, head.Term + 1, ErrCheckpoint},
+		"truncated": {good[:len(good)/2], head.Index, head.Term, ErrCheckpoint},
+		"the older checkpoint stored under the newer one": {old, head.Index, head.Term, ErrCheckpoint},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := fresh()
 			before, _ := f.Hash()
-			if err := restore(f, tc.b); !errors.Is(err, tc.want) {
+			if err := f.RestoreAt(tc.b, tc.index, tc.term); !errors.Is(err, tc.want) {
 				t.Fatalf("restore: %v, want %v", err, tc.want)
 			}
 			if after, _ := f.Hash(); after != before {
@@ -287,36 +291,27 @@ func TestSnapshotRestoreVerified(t *testing.T) {
 		})
 	}
 
-	// A forged entry after the checkpoint is only a log entry: refused as
-	// one (no approvals), so the restored state is the honest one, locked.
-	f = fresh()
-	if err := restore(f, encode(withForgedEntry)); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := f.Hash(); got != want {
-		t.Fatal("a forged entry after the checkpoint changed the restored state")
-	}
-
 	// No rollback: the node that has the newer state refuses the older
 	// genuine snapshot; a fresh node takes it.
 	f = fresh()
-	if err := restore(f, good); err != nil {
+	if err := f.RestoreAt(good, head.Index, head.Term); err != nil {
 		t.Fatal(err)
 	}
-	if err := restore(f, old); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "roll") {
+	at, _ := f.Hash()
+	if err := f.RestoreAt(old, firstHead.Index, firstHead.Term); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "roll") {
 		t.Fatalf("rollback to an older snapshot: %v", err)
 	}
-	if got, _ := f.Hash(); got != want {
+	if got, _ := f.Hash(); got != at {
 		t.Fatal("a refused rollback changed the state")
 	}
-	if err := restore(fresh(), old); err != nil {
+	if err := fresh().RestoreAt(old, firstHead.Index, firstHead.Term); err != nil {
 		t.Fatalf("a fresh node restoring a genuine older snapshot: %v", err)
 	}
 
 	// Another genesis pinned: refused.
 	other := genesisEvery(cpInterval)
 	other.Hash = strings.Repeat("0", 64)
-	if err := NewPinnedFSM(&other).Restore(io.NopCloser(bytes.NewReader(good))); !errors.Is(err, ErrGenesisMismatch) && !errors.Is(err, ErrCheckpoint) {
+	if err := NewPinnedFSM(&other).RestoreAt(good, head.Index, head.Term); !errors.Is(err, ErrGenesisMismatch) && !errors.Is(err, ErrCheckpoint) {
 		t.Fatalf("snapshot of another genesis: %v", err)
 	}
 	// No node set to verify against: refused.

@@ -134,7 +134,7 @@ func (f *FSM) readSnapshotFile(path string) error {
 	if !bytes.Equal(h.Sum(nil), meta.CRC) {
 		return errors.New("ledger: snapshot " + filepath.Base(path) + ": CRC mismatch (file edited or corrupted)")
 	}
-	st, cps, err := f.rebuild(b, nil, nil, true)
+	st, cps, err := f.rebuild(b, nil, nil, true, nil)
 	if err != nil {
 		return fmt.Errorf("ledger: snapshot %s: %w", filepath.Base(path), err)
 	}

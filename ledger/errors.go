@@ -44,6 +44,9 @@ var (
 	ErrQuorum = errors.New("ledger: approval quorum not met")
 	// ErrPolicy: policy denies the request at this index.
 	ErrPolicy = errors.New("ledger: policy denies")
+	// ErrNoCertifiedBase: no snapshot now (no certified checkpoint yet, or
+	// the last is too far behind); raft keeps its log.
+	ErrNoCertifiedBase = errors.New("ledger: no certified checkpoint to snapshot")
 	// ErrGenesisMismatch: a genesis command or a state that is not of the
 	// genesis this node's config pins.
 	ErrGenesisMismatch = errors.New("ledger: genesis differs from the pinned one")

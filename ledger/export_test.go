@@ -1,6 +1,10 @@
 package ledger
 
-import "slices"
+import (
+	"bytes"
+	"io"
+	"slices"
+)
 
 // Exported for the ledger's external tests only.
 
@@ -61,8 +65,12 @@ func (f *FSM) Pending() []uint64 {
 // SnapshotFile is the decoded form of a snapshot, for tests that forge one.
 type SnapshotFile = snapshotFile
 
-// SnapshotEntry is one entry of a snapshot's suffix.
-type SnapshotEntry = snapshotEntry
+// RestoreAt restores b as raft would a snapshot stored under (index, term).
+func (f *FSM) RestoreAt(b []byte, index, term uint64) error {
+	f.restoring = func() (uint64, uint64, bool) { return index, term, true }
+	defer func() { f.restoring = nil }()
+	return f.Restore(io.NopCloser(bytes.NewReader(b)))
+}
 
 // SnapshotFormat is the current snapshot format name.
 const SnapshotFormat = snapshotFormat

@@ -45,6 +45,17 @@ type FSM struct {
 	onRefused   func()
 	onRestored  func()
 	onPersisted func(id string)
+	// maxGap bounds how far the applied log may run past the certified
+	// base for a snapshot to be taken (the log keeps that much after it);
+	// 0: no bound (tests, offline tools).
+	maxGap uint64
+	// armed is the base of the snapshot raft is about to store; the
+	// snapshot store records it under the base's index and term, not
+	// raft's applied index (see keptSnapshots.Create).
+	armed atomic.Pointer[armedSnapshot]
+	// restoring, when set (by the Store's snapshot store), returns the
+	// index and term raft stores the snapshot being restored under.
+	restoring func() (index, term uint64, ok bool)
 	// running is set once raft started: from then on a refused snapshot
 	// halts the node (before, raft is trying its stored snapshots in turn).
 	running atomic.Bool
@@ -211,17 +222,15 @@ func (f *FSM) haltLocked(err error) {
 	}
 }
 
-// applyEntry applies one command entry to st, keeping cps (the entry
-// joins the snapshot suffix; a checkpoint reached or certified updates
-// it). The live FSM and a snapshot being rebuilt share it, so a snapshot's
-// entries are checked exactly as log entries are.
+// applyEntry applies one command entry to st, keeping cps (a checkpoint
+// reached or certified updates it).
 func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyResult, fatal error) {
 	defer func() {
 		if r := recover(); r != nil {
 			res, fatal = nil, fmt.Errorf("panic in apply: %v", r)
 		}
 	}()
-	cps.suffix = append(cps.suffix, snapshotEntry{Index: l.Index, Term: l.Term, Data: bytes.Clone(l.Data)})
+	cps.lastSeen = max(cps.lastSeen, l.Index)
 	env, cmd, err := decodeEntry(l.Data)
 	if err != nil {
 		return nil, err
@@ -254,8 +263,15 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 			res.req = stampClaim(st, id)
 			res.claimed = id
 		}
-		if crossedCheckpoint(st, prev) {
-			p := &pendingCheckpoint{index: st.Index, view: st.snapshotView()}
+		// A checkpoint signature never reaches a checkpoint itself: else
+		// each certification (a state change) could start the next one.
+		if _, sig := cmd.(*CheckpointSign); !sig && crossedCheckpoint(st, prev) {
+			// Reaching a checkpoint supersedes the one still pending: at
+			// most one is open, so a node restored from a checkpoint (which
+			// holds only that one) and a node that applied the whole log
+			// take and refuse the same signatures.
+			p := &pendingCheckpoint{index: st.Index, term: l.Term, view: st.snapshotView()}
+			clear(cps.pending)
 			cps.pending[st.Index] = p
 			res.reached = p
 		}
@@ -320,9 +336,22 @@ type applyOut struct {
 
 func changed(subject string) (applyOut, error) { return applyOut{changed: true, subject: subject}, nil }
 
+// armedSnapshot is the base of an FSM snapshot being stored.
+type armedSnapshot struct {
+	index, term uint64
+	// seen is the FSM's last applied index when it was taken: raft's
+	// applied index, which it creates the snapshot under, is at least this.
+	seen uint64
+}
+
 // Snapshot takes, under the lock, the base (a view of the state at the
-// last certified checkpoint), its certificate and the entries after it:
-// slices and map copies only. Persist encodes them while Apply goes on.
+// last certified checkpoint) and its certificate; Persist encodes it while
+// Apply goes on. A snapshot is only ever a certified checkpoint, stored as
+// (its index, its term): raft then resumes right after it, from the log,
+// so no entry after the checkpoint is ever taken on a sender's word. With
+// no certified checkpoint, or one too far behind for the log to still hold
+// what follows it, there is no snapshot (ErrNoCertifiedBase) and raft keeps
+// its log.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -330,7 +359,15 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, f.halted
 	}
 	c := f.cps
-	return &fsmSnapshot{base: c.base, cp: c.baseCP, suffix: c.suffix[:len(c.suffix):len(c.suffix)], persisted: f.onPersisted}, nil
+	if c.base == nil || c.baseCP == nil {
+		return nil, ErrNoCertifiedBase
+	}
+	if f.maxGap > 0 && c.lastSeen-c.baseCP.Index > f.maxGap {
+		return nil, fmt.Errorf("%w: the last certified checkpoint (%d) is %d entries behind, more than the log keeps after a snapshot (%d)",
+			ErrNoCertifiedBase, c.baseCP.Index, c.lastSeen-c.baseCP.Index, f.maxGap)
+	}
+	f.armed.Store(&armedSnapshot{index: c.baseCP.Index, term: c.baseCP.Term, seen: c.lastSeen})
+	return &fsmSnapshot{base: c.base, cp: c.baseCP, persisted: f.onPersisted}, nil
 }
 
 // Restore replaces the whole state with the snapshot's, trusting nothing
@@ -347,7 +384,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	// Restore runs on raft's FSM goroutine, the only writer of f.st.
 	cur := f.st
-	st, cps, err := f.rebuild(b, f.trustedNodes(cur), cur, false)
+	var at *raft.SnapshotMeta
+	if f.restoring != nil {
+		idx, term, ok := f.restoring()
+		if !ok {
+			return fmt.Errorf("ledger: restore: the snapshot store did not say which snapshot raft restores")
+		}
+		at = &raft.SnapshotMeta{Index: idx, Term: term}
+	}
+	st, cps, err := f.rebuild(b, f.trustedNodes(cur), cur, false, at)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err != nil {

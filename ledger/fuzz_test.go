@@ -86,12 +86,11 @@ func FuzzApplyEntry(f *testing.F) {
 // genesis with an audit chain that verifies.
 func FuzzRestore(f *testing.F) {
 	h := newPinnedHarness(f)
-	f.Add(h.snapshotBytes()) // the whole log, no checkpoint yet
 	h.certify(h.toCheckpoint())
 	h.create("after", 900)
-	f.Add(h.snapshotBytes()) // a certified base and the entries after it
-	f.Add([]byte(`{"format":"custody-ledger-snapshot/v2","suffix":[]}`))
-	f.Add([]byte(`{"format":"custody-ledger-snapshot/v2","checkpoint":{"index":1,"sigs":[]},"base":"e30=","suffix":[]}`))
+	f.Add(h.snapshotBytes()) // a certified checkpoint
+	f.Add([]byte(`{"format":"custody-ledger-snapshot/v3"}`))
+	f.Add([]byte(`{"format":"custody-ledger-snapshot/v3","checkpoint":{"index":1,"sigs":[]},"base":"e30="}`))
 	g := genesisEvery(cpInterval)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fsm := NewPinnedFSM(&g)

@@ -97,6 +97,18 @@ var (
 
 func genesisCmd() Genesis { return genesisEvery(0) }
 
+// soloGenesis is the genesis of a one-node cluster (node set {n1}, which
+// certifies its checkpoints alone) with a checkpoint every 4 indices.
+func soloGenesis() Genesis {
+	var ops []ledgertest.Operator
+	for _, o := range allOps {
+		ops = append(ops, o.Operator)
+	}
+	g := ledgertest.GenesisFor([]pki.NodeID{"n1"}, testCluster, 2, testRules, ops...)
+	g.CheckpointInterval = 4
+	return g
+}
+
 // genesisEvery is genesisCmd with a checkpoint every n indices (0: the
 // default).
 func genesisEvery(n uint64) Genesis {

@@ -44,7 +44,9 @@ func dirEntries(t *testing.T, dir string) []string {
 	return names
 }
 
-// openNode opens one node on dir with store (not bootstrapped).
+// openNode opens one node on dir with store (not bootstrapped), pinning
+// soloGenesis (a node verifies even its own stored snapshots against its
+// pinned genesis).
 func openNode(t *testing.T, p *ledgertest.PKI, dir string, store LogStore) (*Store, error) {
 	t.Helper()
 	stream, err := ListenStream("127.0.0.1:0", p.Node(t, "n1"), nil)
@@ -53,6 +55,8 @@ func openNode(t *testing.T, p *ledgertest.PKI, dir string, store LogStore) (*Sto
 	}
 	cfg := ledgertest.Config("n1", dir, stream)
 	cfg.LogStore = store
+	g := soloGenesis()
+	cfg.Genesis = &g
 	return Open(cfg)
 }
 
@@ -60,13 +64,12 @@ func openNode(t *testing.T, p *ledgertest.PKI, dir string, store LogStore) (*Sto
 // snapshot in the middle), stops it and returns its dir and state hash.
 func oneNodeDataDir(t *testing.T, store LogStore, writes int) (string, [32]byte) {
 	t.Helper()
-	c := ledgertest.New(t, 1, withStore(store))
-	seed(c)
+	g := soloGenesis()
+	c := ledgertest.New(t, 1, func(cfg *Config) { withStore(store)(cfg); cfg.Genesis = &g })
+	seedWith(c, g)
 	for i := range writes {
 		if i == writes/2 {
-			if err := c.Nodes[0].Store.Snapshot(); err != nil {
-				t.Fatal(err)
-			}
+			ledgertest.Poll(t, "a snapshot of a certified checkpoint", func() error { return c.Nodes[0].Store.Snapshot() })
 		}
 		c.OnLeader(func(s *Store) error {
 			_, _, err := s.CreateRequest(context.Background(), "backend", createCmd(fmt.Sprintf("m-%d", i), uint64(i)))

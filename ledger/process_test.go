@@ -574,37 +574,30 @@ func idSet(ids map[string]bool) map[string]uint64 {
 	return out
 }
 
-// TestSnapshotInstallAfterPartition cuts a follower off while the leader
-// writes and compacts its log past it, so healing needs InstallSnapshot; the
-// follower's Restore must discard its old state and end at the same hash.
-// The WAL frees only whole sealed segments (and still serves truncated
-// entries of its tail segment), so its segments are small enough here that
-// the entries the follower misses are really gone.
+// TestSnapshotInstallAfterPartition cuts a follower off while the others
+// write, certify checkpoints and compact their logs past it, so healing
+// needs InstallSnapshot: a certified checkpoint, stored under its own index
+// and term, which the follower verifies against its pinned genesis before
+// taking every later entry from the leader's log. Four nodes: three are the
+// checkpoint quorum of four, so the cluster certifies with one node cut off
+// (three nodes could not: their quorum is all three). The WAL frees only
+// whole sealed segments (and still serves truncated entries of its tail
+// segment), so its segments are small enough here that the entries the
+// follower misses are really gone.
 func TestSnapshotInstallAfterPartition(t *testing.T) {
-	g := genesisEvery(16)
-	c := newCluster(t, 3, func(cfg *Config) {
-		cfg.TrailingLogs = 16
-		cfg.SnapshotThreshold = 64
+	var ops []ledgertest.Operator
+	for _, o := range allOps {
+		ops = append(ops, o.Operator)
+	}
+	g := ledgertest.GenesisFor([]pki.NodeID{"n1", "n2", "n3", "n4"}, testCluster, 2, testRules, ops...)
+	g.CheckpointInterval = 16
+	c := newCluster(t, 4, func(cfg *Config) {
+		cfg.TrailingLogs = 32
+		cfg.SnapshotThreshold = 1 << 20 // snapshots here are taken by hand
 		cfg.WALSegmentSize = 8 << 10
 		cfg.Genesis = &g
 	})
 	seedWith(c, g)
-	// Certify checkpoints while all three nodes are up (the checkpoint
-	// quorum of three nodes is three).
-	for i := range 40 {
-		c.OnLeader(func(s *Store) error {
-			_, _, err := s.CreateRequest(context.Background(), "backend", createCmd(fmt.Sprintf("pre-%d", i), uint64(100+i)))
-			return err
-		})
-	}
-	ledgertest.Poll(t, "certified checkpoints", func() error {
-		return c.WaitLeader(nil).Store.ReadLocal(func(st *State) error {
-			if len(st.Checkpoints) < 2 {
-				return fmt.Errorf("%d checkpoints certified", len(st.Checkpoints))
-			}
-			return nil
-		})
-	})
 	l := c.WaitLeader(nil)
 	var cut *ledgertest.Node
 	for _, n := range c.Nodes {
@@ -613,24 +606,15 @@ func TestSnapshotInstallAfterPartition(t *testing.T) {
 		}
 	}
 	c.Isolate(cut, true)
-	for i := range 80 {
+	for i := range 150 {
 		c.OnLeaderAmong(c.Others(cut), func(s *Store) error {
 			_, _, err := s.CreateRequest(context.Background(), "backend", createCmd(fmt.Sprintf("s-%d", i), uint64(i)))
 			return err
 		})
 	}
+	// Snapshot once a checkpoint close enough to the log's end is certified.
 	for _, n := range c.Others(cut) {
-		if err := n.Store.Snapshot(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The snapshot the cut node gets is a certified base (from before the
-	// partition: two nodes are not the quorum) and every entry after it,
-	// which it verifies against its pinned genesis.
-	for _, n := range c.Others(cut) {
-		if err := n.Store.Snapshot(); err != nil {
-			t.Fatal(err)
-		}
+		ledgertest.Poll(t, "a snapshot of a recent certified checkpoint", func() error { return n.Store.Snapshot() })
 	}
 	c.Isolate(cut, false)
 	h := c.WaitConverged(c.Nodes...)

@@ -27,30 +27,58 @@ const refusedDir = "snapshots-refused"
 type keptSnapshots struct {
 	*raft.FileSnapshotStore
 
+	fsm *FSM
+
 	mu      sync.Mutex
 	kept    map[string]bool
-	opening string // the snapshot raft is restoring now
+	opening string             // the snapshot raft is restoring now
+	meta    *raft.SnapshotMeta // and what it is stored as
 }
 
-func newKeptSnapshots(fs *raft.FileSnapshotStore) (*keptSnapshots, error) {
+func newKeptSnapshots(fs *raft.FileSnapshotStore, fsm *FSM) (*keptSnapshots, error) {
 	metas, err := fs.List()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: list snapshots: %w", err)
 	}
-	k := &keptSnapshots{FileSnapshotStore: fs, kept: map[string]bool{}}
+	k := &keptSnapshots{FileSnapshotStore: fs, fsm: fsm, kept: map[string]bool{}}
 	for _, m := range metas {
 		k.kept[m.ID] = true
 	}
 	return k, nil
 }
 
-// Open records which snapshot raft restores (it restores right after
-// opening, on the FSM goroutine).
+// Create stores this node's own snapshot under its certified base's index
+// and term rather than raft's applied index (FSM.Snapshot armed them):
+// restored, at start or on a peer, raft resumes right after the base and
+// re-applies everything later from the log. A snapshot a peer installs is
+// created under the index and term the peer sent, which Restore checks.
+func (k *keptSnapshots) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	if a := k.fsm.armed.Load(); a != nil && index >= a.seen && k.fsm.armed.CompareAndSwap(a, nil) {
+		index, term = a.index, a.term
+	}
+	return k.FileSnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+}
+
+// Open records which snapshot raft restores and under which index and
+// term (it restores right after opening, on the FSM goroutine).
 func (k *keptSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := k.FileSnapshotStore.Open(id)
 	k.mu.Lock()
-	k.opening = id
+	k.opening, k.meta = id, meta
 	k.mu.Unlock()
-	return k.FileSnapshotStore.Open(id)
+	return meta, rc, err
+}
+
+// restoring is the FSM's restoring hook: the index and term of the
+// snapshot raft opened last.
+func (k *keptSnapshots) restoring() (uint64, uint64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.meta == nil {
+		return 0, 0, false
+	}
+	return k.meta.Index, k.meta.Term, true
 }
 
 func (k *keptSnapshots) keep(id string) {

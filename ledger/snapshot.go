@@ -12,31 +12,24 @@ import (
 )
 
 // snapshotFormat names the snapshot encoding. A snapshot of any other
-// format (the bare state an older build wrote) is refused: it would be a
-// state taken on its sender's word.
-const snapshotFormat = "custody-ledger-snapshot/v2"
+// format (the bare state an older build wrote, or v2's entries after the
+// checkpoint, which were taken on the sender's word about which entries
+// follow) is refused.
+const snapshotFormat = "custody-ledger-snapshot/v3"
 
-// snapshotFile is a snapshot: the state at the last certified checkpoint
-// (absent before the first: the base is then the empty state), the
-// checkpoint's certificate, and every command entry after it.
+// snapshotFile is a snapshot: the state at a certified checkpoint and the
+// checkpoint's certificate. Nothing after the checkpoint travels in it:
+// raft stores and installs it as (checkpoint index, term) and the node
+// takes every later entry from the log.
 type snapshotFile struct {
-	Format     string          `json:"format"`
-	Checkpoint *Checkpoint     `json:"checkpoint,omitempty"`
-	Base       []byte          `json:"base,omitempty"`
-	Suffix     []snapshotEntry `json:"suffix"`
-}
-
-// snapshotEntry is one raft log entry of type command.
-type snapshotEntry struct {
-	Index uint64 `json:"index"`
-	Term  uint64 `json:"term"`
-	Data  []byte `json:"data"`
+	Format     string      `json:"format"`
+	Checkpoint *Checkpoint `json:"checkpoint"`
+	Base       []byte      `json:"base"`
 }
 
 type fsmSnapshot struct {
-	base   *State
-	cp     *Checkpoint
-	suffix []snapshotEntry
+	base *State
+	cp   *Checkpoint
 	// persisted (may be nil) is told the ID of the stored snapshot.
 	persisted func(id string)
 }
@@ -62,105 +55,78 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) encode() ([]byte, error) {
-	sf := snapshotFile{Format: snapshotFormat, Checkpoint: s.cp, Suffix: s.suffix}
-	if s.base != nil {
-		b, err := s.base.Encode()
-		if err != nil {
-			return nil, err
-		}
-		sf.Base = b
+	b, err := s.base.Encode()
+	if err != nil {
+		return nil, err
 	}
-	return json.Marshal(sf)
+	return json.Marshal(snapshotFile{Format: snapshotFormat, Checkpoint: s.cp, Base: b})
 }
 
 func (s *fsmSnapshot) Release() {}
 
 // rebuild turns snapshot bytes into a state and its checkpoint bookkeeping,
-// trusting nothing in them: the checkpoint must be signed by a majority of
-// nodes (the restoring node's own node set), the base must hash to it, and
-// every entry after it is applied by the same validating Apply as a log
-// entry; an entry that would halt this node fails the snapshot. When cur
-// (the node's current state) has history, the result must extend it:
-// a snapshot never rolls a node back or forks it.
+// trusting nothing in them: the checkpoint must be certified by a
+// checkpoint quorum of nodes (the restoring node's own node set), the base
+// must hash to it and carry its audit head, and (when raft says, through
+// at) the snapshot must be stored exactly under the checkpoint's index and
+// term, so raft resumes right after it and takes every later entry from
+// the log. When cur (the node's current state) has history, the result
+// must extend it: a snapshot never rolls a node back or forks it.
 //
 // selfTrust verifies the checkpoint against the node set inside the base
 // instead: only for offline reads of a node's own data dir, whose result
 // is reported, never served.
-func (f *FSM) rebuild(b []byte, nodes map[pki.NodeID]*Node, cur *State, selfTrust bool) (*State, *checkpoints, error) {
+func (f *FSM) rebuild(b []byte, nodes map[pki.NodeID]*Node, cur *State, selfTrust bool, at *raft.SnapshotMeta) (*State, *checkpoints, error) {
 	var sf snapshotFile
-	if err := decodeStrict(b, &sf); err != nil || sf.Format != snapshotFormat {
+	if err := decodeStrict(b, &sf); err != nil || sf.Format != snapshotFormat || sf.Checkpoint == nil {
 		if err == nil {
-			err = fmt.Errorf("format %q", sf.Format)
+			err = fmt.Errorf("format %q, checkpoint %v", sf.Format, sf.Checkpoint != nil)
 		}
-		return nil, nil, fmt.Errorf("%w: not a %s snapshot (a bare state from an older build is refused): %v", ErrCheckpoint, snapshotFormat, err)
+		return nil, nil, fmt.Errorf("%w: not a %s snapshot of a certified checkpoint: %v", ErrCheckpoint, snapshotFormat, err)
 	}
-	st, cps := NewState(), newCheckpoints()
-	prev := uint64(0)
-	if cp := sf.Checkpoint; cp != nil {
-		base, err := DecodeState(sf.Base)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: checkpoint %d base: %v", ErrCheckpoint, cp.Index, err)
-		}
-		if selfTrust {
-			nodes = base.Nodes
-		}
-		if err := VerifyCheckpoint(*cp, nodes); err != nil {
-			return nil, nil, err
-		}
-		if sum := sha256.Sum256(sf.Base); hex.EncodeToString(sum[:]) != cp.StateHash {
-			return nil, nil, fmt.Errorf("%w: the base state does not hash to checkpoint %d's signed hash", ErrCheckpoint, cp.Index)
-		}
-		if err := VerifyChain(base.Audit); err != nil {
-			return nil, nil, err
-		}
-		seq, head := base.auditHead()
-		if base.Index != cp.Index || seq != cp.AuditSeq || head != cp.AuditHead ||
-			base.Registry.ClusterID != cp.ClusterID || base.GenesisHash != cp.GenesisHash {
-			return nil, nil, fmt.Errorf("%w: the base state is not the one checkpoint %d names", ErrCheckpoint, cp.Index)
-		}
-		if err := f.sameGenesis(cur, base.GenesisHash); err != nil {
-			return nil, nil, err
-		}
-		st = base
-		cps.base, cps.baseCP = base.snapshotView(), cp
-		p := &pendingCheckpoint{index: cp.Index, view: cps.base}
-		p.once.Do(func() { p.hash = cp.StateHash })
-		cps.pending[cp.Index] = p
-		prev = cp.Index
-	} else if len(sf.Base) > 0 {
-		return nil, nil, fmt.Errorf("%w: a base state without a checkpoint", ErrCheckpoint)
+	cp := sf.Checkpoint
+	base, err := DecodeState(sf.Base)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: checkpoint %d base: %v", ErrCheckpoint, cp.Index, err)
 	}
-	for _, e := range sf.Suffix {
-		if e.Index <= prev {
-			return nil, nil, fmt.Errorf("%w: entry %d follows %d: entries out of order", ErrCheckpoint, e.Index, prev)
-		}
-		prev = e.Index
-		if _, fatal := f.applyEntry(st, cps, &raft.Log{Index: e.Index, Term: e.Term, Type: raft.LogCommand, Data: e.Data}); fatal != nil {
-			return nil, nil, fmt.Errorf("%w: entry %d after the checkpoint does not apply: %v", ErrCheckpoint, e.Index, fatal)
-		}
+	if selfTrust {
+		nodes = base.Nodes
 	}
-	if cp := sf.Checkpoint; cp != nil {
-		certified := false
-		for _, c := range st.Checkpoints {
-			certified = certified || c.CheckpointHead == cp.CheckpointHead
-		}
-		if !certified {
-			return nil, nil, fmt.Errorf("%w: the entries after checkpoint %d do not certify it", ErrCheckpoint, cp.Index)
-		}
-	}
-	if err := f.sameGenesis(cur, st.GenesisHash); err != nil {
+	if err := VerifyCheckpoint(*cp, nodes); err != nil {
 		return nil, nil, err
 	}
-	if err := VerifyChain(st.Audit); err != nil {
+	if at != nil && (at.Index != cp.Index || at.Term != cp.Term) {
+		return nil, nil, fmt.Errorf("%w: stored as index %d term %d, its checkpoint is index %d term %d (raft would skip the entries in between)",
+			ErrCheckpoint, at.Index, at.Term, cp.Index, cp.Term)
+	}
+	if sum := sha256.Sum256(sf.Base); hex.EncodeToString(sum[:]) != cp.StateHash {
+		return nil, nil, fmt.Errorf("%w: the base state does not hash to checkpoint %d's signed hash", ErrCheckpoint, cp.Index)
+	}
+	if err := VerifyChain(base.Audit); err != nil {
+		return nil, nil, err
+	}
+	seq, head := base.auditHead()
+	if base.Index != cp.Index || seq != cp.AuditSeq || head != cp.AuditHead ||
+		base.Registry.ClusterID != cp.ClusterID || base.GenesisHash != cp.GenesisHash {
+		return nil, nil, fmt.Errorf("%w: the base state is not the one checkpoint %d names", ErrCheckpoint, cp.Index)
+	}
+	if err := f.sameGenesis(cur, base.GenesisHash); err != nil {
 		return nil, nil, err
 	}
 	if cur != nil {
-		if n := len(cur.Audit); n > 0 && (len(st.Audit) < n || st.Audit[n-1].Hash != cur.Audit[n-1].Hash) {
+		if n := len(cur.Audit); n > 0 && (len(base.Audit) < n || base.Audit[n-1].Hash != cur.Audit[n-1].Hash) {
 			return nil, nil, fmt.Errorf("%w: the snapshot does not extend this node's history (its audit event %d is %s): it would roll the node back or fork it",
 				ErrCheckpoint, n, short(cur.Audit[n-1].Hash))
 		}
 	}
-	return st, cps, nil
+	cps := newCheckpoints()
+	cps.base, cps.baseCP, cps.lastSeen = base.snapshotView(), cp, cp.Index
+	// The signatures certifying the base come after it in the log: they
+	// must find it pending, as on a node that applied the whole log.
+	p := &pendingCheckpoint{index: cp.Index, term: cp.Term, view: cps.base}
+	p.once.Do(func() { p.hash = cp.StateHash })
+	cps.pending[cp.Index] = p
+	return base, cps, nil
 }
 
 // sameGenesis refuses a state of another genesis than the pinned one or

@@ -234,7 +234,7 @@ func Open(cfg Config) (*Store, error) {
 		logs.Close()
 		return nil, fmt.Errorf("ledger: log cache: %w", err)
 	}
-	kept, err := newKeptSnapshots(snaps)
+	kept, err := newKeptSnapshots(snaps, s.fsm)
 	if err != nil {
 		logs.Close()
 		return nil, err
@@ -243,6 +243,8 @@ func Open(cfg Config) (*Store, error) {
 	s.fsm.onRefused = func() { go s.quarantineSnapshots() }
 	s.fsm.onRestored = kept.restored
 	s.fsm.onPersisted = kept.keep
+	s.fsm.restoring = kept.restoring
+	s.fsm.maxGap = rc.TrailingLogs / 2
 	r, err := raft.NewRaft(rc, s.fsm, cached, logs, kept, trans)
 	if err != nil {
 		closeTransport(trans)

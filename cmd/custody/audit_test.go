@@ -21,23 +21,57 @@ import (
 	"github.com/custody-dev/custody/pki"
 )
 
-// auditDataDir runs a real one-node ledger, commits a few state changes (a
-// snapshot in the middle, so verify reads snapshot + log), stops it and
-// returns its data dir.
-func auditDataDir(t *testing.T) string {
+// auditDataDir runs a real one-node ledger (a genesis whose node set is
+// that node, so it certifies checkpoints alone, every two indices),
+// commits a few state changes (a snapshot of a certified checkpoint in the
+// middle, so verify reads snapshot + log), stops it and returns its data
+// dir and how many audit events it holds.
+func auditDataDir(t *testing.T) (string, int) {
 	t.Helper()
-	c := ledgertest.New(t, 1, nil)
+	g, err := genesisLoad(filepath.Join("..", "..", "genesis", "testdata", "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Nodes = ledgertest.Nodes("n1")
+	cmd := g.Command()
+	cmd.CheckpointInterval = 2
+	c := ledgertest.New(t, 1, func(cfg *ledger.Config) { cfg.Genesis = &cmd })
 	s, dir := c.Nodes[0].Store, c.Nodes[0].Dir
 	ctx := context.Background()
+	c.Submit(ctx, "ceremony", cmd)
 	for i := range 6 {
 		if i == 3 {
-			if err := s.Snapshot(); err != nil {
-				t.Fatal(err)
-			}
+			ledgertest.Poll(t, "a snapshot of a certified checkpoint", s.Snapshot)
 		}
 		if _, err := s.Submit(ctx, "a1", ledger.VoterSet{ID: pki.NodeID(fmt.Sprintf("m%d", i)), Address: "127.0.0.1:1"}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	var records int
+	ledgertest.Poll(t, "the checkpoints settled", func() error {
+		// The last checkpoint's signature lands after the last write.
+		n := 0
+		_ = s.ReadLocal(func(st *ledger.State) error { n = len(st.Audit); return nil })
+		if n != records {
+			records = n
+			return fmt.Errorf("%d audit events", n)
+		}
+		return nil
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, records
+}
+
+// uncertifiedDataDir is a one-node ledger whose genesis names three nodes:
+// it certifies no checkpoint.
+func uncertifiedDataDir(t *testing.T) string {
+	t.Helper()
+	c := ledgertest.New(t, 1, nil)
+	s, dir := c.Nodes[0].Store, c.Nodes[0].Dir
+	if _, err := s.Submit(context.Background(), "a1", ledger.VoterSet{ID: "m0", Address: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -46,14 +80,14 @@ func auditDataDir(t *testing.T) string {
 }
 
 func TestAuditVerifyExportCLI(t *testing.T) {
-	dir := auditDataDir(t)
+	dir, records := auditDataDir(t)
 	code, out, errs := runCLI("audit", "verify", "--data-dir", dir, "-o", "json")
 	if code != 0 {
 		t.Fatalf("verify: %d %s", code, errs)
 	}
 	var sum auditSummary
-	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.Records != 6 || !sum.OK || sum.SnapshotIndex == 0 {
-		t.Fatalf("verify summary %+v (%v)", sum, err)
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.Records != records || !sum.OK || sum.SnapshotIndex == 0 {
+		t.Fatalf("verify summary %+v (%v), want %d records", sum, err, records)
 	}
 	exp := filepath.Join(t.TempDir(), "audit.jsonl")
 	if code, _, errs := runCLI("audit", "export", "--data-dir", dir, "--out", exp); code != 0 {
@@ -63,7 +97,7 @@ func TestAuditVerifyExportCLI(t *testing.T) {
 		t.Fatalf("second export over the same file: code %d %q", code, errs)
 	}
 	code, out, errs = runCLI("audit", "verify", "--file", exp)
-	if code != 0 || !strings.Contains(out, "6 records, head "+sum.Head) {
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d records, head %s", records, sum.Head)) {
 		t.Fatalf("verify export: %d %q %q", code, out, errs)
 	}
 	if code, _, errs := runCLI("audit", "verify"); code == 0 || !strings.Contains(errs, "exactly one") {
@@ -77,7 +111,7 @@ func TestAuditVerifyExportCLI(t *testing.T) {
 // TestAuditVerifyNamesEditedRecord edits one field of every record of an
 // export in turn, and one record inside the node's snapshot file.
 func TestAuditVerifyNamesEditedRecord(t *testing.T) {
-	dir := auditDataDir(t)
+	dir, _ := auditDataDir(t)
 	exp := filepath.Join(t.TempDir(), "audit.jsonl")
 	if code, _, errs := runCLI("audit", "export", "--data-dir", dir, "--out", exp); code != 0 {
 		t.Fatal(errs)
@@ -89,7 +123,7 @@ func TestAuditVerifyNamesEditedRecord(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(string(orig), "\n"), "\n")
 	for i := range lines {
 		edited := append([]string(nil), lines...)
-		edited[i] = strings.Replace(edited[i], `"actor":"a1"`, `"actor":"mallory"`, 1)
+		edited[i] = strings.Replace(edited[i], `"actor":"`, `"actor":"x`, 1)
 		p := filepath.Join(t.TempDir(), "edited.jsonl")
 		if err := os.WriteFile(p, []byte(strings.Join(edited, "\n")+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -101,9 +135,8 @@ func TestAuditVerifyNamesEditedRecord(t *testing.T) {
 		}
 	}
 
-	// Edit the second command inside the node's snapshot (a snapshot is a
-	// certified base plus the log entries after it; this one-node cluster
-	// certifies no checkpoint, so it is the whole log).
+	// Edit the node's snapshot (the state at a certified checkpoint): an
+	// operator of one's own in its base.
 	snaps, err := filepath.Glob(filepath.Join(dir, "snapshots", "*", "state.bin"))
 	if err != nil || len(snaps) != 1 {
 		t.Fatalf("snapshots: %v %v", snaps, err)
@@ -116,16 +149,15 @@ func TestAuditVerifyNamesEditedRecord(t *testing.T) {
 	if err := json.Unmarshal(b, &sf); err != nil {
 		t.Fatal(err)
 	}
-	suffix, _ := sf["suffix"].([]any)
-	if len(suffix) < 2 {
-		t.Fatalf("snapshot holds %d entries", len(suffix))
-	}
-	entry := suffix[1].(map[string]any)
-	data, err := base64.StdEncoding.DecodeString(entry["data"].(string))
+	base, err := base64.StdEncoding.DecodeString(sf["base"].(string))
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry["data"] = base64.StdEncoding.EncodeToString(bytes.Replace(data, []byte(`"actor":"`), []byte(`"actor":"x`), 1))
+	forged := bytes.Replace(base, []byte(`"actor":"`), []byte(`"actor":"x`), 1)
+	if bytes.Equal(forged, base) {
+		t.Fatal("nothing to edit in the snapshot's base")
+	}
+	sf["base"] = base64.StdEncoding.EncodeToString(forged)
 	edited, err := json.Marshal(sf)
 	if err != nil {
 		t.Fatal(err)
@@ -356,6 +388,6 @@ func TestAuditHeadsCLI(t *testing.T) {
 	oneLineErr(t, code, errs, "signed for genesis")
 
 	// A node that certified no checkpoint has no heads to write.
-	code, _, errs = runCLI("audit", "heads", "--data-dir", auditDataDir(t), "--out", filepath.Join(t.TempDir(), "h.json"))
+	code, _, errs = runCLI("audit", "heads", "--data-dir", uncertifiedDataDir(t), "--out", filepath.Join(t.TempDir(), "h.json"))
 	oneLineErr(t, code, errs, "no certified checkpoint yet")
 }

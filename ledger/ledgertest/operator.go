@@ -91,8 +91,13 @@ func NodeKey(id pki.NodeID) *ecdsa.PrivateKey {
 // panics when that document does not validate: build an invalid genesis
 // command by editing a valid one.
 func Genesis(cluster string, adminQuorum int, rules string, ops ...Operator) ledger.Genesis {
+	return GenesisFor(GenesisNodes, cluster, adminQuorum, rules, ops...)
+}
+
+// GenesisFor is Genesis with the node set Nodes(nodes...).
+func GenesisFor(nodes []pki.NodeID, cluster string, adminQuorum int, rules string, ops ...Operator) ledger.Genesis {
 	g := ledger.Genesis{ClusterID: cluster, AdminQuorum: adminQuorum, Rules: []byte(rules), MaxApprovalValidity: ApprovalValidity,
-		Nodes: Nodes(GenesisNodes...)}
+		Nodes: Nodes(nodes...)}
 	for _, o := range ops {
 		g.Operators = append(g.Operators, quorum.Operator{ID: o.ID, Name: o.ID, Kind: o.Kind, Roles: o.Roles, Status: quorum.StatusActive})
 		g.Devices = append(g.Devices, o.Device())
