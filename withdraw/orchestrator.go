@@ -97,26 +97,34 @@ func (c *Orchestrator) wallet(id string) (tss.WalletInfo, error) {
 	return w, nil
 }
 
-// ETHWithdrawal is a backend's hot withdrawal of native ETH.
+// ETHWithdrawal is a backend's hot withdrawal of native ETH or of an ERC-20
+// token registered in the orchestrator's eth adapter.
 type ETHWithdrawal struct {
 	// ID is the backend's idempotency key.
 	ID     string
 	Wallet string
+	// Asset is "" or "ETH" for native ETH, else the symbol of a token
+	// registered on the network in the "eth" adapter (eth.Config.Tokens).
+	Asset string
 	// To is the destination in its canonical (EIP-55) form, as the
-	// initiator signed it; any other spelling is refused.
+	// initiator signed it; any other spelling is refused. For a token it
+	// is the token's recipient, not the contract.
 	To string
-	// Amount in wei.
+	// Amount in base units of the asset (wei, or token units).
 	Amount *big.Int
 	// Initiation is the initiator's signed creation of this withdrawal
 	// (quorum.Initiate over policy.Withdrawal.IntentHash of ID, Wallet,
-	// "ETH", the canonical To and Amount): the ledger and every member
-	// verify it, and its signer is the request's initiator.
+	// the asset ("ETH" or the token's symbol), the canonical To and
+	// Amount): the ledger and every member verify it, and its signer is
+	// the request's initiator.
 	Initiation quorum.Approval
 	ExpiresAt  time.Time
 }
 
 // CreateETH builds the unsigned transaction (pending nonce of the chain, or
-// the lowest nonce above it that the ledger has not allocated), and commits
+// the lowest nonce above it that the ledger has not allocated; for a token,
+// a transfer(address,uint256) call to its registered contract with the
+// chain's gas estimate plus a quarter), and commits
 // request.create, which evaluates policy and allocates the nonce. A request
 // ID already in the ledger is returned as stored (idempotency) without
 // building anything. A denial returns the recorded request and ErrDenied.
@@ -164,6 +172,27 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 	if err != nil {
 		return nil, err
 	}
+	// The withdrawal the ledger records is read back from the transaction
+	// through the same adapter the members use, so what policy evaluates is
+	// what the transaction does (maximum fee included).
+	chain, ok := c.cfg.Chains["eth"]
+	if !ok {
+		return nil, errors.New("withdraw: no eth chain adapter")
+	}
+	asset := eth.ETH
+	if w.Asset != "" && w.Asset != eth.ETH.Symbol {
+		reg, ok := chain.(interface {
+			Token(network, symbol string) (eth.Token, bool)
+		})
+		if !ok {
+			return nil, fmt.Errorf("%w: the eth adapter has no token registry", eth.ErrBadIntent)
+		}
+		tok, ok := reg.Token(c.cfg.Network, w.Asset)
+		if !ok {
+			return nil, fmt.Errorf("%w: asset %q is not a registered token on %s", eth.ErrBadIntent, w.Asset, c.cfg.Network)
+		}
+		asset = tok.Asset()
+	}
 	chainID, err := c.cfg.ETH.ChainID(ctx)
 	if err != nil {
 		return nil, err
@@ -179,25 +208,33 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 	if err != nil {
 		return nil, err
 	}
-	u, err := eth.NewUnsigned(eth.Intent{ChainID: chainID, Nonce: nonce, To: to, Asset: eth.Asset{Symbol: "ETH", Decimals: 18},
-		Amount: w.Amount, GasLimit: 21000, Fees: fees})
+	in := eth.Intent{ChainID: chainID, Nonce: nonce, To: to, Asset: asset, Amount: w.Amount, GasLimit: 21000, Fees: fees}
+	if asset.Token != nil {
+		// A token transfer's gas depends on the contract and its state,
+		// which can change before inclusion (a recipient's first tokens
+		// cost more): estimate, plus a quarter. Policy caps the resulting
+		// maximum fee.
+		probe, err := eth.NewUnsigned(in)
+		if err != nil {
+			return nil, err
+		}
+		gas, err := c.cfg.ETH.EstimateGas(ctx, from, probe)
+		if err != nil {
+			return nil, err
+		}
+		in.GasLimit = gas + gas/4
+	}
+	u, err := eth.NewUnsigned(in)
 	if err != nil {
 		return nil, err
-	}
-	// The withdrawal the ledger records is read back from the transaction
-	// through the same adapter the members use, so what policy evaluates is
-	// what the transaction does (maximum fee included).
-	chain, ok := c.cfg.Chains["eth"]
-	if !ok {
-		return nil, errors.New("withdraw: no eth chain adapter")
 	}
 	parsed, err := chain.ParseUnsigned(c.cfg.Network, u.Bytes())
 	if err != nil {
 		return nil, err
 	}
 	tr := parsed.Transfer()
-	if tr.To != to.Hex() || tr.Amount != amt {
-		return nil, fmt.Errorf("withdraw: built transaction pays %s %s, asked %s %s", tr.Amount, tr.To, amt, to.Hex())
+	if tr.Asset != asset.Symbol || tr.To != to.Hex() || tr.Amount != amt {
+		return nil, fmt.Errorf("withdraw: built transaction pays %s %s to %s, asked %s %s to %s", tr.Amount, tr.Asset, tr.To, amt, asset.Symbol, to.Hex())
 	}
 	initiation := w.Initiation
 	r, _, err := c.cfg.Ledger.CreateRequest(ctx, c.cfg.Actor, ledger.RequestCreate{

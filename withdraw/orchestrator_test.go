@@ -21,7 +21,8 @@ import (
 
 // TestCreateETHRefusesBadInput: an incomplete configuration is refused, and
 // a withdrawal naming an unknown wallet, a malformed or non-canonical
-// destination, or a non-positive amount is refused with a clear error
+// destination, a non-positive amount or an asset that is neither ETH nor a
+// token of the eth adapter's registry is refused with a clear error
 // before anything reaches the ledger. (The orchestrator's happy path and its
 // claims run end to end in signer/member's tests.)
 func TestCreateETHRefusesBadInput(t *testing.T) {
@@ -50,6 +51,7 @@ func TestCreateETHRefusesBadInput(t *testing.T) {
 		"zero amount":            {ID: "w4", Wallet: "hot", To: dest, Amount: big.NewInt(0)},
 		"no amount":              {ID: "w5", Wallet: "hot", To: dest},
 		"negative amount":        {ID: "w6", Wallet: "hot", To: dest, Amount: big.NewInt(-1)},
+		"unregistered token":     {ID: "w7", Wallet: "hot", Asset: "USDC", To: dest, Amount: big.NewInt(1)},
 	} {
 		w.ExpiresAt = time.Now().Add(time.Hour)
 		_, err := o.CreateETH(context.Background(), w)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/amount/amounttest"
+	"github.com/custody-dev/custody/chains/eth/ethtest"
 )
 
 // signRSV signs digest the way a threshold signer hands back a signature:
@@ -378,27 +379,9 @@ func TestSimulatedTransfers(t *testing.T) {
 		t.Fatalf("chain id %v %v", id, err)
 	}
 
-	// Deploy the token (not under test, so go-ethereum's signer is fine).
 	supply := big.NewInt(1_000_000_000_000) // 1e6 tokens with 6 decimals
-	deploy, err := types.SignNewTx(key.ToECDSA(), types.LatestSignerForChainID(id), &types.DynamicFeeTx{
-		ChainID: id, Nonce: 0, GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(100e9), Gas: 300000, Data: tokenInitCode(supply),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.b.SendTransaction(ctx, deploy); err != nil {
-		t.Fatal(err)
-	}
-	sim.Commit()
-	rc, err := mined(t, sim, deploy.Hash())
-	if err != nil || !rc.Success {
-		t.Fatalf("deploy receipt %+v %v", rc, err)
-	}
-	tokenAddr := crypto.CreateAddress(wallet, 0)
+	tokenAddr := deployToken(ctx, t, sim, key, supply)
 	tkn := ERC20("TKN", 6, tokenAddr)
-	if bal, err := sim.Balance(ctx, wallet, &tokenAddr); err != nil || bal.Cmp(supply) != 0 {
-		t.Fatalf("token supply %v %v", bal, err)
-	}
 
 	send := func(in Intent) (*Receipt, *Signed) {
 		t.Helper()
@@ -507,6 +490,33 @@ func TestSimulatedTransfers(t *testing.T) {
 	if got, _ := sim.Balance(ctx, alice, nil); got.Cmp(ethBefore) != 0 {
 		t.Fatal("token transfer moved ETH")
 	}
+}
+
+// deployToken deploys the test token (ethtest.TokenInitCode) from key's account,
+// which must be funded and have sent nothing yet, crediting it supply; the
+// deployment is not under test, so go-ethereum's signer is fine.
+func deployToken(ctx context.Context, t *testing.T, sim *Simulated, key *btcec.PrivateKey, supply *big.Int) common.Address {
+	t.Helper()
+	deployer := crypto.PubkeyToAddress(key.ToECDSA().PublicKey)
+	deploy, err := types.SignNewTx(key.ToECDSA(), types.LatestSignerForChainID(SimulatedChainID), &types.DynamicFeeTx{
+		ChainID: SimulatedChainID, Nonce: 0, GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(100e9), Gas: 300000, Data: ethtest.TokenInitCode(supply),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.b.SendTransaction(ctx, deploy); err != nil {
+		t.Fatal(err)
+	}
+	sim.Commit()
+	rc, err := mined(t, sim, deploy.Hash())
+	if err != nil || !rc.Success {
+		t.Fatalf("deploy receipt %+v %v", rc, err)
+	}
+	token := crypto.CreateAddress(deployer, 0)
+	if bal, err := sim.Balance(ctx, deployer, &token); err != nil || bal.Cmp(supply) != 0 {
+		t.Fatalf("token supply %v %v", bal, err)
+	}
+	return token
 }
 
 // mined waits (with a deadline) for the receipt of a transaction just

@@ -18,6 +18,7 @@ import (
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/chains/eth/ethtest"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
@@ -40,7 +41,8 @@ const (
 	simChainID = 1337
 )
 
-// testRules: one hot ETH wallet, allowlist required with a real cooling-off
+// testRules: one hot ETH wallet (ETH, and the token TKN with fees in ETH),
+// allowlist required with a real cooling-off
 // (the harness drives ledger time: newHarness adds the destinations, then
 // moves the ledger clock past their cooling-off), two approvals from
 // approver/admin.
@@ -49,6 +51,7 @@ const (
 	testRules      = `version: 1
 assets:
   ETH: {decimals: 18}
+  TKN: {decimals: 6}
 allowlist:
   cooling_off: 1h
   approvals: 2
@@ -66,7 +69,26 @@ wallets:
       max_fee: "0.01"
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
+  - name: tkn-hot
+    wallets: [hot-eth]
+    asset: TKN
+    fee_asset: ETH
+    class: hot
+    allowlist_required: true
+    limits:
+      per_tx: "1000"
+      max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
 `
+)
+
+// tokenAddr is the harness's ERC-20 (ethtest.TokenRuntime) in the simulated
+// chain's genesis; the wallet holds tokenSupply of it, and the members'
+// and the orchestrator's adapters register it as TKN (6 decimals).
+var (
+	tokenAddr   = common.HexToAddress("0x7070707070707070707070707070707070707070")
+	tokenSupply = big.NewInt(5_000_000_000) // 5000 TKN
 )
 
 func TestMain(m *testing.M) {
@@ -247,8 +269,9 @@ func newHarness(t *testing.T, tune ...func(*ledger.Config)) *harness {
 	h.stores = h.cluster.Stores()
 	h.propose("ceremony", g)
 	h.propose("node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
-	// Chain: the simulated chain with the wallet funded.
-	h.sim = eth.NewSimulated(types.GenesisAlloc{h.wallet: {Balance: ether(100, 0)}})
+	// Chain: the simulated chain with the wallet funded in ETH and TKN.
+	h.sim = eth.NewSimulated(types.GenesisAlloc{h.wallet: {Balance: ether(100, 0)},
+		tokenAddr: ethtest.TokenAccount(map[common.Address]*big.Int{h.wallet: tokenSupply})})
 	t.Cleanup(func() { _ = h.sim.Close() })
 
 	// Members: tss engines on one in-memory network, one SoftHSM token each.
@@ -386,11 +409,17 @@ func (h *harness) request(id string, dest common.Address, amount *big.Int, ops .
 // dest from the harness wallet.
 func (h *harness) initiate(id string, dest common.Address, amt *big.Int) quorum.Approval {
 	h.t.Helper()
+	return h.initiateAsset(id, "ETH", dest, amt)
+}
+
+// initiateAsset is initiate for amt base units of asset.
+func (h *harness) initiateAsset(id, asset string, dest common.Address, amt *big.Int) quorum.Approval {
+	h.t.Helper()
 	a, err := amount.FromBig(amt)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	w := policy.Withdrawal{Wallet: walletID, Asset: "ETH", To: dest.Hex(), Amount: a}
+	w := policy.Withdrawal{Wallet: walletID, Asset: asset, To: dest.Hex(), Amount: a}
 	return backend.Sign(h.t, clusterID, id, w.IntentHash(id), quorum.Initiate, time.Now().Add(time.Hour))
 }
 
@@ -523,8 +552,27 @@ func (h *harness) refused(mb *testNode, m *member.Member, requestID string, nonc
 	}
 }
 
+// mine broadcasts tx on the simulated chain, mines a block and waits (until
+// the harness's deadline) for its receipt, which must be a success.
+func (h *harness) mine(tx *eth.Signed) {
+	h.t.Helper()
+	if _, err := h.sim.Broadcast(h.ctx, tx); err != nil {
+		h.t.Fatal(err)
+	}
+	h.sim.Commit()
+	rcpt, err := eth.WaitMined(h.ctx, h.sim, tx.Hash(), 10*time.Millisecond)
+	if err != nil || !rcpt.Success {
+		h.t.Fatalf("receipt %+v, %v", rcpt, err)
+	}
+}
+
 // ethChains is the chain adapter set of the harness: the simulated chain's
-// network only.
+// network only, with TKN registered.
 func ethChains() map[string]chains.Chain {
-	return map[string]chains.Chain{"eth": eth.NewChain(map[string]uint64{network: simChainID})}
+	c, err := eth.New(eth.Config{Networks: map[string]uint64{network: simChainID},
+		Tokens: map[string][]eth.Token{network: {{Symbol: "TKN", Address: tokenAddr, Decimals: 6}}}})
+	if err != nil {
+		panic(err)
+	}
+	return map[string]chains.Chain{"eth": c}
 }

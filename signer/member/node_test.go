@@ -79,14 +79,7 @@ func TestHappyPathETHWithdrawal(t *testing.T) {
 	if err := tx.Verify(stored.PayloadHash, h.wallet); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.sim.Broadcast(h.ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.Commit()
-	rcpt, err := eth.WaitMined(h.ctx, h.sim, tx.Hash(), 10*time.Millisecond)
-	if err != nil || !rcpt.Success {
-		t.Fatalf("receipt %+v, %v", rcpt, err)
-	}
+	h.mine(tx)
 	after, err := h.sim.Balance(h.ctx, dest, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package member_test
 import (
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
@@ -79,13 +78,7 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.sim.Broadcast(h.ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.Commit()
-	if rcpt, err := eth.WaitMined(h.ctx, h.sim, tx.Hash(), 10*time.Millisecond); err != nil || !rcpt.Success {
-		t.Fatalf("receipt %+v, %v", rcpt, err)
-	}
+	h.mine(tx)
 
 	// The failed session is fenced off; a second re-claim is refused.
 	if _, err := h.leader().Submit(h.ctx, "node:n1", ledger.RecordResult{RequestID: "wd-r", SessionID: failed.Claim.SessionID, Error: "late"}); !errors.Is(err, ledger.ErrWrongStatus) {

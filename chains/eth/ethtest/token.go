@@ -1,9 +1,16 @@
-package eth
+// Package ethtest holds test fixtures for code using chains/eth: a minimal
+// ERC-20 token as hand-assembled EVM bytecode (no Solidity compiler is
+// needed), to deploy on the simulated chain or to place in its genesis.
+// It is for tests only and imports nothing of custody.
+package ethtest
 
 import (
 	"encoding/binary"
 	"fmt"
 	"math/big"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 )
 
 // A tiny EVM assembler, so the test token below is readable source rather
@@ -89,7 +96,7 @@ func assemble(items ...any) []byte {
 // transferTopic is keccak256("Transfer(address,address,uint256)").
 var transferTopic = []byte{0xdd, 0xf2, 0x52, 0xad, 0x1b, 0xe2, 0xc8, 0x9b, 0x69, 0xc2, 0xb0, 0x68, 0xfc, 0x37, 0x8d, 0xaa, 0x95, 0x2b, 0xa7, 0xf1, 0x63, 0xc4, 0xa1, 0x16, 0x28, 0xf5, 0x5a, 0x4d, 0xf5, 0x23, 0xb3, 0xef}
 
-// tokenRuntime is a minimal ERC-20 subset. Balances live at storage slot =
+// TokenRuntime is the deployed code of a minimal ERC-20 subset. Balances live at storage slot =
 // holder address. Source:
 //
 //	sel = calldata[0:4]
@@ -100,7 +107,7 @@ var transferTopic = []byte{0xdd, 0xf2, 0x52, 0xad, 0x1b, 0xe2, 0xc8, 0x9b, 0x69,
 //	    log3(amt, Transfer, caller, to); return true
 //	if sel == balanceOf(address): return sload(calldata[4:36])
 //	revert
-func tokenRuntime() []byte {
+func TokenRuntime() []byte {
 	return assemble(
 		p1(0), opCALLDATALOAD, p1(0xe0), opSHR, // [sel]
 		opDUP1, push{[]byte{0xa9, 0x05, 0x9c, 0xbb}}, opEQ, ref("transfer"), opJUMPI,
@@ -119,9 +126,10 @@ func tokenRuntime() []byte {
 	)
 }
 
-// tokenInitCode credits supply to the deployer and returns tokenRuntime.
-func tokenInitCode(supply *big.Int) []byte {
-	rt := tokenRuntime()
+// TokenInitCode is the creation code of the token: it credits supply to the
+// deployer and returns TokenRuntime.
+func TokenInitCode(supply *big.Int) []byte {
+	rt := TokenRuntime()
 	var word [32]byte
 	supply.FillBytes(word[:])
 	var l [2]byte
@@ -136,4 +144,15 @@ func tokenInitCode(supply *big.Int) []byte {
 		panic(fmt.Sprintf("init code is %d bytes, want %d", len(init), initLen))
 	}
 	return append(init, rt...)
+}
+
+// TokenAccount is the token as a genesis account (types.GenesisAlloc) whose
+// holders already hold balances: the contract's code is TokenRuntime and
+// each balance sits at the storage slot named by the holder's address.
+func TokenAccount(balances map[common.Address]*big.Int) types.Account {
+	st := map[common.Hash]common.Hash{}
+	for holder, v := range balances {
+		st[common.BytesToHash(holder[:])] = common.BigToHash(v)
+	}
+	return types.Account{Code: TokenRuntime(), Storage: st, Balance: new(big.Int)}
 }
