@@ -26,13 +26,13 @@ const module = "github.com/custody-dev/custody"
 //	ledger                          above policy above quorum
 //	policy, quorum                  pure rules and approvals
 //	chains/..., hsm, pki, amount    import nothing of ours but amount (and chains for adapters)
-//	strictdoc                       the strict JSON/YAML reader; imports nothing of ours
+//	strictdoc, newfile              the strict JSON/YAML reader, the O_EXCL file writer; import nothing of ours
 var layers = map[string][]string{
 	"cmd/custody": {"*"},
 
 	// The node: its config now, `node run`'s wiring later (ledger, engine,
 	// member, withdraw, chains, api). Nothing imports it but cmd/custody.
-	"daemon": {"genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "amount"},
+	"daemon": {"genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
 
 	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},
@@ -57,6 +57,7 @@ var layers = map[string][]string{
 	"pki":        {},
 	"amount":     {},
 	"strictdoc":  {},
+	"newfile":    {},
 
 	// Development tooling: the SoftHSM2 provisioning the CLI's "softhsm"
 	// command (and later the devnet) uses, and the fixture generator.

@@ -13,9 +13,9 @@
 // keys and replace invalid UTF-8; yaml.v3's KnownFields names the line but
 // not the path.
 //
-// Supported field types: strings, booleans, ints, slices, structs, byte
-// slices (standard base64) and anything implementing
-// encoding.TextUnmarshaler; maps are not (use a list of entries with an ID
+// Supported field types: strings, booleans, ints, slices, structs and
+// pointers to them (optional sections), byte slices (standard base64) and
+// anything implementing encoding.TextUnmarshaler; maps are not (use a list of entries with an ID
 // field, which also keeps the document's order).
 package strictdoc
 
@@ -325,6 +325,10 @@ func check(t reflect.Type, v *value, path string) error {
 		return nil
 	}
 	switch t.Kind() {
+	case reflect.Pointer:
+		// An optional section: absent is nil, present is checked as its
+		// element (null is refused above).
+		return check(t.Elem(), v, path)
 	case reflect.String:
 		if v.kind != kString {
 			return errorAt(v, path, "must be a string, not %s (quote it)", kindNames[v.kind])
