@@ -361,6 +361,12 @@ func planCluster(f *clusterInitFlags, ops []clusterOperator, rules []byte, now t
 			return nil, err
 		}
 		dir := "nodes/" + string(id)
+		// The config must be one the node accepts: a flag that makes it
+		// invalid (--eth-rpc URL without --eth-chain-id) fails here, before
+		// anything is written.
+		if _, err := daemon.ParseConfig(b, filepath.Join(f.out, dir)); err != nil {
+			return nil, fmt.Errorf("cluster: node %s: %w (check the chain flags)", id, err)
+		}
 		header := fmt.Sprintf("# Node %s of cluster %s (custody cluster init); docs/config.md has every field.\n"+
 			"# Create the HSM token %q and its PIN file %s before the node starts.\n", id, f.clusterID, cfg.HSM.TokenLabel, cfg.HSM.PINFile)
 		p.add(dir+"/config.yaml", 0o644, append([]byte(header), b...))
