@@ -18,6 +18,7 @@ const module = "github.com/custody-dev/custody"
 // deliberately. "*" means any package of ours.
 //
 //	cmd/custody                     the CLI, on top of everything
+//	daemon                          node configuration and (later) node run; only cmd imports it
 //	genesis                         the genesis document, above the ledger
 //	withdraw                        the leader's orchestration, above the ledger
 //	signer/member                   reads the ledger; the ledger never imports signer code
@@ -25,8 +26,13 @@ const module = "github.com/custody-dev/custody"
 //	ledger                          above policy above quorum
 //	policy, quorum                  pure rules and approvals
 //	chains/..., hsm, pki, amount    import nothing of ours but amount (and chains for adapters)
+//	strictdoc, newfile              the strict JSON/YAML reader, the O_EXCL file writer; import nothing of ours
 var layers = map[string][]string{
 	"cmd/custody": {"*"},
+
+	// The node: its config now, `node run`'s wiring later (ledger, engine,
+	// member, withdraw, chains, api). Nothing imports it but cmd/custody.
+	"daemon": {"genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
 
 	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},
@@ -38,7 +44,7 @@ var layers = map[string][]string{
 	"signer/watermark": {},
 	"signer/preparams": {},
 
-	"genesis": {"ledger", "policy", "quorum", "pki", "amount"},
+	"genesis": {"ledger", "policy", "quorum", "pki", "strictdoc", "amount"},
 
 	"ledger": {"policy", "quorum", "pki", "amount"},
 	"policy": {"quorum", "amount"},
@@ -50,6 +56,8 @@ var layers = map[string][]string{
 	"hsm":        {"amount"},
 	"pki":        {},
 	"amount":     {},
+	"strictdoc":  {},
+	"newfile":    {},
 
 	// Development tooling: the SoftHSM2 provisioning the CLI's "softhsm"
 	// command (and later the devnet) uses, and the fixture generator.

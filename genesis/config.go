@@ -81,12 +81,8 @@ func ParseConfig(b []byte) (*Config, error) {
 	if len(b) > MaxConfigSize {
 		return nil, &Error{Err: fmt.Errorf("config larger than %d bytes", MaxConfigSize)}
 	}
-	v, err := readYAML(b)
-	if err != nil {
-		return nil, err
-	}
 	c := new(Config)
-	if err := decodeTree(v, c); err != nil {
+	if err := decodeYAML(b, c); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/strictdoc"
 )
 
 // Version is the format tag of a genesis document (its "version" field) and,
@@ -44,15 +45,9 @@ type Error struct {
 	Err error
 }
 
+// Error reads "genesis: PATH (line N): what", as strictdoc spells a place.
 func (e *Error) Error() string {
-	where := e.Path
-	if where == "" {
-		where = "(top level)"
-	}
-	if e.Line > 0 {
-		where = fmt.Sprintf("%s (line %d)", where, e.Line)
-	}
-	return fmt.Sprintf("genesis: %s: %v", where, e.Err)
+	return "genesis: " + (&strictdoc.Error{Path: e.Path, Line: e.Line, Err: e.Err}).Error()
 }
 
 // Unwrap returns ErrInvalid and the cause.
@@ -114,12 +109,8 @@ func Parse(b []byte) (*Genesis, error) {
 	if len(b) > MaxSize {
 		return nil, &Error{Err: fmt.Errorf("larger than %d bytes", MaxSize)}
 	}
-	v, err := readJSON(b)
-	if err != nil {
-		return nil, err
-	}
 	g := new(Genesis)
-	if err := decodeTree(v, g); err != nil {
+	if err := decodeJSON(b, g); err != nil {
 		return nil, err
 	}
 	if err := g.Validate(); err != nil {

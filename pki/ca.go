@@ -60,6 +60,16 @@ func (ca *CA) PEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
 }
 
+// KeyPEM returns the CA's private key in PEM form (SEC 1, "EC PRIVATE
+// KEY"), for the cluster-init ceremony to write with mode 0600 and O_EXCL.
+func (ca *CA) KeyPEM() ([]byte, error) {
+	kd, err := x509.MarshalECPrivateKey(ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: ca key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), nil
+}
+
 // IssueNode issues a node certificate (RoleNode, server and client
 // authentication) whose CommonName is id, returning cert and key as PEM.
 func (ca *CA) IssueNode(id NodeID, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/custody-dev/custody/newfile"
 )
 
 // maxInputFile bounds what a command reads from one rules, state, request,
@@ -65,9 +66,7 @@ func decodeInputFile(path string, v any) error {
 
 // errExists is the error for an output file that is already there; it
 // wraps fs.ErrExist.
-func errExists(path string) error {
-	return fmt.Errorf("%s: %w; refusing to overwrite", path, fs.ErrExist)
-}
+func errExists(path string) error { return newfile.Exists(path) }
 
 // checkNew fails as createNew would if path exists, so that a command can
 // refuse before it does any work (opening a token, reading a data dir).
@@ -80,39 +79,12 @@ func checkNew(path string) error {
 
 // writeNew is createNew for data already in memory.
 func writeNew(path string, mode os.FileMode, data []byte) error {
-	return createNew(path, mode, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
+	return newfile.Write(path, mode, data)
 }
 
-// createNew is the one way the CLI writes an output file. It creates path
-// with O_EXCL (an existing file, or a symlink, is never overwritten or
-// followed), lets write fill it, and fsyncs and closes it. If anything
-// fails the partial file is removed: path then holds all of the output or
-// does not exist.
+// createNew is the one way the CLI writes an output file: newfile.Create
+// (O_EXCL, never following a symlink, fsynced, and removed again if
+// anything fails, so path holds all of the output or does not exist).
 func createNew(path string, mode os.FileMode, write func(io.Writer) error) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if errors.Is(err, fs.ErrExist) {
-		return errExists(path)
-	}
-	if err != nil {
-		return err // an *fs.PathError, which names path
-	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		var pe *fs.PathError
-		if !errors.As(err, &pe) {
-			err = fmt.Errorf("%s: %w", path, err)
-		}
-		return err
-	}
-	return nil
+	return newfile.Create(path, mode, write)
 }

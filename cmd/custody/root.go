@@ -32,6 +32,7 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newAuditCmd(),
 		newGenesisCmd(),
 		newLedgerCmd(),
+		newClusterCmd(),
 	)
 	return root
 }

@@ -1,0 +1,516 @@
+package daemon
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/strictdoc"
+)
+
+// MaxConfigSize bounds a node config file.
+const MaxConfigSize = 1 << 20
+
+// Defaults of the optional fields (docs/config.md).
+const (
+	DefaultTSSSessionTimeout = 2 * time.Minute
+	DefaultPresignPoolSize   = 8
+	// EmbeddedETH is the chains.eth.rpc value that runs the embedded
+	// simulated chain (devnet and tests only).
+	EmbeddedETH = "embedded"
+	// DefaultEmbeddedChainID is chains.eth.chain_id for the embedded chain.
+	DefaultEmbeddedChainID = 1337
+)
+
+// ErrInvalid is wrapped by every error of ParseConfig and LoadConfig.
+var ErrInvalid = errors.New("daemon: invalid config")
+
+// Error is a problem at one place of a node config. It wraps ErrInvalid
+// and the cause.
+type Error struct {
+	// Path is the YAML path of the offending value ("ledger.log_store").
+	Path string
+	// Line is its line in the file, when known.
+	Line int
+	// Err says what is wrong.
+	Err error
+}
+
+// Error reads "daemon: config: PATH (line N): what".
+func (e *Error) Error() string {
+	return "daemon: config: " + (&strictdoc.Error{Path: e.Path, Line: e.Line, Err: e.Err}).Error()
+}
+
+// Unwrap returns ErrInvalid and the cause.
+func (e *Error) Unwrap() []error { return []error{ErrInvalid, e.Err} }
+
+func fail(path string, format string, args ...any) *Error {
+	return &Error{Path: path, Err: fmt.Errorf(format, args...)}
+}
+
+// Duration is a time.Duration written as Go duration text ("30s", "2m").
+type Duration time.Duration
+
+// MarshalText writes Go duration text.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses Go duration text.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (e.g. 30s): %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is one signer node's configuration: strict YAML, every key
+// documented in docs/config.md. Relative file names are relative to the
+// config file's directory (LoadConfig resolves them). Secrets are never in
+// it: the HSM PIN and the btcd password are in files it names.
+type Config struct {
+	// NodeID is this node's ID: the CN of its node certificate, its raft
+	// server ID and tss party. Required.
+	NodeID pki.NodeID `json:"node_id" yaml:"node_id"`
+	// DataDir holds the ledger, the sealed shares, the high-water mark
+	// and the node.id stamp. Required; one node per data dir.
+	DataDir string `json:"data_dir" yaml:"data_dir"`
+	// Listen are this node's listen addresses. Required.
+	Listen Listen `json:"listen" yaml:"listen"`
+	// Peers are the other nodes of the cluster and where to reach them.
+	Peers []Peer `json:"peers" yaml:"peers,omitempty"`
+	// TLS names the cluster CA and this node's certificate and key.
+	TLS TLSFiles `json:"tls" yaml:"tls"`
+	// HSM selects the node's PKCS#11 token.
+	HSM HSM `json:"hsm" yaml:"hsm"`
+	// Genesis names the genesis file and pins its hash.
+	Genesis GenesisPin `json:"genesis" yaml:"genesis"`
+	// Chains configures the chain adapters; each is optional.
+	Chains Chains `json:"chains" yaml:"chains,omitempty"`
+	// Ledger tunes the raft ledger; every field is optional.
+	Ledger Ledger `json:"ledger" yaml:"ledger,omitempty"`
+	// TSS tunes the threshold engine; optional.
+	TSS TSS `json:"tss" yaml:"tss,omitempty"`
+	// Presign configures the presignature pool; off by default.
+	Presign Presign `json:"presign" yaml:"presign,omitempty"`
+}
+
+// Listen are a node's listen addresses, each host:port.
+type Listen struct {
+	Raft string `json:"raft" yaml:"raft"`
+	TSS  string `json:"tss" yaml:"tss"`
+	RPC  string `json:"rpc" yaml:"rpc"`
+	API  string `json:"api" yaml:"api"`
+}
+
+// Peer is another node: its ID and its raft, tss and node-RPC addresses.
+type Peer struct {
+	ID   pki.NodeID `json:"id" yaml:"id"`
+	Raft string     `json:"raft" yaml:"raft"`
+	TSS  string     `json:"tss" yaml:"tss"`
+	RPC  string     `json:"rpc" yaml:"rpc"`
+}
+
+// TLSFiles are PEM files: the cluster CA certificate, this node's
+// certificate and its private key (mode 0600 or stricter).
+type TLSFiles struct {
+	CA   string `json:"ca" yaml:"ca"`
+	Cert string `json:"cert" yaml:"cert"`
+	Key  string `json:"key" yaml:"key"`
+}
+
+// HSM selects a PKCS#11 token (by serial, label or both) and names the
+// file holding its user PIN. There is deliberately no field for the PIN.
+type HSM struct {
+	// Module is the PKCS#11 library; empty means libsofthsm2.so found on
+	// this system (development only).
+	Module      string `json:"module,omitempty" yaml:"module,omitempty"`
+	TokenLabel  string `json:"token_label,omitempty" yaml:"token_label,omitempty"`
+	TokenSerial string `json:"token_serial,omitempty" yaml:"token_serial,omitempty"`
+	PINFile     string `json:"pin_file" yaml:"pin_file"`
+}
+
+// GenesisPin names the genesis file and the hash the node pins; the node
+// refuses to start unless the file hashes to it.
+type GenesisPin struct {
+	File string `json:"file" yaml:"file"`
+	Hash string `json:"hash" yaml:"hash"`
+}
+
+// Chains are the chain adapters; a missing section means no such chain.
+type Chains struct {
+	ETH *ETH `json:"eth,omitempty" yaml:"eth,omitempty"`
+	BTC *BTC `json:"btc,omitempty" yaml:"btc,omitempty"`
+}
+
+// ETH configures the Ethereum adapter.
+type ETH struct {
+	// RPC is a JSON-RPC URL (http, https, ws, wss) or "embedded" for the
+	// in-process simulated chain (devnet).
+	RPC string `json:"rpc" yaml:"rpc"`
+	// ChainID is required with a URL; embedded defaults to 1337.
+	ChainID int64 `json:"chain_id,omitempty" yaml:"chain_id,omitempty"`
+	// Network is a name for people and logs ("mainnet", "sepolia");
+	// required with a URL, "devnet" for embedded.
+	Network string `json:"network,omitempty" yaml:"network,omitempty"`
+	// Tokens are the ERC-20 tokens the node handles.
+	Tokens []Token `json:"tokens,omitempty" yaml:"tokens,omitempty"`
+}
+
+// Token is an ERC-20 token.
+type Token struct {
+	Symbol   string `json:"symbol" yaml:"symbol"`
+	Contract string `json:"contract" yaml:"contract"`
+	Decimals int    `json:"decimals" yaml:"decimals"`
+}
+
+// BTC configures the Bitcoin adapter (a btcd JSON-RPC endpoint).
+type BTC struct {
+	// RPC is the btcd RPC address: host:port or an http(s) URL.
+	RPC  string `json:"rpc" yaml:"rpc"`
+	User string `json:"user" yaml:"user"`
+	// PasswordFile holds the RPC password; there is no password field.
+	PasswordFile string `json:"password_file" yaml:"password_file"`
+	// Network is mainnet, testnet3, signet, regtest or simnet.
+	Network string `json:"network" yaml:"network"`
+}
+
+// Ledger tunes the raft ledger; zero values take the ledger's defaults.
+type Ledger struct {
+	// LogStore is "wal" (the default) or "boltdb"; a data dir made with
+	// one is refused with the other.
+	LogStore           ledger.LogStore `json:"log_store,omitempty" yaml:"log_store,omitempty"`
+	HeartbeatTimeout   Duration        `json:"heartbeat_timeout,omitempty" yaml:"heartbeat_timeout,omitempty"`
+	ElectionTimeout    Duration        `json:"election_timeout,omitempty" yaml:"election_timeout,omitempty"`
+	LeaderLeaseTimeout Duration        `json:"leader_lease_timeout,omitempty" yaml:"leader_lease_timeout,omitempty"`
+	ApplyTimeout       Duration        `json:"apply_timeout,omitempty" yaml:"apply_timeout,omitempty"`
+}
+
+// TSS tunes the threshold engine.
+type TSS struct {
+	// SessionTimeout bounds one signing session (default 2m).
+	SessionTimeout Duration `json:"session_timeout,omitempty" yaml:"session_timeout,omitempty"`
+}
+
+// Presign configures the presignature pool (docs/presign.md).
+type Presign struct {
+	// Enabled turns the pool on; off by default.
+	Enabled bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	// PoolSize is how many presignatures to keep per wallet (default 8
+	// when enabled).
+	PoolSize int `json:"pool_size,omitempty" yaml:"pool_size,omitempty"`
+}
+
+// ParseConfig reads a node config strictly (unknown keys, duplicate keys,
+// aliases, nulls, wrong types refused), fills in the defaults, resolves
+// relative file names against base (the config file's directory) and
+// validates every field. It reads no file; LoadConfig does. Every error is
+// an *Error naming the YAML path.
+func ParseConfig(b []byte, base string) (*Config, error) {
+	if len(b) > MaxConfigSize {
+		return nil, &Error{Err: fmt.Errorf("larger than %d bytes", MaxConfigSize)}
+	}
+	c := new(Config)
+	if err := strictdoc.DecodeYAML(b, c); err != nil {
+		var e *strictdoc.Error
+		if errors.As(err, &e) {
+			return nil, &Error{Path: e.Path, Line: e.Line, Err: e.Err}
+		}
+		return nil, &Error{Err: err}
+	}
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	c.resolve(base)
+	return c, nil
+}
+
+// LoadConfig reads the node config at path (ParseConfig, relative file
+// names against its directory) and checks the TLS files it names: the
+// CA, certificate and key load as one identity, the certificate is a node
+// certificate for node_id, and the key file is readable by its owner only
+// (mode 0600 or 0400; anything else is refused). The genesis file is
+// checked by LoadGenesis.
+func LoadConfig(path string) (*Config, error) {
+	b, err := readBounded(path, MaxConfigSize)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: config: %w", err)
+	}
+	c, err := ParseConfig(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.checkTLS(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// readBounded reads a file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
+	}
+	return b, nil
+}
+
+func (c *Config) defaults() {
+	if c.Ledger.LogStore == "" {
+		c.Ledger.LogStore = ledger.DefaultLogStore
+	}
+	if c.TSS.SessionTimeout == 0 {
+		c.TSS.SessionTimeout = Duration(DefaultTSSSessionTimeout)
+	}
+	if c.Presign.Enabled && c.Presign.PoolSize == 0 {
+		c.Presign.PoolSize = DefaultPresignPoolSize
+	}
+	if e := c.Chains.ETH; e != nil && e.RPC == EmbeddedETH {
+		if e.ChainID == 0 {
+			e.ChainID = DefaultEmbeddedChainID
+		}
+		if e.Network == "" {
+			e.Network = "devnet"
+		}
+	}
+}
+
+// resolve makes relative file names relative to base.
+func (c *Config) resolve(base string) {
+	for _, p := range []*string{&c.DataDir, &c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.HSM.PINFile, &c.Genesis.File} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	if b := c.Chains.BTC; b != nil && !filepath.IsAbs(b.PasswordFile) {
+		b.PasswordFile = filepath.Join(base, b.PasswordFile)
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+}
+
+func (c *Config) validate() error {
+	if err := c.NodeID.Validate(); err != nil {
+		return fail("node_id", "%v", err)
+	}
+	if c.DataDir == "" {
+		return fail("data_dir", "required: the node's data directory")
+	}
+	own := map[string]string{}
+	for _, a := range []struct{ key, addr string }{
+		{"listen.raft", c.Listen.Raft}, {"listen.tss", c.Listen.TSS},
+		{"listen.rpc", c.Listen.RPC}, {"listen.api", c.Listen.API},
+	} {
+		if err := hostPort(a.addr); err != nil {
+			return fail(a.key, "%v", err)
+		}
+		if prev, dup := own[a.addr]; dup {
+			return fail(a.key, "%s is also %s", a.addr, prev)
+		}
+		own[a.addr] = a.key
+	}
+	seen := map[pki.NodeID]bool{c.NodeID: true}
+	for i, p := range c.Peers {
+		at := fmt.Sprintf("peers[%d]", i)
+		if err := p.ID.Validate(); err != nil {
+			return fail(at+".id", "%v", err)
+		}
+		if seen[p.ID] {
+			if p.ID == c.NodeID {
+				return fail(at+".id", "%q is this node (node_id)", p.ID)
+			}
+			return fail(at+".id", "duplicate peer %q", p.ID)
+		}
+		seen[p.ID] = true
+		for _, a := range []struct{ key, addr string }{{"raft", p.Raft}, {"tss", p.TSS}, {"rpc", p.RPC}} {
+			if err := hostPort(a.addr); err != nil {
+				return fail(at+"."+a.key, "%v", err)
+			}
+		}
+	}
+	for _, f := range []struct{ key, v string }{{"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+		if f.v == "" {
+			return fail(f.key, "required: a PEM file")
+		}
+	}
+	if c.HSM.TokenLabel == "" && c.HSM.TokenSerial == "" {
+		return fail("hsm", "select the token with token_serial (preferred) or token_label")
+	}
+	if c.HSM.PINFile == "" {
+		return fail("hsm.pin_file", "required: the file holding the token's user PIN (the PIN itself never goes in the config)")
+	}
+	if c.Genesis.File == "" {
+		return fail("genesis.file", "required: the genesis file")
+	}
+	if b, err := hex.DecodeString(c.Genesis.Hash); err != nil || len(b) != 32 || strings.ToLower(c.Genesis.Hash) != c.Genesis.Hash {
+		return fail("genesis.hash", "must be the genesis hash: 64 lowercase hex digits (custody genesis create prints it)")
+	}
+	if err := c.Chains.validate(); err != nil {
+		return err
+	}
+	switch c.Ledger.LogStore {
+	case ledger.LogStoreWAL, ledger.LogStoreBoltDB:
+	default:
+		return fail("ledger.log_store", "%q: want %q or %q", c.Ledger.LogStore, ledger.LogStoreWAL, ledger.LogStoreBoltDB)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"ledger.heartbeat_timeout", c.Ledger.HeartbeatTimeout}, {"ledger.election_timeout", c.Ledger.ElectionTimeout},
+		{"ledger.leader_lease_timeout", c.Ledger.LeaderLeaseTimeout}, {"ledger.apply_timeout", c.Ledger.ApplyTimeout},
+		{"tss.session_timeout", c.TSS.SessionTimeout},
+	} {
+		if d.v < 0 {
+			return fail(d.key, "must not be negative")
+		}
+	}
+	if c.Presign.PoolSize < 0 || c.Presign.PoolSize > 1024 {
+		return fail("presign.pool_size", "must be 1..1024")
+	}
+	if !c.Presign.Enabled && c.Presign.PoolSize != 0 {
+		return fail("presign.pool_size", "set only with presign.enabled: true")
+	}
+	return nil
+}
+
+// BTCNetworks are the values of chains.btc.network.
+var BTCNetworks = []string{"mainnet", "testnet3", "signet", "regtest", "simnet"}
+
+func (ch *Chains) validate() error {
+	if e := ch.ETH; e != nil {
+		if e.RPC != EmbeddedETH {
+			if err := rpcURL(e.RPC, "http", "https", "ws", "wss"); err != nil {
+				return fail("chains.eth.rpc", "%v (or %q for the embedded devnet chain)", err, EmbeddedETH)
+			}
+			if e.Network == "" {
+				return fail("chains.eth.network", "required with a JSON-RPC URL (e.g. mainnet, sepolia)")
+			}
+		}
+		if e.ChainID <= 0 {
+			return fail("chains.eth.chain_id", "required: a positive chain ID")
+		}
+		symbols := map[string]bool{}
+		for i, t := range e.Tokens {
+			at := fmt.Sprintf("chains.eth.tokens[%d]", i)
+			if t.Symbol == "" || len(t.Symbol) > 16 || symbols[t.Symbol] {
+				return fail(at+".symbol", "required, at most 16 characters, unique")
+			}
+			symbols[t.Symbol] = true
+			if b, err := hex.DecodeString(strings.TrimPrefix(t.Contract, "0x")); err != nil || len(b) != 20 || !strings.HasPrefix(t.Contract, "0x") {
+				return fail(at+".contract", "must be a 0x-prefixed 20-byte hex address")
+			}
+			if t.Decimals < 0 || t.Decimals > 36 {
+				return fail(at+".decimals", "must be 0..36")
+			}
+		}
+	}
+	if b := ch.BTC; b != nil {
+		if err := hostPort(b.RPC); err != nil {
+			if uerr := rpcURL(b.RPC, "http", "https"); uerr != nil {
+				return fail("chains.btc.rpc", "want host:port or an http(s) URL: %v", err)
+			}
+		}
+		if b.User == "" {
+			return fail("chains.btc.user", "required: the btcd RPC user")
+		}
+		if b.PasswordFile == "" {
+			return fail("chains.btc.password_file", "required: the file holding the btcd RPC password")
+		}
+		if !slices.Contains(BTCNetworks, b.Network) {
+			return fail("chains.btc.network", "%q: want one of %s", b.Network, strings.Join(BTCNetworks, ", "))
+		}
+	}
+	return nil
+}
+
+// hostPort checks a listen or dial address: host:port with a port 1..65535.
+func hostPort(addr string) error {
+	if addr == "" {
+		return errors.New("required: host:port")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return fmt.Errorf("%q: port must be 1..65535", addr)
+	}
+	return nil
+}
+
+// rpcURL checks an RPC endpoint URL of one of schemes. A URL with a
+// password in it is refused: secrets are never in the config.
+func rpcURL(s string, schemes ...string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || !slices.Contains(schemes, u.Scheme) {
+		return fmt.Errorf("want a %s URL", strings.Join(schemes, "/"))
+	}
+	if _, hasPass := u.User.Password(); hasPass {
+		return errors.New("the URL holds a password; put secrets in files, not the config")
+	}
+	return nil
+}
+
+// checkTLS loads the TLS files: they form one identity, the certificate is
+// this node's, the key file is its owner's only.
+func (c *Config) checkTLS() error {
+	st, err := os.Stat(c.TLS.Key)
+	if err != nil {
+		return fail("tls.key", "%v", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fail("tls.key", "%s is not a regular file", c.TLS.Key)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fail("tls.key", "%s has mode %04o: a private key must be readable by its owner only (chmod 600)", c.TLS.Key, perm)
+	}
+	var files [3][]byte
+	for i, f := range []struct{ key, path string }{{"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+		if files[i], err = readBounded(f.path, 1<<20); err != nil {
+			return fail(f.key, "%v", err)
+		}
+	}
+	id, err := pki.LoadIdentity(files[1], files[2], files[0])
+	if err != nil {
+		// LoadIdentity's errors say "key pair" or "CA" and never hold key
+		// material.
+		return fail("tls", "%v", err)
+	}
+	leaf, err := x509.ParseCertificate(id.Cert.Certificate[0])
+	if err != nil {
+		return fail("tls.cert", "%v", err)
+	}
+	node, err := pki.NodeCertificate(leaf)
+	if err != nil {
+		return fail("tls.cert", "%v", err)
+	}
+	if node != c.NodeID {
+		return fail("tls.cert", "the certificate is node %q, this config is node %q", node, c.NodeID)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: id.CA, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fail("tls.cert", "not issued by tls.ca: %v", err)
+	}
+	return nil
+}
