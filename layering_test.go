@@ -69,6 +69,7 @@ var layers = map[string][]string{
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},
+	"chains/eth/ethtest":  {},
 	"":                    {}, // this package: documentation and this test
 }
 
