@@ -91,12 +91,7 @@ func TestByzantineForgedSnapshotHaltsFollower(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.NewState(forged.Policy.Allowlist(), nil, forged.Policy.History())
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged.Policy = pol
-	forged.Registry.Operators["mallory"] = quorum.Operator{ID: "mallory", Name: "mallory", Kind: quorum.KindHuman, Roles: []quorum.Role{quorum.RoleApprover}, Status: quorum.StatusActive}
+	forge(t, forged)
 	forgedSnapshot := func(signers map[pki.NodeID]crypto.Signer) []byte {
 		base, err := forged.Encode()
 		if err != nil {

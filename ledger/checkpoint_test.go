@@ -164,6 +164,18 @@ func TestCheckpointCertification(t *testing.T) {
 	h.refuse(ErrCheckpoint, "n1", signCP(t, head, "n1", ledgertest.NodeKey("n1")))
 }
 
+// forge makes st what hole 1 of the trust issue describes a forger's
+// state to be: every lock dropped, an approver of its own enrolled.
+func forge(t testing.TB, st *State) {
+	t.Helper()
+	pol, err := policy.NewState(st.Policy.Allowlist(), nil, st.Policy.History())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Policy = pol
+	st.Registry.Operators["mallory"] = quorum.Operator{ID: "mallory", Name: "mallory", Kind: quorum.KindHuman, Roles: []quorum.Role{quorum.RoleApprover}, Status: quorum.StatusActive}
+}
+
 func nodeSet() map[pki.NodeID]*Node {
 	m := map[pki.NodeID]*Node{}
 	for _, n := range ledgertest.Nodes(ledgertest.GenesisNodes...) {
@@ -229,12 +241,7 @@ func TestSnapshotRestoreVerified(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pol, err := policy.NewState(st.Policy.Allowlist(), nil, st.Policy.History())
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.Policy = pol
-		st.Registry.Operators["mallory"] = quorum.Operator{ID: "mallory", Name: "mallory", Kind: quorum.KindHuman, Roles: []quorum.Role{quorum.RoleApprover}, Status: quorum.StatusActive}
+		forge(t, st)
 		return st
 	}
 	encode := func(s SnapshotFile) []byte {
