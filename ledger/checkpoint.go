@@ -22,13 +22,12 @@ import (
 // hashicorp/raft installs a snapshot from any peer whose term is at least
 // the follower's, and a snapshot replaces the whole state. So a snapshot
 // carries no state a node has to take on the sender's word: it is the state
-// at a checkpoint that a majority of the genesis's node set signed (each
+// at a checkpoint that a checkpoint quorum of the node set signed (each
 // node signs the hash of the state it computed itself, with its node key,
-// which can live in its HSM), plus every log entry after that checkpoint,
-// which the restoring node re-applies through the same validating Apply as
-// any log entry. One compromised node cannot produce a majority's
-// signatures, and the entries after the checkpoint are checked exactly as
-// if they had arrived through the log. docs/trust.md has the whole design.
+// which can live in its HSM), installed only under the checkpoint's own
+// raft index and term, so every later entry comes from the log. One
+// compromised node cannot produce a quorum's signatures. docs/ledger.md
+// (Snapshots) and docs/trust.md have the whole design.
 //
 // Checkpoint indices are deterministic: the state after the first entry
 // whose state index crosses a multiple of the interval. Every node that
@@ -45,7 +44,7 @@ const checkpointDomain = "custody/checkpoint/v1\n"
 // ErrCheckpoint is wrapped by every refused checkpoint signature or
 // snapshot: a signature that does not verify, a signer outside the node
 // set, a hash that is not this node's, a snapshot whose checkpoint lacks a
-// majority or whose entries do not apply.
+// quorum or is stored under another index or term.
 var ErrCheckpoint = errors.New("ledger: checkpoint refused")
 
 // errCheckpointDone is returned for a signature on a checkpoint that is
@@ -94,7 +93,7 @@ type CheckpointSig struct {
 }
 
 // Checkpoint is a certified checkpoint: the head and the signatures of a
-// majority of the node set over it (sorted by node).
+// checkpoint quorum of the node set over it (sorted by node).
 type Checkpoint struct {
 	CheckpointHead
 	Sigs []CheckpointSig `json:"sigs"`
@@ -211,7 +210,7 @@ func (s *State) LastCheckpoint() *Checkpoint {
 // the checkpoint and hashed their own state. It is accepted only when the
 // signer is in the node set with its pinned key, the signature verifies,
 // and the head is exactly this node's own at that index; the signature of
-// the majority-th node certifies the checkpoint (State.Checkpoints).
+// the quorum-th node certifies the checkpoint (State.Checkpoints).
 type CheckpointSign struct {
 	// Request, when set, makes this an attestation of that request's
 	// claim at Index (StateHash empty, the audit head the claim's).
@@ -247,8 +246,8 @@ func (p CheckpointSign) apply(t *txn) (applyOut, error) {
 	if last := t.st.LastCheckpoint(); last != nil && p.Index <= last.Index {
 		return applyOut{}, errCheckpointDone
 	}
-	pend := t.cps.pending[p.Index]
-	if pend == nil {
+	pend := t.cps.pending
+	if pend == nil || pend.index != p.Index {
 		return applyOut{}, fmt.Errorf("%w: no checkpoint at index %d on this node", ErrCheckpoint, p.Index)
 	}
 	own, err := pend.head(h.ClusterID, h.GenesisHash)
@@ -347,12 +346,15 @@ type checkpoints struct {
 	baseCP *Checkpoint
 	// lastSeen is the raft index of the last entry applied.
 	lastSeen uint64
-	// pending are the checkpoints reached and not yet certified, by index.
-	pending map[uint64]*pendingCheckpoint
+	// pending is the checkpoint reached and not yet certified (nil: none).
+	// Reaching a checkpoint supersedes the one still pending, so a node
+	// restored from a checkpoint and one that applied the whole log take
+	// and refuse the same signatures.
+	pending *pendingCheckpoint
 }
 
 func newCheckpoints() *checkpoints {
-	return &checkpoints{pending: map[uint64]*pendingCheckpoint{}}
+	return &checkpoints{}
 }
 
 // pendingCheckpoint is a checkpoint this node reached: a view of its state
@@ -402,8 +404,8 @@ func crossedCheckpoint(st *State, prev uint64) bool {
 // checkpoint's certificate, the checkpoint becomes the base and everything
 // at or before it is dropped.
 func (c *checkpoints) record(s *cpSig, st *State) {
-	p := c.pending[s.index]
-	if p == nil {
+	p := c.pending
+	if p == nil || p.index != s.index {
 		return
 	}
 	p.sigs = append(p.sigs, s.sig)
@@ -411,10 +413,5 @@ func (c *checkpoints) record(s *cpSig, st *State) {
 	if last == nil || last.Index != s.index {
 		return
 	}
-	c.base, c.baseCP = p.view, last
-	for idx := range c.pending {
-		if idx <= s.index {
-			delete(c.pending, idx)
-		}
-	}
+	c.base, c.baseCP, c.pending = p.view, last, nil
 }

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -58,7 +57,7 @@ func (s *Store) checkpointLoop() {
 		<-s.cpStop
 		return
 	}
-	signed := map[uint64]CheckpointSign{}
+	var cmd *CheckpointSign // this node's signature of the pending checkpoint, kept for retries
 	tick := time.NewTicker(checkpointRetry)
 	defer tick.Stop()
 	for {
@@ -68,17 +67,16 @@ func (s *Store) checkpointLoop() {
 		case <-s.cpWake:
 		case <-tick.C:
 		}
-		for _, p := range s.unsigned() {
-			cmd, ok := signed[p.index]
-			if !ok {
+		if p := s.unsigned(); p != nil {
+			if cmd == nil || cmd.Index != p.index {
 				c, err := s.signCheckpoint(p)
 				if err != nil {
 					s.log.Error("ledger: cannot sign checkpoint", "index", p.index, "err", err)
 					continue
 				}
-				cmd, signed[p.index] = c, c
+				cmd = &c
 			}
-			err := s.sendCheckpoint(cmd)
+			err := s.sendCheckpoint(*cmd)
 			switch {
 			case err == nil, errors.Is(err, errCheckpointDone):
 			case errors.Is(err, ErrNotLeader), errors.Is(err, ErrTimeout):
@@ -86,37 +84,20 @@ func (s *Store) checkpointLoop() {
 				s.log.Warn("ledger: checkpoint signature not accepted yet", "index", p.index, "err", err)
 			}
 		}
-		for idx := range signed {
-			if !s.fsm.isPending(idx) {
-				delete(signed, idx)
-			}
-		}
 		s.attestClaims()
 	}
 }
 
-// unsigned lists the pending checkpoints that do not hold this node's
-// signature yet.
-func (s *Store) unsigned() []*pendingCheckpoint {
+// unsigned is the pending checkpoint when it does not hold this node's
+// signature yet (nil otherwise).
+func (s *Store) unsigned() *pendingCheckpoint {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
-	if s.fsm.halted != nil {
+	p := s.fsm.cps.pending
+	if s.fsm.halted != nil || p == nil || slices.ContainsFunc(p.sigs, func(sg CheckpointSig) bool { return sg.Node == s.cfg.NodeID }) {
 		return nil
 	}
-	var out []*pendingCheckpoint
-	for _, p := range s.fsm.cps.pending {
-		if !slices.ContainsFunc(p.sigs, func(sg CheckpointSig) bool { return sg.Node == s.cfg.NodeID }) {
-			out = append(out, p)
-		}
-	}
-	slices.SortFunc(out, func(a, b *pendingCheckpoint) int { return cmp.Compare(a.index, b.index) })
-	return out
-}
-
-func (f *FSM) isPending(idx uint64) bool {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.cps.pending[idx] != nil
+	return p
 }
 
 // signCheckpoint hashes this node's own state at the checkpoint (off the

@@ -3,7 +3,6 @@ package ledger
 import (
 	"bytes"
 	"io"
-	"slices"
 )
 
 // Exported for the ledger's external tests only.
@@ -42,8 +41,8 @@ func NewPinnedFSM(g *Genesis) *FSM { return newFSM(nil, nil, g) }
 func (f *FSM) PendingHead(idx uint64) (CheckpointHead, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	p := f.cps.pending[idx]
-	if p == nil {
+	p := f.cps.pending
+	if p == nil || p.index != idx {
 		return CheckpointHead{}, false
 	}
 	h, err := p.head(f.st.Registry.ClusterID, f.st.GenesisHash)
@@ -55,10 +54,9 @@ func (f *FSM) Pending() []uint64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []uint64
-	for idx := range f.cps.pending {
-		out = append(out, idx)
+	if p := f.cps.pending; p != nil {
+		out = append(out, p.index)
 	}
-	slices.Sort(out)
 	return out
 }
 

@@ -266,13 +266,10 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 		// A checkpoint signature never reaches a checkpoint itself: else
 		// each certification (a state change) could start the next one.
 		if _, sig := cmd.(*CheckpointSign); !sig && crossedCheckpoint(st, prev) {
-			// Reaching a checkpoint supersedes the one still pending: at
-			// most one is open, so a node restored from a checkpoint (which
-			// holds only that one) and a node that applied the whole log
-			// take and refuse the same signatures.
+			// Reaching a checkpoint supersedes the one still pending (see
+			// checkpoints.pending).
 			p := &pendingCheckpoint{index: st.Index, term: l.Term, view: st.snapshotView()}
-			clear(cps.pending)
-			cps.pending[st.Index] = p
+			cps.pending = p
 			res.reached = p
 		}
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // Signed audit heads. Every certified checkpoint binds the head of the audit
-// chain (the last event's Seq and Hash) under the signatures of a majority
+// chain (the last event's Seq and Hash) under the signatures of a checkpoint quorum
 // of the node set. An auditor holding such heads (`custody audit heads`)
 // checks a chain against them: the chain must contain, at each signed Seq,
 // the event with the signed Hash. Verifying the hash chain alone detects an

@@ -125,7 +125,7 @@ func (f *FSM) rebuild(b []byte, nodes map[pki.NodeID]*Node, cur *State, selfTrus
 	// must find it pending, as on a node that applied the whole log.
 	p := &pendingCheckpoint{index: cp.Index, term: cp.Term, view: cps.base}
 	p.once.Do(func() { p.hash = cp.StateHash })
-	cps.pending[cp.Index] = p
+	cps.pending = p
 	return base, cps, nil
 }
 

@@ -192,7 +192,7 @@ type State struct {
 	// the fingerprint of its certificate's public key.
 	Nodes map[pki.NodeID]*Node `json:"nodes"`
 	// Checkpoints are the certified checkpoints, oldest first: each the
-	// head of the state at a checkpoint index signed by a majority of the
+	// head of the state at a checkpoint index signed by a checkpoint quorum of the
 	// node set (see CheckpointSign). The last one is the base of this
 	// node's snapshots; all of them are signed audit heads.
 	Checkpoints []Checkpoint `json:"checkpoints"`

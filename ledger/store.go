@@ -92,7 +92,7 @@ type Config struct {
 	CheckpointSigner crypto.Signer
 	// Forward hands a follower's checkpoint signature to the leader (the
 	// node RPC in the daemon). Nil: a node submits its signatures only
-	// while it leads, and a checkpoint waits for a majority of leaders.
+	// while it leads, and a checkpoint waits for a quorum of leaders.
 	Forward func(ctx context.Context, cmd Command) error
 
 	// WrapTransport, if set, wraps the raft transport. It exists for fault

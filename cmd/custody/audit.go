@@ -54,7 +54,7 @@ reads a stopped node's snapshot and log; with --file an export written by
 
 The hash chain alone detects an edited record, not a chain cut after any
 record. With --heads (written by "custody audit heads": checkpoints a
-majority of the node set signed, each binding the chain's head) and
+checkpoint quorum of the node set signed, each binding the chain's head) and
 --genesis (the node set, cluster and genesis the heads must verify against;
 --genesis-hash pins the file), the chain must also contain every signed
 head: a chain ending before a signed seq is reported as truncated, another
@@ -192,7 +192,7 @@ func newAuditHeadsCmd() *cobra.Command {
 		Short: "Write the signed audit heads of a stopped node (never overwrites)",
 		Long: `heads writes the certified checkpoints of a stopped node's data dir as a JSON
 array: each binds the audit chain's head (seq and hash) under the signatures
-of a majority of the node set. Heads are public (mode 0644). Keep them apart
+of a checkpoint quorum of the node set. Heads are public (mode 0644). Keep them apart
 from the audit log: "custody audit verify --heads FILE --genesis GENESIS"
 then detects a log truncated or rewritten before the latest head. The heads
 are not trusted from the data dir: verify checks them against the genesis.`,
