@@ -2,7 +2,10 @@ package ledger
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"testing"
+	"time"
 )
 
 // Exported for the ledger's external tests only.
@@ -72,3 +75,26 @@ func (f *FSM) RestoreAt(b []byte, index, term uint64) error {
 
 // SnapshotFormat is the current snapshot format name.
 const SnapshotFormat = snapshotFormat
+
+// SettledHash waits until the store has no checkpoint waiting for
+// signatures (its own signature of the last checkpoint is committed
+// asynchronously, after the write that reached it) and returns its state
+// hash: the state a restart reaches without signing anything more.
+func (s *Store) SettledHash(t testing.TB) [32]byte {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p := s.fsm.Pending()
+		if len(p) == 0 {
+			h, err := s.Hash()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(fmt.Errorf("checkpoint %d still pending after a minute", p[0]))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

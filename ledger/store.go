@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -291,6 +292,33 @@ func (s *Store) Bootstrap() error {
 	return nil
 }
 
+// BootstrapVoters starts a new cluster with every node of voters (node ID →
+// raft address) as a voter. Every node of a new cluster calls it with the
+// same set (the daemon: the genesis node set, at the addresses of its
+// config) and raft elects a leader among them; on a node that already has
+// raft state it does nothing. Nothing outside the set can join later
+// except through Join, which the node set gates.
+func (s *Store) BootstrapVoters(voters map[pki.NodeID]string) error {
+	if len(voters) == 0 {
+		return invalid("bootstrap needs at least one voter")
+	}
+	if _, ok := voters[s.cfg.NodeID]; !ok {
+		return invalid(fmt.Sprintf("bootstrap: this node %q is not among the voters", s.cfg.NodeID))
+	}
+	var servers []raft.Server
+	for _, id := range slices.Sorted(maps.Keys(voters)) {
+		if voters[id] == "" {
+			return invalid(fmt.Sprintf("bootstrap: no address for voter %q", id))
+		}
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(voters[id])})
+	}
+	f := s.raft.BootstrapCluster(raft.Configuration{Servers: servers})
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("ledger: bootstrap: %w", err)
+	}
+	return nil
+}
+
 // Join adds a voter (on the leader). Joining an existing member with the same
 // address is a no-op; an ID or address seen with a different partner is first
 // removed. Membership changes are serialised.
@@ -457,7 +485,7 @@ func (s *Store) ReadIndex(ctx context.Context) (uint64, error) {
 	if err := s.fsm.Halted(); err != nil {
 		return 0, err
 	}
-	if err := s.raft.Barrier(s.timeout(ctx)).Error(); err != nil {
+	if err := waitFuture(ctx, s.raft.Barrier(s.timeout(ctx))); err != nil {
 		return 0, s.mapErr(err)
 	}
 	if err := s.fsm.Halted(); err != nil {
@@ -517,7 +545,7 @@ func (s *Store) Submit(ctx context.Context, actor string, cmd Command) (Outcome,
 
 func (s *Store) apply(ctx context.Context, b []byte) (Outcome, error) {
 	f := s.raft.Apply(b, s.timeout(ctx))
-	if err := f.Error(); err != nil {
+	if err := waitFuture(ctx, f); err != nil {
 		return Outcome{}, s.mapErr(err)
 	}
 	res, ok := f.Response().(*applyResult)
@@ -593,6 +621,22 @@ func (s *Store) Reclaim(ctx context.Context, actor, requestID, failedSession str
 		return nil, err
 	}
 	return out.Request, nil
+}
+
+// waitFuture waits for f, or until ctx ends (ErrTimeout: the outcome is
+// unknown). raft's timeouts bound only the enqueue: an enqueued entry's
+// future resolves when it commits, leadership is lost or raft shuts down,
+// and a caller being stopped (Close stops the checkpoint signer before
+// raft) must not wait on raft.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: gave up waiting for raft: %v", ErrTimeout, ctx.Err())
+	}
 }
 
 func (s *Store) timeout(ctx context.Context) time.Duration {

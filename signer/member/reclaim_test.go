@@ -30,9 +30,13 @@ func TestReclaimAfterFailedSession(t *testing.T) {
 	if failed.Status != ledger.StatusFailed || failed.Result == nil || failed.Result.Error == "" {
 		t.Fatalf("after the failed session: %s %+v", failed.Status, failed.Result)
 	}
+	// n2 failed after reserving; n1 may have been cancelled by n2's failure
+	// before it reached its watermark (the orchestrator cancels the others
+	// on the first refusal), so it holds either nothing or a reservation.
 	for _, id := range signers {
-		if rec, ok := h.members[id].wm.Lookup("wd-r"); !ok || rec.Signed {
-			t.Fatalf("%s: watermark record %+v after the failed session, want reserved, unsigned", id, rec)
+		rec, ok := h.members[id].wm.Lookup("wd-r")
+		if (id == "n2" && !ok) || (ok && rec.Signed) {
+			t.Fatalf("%s: watermark record %+v (present %v) after the failed session, want reserved, unsigned", id, rec, ok)
 		}
 	}
 	if _, _, err := h.leader().CreateRequest(h.ctx, backend.ID, func() ledger.RequestCreate {
