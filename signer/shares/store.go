@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/tss"
@@ -182,4 +183,43 @@ func syncDir(dir string) error {
 		return fmt.Errorf("shares: %w", err)
 	}
 	return nil
+}
+
+// Ref names one stored share: what Get takes.
+type Ref struct {
+	Wallet  string
+	Party   pki.NodeID
+	ShareID []byte
+}
+
+// List names every share in the store (sorted by file name), without
+// opening any: a node lists its shares at start and opens each one to learn
+// its wallets. Files that are not share blobs (temporaries of an interrupted
+// Put) are skipped; a share file whose name does not decode is an error.
+func (s *Store) List() ([]Ref, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("shares: %w", err)
+	}
+	var out []Ref
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".share")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		parts := strings.Split(name, ".")
+		var dec [3][]byte
+		if len(parts) == 3 {
+			for i, p := range parts {
+				if dec[i], err = hex.DecodeString(p); err != nil {
+					break
+				}
+			}
+		}
+		if len(parts) != 3 || err != nil || len(dec[0]) == 0 || len(dec[1]) == 0 || len(dec[2]) == 0 {
+			return nil, fmt.Errorf("%w: %s is not a share file name", ErrCorrupt, e.Name())
+		}
+		out = append(out, Ref{Wallet: string(dec[0]), Party: pki.NodeID(dec[1]), ShareID: dec[2]})
+	}
+	return out, nil
 }

@@ -225,3 +225,44 @@ func TestStorePutAfterCrashLeftTempFile(t *testing.T) {
 		t.Fatalf("second Put: %v, want ErrExists", err)
 	}
 }
+
+// TestStoreList names every stored share, skips temporaries and refuses a
+// share file whose name does not decode.
+func TestStoreList(t *testing.T) {
+	dir := t.TempDir()
+	st, err := NewStore(dir, hsmSealer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refs, err := st.List(); err != nil || len(refs) != 0 {
+		t.Fatalf("empty store: %v, %v", refs, err)
+	}
+	a, b := testShare(t, "w1"), testShare(t, "w2")
+	for _, sh := range []*tss.Share{a, b} {
+		if err := st.Put(sh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(st.path("w3", "node1", []byte{1})+".123.tmp", []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refs, err := st.List()
+	if err != nil || len(refs) != 2 {
+		t.Fatalf("List: %v, %v", refs, err)
+	}
+	for _, r := range refs {
+		sh, err := st.Get(r.Wallet, r.Party, r.ShareID)
+		if err != nil {
+			t.Fatalf("Get(%+v): %v", r, err)
+		}
+		if sh.Wallet != r.Wallet || sh.Self != r.Party {
+			t.Fatalf("ref %+v opened %s/%s", r, sh.Wallet, sh.Self)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "zz.not-hex.share"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.List(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("List with a bad name: %v, want ErrCorrupt", err)
+	}
+}

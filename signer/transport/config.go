@@ -21,6 +21,10 @@ type Config struct {
 	Peers map[pki.NodeID]string
 	// TLS is the node certificate and cluster CA (the identity raft uses).
 	TLS pki.Identity
+	// Authorize, if set, must also accept every peer, in both directions
+	// (the daemon passes its ledger.NodeGate: only nodes of the node set,
+	// with the key the set pins). Nil: the peer map alone decides.
+	Authorize pki.Authorizer
 
 	// DialTimeout bounds a TCP connect plus TLS handshake (default 5s).
 	DialTimeout time.Duration

@@ -344,3 +344,37 @@ func TestRefusedDialerNotified(t *testing.T) {
 	}
 	nothingDelivered(t, strict)
 }
+
+// Config.Authorize refuses a peer of the peer map in both directions (the
+// daemon's node-set gate: a node removed from the node set, or one whose
+// certificate key the set does not pin, keeps a valid cluster certificate).
+func TestAuthorizeRefusesPeer(t *testing.T) {
+	c := newCluster(t, ids(2))
+	c.tr["node1"].Close()
+	cfg := c.config(t, "node1")
+	logs := &logBuf{}
+	cfg.Logger = logs.logger()
+	cfg.Authorize = func(p pki.Peer) error {
+		if p.ID == "node2" {
+			return errors.New("not in the node set")
+		}
+		return nil
+	}
+	gated, err := transport.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gated.Close()
+	// Inbound: node2's valid certificate.
+	conn := rawDial(t, c.addrs["node1"], c.pki.node(t, "node2"))
+	_, _ = conn.Write(frame(mustMarshal(t, env("node2", "node1", "hello"))))
+	closedByPeer(t, conn)
+	waitFor(t, "inbound refusal", func() bool { return gated.Stats().Refused >= 1 })
+	waitFor(t, "refusal logged", contains(logs, "not in the node set"))
+	nothingDelivered(t, gated)
+	// Outbound: node1 refuses node2 as a server too.
+	before := gated.Stats().Refused
+	send(t, gated, "node2", env("node1", "node2", "for node2"))
+	waitFor(t, "outbound refusal", func() bool { return gated.Stats().Refused > before })
+	nothingDelivered(t, c.tr["node2"])
+}
