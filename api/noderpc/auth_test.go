@@ -191,4 +191,3 @@ func checkError(t testing.TB, name string, status int, body []byte, wantStatus i
 		t.Errorf("%s: message leaks key material", name)
 	}
 }
-
