@@ -19,6 +19,7 @@ const module = "github.com/custody-dev/custody"
 //
 //	cmd/custody                     the CLI, on top of everything
 //	daemon                          node configuration and (later) node run; only cmd imports it
+//	api/...                         HTTPS handlers and clients (node RPC): thin, above withdraw, member and ledger
 //	genesis                         the genesis document, above the ledger
 //	withdraw                        the leader's orchestration, above the ledger
 //	signer/member                   reads the ledger; the ledger never imports signer code
@@ -33,6 +34,10 @@ var layers = map[string][]string{
 	// The node: its config now, `node run`'s wiring later (ledger, engine,
 	// member, withdraw, chains, api). Nothing imports it but cmd/custody.
 	"daemon": {"genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
+
+	// The node-to-node RPC: handlers and client over the ledger and the
+	// member; no business logic, never the daemon.
+	"api/noderpc": {"ledger", "signer/member", "pki", "quorum"},
 
 	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},

@@ -114,15 +114,46 @@ func decodeEntry(b []byte) (*Envelope, Command, error) {
 	if env.V != CommandVersion {
 		return nil, nil, fmt.Errorf("unknown command version %d (this build applies %d)", env.V, CommandVersion)
 	}
-	mk, ok := commandTypes[env.Type]
-	if !ok {
-		return nil, nil, fmt.Errorf("unknown command type %q", env.Type)
-	}
-	cmd := mk()
-	if err := decodeStrict(env.Payload, cmd); err != nil {
-		return nil, nil, fmt.Errorf("undecodable %s payload: %v", env.Type, err)
+	cmd, err := decodeCommand(env.Type, env.Payload)
+	if err != nil {
+		return nil, nil, err
 	}
 	return &env, cmd, nil
+}
+
+// DecodeCommand decodes a command of type typ from its payload: the JSON
+// json.Marshal gives for the command, as in a log entry's payload. It is
+// how a leader takes a command another node forwarded. Decoding is as
+// strict as the FSM's (unknown types and fields, trailing data refused) and
+// refuses a null payload too, so a command that decodes carries exactly
+// what it was encoded with, signatures byte for byte. The command is a
+// pointer (*RequestCreate, ...), as the FSM applies it. Errors wrap
+// [ErrInvalid].
+func DecodeCommand(typ string, payload []byte) (Command, error) {
+	if bytes.Equal(bytes.TrimSpace(payload), []byte("null")) {
+		// The FSM refuses the zero command such a log entry decodes to;
+		// a forwarded command has no reason to be one.
+		return nil, fmt.Errorf("%w: %s payload is null", ErrInvalid, typ)
+	}
+	cmd, err := decodeCommand(typ, payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return cmd, nil
+}
+
+// decodeCommand is the one decoder of a typed payload, for log entries
+// (decodeEntry) and forwarded commands (DecodeCommand).
+func decodeCommand(typ string, payload []byte) (Command, error) {
+	mk, ok := commandTypes[typ]
+	if !ok {
+		return nil, fmt.Errorf("unknown command type %q", typ)
+	}
+	cmd := mk()
+	if err := decodeStrict(payload, cmd); err != nil {
+		return nil, fmt.Errorf("undecodable %s payload: %v", typ, err)
+	}
+	return cmd, nil
 }
 
 // decodeStrict parses JSON refusing unknown fields and trailing data: a field

@@ -101,6 +101,10 @@ type Node struct {
 	Fault *Fault
 	// Identity is the node certificate the node's raft runs under.
 	Identity pki.Identity
+	// Gate is the NodeGate of the node's raft stream (nil when the
+	// cluster pins no genesis): other listeners of the node (the node RPC)
+	// admit peers with its Authorize too.
+	Gate *ledger.NodeGate
 }
 
 // Cluster is a set of ledger nodes on 127.0.0.1.
@@ -186,6 +190,7 @@ func (c *Cluster) StartNode(n *Node, bind string) {
 		c.T.Fatalf("open %s: %v", n.ID, err)
 	}
 	n.Store = s
+	n.Gate = cfg.Gate
 	n.Addr = s.Addr()
 	c.mu.Lock()
 	c.opened = append(c.opened, s)

@@ -1,0 +1,315 @@
+package noderpc
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/signer/member"
+)
+
+// Store is what the RPC needs of this node's ledger; *ledger.Store
+// implements it.
+type Store interface {
+	// Submit commits cmd as the leader (a *ledger.NotLeaderError on a
+	// follower).
+	Submit(ctx context.Context, actor string, cmd ledger.Command) (ledger.Outcome, error)
+	// ReadIndex is the leader's read index.
+	ReadIndex(ctx context.Context) (uint64, error)
+	// Leader is the leader as this node knows it.
+	Leader() (id pki.NodeID, addr string)
+}
+
+// Member is this node's committee member; *member.Member implements it.
+type Member interface {
+	SignClaimed(ctx context.Context, requestID string, c member.Claim) (*member.Signed, error)
+}
+
+var (
+	_ Store  = (*ledger.Store)(nil)
+	_ Member = (*member.Member)(nil)
+)
+
+// Status is what a node reports about itself (GET PathStatus). The daemon
+// fills it ([StoreStatus] for the ledger's part, then its own ready flags).
+type Status struct {
+	NodeID pki.NodeID `json:"node_id"`
+	// RaftState is "Leader", "Follower", "Candidate" or "Shutdown".
+	RaftState string     `json:"raft_state"`
+	Leader    pki.NodeID `json:"leader"`
+	// AppliedIndex is raft's applied index, StateIndex the FSM's (see
+	// ledger.Store.StateIndex).
+	AppliedIndex uint64 `json:"applied_index"`
+	StateIndex   uint64 `json:"state_index"`
+	// Halted is why the FSM halted ("" when it did not).
+	Halted string `json:"halted,omitempty"`
+	// Ready are the daemon's readiness flags by component ("ledger",
+	// "member", "engine", ...).
+	Ready map[string]bool `json:"ready"`
+}
+
+// StoreStatus fills the ledger's part of a Status.
+func StoreStatus(s *ledger.Store) Status {
+	lid, _ := s.Leader()
+	st := Status{NodeID: s.ID(), RaftState: s.RaftState().String(), Leader: lid,
+		AppliedIndex: s.AppliedIndex(), StateIndex: s.StateIndex(), Ready: map[string]bool{}}
+	if err := s.Halted(); err != nil {
+		st.Halted = err.Error()
+	}
+	return st
+}
+
+// Default timeouts of the server's work per request.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultSignTimeout = 2 * time.Minute
+)
+
+// Config builds the server side.
+type Config struct {
+	// Identity is this node's node certificate; its CA checks peers.
+	Identity pki.Identity
+	// Authorize admits peers: (*ledger.NodeGate).Authorize, so only the
+	// nodes of the node set with their pinned keys are served. It runs in
+	// every TLS handshake and again on every request (a node removed from
+	// the set is refused on a connection it opened before). Required.
+	Authorize pki.Authorizer
+	// Store is this node's ledger. Required.
+	Store Store
+	// Member is this node's committee member; nil answers sign requests
+	// with rpc.unavailable.
+	Member Member
+	// Status reports this node's status; nil answers rpc.unavailable.
+	Status func() Status
+	// Logger receives refused and failed requests (never bodies); nil
+	// discards.
+	Logger *slog.Logger
+	// Timeout bounds submit, read-index and status work (DefaultTimeout);
+	// SignTimeout bounds a signature (DefaultSignTimeout).
+	Timeout     time.Duration
+	SignTimeout time.Duration
+}
+
+func (c *Config) check() error {
+	if err := c.Identity.Valid(); err != nil {
+		return fmt.Errorf("noderpc: identity: %w", err)
+	}
+	if c.Authorize == nil {
+		return errors.New("noderpc: no authorizer (the node gate's Authorize)")
+	}
+	if c.Store == nil {
+		return errors.New("noderpc: no ledger store")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.SignTimeout <= 0 {
+		c.SignTimeout = DefaultSignTimeout
+	}
+	return nil
+}
+
+type server struct {
+	cfg Config
+}
+
+// NewHandler returns the node RPC's handler. It expects to be served over
+// TLS with the node's NodeTLS configuration (see NewServer) and refuses a
+// request without a verified node certificate of the node set.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.Handle(PathSubmit, s.endpoint(http.MethodPost, s.submit))
+	mux.Handle(PathReadIndex, s.endpoint(http.MethodGet, s.readIndex))
+	mux.Handle(PathSign, s.endpoint(http.MethodPost, s.sign))
+	mux.Handle(PathStatus, s.endpoint(http.MethodGet, s.status))
+	mux.Handle("/", s.endpoint("", func(*http.Request, pki.Peer, []byte) (any, error) {
+		return nil, fail(CodeNoRoute, "noderpc: no such endpoint")
+	}))
+	return mux, nil
+}
+
+// NewServer returns an http.Server for the node RPC: the handler, the
+// node's mutual TLS (NodeTLS with cfg.Authorize) and timeouts. Serve it
+// with srv.ServeTLS(listener, "", "").
+func NewServer(cfg Config) (*http.Server, error) {
+	h, err := NewHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         cfg.Identity.NodeTLS(cfg.Authorize),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      max(cfg.Timeout, cfg.SignTimeout) + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}, nil
+}
+
+type handlerFunc func(r *http.Request, peer pki.Peer, body []byte) (any, error)
+
+// endpoint wraps h: method, peer authentication, body limit, then the
+// one error shape.
+func (s *server) endpoint(method string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peer, err := s.authenticate(r)
+		var out any
+		if err == nil {
+			out, err = s.serve(w, r, method, peer, h)
+		}
+		if err != nil {
+			we, status, internal := encodeError(err)
+			var ie *indexedError
+			if errors.As(err, &ie) {
+				we.Index = ie.index
+			}
+			log := s.cfg.Logger.Warn
+			if internal {
+				log = s.cfg.Logger.Error
+			}
+			// The message names the cause, never a body or a secret.
+			log("noderpc: request refused", "path", r.URL.Path, "peer", peer.ID, "code", we.Code, "err", err)
+			writeJSON(w, status, errorBody{Error: we})
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *server) serve(w http.ResponseWriter, r *http.Request, method string, peer pki.Peer, h handlerFunc) (any, error) {
+	if method != "" && r.Method != method {
+		w.Header().Set("Allow", method)
+		return nil, fail(CodeMethod, "noderpc: %s wants %s", r.URL.Path, method)
+	}
+	var body []byte
+	if r.Method == http.MethodPost {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return nil, fail(CodeBadRequest, "noderpc: the body must be application/json")
+		}
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return nil, fail(CodeTooLarge, "noderpc: body larger than %d bytes", MaxBody)
+			}
+			return nil, fail(CodeBadRequest, "noderpc: reading the body: %v", err)
+		}
+		body = b
+	}
+	return h(r, peer, body)
+}
+
+// authenticate re-checks the TLS peer on every request: a node
+// certificate of the cluster CA that the authorizer admits now.
+func (s *server) authenticate(r *http.Request) (pki.Peer, error) {
+	if r.TLS == nil {
+		return pki.Peer{}, fail(CodeForbidden, "noderpc: TLS with a node certificate is required")
+	}
+	p, err := pki.VerifyPeer(*r.TLS, s.cfg.Identity.CA, pki.RoleNode)
+	if err != nil {
+		return pki.Peer{}, fail(CodeForbidden, "noderpc: %v", err)
+	}
+	if err := s.cfg.Authorize(p); err != nil {
+		return pki.Peer{}, fail(CodeForbidden, "noderpc: %s: %v", p, err)
+	}
+	return p, nil
+}
+
+// indexedError carries the log index of a refused command to the wire.
+type indexedError struct {
+	error
+	index uint64
+}
+
+func (e *indexedError) Unwrap() error { return e.error }
+
+// NodeActor is the actor a node submits its own commands as.
+func NodeActor(id pki.NodeID) string { return "node:" + string(id) }
+
+func (s *server) submit(r *http.Request, peer pki.Peer, body []byte) (any, error) {
+	actor, cmd, err := decodeSubmit(body)
+	if err != nil {
+		if errors.Is(err, ledger.ErrInvalid) {
+			return nil, err
+		}
+		return nil, fail(CodeBadRequest, "noderpc: submit: %v", err)
+	}
+	// A node speaks only for itself; an operator's or the backend's actor
+	// is a label, their signatures inside the command are what counts.
+	if strings.HasPrefix(actor, "node:") && actor != NodeActor(peer.Node()) {
+		return nil, fail(CodeForbidden, "noderpc: node %q cannot submit as %q", peer.ID, actor)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	out, err := s.cfg.Store.Submit(ctx, actor, cmd)
+	if err != nil {
+		return nil, &indexedError{error: err, index: out.Index}
+	}
+	s.cfg.Logger.Info("noderpc: forwarded command committed", "type", cmd.Type(), "peer", peer.ID, "index", out.Index)
+	return submitResponse{Index: out.Index, Existing: out.Existing, Request: out.Request}, nil
+}
+
+func (s *server) readIndex(r *http.Request, _ pki.Peer, _ []byte) (any, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	idx, err := s.cfg.Store.ReadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return readIndexResponse{Index: idx}, nil
+}
+
+func (s *server) sign(r *http.Request, peer pki.Peer, body []byte) (any, error) {
+	if s.cfg.Member == nil {
+		return nil, fail(CodeUnavailable, "noderpc: this node runs no committee member")
+	}
+	// Only the leader orchestrates; the member re-checks the claim against
+	// its own ledger whoever asks, this only keeps other nodes from
+	// starting sessions.
+	if lid, _ := s.cfg.Store.Leader(); lid == "" || peer.Node() != lid {
+		return nil, fail(CodeForbidden, "noderpc: only the leader may ask for a signature; %q is not the leader (%q is)", peer.ID, lid)
+	}
+	requestID, claim, err := decodeSign(body)
+	if err != nil {
+		return nil, fail(CodeBadRequest, "noderpc: sign: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	defer cancel()
+	signed, err := s.cfg.Member.SignClaimed(ctx, requestID, claim)
+	if err != nil {
+		return nil, err
+	}
+	if signed == nil {
+		return nil, fail(CodeInternal, "noderpc: the member returned no signature")
+	}
+	return signResponse{RequestID: signed.RequestID, SessionID: hex.EncodeToString(signed.SessionID[:]),
+		Raw: signed.Raw, TxHash: signed.TxHash, Signature: signed.Signature}, nil
+}
+
+func (s *server) status(*http.Request, pki.Peer, []byte) (any, error) {
+	if s.cfg.Status == nil {
+		return nil, fail(CodeUnavailable, "noderpc: no status")
+	}
+	return s.cfg.Status(), nil
+}

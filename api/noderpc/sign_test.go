@@ -1,0 +1,107 @@
+package noderpc_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/custody-dev/custody/api/noderpc"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/withdraw"
+)
+
+var _ withdraw.Member = (*noderpc.RemoteMember)(nil)
+
+// fakeMember records what it was asked and answers refuse's error when
+// set, else a signature (fault injection: the real member's checks have
+// their own tests in signer/member).
+type fakeMember struct {
+	id     pki.NodeID
+	mu     sync.Mutex
+	asked  []member.Claim
+	refuse error
+}
+
+func (m *fakeMember) SignClaimed(_ context.Context, requestID string, c member.Claim) (*member.Signed, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked = append(m.asked, c)
+	if m.refuse != nil {
+		return nil, &member.RefusalError{Member: m.id, RequestID: requestID, Err: m.refuse}
+	}
+	return &member.Signed{RequestID: requestID, SessionID: c.SessionID, Raw: []byte("signed:" + requestID), TxHash: "0xabc", Signature: make([]byte, 65)}, nil
+}
+
+func (m *fakeMember) calls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.asked)
+}
+
+// TestSignClaimed: the leader's client gets the member's signature for
+// exactly the claim it sent; a refusal comes back as a
+// *member.RefusalError naming the member with the check's sentinel; a
+// node that is not the member's leader is refused before the member is
+// asked.
+func TestSignClaimed(t *testing.T) {
+	fakes := map[pki.NodeID]*fakeMember{}
+	members := map[pki.NodeID]noderpc.Member{}
+	for _, id := range []pki.NodeID{"n1", "n2", "n3"} {
+		fakes[id] = &fakeMember{id: id}
+		members[id] = fakes[id]
+	}
+	h := newHarness(t, members, 0)
+	ctx := ctxT(t)
+	leader := h.c.WaitLeader(nil)
+	m := h.follower()
+	fake := fakes[m.ID]
+	remote := h.client(leader).Member(m.ID)
+	if remote.Self() != m.ID {
+		t.Fatalf("Self %s", remote.Self())
+	}
+	claim := member.Claim{SessionID: sha256.Sum256([]byte("session")), Index: 42, Signers: []pki.NodeID{leader.ID, m.ID},
+		PayloadHash: quorum.Hash(sha256.Sum256([]byte("payload"))), Digest: sha256.Sum256([]byte("digest"))}
+
+	signed, err := remote.SignClaimed(ctx, "wd-s", claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signed.RequestID != "wd-s" || signed.SessionID != claim.SessionID || string(signed.Raw) != "signed:wd-s" || signed.TxHash != "0xabc" || len(signed.Signature) != 65 {
+		t.Fatalf("signed %+v", signed)
+	}
+	if fake.calls() != 1 || !reflect.DeepEqual(fake.asked[0], claim) {
+		t.Fatalf("member was asked %+v, want %+v", fake.asked, claim)
+	}
+
+	for _, sentinel := range []error{member.ErrQuorum, member.ErrPayload, member.ErrWatermark, member.ErrNotAttested} {
+		fake.mu.Lock()
+		fake.refuse = fmt.Errorf("%w: injected", sentinel)
+		fake.mu.Unlock()
+		_, err := remote.SignClaimed(ctx, "wd-s", claim)
+		var ref *member.RefusalError
+		var re *noderpc.Error
+		if !errors.Is(err, sentinel) || !errors.As(err, &ref) || ref.Member != m.ID || ref.RequestID != "wd-s" || !errors.As(err, &re) || re.Peer != m.ID {
+			t.Fatalf("refusal %v: got %v", sentinel, err)
+		}
+		if errors.Is(err, member.ErrPolicy) {
+			t.Fatalf("refusal %v also matches ErrPolicy", sentinel)
+		}
+	}
+
+	// Another node asking the member to sign: refused, member not asked.
+	third := h.c.Others(leader)[1]
+	if third == m {
+		third = h.c.Others(leader)[0]
+	}
+	n := fake.calls()
+	_, err = h.client(third).Member(m.ID).SignClaimed(ctx, "wd-s", claim)
+	if !errors.Is(err, noderpc.ErrForbidden) || fake.calls() != n {
+		t.Fatalf("non-leader asking: %v (member asked %d times, was %d)", err, fake.calls(), n)
+	}
+}

@@ -1,0 +1,194 @@
+package noderpc
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/signer/member"
+)
+
+// Paths of the node RPC, version 1. A changed wire format gets new paths.
+const (
+	PathSubmit    = "/node/v1/submit"
+	PathReadIndex = "/node/v1/read-index"
+	PathSign      = "/node/v1/sign"
+	PathStatus    = "/node/v1/status"
+)
+
+// MaxBody bounds a request body (a forwarded command with its transaction
+// payload and approvals). A larger body is refused with 413 unread.
+const MaxBody = 4 << 20
+
+// maxResponse bounds a response body the client reads: an outcome carries
+// the request, whose payload came in a body of at most MaxBody.
+const maxResponse = 2 * MaxBody
+
+// submitRequest is the body of POST PathSubmit: a ledger command by type
+// and payload (json.Marshal of the command: ledger.DecodeCommand's input),
+// on behalf of actor.
+type submitRequest struct {
+	Actor   string          `json:"actor"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// submitResponse is a ledger.Outcome.
+type submitResponse struct {
+	Index    uint64          `json:"index"`
+	Existing bool            `json:"existing"`
+	Request  *ledger.Request `json:"request"`
+}
+
+// readIndexResponse is the answer of GET PathReadIndex.
+type readIndexResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// signRequest is the body of POST PathSign: member.Member.SignClaimed's
+// arguments, the 32-byte values in hex.
+type signRequest struct {
+	RequestID string    `json:"request_id"`
+	Claim     wireClaim `json:"claim"`
+}
+
+type wireClaim struct {
+	SessionID   string       `json:"session_id"`
+	Index       uint64       `json:"index"`
+	Signers     []pki.NodeID `json:"signers"`
+	PayloadHash quorum.Hash  `json:"payload_hash"`
+	Digest      string       `json:"digest"`
+}
+
+// signResponse is a member.Signed.
+type signResponse struct {
+	RequestID string `json:"request_id"`
+	SessionID string `json:"session_id"`
+	Raw       []byte `json:"raw"`
+	TxHash    string `json:"tx_hash"`
+	Signature []byte `json:"signature,omitempty"`
+}
+
+// errorBody is the one error shape of every endpoint.
+type errorBody struct {
+	Error wireError `json:"error"`
+}
+
+type wireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// LeaderID and LeaderAddr come with CodeNotLeader (when a leader is
+	// known), Index with a refusal that has a log index.
+	LeaderID   pki.NodeID `json:"leader_id,omitempty"`
+	LeaderAddr string     `json:"leader_addr,omitempty"`
+	Index      uint64     `json:"index,omitempty"`
+}
+
+func toWireClaim(c member.Claim) wireClaim {
+	return wireClaim{SessionID: hex.EncodeToString(c.SessionID[:]), Index: c.Index, Signers: c.Signers,
+		PayloadHash: c.PayloadHash, Digest: hex.EncodeToString(c.Digest[:])}
+}
+
+func (w wireClaim) claim() (member.Claim, error) {
+	sid, err := parse32("claim.session_id", w.SessionID)
+	if err != nil {
+		return member.Claim{}, err
+	}
+	dig, err := parse32("claim.digest", w.Digest)
+	if err != nil {
+		return member.Claim{}, err
+	}
+	return member.Claim{SessionID: sid, Index: w.Index, Signers: w.Signers, PayloadHash: w.PayloadHash, Digest: dig}, nil
+}
+
+// parse32 reads exactly 64 hex digits.
+func parse32(field, s string) ([32]byte, error) {
+	var b [32]byte
+	if len(s) != 2*len(b) {
+		return b, fmt.Errorf("%s: want %d hex digits, got %d characters", field, 2*len(b), len(s))
+	}
+	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
+		return [32]byte{}, fmt.Errorf("%s: not hex", field)
+	}
+	return b, nil
+}
+
+// decodeSubmit parses a submit body strictly and decodes its command.
+func decodeSubmit(body []byte) (actor string, cmd ledger.Command, err error) {
+	var req submitRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return "", nil, err
+	}
+	if req.Actor == "" {
+		return "", nil, errors.New("actor is required")
+	}
+	if req.Type == "" || len(req.Payload) == 0 {
+		return "", nil, errors.New("type and payload are required")
+	}
+	cmd, err = ledger.DecodeCommand(req.Type, req.Payload)
+	if err != nil {
+		return "", nil, err
+	}
+	return req.Actor, cmd, nil
+}
+
+// decodeSign parses a sign body strictly.
+func decodeSign(body []byte) (string, member.Claim, error) {
+	var req signRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return "", member.Claim{}, err
+	}
+	if req.RequestID == "" {
+		return "", member.Claim{}, errors.New("request_id is required")
+	}
+	c, err := req.Claim.claim()
+	if err != nil {
+		return "", member.Claim{}, err
+	}
+	return req.RequestID, c, nil
+}
+
+// decodeStrict parses exactly one JSON value into v: unknown fields and
+// anything after the value are refused.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("malformed JSON: data after the value")
+	}
+	return nil
+}
+
+// Error codes of the RPC itself (the ledger's and the member's are in
+// codes.go).
+const (
+	CodeBadRequest  = "rpc.bad_request"
+	CodeTooLarge    = "rpc.too_large"
+	CodeForbidden   = "rpc.forbidden"
+	CodeNoRoute     = "rpc.no_route"
+	CodeMethod      = "rpc.method"
+	CodeUnavailable = "rpc.unavailable"
+	CodeInternal    = "rpc.internal"
+)
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"rpc.internal","message":"noderpc: cannot encode the response"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
