@@ -2,6 +2,7 @@ package member_test
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custody-dev/custody/chains/btc"
+	"github.com/custody-dev/custody/chains/btc/btctest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
@@ -467,5 +469,78 @@ func TestBTCReclaimAfterFailedInput(t *testing.T) {
 	h.signedAll(s, cl, before)
 	if r := h.read(s.id); r.Status != ledger.StatusSigned || r.Result.SessionID != cl.SessionID.String() || !bytes.Equal(r.Result.Signed, signed.Raw) {
 		t.Fatalf("after the re-claim: %s %+v", r.Status, r.Result)
+	}
+}
+
+// TestBTCRegtestBroadcast: end to end against a real btcd regtest node.
+// Blocks are mined to the hot wallet's address (the committee's tss key);
+// a three-input spend of mature coinbase outputs found through the node's
+// address index is created, approved, and signed by n1 and n3, one session
+// per input; the node accepts it into its mempool, mines it, and the
+// destination holds exactly the amount.
+func TestBTCRegtestBroadcast(t *testing.T) {
+	h := newHarness(t)
+	h.addBTCWallet()
+	walletAddr, err := btc.WalletAddress(h.info.PubKey, btcNet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := btctest.StartBtcd(t, walletAddr.EncodeAddress())
+	node, err := btc.Dial(btc.RPCConfig{Host: n.Host, User: n.User, Pass: n.Pass, Cert: n.Cert}, btcNet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(node.Close)
+	if _, err := node.Generate(h.ctx, btctest.SegwitActiveHeight); err != nil {
+		t.Fatal(err)
+	}
+	utxos, err := node.UTXOs(h.ctx, walletAddr, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The three smallest coinbases (equal, after the regtest halvings); an
+	// amount of 2.5 of them needs all three.
+	slices.SortFunc(utxos, func(a, b btc.UTXO) int { return cmp.Compare(a.Value, b.Value) })
+	if len(utxos) < 3 || utxos[2].Value != utxos[0].Value {
+		t.Fatalf("mature utxos: %+v", utxos[:min(3, len(utxos))])
+	}
+	utxos = utxos[:3]
+	dest := btcDest(t)
+	amt := utxos[0].Value*2 + utxos[0].Value/2
+	s := h.btcRequest("wd-btc-regtest", dest, amt, utxos, bob, carol)
+	if len(s.u.Spent()) != 3 {
+		t.Fatalf("built with %d inputs", len(s.u.Spent()))
+	}
+
+	signed, err := h.orch.Sign(h.ctx, s.id, []pki.NodeID{"n1", "n3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.verifyScripts(t, signed.Raw)
+	tx, err := s.u.VerifySigned(signed.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txid, err := node.Broadcast(h.ctx, tx)
+	if err != nil {
+		t.Fatalf("btcd refused the signed spend: %v", err)
+	}
+	if txid.String() != signed.TxHash {
+		t.Fatalf("node says %s, the member %s", txid, signed.TxHash)
+	}
+	blocks, err := node.Generate(h.ctx, 1)
+	if err != nil || len(blocks) != 1 {
+		t.Fatal(blocks, err)
+	}
+	if in, err := node.BlockContains(h.ctx, blocks[0], txid); err != nil || !in {
+		t.Fatalf("tx not in block %s: %v", blocks[0], err)
+	}
+	destAddr, err := btc.ParseAddress(dest, btcNet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := node.UTXOs(h.ctx, destAddr, 1)
+	if err != nil || len(got) != 1 || got[0].Value != amt || got[0].OutPoint != (wire.OutPoint{Hash: txid, Index: 0}) {
+		t.Fatalf("destination utxos %+v %v", got, err)
 	}
 }

@@ -90,7 +90,7 @@ wallets:
     class: hot
     allowlist_required: false
     limits:
-      per_tx: "10"
+      per_tx: "100"
       max_fee: "0.001"
       max_fee_rate: 50
     approvals:
