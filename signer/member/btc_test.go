@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -542,5 +543,67 @@ func TestBTCRegtestBroadcast(t *testing.T) {
 	got, err := node.UTXOs(h.ctx, destAddr, 1)
 	if err != nil || len(got) != 1 || got[0].Value != amt || got[0].OutPoint != (wire.OutPoint{Hash: txid, Index: 0}) {
 		t.Fatalf("destination utxos %+v %v", got, err)
+	}
+}
+
+// TestBTCEngineFaultOnOneInput: n1's engine hands back the wallet's real
+// signature of the last of three inputs turned high-S (still a valid
+// ECDSA signature); the other inputs' signatures are genuine. n1 runs all
+// three sessions, then refuses the whole claim with ErrSignature: nothing
+// released, its reservation (every outpoint) never completed, every share
+// it unsealed wiped. The honest n2 signs the same claim.
+func TestBTCEngineFaultOnOneInput(t *testing.T) {
+	h := newHarness(t)
+	script := h.addBTCWallet()
+	s := h.btcRequest("wd-btc-lie", btcDest(t), 70_000_000, fakeUTXOs("wd-btc-lie", script, 20_000_000, 25_000_000, 30_000_000), bob, carol)
+	digests := s.digests(t)
+	cl, err := h.orch.Claim(h.ctx, s.id, []pki.NodeID{"n1", "n2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := h.members["n1"], h.members["n2"]
+	liar := &lyingEngine{Engine: n1.engine, rewrite: func(sig *tss.Signature, d [32]byte) *tss.Signature {
+		if d != digests[len(digests)-1] {
+			return sig
+		}
+		out := *sig
+		new(big.Int).Sub(btcec.S256().N, new(big.Int).SetBytes(sig.S[:])).FillBytes(out.S[:])
+		out.V ^= 1
+		return &out
+	}}
+	m1, err := member.New(member.Config{Engine: liar, Shares: n1.shares, Watermark: n1.wm, Seen: n1.seen, Ledger: n1.ledger, Chains: testChains(), Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := h.info
+	info.Wallet = btcWalletID
+	if err := m1.AddWallet(info); err != nil {
+		t.Fatal(err)
+	}
+	signs, gets := n1.engine.signs.Load(), n1.shares.gets.Load()
+	prev := n1.shares.last.Load()
+	res2 := make(chan error, 1)
+	go func() {
+		_, err := n2.m.SignClaimed(h.ctx, s.id, cl)
+		res2 <- err
+	}()
+	s1, err1 := m1.SignClaimed(h.ctx, s.id, cl)
+	if err := <-res2; err != nil {
+		t.Fatalf("honest n2: %v", err)
+	}
+	var re *member.RefusalError
+	if s1 != nil || !errors.As(err1, &re) || !errors.Is(err1, member.ErrSignature) {
+		t.Fatalf("n1 released %v or did not refuse with ErrSignature: %v", s1, err1)
+	}
+	if got := n1.engine.signs.Load() - signs; got != 3 {
+		t.Errorf("n1 ran %d sessions, want 3", got)
+	}
+	if got := n1.shares.gets.Load() - gets; got != 3 {
+		t.Errorf("n1 unsealed %d shares, want one per session", got)
+	}
+	wantWiped(t, n1, prev)
+	rec, ok := n1.wm.Lookup(s.id)
+	if !ok || rec.Signed || rec.Digest != cl.Digest || len(rec.Keys) != 3 {
+		t.Fatalf("n1's watermark record %+v (present %v): want every outpoint reserved, not completed", rec, ok)
 	}
 }
