@@ -75,6 +75,7 @@ var layers = map[string][]string{
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},
 	"chains/eth/ethtest":  {},
+	"chains/btc/btctest":  {},
 	"":                    {}, // this package: documentation and this test
 }
 

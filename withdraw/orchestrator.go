@@ -345,11 +345,13 @@ func (c *Orchestrator) claimOf(r *ledger.Request, signers []pki.NodeID) (member.
 	if err != nil {
 		return member.Claim{}, err
 	}
+	// The members sign every digest, one session each (member.InputSession);
+	// the claim carries the one value standing for them all.
 	digests := u.Digests()
-	if len(digests) != 1 {
-		return member.Claim{}, fmt.Errorf("withdraw: %d digests; one session signs one", len(digests))
+	if len(digests) == 0 {
+		return member.Claim{}, fmt.Errorf("withdraw: the %s adapter computed no signing digest", r.Chain)
 	}
-	return member.Claim{SessionID: sid, Index: r.Claim.Index, Signers: signers, PayloadHash: r.PayloadHash, Digest: digests[0]}, nil
+	return member.Claim{SessionID: sid, Index: r.Claim.Index, Signers: signers, PayloadHash: r.PayloadHash, Digest: member.ClaimDigest(digests)}, nil
 }
 
 // Reclaim re-opens a request whose signing session failed (a peer timed

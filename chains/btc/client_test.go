@@ -2,135 +2,29 @@ package btc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custody-dev/custody/chains/btc/btctest"
 )
 
-// findTool looks for a binary on PATH, then in <repo root>/.bin. When it is
-// missing the test fails under CUSTODY_REQUIRE_TOOLS=1 and skips otherwise.
-func findTool(t testing.TB, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, ".bin", name)
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CUSTODY_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%s not found on PATH or in .bin (CUSTODY_REQUIRE_TOOLS=1): run make tools", name)
-	}
-	t.Skipf("%s not found: run make tools", name)
-	return ""
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startBtcd runs a real btcd regtest node in a temp dir, with TLS on a
-// loopback RPC port, txindex+addrindex, and coinbase paid to miningAddr.
-// Credentials live in a 0600 config file, never in argv.
+// startBtcd runs a real btcd regtest node (btctest.StartBtcd) with its
+// coinbase paid to miningAddr and dials it.
 func startBtcd(t *testing.T, miningAddr string) *Client {
 	t.Helper()
-	bin := findTool(t, "btcd")
-	dir := t.TempDir()
-	secret := make([]byte, 16)
-	if _, err := rand.Read(secret); err != nil {
-		t.Fatal(err)
-	}
-	user, pass := "custody", hex.EncodeToString(secret)
-	conf := filepath.Join(dir, "btcd.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[Application Options]\nrpcuser=%s\nrpcpass=%s\n", user, pass)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	cert, key := filepath.Join(dir, "rpc.cert"), filepath.Join(dir, "rpc.key")
-	logf, err := os.Create(filepath.Join(dir, "stdout.log"))
+	n := btctest.StartBtcd(t, miningAddr)
+	node, err := Dial(RPCConfig{Host: n.Host, User: n.User, Pass: n.Pass, Cert: n.Cert}, &chaincfg.RegressionNetParams)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-C", conf, "--regtest",
-		"--datadir", filepath.Join(dir, "data"), "--logdir", filepath.Join(dir, "logs"),
-		"--rpccert", cert, "--rpckey", key, "--rpclisten", fmt.Sprintf("127.0.0.1:%d", port),
-		"--nolisten", "--txindex", "--addrindex", "--miningaddr", miningAddr)
-	cmd.Env = append(os.Environ(), "HOME="+dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		logf.Close()
-	})
-	dumpLog := func() string {
-		b, _ := os.ReadFile(filepath.Join(dir, "stdout.log"))
-		return string(b)
-	}
-
-	deadline := time.After(30 * time.Second)
-	var node *Client
-	for {
-		if node == nil {
-			if pem, err := os.ReadFile(cert); err == nil && len(pem) > 0 {
-				n, err := Dial(RPCConfig{Host: fmt.Sprintf("127.0.0.1:%d", port), User: user, Pass: pass, Cert: pem}, &chaincfg.RegressionNetParams)
-				if err != nil {
-					t.Fatal(err)
-				}
-				node = n
-				t.Cleanup(n.Close)
-			}
-		}
-		if node != nil {
-			if _, err := node.BlockCount(context.Background()); err == nil {
-				return node
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("btcd exited early: %v\n%s", err, dumpLog())
-		case <-deadline:
-			t.Fatalf("btcd RPC not ready within 30s\n%s", dumpLog())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	t.Cleanup(node.Close)
+	return node
 }
-
-// segwitActiveHeight is the first height at which btcd regtest accepts
-// witness transactions.
-const segwitActiveHeight = 432
 
 // TestRegtestSpendTwoInputsWithChange is the end-to-end check against a
 // real btcd: mine to the wallet, find UTXOs through the address index,
@@ -151,7 +45,7 @@ func TestRegtestSpendTwoInputsWithChange(t *testing.T) {
 	// btcd's regtest activates segwit by BIP-9 signalling: DEFINED until
 	// 143, STARTED at 144, LOCKED_IN at 288, ACTIVE from block 432. Before
 	// that it refuses any transaction with witness data.
-	if _, err := node.Generate(ctx, segwitActiveHeight); err != nil {
+	if _, err := node.Generate(ctx, btctest.SegwitActiveHeight); err != nil {
 		t.Fatal(err)
 	}
 	utxos, err := node.UTXOs(ctx, walletAddr, 1)
@@ -159,7 +53,7 @@ func TestRegtestSpendTwoInputsWithChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Only coinbases with 100 confirmations are offered: blocks 1..333.
-	if want := segwitActiveHeight - int(net.CoinbaseMaturity) + 1; len(utxos) != want {
+	if want := btctest.SegwitActiveHeight - int(net.CoinbaseMaturity) + 1; len(utxos) != want {
 		t.Fatalf("%d mature utxos, want %d", len(utxos), want)
 	}
 	for _, u := range utxos {

@@ -29,7 +29,9 @@ type Claim struct {
 	Signers []pki.NodeID
 	// PayloadHash is the approved payload hash the leader read.
 	PayloadHash quorum.Hash
-	// Digest is the signing hash the leader computed; members refuse when
+	// Digest is the signing hash the leader computed, ClaimDigest of the
+	// transaction's digests (for several, a Bitcoin spend of several
+	// inputs, their watermark.DigestOf in input order); members refuse when
 	// theirs differs, so a leader's disagreement is loud.
 	Digest [32]byte
 }
@@ -42,8 +44,12 @@ type plan struct {
 	chain       chains.Chain
 	unsigned    chains.Unsigned
 	payloadHash [32]byte
-	digest      [32]byte
-	keys        []watermark.Key
+	// digests are the signing hashes, one tss session each (InputSession),
+	// in the order Assemble takes the signatures; digest is their
+	// ClaimDigest, what the watermark reserves.
+	digests [][32]byte
+	digest  [32]byte
+	keys    []watermark.Key
 	// stored is the ledger's signed result of exactly this claim, if the
 	// request is already signed (an idempotent repeat).
 	stored []byte
@@ -170,7 +176,7 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 
 	// 6. The digest the leader expects is the one recomputed here.
 	if c.Digest != p.digest {
-		return nil, fmt.Errorf("%w: the leader's digest %x differs from the recomputed signing hash %x", ErrPayload, c.Digest, p.digest)
+		return nil, fmt.Errorf("%w: the leader's digest %x differs from the recomputed signing hash %x (of %d digests)", ErrPayload, c.Digest, p.digest, len(p.digests))
 	}
 
 	// 7. The claim is the node set's, not only this replica's: a checkpoint
@@ -266,10 +272,11 @@ func checkPayload(r *ledger.Request, lw *ledger.Wallet, adapters map[string]chai
 		return fmt.Errorf("%w: tx maximum fee %s, the request names %s", ErrPayload, tr.MaxFee, r.MaxFee)
 	}
 	digests := u.Digests()
-	if len(digests) != 1 {
-		return fmt.Errorf("%w: %d digests; the engine signs one per session", ErrPayload, len(digests))
+	if len(digests) == 0 {
+		return fmt.Errorf("%w: the adapter computed no signing digest", ErrPayload)
 	}
-	p.chain, p.unsigned, p.payloadHash, p.digest = chain, u, ph, digests[0]
+	p.chain, p.unsigned, p.payloadHash = chain, u, ph
+	p.digests, p.digest = digests, ClaimDigest(digests)
 	for _, k := range u.SpendKeys(r.Wallet) {
 		p.keys = append(p.keys, watermark.Key(k))
 	}

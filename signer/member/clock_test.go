@@ -24,7 +24,7 @@ func TestLedgerClockAheadRefused(t *testing.T) {
 	}
 	behind := h.clock.Now().Add(-time.Hour)
 	m, err := member.New(member.Config{Engine: n1.engine, Shares: n1.shares, Watermark: n1.wm, Seen: n1.seen, Ledger: n1.ledger,
-		Chains: ethChains(), Now: func() time.Time { return behind }})
+		Chains: testChains(), Now: func() time.Time { return behind }})
 	if err != nil {
 		t.Fatal(err)
 	}

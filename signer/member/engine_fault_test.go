@@ -99,7 +99,7 @@ func TestEngineFaultsRefused(t *testing.T) {
 			liar := func(mb *testNode) *member.Member {
 				e := *tc.engine
 				e.Engine = mb.engine
-				m, err := member.New(member.Config{Engine: &e, Shares: mb.shares, Watermark: mb.wm, Seen: mb.seen, Ledger: mb.ledger, Chains: ethChains(), Now: h.clock.Now})
+				m, err := member.New(member.Config{Engine: &e, Shares: mb.shares, Watermark: mb.wm, Seen: mb.seen, Ledger: mb.ledger, Chains: testChains(), Now: h.clock.Now})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -31,7 +31,7 @@ func TestERC20Withdrawal(t *testing.T) {
 	dest := h.dests[0]
 	amt := big.NewInt(250_500_000) // 250.5 TKN
 	r, err := h.orch.CreateETH(h.ctx, withdraw.ETHWithdrawal{ID: "wd-tkn", Wallet: walletID, Asset: "TKN", To: dest.Hex(), Amount: amt,
-		Initiation: h.initiateAsset("wd-tkn", "TKN", dest, amt), ExpiresAt: time.Now().Add(time.Hour)})
+		Initiation: h.initiateAsset("wd-tkn", walletID, "TKN", dest.Hex(), amt), ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/chains/eth/ethtest"
 	"github.com/custody-dev/custody/hsm"
@@ -42,7 +44,8 @@ const (
 )
 
 // testRules: one hot ETH wallet (ETH, and the token TKN with fees in ETH),
-// allowlist required with a real cooling-off
+// allowlist required with a real cooling-off, and one hot BTC wallet
+// (btc_test.go) without an allowlist and with a fee-rate cap
 // (the harness drives ledger time: newHarness adds the destinations, then
 // moves the ledger clock past their cooling-off), two approvals from
 // approver/admin.
@@ -52,6 +55,7 @@ const (
 assets:
   ETH: {decimals: 18}
   TKN: {decimals: 6}
+  BTC: {decimals: 8}
 allowlist:
   cooling_off: 1h
   approvals: 2
@@ -78,6 +82,17 @@ wallets:
     limits:
       per_tx: "1000"
       max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+  - name: btc-hot
+    wallets: [hot-btc]
+    asset: BTC
+    class: hot
+    allowlist_required: false
+    limits:
+      per_tx: "100"
+      max_fee: "0.001"
+      max_fee_rate: 50
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
 `
@@ -150,21 +165,37 @@ var (
 // countingEngine and countingShares record whether a session was started or
 // a share unsealed: the refusal tests assert neither happened.
 // failNext, when set, makes the next session fail at once as a peer timing
-// out would (fault injection for the re-claim test).
+// out would (fault injection for the re-claim test); failAt does the same
+// for the session that brings signs to its value (a later input of a
+// Bitcoin spend). sessions are the session IDs asked for, in order.
 type countingEngine struct {
 	member.Engine
 	signs    atomic.Int32
 	failNext atomic.Bool
+	failAt   atomic.Int32
+
+	mu       sync.Mutex
+	sessions []tss.SessionID
 }
 
 var errInjectedTimeout = errors.New("injected: tss peer timed out")
 
 func (c *countingEngine) Sign(ctx context.Context, s *tss.Share, p tss.SignParams) (*tss.Signature, error) {
-	c.signs.Add(1)
-	if c.failNext.CompareAndSwap(true, false) {
+	n := c.signs.Add(1)
+	c.mu.Lock()
+	c.sessions = append(c.sessions, p.Session)
+	c.mu.Unlock()
+	if c.failNext.CompareAndSwap(true, false) || c.failAt.CompareAndSwap(n, 0) {
 		return nil, errInjectedTimeout
 	}
 	return c.Engine.Sign(ctx, s, p)
+}
+
+// sessionsFrom returns the session IDs asked for from the i-th on.
+func (c *countingEngine) sessionsFrom(i int) []tss.SessionID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.sessions[i:])
 }
 
 type countingShares struct {
@@ -357,7 +388,7 @@ func (h *harness) orchestrator(store *ledger.Store, actor string) *withdraw.Orch
 	for _, id := range committee {
 		signers = append(signers, h.members[id].m)
 	}
-	o, err := withdraw.New(withdraw.Config{Ledger: store, ETH: h.sim, Chains: ethChains(), Network: network, Actor: actor, Members: signers})
+	o, err := withdraw.New(withdraw.Config{Ledger: store, ETH: h.sim, Chains: testChains(), Network: network, Actor: actor, Members: signers})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -369,7 +400,7 @@ func (h *harness) orchestrator(store *ledger.Store, actor string) *withdraw.Orch
 func (h *harness) newMember(mb *testNode, led member.Ledger) *member.Member {
 	h.t.Helper()
 	m, err := member.New(member.Config{Engine: mb.engine, Shares: mb.shares, Watermark: mb.wm, Seen: mb.seen, Ledger: led,
-		Chains: ethChains(), Now: h.clock.Now, AttestWait: 10 * time.Second})
+		Chains: testChains(), Now: h.clock.Now, AttestWait: 10 * time.Second})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -409,17 +440,18 @@ func (h *harness) request(id string, dest common.Address, amount *big.Int, ops .
 // dest from the harness wallet.
 func (h *harness) initiate(id string, dest common.Address, amt *big.Int) quorum.Approval {
 	h.t.Helper()
-	return h.initiateAsset(id, "ETH", dest, amt)
+	return h.initiateAsset(id, walletID, "ETH", dest.Hex(), amt)
 }
 
-// initiateAsset is initiate for amt base units of asset.
-func (h *harness) initiateAsset(id, asset string, dest common.Address, amt *big.Int) quorum.Approval {
+// initiateAsset is initiate for amt base units of asset from wallet to the
+// destination to (in its canonical form).
+func (h *harness) initiateAsset(id, wallet, asset, to string, amt *big.Int) quorum.Approval {
 	h.t.Helper()
 	a, err := amount.FromBig(amt)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	w := policy.Withdrawal{Wallet: walletID, Asset: asset, To: dest.Hex(), Amount: a}
+	w := policy.Withdrawal{Wallet: wallet, Asset: asset, To: to, Amount: a}
 	return backend.Sign(h.t, clusterID, id, w.IntentHash(id), quorum.Initiate, time.Now().Add(time.Hour))
 }
 
@@ -566,13 +598,18 @@ func (h *harness) mine(tx *eth.Signed) {
 	}
 }
 
-// ethChains is the chain adapter set of the harness: the simulated chain's
-// network only, with TKN registered.
-func ethChains() map[string]chains.Chain {
+// testChains is the chain adapter set of the harness: ETH on the simulated
+// chain's network only, with TKN registered, and Bitcoin with the harness's
+// network as regtest.
+func testChains() map[string]chains.Chain {
 	c, err := eth.New(eth.Config{Networks: map[string]uint64{network: simChainID},
 		Tokens: map[string][]eth.Token{network: {{Symbol: "TKN", Address: tokenAddr, Decimals: 6}}}})
 	if err != nil {
 		panic(err)
 	}
-	return map[string]chains.Chain{"eth": c}
+	b, err := btc.NewChain(map[string]string{network: "regtest"})
+	if err != nil {
+		panic(err)
+	}
+	return map[string]chains.Chain{"eth": c, "btc": b}
 }

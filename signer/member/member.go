@@ -86,8 +86,9 @@ type Signed struct {
 	Raw []byte
 	// TxHash is the transaction hash, 0x-prefixed hex.
 	TxHash string
-	// Signature is r || s || v (v = recovery id 0/1), empty when the result
-	// was read back from the ledger.
+	// Signature is r || s || v (v = recovery id 0/1), one 65-byte signature
+	// per digest in digest order (a Bitcoin spend: per input), empty when
+	// the result was read back from the ledger.
 	Signature []byte
 }
 
@@ -191,9 +192,10 @@ func (m *Member) refuse(requestID string, err error) error {
 }
 
 // SignClaimed runs the member's side of a claimed hot withdrawal: every check
-// of docs/member.md on its own ledger read, then the watermark reservation,
-// the share, the tss session bound to claim.SessionID, signature
-// verification and the watermark completion. Any failure returns a
+// of docs/member.md on its own ledger read, then the watermark reservation
+// (every digest and every nonce or outpoint the transaction spends), one
+// tss session per digest bound to claim.SessionID (InputSession), the
+// verification of the assembled transaction and the watermark completion. Any failure returns a
 // *RefusalError and releases nothing; checks that fail before the
 // reservation leave no trace in the watermark and start no session.
 //
@@ -271,51 +273,75 @@ func (m *Member) SignClaimed(ctx context.Context, requestID string, c Claim) (*S
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrWatermark, err))
 	}
 
-	shareID, ok := memberKey(p.info, m.self)
-	if !ok {
-		return nil, m.refuse(requestID, fmt.Errorf("%w: no share ID for %s", ErrShare, m.self))
-	}
-	share, err := m.cfg.Shares.Get(p.wallet, m.self, shareID)
+	sigs, sigBytes, err := m.signDigests(ctx, c, p)
 	if err != nil {
-		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrShare, err))
+		return nil, m.refuse(requestID, err)
 	}
-	if string(share.PubKey) != string(p.info.PubKey) {
-		share.Wipe()
-		return nil, m.refuse(requestID, fmt.Errorf("%w: the unsealed share is for another key", ErrShare))
-	}
-	sig, err := m.cfg.Engine.Sign(ctx, share, tss.SignParams{Session: c.SessionID, Signers: slices.Clone(c.Signers), Digest: p.digest})
-	// Sign returns only once the engine is done with the share (success or
-	// failure): zero its secrets now (invariant 4).
-	share.Wipe()
-	share = nil
-	if err != nil {
-		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSession, err))
-	}
-
-	// Invariant 7: verify against the key from keygen and low-S before release.
-	if string(sig.PubKey) != string(p.info.PubKey) {
-		return nil, m.refuse(requestID, fmt.Errorf("%w: signed under another key", ErrSignature))
-	}
-	signedTx, err := p.unsigned.Assemble(p.info.PubKey, []chains.Signature{{R: sig.R, S: sig.S, V: sig.V}})
+	// Invariant 7: every signature is checked again as the chain's
+	// transaction (for Bitcoin: each input through btcd's script engine
+	// against the output it spends) before anything is released. A claim
+	// is signed in full or not at all.
+	signedTx, err := p.unsigned.Assemble(p.info.PubKey, sigs)
 	if err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
 	}
 	if err := signedTx.Verify(p.payloadHash, p.info.PubKey); err != nil {
 		return nil, m.refuse(requestID, fmt.Errorf("%w: %w", ErrSignature, err))
 	}
-	sig65 := sig.Bytes65()
-	if err := m.cfg.Watermark.Complete(ticket, sha256.Sum256(sig65)); err != nil {
+	if err := m.cfg.Watermark.Complete(ticket, sha256.Sum256(sigBytes)); err != nil {
 		// The reservation was fsynced before signing, so the signature is
 		// for the reserved message and may be released; the store is failed
 		// and the node must reopen it before signing again.
 		m.log.Error("member: watermark complete failed; reopen the store", "member", m.self, "request", requestID, "err", err)
 	}
-	out := &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: signedTx.Bytes(), TxHash: signedTx.Hash(), Signature: sig65}
+	out := &Signed{RequestID: requestID, SessionID: c.SessionID, Raw: signedTx.Bytes(), TxHash: signedTx.Hash(), Signature: sigBytes}
 	m.mu.Lock()
 	m.done[key] = out
 	m.mu.Unlock()
 	m.log.Info("member: signed", "member", m.self, "request", requestID, "session", c.SessionID.String(), "tx", out.TxHash)
 	return out, nil
+}
+
+// signDigests runs one tss session per digest of p, in order, digest i
+// under InputSession(c.SessionID, i), each with a share unsealed for that
+// session alone and wiped as soon as the engine returns. It returns the
+// signatures in digest order and their r || s || v forms concatenated. The
+// first failure ends it: the signatures of earlier digests are dropped
+// (under SIGHASH_ALL each commits to the whole transaction, which needs
+// them all), and a re-claim signs the same digests again in new sessions.
+func (m *Member) signDigests(ctx context.Context, c Claim, p *plan) ([]chains.Signature, []byte, error) {
+	shareID, ok := memberKey(p.info, m.self)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no share ID for %s", ErrShare, m.self)
+	}
+	sigs := make([]chains.Signature, 0, len(p.digests))
+	sigBytes := make([]byte, 0, 65*len(p.digests))
+	for i, d := range p.digests {
+		share, err := m.cfg.Shares.Get(p.wallet, m.self, shareID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrShare, err)
+		}
+		if string(share.PubKey) != string(p.info.PubKey) {
+			share.Wipe()
+			return nil, nil, fmt.Errorf("%w: the unsealed share is for another key", ErrShare)
+		}
+		sid := InputSession(c.SessionID, i)
+		sig, err := m.cfg.Engine.Sign(ctx, share, tss.SignParams{Session: sid, Signers: slices.Clone(c.Signers), Digest: d})
+		// Sign returns only once the engine is done with the share (success
+		// or failure): zero its secrets now (invariant 4).
+		share.Wipe()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: digest %d of %d (session %s): %w", ErrSession, i+1, len(p.digests), sid, err)
+		}
+		// Invariant 7: under the key from keygen; low-S and the digest are
+		// checked by Assemble and Verify.
+		if string(sig.PubKey) != string(p.info.PubKey) {
+			return nil, nil, fmt.Errorf("%w: digest %d of %d signed under another key", ErrSignature, i+1, len(p.digests))
+		}
+		sigs = append(sigs, chains.Signature{R: sig.R, S: sig.S, V: sig.V})
+		sigBytes = append(sigBytes, sig.Bytes65()...)
+	}
+	return sigs, sigBytes, nil
 }
 
 // fromLedger returns the committed result of this very claim after checking

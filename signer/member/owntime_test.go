@@ -19,7 +19,7 @@ func lateMember(h *harness) (*member.Member, *ledgertest.Clock) {
 	n1 := h.members["n1"]
 	own := ledgertest.NewClock(h.clock.Now().Add(time.Hour))
 	m, err := member.New(member.Config{Engine: n1.engine, Shares: n1.shares, Watermark: n1.wm, Seen: n1.seen, Ledger: n1.ledger,
-		Chains: ethChains(), Now: own.Now})
+		Chains: testChains(), Now: own.Now})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestBackdatedAllowlistStillCoolsOff(t *testing.T) {
 	}
 	defer seen.Close()
 	m, err := member.New(member.Config{Engine: n1.engine, Shares: n1.shares, Watermark: n1.wm, Seen: seen, Ledger: n1.ledger,
-		Chains: ethChains(), Now: own.Now})
+		Chains: testChains(), Now: own.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
