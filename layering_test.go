@@ -18,7 +18,7 @@ const module = "github.com/custody-dev/custody"
 // deliberately. "*" means any package of ours.
 //
 //	cmd/custody                     the CLI, on top of everything
-//	daemon                          node configuration and (later) node run; only cmd imports it
+//	daemon                          node configuration and node run; only cmd imports it
 //	api/...                         HTTPS handlers and clients (node RPC): thin, above withdraw, member and ledger
 //	genesis                         the genesis document, above the ledger
 //	withdraw                        the leader's orchestration, above the ledger
@@ -31,9 +31,10 @@ const module = "github.com/custody-dev/custody"
 var layers = map[string][]string{
 	"cmd/custody": {"*"},
 
-	// The node: its config now, `node run`'s wiring later (ledger, engine,
-	// member, withdraw, chains, api). Nothing imports it but cmd/custody.
-	"daemon": {"genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
+	// The node: its config and `node run`'s wiring (ledger, engine,
+	// member, withdraw, chains, node RPC). Nothing imports it but cmd/custody.
+	"daemon": {"api/noderpc", "withdraw", "signer/member", "signer/tss", "signer/transport", "signer/shares", "signer/watermark",
+		"signer/preparams", "chains", "chains/eth", "chains/btc", "genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
 
 	// The node-to-node RPC: handlers and client over the ledger and the
 	// member; no business logic, never the daemon.
@@ -92,7 +93,11 @@ var mayImportSoftHSM = []string{"cmd/custody", "softhsm/softhsmtest", "devnet"}
 // non-test code; nothing else in the binary may. hashicorp/raft v1.7.3 keeps
 // its in-memory test cluster helpers in testing.go of package raft, so the
 // linker keeps testing's init (its functions are dead-code eliminated).
-var testingImporters = []string{"github.com/hashicorp/raft"}
+//
+// signer/preparams is ours and imports testing for testing.Testing() only:
+// it is how the committed pre-param fixtures (public, test-only) are refused
+// in every binary that is not a test binary, the custody node included.
+var testingImporters = []string{"github.com/hashicorp/raft", module + "/signer/preparams"}
 
 type listed struct {
 	ImportPath string

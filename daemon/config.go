@@ -473,6 +473,24 @@ func rpcURL(s string, schemes ...string) error {
 	return nil
 }
 
+// Identity loads the node's TLS identity (the files LoadConfig checked).
+func (c *Config) Identity() (pki.Identity, error) {
+	var files [3][]byte
+	for i, f := range []struct{ key, path string }{{"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+		var err error
+		if files[i], err = readBounded(f.path, 1<<20); err != nil {
+			return pki.Identity{}, fail(f.key, "%v", err)
+		}
+	}
+	id, err := pki.LoadIdentity(files[1], files[2], files[0])
+	if err != nil {
+		// LoadIdentity's errors say "key pair" or "CA" and never hold key
+		// material.
+		return pki.Identity{}, fail("tls", "%v", err)
+	}
+	return id, nil
+}
+
 // checkTLS loads the TLS files: they form one identity, the certificate is
 // this node's, the key file is its owner's only.
 func (c *Config) checkTLS() error {
@@ -486,17 +504,9 @@ func (c *Config) checkTLS() error {
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return fail("tls.key", "%s has mode %04o: a private key must be readable by its owner only (chmod 600)", c.TLS.Key, perm)
 	}
-	var files [3][]byte
-	for i, f := range []struct{ key, path string }{{"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
-		if files[i], err = readBounded(f.path, 1<<20); err != nil {
-			return fail(f.key, "%v", err)
-		}
-	}
-	id, err := pki.LoadIdentity(files[1], files[2], files[0])
+	id, err := c.Identity()
 	if err != nil {
-		// LoadIdentity's errors say "key pair" or "CA" and never hold key
-		// material.
-		return fail("tls", "%v", err)
+		return err
 	}
 	leaf, err := x509.ParseCertificate(id.Cert.Certificate[0])
 	if err != nil {

@@ -178,7 +178,7 @@ func TestCheckDistinct(t *testing.T) {
 
 func TestClaimDataDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	n1 := Stamp{NodeID: "n1", TokenSerial: "0001"}
+	n1 := Stamp{NodeID: "n1", TokenSerial: "0001", Format: DataDirFormat}
 	if err := ClaimDataDir(dir, n1); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestClaimDataDir(t *testing.T) {
 	if err := ClaimDataDir(dir, n1); err != nil {
 		t.Fatalf("the same node again: %v", err)
 	}
-	for _, other := range []Stamp{{NodeID: "n2", TokenSerial: "0001"}, {NodeID: "n1", TokenSerial: "0002"}} {
+	for _, other := range []Stamp{{NodeID: "n2", TokenSerial: "0001", Format: DataDirFormat}, {NodeID: "n1", TokenSerial: "0002", Format: DataDirFormat}} {
 		err := ClaimDataDir(dir, other)
 		if !errors.Is(err, ErrWrongDataDir) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), `stamped for node "n1"`) {
 			t.Errorf("%+v: %v", other, err)
@@ -200,7 +200,18 @@ func TestClaimDataDir(t *testing.T) {
 	if err := ClaimDataDir(dir, n1); !errors.Is(err, ErrWrongDataDir) {
 		t.Errorf("garbage stamp: %v", err)
 	}
-	if err := ClaimDataDir(t.TempDir(), Stamp{NodeID: "n1"}); err == nil {
+	if err := ClaimDataDir(t.TempDir(), Stamp{NodeID: "n1", Format: DataDirFormat}); err == nil {
 		t.Error("a stamp without a token serial")
+	}
+	// A data dir written by another data dir format.
+	old := filepath.Join(t.TempDir(), "old")
+	if err := os.MkdirAll(old, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, StampFile), []byte(`{"node_id":"n1","token_serial":"0001","format":0}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ClaimDataDir(old, n1); !errors.Is(err, ErrIncompatibleDataDir) || !strings.Contains(err.Error(), "format 0") {
+		t.Errorf("old data dir format: %v", err)
 	}
 }

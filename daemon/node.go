@@ -58,11 +58,20 @@ const StampFile = "node.id"
 // or another token.
 var ErrWrongDataDir = errors.New("daemon: data dir belongs to another node")
 
+// DataDirFormat is the layout version of a data dir this custody writes
+// and reads; a dir stamped with another is refused (ErrIncompatibleDataDir).
+const DataDirFormat = 1
+
+// ErrIncompatibleDataDir is wrapped when a data dir was written by a custody
+// with another data dir format.
+var ErrIncompatibleDataDir = errors.New("daemon: data dir written by an incompatible version")
+
 // Stamp is what a data dir's node.id records: which node, on which token,
-// owns the directory.
+// owns the directory, and the data dir format it was written in.
 type Stamp struct {
 	NodeID      pki.NodeID `json:"node_id"`
 	TokenSerial string     `json:"token_serial"`
+	Format      int        `json:"format"`
 }
 
 // ClaimDataDir makes sure dir belongs to want: it creates dir (0700) and
@@ -76,6 +85,9 @@ func ClaimDataDir(dir string, want Stamp) error {
 	}
 	if want.TokenSerial == "" {
 		return errors.New("daemon: data dir stamp: the token serial is required")
+	}
+	if want.Format != DataDirFormat {
+		return fmt.Errorf("daemon: data dir stamp: format %d, want %d", want.Format, DataDirFormat)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("daemon: data dir: %w", err)
@@ -93,6 +105,9 @@ func ClaimDataDir(dir string, want Stamp) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&have); err != nil || have.NodeID == "" {
 		return fmt.Errorf("%w: %s is not a node.id stamp; refusing to use %s", ErrWrongDataDir, path, dir)
+	}
+	if have.Format != DataDirFormat {
+		return fmt.Errorf("%w: %s is in data dir format %d, this custody reads format %d", ErrIncompatibleDataDir, dir, have.Format, DataDirFormat)
 	}
 	if have != want {
 		return fmt.Errorf("%w: %s is stamped for node %q on token %q, not node %q on token %q", ErrWrongDataDir, dir, have.NodeID, have.TokenSerial, want.NodeID, want.TokenSerial)

@@ -33,6 +33,7 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newGenesisCmd(),
 		newLedgerCmd(),
 		newClusterCmd(),
+		newNodeCmd(),
 	)
 	return root
 }

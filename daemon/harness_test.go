@@ -1,0 +1,436 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"gopkg.in/yaml.v3"
+
+	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/daemon"
+	"github.com/custody-dev/custody/genesis"
+	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/signer/shares"
+	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
+	"github.com/custody-dev/custody/withdraw"
+)
+
+const (
+	clusterID = "daemon-test"
+	walletID  = "hot-eth"
+	network   = "devnet"
+	chainID   = 1337
+	// rules: one hot ETH wallet, an allowlist with a one-hour cooling-off
+	// (the harness clock jumps past it), two approvals.
+	rules = `version: 1
+assets:
+  ETH: {decimals: 18}
+allowlist:
+  cooling_off: 1h
+  approvals: 2
+  roles: [admin, approver]
+lock:
+  unlock_delay: 1h
+wallets:
+  - name: eth-hot
+    wallets: [hot-eth]
+    asset: ETH
+    class: hot
+    allowlist_required: true
+    limits:
+      per_tx: "10"
+      max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+`
+)
+
+var (
+	alice   = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
+	bob     = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
+	carol   = ledgertest.NewOperator("carol", quorum.KindHuman, quorum.RoleApprover)
+	backend = ledgertest.NewOperator("backend", quorum.KindBackend, quorum.RoleInitiator)
+	nodeIDs = []pki.NodeID{"n1", "n2", "n3"}
+)
+
+// One keygen for the package (tss-lib keygen is the slow part); each test
+// seals the shares into its nodes' own tokens.
+var (
+	keygenOnce   sync.Once
+	keygenShares map[pki.NodeID]*tss.Share
+	keygenErr    error
+)
+
+func walletShares(t *testing.T) map[pki.NodeID]*tss.Share {
+	t.Helper()
+	keygenOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), tsstest.Deadline)
+		defer cancel()
+		net := tss.NewMemNetwork()
+		c := tsstest.NewCommittee(tsstest.NoCleanup(t), nodeIDs, func(id pki.NodeID) tss.Transport { return net.Endpoint(id) }, nil)
+		keygenShares, keygenErr = c.Keygen(ctx, walletID, nil, 1, nil)
+	})
+	if keygenErr != nil {
+		t.Fatal(keygenErr)
+	}
+	return keygenShares
+}
+
+// testNode is one node of the test cluster: its config file, its token
+// and, while it runs, the daemon.
+type testNode struct {
+	id     pki.NodeID
+	config string
+	token  hsm.Config
+	node   *daemon.Node
+}
+
+// cluster is three daemons on 127.0.0.1, each with its own SoftHSM token
+// and data dir, sharing one simulated chain and one test clock.
+type cluster struct {
+	t      *testing.T
+	ctx    context.Context
+	nodes  map[pki.NodeID]*testNode
+	clock  *ledgertest.Clock
+	sim    *eth.Simulated
+	wallet common.Address
+	info   tss.WalletInfo
+	dests  []common.Address
+}
+
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return out
+}
+
+func writeFile(t *testing.T, path string, mode os.FileMode, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newCluster writes a CA, node certificates (keys ledgertest.NodeKey), the
+// genesis file and one YAML config per node, makes each node a token with
+// its KEK and seals the package's wallet shares into each node's data dir;
+// then starts the three daemons and waits for the genesis to commit.
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	ksh := walletShares(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	c := &cluster{t: t, ctx: ctx, nodes: map[pki.NodeID]*testNode{},
+		clock: ledgertest.NewClock(time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)), info: ksh["n1"].Info()}
+	var err error
+	if c.wallet, err = eth.AddressFromPublicKey(c.info.PubKey); err != nil {
+		t.Fatal(err)
+	}
+	c.sim = eth.NewSimulated(types.GenesisAlloc{c.wallet: {Balance: ether(100)}})
+	t.Cleanup(func() { _ = c.sim.Close() })
+
+	dir := t.TempDir()
+	ca, err := pki.NewCA(clusterID, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "ca.pem"), 0o644, ca.PEM())
+	g, err := genesis.FromCommand(ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "genesis.json"), 0o644, g.Encode())
+
+	ports := freePorts(t, 4*len(nodeIDs))
+	addr := func(i, k int) string { return ports[4*i+k] }
+	for i, id := range nodeIDs {
+		nd := filepath.Join(dir, string(id))
+		key := ledgertest.NodeKey(id)
+		certPEM, err := ca.IssueNodeFor(id, &key.PublicKey, time.Now(), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(nd, "node.pem"), 0o644, certPEM)
+		writeFile(t, filepath.Join(nd, "node.key"), 0o600, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+
+		tok := softhsmtest.NewToken(t, "daemon-"+string(id))
+		writeFile(t, filepath.Join(nd, "hsm.pin"), 0o600, []byte(tok.PIN+"\n"))
+		func() {
+			h, err := hsm.Open(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			kek, err := h.CreateKEK(daemon.KEKLabel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ss, err := shares.NewStore(filepath.Join(nd, "data", "shares"), kek)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ss.Put(ksh[id]); err != nil {
+				t.Fatal(err)
+			}
+		}()
+
+		cfg := daemon.Config{
+			NodeID: id, DataDir: "data",
+			Listen:  daemon.Listen{Raft: addr(i, 0), TSS: addr(i, 1), RPC: addr(i, 2), API: addr(i, 3)},
+			TLS:     daemon.TLSFiles{CA: "../ca.pem", Cert: "node.pem", Key: "node.key"},
+			HSM:     daemon.HSM{Module: tok.Module, TokenLabel: tok.TokenLabel, TokenSerial: tok.TokenSerial, PINFile: "hsm.pin"},
+			Genesis: daemon.GenesisPin{File: "../genesis.json", Hash: g.Hash()},
+			Chains:  daemon.Chains{ETH: &daemon.ETH{RPC: daemon.EmbeddedETH}},
+			TSS:     daemon.TSS{SessionTimeout: daemon.Duration(time.Minute)},
+		}
+		for j, p := range nodeIDs {
+			if p != id {
+				cfg.Peers = append(cfg.Peers, daemon.Peer{ID: p, Raft: addr(j, 0), TSS: addr(j, 1), RPC: addr(j, 2)})
+			}
+		}
+		b, err := yaml.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(nd, "config.yaml")
+		writeFile(t, path, 0o644, b)
+		c.nodes[id] = &testNode{id: id, config: path, token: tok}
+	}
+	for _, id := range nodeIDs {
+		c.start(id)
+	}
+	c.poll("the genesis committed on every node", func() error {
+		for _, n := range c.nodes {
+			if err := n.node.Store().ReadLocal(func(st *ledger.State) error {
+				if st.Registry.ClusterID != clusterID {
+					return fmt.Errorf("%s has no genesis yet", n.id)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	c.submit("node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: nodeIDs, Threshold: 1}})
+	for i := range 2 {
+		c.dests = append(c.dests, c.allowlist(fmt.Sprintf("allow-%d", i)))
+	}
+	// Members count the cooling-off from when they first saw each entry.
+	for _, id := range nodeIDs {
+		n := c.nodes[id].node
+		c.poll(string(id)+" observed the allowlist", func() error {
+			if err := n.Store().ReadAtLeast(ctx, c.leader().Store().StateIndex(), func(*ledger.State) error { return nil }); err != nil {
+				return err
+			}
+			return n.Observe(ctx)
+		})
+	}
+	c.clock.Advance(time.Hour + time.Minute)
+	return c
+}
+
+// start runs node id's daemon from its config file.
+func (c *cluster) start(id pki.NodeID) {
+	c.t.Helper()
+	n := c.nodes[id]
+	cfg, err := daemon.LoadConfig(n.config)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n.node, err = daemon.Start(cfg, daemon.Options{ETH: c.sim, Now: c.clock.Now, PreParams: fixturePreParams(c.t), Logger: testLogger(c.t, id)})
+	if err != nil {
+		c.t.Fatalf("start %s: %v", id, err)
+	}
+	node := n.node
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = node.Shutdown(ctx)
+	})
+}
+
+// stop shuts node id down (drain deadline: none, sessions abort).
+func (c *cluster) stop(id pki.NodeID) {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = c.nodes[id].node.Shutdown(ctx)
+	c.nodes[id].node = nil
+}
+
+func (c *cluster) poll(what string, fn func() error) { c.t.Helper(); ledgertest.Poll(c.t, what, fn) }
+
+// leader is the running node that leads now.
+func (c *cluster) leader() *daemon.Node {
+	c.t.Helper()
+	var l *daemon.Node
+	c.poll("a leader", func() error {
+		for _, n := range c.nodes {
+			if n.node != nil && n.node.Store().IsLeader() {
+				l = n.node
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader among the running nodes")
+	})
+	return l
+}
+
+// any is a running node, a follower when there is one.
+func (c *cluster) follower() *daemon.Node {
+	c.t.Helper()
+	for _, id := range nodeIDs {
+		if n := c.nodes[id].node; n != nil && !n.Store().IsLeader() {
+			return n
+		}
+	}
+	c.t.Fatal("no running follower")
+	return nil
+}
+
+// submit writes cmd through a follower's daemon (forwarded to the leader).
+func (c *cluster) submit(actor string, cmd ledger.Command) ledger.Outcome {
+	c.t.Helper()
+	var out ledger.Outcome
+	c.poll("submit "+cmd.Type(), func() error {
+		var err error
+		out, err = c.follower().Submit(c.ctx, actor, cmd)
+		return err
+	})
+	return out
+}
+
+// allowlist adds a destination with two admin/approver approvals.
+func (c *cluster) allowlist(name string) common.Address {
+	c.t.Helper()
+	seed := sha256.Sum256([]byte("daemon-test-dest/" + name))
+	dest := common.BytesToAddress(seed[:20])
+	ch := policy.Change{ID: name, Kind: policy.ChangeAllowlistAdd, Wallet: walletID, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
+	exp := time.Now().Add(2 * time.Hour).UTC()
+	c.submit("alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
+		alice.Sign(c.t, clusterID, ch.ID, ch.PayloadHash(), quorum.Approve, exp), carol.Sign(c.t, clusterID, ch.ID, ch.PayloadHash(), quorum.Approve, exp)}})
+	return dest
+}
+
+// withdrawal creates a hot withdrawal of amt wei to dest on the leader.
+func (c *cluster) withdrawal(id string, dest common.Address, amt *big.Int) *ledger.Request {
+	c.t.Helper()
+	a, err := amount.FromBig(amt)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	w := policy.Withdrawal{Wallet: walletID, Asset: "ETH", To: dest.Hex(), Amount: a}
+	init := backend.Sign(c.t, clusterID, id, w.IntentHash(id), quorum.Initiate, time.Now().Add(time.Hour))
+	var r *ledger.Request
+	c.poll("create "+id, func() error {
+		var err error
+		r, err = c.leader().CreateETH(c.ctx, withdraw.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amt,
+			Initiation: init, ExpiresAt: time.Now().Add(time.Hour)})
+		return err
+	})
+	return r
+}
+
+// approve records op's approval of the request through a follower.
+func (c *cluster) approve(r *ledger.Request, op ledgertest.Operator) {
+	c.t.Helper()
+	c.submit(op.ID, ledger.Approve{RequestID: r.ID,
+		Approval: op.Sign(c.t, clusterID, r.ID, r.PayloadHash, quorum.Approve, time.Now().Add(time.Hour))})
+}
+
+// read returns the request as node id's own replica has it.
+func (c *cluster) read(id pki.NodeID, req string) *ledger.Request {
+	c.t.Helper()
+	var r *ledger.Request
+	_ = c.nodes[id].node.Store().ReadLocal(func(st *ledger.State) error {
+		if x := st.Requests[req]; x != nil {
+			r = x.Clone()
+		}
+		return nil
+	})
+	return r
+}
+
+// waitStatus polls node id's replica until the request has status want.
+func (c *cluster) waitStatus(id pki.NodeID, req string, want ledger.Status) *ledger.Request {
+	c.t.Helper()
+	var r *ledger.Request
+	c.poll(fmt.Sprintf("%s %s on %s", req, want, id), func() error {
+		r = c.read(id, req)
+		if r == nil || r.Status != want {
+			if r != nil && r.Result != nil && r.Result.Error != "" {
+				return fmt.Errorf("%s: %s (last error %s)", req, r.Status, r.Result.Error)
+			}
+			return fmt.Errorf("%s: not %s yet", req, want)
+		}
+		return nil
+	})
+	return r
+}
+
+func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
+
+// fixturePreParams hands out the committed fixtures in turn (outside a test
+// binary preparams.Validate refuses them).
+func fixturePreParams(t *testing.T) func(context.Context) (*keygen.LocalPreParams, error) {
+	fx := tsstest.Fixtures(t)
+	var mu sync.Mutex
+	next := 0
+	return func(context.Context) (*keygen.LocalPreParams, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		p := fx[next%len(fx)]
+		next++
+		return p, nil
+	}
+}
+
+// testLogger writes a node's log to stderr when DAEMON_TEST_LOG is set.
+func testLogger(t *testing.T, id pki.NodeID) *slog.Logger {
+	if os.Getenv("DAEMON_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}

@@ -1,0 +1,213 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/policy"
+)
+
+// Leader-loop timing.
+const (
+	// leaderTick is how often the leader looks for work in its ledger.
+	leaderTick = 200 * time.Millisecond
+	// MaxSigningAttempts bounds the sessions the leaders open for one
+	// request (the first claim and the re-claims after failures); a
+	// request that failed that often stays failed for a person to look at.
+	MaxSigningAttempts = 3
+	// retryBackoff is the pause before a failed request is re-claimed.
+	retryBackoff = 2 * time.Second
+)
+
+// leaderLoop runs on every node and acts only while the node leads: it
+// writes the pinned genesis into an empty ledger, signs approved hot
+// requests, fails and re-claims claims whose session outlived its timeout
+// (their leader died or lost leadership), retries failed sessions a bounded
+// number of times and expires requests past their expiry. The ledger is the
+// only memory: a new leader finds all of this in its own replica, so no
+// request is lost across leader changes, and the members' watermarks keep
+// any re-claim from signing a second, different transaction.
+func (n *Node) leaderLoop(ctx context.Context) {
+	tick := time.NewTicker(leaderTick)
+	defer tick.Stop()
+	lastTry := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !n.store.IsLeader() || n.draining() || n.store.Halted() != nil {
+			continue
+		}
+		if err := n.leaderPass(ctx, lastTry); err != nil && ctx.Err() == nil {
+			n.log.Warn("leader pass", "err", err)
+		}
+	}
+}
+
+type leaderWork struct {
+	genesis bool
+	sign    []string // approved hot requests
+	stale   []*ledger.Request
+	retry   []*ledger.Request
+	expire  []string
+}
+
+func (n *Node) leaderPass(ctx context.Context, lastTry map[string]time.Time) error {
+	now := n.now()
+	timeout := time.Duration(n.cfg.TSS.SessionTimeout)
+	var w leaderWork
+	err := n.store.ReadLocal(func(st *ledger.State) error {
+		if st.Registry.ClusterID == "" {
+			w.genesis = true
+			return nil
+		}
+		attempts := map[string]int{}
+		for _, req := range st.Sessions {
+			attempts[req]++
+		}
+		for id, r := range st.Requests {
+			if n.signing(id) {
+				continue
+			}
+			switch r.Status {
+			case ledger.StatusApproved:
+				if !r.ExpiresAt.IsZero() && !st.Clock.Before(r.ExpiresAt) {
+					w.expire = append(w.expire, id)
+				} else if r.Decision.Route == policy.RouteHot {
+					w.sign = append(w.sign, id)
+				}
+			case ledger.StatusAwaitingApprovals:
+				if !r.ExpiresAt.IsZero() && !st.Clock.Before(r.ExpiresAt) {
+					w.expire = append(w.expire, id)
+				}
+			case ledger.StatusClaimed:
+				if r.Result == nil && r.Claim != nil && now.Sub(r.Claim.At) > timeout+leaderTick {
+					w.stale = append(w.stale, r.Clone())
+				}
+			case ledger.StatusFailed:
+				if r.Claim != nil && attempts[id] < MaxSigningAttempts && now.Sub(lastTry[id]) > retryBackoff {
+					w.retry = append(w.retry, r.Clone())
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	actor := "node:" + string(n.cfg.NodeID)
+	if w.genesis {
+		g := n.genesis.Command()
+		if _, err := n.store.Submit(ctx, "genesis", g); err != nil && !errors.Is(err, ledger.ErrConflict) {
+			return fmt.Errorf("write the pinned genesis: %w", err)
+		}
+		n.log.Info("wrote the pinned genesis into the new ledger", "hash", g.Hash)
+		return nil
+	}
+	for _, id := range w.expire {
+		if _, err := n.store.Submit(ctx, actor, ledger.ExpireRequest{RequestID: id}); err != nil {
+			n.log.Warn("expire", "request", id, "err", err)
+		}
+	}
+	for _, r := range w.stale {
+		// The session's leader is gone (or wedged): record the failure so
+		// the request can be re-claimed. A late result of that session is
+		// then refused by the ledger (fenced by the session ID).
+		_, err := n.store.Submit(ctx, actor, ledger.RecordResult{RequestID: r.ID, SessionID: r.Claim.SessionID,
+			Error: fmt.Sprintf("abandoned: no result within the session timeout (%s) of the claim by %s", time.Duration(n.cfg.TSS.SessionTimeout), r.Claim.By)})
+		if err != nil {
+			n.log.Warn("fail a stale claim", "request", r.ID, "err", err)
+			continue
+		}
+		n.log.Warn("failed a stale claim", "request", r.ID, "session", r.Claim.SessionID, "claimed_by", r.Claim.By)
+	}
+	for _, id := range w.sign {
+		lastTry[id] = now
+		n.startSession(id, "")
+	}
+	for _, r := range w.retry {
+		lastTry[r.ID] = now
+		n.startSession(r.ID, r.Claim.SessionID)
+	}
+	return nil
+}
+
+// signing reports whether this node runs a session for the request.
+func (n *Node) signing(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sessions[id]
+}
+
+// startSession claims (or, after failedSession, re-claims) the request and
+// collects the signatures in the background; the result or the failure is
+// committed by the orchestrator.
+func (n *Node) startSession(id, failedSession string) {
+	n.mu.Lock()
+	if n.sessions[id] || n.draining() {
+		n.mu.Unlock()
+		return
+	}
+	n.sessions[id] = true
+	n.mu.Unlock()
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		defer func() {
+			n.mu.Lock()
+			delete(n.sessions, id)
+			n.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(n.ctx, time.Duration(n.cfg.TSS.SessionTimeout))
+		defer cancel()
+		var err error
+		if failedSession == "" {
+			_, err = n.orch.Sign(ctx, id, nil)
+		} else {
+			cl, rerr := n.orch.Reclaim(ctx, id, nil)
+			if err = rerr; err == nil {
+				_, err = n.orch.Collect(ctx, id, cl)
+			}
+		}
+		if err != nil {
+			n.log.Warn("signing session failed", "request", id, "reclaim", failedSession != "", "err", err)
+			return
+		}
+		n.log.Info("signed", "request", id, "reclaim", failedSession != "")
+	}()
+}
+
+// observeLoop has the member record, from its own clock, when it first saw
+// each governance change (member.Observe): the cooling-off and unlock delays
+// a member enforces count from there.
+func (n *Node) observeLoop(ctx context.Context) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		idx := n.store.StateIndex()
+		if idx == last {
+			continue
+		}
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := n.member.Observe(octx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Debug("observe", "err", err)
+			}
+			continue
+		}
+		last = idx
+	}
+}

@@ -1,0 +1,139 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/custody-dev/custody/api/noderpc"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/withdraw"
+)
+
+// ErrDraining is returned for work refused because the node is shutting
+// down.
+var ErrDraining = errors.New("daemon: node is draining (shutting down)")
+
+// rpcPeers is this node's side of the node RPC: the client that forwards
+// writes and read indices to the leader and reaches the other members. It
+// exists before the ledger (whose Forward it is) and gets its client once
+// the ledger is open.
+type rpcPeers struct {
+	n      *Node
+	client atomic.Pointer[noderpc.Client]
+}
+
+func newRPCPeers(n *Node) *rpcPeers { return &rpcPeers{n: n} }
+
+func (p *rpcPeers) forward(ctx context.Context, cmd ledger.Command) error {
+	c := p.client.Load()
+	if c == nil {
+		return ledger.ErrNotLeader
+	}
+	return c.Forward(ctx, cmd)
+}
+
+func (p *rpcPeers) readIndex(ctx context.Context) (uint64, error) {
+	return p.client.Load().ReadIndex(ctx)
+}
+
+func (p *rpcPeers) submit(ctx context.Context, actor string, cmd ledger.Command) (ledger.Outcome, error) {
+	return p.client.Load().Submit(ctx, actor, cmd)
+}
+
+// members are the committee members the leader's orchestration reaches:
+// this node's own member in process, every peer's over the node RPC.
+func (p *rpcPeers) members() []withdraw.Member {
+	out := []withdraw.Member{p.n.member}
+	for _, peer := range p.n.cfg.Peers {
+		out = append(out, p.client.Load().Member(peer.ID))
+	}
+	return out
+}
+
+// rpcServer is the node RPC listener.
+type rpcServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// startRPCClient builds the node RPC client (after the ledger: it reads the
+// leader from it).
+func (n *Node) startRPCClient() error {
+	addrs := make(map[pki.NodeID]string, len(n.cfg.Peers))
+	for _, p := range n.cfg.Peers {
+		addrs[p.ID] = p.RPC
+	}
+	c, err := noderpc.NewClient(noderpc.ClientConfig{Self: n.cfg.NodeID, Identity: n.id, Authorize: n.gate.Authorize,
+		Peers: addrs, Leader: n.store.Leader, Local: n.store, SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
+	if err != nil {
+		return err
+	}
+	n.peers.client.Store(c)
+	n.onClose(func() error { c.Close(); return nil })
+	return nil
+}
+
+// serveRPC serves the node RPC on listen.rpc, gated by the node set like
+// raft and the tss transport (after the member exists).
+func (n *Node) serveRPC() error {
+	srv, err := noderpc.NewServer(noderpc.Config{Identity: n.id, Authorize: n.gate.Authorize, Store: n.store,
+		Member: drainingMember{n}, Status: n.status, Logger: n.log.With("component", "node-rpc"),
+		SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", n.cfg.Listen.RPC)
+	if err != nil {
+		return err
+	}
+	n.rpc = &rpcServer{srv: srv, ln: ln}
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("node rpc stopped", "err", err)
+		}
+	}()
+	n.onClose(func() error { return srv.Close() })
+	return nil
+}
+
+// status is GET /node/v1/status: the ledger's part and the node's
+// readiness.
+func (n *Node) status() noderpc.Status {
+	s := noderpc.StoreStatus(n.store)
+	if s.Ready == nil {
+		s.Ready = map[string]bool{}
+	}
+	s.Ready["ledger"] = n.store.Halted() == nil && s.Leader != ""
+	s.Ready["member"] = n.member != nil && !n.draining()
+	s.Ready["keygen"] = n.pool != nil && n.pool.Len() > 0
+	return s
+}
+
+// drainingMember is the member as the node RPC reaches it: it refuses new
+// sessions while the node drains and counts running ones, so Shutdown
+// waits for them.
+type drainingMember struct{ n *Node }
+
+func (d drainingMember) SignClaimed(ctx context.Context, requestID string, c member.Claim) (*member.Signed, error) {
+	key := "rpc:" + requestID + ":" + c.SessionID.String()
+	d.n.mu.Lock()
+	if d.n.draining() {
+		d.n.mu.Unlock()
+		return nil, fmt.Errorf("%w: not signing %s", ErrDraining, requestID)
+	}
+	d.n.sessions[key] = true
+	d.n.mu.Unlock()
+	defer func() {
+		d.n.mu.Lock()
+		delete(d.n.sessions, key)
+		d.n.mu.Unlock()
+	}()
+	return d.n.member.SignClaimed(ctx, requestID, c)
+}

@@ -1,0 +1,476 @@
+package daemon
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/chains/btc"
+	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/genesis"
+	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/shares"
+	"github.com/custody-dev/custody/signer/transport"
+	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/watermark"
+	"github.com/custody-dev/custody/withdraw"
+)
+
+// KEKLabel is the label of the key-encryption key in a node's token
+// (`custody hsm init-kek` creates it).
+const KEKLabel = "custody-kek"
+
+// DefaultPreParamsPool is how many tss-lib pre-params a node keeps ready.
+const DefaultPreParamsPool = 2
+
+// Options are what a node takes from its caller besides the config.
+type Options struct {
+	// Logger receives the node's events (JSON in `node run`); nil discards.
+	Logger *slog.Logger
+	// ETH is the Ethereum backend when chains.eth.rpc is "embedded": the
+	// devnet's simulated chain (or a test's). A node whose config says
+	// embedded and that is given none refuses to start.
+	ETH eth.RPC
+	// PreParams generates tss-lib pre-params in the background (default:
+	// tss-lib's generator, about 30 s each here).
+	PreParams preparams.Generator
+	// Now is the node's own clock (the member's and the ledger's); nil
+	// means time.Now.
+	Now func() time.Time
+	// Tune, if set, adjusts the ledger config after the node built it
+	// (tests: timings, checkpoint interval).
+	Tune func(*ledger.Config)
+}
+
+// Node is one running signer node: ledger, tss engine and transport,
+// sealed shares, watermark, member, the leader's orchestration and the
+// node RPC. Start builds it; Shutdown drains and stops it.
+type Node struct {
+	cfg  *Config
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	genesis *genesis.Genesis
+	tok     *hsm.Token
+	kek     *hsm.Sealer
+	id      pki.Identity
+	gate    *ledger.NodeGate
+	store   *ledger.Store
+	trans   *transport.Transport
+	engine  *tss.Engine
+	shares  *shares.Store
+	wm      *watermark.Store
+	seen    *member.Seen
+	member  *member.Member
+	chains  map[string]chains.Chain
+	eth     eth.RPC
+	pool    *preparams.Pool
+	orch    *withdraw.Orchestrator
+	rpc     *rpcServer
+	peers   *rpcPeers
+
+	ctx     context.Context // the node's lifetime (background loops)
+	cancel  context.CancelFunc
+	loops   sync.WaitGroup
+	drain   chan struct{} // closed by Shutdown: no new sessions
+	drained sync.Once
+	closers []func() error // in reverse order of opening
+
+	mu       sync.Mutex
+	sessions map[string]bool // request IDs this node is signing as leader
+	walletMu sync.Mutex
+	keygens  map[string]bool // wallet IDs with a keygen running here
+}
+
+// StartError is a node that refused to start: Step names what it was doing
+// ("genesis", "hsm", "data dir", ...), Err why.
+type StartError struct {
+	Step string
+	Err  error
+}
+
+func (e *StartError) Error() string { return "daemon: cannot start: " + e.Step + ": " + e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// Start opens everything the config names, in an order that refuses a bad
+// node before it touches shared state: the genesis against its pin, the
+// HSM token and its KEK, the data dir's stamp, the TLS identity; then the
+// ledger (bootstrapping a new cluster from the genesis node set), the tss
+// transport and engine, shares, watermark, member, the node RPC and the
+// background loops. Any failure closes what was opened and returns a
+// *StartError with one line.
+func Start(cfg *Config, opts Options) (_ *Node, err error) {
+	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}),
+		sessions: map[string]bool{}, keygens: map[string]bool{}}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	n.log = n.log.With("node", string(cfg.NodeID))
+	if n.now == nil {
+		n.now = time.Now
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+	step := func(name string, e error) error {
+		if e == nil {
+			return nil
+		}
+		return &StartError{Step: name, Err: e}
+	}
+
+	if n.genesis, err = cfg.LoadGenesis(); err != nil {
+		return nil, step("genesis", err)
+	}
+	gcmd := n.genesis.Command()
+	if err := genesis.VerifyCommand(gcmd, cfg.Genesis.Hash); err != nil {
+		return nil, step("genesis", err)
+	}
+	if err := n.openHSM(); err != nil {
+		return nil, step("hsm", err)
+	}
+	if err := ClaimDataDir(cfg.DataDir, Stamp{NodeID: cfg.NodeID, TokenSerial: n.tok.Info().Serial, Format: DataDirFormat}); err != nil {
+		return nil, step("data dir", err)
+	}
+	if n.id, err = cfg.Identity(); err != nil {
+		return nil, step("tls", err)
+	}
+	signer, ok := n.id.Cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, step("tls", errors.New("the node key cannot sign"))
+	}
+	if err := n.openChains(); err != nil {
+		return nil, step("chains", err)
+	}
+	n.peers = newRPCPeers(n)
+	if err := n.openLedger(&gcmd, signer); err != nil {
+		return nil, step("ledger", err)
+	}
+	if err := n.startRPCClient(); err != nil {
+		return nil, step("node rpc", err)
+	}
+	if err := n.openSigner(); err != nil {
+		return nil, step("signer", err)
+	}
+	if err := n.serveRPC(); err != nil {
+		return nil, step("node rpc", err)
+	}
+	n.startPreParams()
+	n.goLoop("leader", n.leaderLoop)
+	n.goLoop("observe", n.observeLoop)
+	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC,
+		"genesis", cfg.Genesis.Hash, "token_serial", n.tok.Info().Serial)
+	return n, nil
+}
+
+// onClose registers a closer, run in reverse order by closeAll.
+func (n *Node) onClose(f func() error) { n.closers = append(n.closers, f) }
+
+func (n *Node) closeAll() {
+	n.cancel()
+	n.loops.Wait()
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](); err != nil {
+			n.log.Warn("close", "err", err)
+		}
+	}
+	n.closers = nil
+}
+
+func (n *Node) goLoop(name string, f func(ctx context.Context)) {
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		f(n.ctx)
+		n.log.Debug("loop stopped", "loop", name)
+	}()
+}
+
+func (n *Node) openHSM() error {
+	if n.cfg.HSM.Module == "" {
+		return errors.New("hsm.module is empty: name the PKCS#11 library (custody node run fills in SoftHSM2's when it is installed)")
+	}
+	pin, err := hsm.LoadPIN("", n.cfg.HSM.PINFile)
+	if err != nil {
+		return fmt.Errorf("hsm.pin_file: %w", err)
+	}
+	n.tok, err = hsm.Open(hsm.Config{Module: n.cfg.HSM.Module, TokenLabel: n.cfg.HSM.TokenLabel, TokenSerial: n.cfg.HSM.TokenSerial, PIN: pin})
+	if err != nil {
+		return err
+	}
+	n.onClose(n.tok.Close)
+	if n.kek, err = n.tok.KEK(KEKLabel); err != nil {
+		return fmt.Errorf("token %q has no usable key-encryption key %q (create it once with `custody hsm init-kek`): %w",
+			n.tok.Info().Label, KEKLabel, err)
+	}
+	return nil
+}
+
+func (n *Node) openChains() error {
+	n.chains = map[string]chains.Chain{}
+	if e := n.cfg.Chains.ETH; e != nil {
+		tokens := map[string][]eth.Token{}
+		for _, t := range e.Tokens {
+			tokens[e.Network] = append(tokens[e.Network], eth.Token{Symbol: t.Symbol, Address: common.HexToAddress(t.Contract), Decimals: uint8(t.Decimals)})
+		}
+		c, err := eth.New(eth.Config{Networks: map[string]uint64{e.Network: uint64(e.ChainID)}, Tokens: tokens})
+		if err != nil {
+			return fmt.Errorf("chains.eth: %w", err)
+		}
+		n.chains["eth"] = c
+		if e.RPC == EmbeddedETH {
+			if n.opts.ETH == nil {
+				return errors.New(`chains.eth.rpc is "embedded": only custody devnet runs the embedded chain; give a JSON-RPC URL`)
+			}
+			n.eth = n.opts.ETH
+		} else {
+			ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+			defer cancel()
+			cl, err := eth.Dial(ctx, e.RPC)
+			if err != nil {
+				return fmt.Errorf("chains.eth.rpc: %w", err)
+			}
+			n.eth = cl
+		}
+	}
+	if b := n.cfg.Chains.BTC; b != nil {
+		c, err := btc.NewChain(map[string]string{b.Network: b.Network})
+		if err != nil {
+			return fmt.Errorf("chains.btc: %w", err)
+		}
+		n.chains["btc"] = c
+	}
+	return nil
+}
+
+// voters are the raft addresses of the genesis node set, from the config.
+func (n *Node) voters() (map[pki.NodeID]string, error) {
+	addr := map[pki.NodeID]string{n.cfg.NodeID: n.cfg.Listen.Raft}
+	for _, p := range n.cfg.Peers {
+		addr[p.ID] = p.Raft
+	}
+	out := map[pki.NodeID]string{}
+	for _, g := range n.genesis.Nodes {
+		a, ok := addr[g.ID]
+		if !ok {
+			return nil, fmt.Errorf("the genesis node set names %q but the config has no peer %q", g.ID, g.ID)
+		}
+		out[g.ID] = a
+	}
+	return out, nil
+}
+
+func (n *Node) openLedger(g *ledger.Genesis, signer crypto.Signer) error {
+	voters, err := n.voters()
+	if err != nil {
+		return err
+	}
+	n.gate = ledger.NewNodeGate()
+	stream, err := ledger.ListenStream(n.cfg.Listen.Raft, n.id, n.gate.Authorize)
+	if err != nil {
+		return err
+	}
+	lc := ledger.Config{
+		NodeID: n.cfg.NodeID, Dir: filepath.Join(n.cfg.DataDir, "ledger"), LogStore: n.cfg.Ledger.LogStore,
+		Stream: stream, Gate: n.gate, Logger: n.log.With("component", "ledger"),
+		HeartbeatTimeout: time.Duration(n.cfg.Ledger.HeartbeatTimeout), ElectionTimeout: time.Duration(n.cfg.Ledger.ElectionTimeout),
+		LeaderLeaseTimeout: time.Duration(n.cfg.Ledger.LeaderLeaseTimeout), ApplyTimeout: time.Duration(n.cfg.Ledger.ApplyTimeout),
+		Clock: n.now, Genesis: g, CheckpointSigner: signer, Forward: n.peers.forward,
+	}
+	if n.opts.Tune != nil {
+		n.opts.Tune(&lc)
+	}
+	if err := os.MkdirAll(lc.Dir, 0o700); err != nil {
+		_ = stream.Close()
+		return err
+	}
+	if n.store, err = ledger.Open(lc); err != nil {
+		return err
+	}
+	n.onClose(n.store.Close)
+	return n.store.BootstrapVoters(voters)
+}
+
+func (n *Node) openSigner() error {
+	peers := map[pki.NodeID]string{}
+	for _, p := range n.cfg.Peers {
+		peers[p.ID] = p.TSS
+	}
+	var err error
+	n.trans, err = transport.New(transport.Config{Self: n.cfg.NodeID, Listen: n.cfg.Listen.TSS, Peers: peers, TLS: n.id,
+		Authorize: n.gate.Authorize, Logger: n.log.With("component", "tss-transport")})
+	if err != nil {
+		return err
+	}
+	n.onClose(func() error { n.trans.Close(); return nil })
+	if n.engine, err = tss.NewEngine(tss.Config{Self: n.cfg.NodeID, Transport: n.trans}); err != nil {
+		return err
+	}
+	n.onClose(func() error { n.engine.Close(); return nil })
+	if n.shares, err = shares.NewStore(filepath.Join(n.cfg.DataDir, "shares"), n.kek); err != nil {
+		return err
+	}
+	if n.wm, err = watermark.Open(filepath.Join(n.cfg.DataDir, "watermark")); err != nil {
+		return err
+	}
+	n.onClose(n.wm.Close)
+	if n.seen, err = member.OpenSeen(filepath.Join(n.cfg.DataDir, "seen")); err != nil {
+		return err
+	}
+	n.onClose(n.seen.Close)
+	n.member, err = member.New(member.Config{Engine: n.engine, Shares: n.shares, Watermark: n.wm, Seen: n.seen,
+		Ledger: &member.LocalLedger{Store: n.store, ReadIndex: n.peers.readIndex}, Chains: n.chains,
+		Logger: n.log.With("component", "member"), Now: n.now})
+	if err != nil {
+		return err
+	}
+	n.orch, err = withdraw.New(withdraw.Config{Ledger: n.store, ETH: n.eth, Network: n.ethNetwork(), Chains: n.chains,
+		Actor: "node:" + string(n.cfg.NodeID), Members: n.peers.members()})
+	if err != nil {
+		return err
+	}
+	return n.loadWallets()
+}
+
+func (n *Node) ethNetwork() string {
+	if e := n.cfg.Chains.ETH; e != nil {
+		return e.Network
+	}
+	return ""
+}
+
+// loadWallets opens each of this node's shares once to learn its wallets
+// (the public description kept with the share) and registers them with the
+// member and the orchestrator.
+func (n *Node) loadWallets() error {
+	refs, err := n.shares.List()
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if r.Party != n.cfg.NodeID {
+			return fmt.Errorf("share %s of wallet %q belongs to node %q, not this node", filepath.Join(n.cfg.DataDir, "shares"), r.Wallet, r.Party)
+		}
+		sh, err := n.shares.Get(r.Wallet, r.Party, r.ShareID)
+		if err != nil {
+			return fmt.Errorf("wallet %q: %w", r.Wallet, err)
+		}
+		info := sh.Info()
+		retired := sh.Retired()
+		sh.Wipe()
+		if retired {
+			continue
+		}
+		if err := n.addWallet(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) addWallet(info tss.WalletInfo) error {
+	if err := n.member.AddWallet(info); err != nil {
+		return fmt.Errorf("wallet %q: %w", info.Wallet, err)
+	}
+	n.orch.AddWallet(info)
+	return nil
+}
+
+// startPreParams keeps pre-params ready for keygens and reshares, in the
+// background from start (never on a request path).
+func (n *Node) startPreParams() {
+	gen := n.opts.PreParams
+	if gen == nil {
+		gen = func(ctx context.Context) (*keygen.LocalPreParams, error) {
+			return keygen.GeneratePreParamsWithContext(ctx)
+		}
+	}
+	// The pool validates each set; outside a test binary it refuses the
+	// committed fixtures (preparams.Validate).
+	n.pool = preparams.NewPool(n.ctx, DefaultPreParamsPool, gen)
+}
+
+// Store is the node's ledger (tests, devnet).
+func (n *Node) Store() *ledger.Store { return n.store }
+
+// ID is the node's ID.
+func (n *Node) ID() pki.NodeID { return n.cfg.NodeID }
+
+// Shutdown drains the node: no new signing sessions or keygens start, the
+// running ones finish or, when ctx ends first, are aborted; then every
+// component closes. Safe to call twice.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.drained.Do(func() { close(n.drain) })
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for n.busy() {
+		select {
+		case <-ctx.Done():
+			n.log.Warn("shutdown deadline: aborting running sessions")
+			n.closeAll()
+			return fmt.Errorf("daemon: shutdown: sessions aborted: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	n.closeAll()
+	n.log.Info("node stopped")
+	return nil
+}
+
+func (n *Node) draining() bool {
+	select {
+	case <-n.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+func (n *Node) busy() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.walletMu.Lock()
+	defer n.walletMu.Unlock()
+	return len(n.sessions) > 0 || len(n.keygens) > 0
+}
+
+// Submit commits cmd on behalf of actor: on the leader directly, from a
+// follower through the node RPC to the leader (the command, with every
+// signature in it, travels unchanged). The answer is the leader's.
+func (n *Node) Submit(ctx context.Context, actor string, cmd ledger.Command) (ledger.Outcome, error) {
+	return n.peers.submit(ctx, actor, cmd)
+}
+
+// CreateETH builds and records a hot ETH or ERC-20 withdrawal
+// (withdraw.Orchestrator.CreateETH); only the leader builds transactions
+// (ledger.ErrNotLeader on a follower).
+func (n *Node) CreateETH(ctx context.Context, w withdraw.ETHWithdrawal) (*ledger.Request, error) {
+	if !n.store.IsLeader() {
+		id, _ := n.store.Leader()
+		return nil, &ledger.NotLeaderError{LeaderID: id}
+	}
+	return n.orch.CreateETH(ctx, w)
+}
+
+// Observe has the member record now, at its own clock, the governance
+// changes its ledger holds that it has not seen yet (the observe loop does
+// this every half second; devnet and tests call it to be sure).
+func (n *Node) Observe(ctx context.Context) error { return n.member.Observe(ctx) }
