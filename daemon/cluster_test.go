@@ -1,10 +1,15 @@
 package daemon_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 )
 
 // TestClusterSignsApprovedWithdrawal: three daemons bootstrap from the
@@ -41,5 +46,90 @@ func TestClusterSignsApprovedWithdrawal(t *testing.T) {
 	rc, err := c.sim.Receipt(c.ctx, tx.Hash())
 	if err != nil || !rc.Success {
 		t.Fatalf("receipt %+v, %v", rc, err)
+	}
+}
+
+// sessions are the tss sessions the ledger granted for a request.
+func (c *cluster) sessions(id pki.NodeID, req string) []string {
+	c.t.Helper()
+	var out []string
+	_ = c.nodes[id].node.Store().ReadLocal(func(st *ledger.State) error {
+		for sid, r := range st.Sessions {
+			if r == req {
+				out = append(out, sid)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// TestLeaderFailoverSignsOnce: the leader stops while a withdrawal waits for
+// its second approval; the approval lands through a follower, the new
+// leader finds the approved request in its own replica and signs it, once.
+func TestLeaderFailoverSignsOnce(t *testing.T) {
+	c := newCluster(t)
+	r := c.withdrawal("wd-f", c.dests[0], ether(1))
+	c.approve(r, bob)
+	old := c.leader().ID()
+	c.stop(old)
+	c.approve(r, carol)
+	var alive pki.NodeID
+	for _, id := range nodeIDs {
+		if id != old {
+			alive = id
+			c.waitStatus(id, "wd-f", ledger.StatusSigned)
+		}
+	}
+	if s := c.sessions(alive, "wd-f"); len(s) != 1 {
+		t.Fatalf("sessions for wd-f: %v, want exactly one", s)
+	}
+	// The old leader comes back and catches up; it signs nothing more.
+	c.start(old)
+	got := c.waitStatus(old, "wd-f", ledger.StatusSigned)
+	if s := c.sessions(old, "wd-f"); len(s) != 1 || got.Result.SessionID != s[0] {
+		t.Fatalf("after the old leader's return: sessions %v, result session %s", s, got.Result.SessionID)
+	}
+}
+
+// TestStaleClaimReclaimed: a leader claimed a request and died before it
+// collected (the test makes the claim itself and never collects, as a
+// leader killed right after its claim would). The leader gives the claim a
+// session timeout from when it first saw it, records the session as
+// abandoned and re-claims with a new session, fenced on the old one: the
+// request is signed once, by the new session, and the abandoned session
+// can no longer commit a result.
+func TestStaleClaimReclaimed(t *testing.T) {
+	c := newCluster(t, func(cfg *daemon.Config) { cfg.TSS.SessionTimeout = daemon.Duration(8 * time.Second) })
+	var r *ledger.Request
+	var stale *ledger.Request
+	for attempt := 0; stale == nil; attempt++ {
+		if attempt == 5 {
+			t.Fatal("the leader's loop claimed first five times in a row")
+		}
+		r = c.withdrawal(fmt.Sprintf("wd-s%d", attempt), c.dests[0], ether(1))
+		c.approve(r, bob)
+		c.approve(r, carol)
+		l := c.leader()
+		cl, err := l.Store().Claim(c.ctx, "node:"+string(l.ID()), r.ID, []pki.NodeID{"n1", "n2"})
+		if errors.Is(err, ledger.ErrWrongStatus) {
+			c.waitStatus(l.ID(), r.ID, ledger.StatusSigned) // the loop won; try again
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale = cl
+	}
+	signed := c.waitStatus("n1", r.ID, ledger.StatusSigned)
+	if signed.Result.SessionID == stale.Claim.SessionID {
+		t.Fatalf("signed by the abandoned session %s", stale.Claim.SessionID)
+	}
+	if s := c.sessions("n1", r.ID); len(s) != 2 {
+		t.Fatalf("sessions %v, want the abandoned one and the re-claim", s)
+	}
+	_, err := c.leader().Store().Submit(c.ctx, "node:n1", ledger.RecordResult{RequestID: r.ID, SessionID: stale.Claim.SessionID, Error: "late"})
+	if err == nil {
+		t.Fatal("a late result of the abandoned session was committed")
 	}
 }

@@ -72,7 +72,11 @@ var (
 	bob     = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
 	carol   = ledgertest.NewOperator("carol", quorum.KindHuman, quorum.RoleApprover)
 	backend = ledgertest.NewOperator("backend", quorum.KindBackend, quorum.RoleInitiator)
-	nodeIDs = []pki.NodeID{"n1", "n2", "n3"}
+	// Four nodes: with a checkpoint quorum of 3 of 4 the cluster signs
+	// with one node down (3 nodes need all 3 to attest a claim). The
+	// wallet is 2-of-4 (threshold 1) over all of them.
+	nodeIDs   = []pki.NodeID{"n1", "n2", "n3", "n4"}
+	committee = nodeIDs
 )
 
 // One keygen for the package (tss-lib keygen is the slow part); each test
@@ -89,7 +93,7 @@ func walletShares(t *testing.T) map[pki.NodeID]*tss.Share {
 		ctx, cancel := context.WithTimeout(context.Background(), tsstest.Deadline)
 		defer cancel()
 		net := tss.NewMemNetwork()
-		c := tsstest.NewCommittee(tsstest.NoCleanup(t), nodeIDs, func(id pki.NodeID) tss.Transport { return net.Endpoint(id) }, nil)
+		c := tsstest.NewCommittee(tsstest.NoCleanup(t), committee, func(id pki.NodeID) tss.Transport { return net.Endpoint(id) }, nil)
 		keygenShares, keygenErr = c.Keygen(ctx, walletID, nil, 1, nil)
 	})
 	if keygenErr != nil {
@@ -107,7 +111,7 @@ type testNode struct {
 	node   *daemon.Node
 }
 
-// cluster is three daemons on 127.0.0.1, each with its own SoftHSM token
+// cluster is four daemons on 127.0.0.1, each with its own SoftHSM token
 // and data dir, sharing one simulated chain and one test clock.
 type cluster struct {
 	t      *testing.T
@@ -151,8 +155,8 @@ func writeFile(t *testing.T, path string, mode os.FileMode, b []byte) {
 // newCluster writes a CA, node certificates (keys ledgertest.NodeKey), the
 // genesis file and one YAML config per node, makes each node a token with
 // its KEK and seals the package's wallet shares into each node's data dir;
-// then starts the three daemons and waits for the genesis to commit.
-func newCluster(t *testing.T) *cluster {
+// then starts the daemons and waits for the genesis to commit.
+func newCluster(t *testing.T, tune ...func(*daemon.Config)) *cluster {
 	t.Helper()
 	ksh := walletShares(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -210,8 +214,10 @@ func newCluster(t *testing.T) *cluster {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ss.Put(ksh[id]); err != nil {
-				t.Fatal(err)
+			if sh := ksh[id]; sh != nil {
+				if err := ss.Put(sh); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}()
 
@@ -228,6 +234,9 @@ func newCluster(t *testing.T) *cluster {
 			if p != id {
 				cfg.Peers = append(cfg.Peers, daemon.Peer{ID: p, Raft: addr(j, 0), TSS: addr(j, 1), RPC: addr(j, 2)})
 			}
+		}
+		for _, f := range tune {
+			f(&cfg)
 		}
 		b, err := yaml.Marshal(cfg)
 		if err != nil {
@@ -253,7 +262,7 @@ func newCluster(t *testing.T) *cluster {
 		}
 		return nil
 	})
-	c.submit("node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: nodeIDs, Threshold: 1}})
+	c.submit("ceremony", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
 	for i := range 2 {
 		c.dests = append(c.dests, c.allowlist(fmt.Sprintf("allow-%d", i)))
 	}

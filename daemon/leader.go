@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 )
 
@@ -33,7 +35,7 @@ const (
 func (n *Node) leaderLoop(ctx context.Context) {
 	tick := time.NewTicker(leaderTick)
 	defer tick.Stop()
-	lastTry := map[string]time.Time{}
+	lt := &leaderTimers{lastTry: map[string]time.Time{}, claimSeen: map[string]time.Time{}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -43,10 +45,19 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if !n.store.IsLeader() || n.draining() || n.store.Halted() != nil {
 			continue
 		}
-		if err := n.leaderPass(ctx, lastTry); err != nil && ctx.Err() == nil {
+		if err := n.leaderPass(ctx, lt); err != nil && ctx.Err() == nil {
 			n.log.Warn("leader pass", "err", err)
 		}
 	}
+}
+
+// leaderTimers are the leader's own measures of time (monotonic, this
+// process's): when it last started a session for a request, and when it
+// first saw each claim without a result. A new leader gives every claim it
+// finds a whole session timeout from the moment it saw it.
+type leaderTimers struct {
+	lastTry   map[string]time.Time
+	claimSeen map[string]time.Time // by session ID
 }
 
 type leaderWork struct {
@@ -57,10 +68,11 @@ type leaderWork struct {
 	expire  []string
 }
 
-func (n *Node) leaderPass(ctx context.Context, lastTry map[string]time.Time) error {
-	now := n.now()
+func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
+	now := time.Now()
 	timeout := time.Duration(n.cfg.TSS.SessionTimeout)
 	var w leaderWork
+	open := map[string]bool{}
 	err := n.store.ReadLocal(func(st *ledger.State) error {
 		if st.Registry.ClusterID == "" {
 			w.genesis = true
@@ -78,7 +90,7 @@ func (n *Node) leaderPass(ctx context.Context, lastTry map[string]time.Time) err
 			case ledger.StatusApproved:
 				if !r.ExpiresAt.IsZero() && !st.Clock.Before(r.ExpiresAt) {
 					w.expire = append(w.expire, id)
-				} else if r.Decision.Route == policy.RouteHot {
+				} else if r.Decision.Route == policy.RouteHot && now.Sub(lt.lastTry[id]) > retryBackoff {
 					w.sign = append(w.sign, id)
 				}
 			case ledger.StatusAwaitingApprovals:
@@ -86,11 +98,18 @@ func (n *Node) leaderPass(ctx context.Context, lastTry map[string]time.Time) err
 					w.expire = append(w.expire, id)
 				}
 			case ledger.StatusClaimed:
-				if r.Result == nil && r.Claim != nil && now.Sub(r.Claim.At) > timeout+leaderTick {
+				if r.Result != nil || r.Claim == nil {
+					break
+				}
+				open[r.Claim.SessionID] = true
+				seen, ok := lt.claimSeen[r.Claim.SessionID]
+				if !ok {
+					lt.claimSeen[r.Claim.SessionID] = now
+				} else if now.Sub(seen) > timeout+leaderTick {
 					w.stale = append(w.stale, r.Clone())
 				}
 			case ledger.StatusFailed:
-				if r.Claim != nil && attempts[id] < MaxSigningAttempts && now.Sub(lastTry[id]) > retryBackoff {
+				if r.Claim != nil && attempts[id] < MaxSigningAttempts && now.Sub(lt.lastTry[id]) > retryBackoff {
 					w.retry = append(w.retry, r.Clone())
 				}
 			}
@@ -99,6 +118,16 @@ func (n *Node) leaderPass(ctx context.Context, lastTry map[string]time.Time) err
 	})
 	if err != nil {
 		return err
+	}
+	for id, at := range lt.lastTry {
+		if now.Sub(at) > time.Hour {
+			delete(lt.lastTry, id)
+		}
+	}
+	for sid := range lt.claimSeen {
+		if !open[sid] {
+			delete(lt.claimSeen, sid)
+		}
 	}
 	actor := "node:" + string(n.cfg.NodeID)
 	if w.genesis {
@@ -127,11 +156,11 @@ func (n *Node) leaderPass(ctx context.Context, lastTry map[string]time.Time) err
 		n.log.Warn("failed a stale claim", "request", r.ID, "session", r.Claim.SessionID, "claimed_by", r.Claim.By)
 	}
 	for _, id := range w.sign {
-		lastTry[id] = now
+		lt.lastTry[id] = now
 		n.startSession(id, "")
 	}
 	for _, r := range w.retry {
-		lastTry[r.ID] = now
+		lt.lastTry[r.ID] = now
 		n.startSession(r.ID, r.Claim.SessionID)
 	}
 	return nil
@@ -165,11 +194,15 @@ func (n *Node) startSession(id, failedSession string) {
 		}()
 		ctx, cancel := context.WithTimeout(n.ctx, time.Duration(n.cfg.TSS.SessionTimeout))
 		defer cancel()
-		var err error
+		signers, err := n.liveSigners(ctx, id)
+		if err != nil {
+			n.log.Warn("not signing yet", "request", id, "err", err)
+			return
+		}
 		if failedSession == "" {
-			_, err = n.orch.Sign(ctx, id, nil)
+			_, err = n.orch.Sign(ctx, id, signers)
 		} else {
-			cl, rerr := n.orch.Reclaim(ctx, id, nil)
+			cl, rerr := n.orch.Reclaim(ctx, id, signers)
 			if err = rerr; err == nil {
 				_, err = n.orch.Collect(ctx, id, cl)
 			}
@@ -210,4 +243,55 @@ func (n *Node) observeLoop(ctx context.Context) {
 		}
 		last = idx
 	}
+}
+
+// ErrTooFewSigners: fewer than threshold+1 committee members answer.
+var ErrTooFewSigners = errors.New("daemon: too few committee members reachable")
+
+// liveSigners picks threshold+1 committee members of the request's wallet
+// that answer now: this node first when it is one, then the others in
+// committee order whose node RPC status answers within a second and whose
+// ledger is not halted. A claim is made only with a full set, so a node
+// that is down does not burn signing attempts.
+func (n *Node) liveSigners(ctx context.Context, requestID string) ([]pki.NodeID, error) {
+	var committee []pki.NodeID
+	var threshold int
+	if err := n.store.ReadLocal(func(st *ledger.State) error {
+		r := st.Requests[requestID]
+		if r == nil {
+			return fmt.Errorf("%w: %q", ledger.ErrNotFound, requestID)
+		}
+		w := st.Wallets[r.Wallet]
+		if w == nil {
+			return fmt.Errorf("%w: wallet %q", ledger.ErrNotFound, r.Wallet)
+		}
+		committee, threshold = slices.Clone(w.Committee), w.Threshold
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []pki.NodeID
+	if slices.Contains(committee, n.cfg.NodeID) {
+		out = append(out, n.cfg.NodeID)
+	}
+	for _, id := range committee {
+		if len(out) == threshold+1 {
+			break
+		}
+		if id == n.cfg.NodeID {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := n.peers.client.Load().Status(sctx, id)
+		cancel()
+		if err != nil || st.Halted != "" {
+			continue
+		}
+		out = append(out, id)
+	}
+	if len(out) < threshold+1 {
+		return nil, fmt.Errorf("%w: %d of the %d needed (committee %v)", ErrTooFewSigners, len(out), threshold+1, committee)
+	}
+	slices.Sort(out)
+	return out, nil
 }
