@@ -281,3 +281,83 @@ func TestCreateWalletEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// doctoredLeader is the leader's ledger with its reads edited by edit: a
+// compromised leader's FSM (fault injection).
+type doctoredLeader struct {
+	*ledger.Store
+	edit func(*ledger.State)
+}
+
+func (d doctoredLeader) ReadLinearizable(ctx context.Context, fn func(*ledger.State) error) error {
+	return d.Store.ReadLinearizable(ctx, func(st *ledger.State) error {
+		cp, err := st.Clone()
+		if err != nil {
+			return err
+		}
+		d.edit(cp)
+		return fn(cp)
+	})
+}
+
+// TestMemberKeygenRefusals: a member runs a keygen only for a wallet its
+// OWN ledger holds in keygen with it in the committee, and test-signs only
+// a wallet in keygen with the key its own keygen produced. Each refusal is
+// a member.ErrKeygen RefusalError and runs no keygen and no signature.
+// CreateWallet of a wallet not in keygen is refused before any member is
+// asked.
+func TestMemberKeygenRefusals(t *testing.T) {
+	h := newWalletHarness(t)
+	h.approve("create-pair", "pair", []pki.NodeID{"n1", "n2"}, 1)
+	h.cluster.Submit(h.ctx, "node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: "legacy", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2", "n3"}, Threshold: 1}})
+	n3 := h.nodes["n3"]
+	refused := func(what string, err error) {
+		t.Helper()
+		var re *member.RefusalError
+		if !errors.Is(err, member.ErrKeygen) || !errors.As(err, &re) || re.Member != n3.id {
+			t.Fatalf("%s: %v, want a member.ErrKeygen refusal by n3", what, err)
+		}
+	}
+	refused("unknown wallet", func() error { _, err := n3.m.Keygen(h.ctx, "nope", tss.NewSessionID()); return err }())
+	refused("wallet.set wallet", func() error { _, err := n3.m.Keygen(h.ctx, "legacy", tss.NewSessionID()); return err }())
+	refused("not in the committee", func() error { _, err := n3.m.Keygen(h.ctx, "pair", tss.NewSessionID()); return err }())
+
+	// A compromised leader whose ledger says "ghost" was approved with
+	// the whole committee: every member's own ledger lacks it, so the
+	// keygen is refused everywhere and nothing runs.
+	ghost := doctoredLeader{Store: h.cluster.Leader(), edit: func(st *ledger.State) {
+		st.Wallets["ghost"] = &ledger.Wallet{ID: "ghost", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2", "n3"}, Threshold: 1, Status: ledger.WalletKeygen}
+	}}
+	forged, err := withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: ghost, Actor: "node:n1", Members: h.members})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forged.CreateWallet(h.ctx, "ghost"); !errors.Is(err, withdraw.ErrKeygen) || !errors.Is(err, member.ErrKeygen) {
+		t.Fatalf("keygen of a wallet only the leader's ledger holds: %v", err)
+	}
+
+	// Test signatures: a key this member's keygen did not produce, and a
+	// wallet no longer in keygen.
+	key := make([]byte, 33)
+	key[0] = 2
+	key[32] = 1
+	refused("test-sign with a key n3 never made", func() error {
+		_, err := n3.m.TestSign(h.ctx, "pair", key, tss.NewSessionID(), []pki.NodeID{"n1", "n3"})
+		return err
+	}())
+	refused("test-sign of a wallet.set wallet", func() error {
+		_, err := n3.m.TestSign(h.ctx, "legacy", key, tss.NewSessionID(), []pki.NodeID{"n2", "n3"})
+		return err
+	}())
+	if _, err := h.creator().CreateWallet(h.ctx, "legacy"); !errors.Is(err, withdraw.ErrWalletStatus) {
+		t.Fatalf("CreateWallet of a wallet.set wallet: %v", err)
+	}
+	for _, n := range h.nodes {
+		if k, s := n.engine.keygens.Load(), n.engine.signs.Load(); k != 0 || s != 0 {
+			t.Fatalf("%s ran %d keygens and %d signatures on refusals", n.id, k, s)
+		}
+		if refs, err := n.shares.List(); err != nil || len(refs) != 0 {
+			t.Fatalf("%s stores %v (%v)", n.id, refs, err)
+		}
+	}
+}
