@@ -38,7 +38,7 @@ var layers = map[string][]string{
 
 	// The node-to-node RPC: handlers and client over the ledger and the
 	// member; no business logic, never the daemon.
-	"api/noderpc": {"ledger", "signer/member", "pki", "quorum"},
+	"api/noderpc": {"ledger", "signer/member", "signer/tss", "pki", "quorum"},
 
 	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},

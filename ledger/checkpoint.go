@@ -102,17 +102,32 @@ type Checkpoint struct {
 // SignCheckpoint signs h as node with key (the node's certificate key, or
 // the same key in its HSM).
 func SignCheckpoint(h CheckpointHead, node pki.NodeID, key crypto.Signer) (CheckpointSig, error) {
+	sig, err := signNodeDigest(h.Digest(), node, key)
+	if err != nil {
+		return CheckpointSig{}, fmt.Errorf("ledger: sign checkpoint %d: %w", h.Index, err)
+	}
+	return sig, nil
+}
+
+// signNodeDigest signs a domain-separated SHA-256 digest with a node key:
+// ECDSA (ASN.1) over the digest, or Ed25519 over the digest bytes. Every
+// signature made with a node key (checkpoints, claim attestations, wallet
+// key attestations) goes through here, each over its own domain.
+func signNodeDigest(digest []byte, node pki.NodeID, key crypto.Signer) (CheckpointSig, error) {
+	if key == nil {
+		return CheckpointSig{}, errors.New("no node key")
+	}
 	pub, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
-		return CheckpointSig{}, fmt.Errorf("ledger: checkpoint key: %w", err)
+		return CheckpointSig{}, fmt.Errorf("node key: %w", err)
 	}
 	opts := crypto.SignerOpts(crypto.SHA256)
 	if _, ok := key.Public().(ed25519.PublicKey); ok {
 		opts = crypto.Hash(0)
 	}
-	sig, err := key.Sign(rand.Reader, h.Digest(), opts)
+	sig, err := key.Sign(rand.Reader, digest, opts)
 	if err != nil {
-		return CheckpointSig{}, fmt.Errorf("ledger: sign checkpoint %d: %w", h.Index, err)
+		return CheckpointSig{}, err
 	}
 	return CheckpointSig{Node: node, PublicKey: pub, Signature: sig}, nil
 }
@@ -120,29 +135,38 @@ func SignCheckpoint(h CheckpointHead, node pki.NodeID, key crypto.Signer) (Check
 // Verify checks s over h against the node set: the signer is in it, its
 // key is the one pinned for it, and the signature verifies.
 func (s CheckpointSig) Verify(h CheckpointHead, nodes map[pki.NodeID]*Node) error {
+	if err := s.verifyDigest(h.Digest(), nodes); err != nil {
+		return fmt.Errorf("%w: checkpoint %d: %w", ErrCheckpoint, h.Index, err)
+	}
+	return nil
+}
+
+// verifyDigest checks s over digest against the node set: the signer is
+// in it, its key is the one pinned for it, and the signature verifies.
+func (s CheckpointSig) verifyDigest(digest []byte, nodes map[pki.NodeID]*Node) error {
 	n := nodes[s.Node]
 	if n == nil {
-		return fmt.Errorf("%w: %q is not in the node set", ErrCheckpoint, s.Node)
+		return fmt.Errorf("%q is not in the node set", s.Node)
 	}
 	sum := sha256.Sum256(s.PublicKey)
 	if hex.EncodeToString(sum[:]) != n.KeyFingerprint {
-		return fmt.Errorf("%w: the key of %q's signature is not the key its node set entry pins", ErrCheckpoint, s.Node)
+		return fmt.Errorf("the key of %q's signature is not the key its node set entry pins", s.Node)
 	}
 	pub, err := x509.ParsePKIXPublicKey(s.PublicKey)
 	if err != nil {
-		return fmt.Errorf("%w: %q's public key: %v", ErrCheckpoint, s.Node, err)
+		return fmt.Errorf("%q's public key: %v", s.Node, err)
 	}
 	ok := false
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		ok = ecdsa.VerifyASN1(k, h.Digest(), s.Signature)
+		ok = ecdsa.VerifyASN1(k, digest, s.Signature)
 	case ed25519.PublicKey:
-		ok = ed25519.Verify(k, h.Digest(), s.Signature)
+		ok = ed25519.Verify(k, digest, s.Signature)
 	default:
-		return fmt.Errorf("%w: %q's key type %T is not supported", ErrCheckpoint, s.Node, pub)
+		return fmt.Errorf("%q's key type %T is not supported", s.Node, pub)
 	}
 	if !ok {
-		return fmt.Errorf("%w: %q's signature over checkpoint %d does not verify", ErrCheckpoint, s.Node, h.Index)
+		return fmt.Errorf("%q's signature does not verify", s.Node)
 	}
 	return nil
 }

@@ -81,6 +81,9 @@ func (p RequestCreate) apply(t *txn) (applyOut, error) {
 	if w == nil {
 		return applyOut{}, fmt.Errorf("%w: wallet %q", ErrNotFound, p.Wallet)
 	}
+	if !w.Active() {
+		return applyOut{}, fmt.Errorf("%w: wallet %q is %s: its committee has not attested its key", ErrWrongStatus, w.ID, w.Status)
+	}
 	if w.Chain != p.Chain || w.Network != p.Network {
 		return applyOut{}, invalid("wallet %q is on %s/%s, not %s/%s", w.ID, w.Chain, w.Network, p.Chain, p.Network)
 	}

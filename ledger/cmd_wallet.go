@@ -1,12 +1,52 @@
 package ledger
 
 import (
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
+
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
 )
 
-// WalletSet records a wallet created by a key ceremony (system command from
-// the node runtime after keygen).
+// Wallets: how a wallet comes to exist.
+//
+// Admins approve a WalletCreate (an admin-quorum governance change naming
+// the wallet's chain, network, committee and threshold); the wallet is
+// recorded in WalletKeygen. The leader then runs the distributed keygen
+// with every committee member; each member runs it only for a wallet its
+// OWN ledger holds in WalletKeygen with it in the committee, stores its
+// share and attests the resulting public key with its node key. WalletKeyed
+// carries one attestation per committee member; the FSM makes the wallet
+// WalletActive with that key only when every member attested the same key
+// with the key the node set pins for it. So a wallet's public key is what
+// the whole committee attested, never the leader's word.
+//
+// WalletSet (no approvals, no attestations, no key) is the legacy and test
+// path: it records an active wallet without a key.
+
+// WalletStatus is a wallet's position in its lifecycle.
+type WalletStatus string
+
+// Wallet statuses. The empty status is a wallet recorded by the legacy
+// WalletSet: active, without a key in the ledger.
+const (
+	// WalletKeygen: approved by the admins, waiting for the committee's
+	// keygen; nothing can be signed or withdrawn with it.
+	WalletKeygen WalletStatus = "keygen"
+	// WalletActive: the committee attested its public key.
+	WalletActive WalletStatus = "active"
+)
+
+// Chains a WalletCreate may name (the chain adapters' names).
+var walletChains = []string{"eth", "btc"}
+
+// WalletSet records a wallet without approvals or a key. It is the legacy
+// and test path (tests, benchmarks and the audit tools seed ledgers with
+// it); production wallets are created by WalletCreate and WalletKeyed.
 type WalletSet struct {
 	Wallet
 }
@@ -19,8 +59,11 @@ func (p WalletSet) apply(t *txn) (applyOut, error) {
 	if w.ID == "" || w.Chain == "" || w.Network == "" || len(w.Committee) == 0 || w.Threshold < 1 || w.Threshold > len(w.Committee) {
 		return applyOut{}, invalid("wallet needs id, chain, network, committee and 1 <= threshold <= committee size")
 	}
+	if w.Status != "" || len(w.PubKey) != 0 {
+		return applyOut{}, invalid("wallet.set records neither a status nor a key (wallet.create, wallet.keyed)")
+	}
 	if old := t.wallet(w.ID); old != nil {
-		if old.Chain == w.Chain && old.Network == w.Network && old.Threshold == w.Threshold && slices.Equal(old.Committee, w.Committee) {
+		if old.Status == "" && old.Chain == w.Chain && old.Network == w.Network && old.Threshold == w.Threshold && slices.Equal(old.Committee, w.Committee) {
 			return applyOut{}, nil
 		}
 		// A wallet is a key: its committee changes only by a reshare, which
@@ -29,4 +72,190 @@ func (p WalletSet) apply(t *txn) (applyOut, error) {
 	}
 	t.putWallet(&w)
 	return changed(w.ID)
+}
+
+// WalletSpec is a proposed wallet: the admins approve its exact
+// description. ID is the change ID (single-use, like every governance
+// change); Wallet the new wallet's ID. Approvals sign a quorum.Statement
+// with RequestID = ID and PayloadHash = PayloadHash().
+type WalletSpec struct {
+	ID        string       `json:"id"`
+	Wallet    string       `json:"wallet"`
+	Chain     string       `json:"chain"`
+	Network   string       `json:"network"`
+	Committee []pki.NodeID `json:"committee"`
+	Threshold int          `json:"threshold"`
+}
+
+// PayloadHash is SHA-256 of "custody/wallet-create/v1" 0x00 and the spec's
+// JSON (fields in declaration order).
+func (c WalletSpec) PayloadHash() quorum.Hash {
+	return quorum.DomainHash("custody/wallet-create/v1", c)
+}
+
+// WalletCreate records a new wallet in WalletKeygen after the registry's
+// admin quorum approved its spec: the change ID is single-use forever and
+// no approval outlives the genesis's ceiling. The committee (sorted as
+// recorded) must be distinct nodes of the node set, 1 <= threshold <
+// committee size (any threshold+1 members sign).
+type WalletCreate struct {
+	Change    WalletSpec        `json:"change"`
+	Approvals []quorum.Approval `json:"approvals"`
+}
+
+// Type implements Command.
+func (WalletCreate) Type() string { return CmdWalletCreate }
+
+func (p WalletCreate) apply(t *txn) (applyOut, error) {
+	c := p.Change
+	if err := t.governance(c.ID, p.Approvals); err != nil {
+		return applyOut{}, err
+	}
+	if c.Wallet == "" || c.Network == "" {
+		return applyOut{}, invalid("wallet create %s: needs a wallet ID and a network", c.ID)
+	}
+	if !slices.Contains(walletChains, c.Chain) {
+		return applyOut{}, invalid("wallet create %s: chain %q is not one of %v", c.ID, c.Chain, walletChains)
+	}
+	committee := slices.Clone(c.Committee)
+	slices.SortFunc(committee, cmpNode)
+	nodes := t.nodeSet()
+	for i, n := range committee {
+		if i > 0 && committee[i-1] == n {
+			return applyOut{}, invalid("wallet create %s: committee names %q twice", c.ID, n)
+		}
+		if nodes[n] == nil {
+			return applyOut{}, invalid("wallet create %s: committee member %q is not in the node set", c.ID, n)
+		}
+	}
+	if c.Threshold < 1 || c.Threshold >= len(committee) {
+		return applyOut{}, invalid("wallet create %s: threshold %d of %d (need 1 <= threshold < committee size)", c.ID, c.Threshold, len(committee))
+	}
+	if t.wallet(c.Wallet) != nil {
+		return applyOut{}, fmt.Errorf("%w: wallet %q exists", ErrConflict, c.Wallet)
+	}
+	reg := t.registry()
+	tally := quorum.Count(reg, quorum.Subject{RequestID: c.ID, PayloadHash: c.PayloadHash()},
+		quorum.Requirement{Required: reg.AdminQuorum, Roles: []quorum.Role{quorum.RoleAdmin}}, p.Approvals, t.now)
+	if err := tally.Err(); err != nil {
+		return applyOut{}, approvalErr(fmt.Errorf("wallet create %s: %w", c.ID, err))
+	}
+	t.putWallet(&Wallet{ID: c.Wallet, Chain: c.Chain, Network: c.Network, Committee: committee, Threshold: c.Threshold, Status: WalletKeygen})
+	t.recordChange(c.ID)
+	return changed(c.Wallet)
+}
+
+// walletKeyDomain separates wallet key attestations from every other
+// signature made with a node key.
+const walletKeyDomain = "custody/wallet-key/v1\x00"
+
+// WalletKeyHead is what a committee member attests after its keygen: the
+// cluster and genesis, the wallet as the ledger describes it, and the
+// public key its keygen produced (33-byte compressed secp256k1, hex).
+type WalletKeyHead struct {
+	ClusterID   string       `json:"cluster_id"`
+	GenesisHash string       `json:"genesis_hash"`
+	Wallet      string       `json:"wallet"`
+	Committee   []pki.NodeID `json:"committee"`
+	Threshold   int          `json:"threshold"`
+	PubKey      string       `json:"pubkey"`
+}
+
+// WalletKeyHeadOf is the head a member attests for wallet w (as its own
+// ledger state st records it) and the key pubkey.
+func WalletKeyHeadOf(st *State, w *Wallet, pubkey []byte) WalletKeyHead {
+	return WalletKeyHead{ClusterID: st.Registry.ClusterID, GenesisHash: st.GenesisHash, Wallet: w.ID,
+		Committee: slices.Clone(w.Committee), Threshold: w.Threshold, PubKey: hex.EncodeToString(pubkey)}
+}
+
+// Digest is the SHA-256 a node signs: the domain, then the head's JSON.
+func (h WalletKeyHead) Digest() []byte {
+	b, err := json.Marshal(h)
+	if err != nil {
+		panic("ledger: wallet key head not serialisable: " + err.Error())
+	}
+	d := sha256.New()
+	d.Write([]byte(walletKeyDomain))
+	d.Write(b)
+	return d.Sum(nil)
+}
+
+// SignWalletKey is node's attestation of h with its node key (the key the
+// node set pins for it: its certificate's key, or the same key in its HSM).
+func SignWalletKey(h WalletKeyHead, node pki.NodeID, key crypto.Signer) (CheckpointSig, error) {
+	sig, err := signNodeDigest(h.Digest(), node, key)
+	if err != nil {
+		return CheckpointSig{}, fmt.Errorf("ledger: attest key of wallet %q: %w", h.Wallet, err)
+	}
+	return sig, nil
+}
+
+// VerifyWalletKey checks one attestation of h against the node set.
+func VerifyWalletKey(h WalletKeyHead, sig CheckpointSig, nodes map[pki.NodeID]*Node) error {
+	if err := sig.verifyDigest(h.Digest(), nodes); err != nil {
+		return fmt.Errorf("%w: key attestation of wallet %q: %w", ErrApproval, h.Wallet, err)
+	}
+	return nil
+}
+
+// WalletKeyed makes a wallet in WalletKeygen active with PubKey, when
+// every committee member attested exactly that key (one attestation per
+// member, made with the node key the node set pins for it, over the head
+// this ledger computes from its own record of the wallet). A missing,
+// extra, repeated or forged attestation is refused (ErrApproval), and so
+// is a wallet not in WalletKeygen (ErrWrongStatus). The key's chain address
+// is not recorded: readers derive it from the key.
+type WalletKeyed struct {
+	Wallet       string          `json:"wallet"`
+	PubKey       []byte          `json:"pubkey"`
+	Attestations []CheckpointSig `json:"attestations"`
+}
+
+// Type implements Command.
+func (WalletKeyed) Type() string { return CmdWalletKeyed }
+
+func (p WalletKeyed) apply(t *txn) (applyOut, error) {
+	if err := t.needGenesis(); err != nil {
+		return applyOut{}, err
+	}
+	w := t.wallet(p.Wallet)
+	if w == nil {
+		return applyOut{}, fmt.Errorf("%w: wallet %q", ErrNotFound, p.Wallet)
+	}
+	if w.Status != WalletKeygen {
+		return applyOut{}, fmt.Errorf("%w: wallet %q is %s, not %s", ErrWrongStatus, w.ID, w.statusName(), WalletKeygen)
+	}
+	if err := ValidWalletPubKey(p.PubKey); err != nil {
+		return applyOut{}, invalid("wallet %q: %v", w.ID, err)
+	}
+	if len(p.Attestations) != len(w.Committee) {
+		return applyOut{}, fmt.Errorf("%w: wallet %q: %d key attestations for a committee of %d", ErrApproval, w.ID, len(p.Attestations), len(w.Committee))
+	}
+	head := WalletKeyHead{ClusterID: t.registry().ClusterID, GenesisHash: t.st.GenesisHash, Wallet: w.ID,
+		Committee: w.Committee, Threshold: w.Threshold, PubKey: hex.EncodeToString(p.PubKey)}
+	nodes := t.nodeSet()
+	seen := map[pki.NodeID]bool{}
+	for _, a := range p.Attestations {
+		if !slices.Contains(w.Committee, a.Node) || seen[a.Node] {
+			return applyOut{}, fmt.Errorf("%w: wallet %q: attestation by %q, not a committee member or repeated", ErrApproval, w.ID, a.Node)
+		}
+		seen[a.Node] = true
+		if err := VerifyWalletKey(head, a, nodes); err != nil {
+			return applyOut{}, err
+		}
+	}
+	w.Status = WalletActive
+	w.PubKey = slices.Clone(p.PubKey)
+	t.putWallet(w)
+	return changed(w.ID)
+}
+
+// ValidWalletPubKey checks the encoding of a wallet key: 33 bytes, a
+// compressed secp256k1 point's prefix (0x02 or 0x03). Whether it is on the
+// curve is every member's check (it attests only its own keygen's key).
+func ValidWalletPubKey(pub []byte) error {
+	if len(pub) != 33 || (pub[0] != 2 && pub[0] != 3) {
+		return fmt.Errorf("public key is not a 33-byte compressed secp256k1 key (%d bytes)", len(pub))
+	}
+	return nil
 }

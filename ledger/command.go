@@ -39,6 +39,8 @@ const (
 	CmdPolicyChange   = "policy.change"
 	CmdRulesSet       = "rules.set"
 	CmdWalletSet      = "wallet.set"
+	CmdWalletCreate   = "wallet.create"
+	CmdWalletKeyed    = "wallet.keyed"
 	CmdRequestCreate  = "request.create"
 	CmdApprove        = "request.approve"
 	CmdClaim          = "request.claim"
@@ -60,6 +62,8 @@ var commandTypes = map[string]func() Command{
 	CmdPolicyChange:   func() Command { return new(PolicyChange) },
 	CmdRulesSet:       func() Command { return new(RulesSet) },
 	CmdWalletSet:      func() Command { return new(WalletSet) },
+	CmdWalletCreate:   func() Command { return new(WalletCreate) },
+	CmdWalletKeyed:    func() Command { return new(WalletKeyed) },
 	CmdRequestCreate:  func() Command { return new(RequestCreate) },
 	CmdApprove:        func() Command { return new(Approve) },
 	CmdClaim:          func() Command { return new(ClaimSession) },

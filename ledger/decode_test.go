@@ -27,6 +27,8 @@ func decodeSamples(t testing.TB) []Command {
 		ClaimSession{RequestID: "dc-1", ExpectStatus: StatusApproved, SessionID: strings.Repeat("ab", 32), Term: 3, Signers: allSigners},
 		CheckpointSign{Index: 9, Term: 2, StateHash: strings.Repeat("cd", 32), AuditSeq: 4, AuditHead: GenesisHash},
 		genesisCmd(),
+		walletCreate(t, "dc-wallet", "dcw", allSigners, 1, exp, alice, carol),
+		WalletKeyed{Wallet: "dcw", PubKey: testPubKey(3), Attestations: []CheckpointSig{{Node: "n1", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
 	}
 }
 

@@ -61,6 +61,26 @@ type Wallet struct {
 	Network   string       `json:"network"`
 	Committee []pki.NodeID `json:"committee"`
 	Threshold int          `json:"threshold"`
+	// Status is WalletKeygen from the admins' WalletCreate until the
+	// committee's WalletKeyed, then WalletActive; empty for a wallet the
+	// legacy WalletSet recorded (active, no key). Omitted when empty, so
+	// states without it encode (and hash) as before.
+	Status WalletStatus `json:"status,omitempty"`
+	// PubKey is the wallet's 33-byte compressed secp256k1 key as every
+	// committee member attested it (WalletKeyed); readers derive addresses
+	// from it. Empty until then, and for legacy wallets.
+	PubKey []byte `json:"pubkey,omitempty"`
+}
+
+// Active reports whether the wallet may be used for withdrawals: its
+// committee attested its key (or it is a legacy wallet.set wallet).
+func (w *Wallet) Active() bool { return w.Status == "" || w.Status == WalletActive }
+
+func (w *Wallet) statusName() string {
+	if w.Status == "" {
+		return "active (wallet.set)"
+	}
+	return string(w.Status)
 }
 
 func (w *Wallet) clone() *Wallet {
@@ -69,6 +89,7 @@ func (w *Wallet) clone() *Wallet {
 	}
 	c := *w
 	c.Committee = slices.Clone(w.Committee)
+	c.PubKey = slices.Clone(w.PubKey)
 	return &c
 }
 

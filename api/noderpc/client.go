@@ -17,6 +17,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/tss"
 )
 
 // ClientConfig builds a Client.
@@ -318,4 +319,37 @@ func (m *RemoteMember) SignClaimed(ctx context.Context, requestID string, cl mem
 			m.id, resp.RequestID, resp.SessionID, requestID, hex.EncodeToString(cl.SessionID[:]))
 	}
 	return &member.Signed{RequestID: resp.RequestID, SessionID: sid, Raw: resp.Raw, TxHash: resp.TxHash, Signature: resp.Signature}, nil
+}
+
+// Keygen asks the member to run its side of walletID's keygen under
+// session. A refusal is a *member.RefusalError (errors.Is(err,
+// member.ErrKeygen), ...). The answer must be for the wallet and session
+// asked about and attested by the member asked; the key and attestation
+// are checked by the leader (one key) and the ledger (WalletKeyed).
+func (m *RemoteMember) Keygen(ctx context.Context, walletID string, session tss.SessionID) (*member.KeygenResult, error) {
+	var resp keygenResponse
+	if err := m.c.call(ctx, m.id, http.MethodPost, PathKeygen, keygenRequest{Wallet: walletID, Session: session.String()}, &resp, m.c.cfg.SignTimeout, "wallet:"+walletID); err != nil {
+		return nil, err
+	}
+	sid, err := parse32("session", resp.Session)
+	if err != nil {
+		return nil, fmt.Errorf("noderpc: %s answered: %w", m.id, err)
+	}
+	if resp.Wallet != walletID || sid != session || resp.Attestation.Node != m.id {
+		return nil, fmt.Errorf("noderpc: %s answered for wallet %q session %s attested by %q, asked %q session %s",
+			m.id, resp.Wallet, resp.Session, resp.Attestation.Node, walletID, session)
+	}
+	return &member.KeygenResult{Wallet: resp.Wallet, Session: sid, PubKey: resp.PubKey, Attestation: resp.Attestation}, nil
+}
+
+// TestSign asks the member for its part of a test signature of walletID's
+// new key pubkey (member.WalletTestDigest) under session with signers; it
+// returns r || s || v. The caller verifies it (member.VerifyTestSignature).
+func (m *RemoteMember) TestSign(ctx context.Context, walletID string, pubkey []byte, session tss.SessionID, signers []pki.NodeID) ([]byte, error) {
+	var resp testSignResponse
+	req := testSignRequest{Wallet: walletID, PubKey: pubkey, Session: session.String(), Signers: signers}
+	if err := m.c.call(ctx, m.id, http.MethodPost, PathTestSign, req, &resp, m.c.cfg.SignTimeout, "wallet:"+walletID); err != nil {
+		return nil, err
+	}
+	return resp.Signature, nil
 }

@@ -83,6 +83,7 @@ var memberCodes = []code{
 	{"member.share", member.ErrShare, http.StatusConflict},
 	{"member.session", member.ErrSession, http.StatusConflict},
 	{"member.signature", member.ErrSignature, http.StatusConflict},
+	{"member.keygen", member.ErrKeygen, http.StatusConflict},
 }
 
 // rpcCodes are the RPC's own.

@@ -137,3 +137,51 @@ func FuzzDecodeSign(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeKeygen: the keygen decoder never panics and round-trips what
+// it accepts.
+func FuzzDecodeKeygen(f *testing.F) {
+	good, _ := json.Marshal(keygenRequest{Wallet: "w1", Session: strings.Repeat("ab", 32)})
+	f.Add(good)
+	f.Add([]byte(`{"wallet":"w1","session":"zz"}`))
+	f.Add([]byte(`{"wallet":"","session":""}`))
+	f.Add([]byte(`{"wallet":"w1","session":"` + strings.Repeat("ab", 32) + `","extra":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w, sid, err := decodeKeygen(body)
+		if err != nil {
+			return
+		}
+		if w == "" {
+			t.Fatal("accepted an empty wallet")
+		}
+		b, _ := json.Marshal(keygenRequest{Wallet: w, Session: sid.String()})
+		w2, sid2, err := decodeKeygen(b)
+		if err != nil || w2 != w || sid2 != sid {
+			t.Fatalf("round trip: %v %q %s", err, w2, sid2)
+		}
+	})
+}
+
+// FuzzDecodeTestSign: the test-sign decoder never panics and round-trips
+// what it accepts.
+func FuzzDecodeTestSign(f *testing.F) {
+	good, _ := json.Marshal(testSignRequest{Wallet: "w1", PubKey: make([]byte, 33), Session: strings.Repeat("cd", 32), Signers: []pki.NodeID{"n1", "n2"}})
+	f.Add(good)
+	f.Add([]byte(`{"wallet":"w1","pubkey":"AA==","session":"` + strings.Repeat("cd", 32) + `","signers":[]}`))
+	f.Add([]byte(`{"wallet":"w1","pubkey":"!!","session":"x","signers":["n1"]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, sid, err := decodeTestSign(body)
+		if err != nil {
+			return
+		}
+		if req.Wallet == "" || len(req.PubKey) == 0 || len(req.Signers) == 0 {
+			t.Fatalf("accepted an incomplete request %+v", req)
+		}
+		req.Session = sid.String()
+		b, _ := json.Marshal(req)
+		req2, sid2, err := decodeTestSign(b)
+		if err != nil || sid2 != sid || req2.Wallet != req.Wallet || string(req2.PubKey) != string(req.PubKey) || !slices.Equal(req2.Signers, req.Signers) {
+			t.Fatalf("round trip: %v %+v", err, req2)
+		}
+	})
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/tss"
 )
 
 // Store is what the RPC needs of this node's ledger; *ledger.Store
@@ -32,6 +33,8 @@ type Store interface {
 // Member is this node's committee member; *member.Member implements it.
 type Member interface {
 	SignClaimed(ctx context.Context, requestID string, c member.Claim) (*member.Signed, error)
+	Keygen(ctx context.Context, walletID string, session tss.SessionID) (*member.KeygenResult, error)
+	TestSign(ctx context.Context, walletID string, pubkey []byte, session tss.SessionID, signers []pki.NodeID) ([]byte, error)
 }
 
 var (
@@ -137,6 +140,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle(PathSubmit, s.endpoint(http.MethodPost, s.submit))
 	mux.Handle(PathReadIndex, s.endpoint(http.MethodGet, s.readIndex))
 	mux.Handle(PathSign, s.endpoint(http.MethodPost, s.sign))
+	mux.Handle(PathKeygen, s.endpoint(http.MethodPost, s.keygen))
+	mux.Handle(PathTestSign, s.endpoint(http.MethodPost, s.testSign))
 	mux.Handle(PathStatus, s.endpoint(http.MethodGet, s.status))
 	mux.Handle("/", s.endpoint("", func(*http.Request, pki.Peer, []byte) (any, error) {
 		return nil, fail(CodeNoRoute, "noderpc: no such endpoint")
@@ -281,14 +286,12 @@ func (s *server) readIndex(r *http.Request, _ pki.Peer, _ []byte) (any, error) {
 }
 
 func (s *server) sign(r *http.Request, peer pki.Peer, body []byte) (any, error) {
-	if s.cfg.Member == nil {
-		return nil, fail(CodeUnavailable, "noderpc: this node runs no committee member")
-	}
 	// Only the leader orchestrates; the member re-checks the claim against
 	// its own ledger whoever asks, this only keeps other nodes from
 	// starting sessions.
-	if lid, _ := s.cfg.Store.Leader(); lid == "" || peer.Node() != lid {
-		return nil, fail(CodeForbidden, "noderpc: only the leader may ask for a signature; %q is not the leader (%q is)", peer.ID, lid)
+	m, err := s.leaderMember(peer, "a signature")
+	if err != nil {
+		return nil, err
 	}
 	requestID, claim, err := decodeSign(body)
 	if err != nil {
@@ -296,7 +299,7 @@ func (s *server) sign(r *http.Request, peer pki.Peer, body []byte) (any, error) 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
 	defer cancel()
-	signed, err := s.cfg.Member.SignClaimed(ctx, requestID, claim)
+	signed, err := m.SignClaimed(ctx, requestID, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -305,6 +308,58 @@ func (s *server) sign(r *http.Request, peer pki.Peer, body []byte) (any, error) 
 	}
 	return signResponse{RequestID: signed.RequestID, SessionID: hex.EncodeToString(signed.SessionID[:]),
 		Raw: signed.Raw, TxHash: signed.TxHash, Signature: signed.Signature}, nil
+}
+
+// leaderMember is the member when peer is the leader this node's ledger
+// knows: only the leader orchestrates sessions (the member re-checks
+// everything against its own ledger whoever asks).
+func (s *server) leaderMember(peer pki.Peer, what string) (Member, error) {
+	if s.cfg.Member == nil {
+		return nil, fail(CodeUnavailable, "noderpc: this node runs no committee member")
+	}
+	if lid, _ := s.cfg.Store.Leader(); lid == "" || peer.Node() != lid {
+		return nil, fail(CodeForbidden, "noderpc: only the leader may ask for %s; %q is not the leader (%q is)", what, peer.ID, lid)
+	}
+	return s.cfg.Member, nil
+}
+
+func (s *server) keygen(r *http.Request, peer pki.Peer, body []byte) (any, error) {
+	m, err := s.leaderMember(peer, "a keygen")
+	if err != nil {
+		return nil, err
+	}
+	wallet, session, err := decodeKeygen(body)
+	if err != nil {
+		return nil, fail(CodeBadRequest, "noderpc: keygen: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	defer cancel()
+	res, err := m.Keygen(ctx, wallet, session)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		return nil, fail(CodeInternal, "noderpc: the member returned no keygen result")
+	}
+	return keygenResponse{Wallet: res.Wallet, Session: res.Session.String(), PubKey: res.PubKey, Attestation: res.Attestation}, nil
+}
+
+func (s *server) testSign(r *http.Request, peer pki.Peer, body []byte) (any, error) {
+	m, err := s.leaderMember(peer, "a test signature")
+	if err != nil {
+		return nil, err
+	}
+	req, session, err := decodeTestSign(body)
+	if err != nil {
+		return nil, fail(CodeBadRequest, "noderpc: test-sign: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	defer cancel()
+	sig, err := m.TestSign(ctx, req.Wallet, req.PubKey, session, req.Signers)
+	if err != nil {
+		return nil, err
+	}
+	return testSignResponse{Signature: sig}, nil
 }
 
 func (s *server) status(*http.Request, pki.Peer, []byte) (any, error) {

@@ -10,13 +10,18 @@ import (
 	"testing"
 
 	"github.com/custody-dev/custody/api/noderpc"
+	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/withdraw"
 )
 
-var _ withdraw.Member = (*noderpc.RemoteMember)(nil)
+var (
+	_ withdraw.Member       = (*noderpc.RemoteMember)(nil)
+	_ withdraw.KeygenMember = (*noderpc.RemoteMember)(nil)
+)
 
 // fakeMember records what it was asked and answers refuse's error when
 // set, else a signature (fault injection: the real member's checks have
@@ -36,6 +41,27 @@ func (m *fakeMember) SignClaimed(_ context.Context, requestID string, c member.C
 		return nil, &member.RefusalError{Member: m.id, RequestID: requestID, Err: m.refuse}
 	}
 	return &member.Signed{RequestID: requestID, SessionID: c.SessionID, Raw: []byte("signed:" + requestID), TxHash: "0xabc", Signature: make([]byte, 65)}, nil
+}
+
+func (m *fakeMember) Keygen(_ context.Context, walletID string, session tss.SessionID) (*member.KeygenResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked = append(m.asked, member.Claim{SessionID: session})
+	if m.refuse != nil {
+		return nil, &member.RefusalError{Member: m.id, RequestID: "wallet:" + walletID, Err: m.refuse}
+	}
+	return &member.KeygenResult{Wallet: walletID, Session: session, PubKey: append([]byte{2}, make([]byte, 32)...),
+		Attestation: ledger.CheckpointSig{Node: m.id, PublicKey: []byte("pub"), Signature: []byte("sig")}}, nil
+}
+
+func (m *fakeMember) TestSign(_ context.Context, walletID string, pubkey []byte, session tss.SessionID, signers []pki.NodeID) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked = append(m.asked, member.Claim{SessionID: session, Signers: signers})
+	if m.refuse != nil {
+		return nil, &member.RefusalError{Member: m.id, RequestID: "wallet:" + walletID, Err: m.refuse}
+	}
+	return append([]byte("sig:"+walletID+":"), pubkey...), nil
 }
 
 func (m *fakeMember) calls() int {
@@ -103,5 +129,71 @@ func TestSignClaimed(t *testing.T) {
 	_, err = h.client(third).Member(m.ID).SignClaimed(ctx, "wd-s", claim)
 	if !errors.Is(err, noderpc.ErrForbidden) || fake.calls() != n {
 		t.Fatalf("non-leader asking: %v (member asked %d times, was %d)", err, fake.calls(), n)
+	}
+}
+
+// TestKeygenAndTestSign: the leader's client gets a member's keygen result
+// (key and attestation) and test signature for exactly the wallet,
+// session, key and signers it sent; refusals come back as
+// *member.RefusalError with member.ErrKeygen; a node that is not the
+// member's leader is refused before the member is asked.
+func TestKeygenAndTestSign(t *testing.T) {
+	fakes := map[pki.NodeID]*fakeMember{}
+	members := map[pki.NodeID]noderpc.Member{}
+	for _, id := range []pki.NodeID{"n1", "n2", "n3"} {
+		fakes[id] = &fakeMember{id: id}
+		members[id] = fakes[id]
+	}
+	h := newHarness(t, members, 0)
+	ctx := ctxT(t)
+	leader := h.c.WaitLeader(nil)
+	m := h.follower()
+	fake := fakes[m.ID]
+	remote := h.client(leader).Member(m.ID)
+	session := tss.SessionID(sha256.Sum256([]byte("keygen")))
+
+	res, err := remote.Keygen(ctx, "w1", session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Wallet != "w1" || res.Session != session || len(res.PubKey) != 33 || res.Attestation.Node != m.ID || string(res.Attestation.Signature) != "sig" {
+		t.Fatalf("keygen result %+v", res)
+	}
+	signers := []pki.NodeID{leader.ID, m.ID}
+	sig, err := remote.TestSign(ctx, "w1", res.PubKey, session, signers)
+	if err != nil || string(sig) != "sig:w1:"+string(res.PubKey) {
+		t.Fatalf("test sign: %q %v", sig, err)
+	}
+	if fake.calls() != 2 || fake.asked[0].SessionID != session || !reflect.DeepEqual(fake.asked[1].Signers, signers) {
+		t.Fatalf("member was asked %+v", fake.asked)
+	}
+
+	fake.mu.Lock()
+	fake.refuse = fmt.Errorf("%w: injected", member.ErrKeygen)
+	fake.mu.Unlock()
+	for name, call := range map[string]func() error{
+		"keygen":    func() error { _, err := remote.Keygen(ctx, "w1", session); return err },
+		"test-sign": func() error { _, err := remote.TestSign(ctx, "w1", res.PubKey, session, signers); return err },
+	} {
+		var ref *member.RefusalError
+		if err := call(); !errors.Is(err, member.ErrKeygen) || !errors.As(err, &ref) || ref.Member != m.ID {
+			t.Fatalf("%s refusal: %v", name, err)
+		}
+	}
+
+	third := h.c.Others(leader)[1]
+	if third == m {
+		third = h.c.Others(leader)[0]
+	}
+	n := fake.calls()
+	other := h.client(third).Member(m.ID)
+	if _, err := other.Keygen(ctx, "w1", session); !errors.Is(err, noderpc.ErrForbidden) {
+		t.Fatalf("non-leader keygen: %v", err)
+	}
+	if _, err := other.TestSign(ctx, "w1", res.PubKey, session, signers); !errors.Is(err, noderpc.ErrForbidden) {
+		t.Fatalf("non-leader test-sign: %v", err)
+	}
+	if fake.calls() != n {
+		t.Fatalf("the member was asked by a non-leader (%d calls, was %d)", fake.calls(), n)
 	}
 }

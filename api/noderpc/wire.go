@@ -13,6 +13,7 @@ import (
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/tss"
 )
 
 // Paths of the node RPC, version 1. A changed wire format gets new paths.
@@ -21,6 +22,8 @@ const (
 	PathReadIndex = "/node/v1/read-index"
 	PathSign      = "/node/v1/sign"
 	PathStatus    = "/node/v1/status"
+	PathKeygen    = "/node/v1/keygen"
+	PathTestSign  = "/node/v1/test-sign"
 )
 
 // MaxBody bounds a request body (a forwarded command with its transaction
@@ -74,6 +77,61 @@ type signResponse struct {
 	Raw       []byte `json:"raw"`
 	TxHash    string `json:"tx_hash"`
 	Signature []byte `json:"signature,omitempty"`
+}
+
+// keygenRequest is the body of POST PathKeygen: member.Member.Keygen's
+// arguments (session in hex).
+type keygenRequest struct {
+	Wallet  string `json:"wallet"`
+	Session string `json:"session"`
+}
+
+// keygenResponse is a member.KeygenResult.
+type keygenResponse struct {
+	Wallet      string               `json:"wallet"`
+	Session     string               `json:"session"`
+	PubKey      []byte               `json:"pubkey"`
+	Attestation ledger.CheckpointSig `json:"attestation"`
+}
+
+// testSignRequest is the body of POST PathTestSign: member.Member.TestSign's
+// arguments.
+type testSignRequest struct {
+	Wallet  string       `json:"wallet"`
+	PubKey  []byte       `json:"pubkey"`
+	Session string       `json:"session"`
+	Signers []pki.NodeID `json:"signers"`
+}
+
+// testSignResponse is the test signature, r || s || v.
+type testSignResponse struct {
+	Signature []byte `json:"signature"`
+}
+
+// decodeKeygen parses a keygen body strictly.
+func decodeKeygen(body []byte) (string, tss.SessionID, error) {
+	var req keygenRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return "", tss.SessionID{}, err
+	}
+	if req.Wallet == "" {
+		return "", tss.SessionID{}, errors.New("wallet is required")
+	}
+	sid, err := parse32("session", req.Session)
+	return req.Wallet, sid, err
+}
+
+// decodeTestSign parses a test-sign body strictly.
+func decodeTestSign(body []byte) (testSignRequest, tss.SessionID, error) {
+	var req testSignRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return req, tss.SessionID{}, err
+	}
+	if req.Wallet == "" || len(req.PubKey) == 0 || len(req.Signers) == 0 {
+		return req, tss.SessionID{}, errors.New("wallet, pubkey and signers are required")
+	}
+	sid, err := parse32("session", req.Session)
+	return req, sid, err
 }
 
 // errorBody is the one error shape of every endpoint.

@@ -96,6 +96,14 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 	if lw == nil {
 		return nil, fmt.Errorf("%w: wallet %q is not in the ledger", ErrWallet, r.Wallet)
 	}
+	// A wallet signs only once its committee attested its key, and only
+	// with the key this member's keygen produced.
+	if !lw.Active() {
+		return nil, fmt.Errorf("%w: wallet %q is %s", ErrWallet, r.Wallet, lw.Status)
+	}
+	if len(lw.PubKey) != 0 && !bytes.Equal(lw.PubKey, info.PubKey) {
+		return nil, fmt.Errorf("%w: the ledger's key of wallet %q is not this member's", ErrWallet, r.Wallet)
+	}
 	if err := checkCommittee(lw, info, self, c.Signers); err != nil {
 		return nil, err
 	}

@@ -59,6 +59,11 @@ var (
 	ErrShare = errors.New("member: share unavailable")
 	// ErrSession: the tss signing session failed.
 	ErrSession = errors.New("member: signing session failed")
+	// ErrKeygen: a keygen or test signature asked of this member does not
+	// fit its own ledger: the wallet is not there, not created by the
+	// admins, not in keygen (test-sign) or without this node in its
+	// committee, or the key named is not the one its keygen produced.
+	ErrKeygen = errors.New("member: keygen refused")
 	// ErrSignature: the session's signature does not verify against the
 	// wallet key, is not low-S, or does not assemble into the transaction.
 	ErrSignature = errors.New("member: signature refused")

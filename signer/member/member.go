@@ -2,6 +2,7 @@ package member
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/ledger"
@@ -19,16 +21,20 @@ import (
 	"github.com/custody-dev/custody/signer/watermark"
 )
 
-// Engine runs tss signing sessions; *tss.Engine implements it. Sign must
-// not use the share after it returns: the member wipes it then.
+// Engine runs tss keygen and signing sessions; *tss.Engine implements it.
+// Sign must not use the share after it returns: the member wipes it then.
 type Engine interface {
 	Self() pki.NodeID
 	Sign(ctx context.Context, share *tss.Share, p tss.SignParams) (*tss.Signature, error)
+	Keygen(ctx context.Context, p tss.KeygenParams, pre *keygen.LocalPreParams) (*tss.Share, error)
 }
 
-// ShareStore opens this node's sealed shares; *shares.Store implements it.
+// ShareStore opens and stores this node's sealed shares; *shares.Store
+// implements it. Get returns an error wrapping shares.ErrNotFound for a
+// share it does not hold; Put never overwrites.
 type ShareStore interface {
 	Get(wallet string, party pki.NodeID, shareID []byte) (*tss.Share, error)
+	Put(share *tss.Share) error
 }
 
 var (
@@ -69,6 +75,13 @@ type Config struct {
 	// to sign to be attested by the node set (default DefaultAttestWait);
 	// the context's deadline bounds it too.
 	AttestWait time.Duration
+	// PreParams hands out fresh pre-params for keygens (a
+	// *preparams.Pool); nil refuses Keygen.
+	PreParams PreParams
+	// NodeKey is this node's key as the node set pins it (its
+	// certificate's key, or the same key in its HSM): the member attests
+	// each wallet key its keygen produced with it. nil refuses Keygen.
+	NodeKey crypto.Signer
 }
 
 // DefaultMaxClockSkew is the default Config.MaxClockSkew.
@@ -98,6 +111,8 @@ type Member struct {
 	cfg  Config
 	self pki.NodeID
 	log  *slog.Logger
+
+	kgMu sync.Mutex // one keygen at a time
 
 	mu      sync.Mutex
 	wallets map[string]tss.WalletInfo

@@ -215,3 +215,10 @@ func (e *Engine) testSign(ctx context.Context, share *Share, parent SessionID, s
 	}
 	return nil
 }
+
+// KeygenShareID is the share ID (tss.Party.Key) node gets in a keygen of
+// wallet under session: a member finds the share a keygen session stored
+// (shares.Store.Get) without running it again.
+func KeygenShareID(wallet string, session SessionID, node pki.NodeID) []byte {
+	return partyKey(wallet, session, node, RoleMain).Bytes()
+}

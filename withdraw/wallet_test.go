@@ -1,0 +1,363 @@
+package withdraw_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+
+	"github.com/custody-dev/custody/chains"
+	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
+	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/shares"
+	"github.com/custody-dev/custody/signer/tss"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
+	"github.com/custody-dev/custody/signer/watermark"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
+	"github.com/custody-dev/custody/withdraw"
+)
+
+const walletCluster = "wallet-test"
+
+const walletRules = `version: 1
+assets:
+  ETH: {decimals: 18}
+allowlist:
+  cooling_off: 1h
+  approvals: 2
+  roles: [admin]
+lock:
+  unlock_delay: 1h
+wallets:
+  - name: eth-hot
+    wallets: [hot]
+    asset: ETH
+    class: hot
+    allowlist_required: false
+    limits:
+      per_tx: "10"
+      max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [admin]}
+`
+
+var (
+	wAlice = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
+	wBob   = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin)
+)
+
+// countingKeygen counts the keygens and test signatures a member's engine
+// ran (the member's refusals must run none).
+type countingKeygen struct {
+	member.Engine
+	keygens, signs atomic.Int32
+}
+
+func (c *countingKeygen) Keygen(ctx context.Context, p tss.KeygenParams, pre *keygen.LocalPreParams) (*tss.Share, error) {
+	c.keygens.Add(1)
+	return c.Engine.Keygen(ctx, p, pre)
+}
+
+func (c *countingKeygen) Sign(ctx context.Context, s *tss.Share, p tss.SignParams) (*tss.Signature, error) {
+	c.signs.Add(1)
+	return c.Engine.Sign(ctx, s, p)
+}
+
+// sessionOf forwards to a member and records the keygen session the
+// leader picked (to ask the member again for the same one).
+type sessionOf struct {
+	withdraw.KeygenMember
+	session atomic.Pointer[tss.SessionID]
+}
+
+func (s *sessionOf) Keygen(ctx context.Context, w string, session tss.SessionID) (*member.KeygenResult, error) {
+	s.session.Store(&session)
+	return s.KeygenMember.Keygen(ctx, w, session)
+}
+
+type walletNode struct {
+	id     pki.NodeID
+	m      *member.Member
+	engine *countingKeygen
+	shares *shares.Store
+}
+
+type walletHarness struct {
+	t       *testing.T
+	ctx     context.Context
+	cluster *ledgertest.Cluster
+	nodes   map[pki.NodeID]*walletNode
+	members []withdraw.KeygenMember
+	rec     *sessionOf // n1's member, recording the session
+}
+
+// newWalletHarness starts a real three-node ledger (genesis with admins
+// alice and bob, admin quorum 2), and on each node a member with its own
+// tss engine (one in-memory tss network), SoftHSM token, sealed share
+// store, pre-params pool (the committed fixtures) and node key.
+func newWalletHarness(t *testing.T) *walletHarness {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	g := ledgertest.Genesis(walletCluster, 2, walletRules, wAlice, wBob)
+	h := &walletHarness{t: t, ctx: ctx, nodes: map[pki.NodeID]*walletNode{}}
+	h.cluster = ledgertest.New(t, 3, func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
+	h.cluster.Submit(ctx, "ceremony", g)
+	stores := h.cluster.Stores()
+	fixtures := tsstest.Fixtures(t)
+	net := tss.NewMemNetwork()
+	for i, n := range h.cluster.Nodes {
+		e, err := tss.NewEngine(tss.Config{Self: n.ID, Transport: net.Endpoint(n.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Close)
+		tok, err := hsm.Open(softhsmtest.NewToken(t, "node-"+string(n.ID)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tok.Close() })
+		kek, err := tok.CreateKEK("custody-kek")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, err := shares.NewStore(t.TempDir(), kek)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wm, err := watermark.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = wm.Close() })
+		seen, err := member.OpenSeen(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = seen.Close() })
+		fx := fixtures[i]
+		pool := preparams.NewPool(ctx, 1, func(context.Context) (*keygen.LocalPreParams, error) { return fx, nil })
+		eng := &countingKeygen{Engine: e}
+		m, err := member.New(member.Config{Engine: eng, Shares: ss, Watermark: wm, Seen: seen,
+			Ledger:    &member.LocalLedger{Store: stores[i], ReadIndex: member.LeaderReadIndex(stores...)},
+			Chains:    map[string]chains.Chain{"eth": eth.NewChain(map[string]uint64{"devnet": 1337})},
+			PreParams: pool, NodeKey: ledgertest.NodeKey(n.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.nodes[n.ID] = &walletNode{id: n.ID, m: m, engine: eng, shares: ss}
+		if n.ID == "n1" {
+			h.rec = &sessionOf{KeygenMember: m}
+			h.members = append(h.members, h.rec)
+		} else {
+			h.members = append(h.members, m)
+		}
+	}
+	return h
+}
+
+// approve commits the admins' WalletCreate of wallet.
+func (h *walletHarness) approve(changeID, wallet string, committee []pki.NodeID, threshold int) {
+	h.t.Helper()
+	spec := ledger.WalletSpec{ID: changeID, Wallet: wallet, Chain: "eth", Network: "devnet", Committee: committee, Threshold: threshold}
+	exp := time.Now().Add(time.Hour)
+	h.cluster.Submit(h.ctx, "alice", ledger.WalletCreate{Change: spec, Approvals: []quorum.Approval{
+		wAlice.Sign(h.t, walletCluster, changeID, spec.PayloadHash(), quorum.Approve, exp),
+		wBob.Sign(h.t, walletCluster, changeID, spec.PayloadHash(), quorum.Approve, exp)}})
+}
+
+func (h *walletHarness) creator() *withdraw.WalletCreator {
+	h.t.Helper()
+	c, err := withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: h.cluster.Leader(), Actor: "node:" + string(h.cluster.Leader().ID()), Members: h.members})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+// ledgerWallet is the wallet as node's own replica holds it.
+func (h *walletHarness) ledgerWallet(node int, id string) *ledger.Wallet {
+	h.t.Helper()
+	var w *ledger.Wallet
+	_ = h.cluster.Nodes[node].Store.ReadLocal(func(st *ledger.State) error {
+		if lw := st.Wallets[id]; lw != nil {
+			c := *lw
+			w = &c
+		}
+		return nil
+	})
+	return w
+}
+
+// TestCreateWalletEndToEnd: admins approve a 2-of-3 wallet; the leader's
+// CreateWallet runs the keygen on every member, test-signs with two
+// different t+1 subsets and records WalletKeyed; every node's ledger shows
+// the wallet active with the key every member holds a sealed share of and
+// registered. Asked again, a member returns the same key without a second
+// keygen; CreateWallet of the active wallet returns its key.
+func TestCreateWalletEndToEnd(t *testing.T) {
+	h := newWalletHarness(t)
+	committee := []pki.NodeID{"n1", "n2", "n3"}
+	h.approve("create-w1", "w1", committee, 1)
+	c := h.creator()
+	if p, err := c.Pending(h.ctx); err != nil || !slices.Equal(p, []string{"w1"}) {
+		t.Fatalf("pending: %v %v", p, err)
+	}
+
+	pub, err := c.CreateWallet(h.ctx, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pub) != 33 {
+		t.Fatalf("pubkey %x", pub)
+	}
+	for i := range h.cluster.Nodes {
+		ledgertest.Poll(t, "wallet active on every node", func() error {
+			w := h.ledgerWallet(i, "w1")
+			if w == nil || w.Status != ledger.WalletActive || !bytes.Equal(w.PubKey, pub) {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	}
+	for _, n := range h.nodes {
+		if got := n.engine.keygens.Load(); got != 1 {
+			t.Errorf("%s ran %d keygens", n.id, got)
+		}
+		// Two subsets of two: n1 and n3 sign once, n2 twice.
+		if got, want := n.engine.signs.Load(), map[pki.NodeID]int32{"n1": 1, "n2": 2, "n3": 1}[n.id]; got != want {
+			t.Errorf("%s ran %d test signatures, want %d", n.id, got, want)
+		}
+		refs, err := n.shares.List()
+		if err != nil || len(refs) != 1 || refs[0].Wallet != "w1" {
+			t.Fatalf("%s stores %v (%v)", n.id, refs, err)
+		}
+		s, err := n.shares.Get(refs[0].Wallet, refs[0].Party, refs[0].ShareID)
+		if err != nil || !bytes.Equal(s.PubKey, pub) {
+			t.Fatalf("%s's sealed share: %v", n.id, err)
+		}
+		s.Wipe()
+		// Registered: a test signature of the key is refused now only
+		// because the wallet is active, not because the member lacks it.
+		if _, err := n.m.TestSign(h.ctx, "w1", pub, tss.NewSessionID(), []pki.NodeID{"n1", "n2"}); !errors.Is(err, member.ErrKeygen) {
+			t.Errorf("%s test-signs an active wallet: %v", n.id, err)
+		}
+	}
+	// Idempotent: the same session again gives the same key and a valid
+	// attestation, without a keygen; a new session for the active wallet,
+	// and CreateWallet of it, run nothing.
+	n1 := h.nodes["n1"]
+	session := *h.rec.session.Load()
+	res, err := n1.m.Keygen(h.ctx, "w1", session)
+	if err != nil || !bytes.Equal(res.PubKey, pub) {
+		t.Fatalf("the same session again: %v", err)
+	}
+	if err := h.cluster.Leader().ReadLocal(func(st *ledger.State) error {
+		return ledger.VerifyWalletKey(ledger.WalletKeyHeadOf(st, st.Wallets["w1"], pub), res.Attestation, st.Nodes)
+	}); err != nil {
+		t.Fatalf("repeated attestation: %v", err)
+	}
+	if _, err := n1.m.Keygen(h.ctx, "w1", tss.NewSessionID()); !errors.Is(err, member.ErrKeygen) {
+		t.Fatalf("a new session for the active wallet: %v", err)
+	}
+	pub2, err := c.CreateWallet(h.ctx, "w1")
+	if err != nil || !bytes.Equal(pub2, pub) {
+		t.Fatalf("CreateWallet of the active wallet: %x %v", pub2, err)
+	}
+	for _, n := range h.nodes {
+		if got := n.engine.keygens.Load(); got != 1 {
+			t.Errorf("%s ran %d keygens after the repeats", n.id, got)
+		}
+	}
+}
+
+// doctoredLeader is the leader's ledger with its reads edited by edit: a
+// compromised leader's FSM (fault injection).
+type doctoredLeader struct {
+	*ledger.Store
+	edit func(*ledger.State)
+}
+
+func (d doctoredLeader) ReadLinearizable(ctx context.Context, fn func(*ledger.State) error) error {
+	return d.Store.ReadLinearizable(ctx, func(st *ledger.State) error {
+		cp, err := st.Clone()
+		if err != nil {
+			return err
+		}
+		d.edit(cp)
+		return fn(cp)
+	})
+}
+
+// TestMemberKeygenRefusals: a member runs a keygen only for a wallet its
+// OWN ledger holds in keygen with it in the committee, and test-signs only
+// a wallet in keygen with the key its own keygen produced. Each refusal is
+// a member.ErrKeygen RefusalError and runs no keygen and no signature.
+// CreateWallet of a wallet not in keygen is refused before any member is
+// asked.
+func TestMemberKeygenRefusals(t *testing.T) {
+	h := newWalletHarness(t)
+	h.approve("create-pair", "pair", []pki.NodeID{"n1", "n2"}, 1)
+	h.cluster.Submit(h.ctx, "node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: "legacy", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2", "n3"}, Threshold: 1}})
+	n3 := h.nodes["n3"]
+	refused := func(what string, err error) {
+		t.Helper()
+		var re *member.RefusalError
+		if !errors.Is(err, member.ErrKeygen) || !errors.As(err, &re) || re.Member != n3.id {
+			t.Fatalf("%s: %v, want a member.ErrKeygen refusal by n3", what, err)
+		}
+	}
+	refused("unknown wallet", func() error { _, err := n3.m.Keygen(h.ctx, "nope", tss.NewSessionID()); return err }())
+	refused("wallet.set wallet", func() error { _, err := n3.m.Keygen(h.ctx, "legacy", tss.NewSessionID()); return err }())
+	refused("not in the committee", func() error { _, err := n3.m.Keygen(h.ctx, "pair", tss.NewSessionID()); return err }())
+
+	// A compromised leader whose ledger says "ghost" was approved with
+	// the whole committee: every member's own ledger lacks it, so the
+	// keygen is refused everywhere and nothing runs.
+	ghost := doctoredLeader{Store: h.cluster.Leader(), edit: func(st *ledger.State) {
+		st.Wallets["ghost"] = &ledger.Wallet{ID: "ghost", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2", "n3"}, Threshold: 1, Status: ledger.WalletKeygen}
+	}}
+	forged, err := withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: ghost, Actor: "node:n1", Members: h.members})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forged.CreateWallet(h.ctx, "ghost"); !errors.Is(err, withdraw.ErrKeygen) || !errors.Is(err, member.ErrKeygen) {
+		t.Fatalf("keygen of a wallet only the leader's ledger holds: %v", err)
+	}
+
+	// Test signatures: a key this member's keygen did not produce, and a
+	// wallet no longer in keygen.
+	key := make([]byte, 33)
+	key[0] = 2
+	key[32] = 1
+	refused("test-sign with a key n3 never made", func() error {
+		_, err := n3.m.TestSign(h.ctx, "pair", key, tss.NewSessionID(), []pki.NodeID{"n1", "n3"})
+		return err
+	}())
+	refused("test-sign of a wallet.set wallet", func() error {
+		_, err := n3.m.TestSign(h.ctx, "legacy", key, tss.NewSessionID(), []pki.NodeID{"n2", "n3"})
+		return err
+	}())
+	if _, err := h.creator().CreateWallet(h.ctx, "legacy"); !errors.Is(err, withdraw.ErrWalletStatus) {
+		t.Fatalf("CreateWallet of a wallet.set wallet: %v", err)
+	}
+	for _, n := range h.nodes {
+		if k, s := n.engine.keygens.Load(), n.engine.signs.Load(); k != 0 || s != 0 {
+			t.Fatalf("%s ran %d keygens and %d signatures on refusals", n.id, k, s)
+		}
+		if refs, err := n.shares.List(); err != nil || len(refs) != 0 {
+			t.Fatalf("%s stores %v (%v)", n.id, refs, err)
+		}
+	}
+}
