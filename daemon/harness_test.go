@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ lock:
   unlock_delay: 1h
 wallets:
   - name: eth-hot
-    wallets: [hot-eth]
+    wallets: [hot-eth, hot-eth-2]
     asset: ETH
     class: hot
     allowlist_required: true
@@ -267,15 +268,7 @@ func newCluster(t *testing.T, tune ...func(*daemon.Config)) *cluster {
 		c.dests = append(c.dests, c.allowlist(fmt.Sprintf("allow-%d", i)))
 	}
 	// Members count the cooling-off from when they first saw each entry.
-	for _, id := range nodeIDs {
-		n := c.nodes[id].node
-		c.poll(string(id)+" observed the allowlist", func() error {
-			if err := n.Store().ReadAtLeast(ctx, c.leader().Store().StateIndex(), func(*ledger.State) error { return nil }); err != nil {
-				return err
-			}
-			return n.Observe(ctx)
-		})
-	}
+	c.observed()
 	c.clock.Advance(time.Hour + time.Minute)
 	return c
 }
@@ -288,7 +281,7 @@ func (c *cluster) start(id pki.NodeID) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n.node, err = daemon.Start(cfg, daemon.Options{ETH: c.sim, Now: c.clock.Now, PreParams: fixturePreParams(c.t), Logger: testLogger(c.t, id)})
+	n.node, err = daemon.Start(cfg, daemon.Options{ETH: c.sim, Now: c.clock.Now, PreParams: fixturePreParams(c.t, slices.Index(nodeIDs, id)), Logger: testLogger(c.t, id)})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
 	}
@@ -351,20 +344,53 @@ func (c *cluster) submit(actor string, cmd ledger.Command) ledger.Outcome {
 	return out
 }
 
-// allowlist adds a destination with two admin/approver approvals.
+// allowlist adds a destination of the harness wallet with two
+// admin/approver approvals.
 func (c *cluster) allowlist(name string) common.Address {
 	c.t.Helper()
 	seed := sha256.Sum256([]byte("daemon-test-dest/" + name))
 	dest := common.BytesToAddress(seed[:20])
-	ch := policy.Change{ID: name, Kind: policy.ChangeAllowlistAdd, Wallet: walletID, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
-	exp := time.Now().Add(2 * time.Hour).UTC()
-	c.submit("alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
-		alice.Sign(c.t, clusterID, ch.ID, ch.PayloadHash(), quorum.Approve, exp), carol.Sign(c.t, clusterID, ch.ID, ch.PayloadHash(), quorum.Approve, exp)}})
+	c.allowlistFor(walletID, name, dest)
 	return dest
 }
 
-// withdrawal creates a hot withdrawal of amt wei to dest on the leader.
+// allowlistFor adds dest to wallet's allowlist under change ID name.
+func (c *cluster) allowlistFor(wallet, name string, dest common.Address) {
+	c.t.Helper()
+	ch := policy.Change{ID: name, Kind: policy.ChangeAllowlistAdd, Wallet: wallet, Chain: "eth", Network: network, Address: dest.Hex(), Label: "exchange cold"}
+	exp := time.Now().Add(2 * time.Hour).UTC()
+	c.submit("alice", ledger.PolicyChange{Change: ch, Approvals: []quorum.Approval{
+		alice.Sign(c.t, clusterID, ch.ID, ch.PayloadHash(), quorum.Approve, exp), carol.Sign(c.t, clusterID, ch.ID, ch.PayloadHash(), quorum.Approve, exp)}})
+}
+
+// observed waits until every running node's member recorded what its
+// replica holds up to the leader's state index (cooling-offs count from
+// there).
+func (c *cluster) observed() {
+	c.t.Helper()
+	for _, id := range nodeIDs {
+		n := c.nodes[id].node
+		if n == nil {
+			continue
+		}
+		c.poll(string(id)+" observed the ledger", func() error {
+			if err := n.Store().ReadAtLeast(c.ctx, c.leader().Store().StateIndex(), func(*ledger.State) error { return nil }); err != nil {
+				return err
+			}
+			return n.Observe(c.ctx)
+		})
+	}
+}
+
+// withdrawal creates a hot withdrawal of amt wei from the harness wallet to
+// dest on the leader.
 func (c *cluster) withdrawal(id string, dest common.Address, amt *big.Int) *ledger.Request {
+	c.t.Helper()
+	return c.withdrawalFrom(walletID, id, dest, amt)
+}
+
+// withdrawalFrom creates a hot withdrawal of amt wei from wallet to dest.
+func (c *cluster) withdrawalFrom(walletID, id string, dest common.Address, amt *big.Int) *ledger.Request {
 	c.t.Helper()
 	a, err := amount.FromBig(amt)
 	if err != nil {
@@ -421,17 +447,22 @@ func (c *cluster) waitStatus(id pki.NodeID, req string, want ledger.Status) *led
 
 func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
 
-// fixturePreParams hands out the committed fixtures in turn (outside a test
-// binary preparams.Validate refuses them).
-func fixturePreParams(t *testing.T) func(context.Context) (*keygen.LocalPreParams, error) {
+// fixturePreParams hands node number i (from 0) its own committed fixtures,
+// i, i+len(nodeIDs), ... in turn: two parties of one keygen must not share
+// pre-params (tss-lib refuses the keygen). Outside a test binary
+// preparams.Validate refuses fixtures.
+func fixturePreParams(t *testing.T, i int) func(context.Context) (*keygen.LocalPreParams, error) {
 	fx := tsstest.Fixtures(t)
 	var mu sync.Mutex
-	next := 0
+	next := i
 	return func(context.Context) (*keygen.LocalPreParams, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		p := fx[next%len(fx)]
-		next++
+		if next >= len(fx) {
+			next = i
+		}
+		p := fx[next]
+		next += len(nodeIDs)
 		return p, nil
 	}
 }
@@ -442,4 +473,23 @@ func testLogger(t *testing.T, id pki.NodeID) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// mine broadcasts a signed request's transaction to the simulated chain,
+// mines a block and requires a successful receipt.
+func (c *cluster) mine(r *ledger.Request) *eth.Signed {
+	c.t.Helper()
+	tx, err := eth.ParseSigned(r.Result.Signed)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.sim.Broadcast(c.ctx, tx); err != nil {
+		c.t.Fatalf("the chain refused %s: %v", r.ID, err)
+	}
+	c.sim.Commit()
+	rc, err := c.sim.Receipt(c.ctx, tx.Hash())
+	if err != nil || !rc.Success {
+		c.t.Fatalf("%s: receipt %+v, %v", r.ID, rc, err)
+	}
+	return tx
 }

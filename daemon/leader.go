@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,6 +23,8 @@ const (
 	MaxSigningAttempts = 3
 	// retryBackoff is the pause before a failed request is re-claimed.
 	retryBackoff = 2 * time.Second
+	// keygenBackoff is the pause before a failed keygen is tried again.
+	keygenBackoff = 10 * time.Second
 )
 
 // leaderLoop runs on every node and acts only while the node leads: it
@@ -66,6 +69,7 @@ type leaderWork struct {
 	stale   []*ledger.Request
 	retry   []*ledger.Request
 	expire  []string
+	keygen  []string // wallets the admins approved, waiting for their key
 }
 
 func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
@@ -81,6 +85,11 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 		attempts := map[string]int{}
 		for _, req := range st.Sessions {
 			attempts[req]++
+		}
+		for id, wl := range st.Wallets {
+			if wl.Status == ledger.WalletKeygen && !n.signing("keygen:"+id) && now.Sub(lt.lastTry["keygen:"+id]) > keygenBackoff {
+				w.keygen = append(w.keygen, id)
+			}
 		}
 		for id, r := range st.Requests {
 			if n.signing(id) {
@@ -155,6 +164,10 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 		}
 		n.log.Warn("failed a stale claim", "request", r.ID, "session", r.Claim.SessionID, "claimed_by", r.Claim.By)
 	}
+	for _, id := range w.keygen {
+		lt.lastTry["keygen:"+id] = now
+		n.startKeygen(id)
+	}
 	for _, id := range w.sign {
 		lt.lastTry[id] = now
 		n.startSession(id, "")
@@ -177,21 +190,14 @@ func (n *Node) signing(id string) bool {
 // collects the signatures in the background; the result or the failure is
 // committed by the orchestrator.
 func (n *Node) startSession(id, failedSession string) {
-	n.mu.Lock()
-	if n.sessions[id] || n.draining() {
-		n.mu.Unlock()
+	done, err := n.track(id)
+	if err != nil {
 		return
 	}
-	n.sessions[id] = true
-	n.mu.Unlock()
 	n.loops.Add(1)
 	go func() {
 		defer n.loops.Done()
-		defer func() {
-			n.mu.Lock()
-			delete(n.sessions, id)
-			n.mu.Unlock()
-		}()
+		defer done()
 		ctx, cancel := context.WithTimeout(n.ctx, time.Duration(n.cfg.TSS.SessionTimeout))
 		defer cancel()
 		signers, err := n.liveSigners(ctx, id)
@@ -215,9 +221,10 @@ func (n *Node) startSession(id, failedSession string) {
 	}()
 }
 
-// observeLoop has the member record, from its own clock, when it first saw
-// each governance change (member.Observe): the cooling-off and unlock delays
-// a member enforces count from there.
+// observeLoop follows this node's replica: it registers wallets that became
+// active (syncWallets) and has the member record, from its own clock, when
+// it first saw each governance change (member.Observe): the cooling-off and
+// unlock delays a member enforces count from there.
 func (n *Node) observeLoop(ctx context.Context) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -231,6 +238,9 @@ func (n *Node) observeLoop(ctx context.Context) {
 		idx := n.store.StateIndex()
 		if idx == last {
 			continue
+		}
+		if err := n.syncWallets(); err != nil && ctx.Err() == nil {
+			n.log.Warn("wallet sync", "err", err)
 		}
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := n.member.Observe(octx)
@@ -295,3 +305,32 @@ func (n *Node) liveSigners(ctx context.Context, requestID string) ([]pki.NodeID,
 	slices.Sort(out)
 	return out, nil
 }
+
+// startKeygen runs the distributed keygen of an approved wallet in the
+// background (withdraw.WalletCreator: every committee member's keygen, one
+// agreed key, test signatures by two different t+1 subsets, the committee's
+// attestations committed in wallet.keyed). A failure leaves the wallet
+// waiting; the next leader pass tries again with a new session.
+func (n *Node) startKeygen(walletID string) {
+	done, err := n.track("keygen:" + walletID)
+	if err != nil {
+		return
+	}
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		defer done()
+		ctx, cancel := context.WithTimeout(n.ctx, keygenTimeout)
+		defer cancel()
+		n.log.Info("keygen started", "wallet", walletID)
+		pub, err := n.wallets.CreateWallet(ctx, walletID)
+		if err != nil {
+			n.log.Warn("keygen failed", "wallet", walletID, "err", err)
+			return
+		}
+		n.log.Info("wallet created", "wallet", walletID, "pubkey", hex.EncodeToString(pub))
+	}()
+}
+
+// keygenTimeout bounds one keygen attempt, pre-params included.
+const keygenTimeout = 5 * time.Minute

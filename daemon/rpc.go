@@ -13,6 +13,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/withdraw"
 )
 
@@ -122,18 +123,47 @@ func (n *Node) status() noderpc.Status {
 type drainingMember struct{ n *Node }
 
 func (d drainingMember) SignClaimed(ctx context.Context, requestID string, c member.Claim) (*member.Signed, error) {
-	key := "rpc:" + requestID + ":" + c.SessionID.String()
-	d.n.mu.Lock()
-	if d.n.draining() {
-		d.n.mu.Unlock()
-		return nil, fmt.Errorf("%w: not signing %s", ErrDraining, requestID)
+	done, err := d.n.track("rpc-sign:" + requestID + ":" + c.SessionID.String())
+	if err != nil {
+		return nil, err
 	}
-	d.n.sessions[key] = true
-	d.n.mu.Unlock()
-	defer func() {
-		d.n.mu.Lock()
-		delete(d.n.sessions, key)
-		d.n.mu.Unlock()
-	}()
+	defer done()
 	return d.n.member.SignClaimed(ctx, requestID, c)
+}
+
+func (d drainingMember) Keygen(ctx context.Context, walletID string, session tss.SessionID) (*member.KeygenResult, error) {
+	done, err := d.n.track("rpc-keygen:" + walletID + ":" + session.String())
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return d.n.member.Keygen(ctx, walletID, session)
+}
+
+func (d drainingMember) TestSign(ctx context.Context, walletID string, pubkey []byte, session tss.SessionID, signers []pki.NodeID) ([]byte, error) {
+	done, err := d.n.track("rpc-test-sign:" + walletID + ":" + session.String())
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return d.n.member.TestSign(ctx, walletID, pubkey, session, signers)
+}
+
+// track registers running work under key so Shutdown waits for it; it
+// refuses new work while the node drains. done unregisters it.
+func (n *Node) track(key string) (done func(), err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.draining() {
+		return nil, fmt.Errorf("%w: not starting %s", ErrDraining, key)
+	}
+	if n.sessions[key] {
+		return nil, fmt.Errorf("daemon: %s is already running here", key)
+	}
+	n.sessions[key] = true
+	return func() {
+		n.mu.Lock()
+		delete(n.sessions, key)
+		n.mu.Unlock()
+	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,10 +92,13 @@ type Node struct {
 	drained sync.Once
 	closers []func() error // in reverse order of opening
 
+	wallets *withdraw.WalletCreator
+	signer  crypto.Signer // the node key (its certificate's)
+
 	mu       sync.Mutex
-	sessions map[string]bool // request IDs this node is signing as leader
-	walletMu sync.Mutex
-	keygens  map[string]bool // wallet IDs with a keygen running here
+	sessions map[string]bool // running work: signing sessions, keygens, RPC calls (track)
+	// registered are the wallets the member signs for, with their keys.
+	registered map[string][]byte
 }
 
 // StartError is a node that refused to start: Step names what it was doing
@@ -116,7 +120,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // *StartError with one line.
 func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}),
-		sessions: map[string]bool{}, keygens: map[string]bool{}}
+		sessions: map[string]bool{}, registered: map[string][]byte{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -153,27 +157,27 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if n.id, err = cfg.Identity(); err != nil {
 		return nil, step("tls", err)
 	}
-	signer, ok := n.id.Cert.PrivateKey.(crypto.Signer)
-	if !ok {
+	var ok bool
+	if n.signer, ok = n.id.Cert.PrivateKey.(crypto.Signer); !ok {
 		return nil, step("tls", errors.New("the node key cannot sign"))
 	}
 	if err := n.openChains(); err != nil {
 		return nil, step("chains", err)
 	}
 	n.peers = newRPCPeers(n)
-	if err := n.openLedger(&gcmd, signer); err != nil {
+	if err := n.openLedger(&gcmd, n.signer); err != nil {
 		return nil, step("ledger", err)
 	}
 	if err := n.startRPCClient(); err != nil {
 		return nil, step("node rpc", err)
 	}
+	n.startPreParams()
 	if err := n.openSigner(); err != nil {
 		return nil, step("signer", err)
 	}
 	if err := n.serveRPC(); err != nil {
 		return nil, step("node rpc", err)
 	}
-	n.startPreParams()
 	n.goLoop("leader", n.leaderLoop)
 	n.goLoop("observe", n.observeLoop)
 	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC,
@@ -338,16 +342,20 @@ func (n *Node) openSigner() error {
 	n.onClose(n.seen.Close)
 	n.member, err = member.New(member.Config{Engine: n.engine, Shares: n.shares, Watermark: n.wm, Seen: n.seen,
 		Ledger: &member.LocalLedger{Store: n.store, ReadIndex: n.peers.readIndex}, Chains: n.chains,
-		Logger: n.log.With("component", "member"), Now: n.now})
+		Logger: n.log.With("component", "member"), Now: n.now, PreParams: n.pool, NodeKey: n.signer})
 	if err != nil {
+		return err
+	}
+	keygenMembers := []withdraw.KeygenMember{n.member}
+	for _, p := range n.cfg.Peers {
+		keygenMembers = append(keygenMembers, n.peers.client.Load().Member(p.ID))
+	}
+	if n.wallets, err = withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: n.store, Actor: "node:" + string(n.cfg.NodeID), Members: keygenMembers}); err != nil {
 		return err
 	}
 	n.orch, err = withdraw.New(withdraw.Config{Ledger: n.store, ETH: n.eth, Network: n.ethNetwork(), Chains: n.chains,
 		Actor: "node:" + string(n.cfg.NodeID), Members: n.peers.members()})
-	if err != nil {
-		return err
-	}
-	return n.loadWallets()
+	return err
 }
 
 func (n *Node) ethNetwork() string {
@@ -357,33 +365,93 @@ func (n *Node) ethNetwork() string {
 	return ""
 }
 
-// loadWallets opens each of this node's shares once to learn its wallets
-// (the public description kept with the share) and registers them with the
-// member and the orchestrator.
-func (n *Node) loadWallets() error {
+// syncWallets registers, with the member and the orchestrator, each wallet
+// the ledger holds as active: the orchestrator learns the key the committee
+// attested (it builds and claims for any wallet, also one this node holds
+// no share of); the member registers the key of its OWN stored share, and
+// only a share whose key is the one the ledger records (a node may hold
+// shares of keygens that never completed). A legacy wallet (wallet.set, no
+// key in the ledger) is registered from the node's one share of it.
+func (n *Node) syncWallets() error {
+	var todo []ledger.Wallet
+	if err := n.store.ReadLocal(func(st *ledger.State) error {
+		for _, w := range st.Wallets {
+			if !w.Active() {
+				continue
+			}
+			n.mu.Lock()
+			have, ok := n.registered[w.ID]
+			n.mu.Unlock()
+			if !ok || (len(w.PubKey) > 0 && string(have) != string(w.PubKey)) {
+				todo = append(todo, *w)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(todo) == 0 {
+		return nil
+	}
 	refs, err := n.shares.List()
 	if err != nil {
 		return err
 	}
+	for _, w := range todo {
+		info, err := n.ownShare(w, refs)
+		if err != nil {
+			n.log.Error("wallet not registered", "wallet", w.ID, "err", err)
+			continue
+		}
+		if info == nil { // not a committee member: the orchestrator only
+			if len(w.PubKey) == 0 {
+				continue
+			}
+			info = &tss.WalletInfo{Wallet: w.ID, Threshold: w.Threshold, PubKey: w.PubKey}
+			for _, id := range w.Committee {
+				info.Members = append(info.Members, tss.Party{Node: id})
+			}
+			n.orch.AddWallet(*info)
+		} else if err := n.addWallet(*info); err != nil {
+			n.log.Error("wallet not registered", "wallet", w.ID, "err", err)
+			continue
+		}
+		n.mu.Lock()
+		n.registered[w.ID] = info.PubKey
+		n.mu.Unlock()
+		n.log.Info("wallet registered", "wallet", w.ID, "chain", w.Chain, "network", w.Network)
+	}
+	return nil
+}
+
+// ownShare is the public description kept with this node's share of w
+// whose key the ledger records (nil when the node holds none: not in the
+// committee). A committee member without that share is an error.
+func (n *Node) ownShare(w ledger.Wallet, refs []shares.Ref) (*tss.WalletInfo, error) {
+	var found []tss.WalletInfo
 	for _, r := range refs {
-		if r.Party != n.cfg.NodeID {
-			return fmt.Errorf("share %s of wallet %q belongs to node %q, not this node", filepath.Join(n.cfg.DataDir, "shares"), r.Wallet, r.Party)
+		if r.Wallet != w.ID || r.Party != n.cfg.NodeID {
+			continue
 		}
 		sh, err := n.shares.Get(r.Wallet, r.Party, r.ShareID)
 		if err != nil {
-			return fmt.Errorf("wallet %q: %w", r.Wallet, err)
+			return nil, err
 		}
-		info := sh.Info()
-		retired := sh.Retired()
+		info, retired := sh.Info(), sh.Retired()
 		sh.Wipe()
-		if retired {
-			continue
-		}
-		if err := n.addWallet(info); err != nil {
-			return err
+		if !retired && (len(w.PubKey) == 0 || string(info.PubKey) == string(w.PubKey)) {
+			found = append(found, info)
 		}
 	}
-	return nil
+	switch {
+	case len(found) == 1:
+		return &found[0], nil
+	case len(found) > 1:
+		return nil, fmt.Errorf("%d shares match and the ledger names no key to choose", len(found))
+	case slices.Contains(w.Committee, n.cfg.NodeID):
+		return nil, fmt.Errorf("this node is in the committee but holds no share of the key the ledger records")
+	}
+	return nil, nil
 }
 
 func (n *Node) addWallet(info tss.WalletInfo) error {
@@ -447,9 +515,7 @@ func (n *Node) draining() bool {
 func (n *Node) busy() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.walletMu.Lock()
-	defer n.walletMu.Unlock()
-	return len(n.sessions) > 0 || len(n.keygens) > 0
+	return len(n.sessions) > 0
 }
 
 // Submit commits cmd on behalf of actor: on the leader directly, from a
