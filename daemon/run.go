@@ -74,6 +74,7 @@ type Node struct {
 	store   *ledger.Store
 	trans   *transport.Transport
 	engine  *tss.Engine
+	budget  *budgetStore
 	shares  *shares.Store
 	wm      *watermark.Store
 	seen    *member.Seen
@@ -325,7 +326,10 @@ func (n *Node) openSigner() error {
 		return err
 	}
 	n.onClose(func() error { n.trans.Close(); return nil })
-	if n.engine, err = tss.NewEngine(tss.Config{Self: n.cfg.NodeID, Transport: n.trans}); err != nil {
+	if n.budget, err = openBudget(n.cfg.DataDir); err != nil {
+		return err
+	}
+	if n.engine, err = tss.NewEngine(tss.Config{Self: n.cfg.NodeID, Transport: n.trans, Budget: n.budget.budget, Events: n.onEngineEvent}); err != nil {
 		return err
 	}
 	n.onClose(func() error { n.engine.Close(); return nil })

@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/custody-dev/custody/daemon"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/softhsm"
 )
 
@@ -23,7 +27,75 @@ func newNodeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newNodeRunCmd())
+	cmd.AddCommand(newNodeRunCmd(), newNodeQuarantineCmd())
+	return cmd
+}
+
+func newNodeQuarantineCmd() *cobra.Command {
+	var (
+		configPath string
+		clear      string
+	)
+	cmd := &cobra.Command{
+		Use:   "quarantine --config FILE [--clear NODE]",
+		Short: "Show or clear the tss failure budget a stopped node keeps in its data dir",
+		Long: `A node counts the signing and keygen failures it can prove a peer caused; a
+peer reaching the limit (3) is quarantined: the node refuses every session with
+it until a person clears it. The counts live in DATA_DIR/tss-budget.json and
+survive restarts.
+
+Without --clear, print each party's failures and whether it is quarantined.
+With --clear NODE, reset that party's count. Stop the node first: a running
+node rewrites the file after each failure.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				return errors.New("--config is required")
+			}
+			cfg, err := daemon.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if clear != "" {
+				if err := daemon.ClearQuarantine(cfg.DataDir, pki.NodeID(clear)); err != nil {
+					return err
+				}
+				return report(cmd, map[string]string{"cleared": clear}, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "cleared the failures of %s\n", clear)
+					return err
+				})
+			}
+			limit, failures, err := daemon.ReadBudget(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				Node        pki.NodeID `json:"node"`
+				Failures    int        `json:"failures"`
+				Quarantined bool       `json:"quarantined"`
+			}
+			rows := []row{}
+			for _, p := range slices.Sorted(maps.Keys(failures)) {
+				rows = append(rows, row{p, failures[p], failures[p] >= limit})
+			}
+			return report(cmd, map[string]any{"limit": limit, "parties": rows}, func(w io.Writer) error {
+				if len(rows) == 0 {
+					_, err := fmt.Fprintf(w, "no failures recorded (limit %d)\n", limit)
+					return err
+				}
+				for _, r := range rows {
+					state := ""
+					if r.Quarantined {
+						state = "  QUARANTINED"
+					}
+					fmt.Fprintf(w, "%-12s %d of %d failures%s\n", r.Node, r.Failures, limit, state)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "the node's config file")
+	cmd.Flags().StringVar(&clear, "clear", "", "reset this party's failures (lifts its quarantine)")
 	return cmd
 }
 

@@ -80,3 +80,31 @@ func (b *Budget) Check(parties []pki.NodeID) error {
 	}
 	return nil
 }
+
+// Counts returns the failure count of every party charged at least once:
+// what a node persists so its budget survives restarts (RestoreBudget).
+func (b *Budget) Counts() map[pki.NodeID]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[pki.NodeID]int, len(b.failures))
+	for p, n := range b.failures {
+		out[p] = n
+	}
+	return out
+}
+
+// RestoreBudget returns a budget with the counts a node persisted: a party
+// at or above limit is quarantined again. Counts below 1 are ignored.
+func RestoreBudget(limit int, counts map[pki.NodeID]int) *Budget {
+	b := NewBudget(limit)
+	for p, n := range counts {
+		if n < 1 {
+			continue
+		}
+		b.failures[p] = n
+		if n >= b.limit {
+			b.quarantined[p] = true
+		}
+	}
+	return b
+}

@@ -432,11 +432,14 @@ func (e *Engine) fail(s *session, err error) {
 	if !ok {
 		return
 	}
-	e.emit(Event{Kind: EventAbort, Session: s.id, Wallet: s.wallet, Parties: ae.Culprits, Detail: ae.Error()})
-	if len(ae.Culprits) == 0 || !ae.Provable() {
-		return
+	// The budget is charged before the events go out, so a listener that
+	// persists it (the daemon) sees the new counts.
+	var q []pki.NodeID
+	if len(ae.Culprits) > 0 && ae.Provable() {
+		q = e.cfg.Budget.Record(ae.Culprits)
 	}
-	if q := e.cfg.Budget.Record(ae.Culprits); len(q) > 0 {
+	e.emit(Event{Kind: EventAbort, Session: s.id, Wallet: s.wallet, Parties: ae.Culprits, Detail: ae.Error()})
+	if len(q) > 0 {
 		e.emit(Event{Kind: EventQuarantine, Session: s.id, Wallet: s.wallet, Parties: q,
 			Detail: "failure budget exhausted; a human must clear the quarantine"})
 	}

@@ -206,9 +206,21 @@ func TestBudget(t *testing.T) {
 	if err := b.Check([]pki.NodeID{"b"}); err != nil {
 		t.Fatal(err)
 	}
+	// What a node persists restores the same budget: a quarantined, b
+	// charged once.
+	r := tss.RestoreBudget(2, b.Counts())
+	if err := r.Check([]pki.NodeID{"a"}); !errors.Is(err, tss.ErrQuarantined) || r.Failures("b") != 1 {
+		t.Fatalf("restored: %v, b %d", err, r.Failures("b"))
+	}
+	if q := r.Record([]pki.NodeID{"b"}); len(q) != 1 || q[0] != "b" {
+		t.Fatalf("restored b's second failure quarantined %v", q)
+	}
 	b.Clear("a")
 	if err := b.Check([]pki.NodeID{"a"}); err != nil || b.Failures("a") != 0 {
 		t.Fatalf("clear: %v", err)
+	}
+	if _, ok := b.Counts()["a"]; ok {
+		t.Fatal("a cleared party is still counted")
 	}
 }
 
