@@ -86,12 +86,14 @@ type Node struct {
 	rpc     *rpcServer
 	peers   *rpcPeers
 
-	ctx     context.Context // the node's lifetime (background loops)
-	cancel  context.CancelFunc
-	loops   sync.WaitGroup
-	drain   chan struct{} // closed by Shutdown: no new sessions
-	drained sync.Once
-	closers []func() error // in reverse order of opening
+	ctx       context.Context // the node's lifetime (background loops)
+	cancel    context.CancelFunc
+	loops     sync.WaitGroup
+	drain     chan struct{} // closed by Shutdown: no new sessions
+	drained   sync.Once
+	fatal     chan error // Fatal
+	fatalOnce sync.Once
+	closers   []func() error // in reverse order of opening
 
 	wallets *withdraw.WalletCreator
 	signer  crypto.Signer // the node key (its certificate's)
@@ -120,7 +122,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // background loops. Any failure closes what was opened and returns a
 // *StartError with one line.
 func Start(cfg *Config, opts Options) (_ *Node, err error) {
-	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}),
+	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}), fatal: make(chan error, 1),
 		sessions: map[string]bool{}, registered: map[string][]byte{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -180,6 +182,7 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 		return nil, step("node rpc", err)
 	}
 	n.goLoop("leader", n.leaderLoop)
+	n.goLoop("token", n.declareToken)
 	n.goLoop("observe", n.observeLoop)
 	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC,
 		"genesis", cfg.Genesis.Hash, "token_serial", n.tok.Info().Serial)

@@ -51,6 +51,7 @@ const (
 	CmdColdImport     = "cold.import"
 	CmdCheckpointSign = "checkpoint.sign"
 	CmdNodeChange     = "node.change"
+	CmdNodeToken      = "node.token"
 )
 
 // commandTypes is the one table from a log entry's type to its command.
@@ -74,6 +75,7 @@ var commandTypes = map[string]func() Command{
 	CmdColdImport:     func() Command { return new(ColdImport) },
 	CmdCheckpointSign: func() Command { return new(CheckpointSign) },
 	CmdNodeChange:     func() Command { return new(NodeChange) },
+	CmdNodeToken:      func() Command { return new(NodeToken) },
 }
 
 // CommandTypes returns every command type this build applies, sorted.

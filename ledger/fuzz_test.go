@@ -52,6 +52,7 @@ func FuzzApplyEntry(f *testing.F) {
 	add(NodeChange{Change: nc, Approvals: []quorum.Approval{alice.sign(f, nc.ID, nc.PayloadHash(), quorum.Approve, exp), bob.sign(f, nc.ID, nc.PayloadHash(), quorum.Approve, exp)}})
 	wc := WalletSpec{ID: "fz-wallet", Wallet: "fzw", Chain: "eth", Network: "devnet", Committee: allSigners, Threshold: 1}
 	add(WalletCreate{Change: wc, Approvals: []quorum.Approval{alice.sign(f, wc.ID, wc.PayloadHash(), quorum.Approve, exp), carol.sign(f, wc.ID, wc.PayloadHash(), quorum.Approve, exp)}})
+	add(NodeToken{Node: "n1", TokenSerial: "0123abcd", Sig: CheckpointSig{Node: "n1", PublicKey: []byte{1}, Signature: []byte{2}}})
 	add(WalletKeyed{Wallet: "fzw", PubKey: testPubKey(9), Attestations: []CheckpointSig{{Node: "n1", PublicKey: []byte{1}, Signature: []byte{2}}}})
 	add(CheckpointSign{Request: "fz", Index: 3, AuditSeq: 2, AuditHead: GenesisHash})
 	add(genesisCmd())

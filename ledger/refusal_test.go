@@ -65,6 +65,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"export of a hot request", ErrWrongStatus, ColdExport{RequestID: approved.ID, BundleHash: "h"}},
 		{"import without export", ErrWrongStatus, ColdImport{RequestID: approved.ID, Signed: []byte("x")}},
 		{"node change without the admin quorum", ErrQuorum, NodeChange{Change: NodeSetChange{ID: "add-n4", Kind: NodeAdd, Node: Node{ID: "n4", KeyFingerprint: strings.Repeat("ab", 32)}}}},
+		{"token declared with a key the node set does not pin", ErrApproval, h.nodeToken("n1", "serial-1", otherKey(t))},
 		{"checkpoint signed with a key the node set does not pin", ErrCheckpoint, signCP(t, CheckpointHead{ClusterID: testCluster, Index: 1}, "n1", otherKey(t))},
 	}
 	covered := map[string]bool{}

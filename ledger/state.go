@@ -217,6 +217,10 @@ type State struct {
 	// node set (see CheckpointSign). The last one is the base of this
 	// node's snapshots; all of them are signed audit heads.
 	Checkpoints []Checkpoint `json:"checkpoints"`
+	// Tokens binds each node of the node set to the serial of the HSM token
+	// that holds its shares, as the node itself declared it (NodeToken): no
+	// two nodes on one token (SECURITY 20). Omitted while empty.
+	Tokens map[pki.NodeID]string `json:"tokens,omitempty"`
 	// CheckpointInterval is the genesis's (0: DefaultCheckpointInterval).
 	CheckpointInterval uint64       `json:"checkpoint_interval,omitempty"`
 	Audit              []AuditEvent `json:"audit"`
@@ -240,6 +244,7 @@ func NewState() *State {
 		Sessions:  map[string]string{},
 		Changes:   map[string]uint64{},
 		Nodes:     map[pki.NodeID]*Node{},
+		Tokens:    map[pki.NodeID]string{},
 	}
 }
 
@@ -313,6 +318,7 @@ func (s *State) snapshotView() *State {
 	v.Sessions = maps.Clone(s.Sessions)
 	v.Changes = maps.Clone(s.Changes)
 	v.Nodes = maps.Clone(s.Nodes)
+	v.Tokens = maps.Clone(s.Tokens)
 	v.Audit = s.Audit[:len(s.Audit):len(s.Audit)]
 	v.Checkpoints = s.Checkpoints[:len(s.Checkpoints):len(s.Checkpoints)]
 	return &v

@@ -38,6 +38,7 @@ type txn struct {
 	ceiling   *time.Duration
 	genesis   *genesisRecord
 	nodes     map[pki.NodeID]*Node // node set edits; nil: removed
+	tokens    map[pki.NodeID]string
 	reg       *quorum.Registry
 	pol       *policy.State
 	rulesDoc  *RulesDoc
@@ -163,8 +164,20 @@ func (t *txn) nodeSet() map[pki.NodeID]*Node {
 	return m
 }
 
-func (t *txn) putNode(n Node)           { stage(&t.nodes, n.ID, &n) }
-func (t *txn) removeNode(id pki.NodeID) { stage(&t.nodes, id, nil) }
+func (t *txn) putNode(n Node) { stage(&t.nodes, n.ID, &n) }
+
+// tokenBindings are the node → token serial bindings as this command sees
+// them.
+func (t *txn) tokenBindings() map[pki.NodeID]string {
+	out := maps.Clone(t.st.Tokens)
+	if out == nil {
+		out = map[pki.NodeID]string{}
+	}
+	maps.Copy(out, t.tokens)
+	return out
+}
+func (t *txn) bindToken(id pki.NodeID, serial string) { stage(&t.tokens, id, serial) }
+func (t *txn) removeNode(id pki.NodeID)               { stage(&t.nodes, id, nil) }
 
 // certify stages a certified checkpoint.
 func (t *txn) certify(c Checkpoint) { t.certified = &c }
@@ -240,6 +253,7 @@ func (t *txn) commit() {
 		}
 	}
 	applyEdits(st.Nodes, t.nodes)
+	maps.Copy(st.Tokens, t.tokens)
 	if t.reg != nil {
 		st.Registry = *t.reg
 	}

@@ -145,10 +145,18 @@ The HSM PIN is read from the file hsm.pin_file names; it is never an argument.`,
 			sigs := make(chan os.Signal, 2)
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sigs)
-			sig := <-sigs
-			logger.Info("signal: draining", "signal", sig.String(), "deadline", drain.String())
+			var fatal error
+			select {
+			case sig := <-sigs:
+				logger.Info("signal: draining", "signal", sig.String(), "deadline", drain.String())
+			case fatal = <-n.Fatal():
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), drain)
 			defer cancel()
+			if fatal != nil {
+				_ = n.Shutdown(ctx)
+				return fatal
+			}
 			done := make(chan error, 1)
 			go func() { done <- n.Shutdown(ctx) }()
 			select {
