@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -124,11 +127,17 @@ type Peer struct {
 }
 
 // TLSFiles are PEM files: the cluster CA certificate, this node's
-// certificate and its private key (mode 0600 or stricter).
+// certificate and its private key (mode 0600 or stricter) — or, with
+// KeyLabel, no key file: the node key is a P-256 key inside the node's HSM
+// token (`custody hsm keygen --curve p256`), used for TLS and for every
+// signature the node makes with its node key.
 type TLSFiles struct {
 	CA   string `json:"ca" yaml:"ca"`
 	Cert string `json:"cert" yaml:"cert"`
-	Key  string `json:"key" yaml:"key"`
+	Key  string `json:"key,omitempty" yaml:"key,omitempty"`
+	// KeyLabel is the label of the node key in the HSM token; set either
+	// it or Key.
+	KeyLabel string `json:"key_label,omitempty" yaml:"key_label,omitempty"`
 }
 
 // HSM selects a PKCS#11 token (by serial, label or both) and names the
@@ -348,10 +357,16 @@ func (c *Config) validate() error {
 			}
 		}
 	}
-	for _, f := range []struct{ key, v string }{{"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+	for _, f := range []struct{ key, v string }{{"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}} {
 		if f.v == "" {
 			return fail(f.key, "required: a PEM file")
 		}
+	}
+	switch {
+	case c.TLS.Key == "" && c.TLS.KeyLabel == "":
+		return fail("tls.key", "required: the node key's PEM file, or tls.key_label for a key in the HSM token")
+	case c.TLS.Key != "" && c.TLS.KeyLabel != "":
+		return fail("tls.key_label", "set tls.key or tls.key_label, not both")
 	}
 	if c.HSM.TokenLabel == "" && c.HSM.TokenSerial == "" {
 		return fail("hsm", "select the token with token_serial (preferred) or token_label")
@@ -473,8 +488,12 @@ func rpcURL(s string, schemes ...string) error {
 	return nil
 }
 
-// Identity loads the node's TLS identity (the files LoadConfig checked).
+// Identity loads the node's TLS identity from the files (a config with
+// tls.key_label needs the HSM key: IdentityWith).
 func (c *Config) Identity() (pki.Identity, error) {
+	if c.TLS.KeyLabel != "" {
+		return pki.Identity{}, fail("tls.key_label", "the node key is in the HSM token: the node opens it at start")
+	}
 	var files [3][]byte
 	for i, f := range []struct{ key, path string }{{"tls.ca", c.TLS.CA}, {"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
 		var err error
@@ -491,27 +510,69 @@ func (c *Config) Identity() (pki.Identity, error) {
 	return id, nil
 }
 
+// IdentityWith builds the node's TLS identity from its certificate and CA
+// files and key, a signer whose public key must be the certificate's (the
+// node key in the HSM token).
+func (c *Config) IdentityWith(key crypto.Signer) (pki.Identity, error) {
+	leaf, pool, err := c.certAndCA()
+	if err != nil {
+		return pki.Identity{}, err
+	}
+	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(key.Public()) {
+		return pki.Identity{}, fail("tls.key_label", "the key %q in the HSM token is not the key of tls.cert", c.TLS.KeyLabel)
+	}
+	return pki.Identity{Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, CA: pool}, nil
+}
+
+// certAndCA reads the certificate and the CA pool.
+func (c *Config) certAndCA() (*x509.Certificate, *x509.CertPool, error) {
+	caPEM, err := readBounded(c.TLS.CA, 1<<20)
+	if err != nil {
+		return nil, nil, fail("tls.ca", "%v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, nil, fail("tls.ca", "%s holds no certificate", c.TLS.CA)
+	}
+	certPEM, err := readBounded(c.TLS.Cert, 1<<20)
+	if err != nil {
+		return nil, nil, fail("tls.cert", "%v", err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, nil, fail("tls.cert", "%s holds no certificate", c.TLS.Cert)
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, nil, fail("tls.cert", "%v", err)
+	}
+	return leaf, pool, nil
+}
+
 // checkTLS loads the TLS files: they form one identity, the certificate is
 // this node's, the key file is its owner's only.
 func (c *Config) checkTLS() error {
-	st, err := os.Stat(c.TLS.Key)
-	if err != nil {
-		return fail("tls.key", "%v", err)
+	if c.TLS.KeyLabel == "" {
+		st, err := os.Stat(c.TLS.Key)
+		if err != nil {
+			return fail("tls.key", "%v", err)
+		}
+		if !st.Mode().IsRegular() {
+			return fail("tls.key", "%s is not a regular file", c.TLS.Key)
+		}
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			return fail("tls.key", "%s has mode %04o: a private key must be readable by its owner only (chmod 600)", c.TLS.Key, perm)
+		}
+		if _, err := c.Identity(); err != nil {
+			return err
+		}
 	}
-	if !st.Mode().IsRegular() {
-		return fail("tls.key", "%s is not a regular file", c.TLS.Key)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return fail("tls.key", "%s has mode %04o: a private key must be readable by its owner only (chmod 600)", c.TLS.Key, perm)
-	}
-	id, err := c.Identity()
+	leaf, pool, err := c.certAndCA()
 	if err != nil {
 		return err
 	}
-	leaf, err := x509.ParseCertificate(id.Cert.Certificate[0])
-	if err != nil {
-		return fail("tls.cert", "%v", err)
-	}
+	id := pki.Identity{CA: pool}
 	node, err := pki.NodeCertificate(leaf)
 	if err != nil {
 		return fail("tls.cert", "%v", err)

@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
@@ -159,6 +160,16 @@ func writeFile(t *testing.T, path string, mode os.FileMode, b []byte) {
 // then starts the daemons and waits for the genesis to commit.
 func newCluster(t *testing.T, tune ...func(*daemon.Config)) *cluster {
 	t.Helper()
+	return newClusterWith(t, nil, tune...)
+}
+
+// nodeKeyLabel is the label of an HSM-held node key in the tests.
+const nodeKeyLabel = "custody-node"
+
+// newClusterWith is newCluster where the nodes in hsmKeyed keep their node
+// key in their HSM token (tls.key_label) instead of a key file.
+func newClusterWith(t *testing.T, hsmKeyed []pki.NodeID, tune ...func(*daemon.Config)) *cluster {
+	t.Helper()
 	ksh := walletShares(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -177,30 +188,16 @@ func newCluster(t *testing.T, tune ...func(*daemon.Config)) *cluster {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "ca.pem"), 0o644, ca.PEM())
-	g, err := genesis.FromCommand(ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "genesis.json"), 0o644, g.Encode())
 
-	ports := freePorts(t, 4*len(nodeIDs))
-	addr := func(i, k int) string { return ports[4*i+k] }
-	for i, id := range nodeIDs {
+	// Each node: its token with the KEK and the wallet share sealed in its
+	// data dir, its node key (a file, or generated in the token) and its
+	// certificate; the genesis pins each certificate's key.
+	fingerprints := map[pki.NodeID]string{}
+	for _, id := range nodeIDs {
 		nd := filepath.Join(dir, string(id))
-		key := ledgertest.NodeKey(id)
-		certPEM, err := ca.IssueNodeFor(id, &key.PublicKey, time.Now(), 24*time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(nd, "node.pem"), 0o644, certPEM)
-		writeFile(t, filepath.Join(nd, "node.key"), 0o600, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-
 		tok := softhsmtest.NewToken(t, "daemon-"+string(id))
 		writeFile(t, filepath.Join(nd, "hsm.pin"), 0o600, []byte(tok.PIN+"\n"))
+		var pub crypto.PublicKey
 		func() {
 			h, err := hsm.Open(tok)
 			if err != nil {
@@ -220,12 +217,60 @@ func newCluster(t *testing.T, tune ...func(*daemon.Config)) *cluster {
 					t.Fatal(err)
 				}
 			}
+			if slices.Contains(hsmKeyed, id) {
+				k, err := h.GenerateECKey(nodeKeyLabel, hsm.P256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pub = k.Public()
+			}
 		}()
+		if pub == nil {
+			key := ledgertest.NodeKey(id)
+			der, err := x509.MarshalPKCS8PrivateKey(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(nd, "node.key"), 0o600, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+			pub = &key.PublicKey
+		}
+		certPEM, err := ca.IssueNodeFor(id, pub, time.Now(), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(nd, "node.pem"), 0o644, certPEM)
+		blk, _ := pem.Decode(certPEM)
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fingerprints[id] = pki.KeyFingerprint(cert)
+		c.nodes[id] = &testNode{id: id, token: tok}
+	}
+	gcmd := ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend)
+	for i := range gcmd.Nodes {
+		gcmd.Nodes[i].KeyFingerprint = fingerprints[gcmd.Nodes[i].ID]
+	}
+	gcmd.Hash = "" // recomputed from the edited node set
+	g, err := genesis.FromCommand(gcmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "genesis.json"), 0o644, g.Encode())
 
+	ports := freePorts(t, 4*len(nodeIDs))
+	addr := func(i, k int) string { return ports[4*i+k] }
+	for i, id := range nodeIDs {
+		nd := filepath.Join(dir, string(id))
+		tok := c.nodes[id].token
+		tlsFiles := daemon.TLSFiles{CA: "../ca.pem", Cert: "node.pem", Key: "node.key"}
+		if slices.Contains(hsmKeyed, id) {
+			tlsFiles.Key, tlsFiles.KeyLabel = "", nodeKeyLabel
+		}
 		cfg := daemon.Config{
 			NodeID: id, DataDir: "data",
 			Listen:  daemon.Listen{Raft: addr(i, 0), TSS: addr(i, 1), RPC: addr(i, 2), API: addr(i, 3)},
-			TLS:     daemon.TLSFiles{CA: "../ca.pem", Cert: "node.pem", Key: "node.key"},
+			TLS:     tlsFiles,
 			HSM:     daemon.HSM{Module: tok.Module, TokenLabel: tok.TokenLabel, TokenSerial: tok.TokenSerial, PINFile: "hsm.pin"},
 			Genesis: daemon.GenesisPin{File: "../genesis.json", Hash: g.Hash()},
 			Chains:  daemon.Chains{ETH: &daemon.ETH{RPC: daemon.EmbeddedETH}},
@@ -245,7 +290,7 @@ func newCluster(t *testing.T, tune ...func(*daemon.Config)) *cluster {
 		}
 		path := filepath.Join(nd, "config.yaml")
 		writeFile(t, path, 0o644, b)
-		c.nodes[id] = &testNode{id: id, config: path, token: tok}
+		c.nodes[id].config = path
 	}
 	for _, id := range nodeIDs {
 		c.start(id)

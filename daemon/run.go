@@ -157,7 +157,7 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if err := ClaimDataDir(cfg.DataDir, Stamp{NodeID: cfg.NodeID, TokenSerial: n.tok.Info().Serial, Format: DataDirFormat}); err != nil {
 		return nil, step("data dir", err)
 	}
-	if n.id, err = cfg.Identity(); err != nil {
+	if n.id, err = n.identity(); err != nil {
 		return nil, step("tls", err)
 	}
 	var ok bool
@@ -230,6 +230,23 @@ func (n *Node) openHSM() error {
 			n.tok.Info().Label, KEKLabel, err)
 	}
 	return nil
+}
+
+// identity is the node's TLS identity: its key file, or its key in the
+// HSM token (tls.key_label: a P-256 key whose public key is the
+// certificate's).
+func (n *Node) identity() (pki.Identity, error) {
+	if n.cfg.TLS.KeyLabel == "" {
+		return n.cfg.Identity()
+	}
+	k, err := n.tok.ECKey(n.cfg.TLS.KeyLabel)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("tls.key_label: %w", err)
+	}
+	if k.Curve() != hsm.P256 {
+		return pki.Identity{}, fmt.Errorf("tls.key_label: key %q is %s; a node key is P-256", n.cfg.TLS.KeyLabel, k.Curve())
+	}
+	return n.cfg.IdentityWith(k)
 }
 
 func (n *Node) openChains() error {

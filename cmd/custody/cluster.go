@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/genesis"
+	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
@@ -59,6 +62,11 @@ type clusterInitFlags struct {
 	maxValidity  time.Duration
 	certValidity time.Duration
 	rules        string
+	hsmKeys      []string // --node-hsm-key nK=HEX
+	nodeKeyLabel string
+
+	// hsmPub are the parsed --node-hsm-key public keys (validate).
+	hsmPub map[pki.NodeID]*ecdsa.PublicKey
 }
 
 // clusterOperator is one --operator NAME=ROLE[,ROLE].
@@ -148,6 +156,8 @@ invalid. Each node's HSM token (hsm.token_label custody-nK) and PIN file
 	fl.DurationVar(&f.maxValidity, "max-approval-validity", 48*time.Hour, "the genesis's ceiling on an approval's lifetime")
 	fl.DurationVar(&f.certValidity, "cert-validity", 2*365*24*time.Hour, "validity of the CA and every certificate")
 	fl.StringVar(&f.rules, "rules", "", "initial rules file (default: a conservative built-in set)")
+	fl.StringArrayVar(&f.hsmKeys, "node-hsm-key", nil, "nK=HEX: node nK's key is in its HSM token (the public_key `custody hsm keygen --curve p256` printed); no key file is written and its config names --node-key-label; repeat per node")
+	fl.StringVar(&f.nodeKeyLabel, "node-key-label", "custody-node", "label of the node key in the HSM token, for the nodes of --node-hsm-key")
 	_ = cmd.MarkFlagRequired("nodes")
 	_ = cmd.MarkFlagRequired("out")
 	_ = cmd.MarkFlagRequired("operator")
@@ -158,6 +168,29 @@ invalid. Each node's HSM token (hsm.token_label custody-nK) and PIN file
 func (f *clusterInitFlags) validate() ([]clusterOperator, error) {
 	if f.nodes < 1 || f.nodes > 64 {
 		return nil, fmt.Errorf("cluster: --nodes must be 1..64, got %d", f.nodes)
+	}
+	f.hsmPub = map[pki.NodeID]*ecdsa.PublicKey{}
+	for _, spec := range f.hsmKeys {
+		id, hexKey, ok := strings.Cut(spec, "=")
+		n, err := strconv.Atoi(strings.TrimPrefix(id, "n"))
+		if !ok || !strings.HasPrefix(id, "n") || err != nil || n < 1 || n > f.nodes || strconv.Itoa(n) != id[1:] {
+			return nil, fmt.Errorf("cluster: --node-hsm-key %q: want nK=HEX with K in 1..%d", spec, f.nodes)
+		}
+		if _, dup := f.hsmPub[pki.NodeID(id)]; dup {
+			return nil, fmt.Errorf("cluster: --node-hsm-key: %s given twice", id)
+		}
+		raw, err := hex.DecodeString(hexKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: --node-hsm-key %s: not hex", id)
+		}
+		pub, err := hsm.ParsePublicKey(hsm.P256, raw)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: --node-hsm-key %s: not a P-256 public key (custody hsm keygen --curve p256 prints it): %v", id, err)
+		}
+		f.hsmPub[pki.NodeID(id)] = pub
+	}
+	if len(f.hsmKeys) > 0 && f.nodeKeyLabel == "" {
+		return nil, errors.New("cluster: --node-key-label must not be empty")
 	}
 	if f.out == "" {
 		return nil, errors.New("cluster: --out DIR is required")
@@ -322,13 +355,21 @@ func planCluster(f *clusterInitFlags, ops []clusterOperator, rules []byte, now t
 	ids := make([]pki.NodeID, f.nodes)
 	for i := range ids {
 		ids[i] = pki.NodeID(fmt.Sprintf("n%d", i+1))
-		certPEM, keyPEM, err := ca.IssueNode(ids[i], now, f.certValidity)
-		if err != nil {
-			return nil, err
-		}
 		dir := "nodes/" + string(ids[i])
-		p.add(dir+"/node.pem", 0o644, certPEM)
-		p.add(dir+"/node.key", 0o600, keyPEM)
+		if pub := f.hsmPub[ids[i]]; pub != nil {
+			certPEM, err := ca.IssueNodeFor(ids[i], pub, now, f.certValidity)
+			if err != nil {
+				return nil, err
+			}
+			p.add(dir+"/node.pem", 0o644, certPEM)
+		} else {
+			certPEM, keyPEM, err := ca.IssueNode(ids[i], now, f.certValidity)
+			if err != nil {
+				return nil, err
+			}
+			p.add(dir+"/node.pem", 0o644, certPEM)
+			p.add(dir+"/node.key", 0o600, keyPEM)
+		}
 		gc.Nodes = append(gc.Nodes, genesis.ConfigNode{Cert: dir + "/node.pem", ID: ids[i]})
 	}
 
@@ -404,6 +445,9 @@ func clusterNodeConfig(f *clusterInitFlags, ids []pki.NodeID, i int, hash string
 		Genesis: daemon.GenesisPin{File: "../../genesis.json", Hash: hash},
 		Ledger:  daemon.Ledger{LogStore: ledger.DefaultLogStore},
 		TSS:     daemon.TSS{SessionTimeout: daemon.Duration(daemon.DefaultTSSSessionTimeout)},
+	}
+	if f.hsmPub[ids[i]] != nil {
+		cfg.TLS.Key, cfg.TLS.KeyLabel = "", f.nodeKeyLabel
 	}
 	for k, id := range ids {
 		if k != i {

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/custody-dev/custody/daemon"
 )
 
 // TestNodeQuarantine: the failure budget of a stopped node is listed and a
@@ -59,4 +65,51 @@ func TestNodeRunRefusesBadConfig(t *testing.T) {
 	oneLineErr(t, code, errOut, "bogus")
 	code, _, errOut = runCLI("node", "run", "--config", writeTemp(t, "c.yaml", "node_id: n1\n"), "--log-level", "loud")
 	oneLineErr(t, code, errOut, "--log-level")
+}
+
+// TestClusterInitNodeKeyInHSM: --node-hsm-key issues the node's certificate
+// for the given P-256 key, writes no key file, and its config names the key
+// label; bad specs are refused with one line before anything is written.
+func TestClusterInitNodeKeyInHSM(t *testing.T) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecdhKey, err := k.PublicKey.ECDH()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubHex := hex.EncodeToString(ecdhKey.Bytes())
+	out := filepath.Join(t.TempDir(), "cluster")
+	rep := clusterInit(t, out, "--node-hsm-key", "n2="+pubHex, "--node-key-label", "node-key")
+	n2 := filepath.Join(out, "nodes", "n2")
+	if _, err := os.Stat(filepath.Join(n2, "node.key")); !os.IsNotExist(err) {
+		t.Fatalf("a key file was written for an HSM-held key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "nodes", "n1", "node.key")); err != nil {
+		t.Fatalf("n1's key file: %v", err)
+	}
+	cert := parseCertFile(t, filepath.Join(n2, "node.pem"))
+	if !k.PublicKey.Equal(cert.PublicKey) {
+		t.Fatal("n2's certificate is not for the given key")
+	}
+	cfg, err := daemon.LoadConfig(rep.Nodes[1].Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS.KeyLabel != "node-key" || cfg.TLS.Key != "" {
+		t.Fatalf("n2's tls: %+v", cfg.TLS)
+	}
+	for _, bad := range []struct{ spec, want string }{
+		{"n9=" + pubHex, "K in 1..3"},
+		{"n2=zz", "not hex"},
+		{"n2=0411", "not a P-256 public key"},
+	} {
+		dir := filepath.Join(t.TempDir(), "c")
+		code, _, errOut := runCLI(append([]string{"cluster", "init", "--nodes", "3", "--out", dir, "--node-hsm-key", bad.spec}, clusterOps...)...)
+		oneLineErr(t, code, errOut, bad.want)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s: the directory was created", bad.spec)
+		}
+	}
 }
