@@ -55,6 +55,8 @@ type Config struct {
 	Members []Member
 	// PollInterval for WaitApproved (default 20 ms).
 	PollInterval time.Duration
+	// BTC builds Bitcoin withdrawals (CreateBTC, btc.go); zero: none.
+	BTC BTCConfig
 }
 
 // Orchestrator is the leader's thin orchestration of hot ETH withdrawals
@@ -66,6 +68,8 @@ type Orchestrator struct {
 
 	mu      sync.Mutex
 	wallets map[string]tss.WalletInfo
+
+	btcLocks btcLocks
 }
 
 // New returns an orchestrator.
