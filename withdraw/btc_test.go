@@ -182,6 +182,16 @@ func (h *btcHarness) reservedBy(r *ledger.Request) {
 	}
 }
 
+// disjoint fails t when a and b spend a common outpoint.
+func disjoint(t *testing.T, a, b *ledger.Request) {
+	t.Helper()
+	for _, op := range b.Outpoints {
+		if slices.Contains(a.Outpoints, op) {
+			t.Fatalf("%s and %s both spend %s", a.ID, b.ID, op)
+		}
+	}
+}
+
 func destAddr(t *testing.T, net *chaincfg.Params) string {
 	t.Helper()
 	k, err := btcec.NewPrivateKey()
@@ -278,11 +288,7 @@ func TestCreateBTC(t *testing.T) {
 	if len(r2.Outpoints) != 2 {
 		t.Fatalf("second spend: %v", r2.Outpoints)
 	}
-	for _, op := range r2.Outpoints {
-		if slices.Contains(r1.Outpoints, op) {
-			t.Fatalf("second spend reuses %s", op)
-		}
-	}
+	disjoint(t, r1, r2)
 	h.reservedBy(r2)
 	h.reservedBy(r1)
 
@@ -303,11 +309,7 @@ func TestCreateBTC(t *testing.T) {
 		if ea != nil || eb != nil {
 			t.Fatalf("concurrent creates: %v / %v", ea, eb)
 		}
-		for _, op := range ra.Outpoints {
-			if slices.Contains(rb.Outpoints, op) {
-				t.Fatalf("both requests reserve %s", op)
-			}
-		}
+		disjoint(t, ra, rb)
 		h.reservedBy(ra)
 		h.reservedBy(rb)
 	})
@@ -336,11 +338,7 @@ func TestCreateBTC(t *testing.T) {
 		if fn.calls.Load() != 2 || stolen == nil {
 			t.Fatalf("listed %d times, want 2 (one retry)", fn.calls.Load())
 		}
-		for _, op := range r.Outpoints {
-			if slices.Contains(stolen.Outpoints, op) {
-				t.Fatalf("both reserve %s", op)
-			}
-		}
+		disjoint(t, stolen, r)
 		h.reservedBy(stolen)
 		h.reservedBy(r)
 
