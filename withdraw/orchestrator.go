@@ -59,9 +59,9 @@ type Config struct {
 	BTC BTCConfig
 }
 
-// Orchestrator is the leader's thin orchestration of hot ETH withdrawals
-// (DESIGN.md steps 2, 4 and 6). It decides nothing the members do not
-// re-check.
+// Orchestrator is the leader's thin orchestration of hot ETH and BTC
+// withdrawals (DESIGN.md steps 2, 4 and 6). It decides nothing the members
+// do not re-check.
 type Orchestrator struct {
 	cfg     Config
 	members map[pki.NodeID]Member
