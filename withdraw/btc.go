@@ -67,25 +67,31 @@ type BTCWithdrawal struct {
 }
 
 // btcLocks serialises CreateBTC per wallet, so that two concurrent creates
-// by this leader never select the same UTXOs.
+// by this leader never select the same UTXOs. A waiting create gives up
+// when its context ends (node calls cannot be cancelled, so one may hold
+// the lock for long).
 type btcLocks struct {
 	mu sync.Mutex
-	m  map[string]*sync.Mutex
+	m  map[string]chan struct{}
 }
 
-func (l *btcLocks) lock(wallet string) func() {
+func (l *btcLocks) lock(ctx context.Context, wallet string) (unlock func(), err error) {
 	l.mu.Lock()
 	if l.m == nil {
-		l.m = map[string]*sync.Mutex{}
+		l.m = map[string]chan struct{}{}
 	}
-	m := l.m[wallet]
-	if m == nil {
-		m = new(sync.Mutex)
-		l.m[wallet] = m
+	sem := l.m[wallet]
+	if sem == nil {
+		sem = make(chan struct{}, 1)
+		l.m[wallet] = sem
 	}
 	l.mu.Unlock()
-	m.Lock()
-	return m.Unlock
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("withdraw: waiting for another create of wallet %s: %w", wallet, ctx.Err())
+	}
 }
 
 // CreateBTC builds a P2WPKH spend of the wallet's UTXOs and commits
@@ -117,7 +123,10 @@ func (c *Orchestrator) CreateBTC(ctx context.Context, w BTCWithdrawal) (*ledger.
 	if cfg.Node == nil || cfg.Network == "" {
 		return nil, errors.New("withdraw: no bitcoin node or network configured")
 	}
-	unlock := c.btcLocks.lock(w.Wallet)
+	unlock, err := c.btcLocks.lock(ctx, w.Wallet)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	for attempt := 0; ; attempt++ {
 		r, err := c.createBTC(ctx, w)

@@ -218,7 +218,11 @@ const coin = 100_000_000
 //   - A second withdrawal while the first is unsigned spends other UTXOs.
 //   - Two orchestrators (two leaders' views) creating at once never share an
 //     outpoint; the loser of the race is refused by the ledger
-//     (ErrAllocated) and rebuilds once from fresh UTXOs.
+//     (ErrAllocated) and rebuilds once from fresh UTXOs. One orchestrator
+//     serialises creates per wallet (each lists once); a create waiting
+//     behind another gives up when its context ends. An injected
+//     reservation right after the listing costs one retry; a second one is
+//     returned as ErrAllocated with nothing recorded.
 //   - A rejected request's outpoints are free again and are picked next.
 //   - Refusals that change nothing: insufficient funds, a destination of
 //     another network, a non-canonical spelling, a dust amount, a fee rate
@@ -312,6 +316,56 @@ func TestCreateBTC(t *testing.T) {
 		disjoint(t, ra, rb)
 		h.reservedBy(ra)
 		h.reservedBy(rb)
+	})
+
+	t.Run("one leader serialises per wallet", func(t *testing.T) {
+		// Two creates at once on one orchestrator: one after the other,
+		// each listing once (no refusal by the ledger, no retry).
+		fn := &faultyNode{Client: h.node}
+		ol := h.orchestrator(fn)
+		var wg sync.WaitGroup
+		rs := make([]*ledger.Request, 2)
+		errs := make([]error, 2)
+		for i := range rs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rs[i], errs[i] = ol.CreateBTC(h.ctx, h.withdrawal(fmt.Sprint("wd-serial-", i), dest, 60*coin))
+			}()
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("creates: %v / %v", errs[0], errs[1])
+		}
+		disjoint(t, rs[0], rs[1])
+		if fn.calls.Load() != 2 {
+			t.Fatalf("listed %d times for two creates, want 2", fn.calls.Load())
+		}
+
+		// While a create of the wallet holds it (blocked in its listing),
+		// another whose context has ended gives up, names the wait and
+		// records nothing.
+		release, listed := make(chan struct{}), make(chan struct{})
+		fb := &faultyNode{Client: h.node, after: func(int32) { close(listed); <-release }}
+		ob := h.orchestrator(fb)
+		done := make(chan error, 1)
+		go func() {
+			_, err := ob.CreateBTC(h.ctx, h.withdrawal("wd-holder", dest, coin))
+			done <- err
+		}()
+		<-listed
+		ended, cancel := context.WithCancel(h.ctx)
+		cancel()
+		if _, err := ob.CreateBTC(ended, h.withdrawal("wd-waiter", dest, coin)); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "waiting for another create") {
+			t.Errorf("a create with an ended context behind another: %v", err)
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if reqs, _ := h.state(); reqs["wd-waiter"] != nil || reqs["wd-holder"] == nil {
+			t.Fatal("the waiter was recorded, or the holder was not")
+		}
 	})
 
 	t.Run("outputs reserved since the read", func(t *testing.T) {
