@@ -22,12 +22,18 @@ import (
 type RequestCreate struct {
 	ID string `json:"id"`
 	policy.Withdrawal
-	Payload     []byte           `json:"payload"`
-	PayloadHash quorum.Hash      `json:"payload_hash"`
-	Nonce       *uint64          `json:"nonce,omitempty"`
-	Outpoints   []string         `json:"outpoints,omitempty"`
-	ExpiresAt   time.Time        `json:"expires_at"`
-	Initiation  *quorum.Approval `json:"initiation,omitempty"`
+	Payload     []byte      `json:"payload"`
+	PayloadHash quorum.Hash `json:"payload_hash"`
+	Nonce       *uint64     `json:"nonce,omitempty"`
+	Outpoints   []string    `json:"outpoints,omitempty"`
+	// VSize is the leader's virtual size of the payload (Bitcoin, vbytes;
+	// 0 elsewhere), for policy's fee-rate cap at create and claim. It is
+	// the leader's word: the chain-agnostic FSM cannot check it, so it can
+	// only make the ledger deny (a size too small); members evaluate the
+	// cap with their own parse of the payload whatever it says.
+	VSize      int64            `json:"vsize,omitempty"`
+	ExpiresAt  time.Time        `json:"expires_at"`
+	Initiation *quorum.Approval `json:"initiation,omitempty"`
 }
 
 // Type implements Command.

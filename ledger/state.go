@@ -166,7 +166,7 @@ type Request struct {
 
 // PolicyRequest is the request as policy evaluates it.
 func (r *Request) PolicyRequest() policy.Request {
-	return policy.Request{ID: r.ID, Withdrawal: r.Withdrawal, Initiator: r.Initiator, PayloadHash: r.PayloadHash}
+	return policy.Request{ID: r.ID, Withdrawal: r.Withdrawal, Initiator: r.Initiator, PayloadHash: r.PayloadHash, VSize: r.VSize}
 }
 
 // State is the whole replicated ledger. Readers get it under the FSM's read

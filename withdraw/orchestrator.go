@@ -55,17 +55,21 @@ type Config struct {
 	Members []Member
 	// PollInterval for WaitApproved (default 20 ms).
 	PollInterval time.Duration
+	// BTC builds Bitcoin withdrawals (CreateBTC, btc.go); zero: none.
+	BTC BTCConfig
 }
 
-// Orchestrator is the leader's thin orchestration of hot ETH withdrawals
-// (DESIGN.md steps 2, 4 and 6). It decides nothing the members do not
-// re-check.
+// Orchestrator is the leader's thin orchestration of hot ETH and BTC
+// withdrawals (DESIGN.md steps 2, 4 and 6). It decides nothing the members
+// do not re-check.
 type Orchestrator struct {
 	cfg     Config
 	members map[pki.NodeID]Member
 
 	mu      sync.Mutex
 	wallets map[string]tss.WalletInfo
+
+	btcLocks btcLocks
 }
 
 // New returns an orchestrator.

@@ -68,6 +68,11 @@ func NewChain(networks map[string]string) (*Chain, error) {
 // Name implements chains.Chain.
 func (*Chain) Name() string { return "btc" }
 
+// Params returns the Bitcoin network parameters of the ledger's network
+// name (ErrUnknownNetwork when the adapter has none): what the leader
+// builds and parses addresses for.
+func (c *Chain) Params(network string) (*chaincfg.Params, error) { return c.params(network) }
+
 func (c *Chain) params(network string) (*chaincfg.Params, error) {
 	p, ok := c.networks[network]
 	if !ok {

@@ -18,7 +18,6 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custody-dev/custody/chains/btc"
-	"github.com/custody-dev/custody/chains/btc/btctest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
@@ -482,19 +481,7 @@ func TestBTCReclaimAfterFailedInput(t *testing.T) {
 func TestBTCRegtestBroadcast(t *testing.T) {
 	h := newHarness(t)
 	h.addBTCWallet()
-	walletAddr, err := btc.WalletAddress(h.info.PubKey, btcNet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := btctest.StartBtcd(t, walletAddr.EncodeAddress())
-	node, err := btc.Dial(btc.RPCConfig{Host: n.Host, User: n.User, Pass: n.Pass, Cert: n.Cert}, btcNet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Close)
-	if _, err := node.Generate(h.ctx, btctest.SegwitActiveHeight); err != nil {
-		t.Fatal(err)
-	}
+	node, walletAddr := h.startRegtest()
 	utxos, err := node.UTXOs(h.ctx, walletAddr, 1)
 	if err != nil {
 		t.Fatal(err)
