@@ -192,9 +192,27 @@ type BTC struct {
 	User string `json:"user" yaml:"user"`
 	// PasswordFile holds the RPC password; there is no password field.
 	PasswordFile string `json:"password_file" yaml:"password_file"`
-	// Network is mainnet, testnet3, signet, regtest or simnet.
+	// Network is mainnet, testnet3, signet, regtest or simnet (also the
+	// ledger's network name of the node's Bitcoin wallets).
 	Network string `json:"network" yaml:"network"`
+	// CertFile is btcd's rpc.cert (PEM); required unless NoTLS.
+	CertFile string `json:"cert_file,omitempty" yaml:"cert_file,omitempty"`
+	// NoTLS talks plain HTTP to btcd: only to a loopback address (a btcd
+	// started with --notls on this machine).
+	NoTLS bool `json:"no_tls,omitempty" yaml:"no_tls,omitempty"`
+	// FeeRate is the fee rate (sat/vB) of withdrawals that name none
+	// (default 10); policy's max_fee and max_fee_rate cap what is paid.
+	FeeRate int64 `json:"fee_rate,omitempty" yaml:"fee_rate,omitempty"`
+	// MinConf is how many confirmations an output needs before the leader
+	// spends it (default 1).
+	MinConf int64 `json:"min_conf,omitempty" yaml:"min_conf,omitempty"`
 }
+
+// Defaults of chains.btc.
+const (
+	DefaultBTCFeeRate = 10
+	DefaultBTCMinConf = 1
+)
 
 // Ledger tunes the raft ledger; zero values take the ledger's defaults.
 type Ledger struct {
@@ -295,6 +313,14 @@ func (c *Config) defaults() {
 	if c.Presign.Enabled && c.Presign.PoolSize == 0 {
 		c.Presign.PoolSize = DefaultPresignPoolSize
 	}
+	if b := c.Chains.BTC; b != nil {
+		if b.FeeRate == 0 {
+			b.FeeRate = DefaultBTCFeeRate
+		}
+		if b.MinConf == 0 {
+			b.MinConf = DefaultBTCMinConf
+		}
+	}
 	if e := c.Chains.ETH; e != nil && e.RPC == EmbeddedETH {
 		if e.ChainID == 0 {
 			e.ChainID = DefaultEmbeddedChainID
@@ -312,8 +338,12 @@ func (c *Config) resolve(base string) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	if b := c.Chains.BTC; b != nil && !filepath.IsAbs(b.PasswordFile) {
-		b.PasswordFile = filepath.Join(base, b.PasswordFile)
+	if b := c.Chains.BTC; b != nil {
+		for _, p := range []*string{&b.PasswordFile, &b.CertFile} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(base, *p)
+			}
+		}
 	}
 	c.DataDir = filepath.Clean(c.DataDir)
 }
@@ -455,6 +485,20 @@ func (ch *Chains) validate() error {
 		if !slices.Contains(BTCNetworks, b.Network) {
 			return fail("chains.btc.network", "%q: want one of %s", b.Network, strings.Join(BTCNetworks, ", "))
 		}
+		switch {
+		case b.NoTLS && b.CertFile != "":
+			return fail("chains.btc.no_tls", "set cert_file or no_tls, not both")
+		case !b.NoTLS && b.CertFile == "":
+			return fail("chains.btc.cert_file", "required: btcd's rpc.cert (or no_tls: true for a btcd on this machine)")
+		case b.NoTLS && !loopback(b.RPC):
+			return fail("chains.btc.no_tls", "plain HTTP is allowed to a loopback address only, not %q", b.RPC)
+		}
+		if b.FeeRate < 0 || b.FeeRate > 10_000 {
+			return fail("chains.btc.fee_rate", "must be 1..10000 sat/vB")
+		}
+		if b.MinConf < 0 {
+			return fail("chains.btc.min_conf", "must not be negative")
+		}
 	}
 	return nil
 }
@@ -584,4 +628,20 @@ func (c *Config) checkTLS() error {
 		return fail("tls.cert", "not issued by tls.ca: %v", err)
 	}
 	return nil
+}
+
+// loopback reports whether a host:port or URL names a loopback host.
+func loopback(addr string) bool {
+	host := addr
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

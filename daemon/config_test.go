@@ -22,7 +22,7 @@ hsm: {token_serial: "0001", pin_file: hsm.pin}
 genesis: {file: genesis.json, hash: "1111111111111111111111111111111111111111111111111111111111111111"}
 chains:
   eth: {rpc: embedded}
-  btc: {rpc: "127.0.0.1:18334", user: custody, password_file: btcd.pass, network: regtest}
+  btc: {rpc: "127.0.0.1:18334", user: custody, password_file: btcd.pass, cert_file: btcd-rpc.cert, network: regtest}
 `
 
 // writeTLS writes a CA and a node certificate for id into dir, the key
@@ -103,6 +103,10 @@ func TestConfigRefusals(t *testing.T) {
 		"eth url without id":    {edit("rpc: embedded", "rpc: http://127.0.0.1:8545, network: dev"), "chains.eth.chain_id"},
 		"eth url with password": {edit("rpc: embedded", "rpc: \"http://u:hunter2@h:1\", chain_id: 1, network: x"), "chains.eth.rpc"},
 		"btc network":           {edit("network: regtest", "network: moon"), "chains.btc.network"},
+		"btc without rpc.cert":  {edit("cert_file: btcd-rpc.cert, ", ""), "chains.btc.cert_file: required"},
+		"btc plain remote":      {edit(`rpc: "127.0.0.1:18334", `, `rpc: "btcd.internal:8334", no_tls: true, `), "chains.btc.no_tls"},
+		"btc plain and cert":    {edit("cert_file: btcd-rpc.cert, ", "cert_file: btcd-rpc.cert, no_tls: true, "), "chains.btc.no_tls: set cert_file or no_tls"},
+		"btc fee rate":          {edit("network: regtest}", "network: regtest, fee_rate: 20000}"), "chains.btc.fee_rate"},
 		"wrong type":            {edit("{rpc: embedded}", "{rpc: embedded, chain_id: one}"), "chains.eth.chain_id (line 10): must be an integer"},
 		"presign size unasked":  {validYAML + "presign: {pool_size: 3}\n", "presign.pool_size"},
 		"null section":          {validYAML + "tss: ~\n", "tss (line 12): must not be null"},

@@ -49,6 +49,7 @@ const (
 	rules = `version: 1
 assets:
   ETH: {decimals: 18}
+  BTC: {decimals: 8}
 allowlist:
   cooling_off: 1h
   approvals: 2
@@ -64,6 +65,17 @@ wallets:
     limits:
       per_tx: "10"
       max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+  - name: btc-hot
+    wallets: [hot-btc]
+    asset: BTC
+    class: hot
+    allowlist_required: false
+    limits:
+      per_tx: "100"
+      max_fee: "0.001"
+      max_fee_rate: 50
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
 `
@@ -160,15 +172,24 @@ func writeFile(t *testing.T, path string, mode os.FileMode, b []byte) {
 // then starts the daemons and waits for the genesis to commit.
 func newCluster(t *testing.T, tune ...func(*daemon.Config)) *cluster {
 	t.Helper()
-	return newClusterWith(t, nil, tune...)
+	return newClusterWith(t, setup{}, tune...)
+}
+
+// setup varies the test cluster.
+type setup struct {
+	// hsmKeyed nodes keep their node key in their HSM token (tls.key_label)
+	// instead of a key file.
+	hsmKeyed []pki.NodeID
+	// alsoWallets are more wallet IDs each node holds the package's key
+	// share under (one keygen for the package).
+	alsoWallets []string
 }
 
 // nodeKeyLabel is the label of an HSM-held node key in the tests.
 const nodeKeyLabel = "custody-node"
 
-// newClusterWith is newCluster where the nodes in hsmKeyed keep their node
-// key in their HSM token (tls.key_label) instead of a key file.
-func newClusterWith(t *testing.T, hsmKeyed []pki.NodeID, tune ...func(*daemon.Config)) *cluster {
+// newClusterWith is newCluster varied by su.
+func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *cluster {
 	t.Helper()
 	ksh := walletShares(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -216,8 +237,22 @@ func newClusterWith(t *testing.T, hsmKeyed []pki.NodeID, tune ...func(*daemon.Co
 				if err := ss.Put(sh); err != nil {
 					t.Fatal(err)
 				}
+				for _, w := range su.alsoWallets {
+					b, err := sh.Marshal()
+					if err != nil {
+						t.Fatal(err)
+					}
+					alias, err := tss.UnmarshalShare(b)
+					if err != nil {
+						t.Fatal(err)
+					}
+					alias.Wallet = w
+					if err := ss.Put(alias); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-			if slices.Contains(hsmKeyed, id) {
+			if slices.Contains(su.hsmKeyed, id) {
 				k, err := h.GenerateECKey(nodeKeyLabel, hsm.P256)
 				if err != nil {
 					t.Fatal(err)
@@ -264,7 +299,7 @@ func newClusterWith(t *testing.T, hsmKeyed []pki.NodeID, tune ...func(*daemon.Co
 		nd := filepath.Join(dir, string(id))
 		tok := c.nodes[id].token
 		tlsFiles := daemon.TLSFiles{CA: "../ca.pem", Cert: "node.pem", Key: "node.key"}
-		if slices.Contains(hsmKeyed, id) {
+		if slices.Contains(su.hsmKeyed, id) {
 			tlsFiles.Key, tlsFiles.KeyLabel = "", nodeKeyLabel
 		}
 		cfg := daemon.Config{

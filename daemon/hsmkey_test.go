@@ -15,7 +15,7 @@ import (
 // cluster signs a withdrawal. A key label the token does not hold, or one
 // that is not the certificate's key, refuses the start.
 func TestNodeKeyInHSM(t *testing.T) {
-	c := newClusterWith(t, []pki.NodeID{"n1", "n2"})
+	c := newClusterWith(t, setup{hsmKeyed: []pki.NodeID{"n1", "n2"}})
 	r := c.withdrawal("wd-hsm", c.dests[0], ether(1))
 	c.approve(r, bob)
 	c.approve(r, carol)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,6 +82,7 @@ type Node struct {
 	member  *member.Member
 	chains  map[string]chains.Chain
 	eth     eth.RPC
+	btc     *btc.Client
 	pool    *preparams.Pool
 	orch    *withdraw.Orchestrator
 	rpc     *rpcServer
@@ -154,6 +156,11 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if err := n.openHSM(); err != nil {
 		return nil, step("hsm", err)
 	}
+	// Everything that can refuse the config comes before the data dir is
+	// stamped: a refused start leaves no new data dir behind.
+	if err := n.openChains(); err != nil {
+		return nil, step("chains", err)
+	}
 	if err := ClaimDataDir(cfg.DataDir, Stamp{NodeID: cfg.NodeID, TokenSerial: n.tok.Info().Serial, Format: DataDirFormat}); err != nil {
 		return nil, step("data dir", err)
 	}
@@ -163,9 +170,6 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	var ok bool
 	if n.signer, ok = n.id.Cert.PrivateKey.(crypto.Signer); !ok {
 		return nil, step("tls", errors.New("the node key cannot sign"))
-	}
-	if err := n.openChains(); err != nil {
-		return nil, step("chains", err)
 	}
 	n.peers = newRPCPeers(n)
 	if err := n.openLedger(&gcmd, n.signer); err != nil {
@@ -282,8 +286,40 @@ func (n *Node) openChains() error {
 			return fmt.Errorf("chains.btc: %w", err)
 		}
 		n.chains["btc"] = c
+		params, err := btc.Network(b.Network)
+		if err != nil {
+			return fmt.Errorf("chains.btc.network: %w", err)
+		}
+		pass, err := readSecret(b.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("chains.btc.password_file: %w", err)
+		}
+		rc := btc.RPCConfig{Host: b.RPC, User: b.User, Pass: pass, DisableTLS: b.NoTLS}
+		if !b.NoTLS {
+			if rc.Cert, err = readBounded(b.CertFile, 1<<20); err != nil {
+				return fmt.Errorf("chains.btc.cert_file: %w", err)
+			}
+		}
+		if n.btc, err = btc.Dial(rc, params); err != nil {
+			return fmt.Errorf("chains.btc.rpc: %w", err)
+		}
+		n.onClose(func() error { n.btc.Close(); return nil })
 	}
 	return nil
+}
+
+// readSecret reads a one-line secret file (one trailing newline trimmed);
+// its content never goes into an error.
+func readSecret(path string) (string, error) {
+	b, err := readBounded(path, 4096)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
 }
 
 // voters are the raft addresses of the genesis node set, from the config.
@@ -377,8 +413,18 @@ func (n *Node) openSigner() error {
 	if n.wallets, err = withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: n.store, Actor: "node:" + string(n.cfg.NodeID), Members: keygenMembers}); err != nil {
 		return err
 	}
-	n.orch, err = withdraw.New(withdraw.Config{Ledger: n.store, ETH: n.eth, Network: n.ethNetwork(), Chains: n.chains,
-		Actor: "node:" + string(n.cfg.NodeID), Members: n.peers.members()})
+	wc := withdraw.Config{Ledger: n.store, Network: n.ethNetwork(), Chains: n.chains,
+		Actor: "node:" + string(n.cfg.NodeID), Members: n.peers.members()}
+	if n.eth != nil {
+		wc.ETH = n.eth
+	}
+	if b := n.cfg.Chains.BTC; b != nil {
+		wc.BTC = withdraw.BTCConfig{Node: n.btc, Network: b.Network, FeeRate: b.FeeRate, MinConf: b.MinConf}
+	}
+	if len(n.chains) == 0 {
+		return errors.New("no chain configured: set chains.eth and/or chains.btc")
+	}
+	n.orch, err = withdraw.New(wc)
 	return err
 }
 
@@ -564,3 +610,13 @@ func (n *Node) CreateETH(ctx context.Context, w withdraw.ETHWithdrawal) (*ledger
 // changes its ledger holds that it has not seen yet (the observe loop does
 // this every half second; devnet and tests call it to be sure).
 func (n *Node) Observe(ctx context.Context) error { return n.member.Observe(ctx) }
+
+// CreateBTC builds and records a Bitcoin withdrawal from the wallet's
+// unreserved UTXOs (withdraw.Orchestrator.CreateBTC); leader only.
+func (n *Node) CreateBTC(ctx context.Context, w withdraw.BTCWithdrawal) (*ledger.Request, error) {
+	if !n.store.IsLeader() {
+		id, _ := n.store.Leader()
+		return nil, &ledger.NotLeaderError{LeaderID: id}
+	}
+	return n.orch.CreateBTC(ctx, w)
+}

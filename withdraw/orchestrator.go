@@ -74,8 +74,14 @@ type Orchestrator struct {
 
 // New returns an orchestrator.
 func New(cfg Config) (*Orchestrator, error) {
-	if cfg.Ledger == nil || cfg.ETH == nil || cfg.Actor == "" || cfg.Network == "" || len(cfg.Chains) == 0 {
-		return nil, errors.New("withdraw: needs a ledger, an eth node, a network, chain adapters and an actor")
+	if cfg.Ledger == nil || cfg.Actor == "" || len(cfg.Chains) == 0 {
+		return nil, errors.New("withdraw: needs a ledger, chain adapters and an actor")
+	}
+	if cfg.ETH == nil && cfg.BTC.Node == nil {
+		return nil, errors.New("withdraw: needs an Ethereum node (ETH) or a Bitcoin node (BTC.Node)")
+	}
+	if cfg.ETH != nil && cfg.Network == "" {
+		return nil, errors.New("withdraw: an Ethereum node needs its ledger network name (Network)")
 	}
 	c := &Orchestrator{cfg: cfg, members: map[pki.NodeID]Member{}, wallets: map[string]tss.WalletInfo{}}
 	for _, m := range cfg.Members {
@@ -133,6 +139,9 @@ type ETHWithdrawal struct {
 // ID already in the ledger is returned as stored (idempotency) without
 // building anything. A denial returns the recorded request and ErrDenied.
 func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.Request, error) {
+	if c.cfg.ETH == nil {
+		return nil, errors.New("withdraw: this node has no Ethereum node configured")
+	}
 	var existing *ledger.Request
 	var held map[uint64]bool
 	err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {

@@ -462,7 +462,7 @@ func clusterNodeConfig(f *clusterInitFlags, ids []pki.NodeID, i int, hash string
 		cfg.Chains.ETH = eth
 	}
 	if f.btcRPC != "" {
-		cfg.Chains.BTC = &daemon.BTC{RPC: f.btcRPC, User: "custody", PasswordFile: "btcd.pass", Network: f.btcNetwork}
+		cfg.Chains.BTC = &daemon.BTC{RPC: f.btcRPC, User: "custody", PasswordFile: "btcd.pass", CertFile: "btcd-rpc.cert", Network: f.btcNetwork}
 	}
 	return cfg
 }
