@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -102,6 +103,29 @@ var procNodes = []pki.NodeID{"n1", "n2", "n3", "n4"}
 
 const procClusterID = "proc-test"
 
+// procRules: one hot ETH wallet, two approvals, no allowlist.
+const procRules = `version: 1
+assets:
+  ETH: {decimals: 18}
+allowlist:
+  cooling_off: 24h
+  approvals: 2
+  roles: [admin, approver]
+lock:
+  unlock_delay: 1h
+wallets:
+  - name: eth-hot
+    wallets: [eth-hot-1]
+    asset: ETH
+    class: hot
+    allowlist_required: false
+    limits:
+      per_tx: "10"
+      max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+`
+
 // procCluster is a cluster made with the real CLI: softhsm init, hsm
 // init-kek, cluster init; node configs edited to the served chain.
 type procCluster struct {
@@ -115,6 +139,7 @@ type procCluster struct {
 	procs   map[pki.NodeID]*nodeProc
 	rpc     *noderpc.Client
 	keys    map[string]ed25519.PrivateKey // operators' and the backend's device keys
+	hint    atomic.Value                  // pki.NodeID: the leader the running nodes report
 	ctx     context.Context
 }
 
@@ -214,8 +239,14 @@ func newProcCluster(t *testing.T) *procCluster {
 		c.mustChild("hsm", "init-kek", "--token-serial", c.serials[id], "--pin-file", c.pinFile)
 	}
 
+	// The default rules allowlist with a 24 h cooling-off, which members
+	// count on their own clocks: these rules send to any address.
+	rules := filepath.Join(c.dir, "rules.yaml")
+	if err := os.WriteFile(rules, []byte(procRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(c.dir, "cluster")
-	c.mustChild("cluster", "init", "--nodes", strconv.Itoa(len(procNodes)), "--out", out, "--cluster-id", procClusterID,
+	c.mustChild("cluster", "init", "--rules", rules, "--nodes", strconv.Itoa(len(procNodes)), "--out", out, "--cluster-id", procClusterID,
 		"--operator", "alice=admin,approver", "--operator", "bob=admin,approver", "--operator", "carol=approver",
 		"--backend", "exchange", "--eth-rpc", c.chain.URL(), "--eth-chain-id", "1337", "--base-port", strconv.Itoa(freeBase(t)))
 	pin, err := os.ReadFile(c.pinFile)
@@ -230,7 +261,7 @@ func newProcCluster(t *testing.T) *procCluster {
 		c.editConfig(id, func(s string) string {
 			s = strings.Replace(s, "network: chain-1337", "network: devnet", 1)
 			s = strings.Replace(s, "    pin_file: hsm.pin", "    pin_file: hsm.pin\n    token_serial: \""+c.serials[id]+"\"", 1)
-			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 20s", 1)
+			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 90s", 1)
 		})
 	}
 	for _, name := range []string{"alice", "bob", "carol"} {
@@ -257,7 +288,7 @@ func newProcCluster(t *testing.T) *procCluster {
 			}
 			return nil
 		},
-		Leader: func() (pki.NodeID, string) { return "", "" }, Timeout: 5 * time.Second})
+		Leader: func() (pki.NodeID, string) { id, _ := c.hint.Load().(pki.NodeID); return id, "" }, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,6 +409,7 @@ func (c *procCluster) leader() pki.NodeID {
 			st, err := c.rpc.Status(c.ctx, id)
 			if err == nil && st.RaftState == "Leader" {
 				l = id
+				c.hint.Store(id)
 				return nil
 			}
 		}
@@ -414,6 +446,7 @@ func (c *procCluster) follower() pki.NodeID {
 func (c *procCluster) submit(actor string, cmd ledger.Command) ledger.Outcome {
 	c.t.Helper()
 	var out ledger.Outcome
+	c.leader()
 	c.poll("submit "+cmd.Type(), func() error {
 		var err error
 		out, err = c.rpc.Submit(c.ctx, actor, cmd)
