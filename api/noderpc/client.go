@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -286,6 +287,27 @@ func (c *Client) Status(ctx context.Context, id pki.NodeID) (Status, error) {
 	var st Status
 	err := c.call(ctx, id, http.MethodGet, PathStatus, nil, &st, c.cfg.Timeout, "")
 	return st, err
+}
+
+// Request reads request reqID from node id's own replica (ledger.ErrNotFound
+// when it has none).
+func (c *Client) Request(ctx context.Context, id pki.NodeID, reqID string) (RequestView, error) {
+	var v RequestView
+	err := c.call(ctx, id, http.MethodGet, PathRequest+"?id="+url.QueryEscape(reqID), nil, &v, c.cfg.Timeout, "")
+	if err == nil && (v.Request == nil || v.Request.ID != reqID) {
+		err = fmt.Errorf("noderpc: %s answered for another request", id)
+	}
+	return v, err
+}
+
+// Wallet reads wallet walletID from node id's own replica.
+func (c *Client) Wallet(ctx context.Context, id pki.NodeID, walletID string) (WalletView, error) {
+	var v WalletView
+	err := c.call(ctx, id, http.MethodGet, PathWallet+"?id="+url.QueryEscape(walletID), nil, &v, c.cfg.Timeout, "")
+	if err == nil && (v.Wallet == nil || v.Wallet.ID != walletID) {
+		err = fmt.Errorf("noderpc: %s answered for another wallet", id)
+	}
+	return v, err
 }
 
 // Member returns node id's committee member as the leader's orchestrator

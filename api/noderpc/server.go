@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,8 @@ type Store interface {
 	ReadIndex(ctx context.Context) (uint64, error)
 	// Leader is the leader as this node knows it.
 	Leader() (id pki.NodeID, addr string)
+	// ReadLocal reads this node's replica (GET PathRequest, PathWallet).
+	ReadLocal(fn func(*ledger.State) error) error
 }
 
 // Member is this node's committee member; *member.Member implements it.
@@ -143,6 +146,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle(PathKeygen, s.endpoint(http.MethodPost, s.keygen))
 	mux.Handle(PathTestSign, s.endpoint(http.MethodPost, s.testSign))
 	mux.Handle(PathStatus, s.endpoint(http.MethodGet, s.status))
+	mux.Handle(PathRequest, s.endpoint(http.MethodGet, s.request))
+	mux.Handle(PathWallet, s.endpoint(http.MethodGet, s.wallet))
 	mux.Handle("/", s.endpoint("", func(*http.Request, pki.Peer, []byte) (any, error) {
 		return nil, fail(CodeNoRoute, "noderpc: no such endpoint")
 	}))
@@ -367,4 +372,67 @@ func (s *server) status(*http.Request, pki.Peer, []byte) (any, error) {
 		return nil, fail(CodeUnavailable, "noderpc: no status")
 	}
 	return s.cfg.Status(), nil
+}
+
+// queryID is the one query parameter id of a read: present once, not
+// empty, nothing else in the query.
+func queryID(r *http.Request) (string, error) {
+	q := r.URL.Query()
+	ids := q["id"]
+	if len(q) != 1 || len(ids) != 1 || ids[0] == "" || len(ids[0]) > maxReadID {
+		return "", fail(CodeBadRequest, "noderpc: want exactly one query parameter id (1..%d bytes)", maxReadID)
+	}
+	return ids[0], nil
+}
+
+// maxReadID bounds the id of a read.
+const maxReadID = 256
+
+func (s *server) request(r *http.Request, _ pki.Peer, _ []byte) (any, error) {
+	id, err := queryID(r)
+	if err != nil {
+		return nil, err
+	}
+	var out RequestView
+	err = s.cfg.Store.ReadLocal(func(st *ledger.State) error {
+		req := st.Requests[id]
+		if req == nil {
+			return fmt.Errorf("%w: request %q", ledger.ErrNotFound, id)
+		}
+		out = RequestView{StateIndex: st.Index, Request: req.Clone(), Sessions: []string{}}
+		for sid, rid := range st.Sessions {
+			if rid == id {
+				out.Sessions = append(out.Sessions, sid)
+			}
+		}
+		slices.Sort(out.Sessions)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *server) wallet(r *http.Request, _ pki.Peer, _ []byte) (any, error) {
+	id, err := queryID(r)
+	if err != nil {
+		return nil, err
+	}
+	var out WalletView
+	err = s.cfg.Store.ReadLocal(func(st *ledger.State) error {
+		w := st.Wallets[id]
+		if w == nil {
+			return fmt.Errorf("%w: wallet %q", ledger.ErrNotFound, id)
+		}
+		c := *w
+		c.Committee = slices.Clone(w.Committee)
+		c.PubKey = slices.Clone(w.PubKey)
+		out = WalletView{StateIndex: st.Index, Wallet: &c}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -24,6 +24,8 @@ const (
 	PathStatus    = "/node/v1/status"
 	PathKeygen    = "/node/v1/keygen"
 	PathTestSign  = "/node/v1/test-sign"
+	PathRequest   = "/node/v1/request"
+	PathWallet    = "/node/v1/wallet"
 )
 
 // MaxBody bounds a request body (a forwarded command with its transaction
@@ -249,4 +251,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// RequestView is GET PathRequest?id=: a request as the answering node's
+// own replica holds it (not a linearizable read: compare StateIndex with
+// the leader's), with the tss sessions its ledger granted for it.
+type RequestView struct {
+	StateIndex uint64          `json:"state_index"`
+	Request    *ledger.Request `json:"request"`
+	Sessions   []string        `json:"sessions"`
+}
+
+// WalletView is GET PathWallet?id=: a wallet as the answering node's own
+// replica holds it.
+type WalletView struct {
+	StateIndex uint64         `json:"state_index"`
+	Wallet     *ledger.Wallet `json:"wallet"`
 }

@@ -99,6 +99,13 @@ node rewrites the file after each failure.`,
 	return cmd
 }
 
+// nodeTestOptions is nil in the custody binary: only this package's
+// process tests set it (in a _test.go file, in the child processes they
+// start from the test binary), to hand nodes committed pre-params
+// fixtures instead of generating them (about 30 s each). Fixtures are
+// refused outside test binaries anyway (preparams.Validate).
+var nodeTestOptions func(*daemon.Options) error
+
 func newNodeRunCmd() *cobra.Command {
 	var (
 		configPath string
@@ -138,7 +145,13 @@ The HSM PIN is read from the file hsm.pin_file names; it is never an argument.`,
 				}
 			}
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			n, err := daemon.Start(cfg, daemon.Options{Logger: logger})
+			opts := daemon.Options{Logger: logger}
+			if nodeTestOptions != nil {
+				if err := nodeTestOptions(&opts); err != nil {
+					return err
+				}
+			}
+			n, err := daemon.Start(cfg, opts)
 			if err != nil {
 				return err
 			}
