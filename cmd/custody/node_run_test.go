@@ -63,9 +63,6 @@ func TestNodeRunRefusals(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "embedded chain" {
-				t.Skip("daemon bug: daemon.Start claims (creates and stamps) the data dir before openChains refuses chains.eth.rpc: embedded, so the refusal leaves a new stamped data dir behind (invariant 8: no state change); check the chains before ClaimDataDir")
-			}
 			path := filepath.Join(nd, "refusal.yaml")
 			if err := os.WriteFile(path, []byte(tc.edit(string(base))), 0o644); err != nil {
 				t.Fatal(err)
