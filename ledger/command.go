@@ -16,7 +16,7 @@ const CommandVersion = 1
 // RequestCreate, Approve, ClaimSession, ...) submitted with [Store.Submit].
 // Each command type sits with its handler in the file of its family
 // (cmd_genesis.go, cmd_voter.go, cmd_governance.go, cmd_wallet.go,
-// cmd_request.go, cmd_claim.go, cmd_cold.go, checkpoint.go); the set is closed (apply is
+// cmd_request.go, cmd_claim.go, cmd_broadcast.go, cmd_cold.go, checkpoint.go); the set is closed (apply is
 // unexported), so nothing outside the ledger can invent a command or
 // propose one by name.
 type Command interface {
@@ -51,6 +51,8 @@ const (
 	CmdColdImport     = "cold.import"
 	CmdCheckpointSign = "checkpoint.sign"
 	CmdNodeChange     = "node.change"
+	CmdBroadcast      = "request.broadcast"
+	CmdChainStatus    = "request.chain_status"
 )
 
 // commandTypes is the one table from a log entry's type to its command.
@@ -74,6 +76,8 @@ var commandTypes = map[string]func() Command{
 	CmdColdImport:     func() Command { return new(ColdImport) },
 	CmdCheckpointSign: func() Command { return new(CheckpointSign) },
 	CmdNodeChange:     func() Command { return new(NodeChange) },
+	CmdBroadcast:      func() Command { return new(RecordBroadcast) },
+	CmdChainStatus:    func() Command { return new(RecordChainStatus) },
 }
 
 // CommandTypes returns every command type this build applies, sorted.
