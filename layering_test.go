@@ -40,7 +40,7 @@ var layers = map[string][]string{
 	// member; no business logic, never the daemon.
 	"api/noderpc": {"ledger", "signer/member", "signer/tss", "pki", "quorum"},
 
-	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "pki", "amount"},
+	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "chains/btc", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},
 
 	"signer/presign":   {"signer/tss", "pki"},
