@@ -53,8 +53,9 @@ wallets:
 `
 
 var (
-	wAlice = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
-	wBob   = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin)
+	wAlice   = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
+	wBob     = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin)
+	wBackend = ledgertest.NewOperator("backend", quorum.KindBackend, quorum.RoleInitiator)
 )
 
 // countingKeygen counts the keygens and test signatures a member's engine
@@ -110,7 +111,7 @@ func newWalletHarness(t *testing.T) *walletHarness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	g := ledgertest.Genesis(walletCluster, 2, walletRules, wAlice, wBob)
+	g := ledgertest.Genesis(walletCluster, 2, walletRules, wAlice, wBob, wBackend)
 	h := &walletHarness{t: t, ctx: ctx, nodes: map[pki.NodeID]*walletNode{}}
 	h.cluster = ledgertest.New(t, 3, func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
 	h.cluster.Submit(ctx, "ceremony", g)
