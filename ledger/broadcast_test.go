@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +74,10 @@ func TestFSMBroadcastAndChainStatus(t *testing.T) {
 		} else {
 			bad.TxHash = "0xaa01"
 		}
-		t.Run(name, func(t *testing.T) { h.refuse(want, "n1", bad) })
+		before := h.hash()
+		if _, err := h.apply("n1", bad); !errors.Is(err, want) || h.hash() != before {
+			t.Errorf("%s: %v (state changed: %v), want %v", name, err, h.hash() != before, want)
+		}
 	}
 
 	// Dropped: reported; still tracked; nothing released or re-signed.
