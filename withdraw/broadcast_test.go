@@ -18,6 +18,7 @@ import (
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
@@ -88,10 +89,14 @@ type broadcastHarness struct {
 func newBroadcastHarness(t *testing.T) *broadcastHarness {
 	h := &broadcastHarness{walletHarness: newWalletHarness(t), dest: common.HexToAddress("0x00000000000000000000000000000000000b0b0b")}
 	h.approve("create-hot", "hot", []pki.NodeID{"n1", "n2", "n3"}, 1)
-	pub, err := h.creator().CreateWallet(h.ctx, "hot")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A leader change under load fails the keygen of the creator bound to
+	// the old leader; a fresh one on the new leader runs a new session.
+	var pub []byte
+	ledgertest.Poll(t, "wallet hot keyed", func() error {
+		var err error
+		pub, err = h.creator().CreateWallet(h.ctx, "hot")
+		return err
+	})
 	refs, err := h.nodes["n1"].shares.List()
 	if err != nil || len(refs) != 1 {
 		t.Fatalf("n1's shares: %v %v", refs, err)

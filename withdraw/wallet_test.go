@@ -116,7 +116,6 @@ func newWalletHarness(t *testing.T) *walletHarness {
 	h.cluster = ledgertest.New(t, 3, func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
 	h.cluster.Submit(ctx, "ceremony", g)
 	stores := h.cluster.Stores()
-	fixtures := tsstest.Fixtures(t)
 	net := tss.NewMemNetwork()
 	for i, n := range h.cluster.Nodes {
 		e, err := tss.NewEngine(tss.Config{Self: n.ID, Transport: net.Endpoint(n.ID)})
@@ -147,8 +146,17 @@ func newWalletHarness(t *testing.T) *walletHarness {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = seen.Close() })
-		fx := fixtures[i]
-		pool := preparams.NewPool(ctx, 1, func(context.Context) (*keygen.LocalPreParams, error) { return fx, nil })
+		// A fresh copy per keygen, read from the file: a keygen consumes
+		// (wipes) its pre-params, and tsstest.LoadFixtures hands every
+		// test of the binary the same ones, so a second keygen (a retry,
+		// another test) must not get them.
+		pool := preparams.NewPool(ctx, 1, func(context.Context) (*keygen.LocalPreParams, error) {
+			fx, err := preparams.LoadFixtures(tsstest.FixturePath())
+			if err != nil {
+				return nil, err
+			}
+			return fx[i], nil
+		})
 		eng := &countingKeygen{Engine: e}
 		m, err := member.New(member.Config{Engine: eng, Shares: ss, Watermark: wm, Seen: seen,
 			Ledger:    &member.LocalLedger{Store: stores[i], ReadIndex: member.LeaderReadIndex(stores...)},
