@@ -16,7 +16,7 @@ const CommandVersion = 1
 // RequestCreate, Approve, ClaimSession, ...) submitted with [Store.Submit].
 // Each command type sits with its handler in the file of its family
 // (cmd_genesis.go, cmd_voter.go, cmd_governance.go, cmd_wallet.go,
-// cmd_request.go, cmd_claim.go, cmd_cold.go, checkpoint.go); the set is closed (apply is
+// cmd_request.go, cmd_claim.go, cmd_broadcast.go, cmd_cold.go, checkpoint.go); the set is closed (apply is
 // unexported), so nothing outside the ledger can invent a command or
 // propose one by name.
 type Command interface {
@@ -52,6 +52,8 @@ const (
 	CmdCheckpointSign = "checkpoint.sign"
 	CmdNodeChange     = "node.change"
 	CmdNodeToken      = "node.token"
+	CmdBroadcast      = "request.broadcast"
+	CmdChainStatus    = "request.chain_status"
 )
 
 // commandTypes is the one table from a log entry's type to its command.
@@ -76,6 +78,8 @@ var commandTypes = map[string]func() Command{
 	CmdCheckpointSign: func() Command { return new(CheckpointSign) },
 	CmdNodeChange:     func() Command { return new(NodeChange) },
 	CmdNodeToken:      func() Command { return new(NodeToken) },
+	CmdBroadcast:      func() Command { return new(RecordBroadcast) },
+	CmdChainStatus:    func() Command { return new(RecordChainStatus) },
 }
 
 // CommandTypes returns every command type this build applies, sorted.

@@ -29,6 +29,8 @@ func decodeSamples(t testing.TB) []Command {
 		genesisCmd(),
 		walletCreate(t, "dc-wallet", "dcw", allSigners, 1, exp, alice, carol),
 		WalletKeyed{Wallet: "dcw", PubKey: testPubKey(3), Attestations: []CheckpointSig{{Node: "n1", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
+		RecordBroadcast{RequestID: "dc-1", TxHash: "0x" + strings.Repeat("5e", 32)},
+		RecordChainStatus{RequestID: "dc-1", TxHash: "0x" + strings.Repeat("5e", 32), Status: StatusConfirmed, Block: 12, Confirmations: 3, Detail: "receipt status 1"},
 	}
 }
 

@@ -38,6 +38,8 @@ func FuzzApplyEntry(f *testing.F) {
 	add(Approve{RequestID: "fz", Approval: quorum.Approval{Statement: quorum.Statement{ClusterID: testCluster, RequestID: "fz", Decision: quorum.Approve, Expiry: now.Add(time.Hour)}, DeviceID: "x"}})
 	add(RecordResult{RequestID: "fz", SessionID: "00", Signed: []byte{1}})
 	add(ExpireRequest{RequestID: "fz"})
+	add(RecordBroadcast{RequestID: "fz", TxHash: "0x01"})
+	add(RecordChainStatus{RequestID: "fz", TxHash: "0x01", Status: StatusDropped})
 	add(WalletSet{Wallet{ID: "w", Chain: "eth", Network: "n", Committee: []pki.NodeID{"a"}, Threshold: 1}})
 	add(ColdExport{RequestID: "fz", BundleHash: "h"})
 	exp := now.Add(time.Hour)

@@ -29,6 +29,11 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 	cl := h.claimCmd(claimed.ID)
 	cl.SessionID = "cc" + cl.SessionID[2:]
 	h.must("n1", cl)
+	signed := h.approved("signed", 4)
+	scl := h.claimCmd(signed.ID)
+	scl.SessionID = "5c" + scl.SessionID[2:]
+	h.must("n1", scl)
+	h.must("n1", RecordResult{RequestID: signed.ID, SessionID: scl.SessionID, Signed: []byte("raw"), TxHash: "0xabc"})
 	badSig := bob.approve(t, waiting, h.now.Add(time.Hour))
 	badSig.Approval.Signature[0] ^= 1
 	conflict := createCmd("waiting", 2)
@@ -64,6 +69,8 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"expiry before its time", ErrInvalid, ExpireRequest{RequestID: waiting.ID}},
 		{"export of a hot request", ErrWrongStatus, ColdExport{RequestID: approved.ID, BundleHash: "h"}},
 		{"import without export", ErrWrongStatus, ColdImport{RequestID: approved.ID, Signed: []byte("x")}},
+		{"broadcast of another transaction", ErrConflict, RecordBroadcast{RequestID: signed.ID, TxHash: "0xdef"}},
+		{"chain status before the broadcast", ErrWrongStatus, RecordChainStatus{RequestID: signed.ID, TxHash: "0xabc", Status: StatusConfirmed, Block: 7, Confirmations: 1}},
 		{"node change without the admin quorum", ErrQuorum, NodeChange{Change: NodeSetChange{ID: "add-n4", Kind: NodeAdd, Node: Node{ID: "n4", KeyFingerprint: strings.Repeat("ab", 32)}}}},
 		{"token declared with a key the node set does not pin", ErrApproval, h.nodeToken("n1", "serial-1", otherKey(t))},
 		{"checkpoint signed with a key the node set does not pin", ErrCheckpoint, signCP(t, CheckpointHead{ClusterID: testCluster, Index: 1}, "n1", otherKey(t))},

@@ -19,7 +19,11 @@ import (
 // Status is a request's position in its lifecycle (see docs/ledger.md).
 type Status string
 
-// Request statuses. Terminal: signed, failed, expired, rejected, imported.
+// Request statuses (docs/ledger.md, "Request lifecycle"). Terminal:
+// expired, rejected, confirmed, replaced, reverted; failed only until a
+// reclaim; signed and imported until broadcast (a wallet whose transactions
+// the cluster does not broadcast stays signed); dropped is flagged for a
+// human and still tracked (the same transaction may yet be mined).
 const (
 	StatusAwaitingApprovals Status = "awaiting_approvals"
 	StatusApproved          Status = "approved"
@@ -30,12 +34,38 @@ const (
 	StatusRejected          Status = "rejected"
 	StatusExported          Status = "exported"
 	StatusImported          Status = "imported"
+	// StatusBroadcast: the leader sent the signed transaction (the one
+	// whose hash Result.TxHash records) to its chain (RecordBroadcast).
+	StatusBroadcast Status = "broadcast"
+	// StatusConfirmed: mined successfully under enough confirmations.
+	StatusConfirmed Status = "confirmed"
+	// StatusReverted: mined, but the transaction failed (an ETH receipt
+	// with status 0); its nonce and fee are spent.
+	StatusReverted Status = "reverted"
+	// StatusDropped: no longer known to the leader's node and not mined;
+	// reported, still tracked, never re-signed.
+	StatusDropped Status = "dropped"
+	// StatusReplaced: another transaction spent its nonce or outpoints.
+	// Reported; nothing is released or re-signed (a new signature needs a
+	// new approved request).
+	StatusReplaced Status = "replaced"
 )
 
 // Terminal reports whether no further transition is possible.
 func (s Status) Terminal() bool {
 	switch s {
-	case StatusSigned, StatusFailed, StatusExpired, StatusRejected, StatusImported:
+	case StatusExpired, StatusRejected, StatusConfirmed, StatusReverted, StatusReplaced:
+		return true
+	}
+	return false
+}
+
+// Signed reports whether a request in status s holds its signed
+// transaction: signed, or any status the chain tracking moved it to. None of
+// these ever leads to another signature.
+func (s Status) Signed() bool {
+	switch s {
+	case StatusSigned, StatusBroadcast, StatusConfirmed, StatusReverted, StatusDropped, StatusReplaced:
 		return true
 	}
 	return false
@@ -159,9 +189,14 @@ type Request struct {
 	Claim      *Claim            `json:"claim,omitempty"`
 	Result     *Result           `json:"result,omitempty"`
 	BundleHash string            `json:"bundle_hash,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	CreatedIdx uint64            `json:"created_index"`
-	UpdatedIdx uint64            `json:"updated_index"`
+	// OnChain is what the leader reported about the signed transaction on
+	// its chain (RecordBroadcast, RecordChainStatus): the leader's word,
+	// informational (docs/trust.md). Omitted until then, so states without
+	// it encode (and hash) as before.
+	OnChain    *OnChain  `json:"on_chain,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	CreatedIdx uint64    `json:"created_index"`
+	UpdatedIdx uint64    `json:"updated_index"`
 }
 
 // PolicyRequest is the request as policy evaluates it.

@@ -44,6 +44,9 @@ type Config struct {
 	Ledger *ledger.Store
 	// ETH builds fees and the pending nonce (eth.NewSimulated, eth.Dial).
 	ETH eth.RPC
+	// BTCNode broadcasts and tracks Bitcoin transactions (*btc.Client);
+	// optional: without it Broadcast and Track refuse btc requests.
+	BTCNode BTCNode
 	// Network is the ledger's network name of ETH ("devnet").
 	Network string
 	// Chains are the adapters that compute each claim's digest, by chain

@@ -53,8 +53,9 @@ wallets:
 `
 
 var (
-	wAlice = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
-	wBob   = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin)
+	wAlice   = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
+	wBob     = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin)
+	wBackend = ledgertest.NewOperator("backend", quorum.KindBackend, quorum.RoleInitiator)
 )
 
 // countingKeygen counts the keygens and test signatures a member's engine
@@ -110,12 +111,11 @@ func newWalletHarness(t *testing.T) *walletHarness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	g := ledgertest.Genesis(walletCluster, 2, walletRules, wAlice, wBob)
+	g := ledgertest.Genesis(walletCluster, 2, walletRules, wAlice, wBob, wBackend)
 	h := &walletHarness{t: t, ctx: ctx, nodes: map[pki.NodeID]*walletNode{}}
 	h.cluster = ledgertest.New(t, 3, func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
 	h.cluster.Submit(ctx, "ceremony", g)
 	stores := h.cluster.Stores()
-	fixtures := tsstest.Fixtures(t)
 	net := tss.NewMemNetwork()
 	for i, n := range h.cluster.Nodes {
 		e, err := tss.NewEngine(tss.Config{Self: n.ID, Transport: net.Endpoint(n.ID)})
@@ -146,8 +146,17 @@ func newWalletHarness(t *testing.T) *walletHarness {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = seen.Close() })
-		fx := fixtures[i]
-		pool := preparams.NewPool(ctx, 1, func(context.Context) (*keygen.LocalPreParams, error) { return fx, nil })
+		// A fresh copy per keygen, read from the file: a keygen consumes
+		// (wipes) its pre-params, and tsstest.LoadFixtures hands every
+		// test of the binary the same ones, so a second keygen (a retry,
+		// another test) must not get them.
+		pool := preparams.NewPool(ctx, 1, func(context.Context) (*keygen.LocalPreParams, error) {
+			fx, err := preparams.LoadFixtures(tsstest.FixturePath())
+			if err != nil {
+				return nil, err
+			}
+			return fx[i], nil
+		})
 		eng := &countingKeygen{Engine: e}
 		m, err := member.New(member.Config{Engine: eng, Shares: ss, Watermark: wm, Seen: seen,
 			Ledger:    &member.LocalLedger{Store: stores[i], ReadIndex: member.LeaderReadIndex(stores...)},

@@ -80,7 +80,9 @@ func checkClaim(st *ledger.State, self pki.NodeID, wallets map[string]tss.Wallet
 	p := &plan{wallet: r.Wallet, network: r.Network}
 	switch {
 	case r.Status == ledger.StatusClaimed:
-	case r.Status == ledger.StatusSigned && r.Result != nil && r.Result.SessionID == r.Claim.SessionID:
+	case r.Status.Signed() && r.Result != nil && r.Result.SessionID == r.Claim.SessionID:
+		// Signed, broadcast or tracked on chain: the stored signature of
+		// exactly this claim, re-checked below; never a new one.
 		p.stored = slices.Clone(r.Result.Signed)
 	default:
 		return nil, fmt.Errorf("%w: request is %s", ErrClaimMismatch, r.Status)
