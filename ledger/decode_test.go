@@ -9,6 +9,7 @@ import (
 	"time"
 
 	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 )
 
 // decodeSamples are commands carrying operator signatures, whose payloads
@@ -29,6 +30,8 @@ func decodeSamples(t testing.TB) []Command {
 		genesisCmd(),
 		walletCreate(t, "dc-wallet", "dcw", allSigners, 1, exp, alice, carol),
 		WalletKeyed{Wallet: "dcw", PubKey: testPubKey(3), Attestations: []CheckpointSig{{Node: "n1", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
+		walletReshare(t, "dc-reshare", "dcw", []pki.NodeID{"n2", "n3"}, 1, exp, alice, carol),
+		WalletReshared{Wallet: "dcw", PubKey: testPubKey(3), Attestations: []CheckpointSig{{Node: "n2", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
 	}
 }
 
