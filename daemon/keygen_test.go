@@ -82,4 +82,34 @@ func TestWalletKeygenThroughDaemon(t *testing.T) {
 	if tx.From() != addr {
 		t.Fatalf("signed by %s, want the new wallet %s", tx.From(), addr)
 	}
+
+	// Reshare: the leader replaces the first member; same key, new
+	// committee; the next withdrawal is signed by the new committee.
+	newCommittee := append([]pki.NodeID{leader}, members[1:]...)
+	slices.Sort(newCommittee)
+	rs := ledger.ReshareSpec{ID: "reshare-2", Wallet: "hot-eth-2", NewCommittee: newCommittee, NewThreshold: 1}
+	c.submit("alice", ledger.WalletReshare{Change: rs, Approvals: []quorum.Approval{
+		alice.Sign(t, clusterID, rs.ID, rs.PayloadHash(), quorum.Approve, exp),
+		bob.Sign(t, clusterID, rs.ID, rs.PayloadHash(), quorum.Approve, exp)}})
+	for _, id := range nodeIDs {
+		c.poll(fmt.Sprintf("reshared on %s", id), func() error {
+			return c.nodes[id].node.Store().ReadLocal(func(st *ledger.State) error {
+				w := st.Wallets["hot-eth-2"]
+				if w.Status != ledger.WalletActive || !slices.Equal(w.Committee, newCommittee) || !bytes.Equal(w.PubKey, pub) {
+					return fmt.Errorf("wallet %s committee %v", w.Status, w.Committee)
+				}
+				return nil
+			})
+		})
+	}
+	r3 := c.withdrawalFrom("hot-eth-2", "wd-3", dest, ether(1))
+	c.approve(r3, bob)
+	c.approve(r3, carol)
+	signed3 := c.waitStatus(leader, "wd-3", ledger.StatusSigned)
+	if slices.Contains(signed3.Claim.Signers, members[0]) {
+		t.Fatalf("%s signed after it was reshared out (signers %v)", members[0], signed3.Claim.Signers)
+	}
+	if tx := c.mine(signed3); tx.From() != addr {
+		t.Fatalf("after the reshare signed by %s, want the same wallet %s", tx.From(), addr)
+	}
 }

@@ -70,6 +70,7 @@ type leaderWork struct {
 	retry   []*ledger.Request
 	expire  []string
 	keygen  []string // wallets the admins approved, waiting for their key
+	reshare []string // wallets the admins approved a new committee for
 }
 
 func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
@@ -89,6 +90,9 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 		for id, wl := range st.Wallets {
 			if wl.Status == ledger.WalletKeygen && !n.signing("keygen:"+id) && now.Sub(lt.lastTry["keygen:"+id]) > keygenBackoff {
 				w.keygen = append(w.keygen, id)
+			}
+			if wl.Status == ledger.WalletResharing && !n.signing("reshare:"+id) && now.Sub(lt.lastTry["reshare:"+id]) > keygenBackoff {
+				w.reshare = append(w.reshare, id)
 			}
 		}
 		for id, r := range st.Requests {
@@ -167,6 +171,10 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 	for _, id := range w.keygen {
 		lt.lastTry["keygen:"+id] = now
 		n.startKeygen(id)
+	}
+	for _, id := range w.reshare {
+		lt.lastTry["reshare:"+id] = now
+		n.startReshare(id)
 	}
 	for _, id := range w.sign {
 		lt.lastTry[id] = now
@@ -334,3 +342,29 @@ func (n *Node) startKeygen(walletID string) {
 
 // keygenTimeout bounds one keygen attempt, pre-params included.
 const keygenTimeout = 5 * time.Minute
+
+// startReshare runs the approved reshare of a wallet to its new committee
+// in the background (withdraw.WalletCreator.Reshare: old signers and new
+// members together, the same key, test signatures by two t'+1 subsets of
+// the new committee, the new members' attestations committed in
+// wallet.reshared). A failure leaves the wallet resharing, still signed for
+// by its old committee; the next leader pass tries again with a new session.
+func (n *Node) startReshare(walletID string) {
+	done, err := n.track("reshare:" + walletID)
+	if err != nil {
+		return
+	}
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		defer done()
+		ctx, cancel := context.WithTimeout(n.ctx, keygenTimeout)
+		defer cancel()
+		n.log.Info("reshare started", "wallet", walletID)
+		if _, err := n.wallets.Reshare(ctx, walletID); err != nil {
+			n.log.Warn("reshare failed", "wallet", walletID, "err", err)
+			return
+		}
+		n.log.Info("wallet reshared", "wallet", walletID)
+	}()
+}

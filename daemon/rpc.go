@@ -167,3 +167,16 @@ func (n *Node) track(key string) (done func(), err error) {
 		n.mu.Unlock()
 	}, nil
 }
+
+func (d drainingMember) Reshare(ctx context.Context, walletID string, session tss.SessionID, oldSigners []pki.NodeID, oldMembers []tss.Party) (*member.ReshareResult, error) {
+	done, err := d.n.track("rpc-reshare:" + walletID + ":" + session.String())
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return d.n.member.Reshare(ctx, walletID, session, oldSigners, oldMembers)
+}
+
+func (d drainingMember) WalletInfo(ctx context.Context, walletID string) (tss.WalletInfo, error) {
+	return d.n.member.WalletInfo(ctx, walletID)
+}

@@ -103,7 +103,7 @@ type Node struct {
 	mu       sync.Mutex
 	sessions map[string]bool // running work: signing sessions, keygens, RPC calls (track)
 	// registered are the wallets the member signs for, with their keys.
-	registered map[string][]byte
+	registered map[string]string // wallet ID → walletMark of what is registered
 }
 
 // StartError is a node that refused to start: Step names what it was doing
@@ -125,7 +125,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // *StartError with one line.
 func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}), fatal: make(chan error, 1),
-		sessions: map[string]bool{}, registered: map[string][]byte{}}
+		sessions: map[string]bool{}, registered: map[string]string{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -446,19 +446,36 @@ func (n *Node) syncWallets() error {
 	var todo []ledger.Wallet
 	if err := n.store.ReadLocal(func(st *ledger.State) error {
 		for _, w := range st.Wallets {
-			if !w.Active() {
+			if !w.Active() || w.Status == ledger.WalletResharing {
 				continue
 			}
 			n.mu.Lock()
 			have, ok := n.registered[w.ID]
 			n.mu.Unlock()
-			if !ok || (len(w.PubKey) > 0 && string(have) != string(w.PubKey)) {
+			if !ok || have != walletMark(w) {
 				todo = append(todo, *w)
 			}
 		}
 		return nil
 	}); err != nil {
 		return err
+	}
+	for _, w := range todo {
+		n.mu.Lock()
+		_, known := n.registered[w.ID]
+		n.mu.Unlock()
+		if known {
+			// The committee changed (a reshare committed): the member
+			// switches to its new share and deletes the old one.
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			retired, err := n.member.RetireOld(ctx, w.ID)
+			cancel()
+			if err != nil {
+				n.log.Warn("retire the old share", "wallet", w.ID, "err", err)
+			} else if retired {
+				n.log.Info("old share retired after the reshare", "audit", true, "wallet", w.ID)
+			}
+		}
 	}
 	if len(todo) == 0 {
 		return nil
@@ -487,7 +504,7 @@ func (n *Node) syncWallets() error {
 			continue
 		}
 		n.mu.Lock()
-		n.registered[w.ID] = info.PubKey
+		n.registered[w.ID] = walletMark(&w)
 		n.mu.Unlock()
 		n.log.Info("wallet registered", "wallet", w.ID, "chain", w.Chain, "network", w.Network)
 	}
@@ -509,7 +526,13 @@ func (n *Node) ownShare(w ledger.Wallet, refs []shares.Ref) (*tss.WalletInfo, er
 		}
 		info, retired := sh.Info(), sh.Retired()
 		sh.Wipe()
-		if !retired && (len(w.PubKey) == 0 || string(info.PubKey) == string(w.PubKey)) {
+		var members []pki.NodeID
+		for _, p := range info.Members {
+			members = append(members, p.Node)
+		}
+		slices.Sort(members)
+		if !retired && (len(w.PubKey) == 0 || string(info.PubKey) == string(w.PubKey)) &&
+			slices.Equal(members, w.Committee) && info.Threshold == w.Threshold {
 			found = append(found, info)
 		}
 	}
@@ -619,4 +642,10 @@ func (n *Node) CreateBTC(ctx context.Context, w withdraw.BTCWithdrawal) (*ledger
 		return nil, &ledger.NotLeaderError{LeaderID: id}
 	}
 	return n.orch.CreateBTC(ctx, w)
+}
+
+// walletMark identifies what a wallet's registration stands for: its key,
+// committee and threshold (a reshare changes the last two).
+func walletMark(w *ledger.Wallet) string {
+	return fmt.Sprintf("%x/%v/%d", w.PubKey, w.Committee, w.Threshold)
 }

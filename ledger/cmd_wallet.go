@@ -117,32 +117,84 @@ func (p WalletCreate) apply(t *txn) (applyOut, error) {
 	if !slices.Contains(walletChains, c.Chain) {
 		return applyOut{}, invalid("wallet create %s: chain %q is not one of %v", c.ID, c.Chain, walletChains)
 	}
-	committee := slices.Clone(c.Committee)
-	slices.SortFunc(committee, cmpNode)
-	nodes := t.nodeSet()
-	for i, n := range committee {
-		if i > 0 && committee[i-1] == n {
-			return applyOut{}, invalid("wallet create %s: committee names %q twice", c.ID, n)
-		}
-		if nodes[n] == nil {
-			return applyOut{}, invalid("wallet create %s: committee member %q is not in the node set", c.ID, n)
-		}
-	}
-	if c.Threshold < 1 || c.Threshold >= len(committee) {
-		return applyOut{}, invalid("wallet create %s: threshold %d of %d (need 1 <= threshold < committee size)", c.ID, c.Threshold, len(committee))
+	committee, err := t.committeeOf("wallet create "+c.ID, c.Committee, c.Threshold)
+	if err != nil {
+		return applyOut{}, err
 	}
 	if t.wallet(c.Wallet) != nil {
 		return applyOut{}, fmt.Errorf("%w: wallet %q exists", ErrConflict, c.Wallet)
 	}
-	reg := t.registry()
-	tally := quorum.Count(reg, quorum.Subject{RequestID: c.ID, PayloadHash: c.PayloadHash()},
-		quorum.Requirement{Required: reg.AdminQuorum, Roles: []quorum.Role{quorum.RoleAdmin}}, p.Approvals, t.now)
-	if err := tally.Err(); err != nil {
-		return applyOut{}, approvalErr(fmt.Errorf("wallet create %s: %w", c.ID, err))
+	if err := t.adminApproved("wallet create "+c.ID, c.ID, c.PayloadHash(), p.Approvals); err != nil {
+		return applyOut{}, err
 	}
 	t.putWallet(&Wallet{ID: c.Wallet, Chain: c.Chain, Network: c.Network, Committee: committee, Threshold: c.Threshold, Status: WalletKeygen})
 	t.recordChange(c.ID)
 	return changed(c.Wallet)
+}
+
+// committeeOf checks a proposed committee (distinct nodes of the node set,
+// 1 <= threshold < its size) and returns it sorted, as the ledger records
+// committees.
+func (t *txn) committeeOf(what string, proposed []pki.NodeID, threshold int) ([]pki.NodeID, error) {
+	committee := slices.Clone(proposed)
+	slices.SortFunc(committee, cmpNode)
+	nodes := t.nodeSet()
+	for i, n := range committee {
+		if i > 0 && committee[i-1] == n {
+			return nil, invalid("%s: committee names %q twice", what, n)
+		}
+		if nodes[n] == nil {
+			return nil, invalid("%s: committee member %q is not in the node set", what, n)
+		}
+	}
+	if threshold < 1 || threshold >= len(committee) {
+		return nil, invalid("%s: threshold %d of %d (need 1 <= threshold < committee size)", what, threshold, len(committee))
+	}
+	return committee, nil
+}
+
+// adminApproved counts the registry's admin quorum over change id's
+// payload hash.
+func (t *txn) adminApproved(what, id string, payload quorum.Hash, approvals []quorum.Approval) error {
+	reg := t.registry()
+	tally := quorum.Count(reg, quorum.Subject{RequestID: id, PayloadHash: payload},
+		quorum.Requirement{Required: reg.AdminQuorum, Roles: []quorum.Role{quorum.RoleAdmin}}, approvals, t.now)
+	if err := tally.Err(); err != nil {
+		return approvalErr(fmt.Errorf("%s: %w", what, err))
+	}
+	return nil
+}
+
+// attestedByAll checks that atts hold exactly one attestation by each
+// member of committee, each passing verify (ErrApproval otherwise).
+func attestedByAll(wallet string, committee []pki.NodeID, atts []CheckpointSig, verify func(CheckpointSig) error) error {
+	if len(atts) != len(committee) {
+		return fmt.Errorf("%w: wallet %q: %d attestations for a committee of %d", ErrApproval, wallet, len(atts), len(committee))
+	}
+	seen := map[pki.NodeID]bool{}
+	for _, a := range atts {
+		if !slices.Contains(committee, a.Node) || seen[a.Node] {
+			return fmt.Errorf("%w: wallet %q: attestation by %q, not a committee member or repeated", ErrApproval, wallet, a.Node)
+		}
+		seen[a.Node] = true
+		if err := verify(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attestationDigest is the SHA-256 a node signs to attest head: the
+// domain, then the head's JSON.
+func attestationDigest(domain string, head any) []byte {
+	b, err := json.Marshal(head)
+	if err != nil {
+		panic("ledger: attestation head not serialisable: " + err.Error())
+	}
+	d := sha256.New()
+	d.Write([]byte(domain))
+	d.Write(b)
+	return d.Sum(nil)
 }
 
 // walletKeyDomain separates wallet key attestations from every other
@@ -169,16 +221,7 @@ func WalletKeyHeadOf(st *State, w *Wallet, pubkey []byte) WalletKeyHead {
 }
 
 // Digest is the SHA-256 a node signs: the domain, then the head's JSON.
-func (h WalletKeyHead) Digest() []byte {
-	b, err := json.Marshal(h)
-	if err != nil {
-		panic("ledger: wallet key head not serialisable: " + err.Error())
-	}
-	d := sha256.New()
-	d.Write([]byte(walletKeyDomain))
-	d.Write(b)
-	return d.Sum(nil)
-}
+func (h WalletKeyHead) Digest() []byte { return attestationDigest(walletKeyDomain, h) }
 
 // SignWalletKey is node's attestation of h with its node key (the key the
 // node set pins for it: its certificate's key, or the same key in its HSM).
@@ -228,21 +271,11 @@ func (p WalletKeyed) apply(t *txn) (applyOut, error) {
 	if err := ValidWalletPubKey(p.PubKey); err != nil {
 		return applyOut{}, invalid("wallet %q: %v", w.ID, err)
 	}
-	if len(p.Attestations) != len(w.Committee) {
-		return applyOut{}, fmt.Errorf("%w: wallet %q: %d key attestations for a committee of %d", ErrApproval, w.ID, len(p.Attestations), len(w.Committee))
-	}
 	head := WalletKeyHead{ClusterID: t.registry().ClusterID, GenesisHash: t.st.GenesisHash, Wallet: w.ID,
 		Committee: w.Committee, Threshold: w.Threshold, PubKey: hex.EncodeToString(p.PubKey)}
 	nodes := t.nodeSet()
-	seen := map[pki.NodeID]bool{}
-	for _, a := range p.Attestations {
-		if !slices.Contains(w.Committee, a.Node) || seen[a.Node] {
-			return applyOut{}, fmt.Errorf("%w: wallet %q: attestation by %q, not a committee member or repeated", ErrApproval, w.ID, a.Node)
-		}
-		seen[a.Node] = true
-		if err := VerifyWalletKey(head, a, nodes); err != nil {
-			return applyOut{}, err
-		}
+	if err := attestedByAll(w.ID, w.Committee, p.Attestations, func(a CheckpointSig) error { return VerifyWalletKey(head, a, nodes) }); err != nil {
+		return applyOut{}, err
 	}
 	w.Status = WalletActive
 	w.PubKey = slices.Clone(p.PubKey)

@@ -41,6 +41,8 @@ const (
 	CmdWalletSet      = "wallet.set"
 	CmdWalletCreate   = "wallet.create"
 	CmdWalletKeyed    = "wallet.keyed"
+	CmdWalletReshare  = "wallet.reshare"
+	CmdWalletReshared = "wallet.reshared"
 	CmdRequestCreate  = "request.create"
 	CmdApprove        = "request.approve"
 	CmdClaim          = "request.claim"
@@ -67,6 +69,8 @@ var commandTypes = map[string]func() Command{
 	CmdWalletSet:      func() Command { return new(WalletSet) },
 	CmdWalletCreate:   func() Command { return new(WalletCreate) },
 	CmdWalletKeyed:    func() Command { return new(WalletKeyed) },
+	CmdWalletReshare:  func() Command { return new(WalletReshare) },
+	CmdWalletReshared: func() Command { return new(WalletReshared) },
 	CmdRequestCreate:  func() Command { return new(RequestCreate) },
 	CmdApprove:        func() Command { return new(Approve) },
 	CmdClaim:          func() Command { return new(ClaimSession) },

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	. "github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
 )
 
 // decodeSamples are commands carrying operator signatures, whose payloads
@@ -31,6 +32,8 @@ func decodeSamples(t testing.TB) []Command {
 		WalletKeyed{Wallet: "dcw", PubKey: testPubKey(3), Attestations: []CheckpointSig{{Node: "n1", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
 		RecordBroadcast{RequestID: "dc-1", TxHash: "0x" + strings.Repeat("5e", 32)},
 		RecordChainStatus{RequestID: "dc-1", TxHash: "0x" + strings.Repeat("5e", 32), Status: StatusConfirmed, Block: 12, Confirmations: 3, Detail: "receipt status 1"},
+		walletReshare(t, "dc-reshare", "dcw", []pki.NodeID{"n2", "n3"}, 1, exp, alice, carol),
+		WalletReshared{Wallet: "dcw", PubKey: testPubKey(3), Attestations: []CheckpointSig{{Node: "n2", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
 	}
 }
 

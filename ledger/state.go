@@ -100,11 +100,20 @@ type Wallet struct {
 	// committee member attested it (WalletKeyed); readers derive addresses
 	// from it. Empty until then, and for legacy wallets.
 	PubKey []byte `json:"pubkey,omitempty"`
+	// Reshare is the admin-approved reshare in progress (WalletReshare,
+	// status WalletResharing): the new committee and threshold. Committee
+	// and Threshold stay the old ones, which keep signing, until the new
+	// committee's WalletReshared. Omitted when nil.
+	Reshare *ReshareSpec `json:"reshare,omitempty"`
 }
 
 // Active reports whether the wallet may be used for withdrawals: its
-// committee attested its key (or it is a legacy wallet.set wallet).
-func (w *Wallet) Active() bool { return w.Status == "" || w.Status == WalletActive }
+// committee attested its key (or it is a legacy wallet.set wallet). A
+// wallet being reshared is active: its old committee keeps signing until
+// the new committee's WalletReshared.
+func (w *Wallet) Active() bool {
+	return w.Status == "" || w.Status == WalletActive || w.Status == WalletResharing
+}
 
 func (w *Wallet) statusName() string {
 	if w.Status == "" {
@@ -120,6 +129,11 @@ func (w *Wallet) clone() *Wallet {
 	c := *w
 	c.Committee = slices.Clone(w.Committee)
 	c.PubKey = slices.Clone(w.PubKey)
+	if w.Reshare != nil {
+		r := *w.Reshare
+		r.NewCommittee = slices.Clone(w.Reshare.NewCommittee)
+		c.Reshare = &r
+	}
 	return &c
 }
 

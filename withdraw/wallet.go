@@ -142,29 +142,43 @@ func (c *WalletCreator) CreateWallet(ctx context.Context, walletID string) ([]by
 
 	// SECURITY 8: two different t+1 subsets sign before the key is
 	// recorded (and any address published).
-	for _, sub := range testSubsets(w.Committee, w.Threshold) {
-		var signers []KeygenMember
-		for _, id := range sub {
-			signers = append(signers, c.members[id])
-		}
-		ts := tss.NewSessionID()
-		sigs, err := all(ctx, signers, func(ctx context.Context, m KeygenMember) ([]byte, error) {
-			return m.TestSign(ctx, walletID, pub, ts, sub)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%w: %q test signature by %v: %w", ErrKeygen, walletID, sub, err)
-		}
-		for i, s := range sigs {
-			if err := member.VerifyTestSignature(walletID, pub, s); err != nil {
-				return nil, fmt.Errorf("%w: %q test signature from %s: %w", ErrKeygen, walletID, sub[i], err)
-			}
-		}
+	if err := c.testSign(ctx, walletID, pub, w.Committee, w.Threshold); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKeygen, err)
 	}
 
 	if _, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.WalletKeyed{Wallet: walletID, PubKey: pub, Attestations: atts}); err != nil {
 		return nil, fmt.Errorf("%w: %q: record the key: %w", ErrKeygen, walletID, err)
 	}
 	return slices.Clone(pub), nil
+}
+
+// testSign has two different t+1 subsets of committee test-sign
+// WalletTestDigest of pub under fresh sessions, and verifies every
+// signature.
+func (c *WalletCreator) testSign(ctx context.Context, walletID string, pub []byte, committee []pki.NodeID, t int) error {
+	for _, sub := range testSubsets(committee, t) {
+		var signers []KeygenMember
+		for _, id := range sub {
+			m, ok := c.members[id]
+			if !ok {
+				return fmt.Errorf("%q: test signer %s is not reachable", walletID, id)
+			}
+			signers = append(signers, m)
+		}
+		ts := tss.NewSessionID()
+		sigs, err := all(ctx, signers, func(ctx context.Context, m KeygenMember) ([]byte, error) {
+			return m.TestSign(ctx, walletID, pub, ts, sub)
+		})
+		if err != nil {
+			return fmt.Errorf("%q test signature by %v: %w", walletID, sub, err)
+		}
+		for i, s := range sigs {
+			if err := member.VerifyTestSignature(walletID, pub, s); err != nil {
+				return fmt.Errorf("%q test signature from %s: %w", walletID, sub[i], err)
+			}
+		}
+	}
+	return nil
 }
 
 func (c *WalletCreator) readWallet(ctx context.Context, walletID string) (*ledger.Wallet, error) {

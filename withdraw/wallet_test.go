@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -62,7 +63,12 @@ var (
 // ran (the member's refusals must run none).
 type countingKeygen struct {
 	member.Engine
-	keygens, signs atomic.Int32
+	keygens, signs, reshares atomic.Int32
+}
+
+func (c *countingKeygen) Reshare(ctx context.Context, p tss.ReshareParams, old *tss.Share, pre *keygen.LocalPreParams) (*tss.Share, error) {
+	c.reshares.Add(1)
+	return c.Engine.Reshare(ctx, p, old, pre)
 }
 
 func (c *countingKeygen) Keygen(ctx context.Context, p tss.KeygenParams, pre *keygen.LocalPreParams) (*tss.Share, error) {
@@ -78,13 +84,13 @@ func (c *countingKeygen) Sign(ctx context.Context, s *tss.Share, p tss.SignParam
 // sessionOf forwards to a member and records the keygen session the
 // leader picked (to ask the member again for the same one).
 type sessionOf struct {
-	withdraw.KeygenMember
+	withdraw.ReshareMember
 	session atomic.Pointer[tss.SessionID]
 }
 
 func (s *sessionOf) Keygen(ctx context.Context, w string, session tss.SessionID) (*member.KeygenResult, error) {
 	s.session.Store(&session)
-	return s.KeygenMember.Keygen(ctx, w, session)
+	return s.ReshareMember.Keygen(ctx, w, session)
 }
 
 type walletNode struct {
@@ -109,11 +115,23 @@ type walletHarness struct {
 // store, pre-params pool (the committed fixtures) and node key.
 func newWalletHarness(t *testing.T) *walletHarness {
 	t.Helper()
+	return newWalletHarnessN(t, 3)
+}
+
+// newWalletHarnessN is newWalletHarness with n nodes (n1..nn, all in the
+// genesis node set). Node i's pre-params pool hands out fixtures i, i+n,
+// ...: every tss-lib party of a keygen and a later reshare has its own.
+func newWalletHarnessN(t *testing.T, size int) *walletHarness {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	g := ledgertest.Genesis(walletCluster, 2, walletRules, wAlice, wBob, wBackend)
+	var ids []pki.NodeID
+	for i := 1; i <= size; i++ {
+		ids = append(ids, pki.NodeID(fmt.Sprintf("n%d", i)))
+	}
+	g := ledgertest.GenesisFor(ids, walletCluster, 2, walletRules, wAlice, wBob, wBackend)
 	h := &walletHarness{t: t, ctx: ctx, nodes: map[pki.NodeID]*walletNode{}}
-	h.cluster = ledgertest.New(t, 3, func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
+	h.cluster = ledgertest.New(t, size, func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
 	h.cluster.Submit(ctx, "ceremony", g)
 	stores := h.cluster.Stores()
 	net := tss.NewMemNetwork()
@@ -146,16 +164,22 @@ func newWalletHarness(t *testing.T) *walletHarness {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = seen.Close() })
-		// A fresh copy per keygen, read from the file: a keygen consumes
-		// (wipes) its pre-params, and tsstest.LoadFixtures hands every
-		// test of the binary the same ones, so a second keygen (a retry,
-		// another test) must not get them.
+		// A fresh copy of fixture k from the file for each call: a keygen
+		// or reshare consumes (wipes) its pre-params, and
+		// tsstest.LoadFixtures hands every test of the binary the same
+		// ones; node i takes fixtures i, i+size, ... so no two parties
+		// and no two calls share one.
+		var taken atomic.Int32
 		pool := preparams.NewPool(ctx, 1, func(context.Context) (*keygen.LocalPreParams, error) {
+			k := i + size*int(taken.Add(1)-1)
 			fx, err := preparams.LoadFixtures(tsstest.FixturePath())
 			if err != nil {
 				return nil, err
 			}
-			return fx[i], nil
+			if k >= len(fx) {
+				return nil, errors.New("no fixture left for this node")
+			}
+			return fx[k], nil
 		})
 		eng := &countingKeygen{Engine: e}
 		m, err := member.New(member.Config{Engine: eng, Shares: ss, Watermark: wm, Seen: seen,
@@ -167,7 +191,7 @@ func newWalletHarness(t *testing.T) *walletHarness {
 		}
 		h.nodes[n.ID] = &walletNode{id: n.ID, m: m, engine: eng, shares: ss}
 		if n.ID == "n1" {
-			h.rec = &sessionOf{KeygenMember: m}
+			h.rec = &sessionOf{ReshareMember: m}
 			h.members = append(h.members, h.rec)
 		} else {
 			h.members = append(h.members, m)
@@ -291,24 +315,6 @@ func TestCreateWalletEndToEnd(t *testing.T) {
 	}
 }
 
-// doctoredLeader is the leader's ledger with its reads edited by edit: a
-// compromised leader's FSM (fault injection).
-type doctoredLeader struct {
-	*ledger.Store
-	edit func(*ledger.State)
-}
-
-func (d doctoredLeader) ReadLinearizable(ctx context.Context, fn func(*ledger.State) error) error {
-	return d.Store.ReadLinearizable(ctx, func(st *ledger.State) error {
-		cp, err := st.Clone()
-		if err != nil {
-			return err
-		}
-		d.edit(cp)
-		return fn(cp)
-	})
-}
-
 // TestMemberKeygenRefusals: a member runs a keygen only for a wallet its
 // OWN ledger holds in keygen with it in the committee, and test-signs only
 // a wallet in keygen with the key its own keygen produced. Each refusal is
@@ -334,7 +340,7 @@ func TestMemberKeygenRefusals(t *testing.T) {
 	// A compromised leader whose ledger says "ghost" was approved with
 	// the whole committee: every member's own ledger lacks it, so the
 	// keygen is refused everywhere and nothing runs.
-	ghost := doctoredLeader{Store: h.cluster.Leader(), edit: func(st *ledger.State) {
+	ghost := doctoredLedger{WalletLedger: h.cluster.Leader(), edit: func(st *ledger.State) {
 		st.Wallets["ghost"] = &ledger.Wallet{ID: "ghost", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2", "n3"}, Threshold: 1, Status: ledger.WalletKeygen}
 	}}
 	forged, err := withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: ghost, Actor: "node:n1", Members: h.members})

@@ -375,3 +375,43 @@ func (m *RemoteMember) TestSign(ctx context.Context, walletID string, pubkey []b
 	}
 	return resp.Signature, nil
 }
+
+// Reshare asks the member to run its side of walletID's reshare under
+// session with oldSigners (the old committee's party keys in oldMembers,
+// for new members). A refusal is a *member.RefusalError. The answer must be
+// for the wallet and session asked about; an attestation, when present,
+// must be by the member asked (the ledger verifies it: WalletReshared).
+func (m *RemoteMember) Reshare(ctx context.Context, walletID string, session tss.SessionID, oldSigners []pki.NodeID, oldMembers []tss.Party) (*member.ReshareResult, error) {
+	var resp reshareResponse
+	req := reshareRequest{Wallet: walletID, Session: session.String(), OldSigners: oldSigners, OldMembers: oldMembers}
+	if err := m.c.call(ctx, m.id, http.MethodPost, PathReshare, req, &resp, m.c.cfg.SignTimeout, "wallet:"+walletID); err != nil {
+		return nil, err
+	}
+	sid, err := parse32("session", resp.Session)
+	if err != nil {
+		return nil, fmt.Errorf("noderpc: %s answered: %w", m.id, err)
+	}
+	if resp.Wallet != walletID || sid != session || (resp.Attestation != nil && resp.Attestation.Node != m.id) {
+		return nil, fmt.Errorf("noderpc: %s answered for wallet %q session %s, asked %q session %s (or attested as another node)",
+			m.id, resp.Wallet, resp.Session, walletID, session)
+	}
+	res := &member.ReshareResult{Wallet: resp.Wallet, Session: sid, PubKey: resp.PubKey}
+	if resp.Attestation != nil {
+		res.Attestation = *resp.Attestation
+	}
+	return res, nil
+}
+
+// WalletInfo asks the member for the public description of its share of
+// walletID (tss party keys of the committee): what new members of a
+// reshare need of the old committee.
+func (m *RemoteMember) WalletInfo(ctx context.Context, walletID string) (tss.WalletInfo, error) {
+	var info tss.WalletInfo
+	if err := m.c.call(ctx, m.id, http.MethodPost, PathWalletInfo, walletRequest{Wallet: walletID}, &info, m.c.cfg.SignTimeout, "wallet:"+walletID); err != nil {
+		return tss.WalletInfo{}, err
+	}
+	if info.Wallet != walletID {
+		return tss.WalletInfo{}, fmt.Errorf("noderpc: %s described wallet %q, asked %q", m.id, info.Wallet, walletID)
+	}
+	return info, nil
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
+	"github.com/custody-dev/custody/signer/tss"
 )
 
 // TestErrorCodesRoundTrip: every ledger sentinel, member refusal and RPC
@@ -181,6 +183,38 @@ func FuzzDecodeTestSign(f *testing.F) {
 		b, _ := json.Marshal(req)
 		req2, sid2, err := decodeTestSign(b)
 		if err != nil || sid2 != sid || req2.Wallet != req.Wallet || string(req2.PubKey) != string(req.PubKey) || !slices.Equal(req2.Signers, req.Signers) {
+			t.Fatalf("round trip: %v %+v", err, req2)
+		}
+	})
+}
+
+// FuzzDecodeReshare: the reshare and wallet-info decoders never panic and
+// round-trip what they accept.
+func FuzzDecodeReshare(f *testing.F) {
+	good, _ := json.Marshal(reshareRequest{Wallet: "w1", Session: strings.Repeat("ef", 32), OldSigners: []pki.NodeID{"n1", "n2"},
+		OldMembers: []tss.Party{{Node: "n1", Key: []byte{1}}, {Node: "n2", Key: []byte{2}}}})
+	f.Add(good)
+	f.Add([]byte(`{"wallet":"w1","session":"` + strings.Repeat("ef", 32) + `","old_signers":[],"old_members":null}`))
+	f.Add([]byte(`{"wallet":"w1","session":"x","old_signers":["n1"],"extra":1}`))
+	f.Add([]byte(`{"wallet":"w1"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if w, err := decodeWallet(body); err == nil {
+			b, _ := json.Marshal(walletRequest{Wallet: w})
+			if w2, err := decodeWallet(b); err != nil || w2 != w || w == "" {
+				t.Fatalf("wallet round trip: %v %q", err, w2)
+			}
+		}
+		req, sid, err := decodeReshare(body)
+		if err != nil {
+			return
+		}
+		if req.Wallet == "" || len(req.OldSigners) == 0 {
+			t.Fatalf("accepted an incomplete request %+v", req)
+		}
+		req.Session = sid.String()
+		b, _ := json.Marshal(req)
+		req2, sid2, err := decodeReshare(b)
+		if err != nil || sid2 != sid || !reflect.DeepEqual(req2, req) {
 			t.Fatalf("round trip: %v %+v", err, req2)
 		}
 	})

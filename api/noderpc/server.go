@@ -40,9 +40,19 @@ type Member interface {
 	TestSign(ctx context.Context, walletID string, pubkey []byte, session tss.SessionID, signers []pki.NodeID) ([]byte, error)
 }
 
+// ReshareMember is a Member that also reshares wallets; *member.Member
+// implements it. A Config.Member without these methods answers
+// PathReshare and PathWalletInfo with CodeUnavailable.
+type ReshareMember interface {
+	Member
+	Reshare(ctx context.Context, walletID string, session tss.SessionID, oldSigners []pki.NodeID, oldMembers []tss.Party) (*member.ReshareResult, error)
+	WalletInfo(ctx context.Context, walletID string) (tss.WalletInfo, error)
+}
+
 var (
-	_ Store  = (*ledger.Store)(nil)
-	_ Member = (*member.Member)(nil)
+	_ Store         = (*ledger.Store)(nil)
+	_ Member        = (*member.Member)(nil)
+	_ ReshareMember = (*member.Member)(nil)
 )
 
 // Status is what a node reports about itself (GET PathStatus). The daemon
@@ -145,6 +155,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle(PathSign, s.endpoint(http.MethodPost, s.sign))
 	mux.Handle(PathKeygen, s.endpoint(http.MethodPost, s.keygen))
 	mux.Handle(PathTestSign, s.endpoint(http.MethodPost, s.testSign))
+	mux.Handle(PathReshare, s.endpoint(http.MethodPost, s.reshare))
+	mux.Handle(PathWalletInfo, s.endpoint(http.MethodPost, s.walletInfo))
 	mux.Handle(PathStatus, s.endpoint(http.MethodGet, s.status))
 	mux.Handle(PathRequest, s.endpoint(http.MethodGet, s.request))
 	mux.Handle(PathWallet, s.endpoint(http.MethodGet, s.wallet))
@@ -365,6 +377,60 @@ func (s *server) testSign(r *http.Request, peer pki.Peer, body []byte) (any, err
 		return nil, err
 	}
 	return testSignResponse{Signature: sig}, nil
+}
+
+// reshareMember is leaderMember for the reshare endpoints.
+func (s *server) reshareMember(peer pki.Peer, what string) (ReshareMember, error) {
+	m, err := s.leaderMember(peer, what)
+	if err != nil {
+		return nil, err
+	}
+	rm, ok := m.(ReshareMember)
+	if !ok {
+		return nil, fail(CodeUnavailable, "noderpc: this node's member does not reshare")
+	}
+	return rm, nil
+}
+
+func (s *server) reshare(r *http.Request, peer pki.Peer, body []byte) (any, error) {
+	m, err := s.reshareMember(peer, "a reshare")
+	if err != nil {
+		return nil, err
+	}
+	req, session, err := decodeReshare(body)
+	if err != nil {
+		return nil, fail(CodeBadRequest, "noderpc: reshare: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	defer cancel()
+	res, err := m.Reshare(ctx, req.Wallet, session, req.OldSigners, req.OldMembers)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		return nil, fail(CodeInternal, "noderpc: the member returned no reshare result")
+	}
+	out := reshareResponse{Wallet: res.Wallet, Session: res.Session.String(), PubKey: res.PubKey}
+	if res.Attestation.Node != "" {
+		out.Attestation = &res.Attestation
+	}
+	return out, nil
+}
+
+func (s *server) walletInfo(r *http.Request, peer pki.Peer, body []byte) (any, error) {
+	m, err := s.reshareMember(peer, "a wallet description")
+	if err != nil {
+		return nil, err
+	}
+	wallet, err := decodeWallet(body)
+	if err != nil {
+		return nil, fail(CodeBadRequest, "noderpc: wallet-info: %v", err)
+	}
+	info, err := m.WalletInfo(r.Context(), wallet)
+	if err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
 func (s *server) status(*http.Request, pki.Peer, []byte) (any, error) {

@@ -27,10 +27,12 @@ var (
 // set, else a signature (fault injection: the real member's checks have
 // their own tests in signer/member).
 type fakeMember struct {
-	id     pki.NodeID
-	mu     sync.Mutex
-	asked  []member.Claim
-	refuse error
+	id    pki.NodeID
+	mu    sync.Mutex
+	asked []member.Claim
+	// oldMembers is what the last Reshare was given.
+	oldMembers []tss.Party
+	refuse     error
 }
 
 func (m *fakeMember) SignClaimed(_ context.Context, requestID string, c member.Claim) (*member.Signed, error) {
@@ -62,6 +64,29 @@ func (m *fakeMember) TestSign(_ context.Context, walletID string, pubkey []byte,
 		return nil, &member.RefusalError{Member: m.id, RequestID: "wallet:" + walletID, Err: m.refuse}
 	}
 	return append([]byte("sig:"+walletID+":"), pubkey...), nil
+}
+
+func (m *fakeMember) Reshare(_ context.Context, walletID string, session tss.SessionID, oldSigners []pki.NodeID, oldMembers []tss.Party) (*member.ReshareResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked = append(m.asked, member.Claim{SessionID: session, Signers: oldSigners})
+	m.oldMembers = oldMembers
+	if m.refuse != nil {
+		return nil, &member.RefusalError{Member: m.id, RequestID: "wallet:" + walletID, Err: m.refuse}
+	}
+	return &member.ReshareResult{Wallet: walletID, Session: session, PubKey: append([]byte{3}, make([]byte, 32)...),
+		Attestation: ledger.CheckpointSig{Node: m.id, PublicKey: []byte("pub"), Signature: []byte("rsig")}}, nil
+}
+
+func (m *fakeMember) WalletInfo(_ context.Context, walletID string) (tss.WalletInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked = append(m.asked, member.Claim{})
+	if m.refuse != nil {
+		return tss.WalletInfo{}, &member.RefusalError{Member: m.id, RequestID: "wallet:" + walletID, Err: m.refuse}
+	}
+	return tss.WalletInfo{Wallet: walletID, Threshold: 1, Members: []tss.Party{{Node: "n1", Key: []byte{1}}, {Node: m.id, Key: []byte{2}}},
+		PubKey: append([]byte{3}, make([]byte, 32)...)}, nil
 }
 
 func (m *fakeMember) calls() int {
@@ -192,6 +217,72 @@ func TestKeygenAndTestSign(t *testing.T) {
 	}
 	if _, err := other.TestSign(ctx, "w1", res.PubKey, session, signers); !errors.Is(err, noderpc.ErrForbidden) {
 		t.Fatalf("non-leader test-sign: %v", err)
+	}
+	if fake.calls() != n {
+		t.Fatalf("the member was asked by a non-leader (%d calls, was %d)", fake.calls(), n)
+	}
+}
+
+// TestReshareAndWalletInfo: the leader's client gets the member's reshare
+// result for exactly the wallet, session, old signers and old members it
+// sent, and the member's wallet description; refusals come back as a
+// *member.RefusalError with member.ErrKeygen; a non-leader is refused
+// before the member is asked.
+func TestReshareAndWalletInfo(t *testing.T) {
+	fakes := map[pki.NodeID]*fakeMember{}
+	members := map[pki.NodeID]noderpc.Member{}
+	for _, id := range []pki.NodeID{"n1", "n2", "n3"} {
+		fakes[id] = &fakeMember{id: id}
+		members[id] = fakes[id]
+	}
+	h := newHarness(t, members, 0)
+	ctx := ctxT(t)
+	leader := h.c.WaitLeader(nil)
+	m := h.follower()
+	fake := fakes[m.ID]
+	remote := h.client(leader).Member(m.ID)
+	session := tss.SessionID(sha256.Sum256([]byte("reshare")))
+
+	info, err := remote.WalletInfo(ctx, "w1")
+	if err != nil || info.Wallet != "w1" || info.Threshold != 1 || len(info.Members) != 2 || info.Members[1].Node != m.ID || string(info.Members[1].Key) != "\x02" || len(info.PubKey) != 33 {
+		t.Fatalf("wallet info %+v %v", info, err)
+	}
+	old := []pki.NodeID{"n1", m.ID}
+	res, err := remote.Reshare(ctx, "w1", session, old, info.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Wallet != "w1" || res.Session != session || len(res.PubKey) != 33 || res.Attestation.Node != m.ID || string(res.Attestation.Signature) != "rsig" {
+		t.Fatalf("reshare result %+v", res)
+	}
+	if fake.calls() != 2 || fake.asked[1].SessionID != session || !reflect.DeepEqual(fake.asked[1].Signers, old) || !reflect.DeepEqual(fake.oldMembers, info.Members) {
+		t.Fatalf("member was asked %+v with %+v", fake.asked, fake.oldMembers)
+	}
+
+	fake.mu.Lock()
+	fake.refuse = fmt.Errorf("%w: injected", member.ErrKeygen)
+	fake.mu.Unlock()
+	for name, call := range map[string]func() error{
+		"reshare":     func() error { _, err := remote.Reshare(ctx, "w1", session, old, info.Members); return err },
+		"wallet-info": func() error { _, err := remote.WalletInfo(ctx, "w1"); return err },
+	} {
+		var ref *member.RefusalError
+		if err := call(); !errors.Is(err, member.ErrKeygen) || !errors.As(err, &ref) || ref.Member != m.ID {
+			t.Fatalf("%s refusal: %v", name, err)
+		}
+	}
+
+	third := h.c.Others(leader)[1]
+	if third == m {
+		third = h.c.Others(leader)[0]
+	}
+	n := fake.calls()
+	other := h.client(third).Member(m.ID)
+	if _, err := other.Reshare(ctx, "w1", session, old, info.Members); !errors.Is(err, noderpc.ErrForbidden) {
+		t.Fatalf("non-leader reshare: %v", err)
+	}
+	if _, err := other.WalletInfo(ctx, "w1"); !errors.Is(err, noderpc.ErrForbidden) {
+		t.Fatalf("non-leader wallet-info: %v", err)
 	}
 	if fake.calls() != n {
 		t.Fatalf("the member was asked by a non-leader (%d calls, was %d)", fake.calls(), n)

@@ -18,14 +18,16 @@ import (
 
 // Paths of the node RPC, version 1. A changed wire format gets new paths.
 const (
-	PathSubmit    = "/node/v1/submit"
-	PathReadIndex = "/node/v1/read-index"
-	PathSign      = "/node/v1/sign"
-	PathStatus    = "/node/v1/status"
-	PathKeygen    = "/node/v1/keygen"
-	PathTestSign  = "/node/v1/test-sign"
-	PathRequest   = "/node/v1/request"
-	PathWallet    = "/node/v1/wallet"
+	PathSubmit     = "/node/v1/submit"
+	PathReadIndex  = "/node/v1/read-index"
+	PathSign       = "/node/v1/sign"
+	PathStatus     = "/node/v1/status"
+	PathKeygen     = "/node/v1/keygen"
+	PathTestSign   = "/node/v1/test-sign"
+	PathRequest    = "/node/v1/request"
+	PathWallet     = "/node/v1/wallet"
+	PathReshare    = "/node/v1/reshare"
+	PathWalletInfo = "/node/v1/wallet-info"
 )
 
 // MaxBody bounds a request body (a forwarded command with its transaction
@@ -108,6 +110,54 @@ type testSignRequest struct {
 // testSignResponse is the test signature, r || s || v.
 type testSignResponse struct {
 	Signature []byte `json:"signature"`
+}
+
+// reshareRequest is the body of POST PathReshare: member.Member.Reshare's
+// arguments (session in hex).
+type reshareRequest struct {
+	Wallet     string       `json:"wallet"`
+	Session    string       `json:"session"`
+	OldSigners []pki.NodeID `json:"old_signers"`
+	OldMembers []tss.Party  `json:"old_members"`
+}
+
+// reshareResponse is a member.ReshareResult (attestation absent from a
+// member that only leaves).
+type reshareResponse struct {
+	Wallet      string                `json:"wallet"`
+	Session     string                `json:"session"`
+	PubKey      []byte                `json:"pubkey"`
+	Attestation *ledger.CheckpointSig `json:"attestation,omitempty"`
+}
+
+// walletRequest is the body of POST PathWalletInfo.
+type walletRequest struct {
+	Wallet string `json:"wallet"`
+}
+
+// decodeReshare parses a reshare body strictly.
+func decodeReshare(body []byte) (reshareRequest, tss.SessionID, error) {
+	var req reshareRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return req, tss.SessionID{}, err
+	}
+	if req.Wallet == "" || len(req.OldSigners) == 0 {
+		return req, tss.SessionID{}, errors.New("wallet and old signers are required")
+	}
+	sid, err := parse32("session", req.Session)
+	return req, sid, err
+}
+
+// decodeWallet parses a wallet-info body strictly.
+func decodeWallet(body []byte) (string, error) {
+	var req walletRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return "", err
+	}
+	if req.Wallet == "" {
+		return "", errors.New("wallet is required")
+	}
+	return req.Wallet, nil
 }
 
 // decodeKeygen parses a keygen body strictly.

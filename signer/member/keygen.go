@@ -226,12 +226,9 @@ func (m *Member) TestSign(ctx context.Context, walletID string, pubkey []byte, s
 	if walletID == "" || session == (tss.SessionID{}) || len(pubkey) == 0 {
 		return nil, m.refuseKeygen(walletID, fmt.Errorf("%w: wallet, key and session are required", ErrBadClaim))
 	}
-	w, _, err := m.readKeygenWallet(ctx, walletID)
+	w, registered, err := m.testSignWallet(ctx, walletID, pubkey)
 	if err != nil {
 		return nil, m.refuseKeygen(walletID, err)
-	}
-	if w.Status != ledger.WalletKeygen {
-		return nil, m.refuseKeygen(walletID, fmt.Errorf("%w: wallet %q is %s: test signatures only in keygen", ErrKeygen, walletID, walletStatus(w)))
 	}
 	set := slices.Clone(signers)
 	slices.Sort(set)
@@ -244,7 +241,7 @@ func (m *Member) TestSign(ctx context.Context, walletID string, pubkey []byte, s
 		}
 	}
 	m.mu.Lock()
-	info, ok := m.wallets[walletID]
+	info, ok := registered[walletID]
 	m.mu.Unlock()
 	if !ok || string(info.PubKey) != string(pubkey) {
 		return nil, m.refuseKeygen(walletID, fmt.Errorf("%w: this member's keygen of %q did not produce key %x", ErrKeygen, walletID, pubkey))
@@ -275,6 +272,31 @@ func (m *Member) TestSign(ctx context.Context, walletID string, pubkey []byte, s
 		return nil, m.refuseKeygen(walletID, fmt.Errorf("%w: %w", ErrSignature, err))
 	}
 	return out, nil
+}
+
+// testSignWallet is the wallet a test signature is for, as this member's
+// own ledger holds it, and where this member registered its share: a
+// wallet in keygen (its committee, the keygen's share), or a wallet in
+// resharing whose key is pubkey (the admins' new committee and threshold,
+// the share of this member's reshare, not yet adopted).
+func (m *Member) testSignWallet(ctx context.Context, walletID string, pubkey []byte) (*ledger.Wallet, map[string]tss.WalletInfo, error) {
+	if rw, err := m.readReshareWallet(ctx, walletID); err == nil {
+		if string(rw.w.PubKey) != string(pubkey) {
+			return nil, nil, fmt.Errorf("%w: wallet %q is resharing key %x, not %x", ErrKeygen, walletID, rw.w.PubKey, pubkey)
+		}
+		if !slices.Contains(rw.spec.NewCommittee, m.self) {
+			return nil, nil, fmt.Errorf("%w: %s is not in the new committee of wallet %q", ErrKeygen, m.self, walletID)
+		}
+		return rw.newWallet(), m.reshared, nil
+	}
+	w, _, err := m.readKeygenWallet(ctx, walletID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if w.Status != ledger.WalletKeygen {
+		return nil, nil, fmt.Errorf("%w: wallet %q is %s: test signatures only in keygen or resharing", ErrKeygen, walletID, walletStatus(w))
+	}
+	return w, m.wallets, nil
 }
 
 // VerifyTestSignature checks a test signature (r || s || v) of wallet's

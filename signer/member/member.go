@@ -27,14 +27,17 @@ type Engine interface {
 	Self() pki.NodeID
 	Sign(ctx context.Context, share *tss.Share, p tss.SignParams) (*tss.Signature, error)
 	Keygen(ctx context.Context, p tss.KeygenParams, pre *keygen.LocalPreParams) (*tss.Share, error)
+	Reshare(ctx context.Context, p tss.ReshareParams, old *tss.Share, pre *keygen.LocalPreParams) (*tss.Share, error)
 }
 
 // ShareStore opens and stores this node's sealed shares; *shares.Store
 // implements it. Get returns an error wrapping shares.ErrNotFound for a
-// share it does not hold; Put never overwrites.
+// share it does not hold; Put never overwrites; Delete removes a share a
+// committed reshare retired (RetireOld).
 type ShareStore interface {
 	Get(wallet string, party pki.NodeID, shareID []byte) (*tss.Share, error)
 	Put(share *tss.Share) error
+	Delete(wallet string, party pki.NodeID, shareID []byte) error
 }
 
 var (
@@ -117,6 +120,12 @@ type Member struct {
 	mu      sync.Mutex
 	wallets map[string]tss.WalletInfo
 	done    map[string]*Signed // by request ID + session, results this member released
+
+	// reshared holds, per wallet in resharing, the new committee's
+	// description of this member's new share until RetireOld adopts it;
+	// leftReshare the session of a reshare this member (old only) finished.
+	reshared    map[string]tss.WalletInfo
+	leftReshare map[string]tss.SessionID
 }
 
 // New checks cfg and returns a member with no wallets yet.
@@ -143,7 +152,8 @@ func New(cfg Config) (*Member, error) {
 		cfg.AttestWait = DefaultAttestWait
 	}
 	return &Member{cfg: cfg, self: cfg.Engine.Self(), log: log,
-		wallets: map[string]tss.WalletInfo{}, done: map[string]*Signed{}}, nil
+		wallets: map[string]tss.WalletInfo{}, done: map[string]*Signed{},
+		reshared: map[string]tss.WalletInfo{}, leftReshare: map[string]tss.SessionID{}}, nil
 }
 
 // Self returns the member's node identity.

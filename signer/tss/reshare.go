@@ -241,3 +241,10 @@ func sameMembers(a, b []Party) bool {
 	}
 	return len(keys) == 0
 }
+
+// ReshareShareID is the share ID (tss.Party.Key) new member node gets in a
+// reshare of wallet under session: a member finds the share a reshare
+// session stored (shares.Store.Get) without running it again.
+func ReshareShareID(wallet string, session SessionID, node pki.NodeID) []byte {
+	return partyKey(wallet, session, node, RoleNew).Bytes()
+}
