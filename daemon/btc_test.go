@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"cmp"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -27,8 +28,8 @@ import (
 // builds a two-input withdrawal from the wallet's mature coinbases
 // (withdraw.CreateBTC through daemon.Node.CreateBTC), two operators approve,
 // the leader's loop has the committee sign every input over the node RPC,
-// and btcd accepts and mines the transaction: the destination receives
-// exactly the amount.
+// broadcasts the transaction to btcd and records it confirmed three blocks
+// deep: the destination receives exactly the amount.
 func TestBTCWithdrawalThroughDaemon(t *testing.T) {
 	ksh := walletShares(t)
 	net := &chaincfg.RegressionNetParams
@@ -99,15 +100,21 @@ func TestBTCWithdrawalThroughDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	txid, err := client.Broadcast(c.ctx, tx)
-	if err != nil {
-		t.Fatalf("btcd refused the signed transaction: %v", err)
-	}
-	if _, err := client.Generate(c.ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if conf, err := client.Confirmations(c.ctx, txid); err != nil || conf < 1 {
-		t.Fatalf("confirmations of %s: %d, %v", txid, conf, err)
+	// The leader broadcasts it to btcd and records it confirmed once it is
+	// broadcast.confirmations (3) blocks deep.
+	c.waitStatus("n2", "wd-btc", ledger.StatusBroadcast)
+	c.poll("wd-btc confirmed", func() error {
+		got := c.read("n2", "wd-btc")
+		if got.Status == ledger.StatusConfirmed {
+			return nil
+		}
+		if _, err := client.Generate(c.ctx, 1); err != nil {
+			return err
+		}
+		return fmt.Errorf("wd-btc is %s", got.Status)
+	})
+	if conf, err := client.Confirmations(c.ctx, tx.TxID()); err != nil || conf < 3 {
+		t.Fatalf("confirmations of %s: %d, %v", tx.TxID(), conf, err)
 	}
 	got, err := client.UTXOs(c.ctx, dest, 1)
 	if err != nil || len(got) != 1 || got[0].Value != amt {

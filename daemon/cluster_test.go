@@ -16,7 +16,8 @@ import (
 // genesis, writes sent to a follower land through the leader, and a
 // withdrawal approved by two operators is signed by the leader's loop
 // (claim, two members over the node RPC, result), with the same signed
-// transaction on every replica; it is valid for the chain.
+// transaction on every replica; the leader broadcasts it and records it
+// confirmed once it is broadcast.confirmations deep.
 func TestClusterSignsApprovedWithdrawal(t *testing.T) {
 	c := newCluster(t)
 	r := c.withdrawal("wd-1", c.dests[0], ether(1))
@@ -39,13 +40,10 @@ func TestClusterSignsApprovedWithdrawal(t *testing.T) {
 	if tx.From() != c.wallet || *tx.Transaction().To() != c.dests[0] {
 		t.Fatalf("signed tx from %s to %s", tx.From(), tx.Transaction().To())
 	}
-	if _, err := c.sim.Broadcast(c.ctx, tx); err != nil {
-		t.Fatalf("the chain refused the signed transaction: %v", err)
-	}
-	c.sim.Commit()
-	rc, err := c.sim.Receipt(c.ctx, tx.Hash())
-	if err != nil || !rc.Success {
-		t.Fatalf("receipt %+v, %v", rc, err)
+	c.mine(signed)
+	confirmed := c.read("n3", "wd-1")
+	if confirmed.OnChain == nil || confirmed.OnChain.TxHash != tx.Hash().Hex() {
+		t.Fatalf("n3 records on chain %+v, want tx %s", confirmed.OnChain, tx.Hash().Hex())
 	}
 }
 

@@ -108,7 +108,24 @@ type Config struct {
 	TSS TSS `json:"tss" yaml:"tss,omitempty"`
 	// Presign configures the presignature pool; off by default.
 	Presign Presign `json:"presign" yaml:"presign,omitempty"`
+	// Broadcast configures sending signed transactions and tracking them.
+	Broadcast Broadcast `json:"broadcast" yaml:"broadcast,omitempty"`
 }
+
+// Broadcast says which signed transactions the leader sends to the chain
+// and how deep it waits before it records them confirmed.
+type Broadcast struct {
+	// SkipWallets are wallets whose signed transactions the leader does
+	// not send (the backend takes the raw transaction and sends it); the
+	// leader still tracks them once someone recorded a broadcast.
+	SkipWallets []string `json:"skip_wallets,omitempty" yaml:"skip_wallets,omitempty"`
+	// Confirmations is how many blocks deep a transaction must be before
+	// it is recorded confirmed (default 3).
+	Confirmations int `json:"confirmations,omitempty" yaml:"confirmations,omitempty"`
+}
+
+// DefaultConfirmations is broadcast.confirmations' default.
+const DefaultConfirmations = 3
 
 // Listen are a node's listen addresses, each host:port.
 type Listen struct {
@@ -310,6 +327,9 @@ func (c *Config) defaults() {
 	if c.TSS.SessionTimeout == 0 {
 		c.TSS.SessionTimeout = Duration(DefaultTSSSessionTimeout)
 	}
+	if c.Broadcast.Confirmations == 0 {
+		c.Broadcast.Confirmations = DefaultConfirmations
+	}
 	if c.Presign.Enabled && c.Presign.PoolSize == 0 {
 		c.Presign.PoolSize = DefaultPresignPoolSize
 	}
@@ -432,6 +452,14 @@ func (c *Config) validate() error {
 	}
 	if c.Presign.PoolSize < 0 || c.Presign.PoolSize > 1024 {
 		return fail("presign.pool_size", "must be 1..1024")
+	}
+	if c.Broadcast.Confirmations < 1 || c.Broadcast.Confirmations > 1000 {
+		return fail("broadcast.confirmations", "must be 1..1000")
+	}
+	for i, w := range c.Broadcast.SkipWallets {
+		if w == "" || slices.Contains(c.Broadcast.SkipWallets[:i], w) {
+			return fail(fmt.Sprintf("broadcast.skip_wallets[%d]", i), "empty or repeated wallet ID")
+		}
 	}
 	if !c.Presign.Enabled && c.Presign.PoolSize != 0 {
 		return fail("presign.pool_size", "set only with presign.enabled: true")

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"gopkg.in/yaml.v3"
@@ -361,7 +360,7 @@ func (c *cluster) start(id pki.NodeID) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n.node, err = daemon.Start(cfg, daemon.Options{ETH: c.sim, Now: c.clock.Now, PreParams: fixturePreParams(c.t, slices.Index(nodeIDs, id)), Logger: testLogger(c.t, id)})
+	n.node, err = daemon.Start(cfg, daemon.Options{ETH: c.sim, Now: c.clock.Now, PreParams: tsstest.FixtureSource(slices.Index(nodeIDs, id), len(nodeIDs)), Logger: testLogger(c.t, id)})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
 	}
@@ -508,13 +507,15 @@ func (c *cluster) read(id pki.NodeID, req string) *ledger.Request {
 	return r
 }
 
-// waitStatus polls node id's replica until the request has status want.
+// waitStatus polls node id's replica until the request has status want
+// (for StatusSigned: signed or any later chain status, since the leader
+// broadcasts at once).
 func (c *cluster) waitStatus(id pki.NodeID, req string, want ledger.Status) *ledger.Request {
 	c.t.Helper()
 	var r *ledger.Request
 	c.poll(fmt.Sprintf("%s %s on %s", req, want, id), func() error {
 		r = c.read(id, req)
-		if r == nil || r.Status != want {
+		if r == nil || (r.Status != want && !(want == ledger.StatusSigned && r.Status.Signed())) {
 			if r != nil && r.Result != nil && r.Result.Error != "" {
 				return fmt.Errorf("%s: %s (last error %s)", req, r.Status, r.Result.Error)
 			}
@@ -527,26 +528,6 @@ func (c *cluster) waitStatus(id pki.NodeID, req string, want ledger.Status) *led
 
 func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
 
-// fixturePreParams hands node number i (from 0) its own committed fixtures,
-// i, i+len(nodeIDs), ... in turn: two parties of one keygen must not share
-// pre-params (tss-lib refuses the keygen). Outside a test binary
-// preparams.Validate refuses fixtures.
-func fixturePreParams(t *testing.T, i int) func(context.Context) (*keygen.LocalPreParams, error) {
-	fx := tsstest.Fixtures(t)
-	var mu sync.Mutex
-	next := i
-	return func(context.Context) (*keygen.LocalPreParams, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= len(fx) {
-			next = i
-		}
-		p := fx[next]
-		next += len(nodeIDs)
-		return p, nil
-	}
-}
-
 // testLogger writes a node's log to stderr when DAEMON_TEST_LOG is set.
 func testLogger(t *testing.T, id pki.NodeID) *slog.Logger {
 	if os.Getenv("DAEMON_TEST_LOG") == "" {
@@ -555,18 +536,32 @@ func testLogger(t *testing.T, id pki.NodeID) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 }
 
-// mine broadcasts a signed request's transaction to the simulated chain,
-// mines a block and requires a successful receipt.
+// mine waits for the leader to broadcast a signed request's transaction,
+// mines blocks on the simulated chain until the leader records it
+// confirmed (broadcast.confirmations deep), and requires a successful
+// receipt.
 func (c *cluster) mine(r *ledger.Request) *eth.Signed {
 	c.t.Helper()
 	tx, err := eth.ParseSigned(r.Result.Signed)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if _, err := c.sim.Broadcast(c.ctx, tx); err != nil {
-		c.t.Fatalf("the chain refused %s: %v", r.ID, err)
-	}
-	c.sim.Commit()
+	id := c.leader().ID()
+	c.poll(r.ID+" broadcast by the leader", func() error {
+		got := c.read(id, r.ID)
+		if got == nil || (got.Status != ledger.StatusBroadcast && got.Status != ledger.StatusConfirmed) {
+			return fmt.Errorf("%s not broadcast yet", r.ID)
+		}
+		return nil
+	})
+	c.poll(r.ID+" confirmed", func() error {
+		got := c.read(c.leader().ID(), r.ID)
+		if got.Status == ledger.StatusConfirmed {
+			return nil
+		}
+		c.sim.Commit()
+		return fmt.Errorf("%s is %s", r.ID, got.Status)
+	})
 	rc, err := c.sim.Receipt(c.ctx, tx.Hash())
 	if err != nil || !rc.Success {
 		c.t.Fatalf("%s: receipt %+v, %v", r.ID, rc, err)

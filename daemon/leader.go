@@ -11,6 +11,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/withdraw"
 )
 
 // Leader-loop timing.
@@ -25,6 +26,8 @@ const (
 	retryBackoff = 2 * time.Second
 	// keygenBackoff is the pause before a failed keygen is tried again.
 	keygenBackoff = 10 * time.Second
+	// chainTick is how often the leader broadcasts and tracks.
+	chainTick = time.Second
 )
 
 // leaderLoop runs on every node and acts only while the node leads: it
@@ -71,6 +74,8 @@ type leaderWork struct {
 	expire  []string
 	keygen  []string // wallets the admins approved, waiting for their key
 	reshare []string // wallets the admins approved a new committee for
+	send    []string // signed transactions to broadcast
+	track   []string // broadcast transactions to follow on chain
 }
 
 func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
@@ -83,6 +88,9 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 			w.genesis = true
 			return nil
 		}
+		w.send, w.track = withdraw.ChainWork(st, func(wallet string) bool {
+			return !slices.Contains(n.cfg.Broadcast.SkipWallets, wallet)
+		})
 		attempts := map[string]int{}
 		for _, req := range st.Sessions {
 			attempts[req]++
@@ -167,6 +175,10 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 			continue
 		}
 		n.log.Warn("failed a stale claim", "request", r.ID, "session", r.Claim.SessionID, "claimed_by", r.Claim.By)
+	}
+	if (len(w.send) > 0 || len(w.track) > 0) && now.Sub(lt.lastTry["chain"]) > chainTick {
+		lt.lastTry["chain"] = now
+		n.startChainWork(w.send, w.track)
 	}
 	for _, id := range w.keygen {
 		lt.lastTry["keygen:"+id] = now
@@ -366,5 +378,43 @@ func (n *Node) startReshare(walletID string) {
 			return
 		}
 		n.log.Info("wallet reshared", "wallet", walletID)
+	}()
+}
+
+// startChainWork broadcasts the signed transactions the cluster sends
+// (withdraw.Orchestrator.Broadcast: checked against the approved payload,
+// idempotent) and follows the broadcast ones on chain
+// (Orchestrator.Track: confirmed, reverted, dropped or replaced once
+// settled, broadcast.confirmations deep). A dropped or replaced
+// transaction is reported, never re-signed: a new signature needs a new
+// approved request.
+func (n *Node) startChainWork(send, track []string) {
+	done, err := n.track("chain")
+	if err != nil {
+		return
+	}
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		defer done()
+		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+		defer cancel()
+		for _, id := range send {
+			if _, err := n.orch.Broadcast(ctx, id); err != nil {
+				n.log.Warn("broadcast", "request", id, "err", err)
+				continue
+			}
+			n.log.Info("broadcast", "request", id)
+		}
+		for _, id := range track {
+			r, err := n.orch.Track(ctx, id, uint64(n.cfg.Broadcast.Confirmations))
+			if err != nil {
+				n.log.Debug("track", "request", id, "err", err)
+				continue
+			}
+			if r.Status != ledger.StatusBroadcast {
+				n.log.Info("on chain", "audit", true, "request", id, "status", string(r.Status))
+			}
+		}
 	}()
 }

@@ -420,6 +420,7 @@ func (n *Node) openSigner() error {
 	}
 	if b := n.cfg.Chains.BTC; b != nil {
 		wc.BTC = withdraw.BTCConfig{Node: n.btc, Network: b.Network, FeeRate: b.FeeRate, MinConf: b.MinConf}
+		wc.BTCNode = n.btc
 	}
 	if len(n.chains) == 0 {
 		return errors.New("no chain configured: set chains.eth and/or chains.btc")

@@ -26,13 +26,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -81,22 +79,7 @@ func fixtureGenerator(slot string) (preparams.Generator, error) {
 	if err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
 		return nil, fmt.Errorf("%s: want i/n, got %q", preparamsSlotEnv, slot)
 	}
-	fx, err := tsstest.LoadFixtures()
-	if err != nil {
-		return nil, err
-	}
-	var mu sync.Mutex
-	next := i
-	return func(context.Context) (*keygen.LocalPreParams, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= len(fx) {
-			next = i
-		}
-		p := fx[next]
-		next += n
-		return p, nil
-	}, nil
+	return tsstest.FixtureSource(i, n), nil
 }
 
 var procNodes = []pki.NodeID{"n1", "n2", "n3", "n4"}

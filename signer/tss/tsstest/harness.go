@@ -179,3 +179,29 @@ func NoCleanup(t testing.TB) testing.TB { return noCleanup{t} }
 type noCleanup struct{ testing.TB }
 
 func (noCleanup) Cleanup(func()) {}
+
+// FixtureSource hands party number i (from 0) of n its own committed
+// pre-param fixtures, i, i+n, i+2n, ... in turn (wrapping), each a fresh
+// copy read from the file: two parties of one keygen must not share
+// pre-params (tss-lib refuses the keygen), and a keygen wipes the
+// pre-params it used, so the copies LoadFixtures shares across a test
+// binary must not be handed out. Outside a test binary preparams.Validate
+// refuses fixtures.
+func FixtureSource(i, n int) preparams.Generator {
+	var mu sync.Mutex
+	next := i
+	return func(context.Context) (*keygen.LocalPreParams, error) {
+		fx, err := preparams.LoadFixtures(FixturePath())
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= len(fx) {
+			next = i
+		}
+		p := fx[next]
+		next += n
+		return p, nil
+	}
+}
