@@ -3,6 +3,8 @@ package daemon_test
 import (
 	"errors"
 	"fmt"
+	"math/big"
+	"slices"
 	"testing"
 	"time"
 
@@ -92,15 +94,17 @@ func TestLeaderFailoverSignsOnce(t *testing.T) {
 
 // TestStaleClaimReclaimed: a leader claimed a request and died before it
 // collected (the test makes the claim itself and never collects, as a
-// leader killed right after its claim would). The leader gives the claim a
+// leader killed right after its claim would), and the claim's other signer
+// is killed too. The leader gives the claim a
 // session timeout from when it first saw it, records the session as
 // abandoned and re-claims with a new session, fenced on the old one: the
-// request is signed once, by the new session, and the abandoned session
-// can no longer commit a result.
+// request is signed once, by the new session with the members that answer,
+// and the abandoned session can no longer commit a result.
 func TestStaleClaimReclaimed(t *testing.T) {
 	c := newCluster(t, func(cfg *daemon.Config) { cfg.TSS.SessionTimeout = daemon.Duration(8 * time.Second) })
 	var r *ledger.Request
 	var stale *ledger.Request
+	var member pki.NodeID // the claim's signer besides the leader
 	for attempt := 0; stale == nil; attempt++ {
 		if attempt == 5 {
 			t.Fatal("the leader's loop claimed first five times in a row")
@@ -109,7 +113,13 @@ func TestStaleClaimReclaimed(t *testing.T) {
 		c.approve(r, bob)
 		c.approve(r, carol)
 		l := c.leader()
-		cl, err := l.Store().Claim(c.ctx, "node:"+string(l.ID()), r.ID, []pki.NodeID{"n1", "n2"})
+		member = "n1"
+		if l.ID() == "n1" {
+			member = "n2"
+		}
+		signers := []pki.NodeID{l.ID(), member}
+		slices.Sort(signers)
+		cl, err := l.Store().Claim(c.ctx, "node:"+string(l.ID()), r.ID, signers)
 		if errors.Is(err, ledger.ErrWrongStatus) {
 			c.waitStatus(l.ID(), r.ID, ledger.StatusSigned) // the loop won; try again
 			continue
@@ -119,15 +129,41 @@ func TestStaleClaimReclaimed(t *testing.T) {
 		}
 		stale = cl
 	}
-	signed := c.waitStatus("n1", r.ID, ledger.StatusSigned)
+	// The claim's other signer dies mid-session: the re-claim goes to the
+	// members that answer.
+	c.stop(member)
+	l := c.leader().ID()
+	signed := c.waitStatus(l, r.ID, ledger.StatusSigned)
 	if signed.Result.SessionID == stale.Claim.SessionID {
 		t.Fatalf("signed by the abandoned session %s", stale.Claim.SessionID)
 	}
-	if s := c.sessions("n1", r.ID); len(s) != 2 {
+	if slices.Contains(signed.Claim.Signers, member) {
+		t.Fatalf("re-claimed with the stopped member %s: %v", member, signed.Claim.Signers)
+	}
+	if s := c.sessions(l, r.ID); len(s) != 2 {
 		t.Fatalf("sessions %v, want the abandoned one and the re-claim", s)
 	}
-	_, err := c.leader().Store().Submit(c.ctx, "node:n1", ledger.RecordResult{RequestID: r.ID, SessionID: stale.Claim.SessionID, Error: "late"})
+	_, err := c.leader().Store().Submit(c.ctx, "node:"+string(l), ledger.RecordResult{RequestID: r.ID, SessionID: stale.Claim.SessionID, Error: "late"})
 	if err == nil {
 		t.Fatal("a late result of the abandoned session was committed")
+	}
+}
+
+// TestClusterSignsERC20Withdrawal: a TKN transfer (a token in the node
+// config's registry) is built by the leader, approved, signed by the
+// committee (each member decodes the calldata against the registry), sent
+// and confirmed; the destination holds exactly the amount.
+func TestClusterSignsERC20Withdrawal(t *testing.T) {
+	c := newCluster(t)
+	amt := big.NewInt(250_500_000) // 250.5 TKN
+	r := c.withdrawalOf(walletID, "TKN", "wd-tkn", c.dests[0], amt)
+	c.approve(r, bob)
+	c.approve(r, carol)
+	tx := c.mine(c.waitStatus("n2", "wd-tkn", ledger.StatusSigned))
+	if d := tx.Description(); d.Token == nil || *d.Token != tokenAddr || d.To != c.dests[0] || d.Amount.Cmp(amt) != 0 {
+		t.Fatalf("signed %+v", d)
+	}
+	if got, err := c.sim.Balance(c.ctx, c.dests[0], &tokenAddr); err != nil || got.Cmp(amt) != 0 {
+		t.Fatalf("destination holds %v TKN units (%v), want %s", got, err, amt)
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/chains/eth/ethtest"
 	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/hsm"
@@ -49,6 +50,7 @@ const (
 assets:
   ETH: {decimals: 18}
   BTC: {decimals: 8}
+  TKN: {decimals: 6}
 allowlist:
   cooling_off: 1h
   approvals: 2
@@ -66,6 +68,17 @@ wallets:
       max_fee: "0.01"
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
+  - name: tkn-hot
+    wallets: [hot-eth]
+    asset: TKN
+    fee_asset: ETH
+    class: hot
+    allowlist_required: true
+    limits:
+      per_tx: "1000"
+      max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
   - name: btc-hot
     wallets: [hot-btc]
     asset: BTC
@@ -79,6 +92,11 @@ wallets:
       - {min: "0", required: 2, roles: [approver, admin]}
 `
 )
+
+// tokenAddr is the test ERC-20 (ethtest's hand-assembled token) in the
+// simulated chain's genesis, registered as TKN (6 decimals); the harness
+// wallet holds 5000 TKN.
+var tokenAddr = common.HexToAddress("0x7070707070707070707070707070707070707070")
 
 var (
 	alice   = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
@@ -199,7 +217,8 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 	if c.wallet, err = eth.AddressFromPublicKey(c.info.PubKey); err != nil {
 		t.Fatal(err)
 	}
-	c.sim = eth.NewSimulated(types.GenesisAlloc{c.wallet: {Balance: ether(100)}})
+	c.sim = eth.NewSimulated(types.GenesisAlloc{c.wallet: {Balance: ether(100)},
+		tokenAddr: ethtest.TokenAccount(map[common.Address]*big.Int{c.wallet: big.NewInt(5_000_000_000)})})
 	t.Cleanup(func() { _ = c.sim.Close() })
 
 	dir := t.TempDir()
@@ -307,8 +326,9 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 			TLS:     tlsFiles,
 			HSM:     daemon.HSM{Module: tok.Module, TokenLabel: tok.TokenLabel, TokenSerial: tok.TokenSerial, PINFile: "hsm.pin"},
 			Genesis: daemon.GenesisPin{File: "../genesis.json", Hash: g.Hash()},
-			Chains:  daemon.Chains{ETH: &daemon.ETH{RPC: daemon.EmbeddedETH}},
-			TSS:     daemon.TSS{SessionTimeout: daemon.Duration(time.Minute)},
+			Chains: daemon.Chains{ETH: &daemon.ETH{RPC: daemon.EmbeddedETH,
+				Tokens: []daemon.Token{{Symbol: "TKN", Contract: tokenAddr.Hex(), Decimals: 6}}}},
+			TSS: daemon.TSS{SessionTimeout: daemon.Duration(time.Minute)},
 		}
 		for j, p := range nodeIDs {
 			if p != id {
@@ -471,16 +491,23 @@ func (c *cluster) withdrawal(id string, dest common.Address, amt *big.Int) *ledg
 // withdrawalFrom creates a hot withdrawal of amt wei from wallet to dest.
 func (c *cluster) withdrawalFrom(walletID, id string, dest common.Address, amt *big.Int) *ledger.Request {
 	c.t.Helper()
+	return c.withdrawalOf(walletID, "ETH", id, dest, amt)
+}
+
+// withdrawalOf creates a hot withdrawal of amt base units of asset (ETH or
+// a registered token) from wallet to dest.
+func (c *cluster) withdrawalOf(walletID, asset, id string, dest common.Address, amt *big.Int) *ledger.Request {
+	c.t.Helper()
 	a, err := amount.FromBig(amt)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	w := policy.Withdrawal{Wallet: walletID, Asset: "ETH", To: dest.Hex(), Amount: a}
+	w := policy.Withdrawal{Wallet: walletID, Asset: asset, To: dest.Hex(), Amount: a}
 	init := backend.Sign(c.t, clusterID, id, w.IntentHash(id), quorum.Initiate, time.Now().Add(time.Hour))
 	var r *ledger.Request
 	c.poll("create "+id, func() error {
 		var err error
-		r, err = c.leader().CreateETH(c.ctx, withdraw.ETHWithdrawal{ID: id, Wallet: walletID, To: dest.Hex(), Amount: amt,
+		r, err = c.leader().CreateETH(c.ctx, withdraw.ETHWithdrawal{ID: id, Wallet: walletID, Asset: asset, To: dest.Hex(), Amount: amt,
 			Initiation: init, ExpiresAt: time.Now().Add(time.Hour)})
 		return err
 	})

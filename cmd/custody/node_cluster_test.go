@@ -147,7 +147,7 @@ func (c *procCluster) signedOn(req string, nodes ...pki.NodeID) noderpc.RequestV
 			if err != nil {
 				return err
 			}
-			if v.Request.Status != ledger.StatusSigned {
+			if !v.Request.Status.Signed() { // signed, or broadcast and later
 				return fmt.Errorf("%s", v.Request.Status)
 			}
 			if first.Request == nil {
@@ -161,8 +161,10 @@ func (c *procCluster) signedOn(req string, nodes ...pki.NodeID) noderpc.RequestV
 	return first
 }
 
-// mined broadcasts the signed transaction (mined on send) and checks it
-// pays dest from the wallet.
+// mined checks the signed transaction pays dest from the wallet, waits for
+// the leader to broadcast it (mined on send) and to record it confirmed
+// (the test mines blocks on top until it is deep enough), and checks the
+// receipt.
 func (c *procCluster) mined(v noderpc.RequestView, from, dest common.Address) {
 	c.t.Helper()
 	tx, err := eth.ParseSigned(v.Request.Result.Signed)
@@ -172,12 +174,18 @@ func (c *procCluster) mined(v noderpc.RequestView, from, dest common.Address) {
 	if tx.From() != from || *tx.Transaction().To() != dest {
 		c.t.Fatalf("signed tx from %s to %s", tx.From(), tx.Transaction().To())
 	}
-	h, err := c.chain.Broadcast(c.ctx, tx)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.chain.Commit()
-	if rc, err := eth.WaitMined(c.ctx, c.chain, h, 50*time.Millisecond); err != nil || !rc.Success {
+	id := v.Request.ID
+	c.poll(id+" confirmed", func() error {
+		for _, n := range procNodes {
+			got, err := c.rpc.Request(c.ctx, n, id)
+			if err == nil && got.Request.Status == ledger.StatusConfirmed {
+				return nil
+			}
+		}
+		c.chain.Commit()
+		return fmt.Errorf("%s not confirmed yet", id)
+	})
+	if rc, err := eth.WaitMined(c.ctx, c.chain, tx.Hash(), 50*time.Millisecond); err != nil || !rc.Success {
 		c.t.Fatalf("receipt %+v, %v", rc, err)
 	}
 }
