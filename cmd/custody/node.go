@@ -151,13 +151,15 @@ The HSM PIN is read from the file hsm.pin_file names; it is never an argument.`,
 					return err
 				}
 			}
+			// Signals are caught before the node starts: a SIGTERM during
+			// the start is a drain right after it, never a kill.
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			defer signal.Stop(sigs)
 			n, err := daemon.Start(cfg, opts)
 			if err != nil {
 				return err
 			}
-			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-			defer signal.Stop(sigs)
 			var fatal error
 			select {
 			case sig := <-sigs:
