@@ -58,6 +58,19 @@ func (c *procCluster) createWallet() common.Address {
 	return addr
 }
 
+// newWalletCluster starts the four nodes, creates the 2-of-4 wallet and
+// funds it with 10 ETH.
+func newWalletCluster(t *testing.T) (*procCluster, common.Address) {
+	t.Helper()
+	c := newProcCluster(t)
+	for _, id := range procNodes {
+		c.start(id)
+	}
+	wallet := c.createWallet()
+	c.fund(wallet, ether(10))
+	return c, wallet
+}
+
 // fund sends value from the chain's funded account to addr (mined on send).
 func (c *procCluster) fund(addr common.Address, value *big.Int) {
 	c.t.Helper()
@@ -198,12 +211,7 @@ func (c *procCluster) mined(v noderpc.RequestView, from, dest common.Address) {
 // approvals: the new leader completes it, with one result; finally every
 // node is stopped with SIGTERM and started again and no request is lost.
 func TestNodeProcessCluster(t *testing.T) {
-	c := newProcCluster(t)
-	for _, id := range procNodes {
-		c.start(id)
-	}
-	wallet := c.createWallet()
-	c.fund(wallet, ether(10))
+	c, wallet := newWalletCluster(t)
 	dest := common.HexToAddress("0x00000000000000000000000000000000000000d1")
 
 	rc := c.withdrawal("wd-1", wallet, dest, ether(1))

@@ -383,22 +383,13 @@ func (c *procCluster) poll(what string, fn func() error) {
 // leader is the node the running nodes agree leads.
 func (c *procCluster) leader() pki.NodeID {
 	c.t.Helper()
-	var l pki.NodeID
-	c.poll("a leader", func() error {
-		for _, id := range procNodes {
-			if p := c.procs[id]; p == nil || exited(p) {
-				continue
-			}
-			st, err := c.rpc.Status(c.ctx, id)
-			if err == nil && st.RaftState == "Leader" {
-				l = id
-				c.hint.Store(id)
-				return nil
-			}
+	var running []pki.NodeID
+	for _, id := range procNodes {
+		if p := c.procs[id]; p != nil && !exited(p) {
+			running = append(running, id)
 		}
-		return errors.New("no leader yet")
-	})
-	return l
+	}
+	return c.leaderAmong(running)
 }
 
 func exited(p *nodeProc) bool {
