@@ -188,6 +188,13 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 		lt.lastTry["reshare:"+id] = now
 		n.startReshare(id)
 	}
+	if len(w.sign) > 0 || len(w.retry) > 0 {
+		// A wallet that just became active may not be registered yet (the
+		// observe loop runs every half second).
+		if err := n.syncWallets(); err != nil {
+			n.log.Warn("wallet sync", "err", err)
+		}
+	}
 	for _, id := range w.sign {
 		lt.lastTry[id] = now
 		n.startSession(id, "")
