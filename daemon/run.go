@@ -185,10 +185,13 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if err := n.serveRPC(); err != nil {
 		return nil, step("node rpc", err)
 	}
+	if err := n.serveAPI(); err != nil {
+		return nil, step("backend api", err)
+	}
 	n.goLoop("leader", n.leaderLoop)
 	n.goLoop("token", n.declareToken)
 	n.goLoop("observe", n.observeLoop)
-	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC,
+	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC, "api", cfg.Listen.API,
 		"genesis", cfg.Genesis.Hash, "token_serial", n.tok.Info().Serial)
 	return n, nil
 }
