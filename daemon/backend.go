@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/custody-dev/custody/api/backend"
@@ -80,15 +81,10 @@ func (b backendService) ReadIndex(ctx context.Context) (uint64, error) {
 	return b.n.peers.readIndex(ctx)
 }
 
-func (b backendService) WalletKey(ctx context.Context, walletID string) []byte {
-	if b.n.member == nil {
-		return nil
-	}
-	info, err := b.n.member.WalletInfo(ctx, walletID)
-	if err != nil {
-		return nil
-	}
-	return info.PubKey
+func (b backendService) WalletKey(_ context.Context, walletID string) []byte {
+	b.n.mu.Lock()
+	defer b.n.mu.Unlock()
+	return slices.Clone(b.n.walletKeys[walletID])
 }
 
 // CreateWithdrawal builds and records a backend's withdrawal as the
@@ -121,6 +117,14 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 	}
 	if wallet == nil || !wallet.Active() {
 		return nil, false, fmt.Errorf("%w: no active wallet %q", noderpc.ErrCreateRefused, w.Wallet)
+	}
+	n.mu.Lock()
+	_, registered := n.registered[w.Wallet]
+	n.mu.Unlock()
+	if !registered {
+		// The observe loop registers the ledger's wallets within a second
+		// of seeing them: retry.
+		return nil, false, fmt.Errorf("%w: wallet %q is not registered on the leader yet", ledger.ErrNotCaughtUp, w.Wallet)
 	}
 	n.log.Info("backend withdrawal", "request", w.ID, "principal", principal, "wallet", w.Wallet)
 	var r *ledger.Request

@@ -104,6 +104,9 @@ type Node struct {
 	sessions map[string]bool // running work: signing sessions, keygens, RPC calls (track)
 	// registered are the wallets the member signs for, with their keys.
 	registered map[string]string // wallet ID → walletMark of what is registered
+	// walletKeys are the registered wallets' keys (the backend API's
+	// addresses of legacy wallets, whose key the ledger does not record).
+	walletKeys map[string][]byte
 }
 
 // StartError is a node that refused to start: Step names what it was doing
@@ -125,7 +128,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // *StartError with one line.
 func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}), fatal: make(chan error, 1),
-		sessions: map[string]bool{}, registered: map[string]string{}}
+		sessions: map[string]bool{}, registered: map[string]string{}, walletKeys: map[string][]byte{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -509,6 +512,7 @@ func (n *Node) syncWallets() error {
 		}
 		n.mu.Lock()
 		n.registered[w.ID] = walletMark(&w)
+		n.walletKeys[w.ID] = slices.Clone(info.PubKey)
 		n.mu.Unlock()
 		n.log.Info("wallet registered", "wallet", w.ID, "chain", w.Chain, "network", w.Network)
 	}
