@@ -12,6 +12,7 @@ import (
 
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/member"
 	"github.com/custody-dev/custody/signer/tss"
 )
@@ -221,8 +222,8 @@ func FuzzDecodeReshare(f *testing.F) {
 }
 
 // FuzzDecodeCreate: the withdrawal-create decoder never panics; what it
-// accepts has a principal, the required fields, a positive amount and an
-// expiry, and re-encodes to a body it accepts again unchanged.
+// accepts has a principal, the required fields, a positive amount, an
+// expiry and a signed initiate statement, and re-encodes to a body it accepts again unchanged.
 func FuzzDecodeCreate(f *testing.F) {
 	f.Add([]byte(`{"principal":"backend","withdrawal":{"id":"wd-1","wallet":"hot-eth","asset":"ETH","to":"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed","amount":"1000","expires_at":"2026-12-01T00:00:00Z","initiation":{"cluster_id":"c","request_id":"wd-1","payload_hash":"` + strings.Repeat("ab", 32) + `","decision":"initiate","expiry":"2026-12-01T00:00:00Z","device_id":"d","signature":"AAEC"}}}`))
 	f.Add([]byte(`{"principal":"backend","withdrawal":{"id":"wd-1","amount":"0"}}`))
@@ -233,7 +234,8 @@ func FuzzDecodeCreate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if p == "" || w.ID == "" || w.Wallet == "" || w.Asset == "" || w.To == "" || w.Amount.Sign() <= 0 || w.ExpiresAt.IsZero() {
+		if p == "" || w.ID == "" || w.Wallet == "" || w.Asset == "" || w.To == "" || w.Amount.Sign() <= 0 || w.ExpiresAt.IsZero() ||
+			w.Initiation.Decision != quorum.Initiate || len(w.Initiation.Signature) == 0 {
 			t.Fatalf("accepted %q %+v", p, w)
 		}
 		b, err := json.Marshal(createRequest{Principal: p, Withdrawal: w})

@@ -370,5 +370,8 @@ func decodeCreate(body []byte) (string, Withdrawal, error) {
 	if w.Amount.Sign() <= 0 || w.ExpiresAt.IsZero() {
 		return "", Withdrawal{}, errors.New("a positive amount and an expiry are required")
 	}
+	if w.Initiation.Decision != quorum.Initiate || w.Initiation.DeviceID == "" || len(w.Initiation.Signature) == 0 {
+		return "", Withdrawal{}, errors.New("the initiator's signed initiate statement is required")
+	}
 	return req.Principal, w, nil
 }
