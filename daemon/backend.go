@@ -100,6 +100,11 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 		id, addr := n.store.Leader()
 		return nil, false, &ledger.NotLeaderError{LeaderID: id, LeaderAddr: addr}
 	}
+	// One create at a time on the leader: a duplicate sent to two nodes at
+	// once finds the first one's request (existing), and two ETH creates
+	// never pick the same free nonce.
+	n.createMu.Lock()
+	defer n.createMu.Unlock()
 	var existing *ledger.Request
 	var wallet *ledger.Wallet
 	if err := n.store.ReadLinearizable(ctx, func(st *ledger.State) error {

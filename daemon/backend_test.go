@@ -428,7 +428,7 @@ func TestBackendAPI(t *testing.T) {
 		if st != 201 {
 			t.Fatalf("create api-2: %d %v", st, got)
 		}
-		want := []string{"api-1", "api-denied", "api-2"} // creation order
+		want := []string{"api-1", "api-denied", "api-2"} // creation order (ConcurrentCreates runs after)
 		var ids []string
 		cursor := ""
 		for pages := 0; ; pages++ {
@@ -470,6 +470,46 @@ func TestBackendAPI(t *testing.T) {
 		}
 		st, got = api.do("GET", "/v1/withdrawals/nope", nil)
 		wantError(t, "unknown withdrawal", 404, got, st, "not_found")
+	})
+
+	t.Run("ConcurrentCreates", func(t *testing.T) {
+		// Two nodes asked for the same withdrawal at once, and two
+		// different withdrawals at once: one request each, every answer
+		// 200 or 201 with the one stored withdrawal.
+		type answer struct {
+			id     string
+			status int
+			got    map[string]any
+		}
+		clients := []*apiClient{api, c.api(other, pki.RoleBackend, "backend"), c.api(leader, pki.RoleBackend, "backend")}
+		bodies := []map[string]any{
+			createBody(t, "api-dup", walletID, "ETH", dest, "0.5", 18, backend),
+			createBody(t, "api-dup", walletID, "ETH", dest, "0.5", 18, backend),
+			createBody(t, "api-par", walletID, "ETH", c.dests[1].Hex(), "0.75", 18, backend),
+		}
+		answers := make([]answer, len(bodies))
+		var wg sync.WaitGroup
+		for i := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, got := clients[i].do("POST", "/v1/withdrawals", bodies[i])
+				answers[i] = answer{bodies[i]["id"].(string), st, got}
+			}()
+		}
+		wg.Wait()
+		for _, a := range answers {
+			r := onLeader(a.id)
+			if (a.status != 200 && a.status != 201) || r == nil || a.got["payload_hash"] != r.PayloadHash.String() {
+				t.Fatalf("%s: %d %v; the ledger holds %+v", a.id, a.status, a.got, r)
+			}
+		}
+		if answers[0].status+answers[1].status != 401 || answers[2].status != 201 {
+			t.Fatalf("want one 201 and one 200 for the duplicate, 201 for the other: %v", answers)
+		}
+		if n0, n1 := onLeader("api-dup").Nonce, onLeader("api-par").Nonce; n0 == nil || n1 == nil || *n0 == *n1 {
+			t.Fatalf("nonces %v %v", n0, n1)
+		}
 	})
 
 	t.Run("ApprovalsToConfirmed", func(t *testing.T) {
