@@ -70,6 +70,12 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 			t.Errorf("%s: %v", c.code, got)
 		}
 	}
+	// A creator's build refusal (the daemon wraps the sentinel) keeps its
+	// message: it is about the caller's request.
+	if got, we, status := wire(fmt.Errorf("%w: btc: insufficient funds", ErrCreateRefused), ""); !errors.Is(got, ErrCreateRefused) ||
+		we.Code != CodeCreateRefused || status != http.StatusUnprocessableEntity || !strings.Contains(we.Message, "insufficient funds") {
+		t.Errorf("create refused: %v (%d %+v)", got, status, we)
+	}
 	got, we, status := wire(errors.New("hsm: pin 1234 rejected"), "")
 	if !errors.Is(got, ErrInternal) || status != http.StatusInternalServerError || we.Message == "" {
 		t.Errorf("internal: %v", got)
