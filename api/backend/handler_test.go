@@ -97,7 +97,8 @@ func code(m map[string]any) string {
 // TestUnavailableAnswers: a replica behind, a halted ledger, no leader
 // for the read index: 503 unavailable with Retry-After; any other failure
 // is 500 internal with a fixed message (the cause stays in the log); an
-// unknown path is 404, a wrong method 405 with Allow.
+// unknown path is 404, a wrong method 405 with Allow, a body over 1 MiB
+// 413; an operator certificate 403.
 func TestUnavailableAnswers(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -137,6 +138,17 @@ func TestUnavailableAnswers(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET" {
 		t.Fatalf("DELETE: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	// A body over MaxBody is refused unread, before the service is asked.
+	big := `{"id":"` + strings.Repeat("a", backend.MaxBody) + `"}`
+	resp, err = cl.Post(url+"/v1/withdrawals", "application/json", strings.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(b), `"too_large"`) || strings.Contains(string(b), "aaaaaaaa") {
+		t.Fatalf("oversized body: %d %.200s", resp.StatusCode, b)
 	}
 	// An operator certificate passes the handshake and is refused by the
 	// handler, before the service is asked.
