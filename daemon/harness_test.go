@@ -153,6 +153,10 @@ type cluster struct {
 	wallet common.Address
 	info   tss.WalletInfo
 	dests  []common.Address
+	// ca is the cluster CA (backend and operator certificates for the
+	// backend API's tests); caPEM its certificate.
+	ca    *pki.CA
+	caPEM []byte
 }
 
 func freePorts(t *testing.T, n int) []string {
@@ -227,6 +231,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "ca.pem"), 0o644, ca.PEM())
+	c.ca, c.caPEM = ca, ca.PEM()
 
 	// Each node: its token with the KEK and the wallet share sealed in its
 	// data dir, its node key (a file, or generated in the token) and its

@@ -72,7 +72,7 @@ func (n *Node) startRPCClient() error {
 		addrs[p.ID] = p.RPC
 	}
 	c, err := noderpc.NewClient(noderpc.ClientConfig{Self: n.cfg.NodeID, Identity: n.id, Authorize: n.gate.Authorize,
-		Peers: addrs, Leader: n.store.Leader, Local: n.store, SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
+		Peers: addrs, Leader: n.store.Leader, Local: n.store, Creator: n, SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (n *Node) startRPCClient() error {
 // raft and the tss transport (after the member exists).
 func (n *Node) serveRPC() error {
 	srv, err := noderpc.NewServer(noderpc.Config{Identity: n.id, Authorize: n.gate.Authorize, Store: n.store,
-		Member: drainingMember{n}, Status: n.status, Logger: n.log.With("component", "node-rpc"),
+		Member: drainingMember{n}, Status: n.status, Creator: n, Logger: n.log.With("component", "node-rpc"),
 		SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
 	if err != nil {
 		return err

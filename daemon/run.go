@@ -104,6 +104,14 @@ type Node struct {
 	sessions map[string]bool // running work: signing sessions, keygens, RPC calls (track)
 	// registered are the wallets the member signs for, with their keys.
 	registered map[string]string // wallet ID → walletMark of what is registered
+	// createMu serialises the leader's creates for the backend API: an ETH
+	// create picks the lowest nonce the ledger has not allocated, so two
+	// at once would pick the same one and the second be refused; a
+	// duplicate waits and finds the first one's request.
+	createMu sync.Mutex
+	// walletKeys are the registered wallets' keys (the backend API's
+	// addresses of legacy wallets, whose key the ledger does not record).
+	walletKeys map[string][]byte
 }
 
 // StartError is a node that refused to start: Step names what it was doing
@@ -125,7 +133,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // *StartError with one line.
 func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}), fatal: make(chan error, 1),
-		sessions: map[string]bool{}, registered: map[string]string{}}
+		sessions: map[string]bool{}, registered: map[string]string{}, walletKeys: map[string][]byte{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -185,10 +193,13 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if err := n.serveRPC(); err != nil {
 		return nil, step("node rpc", err)
 	}
+	if err := n.serveAPI(); err != nil {
+		return nil, step("backend api", err)
+	}
 	n.goLoop("leader", n.leaderLoop)
 	n.goLoop("token", n.declareToken)
 	n.goLoop("observe", n.observeLoop)
-	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC,
+	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC, "api", cfg.Listen.API,
 		"genesis", cfg.Genesis.Hash, "token_serial", n.tok.Info().Serial)
 	return n, nil
 }
@@ -506,6 +517,7 @@ func (n *Node) syncWallets() error {
 		}
 		n.mu.Lock()
 		n.registered[w.ID] = walletMark(&w)
+		n.walletKeys[w.ID] = slices.Clone(info.PubKey)
 		n.mu.Unlock()
 		n.log.Info("wallet registered", "wallet", w.ID, "chain", w.Chain, "network", w.Network)
 	}

@@ -43,6 +43,8 @@ func TestBadBodiesChangeNothing(t *testing.T) {
 		{"POST on read index", "POST", noderpc.PathReadIndex, "application/json", `{}`, 405, noderpc.CodeMethod},
 		{"unknown path", "GET", "/node/v1/shares", "", "", 404, noderpc.CodeNoRoute},
 		{"unversioned path", "POST", "/submit", "application/json", good, 404, noderpc.CodeNoRoute},
+		{"withdrawal on a node without a creator", "POST", noderpc.PathWithdrawals, "application/json", `{"principal":"backend","withdrawal":{}}`, 503, noderpc.CodeUnavailable},
+		{"GET on withdrawals", "GET", noderpc.PathWithdrawals, "", "", 405, noderpc.CodeMethod},
 		{"sign on a node without a member", "POST", noderpc.PathSign, "application/json", `{"request_id":"x","claim":{"session_id":"` + sid + `"}}`, 503, noderpc.CodeUnavailable},
 	}
 	for _, tc := range cases {

@@ -41,6 +41,9 @@ type ClientConfig struct {
 	// network round trip to itself). Nil: this node too is asked over the
 	// RPC, and then it must be in Peers.
 	Local Store
+	// Creator builds withdrawals directly when this node leads
+	// (CreateWithdrawal); nil asks this node too over the RPC.
+	Creator Creator
 	// Timeout bounds one submit, read-index or status call to a peer
 	// (DefaultTimeout); SignTimeout one sign call (DefaultSignTimeout).
 	// The caller's context bounds them too.
@@ -205,6 +208,34 @@ func (c *Client) Submit(ctx context.Context, actor string, cmd ledger.Command) (
 		return nil
 	})
 	return out, err
+}
+
+// CreateWithdrawal has the leader build and record w for the backend
+// principal (POST PathWithdrawals): this node's Creator when it leads,
+// else the RPC. It follows the leader as Submit does and never retries
+// ledger.ErrTimeout (outcome unknown: retry with the same ID). A build
+// refusal wraps ErrCreateRefused, a ledger refusal its sentinel.
+func (c *Client) CreateWithdrawal(ctx context.Context, principal string, w Withdrawal) (*ledger.Request, bool, error) {
+	var out createResponse
+	err := c.onLeader(ctx, false, func(leader pki.NodeID) error {
+		if leader == c.cfg.Self && c.cfg.Creator != nil {
+			r, existing, err := c.cfg.Creator.CreateWithdrawal(ctx, principal, w)
+			out = createResponse{Request: r, Existing: existing}
+			return err
+		}
+		out = createResponse{}
+		if err := c.call(ctx, leader, http.MethodPost, PathWithdrawals, createRequest{Principal: principal, Withdrawal: w}, &out, c.cfg.Timeout, ""); err != nil {
+			return err
+		}
+		if out.Request == nil || out.Request.ID != w.ID {
+			return fmt.Errorf("noderpc: %s answered for another request", leader)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out.Request, out.Existing, nil
 }
 
 // Forward submits cmd as this node (actor node:Self): ledger.Config.Forward,

@@ -30,6 +30,11 @@ var (
 	ErrUnreachable = errors.New("noderpc: peer unreachable")
 	// ErrNoLeader: the cluster has no leader known to this node yet.
 	ErrNoLeader = errors.New("noderpc: no leader known")
+	// ErrCreateRefused: the leader could not build the withdrawal asked
+	// for (a destination or amount its chain refuses, not enough funds, an
+	// unknown wallet or token); nothing was recorded. The message says
+	// why.
+	ErrCreateRefused = errors.New("noderpc: the leader refused to build the withdrawal")
 )
 
 // code is one error code of the wire: its sentinel and HTTP status.
@@ -94,6 +99,7 @@ var rpcCodes = []code{
 	{CodeMethod, ErrBadRequest, http.StatusMethodNotAllowed},
 	{CodeForbidden, ErrForbidden, http.StatusForbidden},
 	{CodeUnavailable, ErrUnavailable, http.StatusServiceUnavailable},
+	{CodeCreateRefused, ErrCreateRefused, http.StatusUnprocessableEntity},
 	{CodeInternal, ErrInternal, http.StatusInternalServerError},
 }
 
@@ -139,6 +145,10 @@ func encodeError(err error) (we wireError, status int, internal bool) {
 	if errors.As(err, &re) {
 		c, _ := lookup(rpcCodes, re.code)
 		return wireError{Code: re.code, Message: re.msg}, c.status, re.code == CodeInternal
+	}
+	if errors.Is(err, ErrCreateRefused) {
+		// A build refusal is about the caller's request (public data).
+		return wireError{Code: CodeCreateRefused, Message: err.Error()}, http.StatusUnprocessableEntity, false
 	}
 	var ref *member.RefusalError
 	if errors.As(err, &ref) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/member"
 	"github.com/custody-dev/custody/signer/tss"
 )
@@ -68,6 +69,12 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 		if !errors.Is(got, c.err) || we.Code != c.code || status != c.status {
 			t.Errorf("%s: %v", c.code, got)
 		}
+	}
+	// A creator's build refusal (the daemon wraps the sentinel) keeps its
+	// message: it is about the caller's request.
+	if got, we, status := wire(fmt.Errorf("%w: btc: insufficient funds", ErrCreateRefused), ""); !errors.Is(got, ErrCreateRefused) ||
+		we.Code != CodeCreateRefused || status != http.StatusUnprocessableEntity || !strings.Contains(we.Message, "insufficient funds") {
+		t.Errorf("create refused: %v (%d %+v)", got, status, we)
 	}
 	got, we, status := wire(errors.New("hsm: pin 1234 rejected"), "")
 	if !errors.Is(got, ErrInternal) || status != http.StatusInternalServerError || we.Message == "" {
@@ -216,6 +223,35 @@ func FuzzDecodeReshare(f *testing.F) {
 		req2, sid2, err := decodeReshare(b)
 		if err != nil || sid2 != sid || !reflect.DeepEqual(req2, req) {
 			t.Fatalf("round trip: %v %+v", err, req2)
+		}
+	})
+}
+
+// FuzzDecodeCreate: the withdrawal-create decoder never panics; what it
+// accepts has a principal, the required fields, a positive amount, an
+// expiry and a signed initiate statement, and re-encodes to a body it accepts again unchanged.
+func FuzzDecodeCreate(f *testing.F) {
+	f.Add([]byte(`{"principal":"backend","withdrawal":{"id":"wd-1","wallet":"hot-eth","asset":"ETH","to":"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed","amount":"1000","expires_at":"2026-12-01T00:00:00Z","initiation":{"cluster_id":"c","request_id":"wd-1","payload_hash":"` + strings.Repeat("ab", 32) + `","decision":"initiate","expiry":"2026-12-01T00:00:00Z","device_id":"d","signature":"AAEC"}}}`))
+	f.Add([]byte(`{"principal":"backend","withdrawal":{"id":"wd-1","amount":"0"}}`))
+	f.Add([]byte(`{"principal":"backend","withdrawal":{"id":"wd-1","amount":"-1"}}`))
+	f.Add([]byte(`{"principal":"","withdrawal":{},"extra":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, w, err := decodeCreate(body)
+		if err != nil {
+			return
+		}
+		if p == "" || w.ID == "" || w.Wallet == "" || w.Asset == "" || w.To == "" || w.Amount.Sign() <= 0 || w.ExpiresAt.IsZero() ||
+			w.Initiation.Decision != quorum.Initiate || len(w.Initiation.Signature) == 0 {
+			t.Fatalf("accepted %q %+v", p, w)
+		}
+		b, err := json.Marshal(createRequest{Principal: p, Withdrawal: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2, w2, err := decodeCreate(b)
+		b2, _ := json.Marshal(createRequest{Principal: p2, Withdrawal: w2})
+		if err != nil || string(b2) != string(b) {
+			t.Fatalf("round trip: %v\n%s\n%s", err, b, b2)
 		}
 	})
 }

@@ -49,6 +49,16 @@ type ReshareMember interface {
 	WalletInfo(ctx context.Context, walletID string) (tss.WalletInfo, error)
 }
 
+// Creator builds and records a backend's withdrawal on the leader
+// (POST PathWithdrawals): the daemon's withdraw.Orchestrator by the
+// wallet's chain. A policy denial is a recorded request, not an error; a
+// request ID already in the ledger comes back as stored with existing
+// true; on a follower it answers a *ledger.NotLeaderError. Errors that
+// are the caller's (nothing recorded) wrap ErrCreateRefused.
+type Creator interface {
+	CreateWithdrawal(ctx context.Context, principal string, w Withdrawal) (r *ledger.Request, existing bool, err error)
+}
+
 var (
 	_ Store         = (*ledger.Store)(nil)
 	_ Member        = (*member.Member)(nil)
@@ -106,6 +116,9 @@ type Config struct {
 	Member Member
 	// Status reports this node's status; nil answers rpc.unavailable.
 	Status func() Status
+	// Creator builds backends' withdrawals when this node leads; nil
+	// answers PathWithdrawals with rpc.unavailable.
+	Creator Creator
 	// Logger receives refused and failed requests (never bodies); nil
 	// discards.
 	Logger *slog.Logger
@@ -160,6 +173,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle(PathStatus, s.endpoint(http.MethodGet, s.status))
 	mux.Handle(PathRequest, s.endpoint(http.MethodGet, s.request))
 	mux.Handle(PathWallet, s.endpoint(http.MethodGet, s.wallet))
+	mux.Handle(PathWithdrawals, s.endpoint(http.MethodPost, s.createWithdrawal))
 	mux.Handle("/", s.endpoint("", func(*http.Request, pki.Peer, []byte) (any, error) {
 		return nil, fail(CodeNoRoute, "noderpc: no such endpoint")
 	}))
@@ -501,4 +515,29 @@ func (s *server) wallet(r *http.Request, _ pki.Peer, _ []byte) (any, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// createWithdrawal is POST PathWithdrawals: a follower's backend API
+// forwards a withdrawal to the leader, which builds and records it. The
+// creator refuses on a follower (not leader); the initiation inside is
+// verified by the ledger whoever forwards it.
+func (s *server) createWithdrawal(r *http.Request, peer pki.Peer, body []byte) (any, error) {
+	if s.cfg.Creator == nil {
+		return nil, fail(CodeUnavailable, "noderpc: this node builds no withdrawals")
+	}
+	principal, w, err := decodeCreate(body)
+	if err != nil {
+		return nil, fail(CodeBadRequest, "noderpc: withdrawals: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	req, existing, err := s.cfg.Creator.CreateWithdrawal(ctx, principal, w)
+	if err != nil {
+		return nil, err
+	}
+	if req == nil {
+		return nil, fail(CodeInternal, "noderpc: the creator returned no request")
+	}
+	s.cfg.Logger.Info("noderpc: forwarded withdrawal recorded", "request", req.ID, "peer", peer.ID, "existing", existing)
+	return createResponse{Request: req, Existing: existing}, nil
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
@@ -28,6 +30,9 @@ const (
 	PathWallet     = "/node/v1/wallet"
 	PathReshare    = "/node/v1/reshare"
 	PathWalletInfo = "/node/v1/wallet-info"
+	// PathWithdrawals creates a backend's withdrawal on the leader
+	// (a follower's backend API forwards it).
+	PathWithdrawals = "/node/v1/withdrawals"
 )
 
 // MaxBody bounds a request body (a forwarded command with its transaction
@@ -289,6 +294,8 @@ const (
 	CodeMethod      = "rpc.method"
 	CodeUnavailable = "rpc.unavailable"
 	CodeInternal    = "rpc.internal"
+	// CodeCreateRefused is ErrCreateRefused (422).
+	CodeCreateRefused = "rpc.create_refused"
 )
 
 // writeJSON writes v with status.
@@ -317,4 +324,54 @@ type RequestView struct {
 type WalletView struct {
 	StateIndex uint64         `json:"state_index"`
 	Wallet     *ledger.Wallet `json:"wallet"`
+}
+
+// Withdrawal is a backend's withdrawal as the leader builds it: the
+// backend API's request with its amount in base units of the asset and
+// the backend principal's signed initiation, which travels into the
+// ledger unchanged.
+type Withdrawal struct {
+	ID     string        `json:"id"`
+	Wallet string        `json:"wallet"`
+	Asset  string        `json:"asset"`
+	To     string        `json:"to"`
+	Amount amount.Amount `json:"amount"`
+	// ExpiresAt is the request's expiry (required: the ledger refuses a
+	// request without one).
+	ExpiresAt  time.Time       `json:"expires_at"`
+	Initiation quorum.Approval `json:"initiation"`
+}
+
+// createRequest is the body of POST PathWithdrawals: the withdrawal and
+// the backend principal the forwarding node authenticated (a label in the
+// audit log; the initiation's signature is what the ledger checks).
+type createRequest struct {
+	Principal  string     `json:"principal"`
+	Withdrawal Withdrawal `json:"withdrawal"`
+}
+
+// createResponse is the answer of POST PathWithdrawals: the request as
+// recorded (a policy denial included) and whether it existed before.
+type createResponse struct {
+	Request  *ledger.Request `json:"request"`
+	Existing bool            `json:"existing"`
+}
+
+// decodeCreate parses a create body strictly.
+func decodeCreate(body []byte) (string, Withdrawal, error) {
+	var req createRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return "", Withdrawal{}, err
+	}
+	w := req.Withdrawal
+	if req.Principal == "" || w.ID == "" || w.Wallet == "" || w.Asset == "" || w.To == "" {
+		return "", Withdrawal{}, errors.New("principal, id, wallet, asset and to are required")
+	}
+	if w.Amount.Sign() <= 0 || w.ExpiresAt.IsZero() {
+		return "", Withdrawal{}, errors.New("a positive amount and an expiry are required")
+	}
+	if w.Initiation.Decision != quorum.Initiate || w.Initiation.DeviceID == "" || len(w.Initiation.Signature) == 0 {
+		return "", Withdrawal{}, errors.New("the initiator's signed initiate statement is required")
+	}
+	return req.Principal, w, nil
 }

@@ -1,0 +1,285 @@
+package backend
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// Paths of the backend API, version 1.
+const (
+	PathWithdrawals = "/v1/withdrawals"
+	PathWallets     = "/v1/wallets"
+)
+
+// MaxBody bounds a request body; a larger one is refused with 413.
+const MaxBody = 1 << 20
+
+// DefaultExpiry is how long a withdrawal created without expires_at stays
+// open for approvals, from the node's clock.
+const DefaultExpiry = 24 * time.Hour
+
+// Withdrawal is a create as the API hands it to the Service: the
+// backend's request with the amount in base units of the asset (parsed
+// against the asset's decimals) and the principal's signed initiation,
+// unchanged.
+type Withdrawal struct {
+	ID     string
+	Wallet string
+	Asset  string
+	// To is the destination in its canonical form (EIP-55, or the Bitcoin
+	// address as its network encodes it).
+	To         string
+	Amount     amount.Amount
+	ExpiresAt  time.Time
+	Initiation quorum.Approval
+}
+
+// Service is what the API needs of its node; the daemon implements it.
+type Service interface {
+	// CreateWithdrawal builds and records w on the leader (this node's
+	// orchestrator when it leads, else forwarded over the node RPC) on
+	// behalf of principal. A policy denial is a recorded request, not an
+	// error; an ID already in the ledger comes back as stored with
+	// existing true. Errors carry the ledger's sentinels
+	// (ledger.ErrNotLeader, ErrTimeout, ErrInitiation, ErrConflict, ...),
+	// ErrRefused for a request the leader cannot build, ErrUnavailable
+	// when no leader answers.
+	CreateWithdrawal(ctx context.Context, principal string, w Withdrawal) (r *ledger.Request, existing bool, err error)
+	// Read runs fn on this node's replica once it has applied index
+	// atLeast (0: as it is now). fn must not keep or modify the state.
+	Read(ctx context.Context, atLeast uint64, fn func(*ledger.State) error) error
+	// ReadIndex is the leader's read index: reading at it sees every
+	// write acknowledged before (a not-found is confirmed there).
+	ReadIndex(ctx context.Context) (uint64, error)
+	// WalletKey is the public key of a wallet whose key the ledger does
+	// not record (a legacy wallet.set wallet): this node's own share's;
+	// nil when it holds none.
+	WalletKey(ctx context.Context, walletID string) []byte
+}
+
+// Errors a Service returns that are not the ledger's.
+var (
+	// ErrRefused: the leader could not build the withdrawal (not enough
+	// funds, a destination its chain refuses); nothing was recorded.
+	ErrRefused = errors.New("backend: the leader refused to build the withdrawal")
+	// ErrUnavailable: no leader answered; nothing is known to have
+	// happened.
+	ErrUnavailable = errors.New("backend: no leader available")
+)
+
+// Config builds the handler.
+type Config struct {
+	// CA is the cluster CA: client certificates must chain to it.
+	CA *x509.CertPool
+	// Service is the node. Required.
+	Service Service
+	// Now is the node's clock (default expiries); nil means time.Now.
+	Now func() time.Time
+	// Logger receives refused and failed requests (never bodies); nil
+	// discards.
+	Logger *slog.Logger
+	// Timeout bounds a request's work (default 30 s).
+	Timeout time.Duration
+	// RetryAfter is the Retry-After of a 503 (default 1 s).
+	RetryAfter time.Duration
+}
+
+type server struct {
+	cfg Config
+}
+
+// NewHandler returns the backend API's handler. It expects to be served
+// with [ServerTLS] and refuses a request without a verified client
+// certificate of role backend.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if cfg.CA == nil || cfg.Service == nil {
+		return nil, errors.New("backend: the handler needs the cluster CA and a service")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = time.Second
+	}
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.Handle("POST "+PathWithdrawals, s.endpoint(s.create))
+	mux.Handle("GET "+PathWithdrawals, s.endpoint(s.list))
+	mux.Handle("GET "+PathWithdrawals+"/{id}", s.endpoint(s.get))
+	mux.Handle("GET "+PathWallets, s.endpoint(s.wallets))
+	mux.Handle("GET "+PathWallets+"/{id}", s.endpoint(s.wallet))
+	mux.Handle("/", s.endpoint(func(w http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
+		if known(r.URL.Path) {
+			return 0, nil, apiErr(http.StatusMethodNotAllowed, CodeMethod, "", "backend: %s does not answer %s", r.URL.Path, r.Method)
+		}
+		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "backend: no such endpoint %s", r.URL.Path)
+	}))
+	return mux, nil
+}
+
+// known reports whether path is an endpoint's (for 405 over 404).
+func known(path string) bool {
+	if path == PathWithdrawals || path == PathWallets {
+		return true
+	}
+	for _, p := range []string{PathWithdrawals + "/", PathWallets + "/"} {
+		if len(path) > len(p) && path[:len(p)] == p {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyPeer is pki.VerifyPeer with the roles the listener admits:
+// backend and operator (the operator API shares the listener); each
+// endpoint checks its role.
+func verifyPeer(cs tls.ConnectionState, ca *x509.CertPool) (pki.Peer, error) {
+	return pki.VerifyPeer(cs, ca, pki.RoleBackend, pki.RoleOperator)
+}
+
+// ServerTLS is the listener's TLS: TLS 1.3, the node's certificate, and a
+// client certificate of the cluster CA with the role backend or operator
+// required at the handshake (node certificates, other CAs and no
+// certificate are refused there).
+func ServerTLS(id pki.Identity) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Cert},
+		ClientAuth:   tls.RequireAnyClientCert,
+		// The chain, role and ID are verified in VerifyConnection (pki's
+		// one peer check), as pki.Identity.ServerTLS does.
+		InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyConnection
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := verifyPeer(cs, id.CA)
+			return err
+		},
+	}
+}
+
+// NewServer returns an http.Server for the API: the handler, ServerTLS
+// and timeouts. Serve it with srv.ServeTLS(listener, "", "").
+func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
+	if err := id.Valid(); err != nil {
+		return nil, fmt.Errorf("backend: identity: %w", err)
+	}
+	if cfg.CA == nil {
+		cfg.CA = id.CA
+	}
+	h, err := NewHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         ServerTLS(id),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}, nil
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (status int, out any, err error)
+
+// endpoint wraps h: the peer and its role, the body's type and size, the
+// work's timeout, then the one error shape.
+func (s *server) endpoint(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peer, err := s.authenticate(r)
+		status, out := 0, any(nil)
+		if err == nil {
+			var body []byte
+			if body, err = s.body(w, r); err == nil {
+				ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+				status, out, err = h(w, r.WithContext(ctx), peer, body)
+				cancel()
+			}
+		}
+		if err != nil {
+			e := toError(err)
+			log := s.cfg.Logger.Warn
+			if e.status >= 500 {
+				log = s.cfg.Logger.Error
+			}
+			// The log names the cause, never a body.
+			log("backend api: request refused", "method", r.Method, "path", r.URL.Path, "principal", peer.ID, "code", e.code, "err", err)
+			if e.status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.cfg.RetryAfter.Round(time.Second)/time.Second))))
+			}
+			if e.status == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", allow(r.URL.Path))
+			}
+			writeJSON(w, e.status, errorBody{Error: wireError{Code: e.code, Message: e.message(), Field: e.field}})
+			return
+		}
+		writeJSON(w, status, out)
+	})
+}
+
+func allow(path string) string {
+	if path == PathWithdrawals {
+		return "GET, POST"
+	}
+	return "GET"
+}
+
+// authenticate re-checks the TLS peer on every request: a certificate of
+// the cluster CA, role backend.
+func (s *server) authenticate(r *http.Request) (pki.Peer, error) {
+	if r.TLS == nil {
+		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "backend: TLS with a client certificate is required")
+	}
+	p, err := verifyPeer(*r.TLS, s.cfg.CA)
+	if err != nil {
+		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "backend: %v", err)
+	}
+	if p.Role != pki.RoleBackend {
+		return p, apiErr(http.StatusForbidden, CodeForbidden, "", "backend: %s may not use the backend API (role backend required)", p)
+	}
+	return p, nil
+}
+
+// body reads a POST's body: application/json, at most MaxBody bytes.
+func (s *server) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.Method != http.MethodPost {
+		return nil, nil
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, apiErr(http.StatusUnsupportedMediaType, CodeMediaType, "", "backend: the body must be application/json")
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, apiErr(http.StatusRequestEntityTooLarge, CodeTooLarge, "", "backend: body larger than %d bytes", MaxBody)
+		}
+		return nil, apiErr(http.StatusBadRequest, CodeMalformed, "", "backend: reading the body: %v", err)
+	}
+	return b, nil
+}
