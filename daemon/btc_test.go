@@ -57,7 +57,7 @@ func TestBTCWithdrawalThroughDaemon(t *testing.T) {
 	if _, err := client.Generate(c.ctx, btctest.SegwitActiveHeight); err != nil {
 		t.Fatal(err)
 	}
-	c.submit("ceremony", ledger.WalletSet{Wallet: ledger.Wallet{ID: "hot-btc", Chain: "btc", Network: "regtest", Committee: committee, Threshold: 1}})
+	c.onLeader("ceremony", ledger.WalletSet{Wallet: ledger.Wallet{ID: "hot-btc", Chain: "btc", Network: "regtest", Committee: committee, Threshold: 1}})
 
 	utxos, err := client.UTXOs(c.ctx, walletAddr, 1)
 	if err != nil || len(utxos) < 2 {

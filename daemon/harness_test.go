@@ -367,7 +367,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		}
 		return nil
 	})
-	c.submit("ceremony", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
+	c.onLeader("ceremony", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
 	for i := range 2 {
 		c.dests = append(c.dests, c.allowlist(fmt.Sprintf("allow-%d", i)))
 	}
@@ -446,6 +446,16 @@ func (c *cluster) submit(actor string, cmd ledger.Command) ledger.Outcome {
 		return err
 	})
 	return out
+}
+
+// onLeader commits cmd on the leader itself: a command only the leader
+// proposes (nodes do not forward it: noderpc.Forwardable).
+func (c *cluster) onLeader(actor string, cmd ledger.Command) {
+	c.t.Helper()
+	c.poll("commit "+cmd.Type()+" on the leader", func() error {
+		_, err := c.leader().Store().Submit(c.ctx, actor, cmd)
+		return err
+	})
 }
 
 // allowlist adds a destination of the harness wallet with two

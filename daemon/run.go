@@ -411,7 +411,7 @@ func (n *Node) openSigner() error {
 		return err
 	}
 	n.onClose(n.seen.Close)
-	n.member, err = member.New(member.Config{Engine: n.engine, Shares: n.shares, Watermark: n.wm, Seen: n.seen,
+	n.member, err = member.New(member.Config{Engine: n.engine, Shares: retiringShares{n.shares}, Watermark: n.wm, Seen: n.seen,
 		Ledger: &member.LocalLedger{Store: n.store, ReadIndex: n.peers.readIndex}, Chains: n.chains,
 		Logger: n.log.With("component", "member"), Now: n.now, PreParams: n.pool, NodeKey: n.signer})
 	if err != nil {
@@ -458,7 +458,9 @@ func (n *Node) syncWallets() error {
 	var todo []ledger.Wallet
 	if err := n.store.ReadLocal(func(st *ledger.State) error {
 		for _, w := range st.Wallets {
-			if !w.Active() || w.Status == ledger.WalletResharing {
+			// A resharing wallet is signed for by its old committee until
+			// the reshare commits: register it (also after a restart).
+			if !w.Active() {
 				continue
 			}
 			n.mu.Lock()
@@ -476,9 +478,10 @@ func (n *Node) syncWallets() error {
 		n.mu.Lock()
 		_, known := n.registered[w.ID]
 		n.mu.Unlock()
-		if known {
+		if known && w.Status != ledger.WalletResharing {
 			// The committee changed (a reshare committed): the member
-			// switches to its new share and deletes the old one.
+			// switches to its new share and retires the old one (moved,
+			// still sealed, to shares/retired: retiringShares).
 			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 			retired, err := n.member.RetireOld(ctx, w.ID)
 			cancel()
@@ -553,7 +556,7 @@ func (n *Node) ownShare(w ledger.Wallet, refs []shares.Ref) (*tss.WalletInfo, er
 	case len(found) == 1:
 		return &found[0], nil
 	case len(found) > 1:
-		return nil, fmt.Errorf("%d shares match and the ledger names no key to choose", len(found))
+		return nil, fmt.Errorf("%d shares match the key, committee and threshold the ledger records; refusing to choose", len(found))
 	case slices.Contains(w.Committee, n.cfg.NodeID):
 		return nil, fmt.Errorf("this node is in the committee but holds no share of the key the ledger records")
 	}
@@ -661,4 +664,15 @@ func (n *Node) CreateBTC(ctx context.Context, w withdraw.BTCWithdrawal) (*ledger
 // committee and threshold (a reshare changes the last two).
 func walletMark(w *ledger.Wallet) string {
 	return fmt.Sprintf("%x/%v/%d", w.PubKey, w.Committee, w.Threshold)
+}
+
+// retiringShares is the node's share store as its member sees it: a share
+// the member deletes (the old committee's, after a reshare) is retired
+// instead — moved, still sealed, to shares/retired — so a reshare that
+// went wrong never destroys the key; a person removes retired shares once
+// the new committee has signed.
+type retiringShares struct{ *shares.Store }
+
+func (r retiringShares) Delete(wallet string, party pki.NodeID, shareID []byte) error {
+	return r.Retire(wallet, party, shareID)
 }

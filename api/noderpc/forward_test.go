@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,6 +217,19 @@ func TestLedgerErrorsRoundTrip(t *testing.T) {
 		{"no initiation", uninitiated, ledger.ErrInitiation, "ledger.initiation"},
 		{"approval of an unknown request", approve(t, alice, create(t, "wd-none", 7, "x")), ledger.ErrNotFound, "ledger.not_found"},
 		{"nonce already allocated", create(t, "wd-6", 5, "unsigned-tx:wd-6"), ledger.ErrAllocated, "ledger.allocated"},
+	}
+	// What only the leader proposes is not forwarded, whoever asks.
+	for _, cmd := range []ledger.Command{
+		ledger.ClaimSession{RequestID: "wd-5", SessionID: strings.Repeat("ab", 32), Term: 1, Signers: []pki.NodeID{"n1", "n2"}},
+		ledger.RecordResult{RequestID: "wd-5", SessionID: strings.Repeat("ab", 32), Error: "x"},
+		ledger.RecordChainStatus{RequestID: "wd-5", TxHash: "0x" + strings.Repeat("5e", 32), Status: ledger.StatusConfirmed},
+		ledger.ExpireRequest{RequestID: "wd-5"},
+	} {
+		_, err := cl.Submit(ctx, "backend:exchange", cmd)
+		var re *noderpc.Error
+		if !errors.As(err, &re) || re.Code != noderpc.CodeForbidden || noderpc.Forwardable(cmd.Type()) {
+			t.Errorf("forwarded %s: %v, want rpc.forbidden", cmd.Type(), err)
+		}
 	}
 	for _, tc := range cases {
 		_, err := cl.Submit(ctx, "backend:exchange", tc.cmd)

@@ -296,6 +296,9 @@ func (s *server) submit(r *http.Request, peer pki.Peer, body []byte) (any, error
 	if strings.HasPrefix(actor, "node:") && actor != NodeActor(peer.Node()) {
 		return nil, fail(CodeForbidden, "noderpc: node %q cannot submit as %q", peer.ID, actor)
 	}
+	if !Forwardable(cmd.Type()) {
+		return nil, fail(CodeForbidden, "noderpc: node %q cannot forward %s: the leader proposes it itself", peer.ID, cmd.Type())
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	out, err := s.cfg.Store.Submit(ctx, actor, cmd)
@@ -541,3 +544,22 @@ func (s *server) createWithdrawal(r *http.Request, peer pki.Peer, body []byte) (
 	s.cfg.Logger.Info("noderpc: forwarded withdrawal recorded", "request", req.ID, "peer", peer.ID, "existing", existing)
 	return createResponse{Request: req, Existing: existing}, nil
 }
+
+// forwardable are the command types a node may forward to the leader:
+// what operators, admins or the backend signed (the ledger verifies the
+// signatures), and what a node signs with its own key (checkpoint and claim
+// attestations, its token declaration). Everything the leader proposes on
+// its own authority (claims, re-claims, results, broadcast and chain status,
+// expiry, wallet keys, voters, the genesis, legacy wallet.set) is refused
+// from peers: a compromised follower could otherwise exhaust a request's
+// signing attempts with its own claims and failed results, or write chain
+// status, without ever leading.
+var forwardable = map[string]bool{
+	ledger.CmdCheckpointSign: true, ledger.CmdNodeToken: true,
+	ledger.CmdRequestCreate: true, ledger.CmdApprove: true,
+	ledger.CmdPolicyChange: true, ledger.CmdRegistryChange: true, ledger.CmdRulesSet: true,
+	ledger.CmdNodeChange: true, ledger.CmdWalletCreate: true, ledger.CmdWalletReshare: true,
+}
+
+// Forwardable reports whether a node may forward a command of type typ.
+func Forwardable(typ string) bool { return forwardable[typ] }

@@ -223,3 +223,32 @@ func (s *Store) List() ([]Ref, error) {
 	}
 	return out, nil
 }
+
+// RetiredDir is the subdirectory retired shares are moved to.
+const RetiredDir = "retired"
+
+// Retire moves a sealed share out of the store into RetiredDir instead of
+// deleting it: the share of a wallet's former committee, kept (still
+// sealed by the KEK) until a person confirms the new committee signs, so a
+// reshare that went wrong never destroys the key. Retired shares are not
+// listed and not opened.
+func (s *Store) Retire(wallet string, party pki.NodeID, shareID []byte) error {
+	src := s.path(wallet, party, shareID)
+	if _, err := os.Stat(src); err != nil {
+		if os.IsNotExist(err) {
+			return ErrNotFound
+		}
+		return fmt.Errorf("shares: %w", err)
+	}
+	dir := filepath.Join(s.dir, RetiredDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("shares: %w", err)
+	}
+	if err := os.Rename(src, filepath.Join(dir, filepath.Base(src))); err != nil {
+		return fmt.Errorf("shares: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
+}

@@ -266,3 +266,38 @@ func TestStoreList(t *testing.T) {
 		t.Fatalf("List with a bad name: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestStoreRetire: a retired share leaves the store (not listed, not
+// opened) but stays on disk, sealed, under retired/.
+func TestStoreRetire(t *testing.T) {
+	dir := t.TempDir()
+	st, err := NewStore(dir, hsmSealer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := testShare(t, "w1")
+	id := sh.Data.ShareID.Bytes()
+	if err := st.Put(sh); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := os.ReadFile(st.path("w1", "node1", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Retire("w1", "node1", id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get("w1", "node1", id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after Retire: %v", err)
+	}
+	if refs, err := st.List(); err != nil || len(refs) != 0 {
+		t.Fatalf("List after Retire: %v, %v", refs, err)
+	}
+	kept, err := os.ReadFile(filepath.Join(dir, RetiredDir, filepath.Base(st.path("w1", "node1", id))))
+	if err != nil || string(kept) != string(sealed) {
+		t.Fatalf("the retired blob: %v (same bytes: %v)", err, string(kept) == string(sealed))
+	}
+	if err := st.Retire("w1", "node1", id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Retire: %v", err)
+	}
+}
