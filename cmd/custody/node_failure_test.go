@@ -201,9 +201,10 @@ func TestNodeProcessMemberKilled(t *testing.T) {
 // TestNodeProcessLeaderStopped: the leader is stopped (SIGSTOP) right after
 // it claims. The other nodes elect a new leader, which gives the claim a
 // session timeout, records it abandoned and re-claims with members that
-// answer. A result of the old session delivered to the ledger while the
-// re-claim runs is refused (results are fenced by session ID). The old
-// leader, continued (SIGCONT), fails to commit its session's result; the
+// answer. A result of the old session sent by a node while the re-claim
+// runs is refused (nodes do not forward results; the ledger also fences
+// them by session ID). The old leader, continued (SIGCONT), fails to commit
+// its session's result; the
 // request ends signed once, in the re-claim, the same transaction on every
 // node.
 func TestNodeProcessLeaderStopped(t *testing.T) {
@@ -247,17 +248,15 @@ func TestNodeProcessLeaderStopped(t *testing.T) {
 		t.Logf("attempt %d: stopped %s; %s re-claimed %s after %s (status %s)", attempt, old, newLeader, id,
 			time.Since(stopped).Round(time.Second), reclaim.Request.Status)
 
-		// A late result of the old session, delivered to the leader now:
-		// refused by the ledger's fence (stale session while the re-claim
-		// is claimed; wrong status once it has its result).
+		// A late result of the old session, sent by a node to the leader
+		// now: nodes cannot forward results at all (only the leader
+		// records them, noderpc.Forwardable); the ledger's own fence on
+		// the session ID is shown in process by daemon's
+		// TestStaleClaimReclaimed.
 		_, err := c.rpc.Submit(c.ctx, noderpc.NodeActor("n1"), ledger.RecordResult{RequestID: id, SessionID: oldSession, Error: "late result of the old session"})
-		switch {
-		case errors.Is(err, ledger.ErrStaleSession):
-			t.Logf("late result of the old session: %v", err)
-		case errors.Is(err, ledger.ErrWrongStatus):
-			t.Logf("late result of the old session after the re-claim's result: %v", err)
-		default:
-			t.Fatalf("late result of the old session: %v; want the ledger's refusal", err)
+		var re *noderpc.Error
+		if !errors.As(err, &re) || re.Code != noderpc.CodeForbidden {
+			t.Fatalf("late result of the old session: %v; want rpc.forbidden", err)
 		}
 
 		v := c.signedOn(id, others...)
