@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -529,11 +530,25 @@ func (n *Node) syncWallets() error {
 
 // ownShare is the public description kept with this node's share of w
 // whose key the ledger records (nil when the node holds none: not in the
-// committee). A committee member without that share is an error.
+// committee). A committee member without that share is an error. When the
+// ledger names the session of the wallet's last reshare (KeySession), only
+// the share that session gave this node counts (tss.ReshareShareID): the
+// shares of other sessions and the old committee's are ignored.
 func (n *Node) ownShare(w ledger.Wallet, refs []shares.Ref) (*tss.WalletInfo, error) {
+	var want []byte
+	if w.KeySession != "" {
+		session, err := tss.ParseSessionID(w.KeySession)
+		if err != nil {
+			return nil, fmt.Errorf("the ledger's key session: %w", err)
+		}
+		want = tss.ReshareShareID(w.ID, session, n.cfg.NodeID)
+	}
 	var found []tss.WalletInfo
 	for _, r := range refs {
 		if r.Wallet != w.ID || r.Party != n.cfg.NodeID {
+			continue
+		}
+		if want != nil && !bytes.Equal(r.ShareID, want) {
 			continue
 		}
 		sh, err := n.shares.Get(r.Wallet, r.Party, r.ShareID)

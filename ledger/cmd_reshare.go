@@ -24,9 +24,11 @@ import (
 // new member; each runs it only for a wallet its OWN ledger holds in
 // WalletResharing with it in one of the committees, and every new member
 // attests the (unchanged) wallet key with its node key over the new
-// committee, threshold and change ID. WalletReshared carries one
-// attestation per new member; the FSM then makes the wallet active with
-// the new committee and threshold, same key. Old members destroy their old
+// committee, threshold, change ID and tss session. WalletReshared names the
+// session and carries one attestation per new member over it; the FSM then
+// makes the wallet active with the new committee and threshold, same key,
+// and records the session (Wallet.KeySession): every new member adopts
+// exactly the share that session gave it. Old members destroy their old
 // shares only once their own ledger shows that (member.RetireOld).
 
 // WalletResharing: the admins approved a reshare to Wallet.Reshare; the
@@ -100,8 +102,12 @@ const walletReshareDomain = "custody/wallet-reshare/v1\x00"
 // reshare: the cluster and genesis, the wallet, the reshare's change ID,
 // the new committee and threshold as its own ledger records them, and the
 // public key its new share is of (33-byte compressed secp256k1, hex): the
-// wallet's unchanged key. The change ID keeps an attestation of one reshare
-// from being replayed for a later reshare to the same committee.
+// wallet's unchanged key; and the tss session (hex) the share comes from.
+// The change ID keeps an attestation of one reshare from being replayed for
+// a later reshare to the same committee; the session keeps attestations of
+// different sessions of one reshare (a compromised leader running several,
+// or a retry) from being combined: every new member of a committed reshare
+// holds a share of the same session.
 type WalletReshareHead struct {
 	ClusterID    string       `json:"cluster_id"`
 	GenesisHash  string       `json:"genesis_hash"`
@@ -110,18 +116,19 @@ type WalletReshareHead struct {
 	NewCommittee []pki.NodeID `json:"new_committee"`
 	NewThreshold int          `json:"new_threshold"`
 	PubKey       string       `json:"pubkey"`
+	Session      string       `json:"session"`
 }
 
 // WalletReshareHeadOf is the head a new member attests for wallet w in
-// WalletResharing (as its own ledger state st records it) and the key
-// pubkey. It returns false when w is not resharing.
-func WalletReshareHeadOf(st *State, w *Wallet, pubkey []byte) (WalletReshareHead, bool) {
+// WalletResharing (as its own ledger state st records it), the key pubkey
+// and the tss session (hex). It returns false when w is not resharing.
+func WalletReshareHeadOf(st *State, w *Wallet, pubkey []byte, session string) (WalletReshareHead, bool) {
 	if w == nil || w.Status != WalletResharing || w.Reshare == nil {
 		return WalletReshareHead{}, false
 	}
 	return WalletReshareHead{ClusterID: st.Registry.ClusterID, GenesisHash: st.GenesisHash, Wallet: w.ID,
 		ChangeID: w.Reshare.ID, NewCommittee: slices.Clone(w.Reshare.NewCommittee), NewThreshold: w.Reshare.NewThreshold,
-		PubKey: hex.EncodeToString(pubkey)}, true
+		PubKey: hex.EncodeToString(pubkey), Session: session}, true
 }
 
 // Digest is the SHA-256 a node signs: the domain, then the head's JSON.
@@ -148,13 +155,17 @@ func VerifyWalletReshare(h WalletReshareHead, sig CheckpointSig, nodes map[pki.N
 // active with the new committee and threshold of its Wallet.Reshare, when
 // every new member attested the wallet's own key (one attestation per new
 // member, with the node key the node set pins for it, over the head this
-// ledger computes from its own record of the reshare). PubKey must be the
-// wallet's key (ErrConflict: a reshare never changes the key); a missing,
-// extra, repeated or forged attestation is refused (ErrApproval), and so
-// is a wallet not resharing (ErrWrongStatus).
+// ledger computes from its own record of the reshare and Session). PubKey
+// must be the wallet's key (ErrConflict: a reshare never changes the key);
+// Session must be a tss session ID (32 bytes, lowercase hex; ErrInvalid)
+// and every attestation must be over it; a missing, extra, repeated or
+// forged attestation, or one of another session, is refused (ErrApproval),
+// and so is a wallet not resharing (ErrWrongStatus). The session is
+// recorded as the wallet's Wallet.KeySession.
 type WalletReshared struct {
 	Wallet       string          `json:"wallet"`
 	PubKey       []byte          `json:"pubkey"`
+	Session      string          `json:"session"`
 	Attestations []CheckpointSig `json:"attestations"`
 }
 
@@ -175,8 +186,11 @@ func (p WalletReshared) apply(t *txn) (applyOut, error) {
 	if !bytes.Equal(p.PubKey, w.PubKey) {
 		return applyOut{}, fmt.Errorf("%w: wallet %q: a reshare keeps the key %x, not %x", ErrConflict, w.ID, w.PubKey, p.PubKey)
 	}
+	if !validSession(p.Session) {
+		return applyOut{}, fmt.Errorf("%w: wallet %q: session %q is not 32 bytes of lowercase hex", ErrInvalid, w.ID, p.Session)
+	}
 	spec := w.Reshare
-	head, _ := WalletReshareHeadOf(t.st, w, w.PubKey)
+	head, _ := WalletReshareHeadOf(t.st, w, w.PubKey, p.Session)
 	head.ClusterID = t.registry().ClusterID
 	nodes := t.nodeSet()
 	if err := attestedByAll(w.ID, spec.NewCommittee, p.Attestations, func(a CheckpointSig) error { return VerifyWalletReshare(head, a, nodes) }); err != nil {
@@ -186,6 +200,7 @@ func (p WalletReshared) apply(t *txn) (applyOut, error) {
 	w.Threshold = spec.NewThreshold
 	w.Status = WalletActive
 	w.Reshare = nil
+	w.KeySession = p.Session
 	t.putWallet(w)
 	return changed(w.ID)
 }

@@ -58,7 +58,7 @@ func FuzzApplyEntry(f *testing.F) {
 	add(WalletKeyed{Wallet: "fzw", PubKey: testPubKey(9), Attestations: []CheckpointSig{{Node: "n1", PublicKey: []byte{1}, Signature: []byte{2}}}})
 	rs := ReshareSpec{ID: "fz-reshare", Wallet: "fzw", NewCommittee: []pki.NodeID{"n2", "n3"}, NewThreshold: 1}
 	add(WalletReshare{Change: rs, Approvals: []quorum.Approval{alice.sign(f, rs.ID, rs.PayloadHash(), quorum.Approve, exp), carol.sign(f, rs.ID, rs.PayloadHash(), quorum.Approve, exp)}})
-	add(WalletReshared{Wallet: "fzw", PubKey: testPubKey(9), Attestations: []CheckpointSig{{Node: "n2", PublicKey: []byte{1}, Signature: []byte{2}}}})
+	add(WalletReshared{Wallet: "fzw", PubKey: testPubKey(9), Session: strings.Repeat("0f", 32), Attestations: []CheckpointSig{{Node: "n2", PublicKey: []byte{1}, Signature: []byte{2}}}})
 	add(CheckpointSign{Request: "fz", Index: 3, AuditSeq: 2, AuditHead: GenesisHash})
 	add(genesisCmd())
 	add(signCP(f, CheckpointHead{ClusterID: testCluster, Index: 8, StateHash: strings.Repeat("ab", 32), AuditHead: GenesisHash}, "n1", ledgertest.NodeKey("n1")))

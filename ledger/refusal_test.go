@@ -61,7 +61,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"wallet create without the admin quorum", ErrQuorum, WalletCreate{Change: WalletSpec{ID: "wc-r", Wallet: "wr", Chain: "eth", Network: "devnet", Committee: allSigners, Threshold: 1}}},
 		{"wallet keyed for a wallet not in keygen", ErrWrongStatus, WalletKeyed{Wallet: "hot", PubKey: testPubKey(1)}},
 		{"wallet reshare of a wallet without a key", ErrWrongStatus, WalletReshare{Change: ReshareSpec{ID: "rs-r", Wallet: "hot", NewCommittee: allSigners, NewThreshold: 1}}},
-		{"wallet reshared for a wallet not resharing", ErrWrongStatus, WalletReshared{Wallet: "hot", PubKey: testPubKey(1)}},
+		{"wallet reshared for a wallet not resharing", ErrWrongStatus, WalletReshared{Wallet: "hot", PubKey: testPubKey(1), Session: strings.Repeat("d4", 32)}},
 		{"create conflict", ErrConflict, conflict},
 		{"create on a held nonce", ErrAllocated, allocated},
 		{"approval with a bad signature", ErrApproval, badSig},

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,22 +25,35 @@ func walletReshare(t testing.TB, changeID, wallet string, committee []pki.NodeID
 	return c
 }
 
-// walletReshared is WalletReshared of wallet with pubkey, attested by
-// nodes with keys (ledgertest.NodeKey unless given) over the head h's
-// state says (or, for a wallet not resharing, a head naming no change).
+// Reshare sessions (tss session IDs as hex) of the tests.
+var (
+	reshareS1 = strings.Repeat("a1", 32)
+	reshareS2 = strings.Repeat("b2", 32)
+)
+
+// walletReshared is WalletReshared of wallet with pubkey under session
+// reshareS1, attested by nodes with keys (ledgertest.NodeKey unless given)
+// over the head h's state says (or, for a wallet not resharing, a head
+// naming no change).
 func (h *fsmHarness) walletReshared(wallet string, pubkey []byte, keys map[pki.NodeID]crypto.Signer, nodes ...pki.NodeID) WalletReshared {
+	h.t.Helper()
+	return h.walletResharedIn(reshareS1, wallet, pubkey, keys, nodes...)
+}
+
+// walletResharedIn is walletReshared under session.
+func (h *fsmHarness) walletResharedIn(session, wallet string, pubkey []byte, keys map[pki.NodeID]crypto.Signer, nodes ...pki.NodeID) WalletReshared {
 	h.t.Helper()
 	var head WalletReshareHead
 	if err := h.f.Read(func(st *State) error {
 		var ok bool
-		if head, ok = WalletReshareHeadOf(st, st.Wallets[wallet], pubkey); !ok {
-			head = WalletReshareHead{ClusterID: st.Registry.ClusterID, GenesisHash: st.GenesisHash, Wallet: wallet, PubKey: string(pubkey)}
+		if head, ok = WalletReshareHeadOf(st, st.Wallets[wallet], pubkey, session); !ok {
+			head = WalletReshareHead{ClusterID: st.Registry.ClusterID, GenesisHash: st.GenesisHash, Wallet: wallet, PubKey: string(pubkey), Session: session}
 		}
 		return nil
 	}); err != nil {
 		h.t.Fatal(err)
 	}
-	cmd := WalletReshared{Wallet: wallet, PubKey: pubkey}
+	cmd := WalletReshared{Wallet: wallet, PubKey: pubkey, Session: session}
 	for _, n := range nodes {
 		key := keys[n]
 		if key == nil {
@@ -118,13 +132,27 @@ func TestFSMWalletReshare(t *testing.T) {
 	refuse("the key replaced after attestation", ErrConflict, swapped)
 	// A wallet-key attestation (keygen's domain) is not a reshare's.
 	keyAtt := h.walletKeyed("w1", pub, nil, "n2", "n3")
-	refuse("keygen attestations", ErrApproval, WalletReshared{Wallet: "w1", PubKey: pub, Attestations: keyAtt.Attestations})
+	refuse("keygen attestations", ErrApproval, WalletReshared{Wallet: "w1", PubKey: pub, Session: reshareS1, Attestations: keyAtt.Attestations})
+	// Attestations name their session: those over S1 do not commit S2,
+	// and one member's S1 attestation does not join another's S2.
+	other1 := h.walletResharedIn(reshareS1, "w1", pub, nil, "n2", "n3")
+	other1.Session = reshareS2
+	refuse("attestations over S1 submitted as S2", ErrApproval, other1)
+	mixed := h.walletResharedIn(reshareS2, "w1", pub, nil, "n2", "n3")
+	mixed.Attestations[0] = h.walletResharedIn(reshareS1, "w1", pub, nil, "n2").Attestations[0]
+	refuse("attestations of two sessions", ErrApproval, mixed)
+	noSession := h.walletReshared("w1", pub, nil, "n2", "n3")
+	noSession.Session = ""
+	refuse("no session", ErrInvalid, noSession)
+	upper := h.walletResharedIn(strings.ToUpper(reshareS1), "w1", pub, nil, "n2", "n3")
+	refuse("a session spelled in uppercase", ErrInvalid, upper)
 	refuse("an unknown wallet", ErrNotFound, h.walletReshared("nope", pub, nil, "n2", "n3"))
 
 	done := h.walletReshared("w1", pub, nil, "n3", "n2")
 	h.must("leader", done)
 	w = h.wallet("w1")
-	if w.Status != WalletActive || w.Reshare != nil || !slices.Equal(w.Committee, []pki.NodeID{"n2", "n3"}) || w.Threshold != 1 || !bytes.Equal(w.PubKey, pub) {
+	if w.Status != WalletActive || w.Reshare != nil || !slices.Equal(w.Committee, []pki.NodeID{"n2", "n3"}) || w.Threshold != 1 || !bytes.Equal(w.PubKey, pub) ||
+		w.KeySession != reshareS1 {
 		t.Fatalf("reshared wallet: %+v", w)
 	}
 	refuse("reshared again", ErrWrongStatus, done)
@@ -132,7 +160,10 @@ func TestFSMWalletReshare(t *testing.T) {
 	// The attestations of rs-1 do not complete a later reshare to the
 	// same committee: they name their change ID.
 	h.must("api", walletReshare(t, "rs-2", "w1", all, 1, exp, alice, carol))
-	h.must("leader", h.walletReshared("w1", pub, nil, "n1", "n2", "n3"))
+	h.must("leader", h.walletResharedIn(reshareS2, "w1", pub, nil, "n1", "n2", "n3"))
+	if w = h.wallet("w1"); w.KeySession != reshareS2 {
+		t.Fatalf("key session %q after rs-2, want %q", w.KeySession, reshareS2)
+	}
 	h.must("api", walletReshare(t, "rs-3", "w1", newc, 1, exp, alice, carol))
 	refuse("attestations of an earlier reshare", ErrApproval, done)
 }

@@ -105,6 +105,12 @@ type Wallet struct {
 	// and Threshold stay the old ones, which keep signing, until the new
 	// committee's WalletReshared. Omitted when nil.
 	Reshare *ReshareSpec `json:"reshare,omitempty"`
+	// KeySession is the tss session (hex) whose shares the committee holds,
+	// as the last WalletReshared named it: a member signs only with the
+	// share that session gave it (tss.ReshareShareID) and retires every
+	// other share of the wallet. Empty for a wallet never reshared; omitted
+	// when empty, so states without it encode (and hash) as before.
+	KeySession string `json:"key_session,omitempty"`
 }
 
 // Active reports whether the wallet may be used for withdrawals: its

@@ -54,7 +54,8 @@ func (c *WalletCreator) PendingReshares(ctx context.Context) ([]string, error) {
 // once); every party must report the ledger's key and every new member
 // attest it; two different t'+1 subsets of the new committee test-sign
 // WalletTestDigest and each signature is verified; then WalletReshared
-// carries every new member's attestation. Any failure leaves the wallet
+// names the session and carries every new member's attestation of it
+// (the ledger records it: Wallet.KeySession). Any failure leaves the wallet
 // resharing with its old committee (ErrReshare); run Reshare again, which
 // uses a new session. Members delete their old shares themselves
 // (member.RetireOld) once their ledgers show the new committee.
@@ -151,7 +152,7 @@ func (c *WalletCreator) Reshare(ctx context.Context, walletID string) ([]byte, e
 	if err := c.testSign(ctx, walletID, w.PubKey, spec.NewCommittee, spec.NewThreshold); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrReshare, err)
 	}
-	if _, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.WalletReshared{Wallet: walletID, PubKey: w.PubKey, Attestations: atts}); err != nil {
+	if _, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.WalletReshared{Wallet: walletID, PubKey: w.PubKey, Session: session.String(), Attestations: atts}); err != nil {
 		return nil, fmt.Errorf("%w: %q: record the reshare: %w", ErrReshare, walletID, err)
 	}
 	return slices.Clone(w.PubKey), nil

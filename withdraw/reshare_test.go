@@ -195,6 +195,11 @@ func TestReshareReplaceNode(t *testing.T) {
 			t.Errorf("%s ran %d reshares, want %d", id, got, want)
 		}
 	}
+	// The ledger recorded the session every new member attested.
+	keySession, err := tss.ParseSessionID(h.ledgerWallet(0, "w1").KeySession)
+	if err != nil {
+		t.Fatalf("the reshared wallet's key session: %v", err)
+	}
 	// Until RetireOld sees the commit, n1's old share is still sealed.
 	n1 := h.nodes["n1"]
 	if refs, err := n1.shares.List(); err != nil || len(refs) != 1 {
@@ -213,6 +218,10 @@ func TestReshareReplaceNode(t *testing.T) {
 		}
 		if err != nil || len(refs) != wantShares {
 			t.Fatalf("%s stores %v (%v) after RetireOld", id, refs, err)
+		}
+		// What it keeps is the share of the session the ledger recorded.
+		if wantShares == 1 && !bytes.Equal(refs[0].ShareID, tss.ReshareShareID("w1", keySession, id)) {
+			t.Fatalf("%s keeps share %x, not the committed session's", id, refs[0].ShareID)
 		}
 		if again, err := n.m.RetireOld(h.ctx, "w1"); err != nil || again {
 			t.Fatalf("%s RetireOld again: %v %v", id, again, err)

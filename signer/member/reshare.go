@@ -1,6 +1,7 @@
 package member
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +173,8 @@ func (m *Member) readReshareWallet(ctx context.Context, walletID string) (reshar
 		if lw == nil {
 			return fmt.Errorf("%w: wallet %q is not in this member's ledger", ErrKeygen, walletID)
 		}
-		head, ok := ledger.WalletReshareHeadOf(st, lw, lw.PubKey)
+		// The session is filled in by reshareResult.
+		head, ok := ledger.WalletReshareHeadOf(st, lw, lw.PubKey, "")
 		if !ok || len(lw.PubKey) == 0 {
 			return fmt.Errorf("%w: wallet %q is %s, not resharing", ErrKeygen, walletID, walletStatus(lw))
 		}
@@ -238,7 +240,11 @@ func (m *Member) reshareResult(walletID string, session tss.SessionID, info tss.
 	if err := matchesWallet(info, rw.newWallet()); err != nil {
 		return nil, m.refuseKeygen(walletID, err)
 	}
-	sig, err := ledger.SignWalletReshare(rw.head, m.self, m.cfg.NodeKey)
+	// The attestation names the session: the ledger commits only
+	// attestations of one session (ledger.WalletReshared.Session).
+	head := rw.head
+	head.Session = session.String()
+	sig, err := ledger.SignWalletReshare(head, m.self, m.cfg.NodeKey)
 	if err != nil {
 		return nil, m.refuseKeygen(walletID, fmt.Errorf("%w: %w", ErrKeygen, err))
 	}
@@ -250,13 +256,23 @@ func (m *Member) reshareResult(walletID string, session tss.SessionID, info tss.
 
 // RetireOld finishes a committed reshare on this member, on its OWN
 // linearizable ledger read of walletID, which must be active (nothing is
-// done while it is resharing or in keygen): a new share of the ledger's
-// key whose committee and threshold are the ledger's is registered (it
-// signs from now on), and a registered share of that key whose committee
-// is no longer the ledger's is deleted from the share store and forgotten
-// (the old share the reshare kept). It reports whether an old share was
-// deleted. Run it whenever the ledger shows a wallet's committee change
-// (the daemon's observe loop); it is idempotent.
+// done while it is resharing or in keygen) and name the session of its
+// last reshare (Wallet.KeySession; nothing is done for a wallet never
+// reshared).
+//
+// A member of the ledger's committee adopts exactly the share that session
+// gave it (tss.ReshareShareID(wallet, session, self), from the share
+// store; its key, committee and threshold must be the ledger's), which
+// signs from now on, and then deletes every other share of the wallet it
+// holds: the old committee's share the reshare kept and the shares of
+// other sessions (a failed attempt, or sessions a compromised leader ran
+// beside the committed one). A member that does not hold the recorded
+// share adopts nothing, deletes nothing and returns an error (ErrShare).
+// A member no longer in the committee deletes the share it held.
+//
+// It reports whether a share was deleted. Run it whenever the ledger shows
+// a wallet's committee change (the daemon's observe loop); it is
+// idempotent.
 func (m *Member) RetireOld(ctx context.Context, walletID string) (bool, error) {
 	var w *ledger.Wallet
 	err := m.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
@@ -276,32 +292,102 @@ func (m *Member) RetireOld(ctx context.Context, walletID string) (bool, error) {
 		}
 		return false, m.refuseKeygen(walletID, err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur, hasCur := m.wallets[walletID]
-	adopted := false
-	if pend, ok := m.reshared[walletID]; ok && string(pend.PubKey) == string(w.PubKey) && matchesWallet(pend, w) == nil {
-		m.wallets[walletID] = pend
-		delete(m.reshared, walletID)
-		adopted = true
-	}
-	delete(m.leftReshare, walletID)
-	if !hasCur || string(cur.PubKey) != string(w.PubKey) || matchesWallet(cur, w) == nil {
+	if w.KeySession == "" {
 		return false, nil
 	}
-	// cur is the old committee's share of the ledger's key.
-	key, ok := memberKey(cur, m.self)
-	if !ok {
-		return false, m.refuseKeygen(walletID, fmt.Errorf("%w: no share ID for %s", ErrShare, m.self))
+	session, err := tss.ParseSessionID(w.KeySession)
+	if err != nil {
+		return false, m.refuseKeygen(walletID, fmt.Errorf("%w: wallet %q: key session: %w", ErrWallet, walletID, err))
 	}
-	if err := m.cfg.Shares.Delete(walletID, m.self, key); err != nil && !errors.Is(err, shares.ErrNotFound) {
-		return false, m.refuseKeygen(walletID, fmt.Errorf("%w: delete the retired share: %w", ErrShare, err))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	// The shares to delete: what this member registered or holds pending
+	// for the wallet, and, when the store lists, every stored share of it.
+	var others [][]byte
+	addOther := func(key []byte) {
+		if !slices.ContainsFunc(others, func(k []byte) bool { return bytes.Equal(k, key) }) {
+			others = append(others, key)
+		}
 	}
-	if !adopted {
+	for _, info := range []*tss.WalletInfo{m.walletPtr(walletID), m.reshPtr(walletID)} {
+		if info != nil {
+			if key, ok := memberKey(*info, m.self); ok {
+				addOther(key)
+			}
+		}
+	}
+	if l, ok := m.cfg.Shares.(ShareLister); ok {
+		refs, err := l.List()
+		if err != nil {
+			return false, m.refuseKeygen(walletID, fmt.Errorf("%w: list shares: %w", ErrShare, err))
+		}
+		for _, r := range refs {
+			if r.Wallet == walletID && r.Party == m.self {
+				addOther(r.ShareID)
+			}
+		}
+	}
+
+	if slices.Contains(w.Committee, m.self) {
+		keep := tss.ReshareShareID(walletID, session, m.self)
+		share, err := m.cfg.Shares.Get(walletID, m.self, keep)
+		if err != nil {
+			return false, m.refuseKeygen(walletID, fmt.Errorf("%w: wallet %q: no share of the committed session %s: %w", ErrShare, walletID, w.KeySession, err))
+		}
+		info := share.Info()
+		share.Wipe()
+		if string(info.PubKey) != string(w.PubKey) {
+			return false, m.refuseKeygen(walletID, fmt.Errorf("%w: wallet %q: the committed session's share is for another key", ErrShare, walletID))
+		}
+		if err := matchesWallet(info, w); err != nil {
+			return false, m.refuseKeygen(walletID, err)
+		}
+		m.wallets[walletID] = info
+		others = slices.DeleteFunc(others, func(k []byte) bool { return bytes.Equal(k, keep) })
+	} else {
 		delete(m.wallets, walletID)
 	}
-	m.log.Info("member: old share retired after the reshare committed", "member", m.self, "wallet", walletID)
-	return true, nil
+	delete(m.reshared, walletID)
+	delete(m.leftReshare, walletID)
+
+	deleted := false
+	for _, key := range others {
+		err := m.cfg.Shares.Delete(walletID, m.self, key)
+		switch {
+		case err == nil:
+			deleted = true
+		case !errors.Is(err, shares.ErrNotFound):
+			return deleted, m.refuseKeygen(walletID, fmt.Errorf("%w: delete a retired share: %w", ErrShare, err))
+		}
+	}
+	if deleted {
+		m.log.Info("member: shares retired after the reshare committed", "member", m.self, "wallet", walletID, "session", w.KeySession)
+	}
+	return deleted, nil
+}
+
+// walletPtr and reshPtr are the registered and the pending (reshared, not
+// yet committed) description of walletID, or nil. m.mu is held.
+func (m *Member) walletPtr(walletID string) *tss.WalletInfo {
+	if info, ok := m.wallets[walletID]; ok {
+		return &info
+	}
+	return nil
+}
+
+func (m *Member) reshPtr(walletID string) *tss.WalletInfo {
+	if info, ok := m.reshared[walletID]; ok {
+		return &info
+	}
+	return nil
+}
+
+// ShareLister is a share store that names its shares (*shares.Store):
+// RetireOld then retires every share of the wallet but the committed one,
+// also those of sessions this member no longer remembers (a restart).
+type ShareLister interface {
+	List() ([]shares.Ref, error)
 }
 
 // WalletInfo returns the public description (committee with tss party
