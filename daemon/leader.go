@@ -217,16 +217,7 @@ func (n *Node) signing(id string) bool {
 // collects the signatures in the background; the result or the failure is
 // committed by the orchestrator.
 func (n *Node) startSession(id, failedSession string) {
-	done, err := n.track(id)
-	if err != nil {
-		return
-	}
-	n.loops.Add(1)
-	go func() {
-		defer n.loops.Done()
-		defer done()
-		ctx, cancel := context.WithTimeout(n.ctx, time.Duration(n.cfg.TSS.SessionTimeout))
-		defer cancel()
+	n.goTracked(id, time.Duration(n.cfg.TSS.SessionTimeout), func(ctx context.Context) {
 		signers, err := n.liveSigners(ctx, id)
 		if err != nil {
 			n.log.Warn("not signing yet", "request", id, "err", err)
@@ -245,7 +236,7 @@ func (n *Node) startSession(id, failedSession string) {
 			return
 		}
 		n.log.Info("signed", "request", id, "reclaim", failedSession != "")
-	}()
+	})
 }
 
 // observeLoop follows this node's replica: it registers wallets that became
@@ -339,16 +330,7 @@ func (n *Node) liveSigners(ctx context.Context, requestID string) ([]pki.NodeID,
 // attestations committed in wallet.keyed). A failure leaves the wallet
 // waiting; the next leader pass tries again with a new session.
 func (n *Node) startKeygen(walletID string) {
-	done, err := n.track("keygen:" + walletID)
-	if err != nil {
-		return
-	}
-	n.loops.Add(1)
-	go func() {
-		defer n.loops.Done()
-		defer done()
-		ctx, cancel := context.WithTimeout(n.ctx, keygenTimeout)
-		defer cancel()
+	n.goTracked("keygen:"+walletID, keygenTimeout, func(ctx context.Context) {
 		n.log.Info("keygen started", "wallet", walletID)
 		pub, err := n.wallets.CreateWallet(ctx, walletID)
 		if err != nil {
@@ -356,7 +338,7 @@ func (n *Node) startKeygen(walletID string) {
 			return
 		}
 		n.log.Info("wallet created", "wallet", walletID, "pubkey", hex.EncodeToString(pub))
-	}()
+	})
 }
 
 // keygenTimeout bounds one keygen attempt, pre-params included.
@@ -369,23 +351,14 @@ const keygenTimeout = 5 * time.Minute
 // wallet.reshared). A failure leaves the wallet resharing, still signed for
 // by its old committee; the next leader pass tries again with a new session.
 func (n *Node) startReshare(walletID string) {
-	done, err := n.track("reshare:" + walletID)
-	if err != nil {
-		return
-	}
-	n.loops.Add(1)
-	go func() {
-		defer n.loops.Done()
-		defer done()
-		ctx, cancel := context.WithTimeout(n.ctx, keygenTimeout)
-		defer cancel()
+	n.goTracked("reshare:"+walletID, keygenTimeout, func(ctx context.Context) {
 		n.log.Info("reshare started", "wallet", walletID)
 		if _, err := n.wallets.Reshare(ctx, walletID); err != nil {
 			n.log.Warn("reshare failed", "wallet", walletID, "err", err)
 			return
 		}
 		n.log.Info("wallet reshared", "wallet", walletID)
-	}()
+	})
 }
 
 // startChainWork broadcasts the signed transactions the cluster sends
@@ -396,16 +369,7 @@ func (n *Node) startReshare(walletID string) {
 // transaction is reported, never re-signed: a new signature needs a new
 // approved request.
 func (n *Node) startChainWork(send, track []string) {
-	done, err := n.track("chain")
-	if err != nil {
-		return
-	}
-	n.loops.Add(1)
-	go func() {
-		defer n.loops.Done()
-		defer done()
-		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-		defer cancel()
+	n.goTracked("chain", time.Minute, func(ctx context.Context) {
 		for _, id := range send {
 			if _, err := n.orch.Broadcast(ctx, id); err != nil {
 				n.log.Warn("broadcast", "request", id, "err", err)
@@ -423,5 +387,23 @@ func (n *Node) startChainWork(send, track []string) {
 				n.log.Info("on chain", "audit", true, "request", id, "status", string(r.Status))
 			}
 		}
+	})
+}
+
+// goTracked runs fn in the background, bounded by timeout, registered
+// under key so Shutdown waits for it; nothing starts while the node drains
+// or while work under the same key runs.
+func (n *Node) goTracked(key string, timeout time.Duration, fn func(ctx context.Context)) {
+	done, err := n.track(key)
+	if err != nil {
+		return
+	}
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		defer done()
+		ctx, cancel := context.WithTimeout(n.ctx, timeout)
+		defer cancel()
+		fn(ctx)
 	}()
 }
