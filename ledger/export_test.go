@@ -82,7 +82,9 @@ const SnapshotFormat = snapshotFormat
 // hash: the state a restart reaches without signing anything more.
 func (s *Store) SettledHash(t testing.TB) [32]byte {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.After(time.Minute)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		p := s.fsm.Pending()
 		if len(p) == 0 {
@@ -92,9 +94,10 @@ func (s *Store) SettledHash(t testing.TB) [32]byte {
 			}
 			return h
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatal(fmt.Errorf("checkpoint %d still pending after a minute", p[0]))
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
