@@ -110,8 +110,7 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 	if err := n.store.ReadLinearizable(ctx, func(st *ledger.State) error {
 		existing = st.Requests[w.ID].Clone()
 		if lw := st.Wallets[w.Wallet]; lw != nil {
-			c := *lw
-			wallet = &c
+			wallet = lw.Clone()
 		}
 		return nil
 	}); err != nil {

@@ -58,12 +58,6 @@ func (p *rpcPeers) members() []withdraw.Member {
 	return out
 }
 
-// rpcServer is the node RPC listener.
-type rpcServer struct {
-	srv *http.Server
-	ln  net.Listener
-}
-
 // startRPCClient builds the node RPC client (after the ledger: it reads the
 // leader from it).
 func (n *Node) startRPCClient() error {
@@ -94,7 +88,6 @@ func (n *Node) serveRPC() error {
 	if err != nil {
 		return err
 	}
-	n.rpc = &rpcServer{srv: srv, ln: ln}
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("node rpc stopped", "err", err)

@@ -86,7 +86,6 @@ type Node struct {
 	btc     *btc.Client
 	pool    *preparams.Pool
 	orch    *withdraw.Orchestrator
-	rpc     *rpcServer
 	peers   *rpcPeers
 
 	ctx       context.Context // the node's lifetime (background loops)

@@ -128,7 +128,9 @@ func (w *Wallet) statusName() string {
 	return string(w.Status)
 }
 
-func (w *Wallet) clone() *Wallet {
+// Clone returns a deep copy of the wallet (nil for nil): readers take one
+// out of a state read and keep it.
+func (w *Wallet) Clone() *Wallet {
 	if w == nil {
 		return nil
 	}

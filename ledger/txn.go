@@ -80,10 +80,10 @@ func (t *txn) wallet(id string) *Wallet {
 	if !ok {
 		w = t.st.Wallets[id]
 	}
-	return w.clone()
+	return w.Clone()
 }
 
-func (t *txn) putWallet(w *Wallet) { stage(&t.wallets, w.ID, w.clone()) }
+func (t *txn) putWallet(w *Wallet) { stage(&t.wallets, w.ID, w.Clone()) }
 
 func (t *txn) voter(id pki.NodeID) *Voter {
 	v, ok := t.voters[id]

@@ -69,10 +69,7 @@ func (c *WalletCreator) Reshare(ctx context.Context, walletID string) ([]byte, e
 		if lw == nil || lw.Status != ledger.WalletResharing || lw.Reshare == nil {
 			return fmt.Errorf("%w: %q is not resharing", ErrWalletStatus, walletID)
 		}
-		cp := *lw
-		cp.Committee = slices.Clone(lw.Committee)
-		cp.PubKey = slices.Clone(lw.PubKey)
-		w = &cp
+		w = lw.Clone()
 		spec = *lw.Reshare
 		spec.NewCommittee = slices.Clone(lw.Reshare.NewCommittee)
 		return nil

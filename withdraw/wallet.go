@@ -188,10 +188,7 @@ func (c *WalletCreator) readWallet(ctx context.Context, walletID string) (*ledge
 		if lw == nil || (lw.Status != ledger.WalletKeygen && lw.Status != ledger.WalletActive) {
 			return fmt.Errorf("%w: %q", ErrWalletStatus, walletID)
 		}
-		cp := *lw
-		cp.Committee = slices.Clone(lw.Committee)
-		cp.PubKey = slices.Clone(lw.PubKey)
-		w = &cp
+		w = lw.Clone()
 		return nil
 	})
 	return w, err

@@ -63,9 +63,7 @@ func (s *server) readWallets(r *http.Request, id string) ([]WalletView, error) {
 	if err := s.cfg.Service.Read(r.Context(), 0, func(st *ledger.State) error {
 		for wid, w := range st.Wallets {
 			if id == "" || wid == id {
-				c := *w
-				c.Committee, c.PubKey = slices.Clone(w.Committee), slices.Clone(w.PubKey)
-				ws = append(ws, &c)
+				ws = append(ws, w.Clone())
 			}
 		}
 		return nil

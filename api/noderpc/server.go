@@ -508,10 +508,7 @@ func (s *server) wallet(r *http.Request, _ pki.Peer, _ []byte) (any, error) {
 		if w == nil {
 			return fmt.Errorf("%w: wallet %q", ledger.ErrNotFound, id)
 		}
-		c := *w
-		c.Committee = slices.Clone(w.Committee)
-		c.PubKey = slices.Clone(w.PubKey)
-		out = WalletView{StateIndex: st.Index, Wallet: &c}
+		out = WalletView{StateIndex: st.Index, Wallet: w.Clone()}
 		return nil
 	})
 	if err != nil {

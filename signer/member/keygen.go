@@ -130,10 +130,7 @@ func (m *Member) readKeygenWallet(ctx context.Context, walletID string) (*ledger
 		if !slices.Contains(lw.Committee, m.self) {
 			return fmt.Errorf("%w: %s is not in the committee of wallet %q", ErrKeygen, m.self, walletID)
 		}
-		c := *lw
-		c.Committee = slices.Clone(lw.Committee)
-		c.PubKey = slices.Clone(lw.PubKey)
-		w = &c
+		w = lw.Clone()
 		head = ledger.WalletKeyHeadOf(st, w, nil)
 		return nil
 	})

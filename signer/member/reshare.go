@@ -178,11 +178,9 @@ func (m *Member) readReshareWallet(ctx context.Context, walletID string) (reshar
 		if !ok || len(lw.PubKey) == 0 {
 			return fmt.Errorf("%w: wallet %q is %s, not resharing", ErrKeygen, walletID, walletStatus(lw))
 		}
-		c := *lw
-		c.Committee = slices.Clone(lw.Committee)
-		c.PubKey = slices.Clone(lw.PubKey)
+		c := lw.Clone()
 		c.Reshare = nil
-		rw = reshareWallet{w: &c, spec: ledger.ReshareSpec{ID: lw.Reshare.ID, Wallet: lw.ID,
+		rw = reshareWallet{w: c, spec: ledger.ReshareSpec{ID: lw.Reshare.ID, Wallet: lw.ID,
 			NewCommittee: slices.Clone(lw.Reshare.NewCommittee), NewThreshold: lw.Reshare.NewThreshold}, head: head}
 		return nil
 	})
@@ -280,10 +278,7 @@ func (m *Member) RetireOld(ctx context.Context, walletID string) (bool, error) {
 		if lw == nil || lw.Status != ledger.WalletActive {
 			return fmt.Errorf("%w: wallet %q is not active in this member's ledger", ErrKeygen, walletID)
 		}
-		c := *lw
-		c.Committee = slices.Clone(lw.Committee)
-		c.PubKey = slices.Clone(lw.PubKey)
-		w = &c
+		w = lw.Clone()
 		return nil
 	})
 	if err != nil {
@@ -402,10 +397,7 @@ func (m *Member) WalletInfo(ctx context.Context, walletID string) (tss.WalletInf
 		if lw == nil || (lw.Status != ledger.WalletActive && lw.Status != ledger.WalletResharing) {
 			return fmt.Errorf("%w: wallet %q is not active in this member's ledger", ErrKeygen, walletID)
 		}
-		c := *lw
-		c.Committee = slices.Clone(lw.Committee)
-		c.PubKey = slices.Clone(lw.PubKey)
-		w = &c
+		w = lw.Clone()
 		return nil
 	})
 	if err != nil {
