@@ -9,8 +9,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/custody-dev/custody/api/backend"
 	"github.com/custody-dev/custody/api/noderpc"
+	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
@@ -24,7 +24,7 @@ const apiTimeout = 20 * time.Second
 // serveAPI serves the backend API on listen.api (after the node RPC, whose
 // client forwards its writes).
 func (n *Node) serveAPI() error {
-	srv, err := backend.NewServer(n.id, backend.Config{Service: backendService{n}, Now: n.now,
+	srv, err := rest.NewServer(n.id, rest.Config{Service: backendService{n}, Now: n.now,
 		Logger: n.log.With("component", "backend-api"), Timeout: apiTimeout})
 	if err != nil {
 		return err
@@ -48,14 +48,14 @@ func (n *Node) serveAPI() error {
 type backendService struct{ n *Node }
 
 var (
-	_ backend.Service = backendService{}
+	_ rest.Service    = backendService{}
 	_ noderpc.Creator = (*Node)(nil)
 )
 
-func (b backendService) CreateWithdrawal(ctx context.Context, principal string, w backend.Withdrawal) (*ledger.Request, bool, error) {
+func (b backendService) CreateWithdrawal(ctx context.Context, principal string, w rest.Withdrawal) (*ledger.Request, bool, error) {
 	c := b.n.peers.client.Load()
 	if c == nil {
-		return nil, false, backend.ErrUnavailable
+		return nil, false, rest.ErrUnavailable
 	}
 	r, existing, err := c.CreateWithdrawal(ctx, principal, noderpc.Withdrawal{ID: w.ID, Wallet: w.Wallet, Asset: w.Asset,
 		To: w.To, Amount: w.Amount, ExpiresAt: w.ExpiresAt, Initiation: w.Initiation})
@@ -63,9 +63,9 @@ func (b backendService) CreateWithdrawal(ctx context.Context, principal string, 
 	case err == nil:
 		return r, existing, nil
 	case errors.Is(err, noderpc.ErrCreateRefused):
-		return nil, false, fmt.Errorf("%w: %w", backend.ErrRefused, err)
+		return nil, false, fmt.Errorf("%w: %w", rest.ErrRefused, err)
 	case errors.Is(err, noderpc.ErrUnreachable), errors.Is(err, noderpc.ErrNoLeader), errors.Is(err, noderpc.ErrUnavailable):
-		return nil, false, fmt.Errorf("%w: %w", backend.ErrUnavailable, err)
+		return nil, false, fmt.Errorf("%w: %w", rest.ErrUnavailable, err)
 	}
 	return nil, false, err
 }

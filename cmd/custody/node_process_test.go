@@ -69,7 +69,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	// A hang names the tests still running at the end of the output.
+	stop := ledgertest.Watchdog(12 * time.Minute)
+	code := m.Run()
+	stop()
+	os.Exit(code)
 }
 
 func fixtureGenerator(slot string) (preparams.Generator, error) {

@@ -111,7 +111,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	// A hang is reported with the tests still running at the end of the
+	// output (ledgertest.Watchdog), before go test's -timeout (make test:
+	// 14m) would print them where a truncated log loses them.
+	stop := ledgertest.Watchdog(11 * time.Minute)
+	code := m.Run()
+	stop()
+	os.Exit(code)
 }
 
 var committee = []pki.NodeID{"n1", "n2", "n3"}

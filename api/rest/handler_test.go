@@ -1,4 +1,4 @@
-package backend_test
+package rest_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/api/backend"
+	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 )
@@ -25,7 +25,7 @@ type faultyService struct {
 	readErr, indexErr, createErr error
 }
 
-func (f faultyService) CreateWithdrawal(context.Context, string, backend.Withdrawal) (*ledger.Request, bool, error) {
+func (f faultyService) CreateWithdrawal(context.Context, string, rest.Withdrawal) (*ledger.Request, bool, error) {
 	return nil, false, f.createErr
 }
 
@@ -42,7 +42,7 @@ func (f faultyService) WalletKey(context.Context, string) []byte { return nil }
 
 // serve runs the API over svc with real mTLS and returns a client with a
 // certificate of role.
-func serve(t *testing.T, svc backend.Service, role pki.Role) (*http.Client, string) {
+func serve(t *testing.T, svc rest.Service, role pki.Role) (*http.Client, string) {
 	t.Helper()
 	ca, err := pki.NewCA("backend-test", time.Now(), time.Hour)
 	if err != nil {
@@ -60,12 +60,12 @@ func serve(t *testing.T, svc backend.Service, role pki.Role) (*http.Client, stri
 		return ident
 	}
 	node := identity(pki.RoleNode, "n1")
-	h, err := backend.NewHandler(backend.Config{CA: node.CA, Service: svc, RetryAfter: 3 * time.Second})
+	h, err := rest.NewHandler(rest.Config{CA: node.CA, Service: svc, RetryAfter: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(h)
-	srv.TLS = backend.ServerTLS(node)
+	srv.TLS = rest.ServerTLS(node)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	tr := &http.Transport{TLSClientConfig: identity(role, "backend").ClientTLS(pki.RoleNode, pki.ExpectNode("n1"))}
@@ -140,7 +140,7 @@ func TestUnavailableAnswers(t *testing.T) {
 		t.Fatalf("DELETE: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 	// A body over MaxBody is refused unread, before the service is asked.
-	big := `{"id":"` + strings.Repeat("a", backend.MaxBody) + `"}`
+	big := `{"id":"` + strings.Repeat("a", rest.MaxBody) + `"}`
 	resp, err = cl.Post(url+"/v1/withdrawals", "application/json", strings.NewReader(big))
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package backend
+package rest
 
 import (
 	"context"
@@ -75,10 +75,10 @@ type Service interface {
 var (
 	// ErrRefused: the leader could not build the withdrawal (not enough
 	// funds, a destination its chain refuses); nothing was recorded.
-	ErrRefused = errors.New("backend: the leader refused to build the withdrawal")
+	ErrRefused = errors.New("api: the leader refused to build the withdrawal")
 	// ErrUnavailable: no leader answered; nothing is known to have
 	// happened.
-	ErrUnavailable = errors.New("backend: no leader available")
+	ErrUnavailable = errors.New("api: no leader available")
 )
 
 // Config builds the handler.
@@ -107,7 +107,7 @@ type server struct {
 // certificate of role backend.
 func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.CA == nil || cfg.Service == nil {
-		return nil, errors.New("backend: the handler needs the cluster CA and a service")
+		return nil, errors.New("api: the handler needs the cluster CA and a service")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -130,9 +130,9 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle("GET "+PathWallets+"/{id}", s.endpoint(s.wallet))
 	mux.Handle("/", s.endpoint(func(w http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
 		if known(r.URL.Path) {
-			return 0, nil, apiErr(http.StatusMethodNotAllowed, CodeMethod, "", "backend: %s does not answer %s", r.URL.Path, r.Method)
+			return 0, nil, apiErr(http.StatusMethodNotAllowed, CodeMethod, "", "api: %s does not answer %s", r.URL.Path, r.Method)
 		}
-		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "backend: no such endpoint %s", r.URL.Path)
+		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "api: no such endpoint %s", r.URL.Path)
 	}))
 	return mux, nil
 }
@@ -180,7 +180,7 @@ func ServerTLS(id pki.Identity) *tls.Config {
 // and timeouts. Serve it with srv.ServeTLS(listener, "", "").
 func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 	if err := id.Valid(); err != nil {
-		return nil, fmt.Errorf("backend: identity: %w", err)
+		return nil, fmt.Errorf("api: identity: %w", err)
 	}
 	if cfg.CA == nil {
 		cfg.CA = id.CA
@@ -253,14 +253,14 @@ func allow(path string) string {
 // the cluster CA, role backend.
 func (s *server) authenticate(r *http.Request) (pki.Peer, error) {
 	if r.TLS == nil {
-		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "backend: TLS with a client certificate is required")
+		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: TLS with a client certificate is required")
 	}
 	p, err := verifyPeer(*r.TLS, s.cfg.CA)
 	if err != nil {
-		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "backend: %v", err)
+		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: %v", err)
 	}
 	if p.Role != pki.RoleBackend {
-		return p, apiErr(http.StatusForbidden, CodeForbidden, "", "backend: %s may not use the backend API (role backend required)", p)
+		return p, apiErr(http.StatusForbidden, CodeForbidden, "", "api: %s may not use the backend API (role backend required)", p)
 	}
 	return p, nil
 }
@@ -271,15 +271,15 @@ func (s *server) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, nil
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return nil, apiErr(http.StatusUnsupportedMediaType, CodeMediaType, "", "backend: the body must be application/json")
+		return nil, apiErr(http.StatusUnsupportedMediaType, CodeMediaType, "", "api: the body must be application/json")
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, apiErr(http.StatusRequestEntityTooLarge, CodeTooLarge, "", "backend: body larger than %d bytes", MaxBody)
+			return nil, apiErr(http.StatusRequestEntityTooLarge, CodeTooLarge, "", "api: body larger than %d bytes", MaxBody)
 		}
-		return nil, apiErr(http.StatusBadRequest, CodeMalformed, "", "backend: reading the body: %v", err)
+		return nil, apiErr(http.StatusBadRequest, CodeMalformed, "", "api: reading the body: %v", err)
 	}
 	return b, nil
 }

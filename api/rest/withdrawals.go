@@ -1,4 +1,4 @@
-package backend
+package rest
 
 import (
 	"bytes"
@@ -68,10 +68,10 @@ func decodeStrict(b []byte, v any) error {
 		} else if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			field = strings.Trim(f, `"`)
 		}
-		return apiErr(http.StatusBadRequest, CodeMalformed, field, "backend: malformed JSON: %v", err)
+		return apiErr(http.StatusBadRequest, CodeMalformed, field, "api: malformed JSON: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return apiErr(http.StatusBadRequest, CodeMalformed, "", "backend: malformed JSON: data after the value")
+		return apiErr(http.StatusBadRequest, CodeMalformed, "", "api: malformed JSON: data after the value")
 	}
 	return nil
 }
@@ -87,7 +87,7 @@ func amountError(err error) error {
 	case errors.Is(err, amount.ErrOverflow):
 		code = CodeAmountTooLarge
 	}
-	return apiErr(http.StatusBadRequest, code, "amount", "backend: amount: %v", err)
+	return apiErr(http.StatusBadRequest, code, "amount", "api: amount: %v", err)
 }
 
 // canonicalAddress checks to as a destination of a wallet on chain/network
@@ -98,10 +98,10 @@ func canonicalAddress(chain, network, to string) error {
 	case "eth":
 		a, err := eth.ParseAddress(to)
 		if err != nil {
-			return apiErr(http.StatusBadRequest, CodeInvalidAddress, "to", "backend: to: %v", err)
+			return apiErr(http.StatusBadRequest, CodeInvalidAddress, "to", "api: to: %v", err)
 		}
 		if a.Hex() != to {
-			return apiErr(http.StatusBadRequest, CodeAddressCase, "to", "backend: to: %s is not in its EIP-55 form %s", to, a.Hex())
+			return apiErr(http.StatusBadRequest, CodeAddressCase, "to", "api: to: %s is not in its EIP-55 form %s", to, a.Hex())
 		}
 	case "btc":
 		net, err := btc.Network(network)
@@ -110,10 +110,10 @@ func canonicalAddress(chain, network, to string) error {
 		}
 		a, err := btc.ParseAddress(to, net)
 		if err != nil {
-			return apiErr(http.StatusBadRequest, CodeInvalidAddress, "to", "backend: to: %v", err)
+			return apiErr(http.StatusBadRequest, CodeInvalidAddress, "to", "api: to: %v", err)
 		}
 		if a.EncodeAddress() != to {
-			return apiErr(http.StatusBadRequest, CodeAddressCase, "to", "backend: to: %s is not in its canonical form %s", to, a.EncodeAddress())
+			return apiErr(http.StatusBadRequest, CodeAddressCase, "to", "api: to: %s is not in its canonical form %s", to, a.EncodeAddress())
 		}
 	}
 	return nil
@@ -138,18 +138,18 @@ func checkCreate(st *ledger.State, peer pki.Peer, in createBody) (Withdrawal, *l
 	var w Withdrawal
 	lw := st.Wallets[in.Wallet]
 	if lw == nil || !lw.Active() {
-		return w, nil, apiErr(http.StatusBadRequest, CodeUnknownWallet, "wallet", "backend: no active wallet %q", in.Wallet)
+		return w, nil, apiErr(http.StatusBadRequest, CodeUnknownWallet, "wallet", "api: no active wallet %q", in.Wallet)
 	}
 	asset, ok := st.ActivePolicy().Assets[in.Asset]
 	if !ok || (lw.Chain == "btc" && in.Asset != "BTC") || (lw.Chain == "eth" && in.Asset == "BTC") {
-		return w, nil, apiErr(http.StatusBadRequest, CodeUnknownAsset, "asset", "backend: asset %q is not an asset of %s wallet %q", in.Asset, lw.Chain, in.Wallet)
+		return w, nil, apiErr(http.StatusBadRequest, CodeUnknownAsset, "asset", "api: asset %q is not an asset of %s wallet %q", in.Asset, lw.Chain, in.Wallet)
 	}
 	amt, err := amount.ParseUnits(in.Amount, asset.Decimals)
 	if err != nil {
 		return w, nil, amountError(err)
 	}
 	if amt.Sign() == 0 {
-		return w, nil, apiErr(http.StatusBadRequest, CodeAmountZero, "amount", "backend: amount must be positive")
+		return w, nil, apiErr(http.StatusBadRequest, CodeAmountZero, "amount", "api: amount must be positive")
 	}
 	if err := canonicalAddress(lw.Chain, lw.Network, in.To); err != nil {
 		return w, nil, err
@@ -157,21 +157,21 @@ func checkCreate(st *ledger.State, peer pki.Peer, in createBody) (Withdrawal, *l
 	a := *in.Initiation
 	dev, ok := st.Registry.Devices[a.DeviceID]
 	if !ok {
-		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation", "backend: initiation: unknown device %q", a.DeviceID)
+		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation", "api: initiation: unknown device %q", a.DeviceID)
 	}
 	if op, ok := st.Registry.Operators[dev.OperatorID]; !ok || op.ID != peer.ID || op.Kind != quorum.KindBackend {
 		return w, nil, apiErr(http.StatusForbidden, CodeInitiatorMismatch, "initiation",
-			"backend: initiation: device %q belongs to %q, not to the backend principal %q", a.DeviceID, dev.OperatorID, peer.ID)
+			"api: initiation: device %q belongs to %q, not to the backend principal %q", a.DeviceID, dev.OperatorID, peer.ID)
 	}
 	intent := policy.Withdrawal{Wallet: in.Wallet, Asset: in.Asset, To: in.To, Amount: amt}.IntentHash(in.ID)
 	switch {
 	case a.Decision != quorum.Initiate:
-		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation", "backend: initiation: decision %s, want initiate", a.Decision)
+		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation", "api: initiation: decision %s, want initiate", a.Decision)
 	case a.RequestID != in.ID:
-		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation", "backend: initiation: signed for request %q, not %q", a.RequestID, in.ID)
+		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation", "api: initiation: signed for request %q, not %q", a.RequestID, in.ID)
 	case a.PayloadHash != intent:
 		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation",
-			"backend: initiation: signed another withdrawal (intent %s, this body's %s)", a.PayloadHash, intent)
+			"api: initiation: signed another withdrawal (intent %s, this body's %s)", a.PayloadHash, intent)
 	}
 	w = Withdrawal{ID: in.ID, Wallet: in.Wallet, Asset: in.Asset, To: in.To, Amount: amt, Initiation: a}
 	if in.ExpiresAt != nil {
@@ -208,22 +208,22 @@ func (s *server) create(_ http.ResponseWriter, r *http.Request, peer pki.Peer, b
 		return 0, nil, err
 	}
 	if !validID(in.ID) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "id", "backend: id must be 1..%d letters, digits and . _ : @ -", maxID)
+		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "id", "api: id must be 1..%d letters, digits and . _ : @ -", maxID)
 	}
 	if key, ok := r.Header[http.CanonicalHeaderKey("Idempotency-Key")]; ok && (len(key) != 1 || key[0] != in.ID) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeIdempotencyKey, "Idempotency-Key", "backend: the Idempotency-Key header must equal the body's id %q", in.ID)
+		return 0, nil, apiErr(http.StatusBadRequest, CodeIdempotencyKey, "Idempotency-Key", "api: the Idempotency-Key header must equal the body's id %q", in.ID)
 	}
 	for _, f := range []struct{ name, v string }{{"wallet", in.Wallet}, {"asset", in.Asset}, {"to", in.To}, {"amount", in.Amount}} {
 		if f.v == "" {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, f.name, "backend: %s is required", f.name)
+			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, f.name, "api: %s is required", f.name)
 		}
 	}
 	if in.Initiation == nil {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "initiation", "backend: initiation is required (the principal's signed initiate statement)")
+		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "initiation", "api: initiation is required (the principal's signed initiate statement)")
 	}
 	now := s.cfg.Now()
 	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "expires_at", "backend: expires_at %s is not in the future", in.ExpiresAt.UTC().Format(time.RFC3339))
+		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "expires_at", "api: expires_at %s is not in the future", in.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	ctx := r.Context()
 	var w Withdrawal
@@ -263,7 +263,7 @@ func (s *server) create(_ http.ResponseWriter, r *http.Request, peer pki.Peer, b
 // withdrawal when it is the same one, 409 naming the first difference.
 func (s *server) repeat(r *http.Request, stored *ledger.Request, w Withdrawal, expiresGiven bool) (int, any, error) {
 	if f := difference(stored, w, expiresGiven); f != "" {
-		return 0, nil, apiErr(http.StatusConflict, CodeConflict, f, "backend: withdrawal %q exists with another %s", w.ID, f)
+		return 0, nil, apiErr(http.StatusConflict, CodeConflict, f, "api: withdrawal %q exists with another %s", w.ID, f)
 	}
 	v, err := s.view(r, stored, false)
 	return http.StatusOK, v, err
@@ -292,7 +292,7 @@ func (s *server) get(_ http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byt
 		return 0, nil, err
 	}
 	if req == nil {
-		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "backend: no withdrawal %q", id)
+		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "api: no withdrawal %q", id)
 	}
 	v, err := s.view(r, req, true)
 	return http.StatusOK, v, err
@@ -328,30 +328,30 @@ func decodeCursor(s string) (uint64, string, error) {
 			}
 		}
 	}
-	return 0, "", apiErr(http.StatusBadRequest, CodeInvalid, "cursor", "backend: cursor is not one this API returned")
+	return 0, "", apiErr(http.StatusBadRequest, CodeInvalid, "cursor", "api: cursor is not one this API returned")
 }
 
 func (s *server) list(_ http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
 	q := r.URL.Query()
 	for k, v := range q {
 		if !slices.Contains([]string{"status", "wallet", "cursor", "limit"}, k) {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "backend: unknown query parameter %q", k)
+			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: unknown query parameter %q", k)
 		}
 		if len(v) != 1 {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "backend: query parameter %q given %d times", k, len(v))
+			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: query parameter %q given %d times", k, len(v))
 		}
 	}
 	limit := DefaultLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "limit", "backend: limit must be 1..%d", MaxLimit)
+			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "limit", "api: limit must be 1..%d", MaxLimit)
 		}
 		limit = n
 	}
 	status := q.Get("status")
 	if status != "" && !slices.Contains(Statuses(), status) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "status", "backend: unknown status %q", status)
+		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "status", "api: unknown status %q", status)
 	}
 	wallet := q.Get("wallet")
 	var afterIdx uint64

@@ -1,4 +1,4 @@
-package backend
+package rest
 
 import (
 	"encoding/json"

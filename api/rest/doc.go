@@ -1,4 +1,4 @@
-// Package backend is the backend API of a custody node: what the
+// Package rest is the HTTPS API of a custody node: the backend API (what the
 // exchange's backend integrates with. HTTPS with mutual TLS, JSON bodies,
 // versioned paths (/v1/...), described by api/openapi.yaml and in
 // docs/api.md.
@@ -27,4 +27,4 @@
 // request against the node's replica of the ledger (wallet, asset,
 // decimals, address, initiator) so that bad input changes nothing, and
 // calls the node's [Service].
-package backend
+package rest

@@ -1,4 +1,4 @@
-package backend
+package rest
 
 import (
 	"net/http"
@@ -84,7 +84,7 @@ func (s *server) readWallets(r *http.Request, id string) ([]WalletView, error) {
 
 func (s *server) wallets(_ http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
 	if len(r.URL.Query()) > 0 {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "", "backend: GET %s takes no query parameters", PathWallets)
+		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "", "api: GET %s takes no query parameters", PathWallets)
 	}
 	ws, err := s.readWallets(r, "")
 	if err != nil {
@@ -100,7 +100,7 @@ func (s *server) wallet(_ http.ResponseWriter, r *http.Request, _ pki.Peer, _ []
 		return 0, nil, err
 	}
 	if len(ws) == 0 {
-		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "backend: no wallet %q", id)
+		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "api: no wallet %q", id)
 	}
 	return http.StatusOK, ws[0], nil
 }

@@ -1,4 +1,4 @@
-package backend_test
+package rest_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/custody-dev/custody/api/backend"
+	"github.com/custody-dev/custody/api/rest"
 )
 
 // TestOpenAPIDocument: api/openapi.yaml loads and validates as OpenAPI 3.1
@@ -35,10 +35,10 @@ func TestOpenAPIDocument(t *testing.T) {
 		return out
 	}
 	codes := doc.Components.Schemas["Error"].Value.Properties["error"].Value.Properties["code"].Value
-	if got, want := enum(codes), slices.Sorted(maps.Keys(backend.Codes())); !slices.Equal(got, want) {
+	if got, want := enum(codes), slices.Sorted(maps.Keys(rest.Codes())); !slices.Equal(got, want) {
 		t.Errorf("error codes in the document %v, in the package %v", got, want)
 	}
-	if got, want := enum(doc.Components.Schemas["Status"].Value), slices.Sorted(slices.Values(backend.Statuses())); !slices.Equal(got, want) {
+	if got, want := enum(doc.Components.Schemas["Status"].Value), slices.Sorted(slices.Values(rest.Statuses())); !slices.Equal(got, want) {
 		t.Errorf("statuses in the document %v, in the package %v", got, want)
 	}
 }
