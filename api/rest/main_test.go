@@ -12,8 +12,5 @@ import (
 // running at the end of the output (ledgertest.Watchdog), before go test's
 // -timeout (make test: 14m) would print them where a truncated log loses them.
 func TestMain(m *testing.M) {
-	stop := ledgertest.Watchdog(11 * time.Minute)
-	code := m.Run()
-	stop()
-	os.Exit(code)
+	os.Exit(ledgertest.Run(m, 11*time.Minute))
 }

@@ -70,10 +70,7 @@ func TestMain(m *testing.M) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	// A hang names the tests still running at the end of the output.
-	stop := ledgertest.Watchdog(12 * time.Minute)
-	code := m.Run()
-	stop()
-	os.Exit(code)
+	os.Exit(ledgertest.Run(m, 12*time.Minute))
 }
 
 func fixtureGenerator(slot string) (preparams.Generator, error) {

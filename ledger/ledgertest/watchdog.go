@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime/pprof"
 	"slices"
+	"testing"
 	"time"
 )
 
@@ -41,4 +42,11 @@ func runningTests(dump []byte) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Run is a TestMain's body under a Watchdog: os.Exit(ledgertest.Run(m, d)).
+func Run(m *testing.M, after time.Duration) int {
+	stop := Watchdog(after)
+	defer stop()
+	return m.Run()
 }

@@ -114,10 +114,7 @@ func TestMain(m *testing.M) {
 	// A hang is reported with the tests still running at the end of the
 	// output (ledgertest.Watchdog), before go test's -timeout (make test:
 	// 14m) would print them where a truncated log loses them.
-	stop := ledgertest.Watchdog(11 * time.Minute)
-	code := m.Run()
-	stop()
-	os.Exit(code)
+	os.Exit(ledgertest.Run(m, 11*time.Minute))
 }
 
 var committee = []pki.NodeID{"n1", "n2", "n3"}
