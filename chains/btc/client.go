@@ -31,8 +31,9 @@ type RPCConfig struct {
 // come from its address index: the node must run with --txindex and
 // --addrindex (see UTXOs).
 //
-// rpcclient calls are not cancellable: a context is checked before each
-// call, not during it.
+// rpcclient's HTTP client has no timeout and its calls take no context:
+// each call runs on its own goroutine (rpc) and the caller returns when its
+// context ends, leaving that goroutine to finish or fail on its own.
 type Client struct {
 	c   *rpcclient.Client
 	net *chaincfg.Params
@@ -50,15 +51,36 @@ func Dial(cfg RPCConfig, net *chaincfg.Params) (*Client, error) {
 	return &Client{c: c, net: net}, nil
 }
 
+// rpc runs one rpcclient call under ctx: the answer, or ctx's error as
+// soon as ctx ends (a btcd that never answers cannot hang the caller).
+func rpc[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	type answer struct {
+		v   T
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		v, err := call()
+		ch <- answer{v, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.v, a.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("btc: no answer from btcd: %w", ctx.Err())
+	}
+}
+
 // Close releases the client.
 func (n *Client) Close() { n.c.Shutdown() }
 
 // BlockCount returns the height of the best chain.
 func (n *Client) BlockCount(ctx context.Context) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	h, err := n.c.GetBlockCount()
+	h, err := rpc(ctx, n.c.GetBlockCount)
 	if err != nil {
 		return 0, fmt.Errorf("btc: getblockcount: %w", err)
 	}
@@ -89,10 +111,9 @@ func (n *Client) UTXOs(ctx context.Context, addr btcutil.Address, minConf int64)
 	var order []wire.OutPoint
 	spent := map[wire.OutPoint]bool{}
 	for skip := 0; ; skip += searchPage {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		res, err := n.c.SearchRawTransactionsVerbose(addr, skip, searchPage, false, false, nil)
+		res, err := rpc(ctx, func() ([]*btcjson.SearchRawTransactionsResult, error) {
+			return n.c.SearchRawTransactionsVerbose(addr, skip, searchPage, false, false, nil)
+		})
 		var rerr *btcjson.RPCError
 		if errors.As(err, &rerr) && rerr.Code == btcjson.ErrRPCNoTxInfo {
 			break // no (more) transactions for this address
@@ -151,10 +172,7 @@ func isCoinbase(tx *wire.MsgTx) bool {
 
 // Broadcast submits a signed transaction (btcd refuses absurd fees).
 func (n *Client) Broadcast(ctx context.Context, s *Signed) (chainhash.Hash, error) {
-	if err := ctx.Err(); err != nil {
-		return chainhash.Hash{}, err
-	}
-	h, err := n.c.SendRawTransaction(s.tx, false)
+	h, err := rpc(ctx, func() (*chainhash.Hash, error) { return n.c.SendRawTransaction(s.tx, false) })
 	if err != nil {
 		return chainhash.Hash{}, fmt.Errorf("btc: sendrawtransaction %s: %w", s.TxID(), err)
 	}
@@ -164,10 +182,7 @@ func (n *Client) Broadcast(ctx context.Context, s *Signed) (chainhash.Hash, erro
 // Confirmations returns how many blocks confirm txid (0 while in the
 // mempool). Needs --txindex for transactions not in the mempool.
 func (n *Client) Confirmations(ctx context.Context, txid chainhash.Hash) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	r, err := n.c.GetRawTransactionVerbose(&txid)
+	r, err := rpc(ctx, func() (*btcjson.TxRawResult, error) { return n.c.GetRawTransactionVerbose(&txid) })
 	if err != nil {
 		return 0, fmt.Errorf("btc: getrawtransaction %s: %w", txid, err)
 	}
@@ -176,10 +191,7 @@ func (n *Client) Confirmations(ctx context.Context, txid chainhash.Hash) (int64,
 
 // Generate mines blocks to the node's --miningaddr (regtest/simnet only).
 func (n *Client) Generate(ctx context.Context, blocks uint32) ([]chainhash.Hash, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	hs, err := n.c.Generate(blocks)
+	hs, err := rpc(ctx, func() ([]*chainhash.Hash, error) { return n.c.Generate(blocks) })
 	if err != nil {
 		return nil, fmt.Errorf("btc: generate: %w", err)
 	}
@@ -192,10 +204,7 @@ func (n *Client) Generate(ctx context.Context, blocks uint32) ([]chainhash.Hash,
 
 // BlockContains reports whether the block with hash h contains txid.
 func (n *Client) BlockContains(ctx context.Context, h, txid chainhash.Hash) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	b, err := n.c.GetBlock(&h)
+	b, err := rpc(ctx, func() (*wire.MsgBlock, error) { return n.c.GetBlock(&h) })
 	if err != nil {
 		return false, fmt.Errorf("btc: getblock %s: %w", h, err)
 	}

@@ -126,7 +126,17 @@ func StartBtcd(t testing.TB, miningAddr string) Node {
 			}
 		}
 		if c != nil {
-			if _, err := c.GetBlockCount(); err == nil {
+			// rpcclient has no timeout: a call that never returns must not
+			// outlive the deadline.
+			answered := make(chan error, 1)
+			go func() { _, err := c.GetBlockCount(); answered <- err }()
+			var err error
+			select {
+			case err = <-answered:
+			case <-deadline:
+				t.Fatalf("btcd RPC did not answer within 30s\n%s", dumpLog())
+			}
+			if err == nil {
 				pem, _ := os.ReadFile(cert)
 				return Node{Host: host, User: user, Pass: pass, Cert: pem}
 			}
