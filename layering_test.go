@@ -72,6 +72,8 @@ var layers = map[string][]string{
 	// Development tooling: the SoftHSM2 provisioning the CLI's "softhsm"
 	// command (and later the devnet) uses, and the fixture generator.
 	"softhsm":                          {"hsm"},
+	"chains/btc/regtest":               {},
+	"chains/eth/devtoken":              {},
 	"signer/preparams/cmd/genfixtures": {"signer/preparams"},
 
 	// Test support: importable from _test.go files only (checked below).
@@ -79,8 +81,7 @@ var layers = map[string][]string{
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},
-	"chains/eth/ethtest":  {},
-	"chains/btc/btctest":  {},
+	"chains/btc/btctest":  {"chains/btc/regtest"},
 	"":                    {}, // this package: documentation and this test
 }
 

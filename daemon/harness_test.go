@@ -23,7 +23,7 @@ import (
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/chains/eth/ethtest"
+	"github.com/custody-dev/custody/chains/eth/devtoken"
 	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/hsm"
@@ -93,7 +93,7 @@ wallets:
 `
 )
 
-// tokenAddr is the test ERC-20 (ethtest's hand-assembled token) in the
+// tokenAddr is the test ERC-20 (devtoken's hand-assembled token) in the
 // simulated chain's genesis, registered as TKN (6 decimals); the harness
 // wallet holds 5000 TKN.
 var tokenAddr = common.HexToAddress("0x7070707070707070707070707070707070707070")
@@ -222,7 +222,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		t.Fatal(err)
 	}
 	c.sim = eth.NewSimulated(types.GenesisAlloc{c.wallet: {Balance: ether(100)},
-		tokenAddr: ethtest.TokenAccount(map[common.Address]*big.Int{c.wallet: big.NewInt(5_000_000_000)})})
+		tokenAddr: devtoken.TokenAccount(map[common.Address]*big.Int{c.wallet: big.NewInt(5_000_000_000)})})
 	t.Cleanup(func() { _ = c.sim.Close() })
 
 	dir := t.TempDir()

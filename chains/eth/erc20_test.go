@@ -85,7 +85,7 @@ func TestNewRefusesBadTokenRegistry(t *testing.T) {
 }
 
 // TestChainERC20OnSimulated is the adapter's token path end to end on a real
-// EVM: a hand-assembled ERC-20 (ethtest.TokenRuntime) is deployed and funds the
+// EVM: a hand-assembled ERC-20 (devtoken.TokenRuntime) is deployed and funds the
 // wallet; the leader's Intent becomes a transaction the adapter parses into
 // the ledger's terms (symbol, recipient and amount from the calldata,
 // maximum fee in ETH); a plain secp256k1 key signs its one digest, Assemble

@@ -17,7 +17,7 @@ import (
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/amount/amounttest"
-	"github.com/custody-dev/custody/chains/eth/ethtest"
+	"github.com/custody-dev/custody/chains/eth/devtoken"
 )
 
 // signRSV signs digest the way a threshold signer hands back a signature:
@@ -492,14 +492,14 @@ func TestSimulatedTransfers(t *testing.T) {
 	}
 }
 
-// deployToken deploys the test token (ethtest.TokenInitCode) from key's account,
+// deployToken deploys the test token (devtoken.TokenInitCode) from key's account,
 // which must be funded and have sent nothing yet, crediting it supply; the
 // deployment is not under test, so go-ethereum's signer is fine.
 func deployToken(ctx context.Context, t *testing.T, sim *Simulated, key *btcec.PrivateKey, supply *big.Int) common.Address {
 	t.Helper()
 	deployer := crypto.PubkeyToAddress(key.ToECDSA().PublicKey)
 	deploy, err := types.SignNewTx(key.ToECDSA(), types.LatestSignerForChainID(SimulatedChainID), &types.DynamicFeeTx{
-		ChainID: SimulatedChainID, Nonce: 0, GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(100e9), Gas: 300000, Data: ethtest.TokenInitCode(supply),
+		ChainID: SimulatedChainID, Nonce: 0, GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(100e9), Gas: 300000, Data: devtoken.TokenInitCode(supply),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/chains/eth/ethtest"
+	"github.com/custody-dev/custody/chains/eth/devtoken"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
@@ -98,7 +98,7 @@ wallets:
 `
 )
 
-// tokenAddr is the harness's ERC-20 (ethtest.TokenRuntime) in the simulated
+// tokenAddr is the harness's ERC-20 (devtoken.TokenRuntime) in the simulated
 // chain's genesis; the wallet holds tokenSupply of it, and the members'
 // and the orchestrator's adapters register it as TKN (6 decimals).
 var (
@@ -305,7 +305,7 @@ func newHarness(t *testing.T, tune ...func(*ledger.Config)) *harness {
 	h.propose("node:n1", ledger.WalletSet{Wallet: ledger.Wallet{ID: walletID, Chain: "eth", Network: network, Committee: committee, Threshold: 1}})
 	// Chain: the simulated chain with the wallet funded in ETH and TKN.
 	h.sim = eth.NewSimulated(types.GenesisAlloc{h.wallet: {Balance: ether(100, 0)},
-		tokenAddr: ethtest.TokenAccount(map[common.Address]*big.Int{h.wallet: tokenSupply})})
+		tokenAddr: devtoken.TokenAccount(map[common.Address]*big.Int{h.wallet: tokenSupply})})
 	t.Cleanup(func() { _ = h.sim.Close() })
 
 	// Members: tss engines on one in-memory network, one SoftHSM token each.

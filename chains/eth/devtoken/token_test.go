@@ -1,4 +1,4 @@
-package ethtest_test
+package devtoken_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/chains/eth/ethtest"
+	"github.com/custody-dev/custody/chains/eth/devtoken"
 )
 
 // TestTokenAccountBalances: a token placed in the simulated chain's genesis
@@ -18,7 +18,7 @@ import (
 func TestTokenAccountBalances(t *testing.T) {
 	token := common.HexToAddress("0x7070707070707070707070707070707070707070")
 	holder := common.HexToAddress("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed")
-	sim := eth.NewSimulated(types.GenesisAlloc{token: ethtest.TokenAccount(map[common.Address]*big.Int{holder: big.NewInt(42)})})
+	sim := eth.NewSimulated(types.GenesisAlloc{token: devtoken.TokenAccount(map[common.Address]*big.Int{holder: big.NewInt(42)})})
 	t.Cleanup(func() { _ = sim.Close() })
 	for addr, want := range map[common.Address]int64{holder: 42, token: 0} {
 		got, err := sim.Balance(context.Background(), addr, &token)

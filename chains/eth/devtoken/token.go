@@ -1,8 +1,9 @@
-// Package ethtest holds test fixtures for code using chains/eth: a minimal
-// ERC-20 token as hand-assembled EVM bytecode (no Solidity compiler is
-// needed), to deploy on the simulated chain or to place in its genesis.
-// It is for tests only and imports nothing of custody.
-package ethtest
+// Package devtoken is a minimal ERC-20 token as hand-assembled EVM
+// bytecode (no Solidity compiler is needed), to deploy on the devnet's
+// chain or a simulated chain in tests, or to place in its genesis. It is
+// development tooling, never on a signing path, and imports nothing of
+// custody.
+package devtoken
 
 import (
 	"encoding/binary"
