@@ -36,6 +36,12 @@ var layers = map[string][]string{
 	"daemon": {"api/noderpc", "api/rest", "withdraw", "signer/member", "signer/tss", "signer/transport", "signer/shares", "signer/watermark",
 		"signer/preparams", "chains", "chains/eth", "chains/btc", "genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
 
+	// The devnet: a whole cluster on one machine, driven through the
+	// custody binary and the APIs (development tooling; only the CLI
+	// imports it).
+	"devnet": {"daemon", "api/noderpc", "api/rest", "chains/btc", "chains/btc/btcdproc", "chains/eth", "chains/eth/devtoken",
+		"ledger", "policy", "quorum", "pki", "amount"},
+
 	// The node-to-node RPC: handlers and client over the ledger and the
 	// member; no business logic, never the daemon.
 	"api/noderpc": {"ledger", "signer/member", "signer/tss", "pki", "quorum", "amount"},
@@ -72,7 +78,7 @@ var layers = map[string][]string{
 	// Development tooling: the SoftHSM2 provisioning the CLI's "softhsm"
 	// command (and later the devnet) uses, and the fixture generator.
 	"softhsm":                          {"hsm"},
-	"chains/btc/regtest":               {},
+	"chains/btc/btcdproc":              {},
 	"chains/eth/devtoken":              {},
 	"signer/preparams/cmd/genfixtures": {"signer/preparams"},
 
@@ -81,7 +87,7 @@ var layers = map[string][]string{
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},
-	"chains/btc/btctest":  {"chains/btc/regtest"},
+	"chains/btc/btctest":  {"chains/btc/btcdproc"},
 	"":                    {}, // this package: documentation and this test
 }
 

@@ -189,6 +189,21 @@ func (n *Client) Confirmations(ctx context.Context, txid chainhash.Hash) (int64,
 	return int64(r.Confirmations), nil
 }
 
+// Output returns the output op names (its script and value), from the
+// transaction that made it (needs --txindex unless it is in the mempool).
+func (n *Client) Output(ctx context.Context, op wire.OutPoint) (*wire.TxOut, error) {
+	tx, err := rpc(ctx, func() (*btcutil.Tx, error) { return n.c.GetRawTransaction(&op.Hash) })
+	if err != nil {
+		return nil, fmt.Errorf("btc: getrawtransaction %s: %w", op.Hash, err)
+	}
+	outs := tx.MsgTx().TxOut
+	if int(op.Index) >= len(outs) {
+		return nil, fmt.Errorf("btc: %s has no output %d", op.Hash, op.Index)
+	}
+	o := outs[op.Index]
+	return wire.NewTxOut(o.Value, bytes.Clone(o.PkScript)), nil
+}
+
 // Generate mines blocks to the node's --miningaddr (regtest/simnet only).
 func (n *Client) Generate(ctx context.Context, blocks uint32) ([]chainhash.Hash, error) {
 	hs, err := rpc(ctx, func() ([]*chainhash.Hash, error) { return n.c.Generate(blocks) })

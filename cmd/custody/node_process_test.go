@@ -56,6 +56,9 @@ const (
 	// pre-params fixtures i, i+n, i+2n, ... (nodes of one keygen must not
 	// share pre-params).
 	preparamsSlotEnv = "CUSTODY_TEST_PREPARAMS_SLOT"
+	// devnetFixturesEnv makes a child `custody devnet` run its children as
+	// the CLI too and hand its nodes pre-params fixtures.
+	devnetFixturesEnv = "CUSTODY_TEST_DEVNET_FIXTURES"
 )
 
 func TestMain(m *testing.M) {
@@ -66,6 +69,10 @@ func TestMain(m *testing.M) {
 				o.PreParams = g
 				return err
 			}
+		}
+		if os.Getenv(devnetFixturesEnv) == "1" {
+			devnetEnv = func() []string { return []string{execEnv + "=1"} }
+			devnetNodeEnv = func(i, n int) []string { return []string{fmt.Sprintf("%s=%d/%d", preparamsSlotEnv, i, n)} }
 		}
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}

@@ -34,6 +34,7 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newLedgerCmd(),
 		newClusterCmd(),
 		newNodeCmd(),
+		newDevnetCmd(),
 	)
 	return root
 }

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/chains/btc/regtest"
+	"github.com/custody-dev/custody/chains/btc/btcdproc"
 )
 
-// SegwitActiveHeight is regtest.SegwitActiveHeight.
-const SegwitActiveHeight = regtest.SegwitActiveHeight
+// SegwitActiveHeight is btcdproc.SegwitActiveHeight.
+const SegwitActiveHeight = btcdproc.SegwitActiveHeight
 
 // FindTool looks for a binary on PATH, then in <repo root>/.bin. When it is
 // missing the test fails under CUSTODY_REQUIRE_TOOLS=1 and skips otherwise.
@@ -56,14 +56,14 @@ type Node struct {
 	Cert []byte // rpc.cert (PEM)
 }
 
-// StartBtcd runs a real btcd regtest node in a temp dir (regtest.Start)
+// StartBtcd runs a real btcd regtest node in a temp dir (btcdproc.Start)
 // and returns once its RPC answers (within 30 s). The node is killed at
 // cleanup.
 func StartBtcd(t testing.TB, miningAddr string) Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := regtest.Start(ctx, regtest.Config{Bin: FindTool(t, "btcd"), Dir: t.TempDir(), MiningAddr: miningAddr})
+	n, err := btcdproc.Start(ctx, btcdproc.Config{Bin: FindTool(t, "btcd"), Dir: t.TempDir(), MiningAddr: miningAddr})
 	if err != nil {
 		t.Fatal(err)
 	}

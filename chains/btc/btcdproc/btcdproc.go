@@ -1,8 +1,8 @@
-// Package regtest runs a real btcd regtest node: for the devnet and, through
+// Package btcdproc runs a real btcd regtest node: for the devnet and, through
 // chains/btc/btctest, for tests. It imports nothing of custody's (chains/btc's
 // own tests use it): callers dial the node with btc.Dial and the Node's
 // fields.
-package regtest
+package btcdproc
 
 import (
 	"context"
@@ -67,13 +67,13 @@ func FreePort() (int, error) {
 // Credentials live in a 0600 config file, never in argv. Stop ends it.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Bin == "" || cfg.Dir == "" || cfg.MiningAddr == "" {
-		return nil, errors.New("regtest: Bin, Dir and MiningAddr are required")
+		return nil, errors.New("btcdproc: Bin, Dir and MiningAddr are required")
 	}
 	if cfg.Ready <= 0 {
 		cfg.Ready = 30 * time.Second
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("regtest: %w", err)
+		return nil, fmt.Errorf("btcdproc: %w", err)
 	}
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
@@ -82,17 +82,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n := &Node{User: "custody", Pass: hex.EncodeToString(secret), exited: make(chan error, 1)}
 	conf := filepath.Join(cfg.Dir, "btcd.conf")
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "[Application Options]\nrpcuser=%s\nrpcpass=%s\n", n.User, n.Pass), 0o600); err != nil {
-		return nil, fmt.Errorf("regtest: %w", err)
+		return nil, fmt.Errorf("btcdproc: %w", err)
 	}
 	port, err := FreePort()
 	if err != nil {
-		return nil, fmt.Errorf("regtest: %w", err)
+		return nil, fmt.Errorf("btcdproc: %w", err)
 	}
 	n.Host = fmt.Sprintf("127.0.0.1:%d", port)
 	cert, key := filepath.Join(cfg.Dir, "rpc.cert"), filepath.Join(cfg.Dir, "rpc.key")
 	n.Log = filepath.Join(cfg.Dir, "stdout.log")
 	if n.logf, err = os.Create(n.Log); err != nil {
-		return nil, fmt.Errorf("regtest: %w", err)
+		return nil, fmt.Errorf("btcdproc: %w", err)
 	}
 	n.cmd = exec.Command(cfg.Bin, "-C", conf, "--regtest",
 		"--datadir", filepath.Join(cfg.Dir, "data"), "--logdir", filepath.Join(cfg.Dir, "logs"),
@@ -102,7 +102,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.cmd.Stdout, n.cmd.Stderr = n.logf, n.logf
 	if err := n.cmd.Start(); err != nil {
 		n.logf.Close()
-		return nil, fmt.Errorf("regtest: start %s: %w", cfg.Bin, err)
+		return nil, fmt.Errorf("btcdproc: start %s: %w", cfg.Bin, err)
 	}
 	go func() { n.exited <- n.cmd.Wait() }()
 	defer func() {
@@ -123,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if c == nil {
 			if pem, err := os.ReadFile(cert); err == nil && len(pem) > 0 {
 				if c, err = rpcclient.New(&rpcclient.ConnConfig{Host: n.Host, User: n.User, Pass: n.Pass, Certificates: pem, HTTPPostMode: true}, nil); err != nil {
-					return nil, fmt.Errorf("regtest: %w", err)
+					return nil, fmt.Errorf("btcdproc: %w", err)
 				}
 				n.Cert = pem
 			}
@@ -139,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 					return n, nil
 				}
 			case <-deadline.C:
-				return nil, fmt.Errorf("regtest: btcd RPC did not answer within %s\n%s", cfg.Ready, n.tail())
+				return nil, fmt.Errorf("btcdproc: btcd RPC did not answer within %s\n%s", cfg.Ready, n.tail())
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -147,9 +147,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		select {
 		case err := <-n.exited:
 			n.exited <- err
-			return nil, fmt.Errorf("regtest: btcd exited early: %v\n%s", err, n.tail())
+			return nil, fmt.Errorf("btcdproc: btcd exited early: %v\n%s", err, n.tail())
 		case <-deadline.C:
-			return nil, fmt.Errorf("regtest: btcd RPC not ready within %s\n%s", cfg.Ready, n.tail())
+			return nil, fmt.Errorf("btcdproc: btcd RPC not ready within %s\n%s", cfg.Ready, n.tail())
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custody-dev/custody/devnet"
+)
+
+// devnetNodeEnv, when set (tests), adds each node process's environment.
+var devnetNodeEnv func(i, n int) []string
+
+func newDevnetCmd() *cobra.Command {
+	var (
+		asJSON bool
+		keep   bool
+		dir    string
+		btcd   string
+		nodes  int
+	)
+	cmd := &cobra.Command{
+		Use:   "devnet",
+		Short: "Run a whole cluster on this machine and walk the withdrawal story",
+		Long: `Run a custody cluster on this machine and walk the withdrawal story
+through its real APIs (what "make demo" runs).
+
+The devnet provisions one SoftHSM2 token per node (plus one for an
+operator's device), runs "custody cluster init", starts four
+"custody node run" processes on loopback, serves an Ethereum chain
+(go-ethereum's simulated backend, over JSON-RPC) with an ERC-20 token it
+deploys, and starts a btcd regtest node (when btcd is found: on PATH, in
+./.bin, or --btcd). It then creates 2-of-4 hot ETH and BTC wallets by
+distributed keygen, funds them, allowlists destinations and shows:
+
+  1. a withdrawal to a non-allowlisted address denied, with the reason;
+  2. ETH, ERC-20 and BTC withdrawals waiting after one approval, signed,
+     broadcast and confirmed after the second;
+  3. a withdrawal above the hot limit routed cold, awaiting a ceremony;
+  4. a lock refusing the next withdrawal, and an unlock after its delay;
+  5. a rejected withdrawal, never signed.
+
+--json prints one JSON object per line per step; each signed withdrawal's
+line carries what verifying it needs (raw transaction, and for Bitcoin the
+outputs it spends). --keep leaves the cluster running after the story and
+writes DIR/devnet.json (API URLs, CA, credential files); Ctrl-C or
+"custody devnet stop --dir DIR" stops every process the devnet started.
+Without --dir the files live in a temporary directory removed at the end.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := outputFormat(cmd)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				asJSON = true
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("devnet: the custody binary: %w", err)
+			}
+			if btcd == "" {
+				btcd = findBtcd(self)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			out := cmd.OutOrStdout()
+			var progress io.Writer = cmd.ErrOrStderr()
+			if !asJSON {
+				progress = out
+				fmt.Fprintln(out, "starting the devnet (the nodes generate tss pre-params: about a minute on two cores)")
+			}
+			n, err := devnet.Start(ctx, devnet.Config{Bin: self, Env: devnetEnv(), NodeEnv: devnetNodeEnv, Dir: dir, Keep: keep,
+				Nodes: nodes, Btcd: btcd, Progress: progress})
+			if err != nil {
+				return err
+			}
+			defer n.Stop()
+			storyCtx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+			defer cancel()
+			steps, err := n.RunStory(storyCtx, func(st devnet.Step) {
+				if asJSON {
+					devnet.PrintJSON(out, st)
+				} else {
+					devnet.PrintText(out, st)
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("devnet: the story stopped: %w (node logs in %s)", err, filepath.Join(n.Dir, "logs"))
+			}
+			if !asJSON {
+				fmt.Fprintln(out)
+				devnet.PrintTable(out, steps)
+			}
+			if !keep {
+				return nil
+			}
+			info, _ := json.MarshalIndent(n.Info(), "", "  ")
+			fmt.Fprintf(progress, "\nthe devnet keeps running: %s\n%s\nCtrl-C, or custody devnet stop --dir %s, stops it\n", n.InfoFile(), info, n.Dir)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line per step (same as -o json)")
+	cmd.Flags().BoolVar(&keep, "keep", false, "leave the cluster running after the story (until Ctrl-C)")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the devnet's files (default: a temporary one, removed at the end)")
+	cmd.Flags().StringVar(&btcd, "btcd", "", "btcd binary (default: PATH, then .bin/btcd)")
+	cmd.Flags().IntVar(&nodes, "nodes", 4, "signer nodes")
+	cmd.AddCommand(newDevnetStopCmd())
+	return cmd
+}
+
+// devnetEnv is what every child of the devnet gets in addition to this
+// process's environment (tests: the flag that makes the test binary the
+// CLI).
+var devnetEnv = func() []string { return nil }
+
+// findBtcd looks for btcd on PATH, next to the custody binary, then in
+// ./.bin (make tools installs it there).
+func findBtcd(self string) string {
+	if p, err := exec.LookPath("btcd"); err == nil {
+		return p
+	}
+	for _, p := range []string{filepath.Join(filepath.Dir(self), "btcd"), filepath.Join(".bin", "btcd")} {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			abs, _ := filepath.Abs(p)
+			return abs
+		}
+	}
+	return ""
+}
+
+func newDevnetStopCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "stop --dir DIR",
+		Short: "Stop a devnet started with --keep --dir DIR",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("devnet stop: --dir is required")
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "devnet.json"))
+			if err != nil {
+				return fmt.Errorf("devnet stop: %w (is a devnet running with --dir %s?)", err, dir)
+			}
+			var info devnet.Info
+			if err := json.Unmarshal(b, &info); err != nil {
+				return fmt.Errorf("devnet stop: devnet.json: %w", err)
+			}
+			if info.PID <= 0 {
+				return errors.New("devnet stop: devnet.json names no devnet process")
+			}
+			p, err := os.FindProcess(info.PID)
+			if err == nil {
+				err = p.Signal(syscall.SIGTERM)
+			}
+			if err != nil {
+				return fmt.Errorf("devnet stop: process %d: %w", info.PID, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sent SIGTERM to the devnet (process %d); it stops its nodes and chains\n", info.PID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the devnet's directory (its devnet.json)")
+	return cmd
+}

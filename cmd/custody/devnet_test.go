@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/custody-dev/custody/chains/btc/btctest"
+	"github.com/custody-dev/custody/devnet"
+	"github.com/custody-dev/custody/softhsm/softhsmtest"
+)
+
+// TestDevnetStory runs `custody devnet --json` (the real binary: the test
+// binary as the CLI, its nodes on committed pre-params fixtures) and pipes
+// its output into a verifier written here from go-ethereum's and btcd's own
+// checks: every signed withdrawal's signature must verify independently of
+// custody's code (types.Sender for Ethereum, txscript's engine against the
+// spent outputs for Bitcoin), pay what the line says, and the story's steps
+// must come out as the story says.
+func TestDevnetStory(t *testing.T) {
+	softhsmtest.SharedEnv(t)
+	btcd := btctest.FindTool(t, "btcd")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(ctx, os.Args[0], "devnet", "--json", "--dir", filepath.Join(dir, "devnet"), "--btcd", btcd)
+	cmd.Env = append(os.Environ(), execEnv+"=1", devnetFixturesEnv+"=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		for _, id := range []string{"n1", "n2", "n3", "n4"} {
+			b, _ := os.ReadFile(filepath.Join(dir, "devnet", "logs", id+".log"))
+			t.Logf("%s log:\n%s", id, tail(string(b), 30))
+		}
+		t.Fatalf("custody devnet: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	var steps []devnet.Step
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var st devnet.Step
+		if err := json.Unmarshal(sc.Bytes(), &st); err != nil {
+			t.Fatalf("a line that is not a step: %q: %v", sc.Text(), err)
+		}
+		steps = append(steps, st)
+	}
+	outcomes := map[string]int{}
+	signed := map[string]int{}
+	for _, st := range steps {
+		outcomes[st.Outcome]++
+		if st.RawTx == "" {
+			continue
+		}
+		switch st.Chain {
+		case "eth":
+			verifyETH(t, st)
+		case "btc":
+			verifyBTC(t, st)
+		default:
+			t.Fatalf("%s: chain %q", st.RequestID, st.Chain)
+		}
+		if st.Confirmed == nil || !*st.Confirmed {
+			t.Errorf("%s: not confirmed", st.RequestID)
+		}
+		signed[st.Asset]++
+	}
+	for _, asset := range []string{"ETH", "TKN", "BTC"} {
+		if signed[asset] != 1 {
+			t.Errorf("%d signed %s withdrawals verified, want 1", signed[asset], asset)
+		}
+	}
+	for outcome, want := range map[string]int{"denied": 2, "awaiting_ceremony": 1, "rejected": 1, "waits": 3, "locked": 1} {
+		if outcomes[outcome] != want {
+			t.Errorf("%d steps %q, want %d", outcomes[outcome], outcome, want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("steps:\n%s", stdout.String())
+	}
+}
+
+// verifyETH: the sender recovered from the signature is the wallet, and
+// the transaction pays what the step says (a token transfer's calldata for
+// an ERC-20).
+func verifyETH(t *testing.T, st devnet.Step) {
+	t.Helper()
+	raw, err := hex.DecodeString(strings.TrimPrefix(st.RawTx, "0x"))
+	if err != nil {
+		t.Fatalf("%s: raw tx: %v", st.RequestID, err)
+	}
+	var tx types.Transaction
+	if err := tx.UnmarshalBinary(raw); err != nil {
+		t.Fatalf("%s: %v", st.RequestID, err)
+	}
+	from, err := types.Sender(types.LatestSignerForChainID(tx.ChainId()), &tx)
+	if err != nil {
+		t.Fatalf("%s: signature: %v", st.RequestID, err)
+	}
+	if from != common.HexToAddress(st.WalletAddress) {
+		t.Errorf("%s: signed by %s, want the wallet %s", st.RequestID, from.Hex(), st.WalletAddress)
+	}
+	if tx.Hash().Hex() != st.TxHash {
+		t.Errorf("%s: hash %s, line says %s", st.RequestID, tx.Hash().Hex(), st.TxHash)
+	}
+	amt, ok := new(big.Int).SetString(st.Amount, 10)
+	if !ok {
+		t.Fatalf("%s: amount %q", st.RequestID, st.Amount)
+	}
+	if st.Asset == "ETH" {
+		if tx.To() == nil || *tx.To() != common.HexToAddress(st.To) || tx.Value().Cmp(amt) != 0 {
+			t.Errorf("%s: pays %v to %v, want %s to %s", st.RequestID, tx.Value(), tx.To(), amt, st.To)
+		}
+		return
+	}
+	// transfer(address,uint256): a9059cbb, the recipient and the amount.
+	d := tx.Data()
+	if len(d) != 68 || hex.EncodeToString(d[:4]) != "a9059cbb" || common.BytesToAddress(d[4:36]) != common.HexToAddress(st.To) ||
+		new(big.Int).SetBytes(d[36:68]).Cmp(amt) != 0 || tx.Value().Sign() != 0 {
+		t.Errorf("%s: calldata %x does not transfer %s to %s", st.RequestID, d, amt, st.To)
+	}
+}
+
+// verifyBTC: every input's witness passes btcd's script engine against the
+// output it spends, and an output pays the destination the amount.
+func verifyBTC(t *testing.T, st devnet.Step) {
+	t.Helper()
+	raw, err := hex.DecodeString(st.RawTx)
+	if err != nil {
+		t.Fatalf("%s: raw tx: %v", st.RequestID, err)
+	}
+	var tx wire.MsgTx
+	if err := tx.Deserialize(bytes.NewReader(raw)); err != nil {
+		t.Fatalf("%s: %v", st.RequestID, err)
+	}
+	if len(st.Prevouts) != len(tx.TxIn) {
+		t.Fatalf("%s: %d prevouts for %d inputs", st.RequestID, len(st.Prevouts), len(tx.TxIn))
+	}
+	fetcher := txscript.NewMultiPrevOutFetcher(nil)
+	prev := make([]*wire.TxOut, len(tx.TxIn))
+	for i, in := range tx.TxIn {
+		script, err := hex.DecodeString(st.Prevouts[i].Script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev[i] = wire.NewTxOut(st.Prevouts[i].Amount, script)
+		fetcher.AddPrevOut(in.PreviousOutPoint, prev[i])
+	}
+	hashes := txscript.NewTxSigHashes(&tx, fetcher)
+	for i := range tx.TxIn {
+		vm, err := txscript.NewEngine(prev[i].PkScript, &tx, i, txscript.StandardVerifyFlags, nil, hashes, prev[i].Value, fetcher)
+		if err != nil {
+			t.Fatalf("%s input %d: %v", st.RequestID, i, err)
+		}
+		if err := vm.Execute(); err != nil {
+			t.Errorf("%s input %d: the script engine refuses the signature: %v", st.RequestID, i, err)
+		}
+	}
+	if tx.TxHash().String() != st.TxHash {
+		t.Errorf("%s: txid %s, line says %s", st.RequestID, tx.TxHash(), st.TxHash)
+	}
+	to, err := btcutil.DecodeAddress(st.To, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := txscript.PayToAddrScript(to)
+	paid := false
+	for _, o := range tx.TxOut {
+		if bytes.Equal(o.PkScript, want) && fmt.Sprint(o.Value) == st.Amount {
+			paid = true
+		}
+	}
+	if !paid {
+		t.Errorf("%s: no output pays %s sat to %s", st.RequestID, st.Amount, st.To)
+	}
+}
