@@ -288,8 +288,7 @@ func (s *Story) denied(ctx context.Context) error {
 	if v.Status != "denied" {
 		return fmt.Errorf("a withdrawal to a non-allowlisted address is %s, want denied", v.Status)
 	}
-	s.emit(Step{Step: "1. non-allowlisted destination", Outcome: "denied", Detail: v.Policy.Reason + ": " + v.Policy.Detail,
-		Chain: v.Chain, Network: v.Network, RequestID: v.ID, Status: v.Status, To: v.To, Amount: v.AmountBase, Asset: v.Asset})
+	s.emit(withdrawalStep("1. non-allowlisted destination", "denied", v.Policy.Reason+": "+v.Policy.Detail, v))
 	return nil
 }
 
@@ -341,11 +340,17 @@ func (s *Story) signed(ctx context.Context) error {
 	return nil
 }
 
+// withdrawalStep is a step about withdrawal v.
+func withdrawalStep(name, outcome, detail string, v *rest.WithdrawalView) Step {
+	return Step{Step: name, Outcome: outcome, Detail: detail, Chain: v.Chain, Network: v.Network, RequestID: v.ID,
+		Status: v.Status, To: v.To, Amount: v.AmountBase, Asset: v.Asset}
+}
+
 // signedStep describes a confirmed withdrawal with what verifying it needs.
 func (s *Story) signedStep(name string, v *rest.WithdrawalView) (Step, error) {
 	confirmed := v.Status == "confirmed"
-	st := Step{Step: name, Outcome: v.Status, Chain: v.Chain, Network: v.Network, RequestID: v.ID, Status: v.Status,
-		WalletAddress: s.wallets[v.Wallet].Address, To: v.To, Amount: v.AmountBase, Asset: v.Asset, Confirmed: &confirmed}
+	st := withdrawalStep(name, v.Status, "", v)
+	st.WalletAddress, st.Confirmed = s.wallets[v.Wallet].Address, &confirmed
 	if v.Signed == nil {
 		return st, fmt.Errorf("%s is %s without a signed transaction", v.ID, v.Status)
 	}
@@ -391,8 +396,7 @@ func (s *Story) cold(ctx context.Context) error {
 	if v, err = s.waitStatus(ctx, v.ID, "awaiting_ceremony"); err != nil {
 		return err
 	}
-	s.emit(Step{Step: "3. above the hot limit", Outcome: v.Status, Detail: fmt.Sprintf("%s: 3 ETH routed %s by rule %s", v.ID, v.Policy.Route, v.Policy.Rule),
-		Chain: v.Chain, Network: v.Network, RequestID: v.ID, Status: v.Status, To: v.To, Amount: v.AmountBase, Asset: v.Asset})
+	s.emit(withdrawalStep("3. above the hot limit", v.Status, fmt.Sprintf("%s: 3 ETH routed %s by rule %s", v.ID, v.Policy.Route, v.Policy.Rule), v))
 	return nil
 }
 
@@ -411,8 +415,7 @@ func (s *Story) lock(ctx context.Context) error {
 	if v.Status != "denied" {
 		return fmt.Errorf("a withdrawal from a locked wallet is %s, want denied", v.Status)
 	}
-	s.emit(Step{Step: "4. withdrawal while locked", Outcome: "denied", Detail: v.Policy.Reason + ": " + v.Policy.Detail,
-		Chain: v.Chain, Network: v.Network, RequestID: v.ID, Status: v.Status, To: v.To, Amount: v.AmountBase, Asset: v.Asset})
+	s.emit(withdrawalStep("4. withdrawal while locked", "denied", v.Policy.Reason+": "+v.Policy.Detail, v))
 	unlock := policy.Change{ID: "unlock-1", Kind: policy.ChangeUnlock, Wallet: ETHWallet, Reason: "login explained"}
 	if err := s.governance(ctx, unlock, "alice", "bob"); err != nil {
 		return err
@@ -455,8 +458,7 @@ func (s *Story) rejected(ctx context.Context) error {
 	if v.Status != "rejected" || v.Signed != nil {
 		return fmt.Errorf("%s after a rejection: %s (signed %v)", v.ID, v.Status, v.Signed != nil)
 	}
-	s.emit(Step{Step: "5. rejected by carol", Outcome: "rejected", Detail: v.ID + ": never signed",
-		Chain: v.Chain, Network: v.Network, RequestID: v.ID, Status: v.Status, To: v.To, Amount: v.AmountBase, Asset: v.Asset})
+	s.emit(withdrawalStep("5. rejected by carol", "rejected", v.ID+": never signed", v))
 	return nil
 }
 
