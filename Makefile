@@ -1,6 +1,6 @@
 # custody — build, test and demo entry points.
 #
-#   make demo    a local SoftHSM-backed run of custody (installs what it needs)
+#   make demo    a 4-node cluster on SoftHSM signing real withdrawals (installs what it needs)
 #   make test    the whole suite (what CI runs)
 #   make bench   benchmarks; figures go to docs/benchmarks.md by hand
 #   make fuzz    every fuzz target for FUZZTIME each (bounded)
@@ -20,7 +20,7 @@ VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export PATH := $(BIN):$(PATH)
 export CUSTODY_REQUIRE_TOOLS := 1
 
-.PHONY: all build test test-short vet bench fuzz soak demo tools softhsm btcd fixtures clean
+.PHONY: all build test test-short vet bench fuzz soak demo demo-hsm tools softhsm btcd fixtures clean
 
 all: build
 
@@ -104,7 +104,14 @@ fixtures:
 	$(GO) run ./signer/preparams/cmd/genfixtures -fingerprints signer/preparams/testdata/preparams.json > signer/preparams/fingerprints.go.new
 	mv signer/preparams/fingerprints.go.new signer/preparams/fingerprints.go
 
-demo: softhsm build
+# The product on one machine: a 4-node cluster on SoftHSM2 tokens, an
+# Ethereum chain and a btcd regtest node, walking the withdrawal story
+# (custody devnet; DEMO_FLAGS=--json for one JSON line per step).
+demo: tools build
+	@$(BIN)/custody devnet --btcd $(BIN)/btcd $(DEMO_FLAGS)
+
+# The HSM layer alone: KEK, sealing, tamper refusals, a key in the token.
+demo-hsm: softhsm build
 	@CUSTODY=$(BIN)/custody $(CURDIR)/deploy/demo/hsm-demo.sh
 
 clean:
