@@ -228,7 +228,7 @@ func (s *Story) waitFor(ctx context.Context, id string, ok func(*rest.Withdrawal
 			if err != nil {
 				return nil, err
 			}
-			return v, nil
+			return nil, fmt.Errorf("%s: still %s with %d approvals after 10s", id, v.Status, v.Approvals.Collected)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

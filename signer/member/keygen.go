@@ -104,6 +104,12 @@ func (m *Member) Keygen(ctx context.Context, walletID string, session tss.Sessio
 	if err := matchesWallet(info, w); err != nil {
 		return nil, m.refuseKeygen(walletID, err)
 	}
+	// The keygen took a while: another session may have completed for the
+	// whole committee and been recorded meanwhile. Decide on a fresh read
+	// (keygenResult refuses a wallet keyed with another key).
+	if w, head, err = m.readKeygenWallet(ctx, walletID); err != nil {
+		return nil, m.refuseKeygen(walletID, err)
+	}
 	res, err := m.keygenResult(walletID, session, info, w, head)
 	if err != nil {
 		return nil, err
@@ -158,15 +164,20 @@ func (m *Member) keygenResult(walletID string, session tss.SessionID, info tss.W
 }
 
 // registerKeygen registers the wallet of a keygen this member just ran or
-// found stored. Unlike AddWallet it replaces a registration of another key:
-// while the wallet is in keygen nothing is signed with it (claims need an
-// active wallet whose ledger key is the registered one).
+// found stored. It replaces a registration of another key from an earlier
+// keygen (while the wallet is in keygen nothing is signed with it: claims
+// need an active wallet whose ledger key is the registered one), never the
+// registration of the key the ledger recorded (AddWallet): a keygen session
+// finishing after another one was recorded must not unseat it.
 func (m *Member) registerKeygen(info tss.WalletInfo) error {
 	if _, err := btcec.ParsePubKey(info.PubKey); err != nil {
 		return fmt.Errorf("wallet %q key: %w", info.Wallet, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if old, ok := m.wallets[info.Wallet]; ok && m.keyed[info.Wallet] && string(old.PubKey) != string(info.PubKey) {
+		return fmt.Errorf("wallet %q is registered with the key the ledger recorded, not session's", info.Wallet)
+	}
 	m.wallets[info.Wallet] = info
 	return nil
 }

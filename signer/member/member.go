@@ -119,6 +119,9 @@ type Member struct {
 
 	mu      sync.Mutex
 	wallets map[string]tss.WalletInfo
+	// keyed are the wallets registered with the key the ledger recorded
+	// (AddWallet, RetireOld): a keygen finishing late cannot replace them.
+	keyed map[string]bool
 	done    map[string]*Signed // by request ID + session, results this member released
 
 	// reshared holds, per wallet in resharing, the new committee's
@@ -152,7 +155,7 @@ func New(cfg Config) (*Member, error) {
 		cfg.AttestWait = DefaultAttestWait
 	}
 	return &Member{cfg: cfg, self: cfg.Engine.Self(), log: log,
-		wallets: map[string]tss.WalletInfo{}, done: map[string]*Signed{},
+		wallets: map[string]tss.WalletInfo{}, keyed: map[string]bool{}, done: map[string]*Signed{},
 		reshared: map[string]tss.WalletInfo{}, leftReshare: map[string]tss.SessionID{}}, nil
 }
 
@@ -171,10 +174,13 @@ func (m *Member) AddWallet(info tss.WalletInfo) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.wallets[info.Wallet]; ok && string(old.PubKey) != string(info.PubKey) {
+	// A registration from a keygen of this member (registerKeygen) is
+	// replaced: the caller registers the key the ledger recorded.
+	if old, ok := m.wallets[info.Wallet]; ok && m.keyed[info.Wallet] && string(old.PubKey) != string(info.PubKey) {
 		return fmt.Errorf("member: wallet %q already registered with another key", info.Wallet)
 	}
 	m.wallets[info.Wallet] = info
+	m.keyed[info.Wallet] = true
 	return nil
 }
 

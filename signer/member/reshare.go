@@ -339,9 +339,11 @@ func (m *Member) RetireOld(ctx context.Context, walletID string) (bool, error) {
 			return false, m.refuseKeygen(walletID, err)
 		}
 		m.wallets[walletID] = info
+		m.keyed[walletID] = true
 		others = slices.DeleteFunc(others, func(k []byte) bool { return bytes.Equal(k, keep) })
 	} else {
 		delete(m.wallets, walletID)
+		delete(m.keyed, walletID)
 	}
 	delete(m.reshared, walletID)
 	delete(m.leftReshare, walletID)
