@@ -133,9 +133,10 @@ func (c *cluster) apiAddr(id pki.NodeID) string {
 // node id.
 func (c *cluster) apiTLS(id pki.NodeID, role pki.Role, principal string) *tls.Config {
 	c.t.Helper()
-	certPEM, keyPEM, err := c.ca.Issue(pki.RoleOperator, "unused", time.Now(), time.Hour)
+	// Issued at the node's clock, which the API checks validity against.
+	certPEM, keyPEM, err := c.ca.Issue(pki.RoleOperator, "unused", c.clock.Now(), time.Hour)
 	if role != "" {
-		certPEM, keyPEM, err = c.ca.Issue(role, principal, time.Now(), time.Hour)
+		certPEM, keyPEM, err = c.ca.Issue(role, principal, c.clock.Now(), time.Hour)
 	}
 	if err != nil {
 		c.t.Fatal(err)

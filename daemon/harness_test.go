@@ -226,7 +226,9 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 	t.Cleanup(func() { _ = c.sim.Close() })
 
 	dir := t.TempDir()
-	ca, err := pki.NewCA(clusterID, time.Now(), 24*time.Hour)
+	// The API checks client certificates at the node's clock (hours behind
+	// the wall clock here): the CA's validity covers both.
+	ca, err := pki.NewCA(clusterID, c.clock.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,6 +336,9 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 			Chains: daemon.Chains{ETH: &daemon.ETH{RPC: daemon.EmbeddedETH,
 				Tokens: []daemon.Token{{Symbol: "TKN", Contract: tokenAddr.Hex(), Decimals: 6}}}},
 			TSS: daemon.TSS{SessionTimeout: daemon.Duration(time.Minute)},
+			// The test clock stands still, so rate-limit buckets never
+			// refill: room for every test's polling.
+			API: daemon.API{RateLimit: daemon.RateLimit{PerMinute: 1_000_000, Burst: 100_000}},
 		}
 		for j, p := range nodeIDs {
 			if p != id {
