@@ -103,6 +103,8 @@ var (
 	bob     = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
 	carol   = ledgertest.NewOperator("carol", quorum.KindHuman, quorum.RoleApprover)
 	backend = ledgertest.NewOperator("backend", quorum.KindBackend, quorum.RoleInitiator)
+	// backend2 is a second backend principal (the API's tests suspend it).
+	backend2 = ledgertest.NewOperator("backend-2", quorum.KindBackend, quorum.RoleInitiator)
 	// Four nodes: with a checkpoint quorum of 3 of 4 the cluster signs
 	// with one node down (3 nodes need all 3 to attest a claim). The
 	// wallet is 2-of-4 (threshold 1) over all of them.
@@ -307,7 +309,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		fingerprints[id] = pki.KeyFingerprint(cert)
 		c.nodes[id] = &testNode{id: id, token: tok}
 	}
-	gcmd := ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend)
+	gcmd := ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend, backend2)
 	for i := range gcmd.Nodes {
 		gcmd.Nodes[i].KeyFingerprint = fingerprints[gcmd.Nodes[i].ID]
 	}

@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
 	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
@@ -345,6 +349,28 @@ func TestRateLimitPerPrincipal(t *testing.T) {
 	resp, got, _ := call(t, cl, "POST", ts.url+"/v1/withdrawals", `{"id":"rl-1"}`)
 	if resp.StatusCode != 429 || code(got) != "rate_limited" || resp.Header.Get("Retry-After") != "2" {
 		t.Fatalf("past the burst: %d %v Retry-After %q", resp.StatusCode, got, resp.Header.Get("Retry-After"))
+	}
+	// The 429 is as api/openapi.yaml describes it (the daemon's
+	// TestBackendAPI validates every other answer).
+	doc, err := openapi3.NewLoader().LoadFromFile("../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = nil
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, params, err := router.FindRoute(resp.Request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(got)
+	if err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: resp.Request, PathParams: params, Route: route},
+		Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(strings.NewReader(string(body))),
+		Options: &openapi3filter.Options{IncludeResponseStatus: true}}); err != nil {
+		t.Fatalf("the 429 is not as api/openapi.yaml says: %v", err)
 	}
 	if after, _ := store.Hash(); after != before {
 		t.Fatal("a limited request changed the ledger")
