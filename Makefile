@@ -4,6 +4,7 @@
 #   make test    the whole suite (what CI runs)
 #   make bench   benchmarks; figures go to docs/benchmarks.md by hand
 #   make fuzz    every fuzz target for FUZZTIME each (bounded)
+#   make fuzz-api the HTTPS API's parsers for FUZZTIME_API each (long runs)
 #   make tools   install softhsm2 (apt, as root) and btcd/btcctl (go install into .bin)
 
 SHELL        := /bin/bash
@@ -11,6 +12,7 @@ GO           ?= go
 BIN          := $(CURDIR)/.bin
 BTCD_VERSION := v0.24.2
 FUZZTIME     ?= 20s
+FUZZTIME_API ?= 10m
 TEST_TIMEOUT ?= 14m
 VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -20,7 +22,7 @@ VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export PATH := $(BIN):$(PATH)
 export CUSTODY_REQUIRE_TOOLS := 1
 
-.PHONY: all build test test-short vet bench fuzz soak demo demo-hsm tools softhsm btcd fixtures clean
+.PHONY: all build test test-short vet bench fuzz fuzz-api soak demo demo-hsm tools softhsm btcd fixtures clean
 
 all: build
 
@@ -90,6 +92,15 @@ fuzz:
 			echo ">> $$pkg $$f ($(FUZZTIME))"; \
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
+	done
+
+# The HTTPS API's parsers of untrusted bytes (api/rest: create body, list
+# query, cursor) for FUZZTIME_API each; their seeds (api/rest/testdata/fuzz)
+# run in make test.
+fuzz-api:
+	@set -e; for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' api/rest/*_test.go | sed 's/^func //'); do \
+		echo ">> api/rest $$f ($(FUZZTIME_API))"; \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME_API) ./api/rest; \
 	done
 
 # Long runs that do not fit make test's 15-minute budget (e.g. 1,000 threshold

@@ -25,7 +25,9 @@ const apiTimeout = 20 * time.Second
 // client forwards its writes).
 func (n *Node) serveAPI() error {
 	srv, err := rest.NewServer(n.id, rest.Config{Service: backendService{n}, Now: n.now,
-		Logger: n.log.With("component", "backend-api"), Timeout: apiTimeout})
+		Logger: n.log.With("component", "backend-api"), Timeout: apiTimeout,
+		RateLimit:      rest.RateLimit{PerMinute: n.cfg.API.RateLimit.PerMinute, Burst: n.cfg.API.RateLimit.Burst},
+		BalanceTimeout: time.Duration(n.cfg.API.BalanceTimeout)})
 	if err != nil {
 		return err
 	}
@@ -58,7 +60,7 @@ func (b backendService) CreateWithdrawal(ctx context.Context, principal string, 
 		return nil, false, rest.ErrUnavailable
 	}
 	r, existing, err := c.CreateWithdrawal(ctx, principal, noderpc.Withdrawal{ID: w.ID, Wallet: w.Wallet, Asset: w.Asset,
-		To: w.To, Amount: w.Amount, ExpiresAt: w.ExpiresAt, Initiation: w.Initiation})
+		To: w.To, Amount: w.Amount, ExpiresAt: w.ExpiresAt, Initiation: w.Initiation, Note: w.Note})
 	switch {
 	case err == nil:
 		return r, existing, nil
@@ -139,7 +141,7 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 			return nil, false, fmt.Errorf("%w: this cluster's leader has no Ethereum node", noderpc.ErrCreateRefused)
 		}
 		r, err = n.orch.CreateETH(ctx, withdraw.ETHWithdrawal{ID: w.ID, Wallet: w.Wallet, Asset: w.Asset, To: w.To,
-			Amount: w.Amount.Big(), Initiation: w.Initiation, ExpiresAt: w.ExpiresAt})
+			Amount: w.Amount.Big(), Initiation: w.Initiation, ExpiresAt: w.ExpiresAt, Note: w.Note})
 	case "btc":
 		if n.btc == nil {
 			return nil, false, fmt.Errorf("%w: this cluster's leader has no Bitcoin node", noderpc.ErrCreateRefused)
@@ -148,7 +150,7 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 			return nil, false, fmt.Errorf("%w: a btc wallet pays BTC, not %q", noderpc.ErrCreateRefused, w.Asset)
 		}
 		r, err = n.orch.CreateBTC(ctx, withdraw.BTCWithdrawal{ID: w.ID, Wallet: w.Wallet, To: w.To,
-			Amount: w.Amount.Big(), Initiation: w.Initiation, ExpiresAt: w.ExpiresAt})
+			Amount: w.Amount.Big(), Initiation: w.Initiation, ExpiresAt: w.ExpiresAt, Note: w.Note})
 	default:
 		return nil, false, fmt.Errorf("%w: wallet %q is on chain %q, which this node does not build", noderpc.ErrCreateRefused, w.Wallet, wallet.Chain)
 	}

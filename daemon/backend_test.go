@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
@@ -133,9 +135,10 @@ func (c *cluster) apiAddr(id pki.NodeID) string {
 // node id.
 func (c *cluster) apiTLS(id pki.NodeID, role pki.Role, principal string) *tls.Config {
 	c.t.Helper()
-	certPEM, keyPEM, err := c.ca.Issue(pki.RoleOperator, "unused", time.Now(), time.Hour)
+	// Issued at the node's clock, which the API checks validity against.
+	certPEM, keyPEM, err := c.ca.Issue(pki.RoleOperator, "unused", c.clock.Now(), time.Hour)
 	if role != "" {
-		certPEM, keyPEM, err = c.ca.Issue(role, principal, time.Now(), time.Hour)
+		certPEM, keyPEM, err = c.ca.Issue(role, principal, c.clock.Now(), time.Hour)
 	}
 	if err != nil {
 		c.t.Fatal(err)
@@ -212,13 +215,23 @@ func wantError(t *testing.T, what string, status int, got map[string]any, gotSta
 // dest, initiated by op (the backend unless the test says otherwise).
 func createBody(t *testing.T, id, wallet, asset, to, amt string, decimals int, op ledgertest.Operator) map[string]any {
 	t.Helper()
+	return notedBody(t, id, wallet, asset, to, amt, decimals, op, "")
+}
+
+// notedBody is createBody with a note, signed with the intent ("" none).
+func notedBody(t *testing.T, id, wallet, asset, to, amt string, decimals int, op ledgertest.Operator, note string) map[string]any {
+	t.Helper()
 	base, err := amount.ParseUnits(amt, decimals)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := policy.Withdrawal{Wallet: wallet, Asset: asset, To: to, Amount: base}
-	return map[string]any{"id": id, "wallet": wallet, "asset": asset, "to": to, "amount": amt,
+	w := policy.Withdrawal{Wallet: wallet, Asset: asset, To: to, Amount: base, Note: note}
+	b := map[string]any{"id": id, "wallet": wallet, "asset": asset, "to": to, "amount": amt,
 		"initiation": op.Sign(t, clusterID, id, w.IntentHash(id), quorum.Initiate, time.Now().Add(time.Hour))}
+	if note != "" {
+		b["note"] = note
+	}
+	return b
 }
 
 // TestBackendAPI: the backend API of a real four-node cluster, every
@@ -267,6 +280,24 @@ func TestBackendAPI(t *testing.T) {
 		if st != 200 || w["address"] != c.wallet.Hex() || w["chain"] != "eth" || w["network"] != network || w["status"] != "active" ||
 			w["threshold"] != 1.0 || len(w["committee"].([]any)) != len(committee) {
 			t.Fatalf("GET wallet: %d %v, want address %s", st, w, c.wallet.Hex())
+		}
+		// Balances from the node's chain adapter, read at the node's
+		// clock: the simulated chain's genesis gave the wallet 100 ETH and
+		// 5000 TKN, and nothing is spent yet.
+		want := map[string]string{"ETH": "100", "TKN": "5000"}
+		bals, _ := w["balances"].([]any)
+		for _, b := range bals {
+			m := b.(map[string]any)
+			if at, err := time.Parse(time.RFC3339Nano, m["at"].(string)); err != nil || !at.Equal(c.clock.Now()) {
+				t.Errorf("balance %v read at %v, the node's clock says %s", m, m["at"], c.clock.Now())
+			}
+			if want[m["asset"].(string)] != m["amount"] {
+				t.Errorf("balance %v, want %v", m, want)
+			}
+			delete(want, m["asset"].(string))
+		}
+		if len(want) != 0 {
+			t.Errorf("balances %v lack %v", bals, want)
 		}
 		st, got = api.do("GET", "/v1/wallets/nope", nil)
 		wantError(t, "unknown wallet", 404, got, st, "not_found")
@@ -345,8 +376,13 @@ func TestBackendAPI(t *testing.T) {
 		otherIntent["amount"] = "2"
 		noInit := createBody(t, "bad-noinit", walletID, "ETH", dest, "1", 18, backend)
 		delete(noInit, "initiation")
-		note := createBody(t, "bad-note", walletID, "ETH", dest, "1", 18, backend)
-		note["note"] = "x"
+		unknown := createBody(t, "bad-field", walletID, "ETH", dest, "1", 18, backend)
+		unknown["memo"] = "x"
+		unsigned := createBody(t, "bad-note", walletID, "ETH", dest, "1", 18, backend)
+		unsigned["note"] = "not what was signed"
+		unprintable := notedBody(t, "bad-note-2", walletID, "ETH", dest, "1", 18, backend, "pay\u202eevil")
+		long := notedBody(t, "bad-note-3", walletID, "ETH", dest, "1", 18, backend, strings.Repeat("n", policy.MaxNote+1))
+		deep := []byte(`{"id":"bad-deep","initiation":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`)
 		past := createBody(t, "bad-past", walletID, "ETH", dest, "1", 18, backend)
 		past["expires_at"] = c.clock.Now().Add(-time.Minute).UTC()
 		for _, tc := range []struct {
@@ -368,7 +404,11 @@ func TestBackendAPI(t *testing.T) {
 			{"forged initiation", forged, 400, "invalid_initiation", "initiation"},
 			{"initiation of another amount", otherIntent, 400, "invalid_initiation", "initiation"},
 			{"no initiation", noInit, 400, "invalid", "initiation"},
-			{"unknown field", note, 400, "malformed", "note"},
+			{"unknown field", unknown, 400, "malformed", "memo"},
+			{"a note the initiation does not sign", unsigned, 400, "invalid_initiation", "initiation"},
+			{"an unprintable note", unprintable, 400, "invalid", "note"},
+			{"a note over 256 bytes", long, 400, "invalid", "note"},
+			{"nested too deep", deep, 400, "malformed", ""},
 			{"expiry in the past", past, 400, "invalid", "expires_at"},
 			{"not JSON", []byte(`{"id":`), 400, "malformed", ""},
 			{"two values", []byte(`{}{}`), 400, "malformed", ""},
@@ -512,6 +552,34 @@ func TestBackendAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("Note", func(t *testing.T) {
+		// The note travels signed into the ledger, comes back in the
+		// views, and is part of the idempotency comparison.
+		note := "payout #7781 for user 42 – Zürich desk"
+		st, got := api.do("POST", "/v1/withdrawals", notedBody(t, "api-note", walletID, "ETH", dest, "0.1", 18, backend, note))
+		if st != 201 || got["note"] != note {
+			t.Fatalf("create with a note: %d %v", st, got)
+		}
+		if r := onLeader("api-note"); r == nil || r.Note != note || r.Initiation.PayloadHash != r.IntentHash(r.ID) {
+			t.Fatalf("the leader's ledger holds %+v", r)
+		}
+		st, got = c.api(other, pki.RoleBackend, "backend").do("GET", "/v1/withdrawals/api-note", nil)
+		if st != 200 || got["note"] != note {
+			t.Fatalf("GET on another node: %d %v", st, got)
+		}
+		st, got = api.do("POST", "/v1/withdrawals", notedBody(t, "api-note", walletID, "ETH", dest, "0.1", 18, backend, note))
+		if st != 200 || got["note"] != note {
+			t.Fatalf("repeat: %d %v", st, got)
+		}
+		for name, n := range map[string]string{"another note": "payout #7782", "no note": ""} {
+			st, got = api.do("POST", "/v1/withdrawals", notedBody(t, "api-note", walletID, "ETH", dest, "0.1", 18, backend, n))
+			wantError(t, name, 409, got, st, "conflict", "note")
+		}
+		if r := onLeader("api-note"); r.Note != note {
+			t.Fatalf("after the refused repeats the ledger holds the note %q", r.Note)
+		}
+	})
+
 	t.Run("ApprovalsToConfirmed", func(t *testing.T) {
 		r := onLeader("api-1")
 		c.approve(r, bob)
@@ -598,6 +666,8 @@ func TestBackendAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("EndpointRoleTable", func(t *testing.T) { walkRoleTable(t, c, fol) })
+
 	if api.spec.checked < 40 {
 		t.Errorf("only %d exchanges checked against api/openapi.yaml", api.spec.checked)
 	}
@@ -612,4 +682,135 @@ func withCert(t *testing.T, cfg *tls.Config, certPEM, keyPEM []byte) *tls.Config
 	}
 	cfg.Certificates = []tls.Certificate{cert}
 	return cfg
+}
+
+// walkRoleTable walks docs/api.md's endpoint × role table (rest.Routes)
+// against node id: every endpoint with a backend and an operator
+// certificate of active principals, a node certificate, a certificate of
+// another cluster's CA, none, an expired one and one not yet valid (both
+// by the node's clock), a suspended principal and one never enrolled.
+// Exactly the rows' allowed roles are served; the others are refused at
+// the handshake or answered 401/403 in the one error shape, and the
+// refused requests leave the ledger's state hash as it was. A principal
+// suspended by a signed change while its connection is open is refused at
+// its next request on that connection.
+func walkRoleTable(t *testing.T, c *cluster, id pki.NodeID) {
+	store := c.nodes[id].node.Store()
+	dest := c.dests[0].Hex()
+	n := 0
+	// A concrete request of each route: known ids; a create body valid
+	// but for who sends it.
+	request := func(rt rest.Route) (string, any) {
+		path := strings.ReplaceAll(rt.Path, "{id}", "api-1")
+		if strings.HasPrefix(rt.Path, rest.PathWallets) {
+			path = strings.ReplaceAll(rt.Path, "{id}", walletID)
+		}
+		if rt.Method != http.MethodPost {
+			return path, nil
+		}
+		n++
+		return path, createBody(t, fmt.Sprintf("table-%d", n), walletID, "ETH", dest, "0.01", 18, backend)
+	}
+	// backend-2 holds a connection open across its suspension.
+	held := c.api(id, pki.RoleBackend, "backend-2")
+	if st, got := held.do("GET", "/v1/wallets", nil); st != 200 {
+		t.Fatalf("backend-2 before its suspension: %d %v", st, got)
+	}
+	ch := quorum.Change{ID: "suspend-backend-2", Kind: quorum.ChangeSuspendOperator, OperatorID: "backend-2"}
+	c.submit("alice", ledger.RegistryChange{Change: ch,
+		Approvals: []quorum.Approval{alice.Sign(t, clusterID, ch.ID, ch.PayloadHash(), quorum.Approve, time.Now().Add(time.Hour))}})
+	c.poll(string(id)+" applied the suspension", func() error {
+		return store.ReadLocal(func(st *ledger.State) error {
+			if st.Registry.Operators["backend-2"].Status != quorum.StatusSuspended {
+				return errors.New("backend-2 is not suspended yet")
+			}
+			return nil
+		})
+	})
+	var reused bool
+	req, _ := http.NewRequest("GET", held.base+"/v1/wallets", nil)
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
+	resp, err := held.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !reused {
+		t.Fatalf("suspended backend-2 on its open connection (reused %v): %d", reused, resp.StatusCode)
+	}
+
+	before, err := store.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Answered in the error shape (validated against api/openapi.yaml).
+	answered := map[string]*apiClient{
+		"operator alice":                      c.api(id, pki.RoleOperator, "alice"),
+		"suspended backend-2":                 c.api(id, pki.RoleBackend, "backend-2"),
+		"backend never enrolled":              c.api(id, pki.RoleBackend, "backend-9"),
+		"operator certificate of the backend": c.api(id, pki.RoleOperator, "backend"),
+	}
+	// Refused at the handshake.
+	otherCA, err := pki.NewCA("other", c.clock.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(ca *pki.CA, role pki.Role, who string, at time.Time) (cert, key []byte) {
+		cert, key, err := ca.Issue(role, who, at, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert, key
+	}
+	base := func() *tls.Config { return c.apiTLS(id, pki.RoleBackend, "backend") }
+	oc, ok := issue(otherCA, pki.RoleBackend, "backend", c.clock.Now())
+	nc, nk := issue(c.ca, pki.RoleNode, string(id), c.clock.Now())
+	ec, ek := issue(c.ca, pki.RoleBackend, "backend", c.clock.Now().Add(-3*time.Hour)) // NotAfter 2 h ago by the node's clock
+	fc, fk := issue(c.ca, pki.RoleBackend, "backend", c.clock.Now().Add(2*time.Hour))  // NotBefore in an hour
+	handshake := map[string]*tls.Config{
+		"no certificate":       c.apiTLS(id, "", ""),
+		"node certificate":     withCert(t, base(), nc, nk),
+		"another cluster's CA": withCert(t, base(), oc, ok),
+		"expired certificate":  withCert(t, base(), ec, ek),
+		"not yet valid":        withCert(t, base(), fc, fk),
+	}
+	for _, rt := range rest.Routes() {
+		for name, a := range answered {
+			path, body := request(rt)
+			st, got := a.do(rt.Method, path, body)
+			want, code := 401, "principal_inactive"
+			if name == "operator alice" {
+				if rt.Allows(pki.RoleOperator) {
+					t.Errorf("%s %s: the table allows operators; walk them with an operator's request", rt.Method, path)
+					continue
+				}
+				want, code = 403, "forbidden"
+			}
+			wantError(t, fmt.Sprintf("%s: %s %s", name, rt.Method, path), want, got, st, code)
+		}
+		for name, cfg := range handshake {
+			path, _ := request(rt)
+			cl := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
+			req, _ := http.NewRequest(rt.Method, "https://"+c.apiAddr(id)+path, nil)
+			if resp, err := cl.Do(req); err == nil {
+				resp.Body.Close()
+				t.Errorf("%s: %s %s answered %d", name, rt.Method, path, resp.StatusCode)
+			}
+			cl.CloseIdleConnections()
+		}
+	}
+	if after, err := store.Hash(); err != nil || after != before {
+		t.Fatalf("refused requests changed %s's ledger: %x → %x (%v)", id, before, after, err)
+	}
+	// The allowed role is served.
+	be := c.api(id, pki.RoleBackend, "backend")
+	for _, rt := range rest.Routes() {
+		if !rt.Allows(pki.RoleBackend) {
+			continue
+		}
+		path, body := request(rt)
+		if st, got := be.do(rt.Method, path, body); st != 200 && st != 201 {
+			t.Errorf("backend: %s %s: %d %v", rt.Method, path, st, got)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/strictdoc"
@@ -110,6 +111,25 @@ type Config struct {
 	Presign Presign `json:"presign" yaml:"presign,omitempty"`
 	// Broadcast configures sending signed transactions and tracking them.
 	Broadcast Broadcast `json:"broadcast" yaml:"broadcast,omitempty"`
+	// API tunes the HTTPS API on listen.api; optional.
+	API API `json:"api" yaml:"api,omitempty"`
+}
+
+// API tunes the HTTPS API (docs/api.md).
+type API struct {
+	// RateLimit bounds each principal's requests to this node.
+	RateLimit RateLimit `json:"rate_limit" yaml:"rate_limit,omitempty"`
+	// BalanceTimeout bounds the chain reads of one wallets request
+	// (default rest.DefaultBalanceTimeout).
+	BalanceTimeout Duration `json:"balance_timeout,omitempty" yaml:"balance_timeout,omitempty"`
+}
+
+// RateLimit is a token bucket per principal: Burst requests at once,
+// refilled at PerMinute a minute (defaults rest.DefaultRatePerMinute,
+// rest.DefaultRateBurst).
+type RateLimit struct {
+	PerMinute int `json:"per_minute,omitempty" yaml:"per_minute,omitempty"`
+	Burst     int `json:"burst,omitempty" yaml:"burst,omitempty"`
 }
 
 // Broadcast says which signed transactions the leader sends to the chain
@@ -330,6 +350,15 @@ func (c *Config) defaults() {
 	if c.Broadcast.Confirmations == 0 {
 		c.Broadcast.Confirmations = DefaultConfirmations
 	}
+	if c.API.RateLimit.PerMinute == 0 {
+		c.API.RateLimit.PerMinute = rest.DefaultRatePerMinute
+	}
+	if c.API.RateLimit.Burst == 0 {
+		c.API.RateLimit.Burst = rest.DefaultRateBurst
+	}
+	if c.API.BalanceTimeout == 0 {
+		c.API.BalanceTimeout = Duration(rest.DefaultBalanceTimeout)
+	}
 	if c.Presign.Enabled && c.Presign.PoolSize == 0 {
 		c.Presign.PoolSize = DefaultPresignPoolSize
 	}
@@ -444,7 +473,7 @@ func (c *Config) validate() error {
 	}{
 		{"ledger.heartbeat_timeout", c.Ledger.HeartbeatTimeout}, {"ledger.election_timeout", c.Ledger.ElectionTimeout},
 		{"ledger.leader_lease_timeout", c.Ledger.LeaderLeaseTimeout}, {"ledger.apply_timeout", c.Ledger.ApplyTimeout},
-		{"tss.session_timeout", c.TSS.SessionTimeout},
+		{"tss.session_timeout", c.TSS.SessionTimeout}, {"api.balance_timeout", c.API.BalanceTimeout},
 	} {
 		if d.v < 0 {
 			return fail(d.key, "must not be negative")
@@ -452,6 +481,12 @@ func (c *Config) validate() error {
 	}
 	if c.Presign.PoolSize < 0 || c.Presign.PoolSize > 1024 {
 		return fail("presign.pool_size", "must be 1..1024")
+	}
+	if c.API.RateLimit.PerMinute < 1 || c.API.RateLimit.PerMinute > 1_000_000 {
+		return fail("api.rate_limit.per_minute", "must be 1..1000000")
+	}
+	if c.API.RateLimit.Burst < 1 || c.API.RateLimit.Burst > 100_000 {
+		return fail("api.rate_limit.burst", "must be 1..100000")
 	}
 	if c.Broadcast.Confirmations < 1 || c.Broadcast.Confirmations > 1000 {
 		return fail("broadcast.confirmations", "must be 1..1000")

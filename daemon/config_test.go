@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/pki"
 )
 
@@ -75,6 +76,13 @@ func TestLoadConfigDefaultsAndPaths(t *testing.T) {
 	if c.Chains.ETH.ChainID != DefaultEmbeddedChainID || c.Chains.ETH.Network != "devnet" {
 		t.Errorf("embedded eth defaults: %+v", c.Chains.ETH)
 	}
+	if c.API.RateLimit != (RateLimit{PerMinute: rest.DefaultRatePerMinute, Burst: rest.DefaultRateBurst}) || time.Duration(c.API.BalanceTimeout) != rest.DefaultBalanceTimeout {
+		t.Errorf("api defaults: %+v", c.API)
+	}
+	c, err = ParseConfig([]byte(validYAML+"api: {rate_limit: {per_minute: 60, burst: 5}, balance_timeout: 1s}\n"), dir)
+	if err != nil || c.API.RateLimit != (RateLimit{PerMinute: 60, Burst: 5}) || time.Duration(c.API.BalanceTimeout) != time.Second {
+		t.Errorf("api settings: %+v, %v", c, err)
+	}
 }
 
 // TestConfigRefusals: every refusal names the YAML path of the problem.
@@ -86,31 +94,35 @@ func TestConfigRefusals(t *testing.T) {
 		return strings.Replace(validYAML, old, new, 1)
 	}
 	for name, tc := range map[string]struct{ yaml, path string }{
-		"unknown top-level key": {validYAML + "pin: 1234\n", "pin (line 12): unknown field"},
-		"unknown nested key":    {validYAML + "ledger: {log_stor: wal}\n", "ledger.log_stor (line 12): unknown field"},
-		"bad log store":         {validYAML + "ledger: {log_store: sqlite}\n", "ledger.log_store: \"sqlite\""},
-		"missing node_id":       {edit("node_id: n1\n", ""), "node_id: pki: node id"},
-		"missing data_dir":      {edit("data_dir: data\n", ""), "data_dir: required"},
-		"missing listen.api":    {edit(`, api: "127.0.0.1:7103"`, ""), "listen.api: required"},
-		"same address twice":    {edit(`api: "127.0.0.1:7103"`, `api: "127.0.0.1:7100"`), "listen.api: 127.0.0.1:7100 is also listen.raft"},
-		"bad port":              {edit(`"127.0.0.1:7100"`, `"127.0.0.1:70000"`), "listen.raft"},
-		"peer is self":          {edit("id: n2", "id: n1"), "peers[0].id"},
-		"missing tls key":       {edit(", key: node.key", ""), "tls.key: required"},
-		"no token":              {edit(`token_serial: "0001", `, ""), "hsm: select the token"},
-		"a pin in the config":   {edit("pin_file: hsm.pin", "pin: 1234"), "hsm.pin (line 7): unknown field"},
-		"missing pin file":      {edit(", pin_file: hsm.pin", ""), "hsm.pin_file: required"},
-		"short genesis hash":    {edit(`hash: "1111`, `hash: "111`), "genesis.hash"},
-		"eth url without id":    {edit("rpc: embedded", "rpc: http://127.0.0.1:8545, network: dev"), "chains.eth.chain_id"},
-		"eth url with password": {edit("rpc: embedded", "rpc: \"http://u:hunter2@h:1\", chain_id: 1, network: x"), "chains.eth.rpc"},
-		"btc network":           {edit("network: regtest", "network: moon"), "chains.btc.network"},
-		"btc without rpc.cert":  {edit("cert_file: btcd-rpc.cert, ", ""), "chains.btc.cert_file: required"},
-		"btc plain remote":      {edit(`rpc: "127.0.0.1:18334", `, `rpc: "btcd.internal:8334", no_tls: true, `), "chains.btc.no_tls"},
-		"btc plain and cert":    {edit("cert_file: btcd-rpc.cert, ", "cert_file: btcd-rpc.cert, no_tls: true, "), "chains.btc.no_tls: set cert_file or no_tls"},
-		"btc fee rate":          {edit("network: regtest}", "network: regtest, fee_rate: 20000}"), "chains.btc.fee_rate"},
-		"wrong type":            {edit("{rpc: embedded}", "{rpc: embedded, chain_id: one}"), "chains.eth.chain_id (line 10): must be an integer"},
-		"presign size unasked":  {validYAML + "presign: {pool_size: 3}\n", "presign.pool_size"},
-		"null section":          {validYAML + "tss: ~\n", "tss (line 12): must not be null"},
-		"bad duration":          {validYAML + "tss: {session_timeout: soon}\n", "tss.session_timeout (line 12): not a duration"},
+		"unknown top-level key":  {validYAML + "pin: 1234\n", "pin (line 12): unknown field"},
+		"unknown nested key":     {validYAML + "ledger: {log_stor: wal}\n", "ledger.log_stor (line 12): unknown field"},
+		"bad log store":          {validYAML + "ledger: {log_store: sqlite}\n", "ledger.log_store: \"sqlite\""},
+		"missing node_id":        {edit("node_id: n1\n", ""), "node_id: pki: node id"},
+		"missing data_dir":       {edit("data_dir: data\n", ""), "data_dir: required"},
+		"missing listen.api":     {edit(`, api: "127.0.0.1:7103"`, ""), "listen.api: required"},
+		"same address twice":     {edit(`api: "127.0.0.1:7103"`, `api: "127.0.0.1:7100"`), "listen.api: 127.0.0.1:7100 is also listen.raft"},
+		"bad port":               {edit(`"127.0.0.1:7100"`, `"127.0.0.1:70000"`), "listen.raft"},
+		"peer is self":           {edit("id: n2", "id: n1"), "peers[0].id"},
+		"missing tls key":        {edit(", key: node.key", ""), "tls.key: required"},
+		"no token":               {edit(`token_serial: "0001", `, ""), "hsm: select the token"},
+		"a pin in the config":    {edit("pin_file: hsm.pin", "pin: 1234"), "hsm.pin (line 7): unknown field"},
+		"missing pin file":       {edit(", pin_file: hsm.pin", ""), "hsm.pin_file: required"},
+		"short genesis hash":     {edit(`hash: "1111`, `hash: "111`), "genesis.hash"},
+		"eth url without id":     {edit("rpc: embedded", "rpc: http://127.0.0.1:8545, network: dev"), "chains.eth.chain_id"},
+		"eth url with password":  {edit("rpc: embedded", "rpc: \"http://u:hunter2@h:1\", chain_id: 1, network: x"), "chains.eth.rpc"},
+		"btc network":            {edit("network: regtest", "network: moon"), "chains.btc.network"},
+		"btc without rpc.cert":   {edit("cert_file: btcd-rpc.cert, ", ""), "chains.btc.cert_file: required"},
+		"btc plain remote":       {edit(`rpc: "127.0.0.1:18334", `, `rpc: "btcd.internal:8334", no_tls: true, `), "chains.btc.no_tls"},
+		"btc plain and cert":     {edit("cert_file: btcd-rpc.cert, ", "cert_file: btcd-rpc.cert, no_tls: true, "), "chains.btc.no_tls: set cert_file or no_tls"},
+		"btc fee rate":           {edit("network: regtest}", "network: regtest, fee_rate: 20000}"), "chains.btc.fee_rate"},
+		"wrong type":             {edit("{rpc: embedded}", "{rpc: embedded, chain_id: one}"), "chains.eth.chain_id (line 10): must be an integer"},
+		"presign size unasked":   {validYAML + "presign: {pool_size: 3}\n", "presign.pool_size"},
+		"null section":           {validYAML + "tss: ~\n", "tss (line 12): must not be null"},
+		"bad duration":           {validYAML + "tss: {session_timeout: soon}\n", "tss.session_timeout (line 12): not a duration"},
+		"rate limit too high":    {validYAML + "api: {rate_limit: {per_minute: 2000000}}\n", "api.rate_limit.per_minute: must be 1..1000000"},
+		"negative burst":         {validYAML + "api: {rate_limit: {burst: -1}}\n", "api.rate_limit.burst"},
+		"unknown api key":        {validYAML + "api: {rate: 5}\n", "api.rate (line 12): unknown field"},
+		"negative balance bound": {validYAML + "api: {balance_timeout: -1s}\n", "api.balance_timeout"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.yaml), "/base")

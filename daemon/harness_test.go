@@ -103,6 +103,8 @@ var (
 	bob     = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
 	carol   = ledgertest.NewOperator("carol", quorum.KindHuman, quorum.RoleApprover)
 	backend = ledgertest.NewOperator("backend", quorum.KindBackend, quorum.RoleInitiator)
+	// backend2 is a second backend principal (the API's tests suspend it).
+	backend2 = ledgertest.NewOperator("backend-2", quorum.KindBackend, quorum.RoleInitiator)
 	// Four nodes: with a checkpoint quorum of 3 of 4 the cluster signs
 	// with one node down (3 nodes need all 3 to attest a claim). The
 	// wallet is 2-of-4 (threshold 1) over all of them.
@@ -226,7 +228,9 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 	t.Cleanup(func() { _ = c.sim.Close() })
 
 	dir := t.TempDir()
-	ca, err := pki.NewCA(clusterID, time.Now(), 24*time.Hour)
+	// The API checks client certificates at the node's clock (hours behind
+	// the wall clock here): the CA's validity covers both.
+	ca, err := pki.NewCA(clusterID, c.clock.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +309,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		fingerprints[id] = pki.KeyFingerprint(cert)
 		c.nodes[id] = &testNode{id: id, token: tok}
 	}
-	gcmd := ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend)
+	gcmd := ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend, backend2)
 	for i := range gcmd.Nodes {
 		gcmd.Nodes[i].KeyFingerprint = fingerprints[gcmd.Nodes[i].ID]
 	}
@@ -334,6 +338,9 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 			Chains: daemon.Chains{ETH: &daemon.ETH{RPC: daemon.EmbeddedETH,
 				Tokens: []daemon.Token{{Symbol: "TKN", Contract: tokenAddr.Hex(), Decimals: 6}}}},
 			TSS: daemon.TSS{SessionTimeout: daemon.Duration(time.Minute)},
+			// The test clock stands still, so rate-limit buckets never
+			// refill: room for every test's polling.
+			API: daemon.API{RateLimit: daemon.RateLimit{PerMinute: 1_000_000, Burst: 100_000}},
 		}
 		for j, p := range nodeIDs {
 			if p != id {

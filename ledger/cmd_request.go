@@ -70,6 +70,8 @@ func (p RequestCreate) apply(t *txn) (applyOut, error) {
 		return applyOut{}, invalid("request ID must be 1..128 bytes")
 	case len(p.Payload) == 0 || p.PayloadHash == (quorum.Hash{}):
 		return applyOut{}, invalid("request needs payload and payload hash")
+	case policy.ValidNote(p.Note) != nil:
+		return applyOut{}, invalid("%v", policy.ValidNote(p.Note))
 	case !p.ExpiresAt.After(t.now):
 		return applyOut{}, invalid("request expiry %s is not after %s", p.ExpiresAt.UTC().Format(time.RFC3339), t.now.Format(time.RFC3339))
 	}

@@ -38,6 +38,8 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 	badSig.Approval.Signature[0] ^= 1
 	conflict := createCmd("waiting", 2)
 	conflict.To = "0xsomeoneelse"
+	badNote := createCmd("noted", 9)
+	badNote.Note = "pay\u202eevil" // a format character hides text from the reader
 	allocated := createCmd("fresh", 1)
 	allocated.ExpiresAt = h.now.Add(time.Hour)
 	lock := policy.Change{ID: "lock-1", Kind: policy.ChangeLock, Wallet: "hot"}
@@ -64,6 +66,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"wallet reshared for a wallet not resharing", ErrWrongStatus, WalletReshared{Wallet: "hot", PubKey: testPubKey(1), Session: strings.Repeat("d4", 32)}},
 		{"create conflict", ErrConflict, conflict},
 		{"create on a held nonce", ErrAllocated, allocated},
+		{"create with an unprintable note", ErrInvalid, badNote},
 		{"approval with a bad signature", ErrApproval, badSig},
 		{"claim from a stale term", ErrStaleLeader, func() ClaimSession { c := h.claimCmd(approved.ID); c.Term--; return c }()},
 		{"reclaim of a live session", ErrWrongStatus, ReclaimSession{RequestID: claimed.ID, FailedSession: cl.SessionID, SessionID: "dd" + cl.SessionID[2:], Term: 1, Signers: allSigners}},

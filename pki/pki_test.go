@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -181,5 +182,39 @@ func TestLoadIdentityRefusesGarbage(t *testing.T) {
 	}
 	if err := (Identity{}).Valid(); err == nil {
 		t.Fatal("empty identity valid")
+	}
+}
+
+// TestVerifyPeerAtTheGivenClock: validity is checked at the time the
+// caller gives (the node's clock), not the wall clock: a certificate valid
+// now is refused at a time past its NotAfter or before its NotBefore, and
+// one expired by the wall clock passes at a time within its validity.
+func TestVerifyPeerAtTheGivenClock(t *testing.T) {
+	ca := mustCA(t, "cluster")
+	issued := time.Now().Add(-30 * time.Minute)
+	c, _, err := ca.Issue(RoleBackend, "backend", issued, 20*time.Minute) // NotBefore issued-1h, NotAfter issued+20m
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(c)
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	if _, err := VerifyPeer(cs, ca.Pool(), RoleBackend); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("expired by the wall clock: %v", err)
+	}
+	if p, err := VerifyPeerAt(cs, ca.Pool(), issued, RoleBackend); err != nil || p.ID != "backend" {
+		t.Fatalf("within its validity by the given clock: %+v, %v", p, err)
+	}
+	for name, at := range map[string]time.Time{
+		"after NotAfter":   leaf.NotAfter.Add(time.Second),
+		"before NotBefore": leaf.NotBefore.Add(-time.Second),
+		"no time":          {},
+	} {
+		if _, err := VerifyPeerAt(cs, ca.Pool(), at, RoleBackend); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"time"
 )
 
 // Identity is one principal's TLS identity: its certificate and key, and
@@ -47,10 +48,21 @@ func (id Identity) Valid() error {
 type Authorizer func(Peer) error
 
 // VerifyPeer is the one peer-certificate check: the chain leads to the
-// cluster CA only, the certificate has an ID and exactly one role, the role
-// is one of want (any role when want is empty), and a node certificate is
-// valid for both server and client authentication.
+// cluster CA only, every certificate of it is valid now (time.Now), the
+// certificate has an ID and exactly one role, the role is one of want (any
+// role when want is empty), and a node certificate is valid for both
+// server and client authentication.
 func VerifyPeer(cs tls.ConnectionState, ca *x509.CertPool, want ...Role) (Peer, error) {
+	return VerifyPeerAt(cs, ca, time.Now(), want...)
+}
+
+// VerifyPeerAt is [VerifyPeer] at the time now: a listener that decides
+// on the node's own clock (the HTTPS API) refuses a certificate that is
+// expired or not yet valid by that clock.
+func VerifyPeerAt(cs tls.ConnectionState, ca *x509.CertPool, now time.Time, want ...Role) (Peer, error) {
+	if now.IsZero() {
+		return Peer{}, fmt.Errorf("%w: no time to verify the certificate at", ErrUnauthenticated)
+	}
 	if len(cs.PeerCertificates) == 0 {
 		return Peer{}, fmt.Errorf("%w: no certificate", ErrUnauthenticated)
 	}
@@ -61,7 +73,8 @@ func VerifyPeer(cs tls.ConnectionState, ca *x509.CertPool, want ...Role) (Peer, 
 	}
 	// Any usage passes the chain check; the usages each role needs are
 	// checked below.
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	opts := x509.VerifyOptions{Roots: ca, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	if _, err := leaf.Verify(opts); err != nil {
 		return Peer{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
 	if len(leaf.Subject.OrganizationalUnit) != 1 || !Role(leaf.Subject.OrganizationalUnit[0]).valid() {

@@ -3,10 +3,13 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/quorum"
@@ -27,14 +30,41 @@ type Withdrawal struct {
 	// MaxFee is the most the transaction can pay in fees, in base units of
 	// the chain's fee asset (ETH: gas limit x max fee per gas, in wei).
 	MaxFee amount.Amount `json:"max_fee"`
+	// Note is the initiator's free text for the operators (ValidNote):
+	// part of the signed intent, so no node can change it; policy does
+	// not read it. Omitted when empty, so requests without one encode
+	// (and hash) as before.
+	Note string `json:"note,omitempty"`
+}
+
+// MaxNote bounds a withdrawal's note, in bytes of UTF-8.
+const MaxNote = 256
+
+// ValidNote checks a note: at most MaxNote bytes of valid UTF-8, every
+// character printable (letters, marks, numbers, punctuation, symbols and
+// the ASCII space; no control, format or other space characters, which
+// could hide text from the operator reading it).
+func ValidNote(s string) error {
+	if len(s) > MaxNote {
+		return fmt.Errorf("policy: note is %d bytes, at most %d", len(s), MaxNote)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("policy: note is not valid UTF-8")
+	}
+	for i, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("policy: note has the unprintable character %U at byte %d", r, i)
+		}
+	}
+	return nil
 }
 
 // IntentHash is what an initiator signs to create request id for this
 // withdrawal ([quorum.VerifyInitiation]): SHA-256 of
 // "custody/initiation/v1" 0x00 and the JSON of the request ID, wallet,
-// asset, destination (canonical) and amount. The chain and network follow
-// from the wallet, and the maximum fee is the leader's choice, capped by
-// policy, so neither is part of it.
+// asset, destination (canonical), amount and, when there is one, the
+// note. The chain and network follow from the wallet, and the maximum fee
+// is the leader's choice, capped by policy, so neither is part of it.
 func (w Withdrawal) IntentHash(requestID string) quorum.Hash {
 	b, err := json.Marshal(struct {
 		ID     string        `json:"id"`
@@ -42,7 +72,8 @@ func (w Withdrawal) IntentHash(requestID string) quorum.Hash {
 		Asset  string        `json:"asset"`
 		To     string        `json:"to"`
 		Amount amount.Amount `json:"amount"`
-	}{requestID, w.Wallet, w.Asset, w.To, w.Amount})
+		Note   string        `json:"note,omitempty"`
+	}{requestID, w.Wallet, w.Asset, w.To, w.Amount, w.Note})
 	if err != nil {
 		panic("policy: withdrawal is not JSON-encodable: " + err.Error())
 	}

@@ -1,12 +1,14 @@
 package policy
 
 import (
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/quorum"
 )
 
 func TestEvaluateTable(t *testing.T) {
@@ -244,5 +246,32 @@ func TestVelocityOverflow(t *testing.T) {
 	d := Evaluate(rules, st, ethReq(t, "r", "eth-hot-1", dest1, "1"), t0)
 	if d.Reason != ReasonVelocityExceeded || !strings.Contains(d.Detail, "more than "+amount.Max().Format(18)+" ETH") {
 		t.Fatalf("decision %+v", d)
+	}
+}
+
+// TestNoteInTheIntent: a note is part of what the initiator signs (another
+// note, another intent), a withdrawal without one hashes as before notes
+// existed, and ValidNote refuses what could hide text from an operator.
+func TestNoteInTheIntent(t *testing.T) {
+	w := Withdrawal{Wallet: "hot", Asset: "ETH", To: "0x00000000000000000000000000000000000000aA", Amount: amount.FromUint64(7)}
+	// The hash of the note-less encoding, as signed before notes existed.
+	legacy := sha256.Sum256([]byte(`custody/initiation/v1` + "\x00" + `{"id":"wd","wallet":"hot","asset":"ETH","to":"0x00000000000000000000000000000000000000aA","amount":"7"}`))
+	if got := w.IntentHash("wd"); got != quorum.Hash(legacy) {
+		t.Fatalf("a withdrawal without a note hashes %s, want the legacy %x", got, legacy)
+	}
+	n1, n2 := w, w
+	n1.Note, n2.Note = "payout 42", "payout 43"
+	if n1.IntentHash("wd") == w.IntentHash("wd") || n1.IntentHash("wd") == n2.IntentHash("wd") {
+		t.Fatal("the note does not change the intent")
+	}
+	for _, ok := range []string{"", "payout #42 for user 9001 – Zürich", strings.Repeat("x", MaxNote)} {
+		if err := ValidNote(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{strings.Repeat("x", MaxNote+1), "a\nb", "tab\there", "rtl\u202eoverride", "zero\u200bwidth", "nbsp\u00a0", "\xff"} {
+		if err := ValidNote(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

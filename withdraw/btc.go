@@ -64,6 +64,9 @@ type BTCWithdrawal struct {
 	// "BTC", the canonical To and Amount).
 	Initiation quorum.Approval
 	ExpiresAt  time.Time
+	// Note is the initiator's note (policy.ValidNote), part of the signed
+	// intent.
+	Note string
 }
 
 // btcLocks serialises CreateBTC per wallet, so that two concurrent creates
@@ -240,7 +243,7 @@ func (c *Orchestrator) createBTC(ctx context.Context, w BTCWithdrawal) (*ledger.
 	r, _, err := c.cfg.Ledger.CreateRequest(ctx, c.cfg.Actor, ledger.RequestCreate{
 		ID: w.ID,
 		Withdrawal: policy.Withdrawal{Wallet: w.Wallet, Asset: tr.Asset, Chain: chain.Name(), Network: cfg.Network,
-			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee},
+			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee, Note: w.Note},
 		Payload:     u.Bytes(),
 		PayloadHash: u.PayloadHash(),
 		Outpoints:   tr.Outpoints,

@@ -132,6 +132,9 @@ type ETHWithdrawal struct {
 	// the request's initiator.
 	Initiation quorum.Approval
 	ExpiresAt  time.Time
+	// Note is the initiator's note (policy.ValidNote), part of the signed
+	// intent.
+	Note string
 }
 
 // CreateETH builds the unsigned transaction (pending nonce of the chain, or
@@ -256,7 +259,7 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 	r, _, err := c.cfg.Ledger.CreateRequest(ctx, c.cfg.Actor, ledger.RequestCreate{
 		ID: w.ID,
 		Withdrawal: policy.Withdrawal{Wallet: w.Wallet, Asset: tr.Asset, Chain: chain.Name(), Network: c.cfg.Network,
-			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee},
+			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee, Note: w.Note},
 		Payload:     u.Bytes(),
 		PayloadHash: u.PayloadHash(),
 		Nonce:       &nonce,

@@ -340,6 +340,8 @@ type Withdrawal struct {
 	// request without one).
 	ExpiresAt  time.Time       `json:"expires_at"`
 	Initiation quorum.Approval `json:"initiation"`
+	// Note is the initiator's note, part of the signed intent.
+	Note string `json:"note,omitempty"`
 }
 
 // createRequest is the body of POST PathWithdrawals: the withdrawal and

@@ -15,13 +15,19 @@
 //
 // # Authorization
 //
-// The listener ([ServerTLS]) admits client certificates of the cluster CA
-// with the role backend or operator; every request checks the peer again
-// and each endpoint its role (backend here: an operator certificate is
-// answered 403). The principal is the certificate's ID. A create carries
-// the principal's own signed initiation (quorum.Initiate over
-// policy.Withdrawal.IntentHash); the handler refuses one whose signing
-// device is not the principal's, and the ledger verifies the signature.
+// The listener ([ServerTLS]) admits client certificates of the cluster CA,
+// valid by the node's clock, with the role backend or operator. Every
+// request, on an open keep-alive connection too, checks the certificate
+// again at the node's clock, requires its principal (the certificate's ID)
+// to be an active registry entry of the certificate's kind in this node's
+// replica (a principal suspended by a signed change is refused at its
+// next request), spends one token of the principal's rate limit
+// ([RateLimit]; 429 when empty), and checks the endpoint's roles
+// ([Routes]: the endpoint × role table of docs/api.md, as data). A create
+// carries the principal's own signed initiation (quorum.Initiate over
+// policy.Withdrawal.IntentHash, the note included); the handler refuses
+// one whose signing device is not the principal's, and the ledger verifies
+// the signature.
 //
 // The package holds no business logic: it decodes strictly, checks the
 // request against the node's replica of the ledger (wallet, asset,

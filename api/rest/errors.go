@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/custody-dev/custody/ledger"
 )
@@ -25,7 +26,8 @@ const (
 	CodeAmountTooPrecise  = "amount_too_precise"     // 400: more decimals than the asset has
 	CodeAmountTooLarge    = "amount_too_large"       // 400
 	CodeInvalidInitiation = "invalid_initiation"     // 400: the initiation is not a valid signed initiate statement for this withdrawal
-	CodeUnauthenticated   = "unauthenticated"        // 401
+	CodeUnauthenticated   = "unauthenticated"        // 401: no client certificate of the cluster CA valid by the node's clock
+	CodePrincipalInactive = "principal_inactive"     // 401: the certificate's principal is not an active registry entry of its kind (suspended, never enrolled)
 	CodeForbidden         = "forbidden"              // 403: the certificate's role may not use this endpoint
 	CodeInitiatorMismatch = "initiator_mismatch"     // 403: the initiation is signed by another principal's device
 	CodeNotFound          = "not_found"              // 404
@@ -34,6 +36,7 @@ const (
 	CodeLedgerRefused     = "ledger_refused"         // 409: the ledger refused the create (message says why)
 	CodeTooLarge          = "too_large"              // 413
 	CodeMediaType         = "unsupported_media_type" // 415
+	CodeRateLimited       = "rate_limited"           // 429 + Retry-After: the principal's rate limit on this node
 	CodeBuildRefused      = "build_refused"          // 422: the leader cannot build it (funds, chain); nothing recorded
 	CodeInternal          = "internal"               // 500
 	CodeUnavailable       = "unavailable"            // 503 + Retry-After: no leader, or the outcome is unknown (retry with the same id)
@@ -46,7 +49,7 @@ func Codes() map[string]int {
 		CodeMalformed: 400, CodeInvalid: 400, CodeIdempotencyKey: 400, CodeUnknownWallet: 400, CodeUnknownAsset: 400,
 		CodeInvalidAddress: 400, CodeAddressCase: 400, CodeAmountMalformed: 400, CodeAmountNegative: 400, CodeAmountZero: 400,
 		CodeAmountTooPrecise: 400, CodeAmountTooLarge: 400, CodeInvalidInitiation: 400, CodeUnauthenticated: 401,
-		CodeForbidden: 403, CodeInitiatorMismatch: 403, CodeNotFound: 404, CodeMethod: 405, CodeConflict: 409,
+		CodePrincipalInactive: 401, CodeRateLimited: 429, CodeForbidden: 403, CodeInitiatorMismatch: 403, CodeNotFound: 404, CodeMethod: 405, CodeConflict: 409,
 		CodeLedgerRefused: 409, CodeTooLarge: 413, CodeMediaType: 415, CodeBuildRefused: 422, CodeInternal: 500,
 		CodeUnavailable: 503,
 	}
@@ -62,6 +65,8 @@ type apiError struct {
 	// public ledger data); otherwise a fixed message, the cause only in
 	// the log.
 	public bool
+	// retryAfter is the Retry-After of a 429 (a 503's is the server's).
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.msg }

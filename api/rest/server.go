@@ -10,7 +10,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"strconv"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/custody-dev/custody/amount"
@@ -46,6 +47,9 @@ type Withdrawal struct {
 	Amount     amount.Amount
 	ExpiresAt  time.Time
 	Initiation quorum.Approval
+	// Note is the backend's note for the operators (policy.ValidNote),
+	// part of the signed intent.
+	Note string
 }
 
 // Service is what the API needs of its node; the daemon implements it.
@@ -69,6 +73,12 @@ type Service interface {
 	// not record (a legacy wallet.set wallet): this node's own share's;
 	// nil when it holds none.
 	WalletKey(ctx context.Context, walletID string) []byte
+	// Balances reads the balances at a wallet's address from this node's
+	// chain adapter, each asset it knows on the wallet's chain, within
+	// ctx's deadline; what it cannot read (no adapter for the chain or
+	// network, an RPC error) it leaves out. Only the wallets endpoints
+	// call it.
+	Balances(ctx context.Context, w *ledger.Wallet, address string) []Balance
 }
 
 // Errors a Service returns that are not the ledger's.
@@ -96,10 +106,18 @@ type Config struct {
 	Timeout time.Duration
 	// RetryAfter is the Retry-After of a 503 (default 1 s).
 	RetryAfter time.Duration
+	// RateLimit bounds each principal's requests (defaults:
+	// DefaultRatePerMinute, DefaultRateBurst).
+	RateLimit RateLimit
+	// BalanceTimeout bounds the balance reads of one wallets request
+	// (default DefaultBalanceTimeout); a balance not read by then is
+	// absent.
+	BalanceTimeout time.Duration
 }
 
 type server struct {
-	cfg Config
+	cfg     Config
+	limiter *limiter
 }
 
 // NewHandler returns the backend API's handler. It expects to be served
@@ -121,15 +139,20 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = time.Second
 	}
-	s := &server{cfg: cfg}
+	if cfg.BalanceTimeout <= 0 {
+		cfg.BalanceTimeout = DefaultBalanceTimeout
+	}
+	s := &server{cfg: cfg, limiter: newLimiter(cfg.RateLimit, cfg.Now)}
 	mux := http.NewServeMux()
-	mux.Handle("POST "+PathWithdrawals, s.endpoint(s.create))
-	mux.Handle("GET "+PathWithdrawals, s.endpoint(s.list))
-	mux.Handle("GET "+PathWithdrawals+"/{id}", s.endpoint(s.get))
-	mux.Handle("GET "+PathWallets, s.endpoint(s.wallets))
-	mux.Handle("GET "+PathWallets+"/{id}", s.endpoint(s.wallet))
-	mux.Handle("/", s.endpoint(func(w http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
-		if known(r.URL.Path) {
+	for _, rt := range routes {
+		mux.Handle(rt.Pattern(), s.endpoint(rt.Roles, func(w http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {
+			return rt.handle(s, w, r, peer, body)
+		}))
+	}
+	// Any other path or method: 404 or 405 to an authenticated principal
+	// of any role.
+	mux.Handle("/", s.endpoint(nil, func(w http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
+		if allowed(r.URL.Path) != "" {
 			return 0, nil, apiErr(http.StatusMethodNotAllowed, CodeMethod, "", "api: %s does not answer %s", r.URL.Path, r.Method)
 		}
 		return 0, nil, apiErr(http.StatusNotFound, CodeNotFound, "", "api: no such endpoint %s", r.URL.Path)
@@ -137,31 +160,22 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	return mux, nil
 }
 
-// known reports whether path is an endpoint's (for 405 over 404).
-func known(path string) bool {
-	if path == PathWithdrawals || path == PathWallets {
-		return true
-	}
-	for _, p := range []string{PathWithdrawals + "/", PathWallets + "/"} {
-		if len(path) > len(p) && path[:len(p)] == p {
-			return true
-		}
-	}
-	return false
-}
-
 // verifyPeer is pki.VerifyPeer with the roles the listener admits:
 // backend and operator (the operator API shares the listener); each
 // endpoint checks its role.
-func verifyPeer(cs tls.ConnectionState, ca *x509.CertPool) (pki.Peer, error) {
-	return pki.VerifyPeer(cs, ca, pki.RoleBackend, pki.RoleOperator)
+func verifyPeer(cs tls.ConnectionState, ca *x509.CertPool, now time.Time) (pki.Peer, error) {
+	return pki.VerifyPeerAt(cs, ca, now, pki.RoleBackend, pki.RoleOperator)
 }
 
 // ServerTLS is the listener's TLS: TLS 1.3, the node's certificate, and a
-// client certificate of the cluster CA with the role backend or operator
-// required at the handshake (node certificates, other CAs and no
-// certificate are refused there).
-func ServerTLS(id pki.Identity) *tls.Config {
+// client certificate of the cluster CA with the role backend or operator,
+// valid by now (the node's clock; nil: time.Now), required at the
+// handshake (node certificates, other CAs, expired or not yet valid
+// certificates and no certificate are refused there).
+func ServerTLS(id pki.Identity, now func() time.Time) *tls.Config {
+	if now == nil {
+		now = time.Now
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{id.Cert},
@@ -170,7 +184,7 @@ func ServerTLS(id pki.Identity) *tls.Config {
 		// one peer check), as pki.Identity.ServerTLS does.
 		InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			_, err := verifyPeer(cs, id.CA)
+			_, err := verifyPeer(cs, id.CA, now())
 			return err
 		},
 	}
@@ -195,7 +209,7 @@ func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 	}
 	return &http.Server{
 		Handler:           h,
-		TLSConfig:         ServerTLS(id),
+		TLSConfig:         ServerTLS(id, cfg.Now),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -207,11 +221,12 @@ func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (status int, out any, err error)
 
-// endpoint wraps h: the peer and its role, the body's type and size, the
+// endpoint wraps h: the peer, its registry entry, its rate limit and its
+// role (roles; nil: any admitted role), the body's type and size, the
 // work's timeout, then the one error shape.
-func (s *server) endpoint(h handlerFunc) http.Handler {
+func (s *server) endpoint(roles []pki.Role, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		peer, err := s.authenticate(r)
+		peer, err := s.authenticate(r, roles)
 		status, out := 0, any(nil)
 		if err == nil {
 			var body []byte
@@ -229,11 +244,13 @@ func (s *server) endpoint(h handlerFunc) http.Handler {
 			}
 			// The log names the cause, never a body.
 			log("backend api: request refused", "method", r.Method, "path", r.URL.Path, "principal", peer.ID, "code", e.code, "err", err)
-			if e.status == http.StatusServiceUnavailable {
-				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.cfg.RetryAfter.Round(time.Second)/time.Second))))
-			}
-			if e.status == http.StatusMethodNotAllowed {
-				w.Header().Set("Allow", allow(r.URL.Path))
+			switch e.status {
+			case http.StatusServiceUnavailable:
+				w.Header().Set("Retry-After", retrySeconds(s.cfg.RetryAfter))
+			case http.StatusTooManyRequests:
+				w.Header().Set("Retry-After", retrySeconds(e.retryAfter))
+			case http.StatusMethodNotAllowed:
+				w.Header().Set("Allow", allowed(r.URL.Path))
 			}
 			writeJSON(w, e.status, errorBody{Error: wireError{Code: e.code, Message: e.message(), Field: e.field}})
 			return
@@ -242,27 +259,37 @@ func (s *server) endpoint(h handlerFunc) http.Handler {
 	})
 }
 
-func allow(path string) string {
-	if path == PathWithdrawals {
-		return "GET, POST"
-	}
-	return "GET"
-}
-
-// authenticate re-checks the TLS peer on every request: a certificate of
-// the cluster CA, role backend.
-func (s *server) authenticate(r *http.Request) (pki.Peer, error) {
+// authenticate checks the TLS peer on every request, an open keep-alive
+// connection's included: a certificate of the cluster CA valid by the
+// node's clock; its principal an active registry entry of this node's
+// replica, of the certificate's kind (a suspended principal is refused at
+// its next request); within its rate limit; of one of roles.
+func (s *server) authenticate(r *http.Request, roles []pki.Role) (pki.Peer, error) {
 	if r.TLS == nil {
 		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: TLS with a client certificate is required")
 	}
-	p, err := verifyPeer(*r.TLS, s.cfg.CA)
+	p, err := verifyPeer(*r.TLS, s.cfg.CA, s.cfg.Now())
 	if err != nil {
 		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: %v", err)
 	}
-	if p.Role != pki.RoleBackend {
-		return p, apiErr(http.StatusForbidden, CodeForbidden, "", "api: %s may not use the backend API (role backend required)", p)
+	if err := s.cfg.Service.Read(r.Context(), 0, func(st *ledger.State) error { return activePrincipal(st, p) }); err != nil {
+		return p, err
+	}
+	if ok, wait := s.limiter.take(p.ID); !ok {
+		return p, rateLimited(p.String(), wait)
+	}
+	if roles != nil && !slices.Contains(roles, p.Role) {
+		return p, apiErr(http.StatusForbidden, CodeForbidden, "", "api: %s may not use %s %s (role %s required)", p, r.Method, r.URL.Path, roleList(roles))
 	}
 	return p, nil
+}
+
+func roleList(roles []pki.Role) string {
+	var out []string
+	for _, r := range roles {
+		out = append(out, string(r))
+	}
+	return strings.Join(out, " or ")
 }
 
 // body reads a POST's body: application/json, at most MaxBody bytes.

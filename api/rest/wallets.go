@@ -1,10 +1,13 @@
 package rest
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/ledger"
@@ -23,6 +26,32 @@ type WalletView struct {
 	Address   string   `json:"address,omitempty"`
 	Committee []string `json:"committee"`
 	Threshold int      `json:"threshold"`
+	// Balances are what this node's chain adapter read at the address
+	// (each asset it knows on the wallet's chain); absent when it knows
+	// none or could not read them in time, never 0 for unknown.
+	Balances []BalanceView `json:"balances,omitempty"`
+}
+
+// DefaultBalanceTimeout bounds the balance reads of one wallets request.
+const DefaultBalanceTimeout = 3 * time.Second
+
+// Balance is one asset's balance at a wallet's address as a chain adapter
+// read it.
+type Balance struct {
+	Asset    string
+	Decimals int
+	Amount   amount.Amount
+	// At is when it was read (the node's clock).
+	At time.Time
+}
+
+// BalanceView is a balance as the API shows it.
+type BalanceView struct {
+	Asset string `json:"asset"`
+	// Amount is in whole units of the asset; AmountBase in base units.
+	Amount     string    `json:"amount"`
+	AmountBase string    `json:"amount_base"`
+	At         time.Time `json:"at"`
 }
 
 type walletsResponse struct {
@@ -71,13 +100,24 @@ func (s *server) readWallets(r *http.Request, id string) ([]WalletView, error) {
 		return nil, err
 	}
 	slices.SortFunc(ws, func(a, b *ledger.Wallet) int { return strings.Compare(a.ID, b.ID) })
+	// Balances come from the chain: one deadline bounds them all, and a
+	// balance not read by then is left out.
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.BalanceTimeout)
+	defer cancel()
 	out := []WalletView{}
 	for _, w := range ws {
 		key := w.PubKey
 		if len(key) == 0 && w.Status == "" {
 			key = s.cfg.Service.WalletKey(r.Context(), w.ID)
 		}
-		out = append(out, walletView(w, key))
+		v := walletView(w, key)
+		if v.Address != "" && ctx.Err() == nil {
+			for _, b := range s.cfg.Service.Balances(ctx, w, v.Address) {
+				v.Balances = append(v.Balances, BalanceView{Asset: b.Asset, Amount: b.Amount.Format(b.Decimals),
+					AmountBase: b.Amount.String(), At: b.At.UTC()})
+			}
+		}
+		out = append(out, v)
 	}
 	return out, nil
 }

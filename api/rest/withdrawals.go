@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,9 @@ type createBody struct {
 	// Initiation is the principal's signed quorum.Initiate statement over
 	// policy.Withdrawal.IntentHash(id) (docs/api.md).
 	Initiation *quorum.Approval `json:"initiation"`
+	// Note is optional text for the operators (policy.ValidNote), signed
+	// with the intent.
+	Note string `json:"note,omitempty"`
 }
 
 // maxID bounds a withdrawal ID.
@@ -58,6 +62,9 @@ func validID(s string) bool {
 // decodeStrict reads exactly one JSON value into v, refusing unknown
 // fields; a failure is CodeMalformed naming the field when known.
 func decodeStrict(b []byte, v any) error {
+	if err := checkDepth(b); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -163,7 +170,7 @@ func checkCreate(st *ledger.State, peer pki.Peer, in createBody) (Withdrawal, *l
 		return w, nil, apiErr(http.StatusForbidden, CodeInitiatorMismatch, "initiation",
 			"api: initiation: device %q belongs to %q, not to the backend principal %q", a.DeviceID, dev.OperatorID, peer.ID)
 	}
-	intent := policy.Withdrawal{Wallet: in.Wallet, Asset: in.Asset, To: in.To, Amount: amt}.IntentHash(in.ID)
+	intent := policy.Withdrawal{Wallet: in.Wallet, Asset: in.Asset, To: in.To, Amount: amt, Note: in.Note}.IntentHash(in.ID)
 	switch {
 	case a.Decision != quorum.Initiate:
 		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation", "api: initiation: decision %s, want initiate", a.Decision)
@@ -173,7 +180,7 @@ func checkCreate(st *ledger.State, peer pki.Peer, in createBody) (Withdrawal, *l
 		return w, nil, apiErr(http.StatusBadRequest, CodeInvalidInitiation, "initiation",
 			"api: initiation: signed another withdrawal (intent %s, this body's %s)", a.PayloadHash, intent)
 	}
-	w = Withdrawal{ID: in.ID, Wallet: in.Wallet, Asset: in.Asset, To: in.To, Amount: amt, Initiation: a}
+	w = Withdrawal{ID: in.ID, Wallet: in.Wallet, Asset: in.Asset, To: in.To, Amount: amt, Initiation: a, Note: in.Note}
 	if in.ExpiresAt != nil {
 		w.ExpiresAt = in.ExpiresAt.UTC()
 	}
@@ -194,6 +201,8 @@ func difference(stored *ledger.Request, w Withdrawal, expiresGiven bool) string 
 		return "to"
 	case stored.Amount.Cmp(w.Amount) != 0:
 		return "amount"
+	case stored.Note != w.Note:
+		return "note"
 	case expiresGiven && !stored.ExpiresAt.Equal(w.ExpiresAt):
 		return "expires_at"
 	case stored.Initiation == nil || stored.Initiation.DeviceID != w.Initiation.DeviceID:
@@ -202,28 +211,43 @@ func difference(stored *ledger.Request, w Withdrawal, expiresGiven bool) string 
 	return ""
 }
 
-func (s *server) create(_ http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {
+// parseCreate decodes and checks a create's body and Idempotency-Key
+// header (the values given: nil when absent) on their own, before the
+// ledger is read: strict JSON, the id, the required fields, the note, the
+// expiry in the future of now.
+func parseCreate(body []byte, key []string, now time.Time) (createBody, error) {
 	var in createBody
 	if err := decodeStrict(body, &in); err != nil {
-		return 0, nil, err
+		return in, err
 	}
 	if !validID(in.ID) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "id", "api: id must be 1..%d letters, digits and . _ : @ -", maxID)
+		return in, apiErr(http.StatusBadRequest, CodeInvalid, "id", "api: id must be 1..%d letters, digits and . _ : @ -", maxID)
 	}
-	if key, ok := r.Header[http.CanonicalHeaderKey("Idempotency-Key")]; ok && (len(key) != 1 || key[0] != in.ID) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeIdempotencyKey, "Idempotency-Key", "api: the Idempotency-Key header must equal the body's id %q", in.ID)
+	if key != nil && (len(key) != 1 || key[0] != in.ID) {
+		return in, apiErr(http.StatusBadRequest, CodeIdempotencyKey, "Idempotency-Key", "api: the Idempotency-Key header must equal the body's id %q", in.ID)
 	}
 	for _, f := range []struct{ name, v string }{{"wallet", in.Wallet}, {"asset", in.Asset}, {"to", in.To}, {"amount", in.Amount}} {
 		if f.v == "" {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, f.name, "api: %s is required", f.name)
+			return in, apiErr(http.StatusBadRequest, CodeInvalid, f.name, "api: %s is required", f.name)
 		}
 	}
 	if in.Initiation == nil {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "initiation", "api: initiation is required (the principal's signed initiate statement)")
+		return in, apiErr(http.StatusBadRequest, CodeInvalid, "initiation", "api: initiation is required (the principal's signed initiate statement)")
 	}
-	now := s.cfg.Now()
+	if err := policy.ValidNote(in.Note); err != nil {
+		return in, apiErr(http.StatusBadRequest, CodeInvalid, "note", "api: %v", err)
+	}
 	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "expires_at", "api: expires_at %s is not in the future", in.ExpiresAt.UTC().Format(time.RFC3339))
+		return in, apiErr(http.StatusBadRequest, CodeInvalid, "expires_at", "api: expires_at %s is not in the future", in.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return in, nil
+}
+
+func (s *server) create(_ http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {
+	now := s.cfg.Now()
+	in, err := parseCreate(body, r.Header[http.CanonicalHeaderKey("Idempotency-Key")], now)
+	if err != nil {
+		return 0, nil, err
 	}
 	ctx := r.Context()
 	var w Withdrawal
@@ -323,7 +347,7 @@ func decodeCursor(s string) (uint64, string, error) {
 		parts := strings.SplitN(string(b), ".", 3)
 		if len(parts) == 3 && parts[0] == "v1" {
 			idx, err := strconv.ParseUint(parts[1], 10, 64)
-			if err == nil {
+			if err == nil && validID(parts[2]) {
 				return idx, parts[2], nil
 			}
 		}
@@ -331,37 +355,55 @@ func decodeCursor(s string) (uint64, string, error) {
 	return 0, "", apiErr(http.StatusBadRequest, CodeInvalid, "cursor", "api: cursor is not one this API returned")
 }
 
-func (s *server) list(_ http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
-	q := r.URL.Query()
+// listQuery is the parsed query of GET /v1/withdrawals.
+type listQuery struct {
+	status, wallet string
+	limit          int
+	// afterIdx, afterID: the cursor's position (afterID "" without one).
+	afterIdx uint64
+	afterID  string
+}
+
+// parseListQuery checks the list's query string: only status, wallet,
+// cursor and limit, each at most once, each valid.
+func parseListQuery(raw string) (listQuery, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return listQuery{}, apiErr(http.StatusBadRequest, CodeInvalid, "", "api: query string: %v", err)
+	}
 	for k, v := range q {
 		if !slices.Contains([]string{"status", "wallet", "cursor", "limit"}, k) {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: unknown query parameter %q", k)
+			return listQuery{}, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: unknown query parameter %q", k)
 		}
 		if len(v) != 1 {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: query parameter %q given %d times", k, len(v))
+			return listQuery{}, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: query parameter %q given %d times", k, len(v))
 		}
 	}
-	limit := DefaultLimit
+	out := listQuery{limit: DefaultLimit, status: q.Get("status"), wallet: q.Get("wallet")}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "limit", "api: limit must be 1..%d", MaxLimit)
+			return listQuery{}, apiErr(http.StatusBadRequest, CodeInvalid, "limit", "api: limit must be 1..%d", MaxLimit)
 		}
-		limit = n
+		out.limit = n
 	}
-	status := q.Get("status")
-	if status != "" && !slices.Contains(Statuses(), status) {
-		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "status", "api: unknown status %q", status)
+	if out.status != "" && !slices.Contains(Statuses(), out.status) {
+		return listQuery{}, apiErr(http.StatusBadRequest, CodeInvalid, "status", "api: unknown status %q", out.status)
 	}
-	wallet := q.Get("wallet")
-	var afterIdx uint64
-	var afterID string
 	if c := q.Get("cursor"); c != "" {
-		var err error
-		if afterIdx, afterID, err = decodeCursor(c); err != nil {
-			return 0, nil, err
+		if out.afterIdx, out.afterID, err = decodeCursor(c); err != nil {
+			return listQuery{}, err
 		}
 	}
+	return out, nil
+}
+
+func (s *server) list(_ http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
+	q, err := parseListQuery(r.URL.RawQuery)
+	if err != nil {
+		return 0, nil, err
+	}
+	status, wallet, limit, afterIdx, afterID := q.status, q.wallet, q.limit, q.afterIdx, q.afterID
 	var page []*ledger.Request
 	more := false
 	if err := s.cfg.Service.Read(r.Context(), 0, func(st *ledger.State) error {
@@ -465,6 +507,8 @@ type WithdrawalView struct {
 	OnChain      *OnChainView  `json:"on_chain,omitempty"`
 	// Failure is the last signing session's error (status failed).
 	Failure string `json:"failure,omitempty"`
+	// Note is the backend's note, as signed with the intent.
+	Note string `json:"note,omitempty"`
 }
 
 // PolicyView is the policy decision recorded with the withdrawal.
@@ -546,6 +590,7 @@ func render(st *ledger.State, req *ledger.Request, withTimes bool) *WithdrawalVi
 		Approvals: ApprovalsView{Required: d.Required, Collected: d.Collected, Roles: []string{}, By: []ApprovalView{}},
 		FeeCap:    FeeView{Asset: feeAsset(req.Chain), Amount: format(feeAsset(req.Chain), req.MaxFee), AmountBase: req.MaxFee.String()},
 		Nonce:     req.Nonce,
+		Note:      req.Note,
 	}
 	for _, role := range d.Roles {
 		v.Approvals.Roles = append(v.Approvals.Roles, string(role))
