@@ -117,13 +117,13 @@ func (c ProposedChange) Command(approvals []quorum.Approval) Command {
 	return nil
 }
 
-// requirement is who may approve the change (the roles that count) and the
-// operator whose approval never counts for it (a registry change's target).
-func (c ProposedChange) requirement(t *txn) (quorum.Requirement, string) {
-	reg := t.registry()
+// Requirement is who may approve the change under rules and reg (the roles
+// that count, how many) and the operator whose approval never counts for it
+// (a registry change's target).
+func (c ProposedChange) Requirement(rules *policy.Rules, reg quorum.Registry) (quorum.Requirement, string) {
 	switch {
 	case c.Policy != nil:
-		return c.Policy.Requirement(t.activeRules(), reg), ""
+		return c.Policy.Requirement(rules, reg), ""
 	case c.Registry != nil:
 		return reg.Requirement(*c.Registry)
 	}
@@ -252,7 +252,7 @@ func (pr *Proposal) add(t *txn, a quorum.Approval) (string, error) {
 	if a.Decision != quorum.Approve {
 		return "", fmt.Errorf("%w: a proposal collects approvals, not %s", ErrApproval, a.Decision)
 	}
-	req, target := pr.Change.requirement(t)
+	req, target := pr.Change.Requirement(t.activeRules(), t.registry())
 	reg := t.registry()
 	tally := quorum.Count(reg, quorum.Subject{RequestID: pr.Change.ID(), PayloadHash: pr.Change.PayloadHash(), Initiator: target},
 		quorum.Requirement{Required: 1, Roles: req.Roles}, []quorum.Approval{a}, t.now)

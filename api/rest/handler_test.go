@@ -153,7 +153,7 @@ func TestUnavailableAnswers(t *testing.T) {
 	// An operator certificate passes the handshake and is refused by the
 	// handler, before the service is asked.
 	cl, url = serve(t, faultyService{readErr: errors.New("asked")}, pki.RoleOperator)
-	if resp, got := get(t, cl, url+"/v1/wallets"); resp.StatusCode != 403 || code(got) != "forbidden" {
+	if resp, got := get(t, cl, url+"/v1/withdrawals/wd"); resp.StatusCode != 403 || code(got) != "forbidden" {
 		t.Fatalf("operator: %d %v", resp.StatusCode, got)
 	}
 }

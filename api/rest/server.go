@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -87,6 +88,9 @@ type Config struct {
 	CA *x509.CertPool
 	// Service is the node. Required.
 	Service Service
+	// Operators commits operators' signed commands (the operator API's
+	// writes); nil answers them 501 not_configured.
+	Operators OperatorService
 	// Now is the node's clock (default expiries); nil means time.Now.
 	Now func() time.Time
 	// Logger receives refused and failed requests (never bodies); nil
@@ -126,9 +130,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle("POST "+PathWithdrawals, s.endpoint(s.create))
 	mux.Handle("GET "+PathWithdrawals, s.endpoint(s.list))
 	mux.Handle("GET "+PathWithdrawals+"/{id}", s.endpoint(s.get))
-	mux.Handle("GET "+PathWallets, s.endpoint(s.wallets))
-	mux.Handle("GET "+PathWallets+"/{id}", s.endpoint(s.wallet))
-	mux.Handle("/", s.endpoint(func(w http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
+	mux.Handle("GET "+PathWallets, s.endpointFor(anyRole, s.wallets))
+	mux.Handle("GET "+PathWallets+"/{id}", s.endpointFor(anyRole, s.wallet))
+	s.operatorRoutes(mux)
+	mux.Handle("/", s.endpointFor(anyRole, func(w http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
 		if known(r.URL.Path) {
 			return 0, nil, apiErr(http.StatusMethodNotAllowed, CodeMethod, "", "api: %s does not answer %s", r.URL.Path, r.Method)
 		}
@@ -139,7 +144,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 
 // known reports whether path is an endpoint's (for 405 over 404).
 func known(path string) bool {
-	if path == PathWithdrawals || path == PathWallets {
+	if path == PathWithdrawals || path == PathWallets || operatorAllow(path) != "" {
 		return true
 	}
 	for _, p := range []string{PathWithdrawals + "/", PathWallets + "/"} {
@@ -207,11 +212,16 @@ func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (status int, out any, err error)
 
-// endpoint wraps h: the peer and its role, the body's type and size, the
-// work's timeout, then the one error shape.
+// endpoint is endpointFor the backend.
 func (s *server) endpoint(h handlerFunc) http.Handler {
+	return s.endpointFor([]pki.Role{pki.RoleBackend}, h)
+}
+
+// endpointFor wraps h: the peer and its role (one of roles), the body's
+// type and size, the work's timeout, then the one error shape.
+func (s *server) endpointFor(roles []pki.Role, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		peer, err := s.authenticate(r)
+		peer, err := s.authenticate(r, roles)
 		status, out := 0, any(nil)
 		if err == nil {
 			var body []byte
@@ -243,6 +253,9 @@ func (s *server) endpoint(h handlerFunc) http.Handler {
 }
 
 func allow(path string) string {
+	if a := operatorAllow(path); a != "" {
+		return a
+	}
 	if path == PathWithdrawals {
 		return "GET, POST"
 	}
@@ -250,8 +263,8 @@ func allow(path string) string {
 }
 
 // authenticate re-checks the TLS peer on every request: a certificate of
-// the cluster CA, role backend.
-func (s *server) authenticate(r *http.Request) (pki.Peer, error) {
+// the cluster CA with one of roles.
+func (s *server) authenticate(r *http.Request, roles []pki.Role) (pki.Peer, error) {
 	if r.TLS == nil {
 		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: TLS with a client certificate is required")
 	}
@@ -259,8 +272,8 @@ func (s *server) authenticate(r *http.Request) (pki.Peer, error) {
 	if err != nil {
 		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: %v", err)
 	}
-	if p.Role != pki.RoleBackend {
-		return p, apiErr(http.StatusForbidden, CodeForbidden, "", "api: %s may not use the backend API (role backend required)", p)
+	if !slices.Contains(roles, p.Role) {
+		return p, apiErr(http.StatusForbidden, CodeForbidden, "", "api: %s may not use %s %s (role %v required)", p, r.Method, r.URL.Path, roles)
 	}
 	return p, nil
 }

@@ -332,15 +332,10 @@ func decodeCursor(s string) (uint64, string, error) {
 }
 
 func (s *server) list(_ http.ResponseWriter, r *http.Request, _ pki.Peer, _ []byte) (int, any, error) {
-	q := r.URL.Query()
-	for k, v := range q {
-		if !slices.Contains([]string{"status", "wallet", "cursor", "limit"}, k) {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: unknown query parameter %q", k)
-		}
-		if len(v) != 1 {
-			return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, k, "api: query parameter %q given %d times", k, len(v))
-		}
+	if err := noQuery(r, "status", "wallet", "cursor", "limit"); err != nil {
+		return 0, nil, err
 	}
+	q := r.URL.Query()
 	limit := DefaultLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -549,6 +544,17 @@ func render(st *ledger.State, req *ledger.Request, withTimes bool) *WithdrawalVi
 	}
 	for _, role := range d.Roles {
 		v.Approvals.Roles = append(v.Approvals.Roles, string(role))
+	}
+	if req.Status == ledger.StatusAwaitingApprovals {
+		// The decision's count is the create's until the quorum or a
+		// rejection decides; each answer recorded since counted when it
+		// was recorded.
+		v.Approvals.Collected = 0
+		for _, a := range req.Approvals {
+			if a.Decision == quorum.Approve {
+				v.Approvals.Collected++
+			}
+		}
 	}
 	var times []time.Time
 	if withTimes {

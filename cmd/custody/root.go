@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/custody-dev/custody/policy"
 )
 
 // newRootCmd builds the whole command tree. Each area registers one constructor;
@@ -34,6 +36,14 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newLedgerCmd(),
 		newClusterCmd(),
 		newNodeCmd(),
+		newLoginCmd(),
+		newRequestsCmd(),
+		newApproveCmd(),
+		newRejectCmd(),
+		newAllowlistCmd(),
+		newLockCmd(policy.ChangeLock),
+		newLockCmd(policy.ChangeUnlock),
+		newChangesCmd(),
 	)
 	return root
 }
