@@ -44,6 +44,8 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newLockCmd(policy.ChangeLock),
 		newLockCmd(policy.ChangeUnlock),
 		newChangesCmd(),
+		newWalletCmd(),
+		newDeviceCmd(),
 	)
 	return root
 }
