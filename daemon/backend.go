@@ -24,7 +24,7 @@ const apiTimeout = 20 * time.Second
 // serveAPI serves the backend API on listen.api (after the node RPC, whose
 // client forwards its writes).
 func (n *Node) serveAPI() error {
-	srv, err := rest.NewServer(n.id, rest.Config{Service: backendService{n}, Now: n.now,
+	srv, err := rest.NewServer(n.id, rest.Config{Service: backendService{n}, Operators: backendService{n}, Now: n.now,
 		Logger: n.log.With("component", "backend-api"), Timeout: apiTimeout,
 		RateLimit:      rest.RateLimit{PerMinute: n.cfg.API.RateLimit.PerMinute, Burst: n.cfg.API.RateLimit.Burst},
 		BalanceTimeout: time.Duration(n.cfg.API.BalanceTimeout)})
@@ -50,8 +50,9 @@ func (n *Node) serveAPI() error {
 type backendService struct{ n *Node }
 
 var (
-	_ rest.Service    = backendService{}
-	_ noderpc.Creator = (*Node)(nil)
+	_ rest.Service         = backendService{}
+	_ rest.OperatorService = backendService{}
+	_ noderpc.Creator      = (*Node)(nil)
 )
 
 func (b backendService) CreateWithdrawal(ctx context.Context, principal string, w rest.Withdrawal) (*ledger.Request, bool, error) {
@@ -77,6 +78,16 @@ func (b backendService) Read(ctx context.Context, atLeast uint64, fn func(*ledge
 		return b.n.store.ReadLocal(fn)
 	}
 	return b.n.store.ReadAtLeast(ctx, atLeast, fn)
+}
+
+// Submit commits an operator's signed command on the leader (forwarded
+// from a follower with its signatures unchanged).
+func (b backendService) Submit(ctx context.Context, actor string, cmd ledger.Command) (ledger.Outcome, error) {
+	out, err := b.n.Submit(ctx, actor, cmd)
+	if errors.Is(err, noderpc.ErrUnreachable) || errors.Is(err, noderpc.ErrNoLeader) || errors.Is(err, noderpc.ErrUnavailable) {
+		err = fmt.Errorf("%w: %w", rest.ErrUnavailable, err)
+	}
+	return out, err
 }
 
 func (b backendService) ReadIndex(ctx context.Context) (uint64, error) {

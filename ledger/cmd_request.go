@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
@@ -153,9 +155,33 @@ func (t *txn) authorize(r *Request) policy.Decision {
 // are accepted while the request awaits approvals; a rejection also after
 // it is approved, until its claim (hot) or export (cold), and also from an
 // operator who approved it before.
+//
+// Reason is the rejecting operator's words (at most MaxReasonLen bytes of
+// printable UTF-8, only with a rejection), recorded as Request.RejectReason
+// when the rejection cancels the request. It is not covered by the
+// operator's signature: a label the answering node carries, never an input
+// to any decision.
 type Approve struct {
 	RequestID string          `json:"request_id"`
 	Approval  quorum.Approval `json:"approval"`
+	Reason    string          `json:"reason,omitempty"`
+}
+
+// MaxReasonLen bounds a rejection's reason.
+const MaxReasonLen = 256
+
+// validReason reports whether s is at most MaxReasonLen bytes of UTF-8
+// without control characters.
+func validReason(s string) bool {
+	if len(s) > MaxReasonLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Type implements Command.
@@ -167,6 +193,9 @@ func (p Approve) apply(t *txn) (applyOut, error) {
 		return applyOut{}, fmt.Errorf("%w: request %q", ErrNotFound, p.RequestID)
 	}
 	a := p.Approval
+	if p.Reason != "" && (a.Decision != quorum.Reject || !validReason(p.Reason)) {
+		return applyOut{}, invalid("a reason goes with a rejection, as at most %d bytes of printable UTF-8", MaxReasonLen)
+	}
 	switch {
 	case r.Status == StatusAwaitingApprovals:
 	case r.Status == StatusApproved && a.Decision == quorum.Reject:
@@ -208,6 +237,7 @@ func (p Approve) apply(t *txn) (applyOut, error) {
 	case d.Reason == policy.ReasonRejected:
 		r.Status = StatusRejected
 		r.Decision = d
+		r.RejectReason = p.Reason
 		t.releaseAllocations(r)
 	case d.Approved:
 		r.Status = StatusApproved

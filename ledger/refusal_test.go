@@ -44,6 +44,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 	allocated.ExpiresAt = h.now.Add(time.Hour)
 	lock := policy.Change{ID: "lock-1", Kind: policy.ChangeLock, Wallet: "hot"}
 	enroll := quorum.Change{ID: "enroll-1", Kind: quorum.ChangeEnrollOperator}
+	unlock := policy.Change{ID: "unlock-r", Kind: policy.ChangeUnlock, Wallet: "hot"}
 
 	cases := []struct {
 		name string
@@ -78,6 +79,9 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"chain status before the broadcast", ErrWrongStatus, RecordChainStatus{RequestID: signed.ID, TxHash: "0xabc", Status: StatusConfirmed, Block: 7, Confirmations: 1}},
 		{"node change without the admin quorum", ErrQuorum, NodeChange{Change: NodeSetChange{ID: "add-n4", Kind: NodeAdd, Node: Node{ID: "n4", KeyFingerprint: strings.Repeat("ab", 32)}}}},
 		{"token declared with a key the node set does not pin", ErrApproval, h.nodeToken("n1", "serial-1", otherKey(t))},
+		{"proposal of an unlock while nothing is locked", ErrInvalid, ChangePropose{Change: ProposedChange{Policy: &unlock},
+			Approval: alice.sign(t, unlock.ID, unlock.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}},
+		{"approval of a change nobody proposed", ErrNotFound, ChangeApprove{ID: "nobody", Approval: alice.sign(t, "nobody", lock.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}},
 		{"checkpoint signed with a key the node set does not pin", ErrCheckpoint, signCP(t, CheckpointHead{ClusterID: testCluster, Index: 1}, "n1", otherKey(t))},
 	}
 	covered := map[string]bool{}

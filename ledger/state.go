@@ -215,10 +215,13 @@ type Request struct {
 	// its chain (RecordBroadcast, RecordChainStatus): the leader's word,
 	// informational (docs/trust.md). Omitted until then, so states without
 	// it encode (and hash) as before.
-	OnChain    *OnChain  `json:"on_chain,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	CreatedIdx uint64    `json:"created_index"`
-	UpdatedIdx uint64    `json:"updated_index"`
+	OnChain *OnChain `json:"on_chain,omitempty"`
+	// RejectReason is what the rejecting operator wrote (Approve.Reason):
+	// unsigned, informational. Omitted when empty.
+	RejectReason string    `json:"reject_reason,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	CreatedIdx   uint64    `json:"created_index"`
+	UpdatedIdx   uint64    `json:"updated_index"`
 }
 
 // PolicyRequest is the request as policy evaluates it.
@@ -278,6 +281,12 @@ type State struct {
 	// that holds its shares, as the node itself declared it (NodeToken): no
 	// two nodes on one token (SECURITY 20). Omitted while empty.
 	Tokens map[pki.NodeID]string `json:"tokens,omitempty"`
+	// Proposals are the governance changes collecting approvals (staged by
+	// ChangePropose and ChangeApprove, by change ID). They authorize
+	// nothing: the real command carries the approvals and is verified as
+	// any other. Omitted while empty, so states without them encode (and
+	// hash) as before.
+	Proposals map[string]*Proposal `json:"proposals,omitempty"`
 	// CheckpointInterval is the genesis's (0: DefaultCheckpointInterval).
 	CheckpointInterval uint64       `json:"checkpoint_interval,omitempty"`
 	Audit              []AuditEvent `json:"audit"`
@@ -302,6 +311,7 @@ func NewState() *State {
 		Changes:   map[string]uint64{},
 		Nodes:     map[pki.NodeID]*Node{},
 		Tokens:    map[pki.NodeID]string{},
+		Proposals: map[string]*Proposal{},
 	}
 }
 
@@ -376,6 +386,7 @@ func (s *State) snapshotView() *State {
 	v.Changes = maps.Clone(s.Changes)
 	v.Nodes = maps.Clone(s.Nodes)
 	v.Tokens = maps.Clone(s.Tokens)
+	v.Proposals = maps.Clone(s.Proposals)
 	v.Audit = s.Audit[:len(s.Audit):len(s.Audit)]
 	v.Checkpoints = s.Checkpoints[:len(s.Checkpoints):len(s.Checkpoints)]
 	return &v
@@ -383,17 +394,21 @@ func (s *State) snapshotView() *State {
 
 // Clone deep-copies a request through its JSON form, so callers outside the
 // FSM's lock never share memory with the FSM. A nil request clones to nil.
-func (r *Request) Clone() *Request {
-	if r == nil {
+func (r *Request) Clone() *Request { return cloneJSON(r) }
+
+// cloneJSON deep-copies a record through its JSON form (nil for nil).
+// Records are plain data, so a failure is a programming error.
+func cloneJSON[T any](v *T) *T {
+	if v == nil {
 		return nil
 	}
-	b, err := json.Marshal(r)
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic("ledger: request not serialisable: " + err.Error())
+		panic(fmt.Sprintf("ledger: %T not serialisable: %v", v, err))
 	}
-	var c Request
+	var c T
 	if err := json.Unmarshal(b, &c); err != nil {
-		panic("ledger: request not serialisable: " + err.Error())
+		panic(fmt.Sprintf("ledger: %T not serialisable: %v", v, err))
 	}
 	return &c
 }

@@ -35,6 +35,7 @@ type txn struct {
 	outpoints map[string]string     // "": released
 	sessions  map[string]string
 	changes   map[string]uint64
+	proposals map[string]*Proposal // nil: removed
 	ceiling   *time.Duration
 	genesis   *genesisRecord
 	nodes     map[pki.NodeID]*Node // node set edits; nil: removed
@@ -119,7 +120,26 @@ func (t *txn) changeApplied(id string) bool {
 	return ok
 }
 
-func (t *txn) recordChange(id string) { stage(&t.changes, id, t.index) }
+// recordChange records the change ID as applied; its proposal, if one was
+// staged, is done.
+func (t *txn) recordChange(id string) {
+	stage(&t.changes, id, t.index)
+	if t.proposal(id) != nil {
+		t.dropProposal(id)
+	}
+}
+
+// proposal returns a copy of the staged change id (nil when there is none).
+func (t *txn) proposal(id string) *Proposal {
+	if p, ok := t.proposals[id]; ok {
+		return p.Clone()
+	}
+	return t.st.Proposals[id].Clone()
+}
+
+// putProposal stages p, taking ownership of it.
+func (t *txn) putProposal(p *Proposal) { stage(&t.proposals, p.Change.ID(), p) }
+func (t *txn) dropProposal(id string)  { stage(&t.proposals, id, nil) }
 
 // approvalCeiling is the cluster's maximum approval validity (zero before
 // genesis).
@@ -241,6 +261,7 @@ func (t *txn) commit() {
 	for id, idx := range t.changes {
 		st.Changes[id] = idx
 	}
+	applyEdits(st.Proposals, t.proposals)
 	if t.ceiling != nil {
 		st.MaxApprovalValidity = *t.ceiling
 	}

@@ -51,6 +51,7 @@ func (p scribble) apply(t *txn) (applyOut, error) {
 	t.holdNonce("scribbled/1", "scribbled")
 	t.holdOutpoint("scribbled:0", "scribbled")
 	t.recordSession("scribbled", "scribbled")
+	t.putProposal(&Proposal{Change: ProposedChange{Policy: &policy.Change{ID: "proposed"}}})
 	t.recordChange("scribbled")
 	t.setApprovalCeiling(time.Hour)
 	t.setGenesis("scribbled", []Node{{ID: "scribbled", KeyFingerprint: "scribbled"}}, 7)
@@ -97,7 +98,7 @@ func TestTxnRefusalDiscardsStagedWrites(t *testing.T) {
 	}
 	_ = f.Read(func(st *State) error {
 		if st.Requests["scribbled"] == nil || st.Wallets["scribbled"] == nil || st.Voters["scribbled"] == nil ||
-			st.Nonces["scribbled/1"] == "" || st.Outpoints["scribbled:0"] == "" || st.Sessions["scribbled"] == "" || st.Changes["scribbled"] != 2 || st.MaxApprovalValidity != time.Hour ||
+			st.Nonces["scribbled/1"] == "" || st.Outpoints["scribbled:0"] == "" || st.Sessions["scribbled"] == "" || st.Proposals["proposed"] == nil || st.Changes["scribbled"] != 2 || st.MaxApprovalValidity != time.Hour ||
 			st.GenesisHash != "scribbled" || st.Nodes["scribbled"] == nil ||
 			st.Registry.ClusterID != "scribbled" || len(st.Policy.History()) != 1 || st.ActivePolicy() == nil || st.Index != 2 {
 			t.Fatalf("accepted command's writes not all committed: %+v", st)

@@ -556,6 +556,7 @@ var forwardable = map[string]bool{
 	ledger.CmdRequestCreate: true, ledger.CmdApprove: true,
 	ledger.CmdPolicyChange: true, ledger.CmdRegistryChange: true, ledger.CmdRulesSet: true,
 	ledger.CmdNodeChange: true, ledger.CmdWalletCreate: true, ledger.CmdWalletReshare: true,
+	ledger.CmdChangePropose: true, ledger.CmdChangeApprove: true,
 }
 
 // Forwardable reports whether a node may forward a command of type typ.

@@ -1,5 +1,6 @@
 // Package rest is the HTTPS API of a custody node: the backend API (what the
-// exchange's backend integrates with. HTTPS with mutual TLS, JSON bodies,
+// exchange's backend integrates with) and the operator API (what treasury
+// operators and the custody CLI use). HTTPS with mutual TLS, JSON bodies,
 // versioned paths (/v1/...), described by api/openapi.yaml and in
 // docs/api.md.
 //
@@ -11,7 +12,14 @@
 //     page of them (status and wallet filters, opaque cursor), from this
 //     node's replica.
 //   - GET /v1/wallets, GET /v1/wallets/{id}: the wallets and their
-//     addresses.
+//     addresses (backend and operators).
+//   - Operators: GET /v1/requests[/{id}] (with the human description),
+//     POST /v1/requests/{id}/approvals (an approval or rejection signed
+//     on the operator's device), GET and POST /v1/changes,
+//     POST /v1/changes/{id}/approvals (governance changes collecting
+//     approvals in the ledger's staging area; the node submits the real
+//     command once they meet the quorum), GET /v1/allowlist, /v1/locks,
+//     /v1/audit, /v1/audit/heads; GET /v1/whoami for both roles.
 //
 // # Authorization
 //
@@ -28,6 +36,10 @@
 // policy.Withdrawal.IntentHash, the note included); the handler refuses
 // one whose signing device is not the principal's, and the ledger verifies
 // the signature.
+// Operators' answers are checked on the replica (cluster, subject, payload
+// hash, expiry, the principal's own device, its signature, whether it
+// counts) before they are submitted (Config.Operators: the daemon's
+// Node.Submit); the server never signs.
 //
 // The package holds no business logic: it decodes strictly, checks the
 // request against the node's replica of the ledger (wallet, asset,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -45,7 +46,7 @@ const (
 // Codes are every code the API answers with and its HTTP status, for the
 // docs and the tests.
 func Codes() map[string]int {
-	return map[string]int{
+	m := map[string]int{
 		CodeMalformed: 400, CodeInvalid: 400, CodeIdempotencyKey: 400, CodeUnknownWallet: 400, CodeUnknownAsset: 400,
 		CodeInvalidAddress: 400, CodeAddressCase: 400, CodeAmountMalformed: 400, CodeAmountNegative: 400, CodeAmountZero: 400,
 		CodeAmountTooPrecise: 400, CodeAmountTooLarge: 400, CodeInvalidInitiation: 400, CodeUnauthenticated: 401,
@@ -53,6 +54,8 @@ func Codes() map[string]int {
 		CodeLedgerRefused: 409, CodeTooLarge: 413, CodeMediaType: 415, CodeBuildRefused: 422, CodeInternal: 500,
 		CodeUnavailable: 503,
 	}
+	maps.Copy(m, operatorCodes())
+	return m
 }
 
 // apiError is an answer other than success.

@@ -241,7 +241,7 @@ func TestUnavailableAnswers(t *testing.T) {
 	// An operator certificate of an active operator passes the handshake
 	// and the registry, and is refused by the endpoint's role.
 	cl, url = serve(t, service{store: store, createErr: errors.New("asked")}, pki.RoleOperator, "alice")
-	if resp, got := get(t, cl, url+"/v1/wallets"); resp.StatusCode != 403 || code(got) != "forbidden" {
+	if resp, got := get(t, cl, url+"/v1/withdrawals/wd"); resp.StatusCode != 403 || code(got) != "forbidden" {
 		t.Fatalf("operator: %d %v", resp.StatusCode, got)
 	}
 }
@@ -377,7 +377,7 @@ func TestRateLimitPerPrincipal(t *testing.T) {
 	}
 	// alice's own bucket: her operator certificate is limited separately
 	// (and then refused by the backend endpoint's role).
-	if resp, got := get(t, other, ts.url+"/v1/wallets"); resp.StatusCode != 403 || code(got) != "forbidden" {
+	if resp, got := get(t, other, ts.url+"/v1/withdrawals/wd"); resp.StatusCode != 403 || code(got) != "forbidden" {
 		t.Fatalf("another principal: %d %v", resp.StatusCode, got)
 	}
 	ts.clock.Advance(2 * time.Second) // one token at 30 a minute

@@ -33,7 +33,11 @@ type route struct {
 	handle func(s *server, w http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error)
 }
 
-var backendOnly = []pki.Role{pki.RoleBackend}
+var (
+	backendOnly         = []pki.Role{pki.RoleBackend}
+	operatorOnly        = []pki.Role{pki.RoleOperator}
+	backendAndOperators = []pki.Role{pki.RoleBackend, pki.RoleOperator}
+)
 
 // routes is the endpoint × role table: NewHandler serves exactly these,
 // and TestRouteTable holds them equal to docs/api.md's table and to
@@ -43,8 +47,20 @@ var routes = []route{
 	{Route{http.MethodPost, PathWithdrawals, backendOnly}, (*server).create},
 	{Route{http.MethodGet, PathWithdrawals, backendOnly}, (*server).list},
 	{Route{http.MethodGet, PathWithdrawals + "/{id}", backendOnly}, (*server).get},
-	{Route{http.MethodGet, PathWallets, backendOnly}, (*server).wallets},
-	{Route{http.MethodGet, PathWallets + "/{id}", backendOnly}, (*server).wallet},
+	{Route{http.MethodGet, PathWallets, backendAndOperators}, (*server).wallets},
+	{Route{http.MethodGet, PathWallets + "/{id}", backendAndOperators}, (*server).wallet},
+	{Route{http.MethodGet, PathWhoami, backendAndOperators}, (*server).whoami},
+	{Route{http.MethodGet, PathRequests, operatorOnly}, (*server).requests},
+	{Route{http.MethodGet, PathRequests + "/{id}", operatorOnly}, (*server).request},
+	{Route{http.MethodPost, PathRequests + "/{id}/approvals", operatorOnly}, (*server).answer},
+	{Route{http.MethodGet, PathChanges, operatorOnly}, (*server).changes},
+	{Route{http.MethodPost, PathChanges, operatorOnly}, (*server).propose},
+	{Route{http.MethodGet, PathChanges + "/{id}", operatorOnly}, (*server).change},
+	{Route{http.MethodPost, PathChanges + "/{id}/approvals", operatorOnly}, (*server).approveChange},
+	{Route{http.MethodGet, PathAllowlist, operatorOnly}, (*server).allowlist},
+	{Route{http.MethodGet, PathLocks, operatorOnly}, (*server).locks},
+	{Route{http.MethodGet, PathAudit, operatorOnly}, (*server).audit},
+	{Route{http.MethodGet, PathAudit + "/heads", operatorOnly}, (*server).heads},
 }
 
 // Routes returns every endpoint the handler serves with the roles that

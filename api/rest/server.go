@@ -97,6 +97,9 @@ type Config struct {
 	CA *x509.CertPool
 	// Service is the node. Required.
 	Service Service
+	// Operators commits operators' signed commands (the operator API's
+	// writes); nil answers them 501 not_configured.
+	Operators OperatorService
 	// Now is the node's clock (default expiries); nil means time.Now.
 	Now func() time.Time
 	// Logger receives refused and failed requests (never bodies); nil

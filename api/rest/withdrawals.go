@@ -595,6 +595,17 @@ func render(st *ledger.State, req *ledger.Request, withTimes bool) *WithdrawalVi
 	for _, role := range d.Roles {
 		v.Approvals.Roles = append(v.Approvals.Roles, string(role))
 	}
+	if req.Status == ledger.StatusAwaitingApprovals {
+		// The decision's count is the create's until the quorum or a
+		// rejection decides; each answer recorded since counted when it
+		// was recorded.
+		v.Approvals.Collected = 0
+		for _, a := range req.Approvals {
+			if a.Decision == quorum.Approve {
+				v.Approvals.Collected++
+			}
+		}
+	}
 	var times []time.Time
 	if withTimes {
 		for _, e := range st.Audit {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/ledger"
 )
@@ -230,34 +232,97 @@ are not trusted from the data dir: verify checks them against the genesis.`,
 }
 
 func newAuditExportCmd() *cobra.Command {
-	var dataDir, out string
+	var dataDir, out, headsOut string
+	var sf *serverFlags
 	cmd := &cobra.Command{
-		Use:   "export --data-dir DIR --out FILE",
+		Use:   "export (--data-dir DIR | [--server URL] [--profile P] [--heads HEADS.json]) --out FILE",
 		Short: "Write the verified audit chain as JSON lines (never overwrites)",
-		Args:  cobra.NoArgs,
+		Long: `Write the audit chain as JSON lines, verified record by record first: from a
+stopped node's data dir (--data-dir), or online from a node's operator API
+(the profile custody login wrote, or --server), page by page; online,
+--heads also writes the signed audit heads for custody audit verify --heads.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dataDir == "" || out == "" {
-				return errors.New("audit export: --data-dir and --out are required")
+			if out == "" {
+				return errors.New("audit export: --out is required")
 			}
-			st, _, err := ledger.ReadDataDir(dataDir)
-			if err != nil {
-				return fmt.Errorf("audit export %s: %w", dataDir, err)
+			if err := checkNew(out); err != nil {
+				return fmt.Errorf("audit export: %w", err)
 			}
-			if err := ledger.VerifyChain(st.Audit); err != nil {
-				return fmt.Errorf("audit export %s: %w", dataDir, err)
+			var events []ledger.AuditEvent
+			var heads []ledger.Checkpoint
+			source := dataDir
+			if dataDir != "" {
+				if headsOut != "" {
+					return errors.New("audit export: --heads is online only (offline: custody audit heads)")
+				}
+				st, _, err := ledger.ReadDataDir(dataDir)
+				if err != nil {
+					return fmt.Errorf("audit export %s: %w", dataDir, err)
+				}
+				events = st.Audit
+			} else {
+				var err error
+				if source, events, heads, err = exportOnline(sf, headsOut != ""); err != nil {
+					return fmt.Errorf("audit export: %w", err)
+				}
 			}
-			write := func(w io.Writer) error { return ledger.WriteAuditJSONL(w, st.Audit) }
+			if err := ledger.VerifyChain(events); err != nil {
+				return fmt.Errorf("audit export %s: %w", source, err)
+			}
+			if headsOut != "" {
+				if err := createNew(headsOut, 0o644, func(w io.Writer) error { return ledger.WriteHeads(w, heads) }); err != nil {
+					return fmt.Errorf("audit export: %w", err)
+				}
+			}
+			write := func(w io.Writer) error { return ledger.WriteAuditJSONL(w, events) }
 			if err := createNew(out, 0o640, write); err != nil {
 				return fmt.Errorf("audit export: %w", err)
 			}
-			sum := auditSummary{Source: dataDir, Records: len(st.Audit), Head: auditHead(st.Audit), OK: true}
+			sum := auditSummary{Source: source, Records: len(events), Head: auditHead(events), Heads: len(heads), OK: true}
 			return report(cmd, sum, func(w io.Writer) error {
 				_, err := fmt.Fprintf(w, "wrote %d audit records to %s (head %s)\n", sum.Records, out, sum.Head)
 				return err
 			})
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "a stopped node's ledger data directory")
+	sf = addServerFlags(cmd)
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "a stopped node's ledger data directory (else: online, from the profile's node)")
 	cmd.Flags().StringVar(&out, "out", "", "output file (must not exist)")
+	cmd.Flags().StringVar(&headsOut, "heads", "", "online: also write the signed audit heads to this file (must not exist)")
 	return cmd
+}
+
+// exportOnline pages the audit log (and the heads) from the profile's node.
+func exportOnline(sf *serverFlags, withHeads bool) (string, []ledger.AuditEvent, []ledger.Checkpoint, error) {
+	c, err := sf.client()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var events []ledger.AuditEvent
+	after := uint64(0)
+	for {
+		var page rest.AuditPage
+		path := fmt.Sprintf("%s?after=%d&limit=%d", rest.PathAudit, after, rest.MaxAuditLimit)
+		if err := c.do(context.Background(), "GET", path, nil, &page); err != nil {
+			return "", nil, nil, err
+		}
+		events = append(events, page.Events...)
+		if page.NextAfter == nil || *page.NextAfter <= after {
+			break
+		}
+		after = *page.NextAfter
+	}
+	var heads struct {
+		Heads []ledger.Checkpoint `json:"heads"`
+	}
+	if withHeads {
+		if err := c.do(context.Background(), "GET", rest.PathAudit+"/heads", nil, &heads); err != nil {
+			return "", nil, nil, err
+		}
+		if len(heads.Heads) == 0 {
+			return "", nil, nil, errors.New("the node has no certified checkpoint yet: no signed heads")
+		}
+	}
+	return c.base, events, heads.Heads, nil
 }

@@ -111,6 +111,13 @@ func (c *procCluster) withdrawal(id string, from, dest common.Address, amt *big.
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	return c.withdrawalAt(id, nonce, dest, amt)
+}
+
+// withdrawalAt is withdrawal with the nonce given (a second pending
+// withdrawal of one wallet).
+func (c *procCluster) withdrawalAt(id string, nonce uint64, dest common.Address, amt *big.Int) ledger.RequestCreate {
+	c.t.Helper()
 	fees, err := c.chain.SuggestFees(c.ctx)
 	if err != nil {
 		c.t.Fatal(err)
@@ -210,6 +217,7 @@ func (c *procCluster) mined(v noderpc.RequestView, from, dest common.Address) {
 // Then the leader is killed (-9) right after a second withdrawal's
 // approvals: the new leader completes it, with one result; finally every
 // node is stopped with SIGTERM and started again and no request is lost.
+// Then the operator CLI's scripts run against it (testdata/*.txtar).
 func TestNodeProcessCluster(t *testing.T) {
 	c, wallet := newWalletCluster(t)
 	dest := common.HexToAddress("0x00000000000000000000000000000000000000d1")
@@ -281,4 +289,7 @@ func TestNodeProcessCluster(t *testing.T) {
 			})
 		}
 	}
+
+	// The operator CLI end to end, on the same cluster.
+	t.Run("OperatorCLI", func(t *testing.T) { c.operatorScripts(t, wallet) })
 }

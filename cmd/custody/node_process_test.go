@@ -34,6 +34,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/api/noderpc"
@@ -76,9 +77,18 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
-	// A hang names the tests still running at the end of the output.
-	os.Exit(ledgertest.Run(m, 12*time.Minute))
+	// testscript runs "custody" in scripts as this binary under that
+	// name; otherwise the tests run, and a hang names the tests still
+	// running at the end of the output.
+	testscript.Main(watched{m}, map[string]func(){
+		"custody": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
 }
+
+// watched runs the tests under ledgertest's watchdog.
+type watched struct{ m *testing.M }
+
+func (w watched) Run() int { return ledgertest.Run(w.m, 12*time.Minute) }
 
 func fixtureGenerator(slot string) (preparams.Generator, error) {
 	is, ns, _ := strings.Cut(slot, "/")

@@ -26,7 +26,7 @@ const operatorPassphraseEnv = "CUSTODY_OPERATOR_PASSPHRASE"
 func newOperatorCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "operator",
-		Short: "Operator device keys and approvals",
+		Short: "Operator device keys and approvals; enroll, suspend, reactivate operators",
 		Long: `Create operator device keys, and build, sign and verify approval digests.
 
 A device is either an Ed25519 key in a key file (sealed with a passphrase from
@@ -41,6 +41,7 @@ payload hash, decision, expiry); see docs/policy.md for the byte layout.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newOperatorKeygenCmd(), newOperatorShowCmd(), newOperatorDigestCmd(), newOperatorSignCmd(), newOperatorVerifyCmd())
+	cmd.AddCommand(operatorAdminCmds()...)
 	return cmd
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/custody-dev/custody/policy"
 )
 
 // newRootCmd builds the whole command tree. Each area registers one constructor;
@@ -35,6 +37,16 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newClusterCmd(),
 		newNodeCmd(),
 		newDevnetCmd(),
+		newLoginCmd(),
+		newRequestsCmd(),
+		newApproveCmd(),
+		newRejectCmd(),
+		newAllowlistCmd(),
+		newLockCmd(policy.ChangeLock),
+		newLockCmd(policy.ChangeUnlock),
+		newChangesCmd(),
+		newWalletCmd(),
+		newDeviceCmd(),
 	)
 	return root
 }

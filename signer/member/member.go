@@ -122,7 +122,7 @@ type Member struct {
 	// keyed are the wallets registered with the key the ledger recorded
 	// (AddWallet, RetireOld): a keygen finishing late cannot replace them.
 	keyed map[string]bool
-	done    map[string]*Signed // by request ID + session, results this member released
+	done  map[string]*Signed // by request ID + session, results this member released
 
 	// reshared holds, per wallet in resharing, the new committee's
 	// description of this member's new share until RetireOld adopts it;
