@@ -94,7 +94,10 @@ func TestOperatorAPI(t *testing.T) {
 			{"another payload", bobAPI, "/v1/requests/op-1/approvals", map[string]any{"approval": bob.Sign(t, clusterID, r1.ID, r2.PayloadHash, quorum.Approve, now().Add(time.Hour))}, 400, "invalid_approval"},
 			{"another request's approval", bobAPI, "/v1/requests/op-1/approvals", map[string]any{"approval": bob.Sign(t, clusterID, r2.ID, r2.PayloadHash, quorum.Approve, now().Add(time.Hour))}, 400, "invalid_approval"},
 			{"another operator's device", bobAPI, "/v1/requests/op-1/approvals", map[string]any{"approval": carol.Sign(t, clusterID, r1.ID, r1.PayloadHash, quorum.Approve, now().Add(time.Hour))}, 403, "approver_mismatch"},
-			{"the initiator's approval", as("backend"), "/v1/requests/op-1/approvals", map[string]any{"approval": backend.Sign(t, clusterID, r1.ID, r1.PayloadHash, quorum.Approve, now().Add(time.Hour))}, 403, "approval_not_allowed"},
+			// The initiator is a backend principal: an operator certificate
+			// naming it is refused before any handler (the ledger also never
+			// counts an initiator's approval, SECURITY 31).
+			{"the initiator's approval", as("backend"), "/v1/requests/op-1/approvals", map[string]any{"approval": backend.Sign(t, clusterID, r1.ID, r1.PayloadHash, quorum.Approve, now().Add(time.Hour))}, 401, "principal_inactive"},
 			{"a reason with an approval", bobAPI, "/v1/requests/op-1/approvals", map[string]any{"approval": bob.Sign(t, clusterID, r1.ID, r1.PayloadHash, quorum.Approve, now().Add(time.Hour)), "reason": "x"}, 400, "invalid"},
 			{"no approval", bobAPI, "/v1/requests/op-1/approvals", map[string]any{}, 400, "invalid"},
 			{"unknown field", bobAPI, "/v1/requests/op-1/approvals", map[string]any{"approval": forged, "note": "x"}, 400, "malformed"},

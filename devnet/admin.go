@@ -3,7 +3,6 @@ package devnet
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/custody-dev/custody/api/noderpc"
 	"github.com/custody-dev/custody/daemon"
-	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -133,36 +131,4 @@ func (n *Net) SignAs(kind, name, subject string, payload quorum.Hash, dec quorum
 	dev := quorum.DeviceID(quorum.DeviceEd25519, k.Public().(ed25519.PublicKey))
 	return quorum.Sign(quorum.Statement{ClusterID: ClusterID, RequestID: subject, PayloadHash: payload, Decision: dec,
 		Expiry: expiry.UTC().Truncate(time.Second)}, dev, k, nil)
-}
-
-// Submit commits cmd over the node RPC (forwarded to the leader), retrying
-// while no leader answers.
-func (n *Net) Submit(ctx context.Context, actor string, cmd ledger.Command) (ledger.Outcome, error) {
-	c, err := n.nodeRPC()
-	if err != nil {
-		return ledger.Outcome{}, err
-	}
-	for {
-		out, err := c.Submit(ctx, actor, cmd)
-		if err == nil || ctx.Err() != nil {
-			return out, err
-		}
-		if !retryable(err) {
-			return out, err
-		}
-		select {
-		case <-ctx.Done():
-			return out, err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-func retryable(err error) bool {
-	for _, e := range []error{noderpc.ErrNoLeader, noderpc.ErrUnreachable, noderpc.ErrUnavailable, ledger.ErrNotLeader, ledger.ErrTimeout} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }

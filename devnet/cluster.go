@@ -75,8 +75,13 @@ wallets:
 // child runs the custody binary with args and the devnet's environment; a
 // non-zero exit is an error carrying the child's stderr.
 func (n *Net) child(ctx context.Context, args ...string) ([]byte, error) {
+	return n.childEnv(ctx, nil, args...)
+}
+
+// childEnv is child with env added to the devnet's environment.
+func (n *Net) childEnv(ctx context.Context, env []string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, n.cfg.Bin, args...)
-	cmd.Env = n.env()
+	cmd.Env = append(n.env(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -20,7 +20,6 @@ import (
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/chains/btc"
-	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -104,6 +103,12 @@ func (s *Story) setup(ctx context.Context) error {
 		return err
 	}
 	s.step("cluster", "ready", fmt.Sprintf("%d nodes, leader %s, tss pre-params ready", len(n.Nodes), n.leaderHint()))
+	for i, op := range Operators {
+		if err := n.Login(ctx, op, i); err != nil {
+			return err
+		}
+		s.step("custody login", "profile written", fmt.Sprintf("%s against %s's API (%s)", op, n.Nodes[i%len(n.Nodes)], n.APIs[n.Nodes[i%len(n.Nodes)]]))
+	}
 	specs := []struct{ id, chain, network string }{{ETHWallet, "eth", "devnet"}}
 	if n.BTC != nil {
 		specs = append(specs, struct{ id, chain, network string }{BTCWallet, "btc", "regtest"})
@@ -148,11 +153,15 @@ func (s *Story) setup(ctx context.Context) error {
 		if chain == "btc" {
 			network = "regtest"
 		}
-		c := policy.Change{ID: "allow-" + chain + "-" + addr[len(addr)-6:], Kind: policy.ChangeAllowlistAdd, Chain: chain, Network: network, Address: addr, Label: "devnet treasury"}
-		if err := s.governance(ctx, c, "alice", "bob"); err != nil {
+		id := "allow-" + chain + "-" + addr[len(addr)-6:]
+		if _, err := n.Operator(ctx, "alice", nil, "allowlist", "add", "--chain", chain, "--network", network, "--address", addr,
+			"--label", "devnet treasury", "--id", id, "--yes"); err != nil {
 			return err
 		}
-		s.step("allowlist.add", "approved", fmt.Sprintf("%s %s by alice and bob; cooling-off 5s", chain, addr))
+		if _, err := n.Operator(ctx, "bob", nil, "changes", "approve", id, "--yes"); err != nil {
+			return err
+		}
+		s.step("allowlist.add", "approved", fmt.Sprintf("%s %s proposed by alice, approved by bob (custody allowlist add, custody changes approve); cooling-off 5s", chain, addr))
 	}
 	// The cooling-off runs on every member's own clock: wait it out.
 	select {
@@ -161,22 +170,6 @@ func (s *Story) setup(ctx context.Context) error {
 	case <-time.After(6 * time.Second):
 	}
 	s.step("allowlist", "cooling-off passed", "the destinations may be paid")
-	return nil
-}
-
-// governance commits a policy change approved by ops.
-func (s *Story) governance(ctx context.Context, c policy.Change, ops ...string) error {
-	var approvals []quorum.Approval
-	for _, op := range ops {
-		a, err := s.n.SignAs("operators", op, c.ID, c.PayloadHash(), quorum.Approve, time.Now().Add(time.Hour))
-		if err != nil {
-			return err
-		}
-		approvals = append(approvals, a)
-	}
-	if _, err := s.n.Submit(ctx, ops[0], ledger.PolicyChange{Change: c, Approvals: approvals}); err != nil {
-		return fmt.Errorf("%s %s: %w", c.Kind, c.ID, err)
-	}
 	return nil
 }
 
@@ -234,17 +227,15 @@ func (s *Story) waitFor(ctx context.Context, id string, ok func(*rest.Withdrawal
 	}
 }
 
-// decide signs and records op's decision on request v.
+// decide has op approve (custody approve --yes) or reject (custody reject
+// --reason) request v with the operator CLI: signed on op's device, sent to
+// its node's operator API.
 func (s *Story) decide(ctx context.Context, v *rest.WithdrawalView, op string, dec quorum.Decision) error {
-	ph, err := quorum.ParseHash(v.PayloadHash)
-	if err != nil {
-		return err
+	args := []string{"approve", v.ID, "--yes"}
+	if dec == quorum.Reject {
+		args = []string{"reject", v.ID, "--reason", "destination not expected"}
 	}
-	a, err := s.n.SignAs("operators", op, v.ID, ph, dec, time.Now().Add(time.Hour))
-	if err != nil {
-		return err
-	}
-	_, err = s.n.Submit(ctx, op, ledger.Approve{RequestID: v.ID, Approval: a})
+	_, err := s.n.Operator(ctx, op, nil, args...)
 	return err
 }
 
@@ -403,11 +394,10 @@ func (s *Story) cold(ctx context.Context) error {
 // lock: an operator locks the wallet; the next withdrawal is refused; an
 // unlock by the admin quorum takes effect after its delay.
 func (s *Story) lock(ctx context.Context) error {
-	lock := policy.Change{ID: "lock-1", Kind: policy.ChangeLock, Wallet: ETHWallet, Reason: "suspicious login"}
-	if err := s.governance(ctx, lock, "carol"); err != nil {
+	if _, err := s.n.Operator(ctx, "carol", nil, "lock", "--wallet", ETHWallet, "--reason", "suspicious login", "--id", "lock-1", "--yes"); err != nil {
 		return err
 	}
-	s.step("4. lock", "locked", "carol locked "+ETHWallet+": suspicious login")
+	s.step("4. lock", "locked", "carol locked "+ETHWallet+" (custody lock): suspicious login")
 	v, err := s.create(ctx, ETHWallet, "ETH", s.dests["eth"], "0.5", 18)
 	if err != nil {
 		return err
@@ -416,8 +406,10 @@ func (s *Story) lock(ctx context.Context) error {
 		return fmt.Errorf("a withdrawal from a locked wallet is %s, want denied", v.Status)
 	}
 	s.emit(withdrawalStep("4. withdrawal while locked", "denied", v.Policy.Reason+": "+v.Policy.Detail, v))
-	unlock := policy.Change{ID: "unlock-1", Kind: policy.ChangeUnlock, Wallet: ETHWallet, Reason: "login explained"}
-	if err := s.governance(ctx, unlock, "alice", "bob"); err != nil {
+	if _, err := s.n.Operator(ctx, "alice", nil, "unlock", "--wallet", ETHWallet, "--id", "unlock-1", "--yes"); err != nil {
+		return err
+	}
+	if _, err := s.n.Operator(ctx, "bob", nil, "changes", "approve", "unlock-1", "--yes"); err != nil {
 		return err
 	}
 	s.step("4. unlock", "approved", "alice and bob approved the unlock; it takes effect after the 5s delay")
@@ -450,8 +442,11 @@ func (s *Story) rejected(ctx context.Context) error {
 	if err := s.decide(ctx, v, "carol", quorum.Reject); err != nil {
 		return err
 	}
-	// A later approval changes nothing: rejected is final.
-	_ = s.decide(ctx, v, "bob", quorum.Approve)
+	// A later approval is refused: rejected is final.
+	late := s.decide(ctx, v, "bob", quorum.Approve)
+	if late == nil {
+		return fmt.Errorf("%s: bob's approval after the rejection was accepted", v.ID)
+	}
 	if v, err = s.waitFor(ctx, v.ID, func(v *rest.WithdrawalView) bool { return v.Status != "pending_approval" }); err != nil {
 		return err
 	}

@@ -3,13 +3,12 @@ package devnet
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 
 	"github.com/custody-dev/custody/chains/eth"
-	"github.com/custody-dev/custody/ledger"
-	"github.com/custody-dev/custody/quorum"
 )
 
 // Wallet is a wallet the devnet created by distributed keygen.
@@ -27,21 +26,22 @@ const (
 	BTCWallet = "btc-hot-1"
 )
 
-// CreateWallet has alice and bob approve wallet.create for id (2-of-N over
-// every node: threshold 1) and waits until every node records the wallet
-// active with one key (the leader ran the keygen and the test signatures).
+// CreateWallet has alice propose wallet.create for id (2-of-N over every
+// node: threshold 1) and bob approve it, with the operator CLI, and waits
+// until every node records the wallet active with one key (the leader ran
+// the keygen and the test signatures).
 func (n *Net) CreateWallet(ctx context.Context, id, chain, network string) (Wallet, error) {
-	spec := ledger.WalletSpec{ID: "create-" + id, Wallet: id, Chain: chain, Network: network, Committee: n.Nodes, Threshold: 1}
-	var approvals []quorum.Approval
-	for _, op := range []string{"alice", "bob"} {
-		a, err := n.SignAs("operators", op, spec.ID, spec.PayloadHash(), quorum.Approve, time.Now().Add(time.Hour))
-		if err != nil {
-			return Wallet{}, err
-		}
-		approvals = append(approvals, a)
+	var committee []string
+	for _, node := range n.Nodes {
+		committee = append(committee, string(node))
 	}
-	if _, err := n.Submit(ctx, "alice", ledger.WalletCreate{Change: spec, Approvals: approvals}); err != nil {
-		return Wallet{}, fmt.Errorf("devnet: wallet.create %s: %w", id, err)
+	change := "create-" + id
+	if _, err := n.Operator(ctx, "alice", nil, "wallet", "create", "--wallet", id, "--chain", chain, "--network", network,
+		"--committee", strings.Join(committee, ","), "--threshold", "1", "--id", change, "--yes"); err != nil {
+		return Wallet{}, err
+	}
+	if _, err := n.Operator(ctx, "bob", nil, "changes", "approve", change, "--yes"); err != nil {
+		return Wallet{}, err
 	}
 	c, err := n.nodeRPC()
 	if err != nil {
