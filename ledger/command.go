@@ -16,9 +16,10 @@ const CommandVersion = 1
 // RequestCreate, Approve, ClaimSession, ...) submitted with [Store.Submit].
 // Each command type sits with its handler in the file of its family
 // (cmd_genesis.go, cmd_voter.go, cmd_governance.go, cmd_wallet.go,
-// cmd_request.go, cmd_claim.go, cmd_broadcast.go, cmd_cold.go, checkpoint.go); the set is closed (apply is
-// unexported), so nothing outside the ledger can invent a command or
-// propose one by name.
+// cmd_request.go, cmd_claim.go, cmd_broadcast.go, cmd_cold.go,
+// cmd_webhook.go, checkpoint.go); the set is closed (apply is unexported),
+// so nothing outside the ledger can invent a command or propose one by
+// name.
 type Command interface {
 	// Type is the command's name in the log entry ("request.create").
 	Type() string
@@ -56,6 +57,8 @@ const (
 	CmdNodeToken      = "node.token"
 	CmdBroadcast      = "request.broadcast"
 	CmdChainStatus    = "request.chain_status"
+	// CmdWebhookDelivered records webhook delivery progress (cmd_webhook.go).
+	CmdWebhookDelivered = "webhook.delivered"
 )
 
 // commandTypes is the one table from a log entry's type to its command.
@@ -84,6 +87,8 @@ var commandTypes = map[string]func() Command{
 	CmdNodeToken:      func() Command { return new(NodeToken) },
 	CmdBroadcast:      func() Command { return new(RecordBroadcast) },
 	CmdChainStatus:    func() Command { return new(RecordChainStatus) },
+	// Webhook delivery progress (cmd_webhook.go).
+	CmdWebhookDelivered: func() Command { return new(WebhookDelivered) },
 }
 
 // CommandTypes returns every command type this build applies, sorted.

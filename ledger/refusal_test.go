@@ -75,6 +75,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"chain status before the broadcast", ErrWrongStatus, RecordChainStatus{RequestID: signed.ID, TxHash: "0xabc", Status: StatusConfirmed, Block: 7, Confirmations: 1}},
 		{"node change without the admin quorum", ErrQuorum, NodeChange{Change: NodeSetChange{ID: "add-n4", Kind: NodeAdd, Node: Node{ID: "n4", KeyFingerprint: strings.Repeat("ab", 32)}}}},
 		{"token declared with a key the node set does not pin", ErrApproval, h.nodeToken("n1", "serial-1", otherKey(t))},
+		{"webhook ack beyond the request's history", ErrInvalid, h.webhookAcks("n1", nil, WebhookAck{RequestID: waiting.ID, Entry: 5})},
 		{"checkpoint signed with a key the node set does not pin", ErrCheckpoint, signCP(t, CheckpointHead{ClusterID: testCluster, Index: 1}, "n1", otherKey(t))},
 	}
 	covered := map[string]bool{}

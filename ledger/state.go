@@ -215,10 +215,16 @@ type Request struct {
 	// its chain (RecordBroadcast, RecordChainStatus): the leader's word,
 	// informational (docs/trust.md). Omitted until then, so states without
 	// it encode (and hash) as before.
-	OnChain    *OnChain  `json:"on_chain,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	CreatedIdx uint64    `json:"created_index"`
-	UpdatedIdx uint64    `json:"updated_index"`
+	OnChain *OnChain `json:"on_chain,omitempty"`
+	// History is every status the request had, oldest first, as the FSM
+	// recorded it (StatusChange); the webhook events are derived from it.
+	// Webhook is the leaders' recorded delivery progress of those events
+	// (WebhookDelivered). Both omitted while empty.
+	History    []StatusChange   `json:"history,omitempty"`
+	Webhook    *WebhookProgress `json:"webhook,omitempty"`
+	CreatedAt  time.Time        `json:"created_at"`
+	CreatedIdx uint64           `json:"created_index"`
+	UpdatedIdx uint64           `json:"updated_index"`
 }
 
 // PolicyRequest is the request as policy evaluates it.
