@@ -57,6 +57,11 @@ type Ledger interface {
 	// Leading reports whether this node leads (and is not draining):
 	// only the leader delivers.
 	Leading() bool
+	// CatchUp returns once the replica holds every write committed before
+	// the call (a raft barrier on the leader: ledger.Store.ReadIndex). A
+	// new leader reads the recorded progress only then, so it does not
+	// re-deliver what its predecessor recorded.
+	CatchUp(ctx context.Context) error
 }
 
 // Endpoint is one backend principal's webhook receiver.
@@ -219,6 +224,13 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			continue
 		}
 		if t == nil {
+			cctx, cancel := context.WithTimeout(ctx, ackTimeout)
+			err := d.cfg.Ledger.CatchUp(cctx)
+			cancel()
+			if err != nil {
+				d.log.Debug("webhook delivery waits for the replica to catch up", "err", err)
+				continue
+			}
 			t = d.newTerm(ctx)
 			d.log.Info("webhook delivery started", "endpoints", len(d.eps))
 		}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/api/webhook"
 	"github.com/custody-dev/custody/ledger"
@@ -73,6 +75,10 @@ type nodeLedger struct {
 
 func (l *nodeLedger) Read(fn func(*ledger.State) error) error { return l.store.ReadLocal(fn) }
 func (l *nodeLedger) Leading() bool                           { return l.leading.Load() && l.store.IsLeader() }
+func (l *nodeLedger) CatchUp(ctx context.Context) error {
+	_, err := l.store.ReadIndex(ctx)
+	return err
+}
 func (l *nodeLedger) Ack(ctx context.Context, acks []ledger.WebhookAck) error {
 	var genesis string
 	_ = l.store.ReadLocal(func(st *ledger.State) error { genesis = st.GenesisHash; return nil })
@@ -159,6 +165,7 @@ type receiver struct {
 	t      *testing.T
 	srv    *httptest.Server
 	secret []byte
+	schema *openapi3.Schema
 
 	mu       sync.Mutex
 	attempts []delivery
@@ -167,7 +174,7 @@ type receiver struct {
 }
 
 func newReceiver(t *testing.T) *receiver {
-	rc := &receiver{t: t, secret: []byte("whsec_dispatch_test_secret_0123456789")}
+	rc := &receiver{t: t, secret: []byte("whsec_dispatch_test_secret_0123456789"), schema: eventSchema(t)}
 	rc.srv = httptest.NewTLSServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
 	return rc
@@ -189,9 +196,15 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ev webhook.Event
+	var doc any
 	if err := json.Unmarshal(body, &ev); err != nil || ev.ID != r.Header.Get(webhook.EventIDHeader) || ev.Withdrawal.ID != ev.WithdrawalID {
 		rc.t.Errorf("a delivery that is not an event: %v %s", err, body)
 		http.Error(w, "event", http.StatusBadRequest)
+		return
+	}
+	if err := json.Unmarshal(body, &doc); err != nil || rc.schema.VisitJSON(doc) != nil {
+		rc.t.Errorf("an event api/openapi.yaml refuses: %v\n%s", rc.schema.VisitJSON(doc), body)
+		http.Error(w, "schema", http.StatusBadRequest)
 		return
 	}
 	d := delivery{ID: ev.ID, WithdrawalID: ev.WithdrawalID, Sequence: ev.Sequence, Status: ev.Status, Answer: http.StatusOK}
