@@ -26,9 +26,9 @@ type Event struct {
 	Sequence       uint64 `json:"sequence"`
 	Status         string `json:"status"`
 	PreviousStatus string `json:"previous_status,omitempty"`
-	// Withdrawal is the withdrawal as GET /v1/withdrawals/{id} shows it
-	// when this attempt was made: at least as new as the change, possibly
-	// newer (its status may be ahead of Status).
+	// Withdrawal is the withdrawal as GET /v1/withdrawals lists it when
+	// this attempt was made: at least as new as the change, possibly newer
+	// (its status may be ahead of Status).
 	Withdrawal rest.WithdrawalView `json:"withdrawal"`
 }
 
