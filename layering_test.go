@@ -33,7 +33,7 @@ var layers = map[string][]string{
 
 	// The node: its config and `node run`'s wiring (ledger, engine,
 	// member, withdraw, chains, node RPC). Nothing imports it but cmd/custody.
-	"daemon": {"api/noderpc", "api/rest", "withdraw", "signer/member", "signer/tss", "signer/transport", "signer/shares", "signer/watermark",
+	"daemon": {"api/noderpc", "api/rest", "api/webhook", "withdraw", "signer/member", "signer/tss", "signer/transport", "signer/shares", "signer/watermark",
 		"signer/preparams", "chains", "chains/eth", "chains/btc", "genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
 
 	// The devnet: a whole cluster on one machine, driven through the
@@ -49,6 +49,10 @@ var layers = map[string][]string{
 	// The backend API: handlers over an interface the daemon implements;
 	// no business logic, never the daemon or withdraw.
 	"api/rest": {"ledger", "policy", "quorum", "amount", "pki", "chains/eth", "chains/btc"},
+
+	// Webhooks: the leader's outbox, derived from the ledger and rendered
+	// as the backend API shows a withdrawal; never the daemon.
+	"api/webhook": {"api/rest", "ledger"},
 
 	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "chains/btc", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},

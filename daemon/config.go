@@ -113,6 +113,10 @@ type Config struct {
 	Broadcast Broadcast `json:"broadcast" yaml:"broadcast,omitempty"`
 	// API tunes the HTTPS API on listen.api; optional.
 	API API `json:"api" yaml:"api,omitempty"`
+	// Webhooks configures the delivery of withdrawals' status changes to
+	// their backend principals (docs/api.md); every node carries the same
+	// section, only the leader delivers.
+	Webhooks Webhooks `json:"webhooks" yaml:"webhooks,omitempty"`
 }
 
 // API tunes the HTTPS API (docs/api.md).
@@ -130,6 +134,43 @@ type API struct {
 type RateLimit struct {
 	PerMinute int `json:"per_minute,omitempty" yaml:"per_minute,omitempty"`
 	Burst     int `json:"burst,omitempty" yaml:"burst,omitempty"`
+}
+
+// Webhooks are the backend principals' webhook endpoints and the delivery
+// limits (package api/webhook).
+type Webhooks struct {
+	Endpoints []WebhookEndpoint `json:"endpoints,omitempty" yaml:"endpoints,omitempty"`
+	// Timeout bounds one HTTP attempt (default 10s).
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// MaxAttempts and MaxAge bound the retries of one event (default 12
+	// attempts, 24h from the change); then it is recorded as failed and
+	// the withdrawal's next event follows.
+	MaxAttempts int      `json:"max_attempts,omitempty" yaml:"max_attempts,omitempty"`
+	MaxAge      Duration `json:"max_age,omitempty" yaml:"max_age,omitempty"`
+	// BackoffMin and BackoffMax shape the pause between attempts: full
+	// jitter up to min(backoff_max, backoff_min·2^(n-1)) (default 1s, 10m).
+	BackoffMin Duration `json:"backoff_min,omitempty" yaml:"backoff_min,omitempty"`
+	BackoffMax Duration `json:"backoff_max,omitempty" yaml:"backoff_max,omitempty"`
+	// Concurrency bounds the requests in flight per endpoint (default 4).
+	Concurrency int `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
+}
+
+// WebhookEndpoint is one backend principal's receiver. The secret is in
+// a file (mode 0600 or 0400); there is no field for the secret itself.
+type WebhookEndpoint struct {
+	// Principal is a backend principal of the genesis (kind backend).
+	Principal string `json:"principal" yaml:"principal"`
+	// URL is https://...; http:// only with AllowHTTP to a loopback host.
+	URL string `json:"url" yaml:"url"`
+	// SecretFile holds the HMAC secret: at least 32 bytes, one trailing
+	// newline ignored.
+	SecretFile string `json:"secret_file" yaml:"secret_file"`
+	// CAFile (PEM) verifies the receiver's certificate instead of the
+	// system roots.
+	CAFile string `json:"ca_file,omitempty" yaml:"ca_file,omitempty"`
+	// AllowHTTP permits a plain http:// URL to a loopback host (a
+	// receiver on this machine, development only).
+	AllowHTTP bool `json:"allow_http,omitempty" yaml:"allow_http,omitempty"`
 }
 
 // Broadcast says which signed transactions the leader sends to the chain
@@ -359,6 +400,7 @@ func (c *Config) defaults() {
 	if c.API.BalanceTimeout == 0 {
 		c.API.BalanceTimeout = Duration(rest.DefaultBalanceTimeout)
 	}
+	c.Webhooks.defaults()
 	if c.Presign.Enabled && c.Presign.PoolSize == 0 {
 		c.Presign.PoolSize = DefaultPresignPoolSize
 	}
@@ -385,6 +427,14 @@ func (c *Config) resolve(base string) {
 	for _, p := range []*string{&c.DataDir, &c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.HSM.PINFile, &c.Genesis.File} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
+		}
+	}
+	for i := range c.Webhooks.Endpoints {
+		e := &c.Webhooks.Endpoints[i]
+		for _, p := range []*string{&e.SecretFile, &e.CAFile} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(base, *p)
+			}
 		}
 	}
 	if b := c.Chains.BTC; b != nil {
@@ -499,7 +549,7 @@ func (c *Config) validate() error {
 	if !c.Presign.Enabled && c.Presign.PoolSize != 0 {
 		return fail("presign.pool_size", "set only with presign.enabled: true")
 	}
-	return nil
+	return c.Webhooks.validate()
 }
 
 // BTCNetworks are the values of chains.btc.network.
@@ -661,15 +711,8 @@ func (c *Config) certAndCA() (*x509.Certificate, *x509.CertPool, error) {
 // this node's, the key file is its owner's only.
 func (c *Config) checkTLS() error {
 	if c.TLS.KeyLabel == "" {
-		st, err := os.Stat(c.TLS.Key)
-		if err != nil {
+		if err := ownerOnly(c.TLS.Key, "a private key"); err != nil {
 			return fail("tls.key", "%v", err)
-		}
-		if !st.Mode().IsRegular() {
-			return fail("tls.key", "%s is not a regular file", c.TLS.Key)
-		}
-		if perm := st.Mode().Perm(); perm&0o077 != 0 {
-			return fail("tls.key", "%s has mode %04o: a private key must be readable by its owner only (chmod 600)", c.TLS.Key, perm)
 		}
 		if _, err := c.Identity(); err != nil {
 			return err
@@ -689,6 +732,22 @@ func (c *Config) checkTLS() error {
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: id.CA, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return fail("tls.cert", "not issued by tls.ca: %v", err)
+	}
+	return nil
+}
+
+// ownerOnly checks that path is a regular file readable by its owner only
+// (what holds a secret: a key file, a webhook secret).
+func ownerOnly(path, what string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s has mode %04o: %s must be readable by its owner only (chmod 600)", path, perm, what)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/custody-dev/custody/api/webhook"
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
@@ -112,6 +113,8 @@ type Node struct {
 	// walletKeys are the registered wallets' keys (the backend API's
 	// addresses of legacy wallets, whose key the ledger does not record).
 	walletKeys map[string][]byte
+	// hookCounters are the webhook dispatcher's totals (webhooks.go).
+	hookCounters *webhook.Counters
 }
 
 // StartError is a node that refused to start: Step names what it was doing
@@ -133,7 +136,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // *StartError with one line.
 func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}), fatal: make(chan error, 1),
-		sessions: map[string]bool{}, registered: map[string]string{}, walletKeys: map[string][]byte{}}
+		sessions: map[string]bool{}, registered: map[string]string{}, walletKeys: map[string][]byte{}, hookCounters: new(webhook.Counters)}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -160,6 +163,10 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	gcmd := n.genesis.Command()
 	if err := genesis.VerifyCommand(gcmd, cfg.Genesis.Hash); err != nil {
 		return nil, step("genesis", err)
+	}
+	hooks, err := n.loadWebhooks()
+	if err != nil {
+		return nil, step("webhooks", err)
 	}
 	if err := n.openHSM(); err != nil {
 		return nil, step("hsm", err)
@@ -195,6 +202,9 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	}
 	if err := n.serveAPI(); err != nil {
 		return nil, step("backend api", err)
+	}
+	if err := n.startWebhooks(hooks); err != nil {
+		return nil, step("webhooks", err)
 	}
 	n.goLoop("leader", n.leaderLoop)
 	n.goLoop("token", n.declareToken)

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 
 	"github.com/custody-dev/custody/pki"
 )
@@ -33,13 +34,20 @@ func (NodeToken) Type() string { return CmdNodeToken }
 // "custody/node-token/v1" 0x00, cluster ID, 0x00, genesis hash, 0x00, node
 // ID, 0x00, serial.
 func NodeTokenDigest(cluster, genesis string, node pki.NodeID, serial string) []byte {
+	h := nodeHash("custody/node-token/v1", cluster, genesis, string(node))
+	h.Write([]byte(serial))
+	return h.Sum(nil)
+}
+
+// nodeHash is a SHA-256 over parts, each followed by 0x00: the prefix of
+// what a node signs with its node key about itself.
+func nodeHash(parts ...string) hash.Hash {
 	h := sha256.New()
-	for _, part := range []string{"custody/node-token/v1", cluster, genesis, string(node)} {
+	for _, part := range parts {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}
-	h.Write([]byte(serial))
-	return h.Sum(nil)
+	return h
 }
 
 // SignNodeToken is node's declaration that serial is its token.

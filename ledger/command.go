@@ -17,9 +17,9 @@ const CommandVersion = 1
 // Each command type sits with its handler in the file of its family
 // (cmd_genesis.go, cmd_voter.go, cmd_governance.go, cmd_wallet.go,
 // cmd_request.go, cmd_claim.go, cmd_broadcast.go, cmd_cold.go, cmd_change.go,
-// checkpoint.go); the set is closed (apply is
-// unexported), so nothing outside the ledger can invent a command or
-// propose one by name.
+// cmd_webhook.go, checkpoint.go); the set is closed (apply is unexported),
+// so nothing outside the ledger can invent a command or propose one by
+// name.
 type Command interface {
 	// Type is the command's name in the log entry ("request.create").
 	Type() string
@@ -59,6 +59,8 @@ const (
 	CmdChainStatus    = "request.chain_status"
 	CmdChangePropose  = "change.propose"
 	CmdChangeApprove  = "change.approve"
+	// CmdWebhookDelivered records webhook delivery progress (cmd_webhook.go).
+	CmdWebhookDelivered = "webhook.delivered"
 )
 
 // commandTypes is the one table from a log entry's type to its command.
@@ -89,6 +91,8 @@ var commandTypes = map[string]func() Command{
 	CmdChainStatus:    func() Command { return new(RecordChainStatus) },
 	CmdChangePropose:  func() Command { return new(ChangePropose) },
 	CmdChangeApprove:  func() Command { return new(ChangeApprove) },
+	// Webhook delivery progress (cmd_webhook.go).
+	CmdWebhookDelivered: func() Command { return new(WebhookDelivered) },
 }
 
 // CommandTypes returns every command type this build applies, sorted.

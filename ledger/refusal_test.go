@@ -82,6 +82,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"proposal of an unlock while nothing is locked", ErrInvalid, ChangePropose{Change: ProposedChange{Policy: &unlock},
 			Approval: alice.sign(t, unlock.ID, unlock.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}},
 		{"approval of a change nobody proposed", ErrNotFound, ChangeApprove{ID: "nobody", Approval: alice.sign(t, "nobody", lock.PayloadHash(), quorum.Approve, h.now.Add(time.Hour))}},
+		{"webhook ack beyond the request's history", ErrInvalid, h.webhookAcks("n1", nil, WebhookAck{RequestID: waiting.ID, Entry: 5})},
 		{"checkpoint signed with a key the node set does not pin", ErrCheckpoint, signCP(t, CheckpointHead{ClusterID: testCluster, Index: 1}, "n1", otherKey(t))},
 	}
 	covered := map[string]bool{}

@@ -218,10 +218,16 @@ type Request struct {
 	OnChain *OnChain `json:"on_chain,omitempty"`
 	// RejectReason is what the rejecting operator wrote (Approve.Reason):
 	// unsigned, informational. Omitted when empty.
-	RejectReason string    `json:"reject_reason,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	CreatedIdx   uint64    `json:"created_index"`
-	UpdatedIdx   uint64    `json:"updated_index"`
+	RejectReason string `json:"reject_reason,omitempty"`
+	// History is every status the request had, oldest first, as the FSM
+	// recorded it (StatusChange); the webhook events are derived from it.
+	// Webhook is the leaders' recorded delivery progress of those events
+	// (WebhookDelivered). Both omitted while empty.
+	History    []StatusChange   `json:"history,omitempty"`
+	Webhook    *WebhookProgress `json:"webhook,omitempty"`
+	CreatedAt  time.Time        `json:"created_at"`
+	CreatedIdx uint64           `json:"created_index"`
+	UpdatedIdx uint64           `json:"updated_index"`
 }
 
 // PolicyRequest is the request as policy evaluates it.

@@ -16,13 +16,19 @@ func (h *fsmHarness) nodeToken(node pki.NodeID, serial string, key crypto.Signer
 	if key == nil {
 		key = ledgertest.NodeKey(node)
 	}
-	var cluster, genesis string
-	_ = h.f.Read(func(st *State) error { cluster, genesis = st.Registry.ClusterID, st.GenesisHash; return nil })
+	cluster, genesis := h.pinned()
 	tok, err := SignNodeToken(cluster, genesis, node, serial, key)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return tok
+}
+
+// pinned are the cluster ID and genesis hash the harness's ledger holds
+// (what node signatures name).
+func (h *fsmHarness) pinned() (cluster, genesis string) {
+	_ = h.f.Read(func(st *State) error { cluster, genesis = st.Registry.ClusterID, st.GenesisHash; return nil })
+	return cluster, genesis
 }
 
 func (h *fsmHarness) tokens() map[pki.NodeID]string {

@@ -249,6 +249,9 @@ func (t *txn) setRules(doc RulesDoc, parsed *policy.Rules) {
 func (t *txn) commit() {
 	st := t.st
 	for id, r := range t.requests {
+		// The status history is the FSM's own record (webhook events):
+		// every status a command leaves a request in, never a handler's.
+		r.recordStatus(st.Requests[id], t.index, t.now)
 		st.Requests[id] = r
 	}
 	for id, w := range t.wallets {
