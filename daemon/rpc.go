@@ -104,7 +104,11 @@ func (n *Node) status() noderpc.Status {
 	if s.Ready == nil {
 		s.Ready = map[string]bool{}
 	}
-	s.Ready["ledger"] = n.store.Halted() == nil && s.Leader != ""
+	// Ready only once this replica holds the genesis: before that it knows
+	// no operator, rule or node (the API would refuse every principal).
+	var hasGenesis bool
+	_ = n.store.ReadLocal(func(st *ledger.State) error { hasGenesis = st.GenesisHash != ""; return nil })
+	s.Ready["ledger"] = n.store.Halted() == nil && s.Leader != "" && hasGenesis
 	s.Ready["member"] = n.member != nil && !n.draining()
 	s.Ready["keygen"] = n.pool != nil && n.pool.Len() > 0
 	return s
