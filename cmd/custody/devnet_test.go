@@ -87,7 +87,7 @@ func TestDevnetStory(t *testing.T) {
 			t.Errorf("%d signed %s withdrawals verified, want 1", signed[asset], asset)
 		}
 	}
-	for outcome, want := range map[string]int{"denied": 2, "awaiting_ceremony": 1, "rejected": 1, "waits": 3, "locked": 1} {
+	for outcome, want := range map[string]int{"denied": 2, "awaiting_ceremony": 1, "rejected": 1, "waits": 3, "locked": 1, "enrolled": 1} {
 		if outcomes[outcome] != want {
 			t.Errorf("%d steps %q, want %d", outcomes[outcome], outcome, want)
 		}
