@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
@@ -89,7 +90,8 @@ type Config struct {
 	Service Service
 	// Now is the node's clock (default expiries); nil means time.Now.
 	Now func() time.Time
-	// Logger receives refused and failed requests (never bodies); nil
+	// Logger receives one line per request (never a body), with its
+	// request ID when the logger is wrapped by requestid.Handler; nil
 	// discards.
 	Logger *slog.Logger
 	// Timeout bounds a request's work (default 30 s).
@@ -207,10 +209,16 @@ func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (status int, out any, err error)
 
-// endpoint wraps h: the peer and its role, the body's type and size, the
-// work's timeout, then the one error shape.
+// endpoint wraps h: the request ID (the client's X-Request-ID when
+// well-formed, else a new one; echoed in the answer, carried in the
+// context into the node RPC and every log line), the peer and its role, the
+// body's type and size, the work's timeout, then the one error shape.
 func (s *server) endpoint(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := requestid.FromRequest(r)
+		w.Header().Set(requestid.Header, rid)
+		r = r.WithContext(requestid.With(r.Context(), rid))
 		peer, err := s.authenticate(r)
 		status, out := 0, any(nil)
 		if err == nil {
@@ -223,12 +231,13 @@ func (s *server) endpoint(h handlerFunc) http.Handler {
 		}
 		if err != nil {
 			e := toError(err)
-			log := s.cfg.Logger.Warn
+			level := slog.LevelWarn
 			if e.status >= 500 {
-				log = s.cfg.Logger.Error
+				level = slog.LevelError
 			}
 			// The log names the cause, never a body.
-			log("backend api: request refused", "method", r.Method, "path", r.URL.Path, "principal", peer.ID, "code", e.code, "err", err)
+			s.cfg.Logger.Log(r.Context(), level, "backend api: request refused", "method", r.Method, "path", r.URL.Path,
+				"principal", peer.ID, "status", e.status, "code", e.code, "err", err, "ms", time.Since(start).Milliseconds())
 			if e.status == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.cfg.RetryAfter.Round(time.Second)/time.Second))))
 			}
@@ -238,6 +247,8 @@ func (s *server) endpoint(h handlerFunc) http.Handler {
 			writeJSON(w, e.status, errorBody{Error: wireError{Code: e.code, Message: e.message(), Field: e.field}})
 			return
 		}
+		s.cfg.Logger.InfoContext(r.Context(), "backend api: request", "method", r.Method, "path", r.URL.Path,
+			"principal", peer.ID, "status", status, "ms", time.Since(start).Milliseconds())
 		writeJSON(w, status, out)
 	})
 }
