@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/strictdoc"
@@ -110,6 +112,46 @@ type Config struct {
 	Presign Presign `json:"presign" yaml:"presign,omitempty"`
 	// Broadcast configures sending signed transactions and tracking them.
 	Broadcast Broadcast `json:"broadcast" yaml:"broadcast,omitempty"`
+	// Log sets the node's log level and format (`node run`).
+	Log Log `json:"log" yaml:"log,omitempty"`
+}
+
+// Log is the node's logging: slog records on stderr, JSON by default.
+type Log struct {
+	// Level is debug, info (the default), warn or error.
+	Level string `json:"level,omitempty" yaml:"level,omitempty"`
+	// Format is json (the default: one JSON object per line) or text
+	// (slog's key=value lines, for a person at a terminal).
+	Format string `json:"format,omitempty" yaml:"format,omitempty"`
+}
+
+// Log formats.
+const (
+	LogJSON = "json"
+	LogText = "text"
+)
+
+// SlogLevel is Level as a slog.Level.
+func (l Log) SlogLevel() (slog.Level, error) {
+	var v slog.Level
+	if err := v.UnmarshalText([]byte(l.Level)); err != nil {
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", l.Level)
+	}
+	return v, nil
+}
+
+// NewLogger returns the logger `node run` gives the node: records at
+// level and above, written to w as JSON lines or text, each with its
+// request ID when logged with a request's context (requestid.Handler).
+func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case LogJSON:
+		return slog.New(requestid.Handler(slog.NewJSONHandler(w, opts))), nil
+	case LogText:
+		return slog.New(requestid.Handler(slog.NewTextHandler(w, opts))), nil
+	}
+	return nil, fmt.Errorf("daemon: log format %q: want %q or %q", format, LogJSON, LogText)
 }
 
 // Broadcast says which signed transactions the leader sends to the chain
@@ -133,6 +175,10 @@ type Listen struct {
 	TSS  string `json:"tss" yaml:"tss"`
 	RPC  string `json:"rpc" yaml:"rpc"`
 	API  string `json:"api" yaml:"api"`
+	// Metrics is where /metrics, /healthz and /readyz are served over
+	// plain HTTP (no TLS, no authentication): bind it to loopback or an
+	// internal interface. Empty: not served.
+	Metrics string `json:"metrics,omitempty" yaml:"metrics,omitempty"`
 }
 
 // Peer is another node: its ID and its raft, tss and node-RPC addresses.
@@ -330,6 +376,12 @@ func (c *Config) defaults() {
 	if c.Broadcast.Confirmations == 0 {
 		c.Broadcast.Confirmations = DefaultConfirmations
 	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = LogJSON
+	}
 	if c.Presign.Enabled && c.Presign.PoolSize == 0 {
 		c.Presign.PoolSize = DefaultPresignPoolSize
 	}
@@ -387,6 +439,20 @@ func (c *Config) validate() error {
 			return fail(a.key, "%s is also %s", a.addr, prev)
 		}
 		own[a.addr] = a.key
+	}
+	if m := c.Listen.Metrics; m != "" {
+		if err := hostPort(m); err != nil {
+			return fail("listen.metrics", "%v (or leave it out: no metrics listener)", err)
+		}
+		if prev, dup := own[m]; dup {
+			return fail("listen.metrics", "%s is also %s", m, prev)
+		}
+	}
+	if _, err := c.Log.SlogLevel(); err != nil {
+		return fail("log.level", "%v", err)
+	}
+	if c.Log.Format != LogJSON && c.Log.Format != LogText {
+		return fail("log.format", "%q: want %q or %q", c.Log.Format, LogJSON, LogText)
 	}
 	seen := map[pki.NodeID]bool{c.NodeID: true}
 	for i, p := range c.Peers {

@@ -1,13 +1,18 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/pki"
 )
 
@@ -75,6 +80,49 @@ func TestLoadConfigDefaultsAndPaths(t *testing.T) {
 	if c.Chains.ETH.ChainID != DefaultEmbeddedChainID || c.Chains.ETH.Network != "devnet" {
 		t.Errorf("embedded eth defaults: %+v", c.Chains.ETH)
 	}
+	if c.Log.Level != "info" || c.Log.Format != LogJSON || c.Listen.Metrics != "" {
+		t.Errorf("log and metrics defaults: %+v, listen.metrics %q", c.Log, c.Listen.Metrics)
+	}
+	c, err = ParseConfig([]byte(validYAML+"log: {level: debug, format: text}\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lv, err := c.Log.SlogLevel(); err != nil || lv != slog.LevelDebug || c.Log.Format != LogText {
+		t.Errorf("log: %+v (%v, %v)", c.Log, lv, err)
+	}
+	c, err = ParseConfig([]byte(strings.Replace(validYAML, `api: "127.0.0.1:7103"}`, `api: "127.0.0.1:7103", metrics: "127.0.0.1:7104"}`, 1)), dir)
+	if err != nil || c.Listen.Metrics != "127.0.0.1:7104" {
+		t.Fatalf("listen.metrics: %v, %+v", err, c)
+	}
+}
+
+// TestNewLogger: JSON lines by default, slog's text on request, records
+// below the level dropped, a logged request ID kept; an unknown format
+// refused.
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, LogJSON, slog.LevelInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("hidden")
+	log.InfoContext(requestid.With(context.Background(), "r-9"), "shown", "k", 1)
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["msg"] != "shown" || m["request_id"] != "r-9" || strings.Contains(buf.String(), "hidden") {
+		t.Fatalf("json log %q (%v)", buf.String(), err)
+	}
+	buf.Reset()
+	log, err = NewLogger(&buf, LogText, slog.LevelDebug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("plain", "k", "v")
+	if !strings.Contains(buf.String(), "msg=plain k=v") {
+		t.Fatalf("text log %q", buf.String())
+	}
+	if _, err := NewLogger(&buf, "xml", slog.LevelInfo); err == nil {
+		t.Fatal("format xml accepted")
+	}
 }
 
 // TestConfigRefusals: every refusal names the YAML path of the problem.
@@ -111,6 +159,10 @@ func TestConfigRefusals(t *testing.T) {
 		"presign size unasked":  {validYAML + "presign: {pool_size: 3}\n", "presign.pool_size"},
 		"null section":          {validYAML + "tss: ~\n", "tss (line 12): must not be null"},
 		"bad duration":          {validYAML + "tss: {session_timeout: soon}\n", "tss.session_timeout (line 12): not a duration"},
+		"metrics on the api":    {edit(`api: "127.0.0.1:7103"}`, `api: "127.0.0.1:7103", metrics: "127.0.0.1:7103"}`), "listen.metrics: 127.0.0.1:7103 is also listen.api"},
+		"metrics no port":       {edit(`api: "127.0.0.1:7103"}`, `api: "127.0.0.1:7103", metrics: "127.0.0.1"}`), "listen.metrics"},
+		"bad log level":         {validYAML + "log: {level: loud}\n", "log.level"},
+		"bad log format":        {validYAML + "log: {format: xml}\n", "log.format"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.yaml), "/base")

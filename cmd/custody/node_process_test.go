@@ -167,7 +167,7 @@ func freeBase(t *testing.T) int {
 		ok := true
 		var lns []net.Listener
 		for k := range len(procNodes) {
-			for off := range 4 {
+			for off := range 5 { // raft, tss, rpc, api, metrics
 				ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*k+off)))
 				if err != nil {
 					ok = false
