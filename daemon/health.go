@@ -168,6 +168,10 @@ func (n *Node) serveMetrics() error {
 		}
 	}()
 	n.onClose(func() error { return srv.Close() })
+	if !loopback(n.cfg.Listen.Metrics) {
+		n.log.Warn("metrics: plain HTTP without authentication on a non-loopback address: keep it on an internal network",
+			"addr", n.cfg.Listen.Metrics)
+	}
 	return nil
 }
 
