@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
@@ -145,6 +146,9 @@ func (c *Client) call(ctx context.Context, peer pki.NodeID, method, path string,
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// The backend API request this call serves, if any: the peer logs
+	// under the same ID.
+	requestid.SetHeader(ctx, req)
 	resp, err := h.Do(req)
 	if err != nil {
 		if !sent.Load() {

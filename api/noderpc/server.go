@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
@@ -209,6 +210,12 @@ type handlerFunc func(r *http.Request, peer pki.Peer, body []byte) (any, error)
 // one error shape.
 func (s *server) endpoint(method string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A call made for a backend API request carries its ID: the work
+		// and its log lines here are that request's too. A malformed one
+		// is dropped, never replaced: the ID belongs to the caller.
+		if id := r.Header.Get(requestid.Header); requestid.Valid(id) {
+			r = r.WithContext(requestid.With(r.Context(), id))
+		}
 		peer, err := s.authenticate(r)
 		var out any
 		if err == nil {
@@ -220,12 +227,12 @@ func (s *server) endpoint(method string, h handlerFunc) http.Handler {
 			if errors.As(err, &ie) {
 				we.Index = ie.index
 			}
-			log := s.cfg.Logger.Warn
+			level := slog.LevelWarn
 			if internal {
-				log = s.cfg.Logger.Error
+				level = slog.LevelError
 			}
 			// The message names the cause, never a body or a secret.
-			log("noderpc: request refused", "path", r.URL.Path, "peer", peer.ID, "code", we.Code, "err", err)
+			s.cfg.Logger.Log(r.Context(), level, "noderpc: request refused", "path", r.URL.Path, "peer", peer.ID, "code", we.Code, "err", err)
 			writeJSON(w, status, errorBody{Error: we})
 			return
 		}
@@ -305,7 +312,7 @@ func (s *server) submit(r *http.Request, peer pki.Peer, body []byte) (any, error
 	if err != nil {
 		return nil, &indexedError{error: err, index: out.Index}
 	}
-	s.cfg.Logger.Info("noderpc: forwarded command committed", "type", cmd.Type(), "peer", peer.ID, "index", out.Index)
+	s.cfg.Logger.InfoContext(r.Context(), "noderpc: forwarded command committed", "type", cmd.Type(), "peer", peer.ID, "index", out.Index)
 	return submitResponse{Index: out.Index, Existing: out.Existing, Request: out.Request}, nil
 }
 
@@ -538,7 +545,7 @@ func (s *server) createWithdrawal(r *http.Request, peer pki.Peer, body []byte) (
 	if req == nil {
 		return nil, fail(CodeInternal, "noderpc: the creator returned no request")
 	}
-	s.cfg.Logger.Info("noderpc: forwarded withdrawal recorded", "request", req.ID, "peer", peer.ID, "existing", existing)
+	s.cfg.Logger.InfoContext(ctx, "noderpc: forwarded withdrawal recorded", "request", req.ID, "peer", peer.ID, "existing", existing)
 	return createResponse{Request: req, Existing: existing}, nil
 }
 
