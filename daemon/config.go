@@ -32,6 +32,7 @@ const MaxConfigSize = 1 << 20
 // Defaults of the optional fields (docs/config.md).
 const (
 	DefaultTSSSessionTimeout = 2 * time.Minute
+	DefaultTSSKeygenTimeout  = 5 * time.Minute
 	DefaultPresignPoolSize   = 8
 	// EmbeddedETH is the chains.eth.rpc value that runs the embedded
 	// simulated chain (devnet and tests only).
@@ -351,8 +352,12 @@ type Ledger struct {
 
 // TSS tunes the threshold engine.
 type TSS struct {
-	// SessionTimeout bounds one signing session (default 2m).
+	// SessionTimeout bounds one signing session (default 2m): after it a
+	// new leader fails a claim without a result and re-claims it.
 	SessionTimeout Duration `json:"session_timeout,omitempty" yaml:"session_timeout,omitempty"`
+	// KeygenTimeout bounds one keygen or reshare attempt, pre-params
+	// included (default 5m): far slower than a signature.
+	KeygenTimeout Duration `json:"keygen_timeout,omitempty" yaml:"keygen_timeout,omitempty"`
 }
 
 // Presign configures the presignature pool (docs/presign.md).
@@ -433,6 +438,9 @@ func (c *Config) defaults() {
 	}
 	if c.TSS.SessionTimeout == 0 {
 		c.TSS.SessionTimeout = Duration(DefaultTSSSessionTimeout)
+	}
+	if c.TSS.KeygenTimeout == 0 {
+		c.TSS.KeygenTimeout = Duration(DefaultTSSKeygenTimeout)
 	}
 	if c.Broadcast.Confirmations == 0 {
 		c.Broadcast.Confirmations = DefaultConfirmations
@@ -589,7 +597,7 @@ func (c *Config) validate() error {
 	}{
 		{"ledger.heartbeat_timeout", c.Ledger.HeartbeatTimeout}, {"ledger.election_timeout", c.Ledger.ElectionTimeout},
 		{"ledger.leader_lease_timeout", c.Ledger.LeaderLeaseTimeout}, {"ledger.apply_timeout", c.Ledger.ApplyTimeout},
-		{"tss.session_timeout", c.TSS.SessionTimeout}, {"api.balance_timeout", c.API.BalanceTimeout},
+		{"tss.session_timeout", c.TSS.SessionTimeout}, {"tss.keygen_timeout", c.TSS.KeygenTimeout}, {"api.balance_timeout", c.API.BalanceTimeout},
 	} {
 		if d.v < 0 {
 			return fail(d.key, "must not be negative")

@@ -332,7 +332,7 @@ func (n *Node) liveSigners(ctx context.Context, requestID string) (_ []pki.NodeI
 // attestations committed in wallet.keyed). A failure leaves the wallet
 // waiting; the next leader pass tries again with a new session.
 func (n *Node) startKeygen(walletID string) {
-	n.goTracked("keygen:"+walletID, keygenTimeout, func(ctx context.Context) {
+	n.goTracked("keygen:"+walletID, time.Duration(n.cfg.TSS.KeygenTimeout), func(ctx context.Context) {
 		n.log.Info("keygen started", "wallet", walletID)
 		pub, err := n.wallets.CreateWallet(ctx, walletID)
 		if err != nil {
@@ -343,9 +343,6 @@ func (n *Node) startKeygen(walletID string) {
 	})
 }
 
-// keygenTimeout bounds one keygen attempt, pre-params included.
-const keygenTimeout = 5 * time.Minute
-
 // startReshare runs the approved reshare of a wallet to its new committee
 // in the background (withdraw.WalletCreator.Reshare: old signers and new
 // members together, the same key, test signatures by two t'+1 subsets of
@@ -353,7 +350,7 @@ const keygenTimeout = 5 * time.Minute
 // wallet.reshared). A failure leaves the wallet resharing, still signed for
 // by its old committee; the next leader pass tries again with a new session.
 func (n *Node) startReshare(walletID string) {
-	n.goTracked("reshare:"+walletID, keygenTimeout, func(ctx context.Context) {
+	n.goTracked("reshare:"+walletID, time.Duration(n.cfg.TSS.KeygenTimeout), func(ctx context.Context) {
 		n.log.Info("reshare started", "wallet", walletID)
 		if _, err := n.wallets.Reshare(ctx, walletID); err != nil {
 			n.log.Warn("reshare failed", "wallet", walletID, "err", err)

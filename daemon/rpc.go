@@ -66,7 +66,8 @@ func (n *Node) startRPCClient() error {
 		addrs[p.ID] = p.RPC
 	}
 	c, err := noderpc.NewClient(noderpc.ClientConfig{Self: n.cfg.NodeID, Identity: n.id, Authorize: n.gate.Authorize,
-		Peers: addrs, Leader: n.store.Leader, Local: n.store, Creator: n, SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
+		Peers: addrs, Leader: n.store.Leader, Local: n.store, Creator: n, SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout),
+		KeygenTimeout: time.Duration(n.cfg.TSS.KeygenTimeout)})
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func (n *Node) startRPCClient() error {
 func (n *Node) serveRPC() error {
 	srv, err := noderpc.NewServer(noderpc.Config{Identity: n.id, Authorize: n.gate.Authorize, Store: n.store,
 		Member: drainingMember{n}, Status: n.status, Creator: n, Logger: n.log.With("component", "node-rpc"),
-		SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
+		SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout), KeygenTimeout: time.Duration(n.cfg.TSS.KeygenTimeout)})
 	if err != nil {
 		return err
 	}

@@ -99,6 +99,9 @@ func StoreStatus(s *ledger.Store) Status {
 const (
 	DefaultTimeout     = 30 * time.Second
 	DefaultSignTimeout = 2 * time.Minute
+	// DefaultKeygenTimeout bounds a keygen or a reshare: far slower than
+	// a signature (a whole committee's rounds with range proofs).
+	DefaultKeygenTimeout = 5 * time.Minute
 )
 
 // Config builds the server side.
@@ -124,9 +127,11 @@ type Config struct {
 	// discards.
 	Logger *slog.Logger
 	// Timeout bounds submit, read-index and status work (DefaultTimeout);
-	// SignTimeout bounds a signature (DefaultSignTimeout).
-	Timeout     time.Duration
-	SignTimeout time.Duration
+	// SignTimeout bounds a signature (DefaultSignTimeout); KeygenTimeout
+	// a keygen or reshare (DefaultKeygenTimeout).
+	Timeout       time.Duration
+	SignTimeout   time.Duration
+	KeygenTimeout time.Duration
 }
 
 func (c *Config) check() error {
@@ -147,6 +152,9 @@ func (c *Config) check() error {
 	}
 	if c.SignTimeout <= 0 {
 		c.SignTimeout = DefaultSignTimeout
+	}
+	if c.KeygenTimeout <= 0 {
+		c.KeygenTimeout = DefaultKeygenTimeout
 	}
 	return nil
 }
@@ -197,7 +205,7 @@ func NewServer(cfg Config) (*http.Server, error) {
 		TLSConfig:         cfg.Identity.NodeTLS(cfg.Authorize),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      max(cfg.Timeout, cfg.SignTimeout) + 30*time.Second,
+		WriteTimeout:      max(cfg.Timeout, cfg.SignTimeout, cfg.KeygenTimeout) + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
@@ -373,7 +381,7 @@ func (s *server) keygen(r *http.Request, peer pki.Peer, body []byte) (any, error
 	if err != nil {
 		return nil, fail(CodeBadRequest, "noderpc: keygen: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.KeygenTimeout)
 	defer cancel()
 	res, err := m.Keygen(ctx, wallet, session)
 	if err != nil {
@@ -425,7 +433,7 @@ func (s *server) reshare(r *http.Request, peer pki.Peer, body []byte) (any, erro
 	if err != nil {
 		return nil, fail(CodeBadRequest, "noderpc: reshare: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.KeygenTimeout)
 	defer cancel()
 	res, err := m.Reshare(ctx, req.Wallet, session, req.OldSigners, req.OldMembers)
 	if err != nil {

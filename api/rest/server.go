@@ -267,7 +267,12 @@ func (s *server) endpoint(roles []pki.Role, h handlerFunc) http.Handler {
 			writeJSON(w, e.status, errorBody{Error: wireError{Code: e.code, Message: e.message(), Field: e.field}})
 			return
 		}
-		s.cfg.Logger.InfoContext(r.Context(), "backend api: request", "method", r.Method, "path", r.URL.Path,
+		// Reads are polled: they log at debug; writes at info.
+		lvl := slog.LevelInfo
+		if r.Method == http.MethodGet {
+			lvl = slog.LevelDebug
+		}
+		s.cfg.Logger.Log(r.Context(), lvl, "backend api: request", "method", r.Method, "path", r.URL.Path,
 			"principal", peer.ID, "status", status, "ms", time.Since(start).Milliseconds())
 		writeJSON(w, status, out)
 	})

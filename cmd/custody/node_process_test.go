@@ -270,7 +270,7 @@ func newProcCluster(t *testing.T) *procCluster {
 		c.editConfig(id, func(s string) string {
 			s = strings.Replace(s, "network: chain-1337", "network: devnet", 1)
 			s = strings.Replace(s, "    pin_file: hsm.pin", "    pin_file: hsm.pin\n    token_serial: \""+c.serials[id]+"\"", 1)
-			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 90s", 1)
+			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 45s", 1)
 		})
 	}
 	for _, name := range []string{"alice", "bob", "carol"} {
