@@ -90,6 +90,10 @@ var layers = map[string][]string{
 	"chains/eth/devtoken":              {},
 	"signer/preparams/cmd/genfixtures": {"signer/preparams"},
 
+	// Deployment files and their tests (systemd units, examples, the
+	// container file, the runbook); no code of its own.
+	"deploy": {},
+
 	// Test support: importable from _test.go files only (checked below).
 	"ledger/ledgertest":   {"genesis", "ledger", "pki", "quorum"},
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
