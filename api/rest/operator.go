@@ -103,10 +103,16 @@ type requestsResponse struct {
 	NextCursor string        `json:"next_cursor,omitempty"`
 }
 
-// describe renders the request for a person.
-func describe(v *WithdrawalView, from string, decimals int) string {
+// summary is a withdrawal's one-line description (WithdrawalView's):
+// what it sends where under which rule; decimals < 0 when the rules do not
+// know the asset.
+func summary(v *WithdrawalView, from string, decimals int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "send %s %s (%d decimals) on %s/%s from wallet %s", v.Amount, v.Asset, decimals, v.Chain, v.Network, v.Wallet)
+	fmt.Fprintf(&b, "send %s %s", v.Amount, v.Asset)
+	if decimals >= 0 {
+		fmt.Fprintf(&b, " (%d decimals)", decimals)
+	}
+	fmt.Fprintf(&b, " on %s/%s from wallet %s", v.Chain, v.Network, v.Wallet)
 	if from != "" {
 		fmt.Fprintf(&b, " (%s)", from)
 	}
@@ -120,6 +126,17 @@ func describe(v *WithdrawalView, from string, decimals int) string {
 			fmt.Fprintf(&b, " (%s)", p.Detail)
 		}
 	}
+	if v.Note != "" {
+		fmt.Fprintf(&b, "; note %q", v.Note)
+	}
+	return b.String()
+}
+
+// describe is the withdrawal's description with the approvals so far and
+// the status: what an operator reviews.
+func describe(v *WithdrawalView) string {
+	var b strings.Builder
+	b.WriteString(v.Description)
 	a := v.Approvals
 	fmt.Fprintf(&b, "; approvals %d of %d (roles %s)", a.Collected, a.Required, strings.Join(a.Roles, ", "))
 	var by []string
@@ -159,7 +176,7 @@ func (s *server) operatorView(r *http.Request, v *WithdrawalView) (RequestView, 
 	if len(ws) == 1 {
 		out.From = ws[0].Address
 	}
-	out.Description = describe(v, out.From, out.Decimals)
+	out.Description = describe(v)
 	return out, nil
 }
 

@@ -509,6 +509,10 @@ type WithdrawalView struct {
 	Failure string `json:"failure,omitempty"`
 	// Note is the backend's note, as signed with the intent.
 	Note string `json:"note,omitempty"`
+	// Description is what the withdrawal does, in one line for people:
+	// the text operators see before they sign (their tools add the
+	// approvals so far and the status).
+	Description string `json:"description"`
 }
 
 // PolicyView is the policy decision recorded with the withdrawal.
@@ -592,6 +596,14 @@ func render(st *ledger.State, req *ledger.Request, withTimes bool) *WithdrawalVi
 		Nonce:     req.Nonce,
 		Note:      req.Note,
 	}
+	from, decimals := "", -1
+	if w := st.Wallets[req.Wallet]; w != nil && len(w.PubKey) > 0 {
+		from = walletView(w, w.PubKey).Address
+	}
+	if d, ok := st.ActivePolicy().Assets[req.Asset]; ok {
+		decimals = d.Decimals
+	}
+	v.Description = summary(v, from, decimals)
 	for _, role := range d.Roles {
 		v.Approvals.Roles = append(v.Approvals.Roles, string(role))
 	}
