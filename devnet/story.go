@@ -114,17 +114,19 @@ func (s *Story) setup(ctx context.Context) error {
 		return err
 	}
 	s.step("device.add", "enrolled", fmt.Sprintf("carol's device %s: a P-256 key generated inside her PKCS#11 token (SoftHSM2 here), enrolled by alice and bob; her answers are signed in the token from now on", dev))
-	specs := []struct{ id, chain, network string }{{ETHWallet, "eth", "devnet"}}
+	// 2-of-3 wallets over three of the four nodes each (any two of the
+	// three sign; the fourth node still votes and attests).
+	specs := []WalletSpec{{ID: ETHWallet, Chain: "eth", Network: "devnet", Committee: n.committee(0)}}
 	if n.BTC != nil {
-		specs = append(specs, struct{ id, chain, network string }{BTCWallet, "btc", "regtest"})
+		specs = append(specs, WalletSpec{ID: BTCWallet, Chain: "btc", Network: "regtest", Committee: n.committee(1)})
 	}
-	for _, sp := range specs {
-		w, err := n.CreateWallet(ctx, sp.id, sp.chain, sp.network)
-		if err != nil {
-			return err
-		}
-		s.wallets[sp.id] = w
-		s.step("wallet.create", "active", fmt.Sprintf("%s: %s %s, 2-of-%d by distributed keygen, approved by alice and bob", w.ID, w.Chain, w.Address, len(n.Nodes)))
+	ws, err := n.CreateWallets(ctx, specs...)
+	if err != nil {
+		return err
+	}
+	for i, w := range ws {
+		s.wallets[w.ID] = w
+		s.step("wallet.create", "active", fmt.Sprintf("%s: %s %s, 2-of-3 on %v by distributed keygen, proposed by alice, approved by bob", w.ID, w.Chain, w.Address, specs[i].Committee))
 	}
 	ew := s.wallets[ETHWallet]
 	if err := n.FundETH(ctx, common.HexToAddress(ew.Address), ether(10)); err != nil {

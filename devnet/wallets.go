@@ -9,6 +9,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/pki"
 )
 
 // Wallet is a wallet the devnet created by distributed keygen.
@@ -26,23 +27,48 @@ const (
 	BTCWallet = "btc-hot-1"
 )
 
-// CreateWallet has alice propose wallet.create for id (2-of-N over every
-// node: threshold 1) and bob approve it, with the operator CLI, and waits
-// until every node records the wallet active with one key (the leader ran
-// the keygen and the test signatures).
-func (n *Net) CreateWallet(ctx context.Context, id, chain, network string) (Wallet, error) {
-	var committee []string
-	for _, node := range n.Nodes {
-		committee = append(committee, string(node))
+// WalletSpec is a wallet the devnet creates: 2-of-3 (threshold 1) over a
+// committee of three of its nodes.
+type WalletSpec struct {
+	ID, Chain, Network string
+	Committee          []pki.NodeID
+}
+
+// CreateWallets has alice propose wallet.create for each spec and bob
+// approve them, with the operator CLI (all proposed first, so the leader
+// runs the keygens back to back), and waits until every node records each
+// wallet active with one key (the leader ran the keygen and the test
+// signatures).
+func (n *Net) CreateWallets(ctx context.Context, specs ...WalletSpec) ([]Wallet, error) {
+	for _, sp := range specs {
+		var committee []string
+		for _, node := range sp.Committee {
+			committee = append(committee, string(node))
+		}
+		if _, err := n.Operator(ctx, "alice", nil, "wallet", "create", "--wallet", sp.ID, "--chain", sp.Chain, "--network", sp.Network,
+			"--committee", strings.Join(committee, ","), "--threshold", "1", "--id", "create-"+sp.ID, "--yes"); err != nil {
+			return nil, err
+		}
 	}
-	change := "create-" + id
-	if _, err := n.Operator(ctx, "alice", nil, "wallet", "create", "--wallet", id, "--chain", chain, "--network", network,
-		"--committee", strings.Join(committee, ","), "--threshold", "1", "--id", change, "--yes"); err != nil {
-		return Wallet{}, err
+	for _, sp := range specs {
+		if _, err := n.Operator(ctx, "bob", nil, "changes", "approve", "create-"+sp.ID, "--yes"); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := n.Operator(ctx, "bob", nil, "changes", "approve", change, "--yes"); err != nil {
-		return Wallet{}, err
+	var out []Wallet
+	for _, sp := range specs {
+		w, err := n.waitWallet(ctx, sp.ID, sp.Chain, sp.Network)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
 	}
+	return out, nil
+}
+
+// waitWallet waits until every node records wallet id active with one
+// key, and returns it with its address.
+func (n *Net) waitWallet(ctx context.Context, id, chain, network string) (Wallet, error) {
 	c, err := n.nodeRPC()
 	if err != nil {
 		return Wallet{}, err
@@ -86,4 +112,17 @@ func (n *Net) CreateWallet(ctx context.Context, id, chain, network string) (Wall
 		w.Address = a.EncodeAddress()
 	}
 	return w, nil
+}
+
+// committee is three consecutive nodes from index i (all of them when the
+// devnet has three or fewer).
+func (n *Net) committee(i int) []pki.NodeID {
+	if len(n.Nodes) <= 3 {
+		return n.Nodes
+	}
+	var c []pki.NodeID
+	for k := range 3 {
+		c = append(c, n.Nodes[(i+k)%len(n.Nodes)])
+	}
+	return c
 }

@@ -40,7 +40,7 @@ operator's device), runs "custody cluster init", starts four
 "custody node run" processes on loopback, serves an Ethereum chain
 (go-ethereum's simulated backend, over JSON-RPC) with an ERC-20 token it
 deploys, and starts a btcd regtest node (when btcd is found: on PATH, in
-./.bin, or --btcd). It then creates 2-of-4 hot ETH and BTC wallets by
+./.bin, or --btcd). It then creates 2-of-3 hot ETH and BTC wallets by
 distributed keygen, funds them, allowlists destinations and shows:
 
   1. a withdrawal to a non-allowlisted address denied, with the reason;
