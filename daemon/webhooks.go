@@ -66,7 +66,9 @@ func (w *Webhooks) validate() error {
 		}
 		switch {
 		case u.Scheme == "http" && !e.AllowHTTP:
-			return fail(at+".url", "%s is plain http: webhooks go over https (allow_http: true permits http to a loopback host, for development)", u.Redacted())
+			// Scheme and host only: a receiver's token may sit in the path
+			// or query.
+			return fail(at+".url", "http://%s is plain http: webhooks go over https (allow_http: true permits http to a loopback host, for development)", u.Host)
 		case u.Scheme == "http" && !loopback(u.Host):
 			return fail(at+".allow_http", "plain http is allowed to a loopback host only, not %q", u.Hostname())
 		case u.Scheme == "https" && e.AllowHTTP:

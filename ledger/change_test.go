@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -165,4 +166,35 @@ func TestFSMRejectReason(t *testing.T) {
 	if got := h.must("api", rj); got.Status != StatusRejected || got.RejectReason != "unknown destination" {
 		t.Fatalf("rejected %s with reason %q", got.Status, got.RejectReason)
 	}
+}
+
+// TestFSMStagingCannotBeFlooded: one operator cannot fill the staging area
+// (at most MaxProposalsPerOperator of theirs open), a change the
+// proposer's approval alone completes (a lock) is never capped, and an
+// approval cannot outlive the proposal it joins (it could otherwise be
+// harvested from the staging area and submitted later, in another state).
+func TestFSMStagingCannotBeFlooded(t *testing.T) {
+	h := newHarness(t)
+	exp := h.now.Add(time.Hour)
+	add := func(i int) policy.Change {
+		return policy.Change{ID: fmt.Sprintf("flood-%d", i), Kind: policy.ChangeAllowlistAdd, Wallet: "allow", Chain: "eth", Network: "devnet",
+			Address: fmt.Sprintf("0x%040x", 0x1000+i)}
+	}
+	for i := range MaxProposalsPerOperator {
+		c := add(i)
+		h.must("api", ChangePropose{Change: ProposedChange{Policy: &c}, Approval: bob.sign(t, c.ID, c.PayloadHash(), quorum.Approve, exp)})
+	}
+	over := add(MaxProposalsPerOperator)
+	h.refuse(ErrInvalid, "api", ChangePropose{Change: ProposedChange{Policy: &over}, Approval: bob.sign(t, over.ID, over.PayloadHash(), quorum.Approve, exp)})
+	// Another operator still proposes, and bob's lock is never capped.
+	h.must("api", ChangePropose{Change: ProposedChange{Policy: &over}, Approval: alice.sign(t, over.ID, over.PayloadHash(), quorum.Approve, exp)})
+	lock := policy.Change{ID: "lock-flood", Kind: policy.ChangeLock, Wallet: "allow", Reason: "incident"}
+	h.must("api", ChangePropose{Change: ProposedChange{Policy: &lock}, Approval: bob.sign(t, lock.ID, lock.PayloadHash(), quorum.Approve, exp)})
+
+	// An approval expiring after its proposal is refused; one within it
+	// is taken.
+	c := add(1000)
+	h.must("api", ChangePropose{Change: ProposedChange{Policy: &c}, Approval: alice.sign(t, c.ID, c.PayloadHash(), quorum.Approve, h.now.Add(time.Minute))})
+	h.refuse(ErrApproval, "api", ChangeApprove{ID: c.ID, Approval: carol.sign(t, c.ID, c.PayloadHash(), quorum.Approve, h.now.Add(40*time.Hour))})
+	h.must("api", ChangeApprove{ID: c.ID, Approval: carol.sign(t, c.ID, c.PayloadHash(), quorum.Approve, h.now.Add(time.Minute))})
 }

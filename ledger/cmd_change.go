@@ -31,6 +31,10 @@ import (
 // next ChangePropose.
 const MaxProposals = 256
 
+// MaxProposalsPerOperator bounds the open proposals one operator proposed
+// (changes the proposer's approval alone completes are never capped).
+const MaxProposalsPerOperator = 32
+
 // ProposedChange is one governance change of a kind the staging area
 // collects approvals for: exactly one field is set.
 type ProposedChange struct {
@@ -191,21 +195,35 @@ func (p ChangePropose) apply(t *txn) (applyOut, error) {
 	if old := t.proposal(id); old != nil && t.now.Before(old.ExpiresAt) {
 		return applyOut{}, fmt.Errorf("%w: change %q is already proposed (add an approval with %s)", ErrConflict, id, CmdChangeApprove)
 	}
-	open := 0
-	for pid, pr := range t.st.Proposals {
-		if !t.now.Before(pr.ExpiresAt) {
-			t.dropProposal(pid) // expired: nothing can be added to it
-		} else {
-			open++
-		}
-	}
-	if open >= MaxProposals {
-		return applyOut{}, invalid("%d proposals are open; let some expire or complete", open)
-	}
 	// The content must pass the real command's checks; only the quorum
 	// may be missing.
 	if err := dryRun(t, p.Change.Command(nil)); err != nil && !isQuorumErr(err) {
 		return applyOut{}, err
+	}
+	proposer := t.registry().Devices[p.Approval.DeviceID].OperatorID
+	open, mine := 0, 0
+	for pid, pr := range t.st.Proposals {
+		if !t.now.Before(pr.ExpiresAt) {
+			t.dropProposal(pid) // expired: nothing can be added to it
+			continue
+		}
+		open++
+		if pr.ProposedBy == proposer {
+			mine++
+		}
+	}
+	// A change its proposer's approval alone completes (a lock, a
+	// suspension, a device revocation, an allowlist removal) is never
+	// capped: the API applies it at once, and no one may block it by
+	// filling the staging area. Others are capped overall and per proposer
+	// (one operator cannot take the whole area).
+	if dryRun(t, p.Change.Command([]quorum.Approval{p.Approval})) != nil {
+		if open >= MaxProposals {
+			return applyOut{}, invalid("%d proposals are open; let some expire or complete", open)
+		}
+		if mine >= MaxProposalsPerOperator {
+			return applyOut{}, invalid("operator %q has %d proposals open (at most %d); let some expire or complete", proposer, mine, MaxProposalsPerOperator)
+		}
 	}
 	pr := &Proposal{Change: p.Change, ProposedAt: t.now, ExpiresAt: p.Approval.Expiry.UTC()}
 	op, err := pr.add(t, p.Approval)
@@ -258,6 +276,13 @@ func (pr *Proposal) add(t *txn, a quorum.Approval) (string, error) {
 		quorum.Requirement{Required: 1, Roles: req.Roles}, []quorum.Approval{a}, t.now)
 	if len(tally.Ignored) > 0 {
 		return "", fmt.Errorf("%w: %s", ErrApproval, tally.Ignored[0].Reason)
+	}
+	// Every approval dies with its proposal: one that outlives it could be
+	// harvested from the staging area and submitted later, in another
+	// state, by anyone who reads the ledger.
+	if len(pr.Approvals) > 0 && a.Expiry.After(pr.ExpiresAt) {
+		return "", fmt.Errorf("%w: the approval expires at %s, after the proposal (%s): sign with an expiry no later than the proposal's",
+			ErrApproval, a.Expiry.UTC().Format(time.RFC3339), pr.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	op := reg.Devices[a.DeviceID].OperatorID
 	if slices.Contains(pr.Operators(reg), op) {

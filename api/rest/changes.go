@@ -125,10 +125,10 @@ func changeView(st *ledger.State, p *ledger.Proposal, now time.Time) ChangeView 
 	at, exp := p.ProposedAt.UTC(), p.ExpiresAt.UTC()
 	v.ProposedAt, v.ExpiresAt = &at, &exp
 	switch {
+	case !now.Before(p.ExpiresAt): // an expired proposal is never ready
+		v.Status = ChangeExpired
 	case p.Ready:
 		v.Status = ChangeReady
-	case !now.Before(p.ExpiresAt):
-		v.Status = ChangeExpired
 	}
 	for _, r := range p.Roles {
 		v.Roles = append(v.Roles, string(r))

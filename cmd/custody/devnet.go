@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -164,6 +165,17 @@ func newDevnetStopCmd() *cobra.Command {
 			}
 			if info.PID <= 0 {
 				return errors.New("devnet stop: devnet.json names no devnet process")
+			}
+			// The PID may be stale (a crashed devnet, then reuse) or the
+			// file planted: signal only a process running custody devnet
+			// with this very directory.
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return fmt.Errorf("devnet stop: %w", err)
+			}
+			if cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", info.PID)); err != nil ||
+				!strings.Contains(string(cl), "\x00devnet\x00") || filepath.Clean(info.Dir) != abs {
+				return fmt.Errorf("devnet stop: process %d is not the devnet of %s (stale devnet.json?); nothing signalled", info.PID, abs)
 			}
 			p, err := os.FindProcess(info.PID)
 			if err == nil {

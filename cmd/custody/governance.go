@@ -60,11 +60,16 @@ func clusterOf(c *apiClient) (string, error) {
 }
 
 // signChange signs approval of ch (its payload hash computed here, never
-// taken from the node) with the profile's device.
-func signChange(c *apiClient, cluster string, ch ledger.ProposedChange, expiry string) (quorum.Approval, error) {
+// taken from the node) with the profile's device. notAfter, when set, is
+// the proposal's expiry: the ledger refuses an approval that outlives the
+// proposal it joins, so the expiry is cut to it.
+func signChange(c *apiClient, cluster string, ch ledger.ProposedChange, expiry string, notAfter *time.Time) (quorum.Approval, error) {
 	exp, err := operatorParseExpiry(expiry, time.Now())
 	if err != nil {
 		return quorum.Approval{}, err
+	}
+	if notAfter != nil && exp.After(*notAfter) {
+		exp = notAfter.UTC().Truncate(time.Second)
 	}
 	return c.sign(quorum.Statement{ClusterID: cluster, RequestID: ch.ID(), PayloadHash: ch.PayloadHash(), Decision: quorum.Approve, Expiry: exp})
 }
@@ -82,7 +87,7 @@ func propose(cmd *cobra.Command, sf *serverFlags, f *changeFlags, ch ledger.Prop
 	if err != nil {
 		return err
 	}
-	a, err := signChange(c, cluster, ch, f.expiry)
+	a, err := signChange(c, cluster, ch, f.expiry, nil)
 	if err != nil {
 		return err
 	}
@@ -324,7 +329,7 @@ func newChangesCmd() *cobra.Command {
 			if err := confirm(cmd, yes, rest.DescribeChange(*v.Change), fmt.Sprintf("Approve change %s (%d of %d so far: %s)?", v.ID, len(v.Approvals), v.Required, approvers(v))); err != nil {
 				return err
 			}
-			a, err := signChange(c, v.ClusterID, *v.Change, *expiry)
+			a, err := signChange(c, v.ClusterID, *v.Change, *expiry, v.ExpiresAt)
 			if err != nil {
 				return err
 			}
