@@ -158,7 +158,7 @@ func TestFSMRejectReason(t *testing.T) {
 	ap.Reason = "looks fine"
 	h.refuse(ErrInvalid, "api", ap)
 	rj := bob.reject(t, r, h.now.Add(time.Hour))
-	for _, bad := range []string{strings.Repeat("x", MaxReasonLen+1), "line\nbreak"} {
+	for _, bad := range []string{strings.Repeat("x", MaxReasonLen+1), "line\nbreak", "evil\u202egnp.exe"} {
 		rj.Reason = bad
 		h.refuse(ErrInvalid, "api", rj)
 	}

@@ -171,13 +171,14 @@ type Approve struct {
 const MaxReasonLen = 256
 
 // validReason reports whether s is at most MaxReasonLen bytes of UTF-8
-// without control characters.
+// without control or format characters (a bidi override could make the
+// text read otherwise on an operator's screen).
 func validReason(s string) bool {
 	if len(s) > MaxReasonLen || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return false
 		}
 	}

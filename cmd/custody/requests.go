@@ -106,7 +106,7 @@ func printRequest(w io.Writer, r rest.RequestView) error {
 		fmt.Fprintf(w, "    %s %s (device %s)%s\n", a.Operator, a.Decision, a.Device, at)
 	}
 	if r.RejectReason != "" {
-		fmt.Fprintf(w, "  reason       %s\n", r.RejectReason)
+		fmt.Fprintf(w, "  reason       %s (unsigned: the rejecting operator's words as the node relayed them)\n", r.RejectReason)
 	}
 	fmt.Fprintf(w, "  initiator    %s\n  payload hash %s\n  expires      %s\n", v.Initiator, v.PayloadHash, v.ExpiresAt.Format(time.RFC3339))
 	return nil
