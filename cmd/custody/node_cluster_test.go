@@ -19,6 +19,7 @@ import (
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
@@ -37,7 +38,9 @@ func (c *procCluster) createWallet() common.Address {
 		c.sign("alice", spec.ID, spec.PayloadHash(), quorum.Approve), c.sign("bob", spec.ID, spec.PayloadHash(), quorum.Approve)}})
 	var pub []byte
 	for _, id := range procNodes {
-		c.poll("wallet active on "+string(id), func() error {
+		// A 4-party keygen under -race on a busy machine: bound by the
+		// nodes' keygen timeout, not the usual poll bound.
+		ledgertest.PollFor(c.t, 5*time.Minute, "wallet active on "+string(id), func() error {
 			v, err := c.rpc.Wallet(c.ctx, id, procWallet)
 			if err != nil {
 				return err

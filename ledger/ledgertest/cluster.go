@@ -34,7 +34,14 @@ const (
 // Poll calls fn until it returns nil, failing t when Wait passes first.
 func Poll(t testing.TB, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(Wait)
+	PollFor(t, Wait, what, fn)
+}
+
+// PollFor is Poll with its own bound, for what is slow by nature (a
+// keygen: the nodes' tss.keygen_timeout).
+func PollFor(t testing.TB, wait time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
