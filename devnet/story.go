@@ -257,7 +257,7 @@ func (s *Story) waitStatus(ctx context.Context, id string, want ...string) (*res
 			case "failed", "rejected", "denied", "expired", "reverted", "dropped":
 				return v, fmt.Errorf("%s ended %s (%s)", id, v.Status, v.Failure)
 			case "broadcast":
-				s.n.ETH.Commit()
+				_ = s.n.ETH.Mine(ctx)
 				if v.Chain == "btc" && s.n.BTC != nil {
 					_ = s.n.MineBTC(ctx, 1)
 				}
