@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"path/filepath"
+	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
@@ -20,7 +21,6 @@ import (
 	"github.com/custody-dev/custody/chains/btc/btcdproc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/chains/eth/devtoken"
-	"github.com/custody-dev/custody/chains/eth/gethproc"
 )
 
 // BTCNet is the devnet's Bitcoin network.
@@ -73,8 +73,14 @@ func (n *Net) sendETH(ctx context.Context, tx *types.DynamicFeeTx) (common.Hash,
 	if err := n.ETH.rpc.SendTransaction(ctx, signed); err != nil {
 		return common.Hash{}, err
 	}
-	if err := gethproc.WaitMined(ctx, n.ETH.rpc.Client(), signed.Hash()); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r, err := eth.WaitMined(wctx, n.ETH.Client, signed.Hash(), 20*time.Millisecond)
+	if err != nil {
 		return common.Hash{}, err
+	}
+	if !r.Success {
+		return common.Hash{}, fmt.Errorf("transaction %s reverted", signed.Hash().Hex())
 	}
 	return signed.Hash(), nil
 }
@@ -104,7 +110,7 @@ func (n *Net) FundToken(ctx context.Context, addr common.Address, units *big.Int
 // until segwit is active and the first coinbases are mature.
 func (n *Net) startBTC(ctx context.Context) error {
 	if n.cfg.Btcd == "" {
-		n.progress("  Bitcoin: no btcd binary (make tools installs one): the Bitcoin steps are skipped")
+		n.progress("  Bitcoin: no btcd (left out with --no-btc, or not found: make tools installs one): the Bitcoin steps are skipped")
 		return nil
 	}
 	k, err := btcec.NewPrivateKey()

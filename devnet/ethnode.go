@@ -127,7 +127,7 @@ func (n *Net) openETH(ctx context.Context, funder [20]byte) (c *ETHChain, err er
 // describe is the progress line's name of the node.
 func (c *ETHChain) describe() string {
 	if c.geth != nil {
-		return fmt.Sprintf("geth --dev (process %d, log %s)", c.geth.PID(), c.geth.Log)
+		return fmt.Sprintf("geth --dev (%s, process %d, log %s)", c.geth.Version, c.geth.PID(), c.geth.Log)
 	}
 	return "go-ethereum simulated chain"
 }

@@ -82,7 +82,7 @@ func TestDevnetStoryGeth(t *testing.T) {
 		t.Fatalf("custody devnet --eth-node geth: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	t.Logf("devnet progress:\n%s", stderr.String())
-	if !strings.Contains(stderr.String(), "Ethereum: geth --dev (process ") {
+	if !strings.Contains(stderr.String(), "Ethereum: geth --dev (Geth/v") {
 		t.Errorf("the devnet does not say it runs geth --dev:\n%s", stderr.String())
 	}
 	verifyStory(t, stdout.Bytes(), []string{"ETH", "TKN"})

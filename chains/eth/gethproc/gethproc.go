@@ -55,6 +55,9 @@ type Node struct {
 	URL string
 	// Dev is the prefunded, unlocked developer account.
 	Dev common.Address
+	// Version is what geth answers web3_clientVersion with
+	// (Geth/v1.16.7-stable/...).
+	Version string
 	// Log is the file geth's stdout and stderr go to.
 	Log string
 
@@ -155,14 +158,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 }
 
-// probe asks for the chain ID and the accounts, each call bounded.
+// probe asks for the chain ID, the accounts and the client version, the
+// calls bounded.
 func (n *Node) probe(ctx context.Context) (id hexutil.Big, accounts []common.Address, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err = n.rpc.CallContext(cctx, &id, "eth_chainId"); err != nil {
 		return id, nil, err
 	}
-	err = n.rpc.CallContext(cctx, &accounts, "eth_accounts")
+	if err = n.rpc.CallContext(cctx, &accounts, "eth_accounts"); err != nil {
+		return id, nil, err
+	}
+	err = n.rpc.CallContext(cctx, &n.Version, "web3_clientVersion")
 	return id, accounts, err
 }
 
@@ -175,7 +182,7 @@ func (n *Node) Fund(ctx context.Context, to common.Address, wei *big.Int) (commo
 	if err := n.rpc.CallContext(ctx, &hash, "eth_sendTransaction", tx); err != nil {
 		return common.Hash{}, fmt.Errorf("gethproc: eth_sendTransaction from the developer account: %w", err)
 	}
-	if err := WaitMined(ctx, n.rpc, hash); err != nil {
+	if err := n.waitMined(ctx, hash); err != nil {
 		return common.Hash{}, fmt.Errorf("gethproc: %w", err)
 	}
 	return hash, nil
@@ -189,16 +196,15 @@ func (n *Node) Mine(ctx context.Context) error {
 	return err
 }
 
-// WaitMined polls an Ethereum JSON-RPC node (any: geth, the devnet's
-// embedded chain) for hash's receipt until it is found (within 30 s, or
+// waitMined polls for hash's receipt until it is found (within 30 s, or
 // ctx) and fails if the transaction reverted.
-func WaitMined(ctx context.Context, c *rpc.Client, hash common.Hash) error {
+func (n *Node) waitMined(ctx context.Context, hash common.Hash) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var r *struct {
 			Status hexutil.Uint64 `json:"status"`
 		}
-		err := c.CallContext(ctx, &r, "eth_getTransactionReceipt", hash)
+		err := n.rpc.CallContext(ctx, &r, "eth_getTransactionReceipt", hash)
 		switch {
 		case err == nil && r != nil && r.Status != 1:
 			return fmt.Errorf("transaction %s reverted", hash.Hex())

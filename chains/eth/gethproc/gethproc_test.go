@@ -3,6 +3,7 @@ package gethproc_test
 import (
 	"context"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +14,9 @@ import (
 	"github.com/custody-dev/custody/chains/eth/gethtest"
 )
 
-// TestFundAndMine: a real geth --dev answers chain ID 1337, funds an
-// address from its developer account, and Mine adds exactly one block.
+// TestFundAndMine: a real geth --dev (the pinned release) answers chain ID
+// 1337, funds an address from its developer account, and Mine adds exactly
+// one block.
 func TestFundAndMine(t *testing.T) {
 	bin := gethtest.Find(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -24,6 +26,9 @@ func TestFundAndMine(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
+	if !strings.HasPrefix(n.Version, "Geth/v"+gethproc.Version+"-") {
+		t.Errorf("geth answers %q, want the pinned v%s (make tools-geth)", n.Version, gethproc.Version)
+	}
 	c, err := ethclient.DialContext(ctx, n.URL)
 	if err != nil {
 		t.Fatal(err)
