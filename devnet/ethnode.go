@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"path/filepath"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/ethclient"
 
@@ -84,7 +85,7 @@ func funderBalance() *big.Int { return ether(1000) }
 
 // openETH starts the Ethereum node the config names with funder holding
 // funderBalance, and connects to it.
-func (n *Net) openETH(ctx context.Context, funder [20]byte) (c *ETHChain, err error) {
+func (n *Net) openETH(ctx context.Context, funder common.Address) (c *ETHChain, err error) {
 	c = &ETHChain{Node: n.cfg.ETHNode}
 	defer func() {
 		if err != nil {
