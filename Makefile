@@ -88,7 +88,7 @@ test: tools vet
 # The devnet's Ethereum story against a real geth --dev (and gethproc's own
 # test); never skipped here.
 test-geth: tools tools-geth
-	CUSTODY_REQUIRE_GETH=1 $(GO) test -race -timeout $(TEST_TIMEOUT) -run 'TestDevnetStoryGeth$$|TestFundAndMine$$' ./cmd/custody ./chains/eth/gethproc
+	CUSTODY_REQUIRE_GETH=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestDevnetStoryGeth$$|TestFundAndMine$$' ./cmd/custody ./chains/eth/gethproc
 
 # Quick loop for development: no race detector, short mode.
 test-short:
