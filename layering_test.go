@@ -39,7 +39,7 @@ var layers = map[string][]string{
 	// The devnet: a whole cluster on one machine, driven through the
 	// custody binary and the APIs (development tooling; only the CLI
 	// imports it).
-	"devnet": {"daemon", "api/noderpc", "api/rest", "chains/btc", "chains/btc/btcdproc", "chains/eth", "chains/eth/devtoken",
+	"devnet": {"daemon", "api/noderpc", "api/rest", "chains/btc", "chains/btc/btcdproc", "chains/eth", "chains/eth/devtoken", "chains/eth/gethproc",
 		"ledger", "policy", "quorum", "pki", "amount"},
 
 	// The node-to-node RPC: handlers and client over the ledger and the
@@ -84,9 +84,11 @@ var layers = map[string][]string{
 	"newfile":    {},
 
 	// Development tooling: the SoftHSM2 provisioning the CLI's "softhsm"
-	// command (and later the devnet) uses, and the fixture generator.
+	// command (and the devnet) uses, the btcd and geth process runners of
+	// the devnet and the tests, and the fixture generator.
 	"softhsm":                          {"hsm"},
 	"chains/btc/btcdproc":              {},
+	"chains/eth/gethproc":              {},
 	"chains/eth/devtoken":              {},
 	"signer/preparams/cmd/genfixtures": {"signer/preparams"},
 
@@ -101,6 +103,7 @@ var layers = map[string][]string{
 	"amount/amounttest":   {"amount"},
 	"chains/btc/btctest":  {"chains/btc/btcdproc"},
 	"leaktest":            {}, // secrets in every encoding, found in captured logs
+	"chains/eth/gethtest": {"chains/eth/gethproc"},
 	"":                    {}, // this package: documentation and this test
 }
 

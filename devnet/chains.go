@@ -16,7 +16,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/ethclient"
 
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/btc/btcdproc"
@@ -32,8 +31,9 @@ var tokenSupply = big.NewInt(1_000_000_000_000) // 1,000,000 TKN
 
 func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
 
-// startETH serves the simulated chain (a fresh funder with 1,000 ETH) and
-// deploys the devnet's ERC-20 token from the funder.
+// startETH starts the Ethereum node (Config.ETHNode: the embedded chain or
+// geth --dev) with a fresh funder holding 1,000 ETH, and deploys the
+// devnet's ERC-20 token from the funder.
 func (n *Net) startETH(ctx context.Context) error {
 	k, err := crypto.GenerateKey()
 	if err != nil {
@@ -41,7 +41,7 @@ func (n *Net) startETH(ctx context.Context) error {
 	}
 	n.ethFunder = k
 	funder := crypto.PubkeyToAddress(k.PublicKey)
-	if n.ETH, err = eth.NewServed(types.GenesisAlloc{funder: {Balance: ether(1000)}}, eth.ServeConfig{CommitOnSend: true}); err != nil {
+	if n.ETH, err = n.openETH(ctx, funder); err != nil {
 		return err
 	}
 	nonce, err := n.ETH.Nonce(ctx, funder)
@@ -52,35 +52,34 @@ func (n *Net) startETH(ctx context.Context) error {
 		return fmt.Errorf("deploy the token: %w", err)
 	}
 	n.Token = crypto.CreateAddress(funder, nonce)
-	n.progress("  Ethereum: go-ethereum simulated chain on %s (chain ID 1337), token TKN at %s", n.ETH.URL(), n.Token.Hex())
+	n.progress("  Ethereum: %s on %s (chain ID %s), token TKN at %s", n.ETH.describe(), n.ETH.URL(), n.ETH.ChainID, n.Token.Hex())
 	return nil
 }
 
 // sendETH signs tx (chain ID, fees filled in) with the funder's key, sends
-// it over the served JSON-RPC and returns its hash once mined successfully.
+// it over the chain's JSON-RPC and returns its hash once mined
+// successfully (the embedded chain mines before answering, geth right
+// after: the receipt is polled for).
 func (n *Net) sendETH(ctx context.Context, tx *types.DynamicFeeTx) (common.Hash, error) {
 	fees, err := n.ETH.SuggestFees(ctx)
 	if err != nil {
 		return common.Hash{}, err
 	}
-	tx.ChainID, tx.GasTipCap, tx.GasFeeCap = eth.SimulatedChainID, fees.GasTipCap, fees.GasFeeCap
-	signed, err := types.SignNewTx(n.ethFunder, types.LatestSignerForChainID(eth.SimulatedChainID), tx)
+	tx.ChainID, tx.GasTipCap, tx.GasFeeCap = n.ETH.ChainID, fees.GasTipCap, fees.GasFeeCap
+	signed, err := types.SignNewTx(n.ethFunder, types.LatestSignerForChainID(n.ETH.ChainID), tx)
 	if err != nil {
 		return common.Hash{}, err
 	}
-	c, err := ethclient.DialContext(ctx, n.ETH.URL())
+	if err := n.ETH.rpc.SendTransaction(ctx, signed); err != nil {
+		return common.Hash{}, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r, err := eth.WaitMined(wctx, n.ETH.Client, signed.Hash(), 20*time.Millisecond)
 	if err != nil {
 		return common.Hash{}, err
 	}
-	defer c.Close()
-	if err := c.SendTransaction(ctx, signed); err != nil {
-		return common.Hash{}, err
-	}
-	r, err := c.TransactionReceipt(ctx, signed.Hash())
-	if err != nil {
-		return common.Hash{}, err
-	}
-	if r.Status != types.ReceiptStatusSuccessful {
+	if !r.Success {
 		return common.Hash{}, fmt.Errorf("transaction %s reverted", signed.Hash().Hex())
 	}
 	return signed.Hash(), nil
@@ -111,7 +110,7 @@ func (n *Net) FundToken(ctx context.Context, addr common.Address, units *big.Int
 // until segwit is active and the first coinbases are mature.
 func (n *Net) startBTC(ctx context.Context) error {
 	if n.cfg.Btcd == "" {
-		n.progress("  Bitcoin: no btcd binary (make tools installs one): the Bitcoin steps are skipped")
+		n.progress("  Bitcoin: no btcd (left out with --no-btc, or not found: make tools installs one): the Bitcoin steps are skipped")
 		return nil
 	}
 	k, err := btcec.NewPrivateKey()
@@ -217,7 +216,7 @@ func (n *Net) Mine(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-eth.C:
-			n.ETH.Commit()
+			_ = n.ETH.Mine(ctx)
 		case <-btcTick.C:
 			if n.BTC != nil {
 				_ = n.MineBTC(ctx, 1)

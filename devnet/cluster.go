@@ -178,7 +178,7 @@ func (n *Net) initCluster(ctx context.Context) error {
 	n.ClusterDir = filepath.Join(n.Dir, "cluster")
 	args := []string{"cluster", "init", "--rules", rules, "--nodes", strconv.Itoa(len(n.Nodes)), "--out", n.ClusterDir,
 		"--cluster-id", ClusterID, "--backend", Backend, "--base-port", strconv.Itoa(base),
-		"--eth-rpc", n.ETH.URL(), "--eth-chain-id", "1337"}
+		"--eth-rpc", n.ETH.URL(), "--eth-chain-id", n.ETH.ChainID.String()}
 	for _, o := range Operators {
 		roles := "approver"
 		if o != "carol" {

@@ -1,8 +1,9 @@
 // Package devnet runs a whole custody cluster on one machine: one SoftHSM2
 // token per node, the cluster files of `custody cluster init`, four
 // `custody node run` processes on loopback, an Ethereum chain (go-ethereum's
-// simulated backend served over JSON-RPC by this process, with an ERC-20
-// token it deploys) and a btcd regtest node. It is what `make demo` and
+// simulated backend served over JSON-RPC by this process, or a real
+// geth --dev process, with an ERC-20 token it deploys) and a btcd regtest
+// node. It is what `make demo` and
 // `custody devnet` run, and what end-to-end tests start.
 //
 // Everything goes through the real binary and the real APIs: the devnet
@@ -29,7 +30,6 @@ import (
 
 	"github.com/custody-dev/custody/api/noderpc"
 	"github.com/custody-dev/custody/chains/btc/btcdproc"
-	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/pki"
 )
 
@@ -64,6 +64,10 @@ type Config struct {
 	// Btcd is the btcd binary; "" runs no Bitcoin (its steps are skipped
 	// with a line saying so).
 	Btcd string
+	// ETHNode is the Ethereum node: ETHEmbedded (the default, "") or
+	// ETHGeth, a geth --dev process run from Geth (required then).
+	ETHNode string
+	Geth    string
 	// Progress receives one line per provisioning step (nil: discarded).
 	Progress io.Writer
 	// SessionTimeout is the nodes' tss.session_timeout ("" keeps the
@@ -87,8 +91,9 @@ type Net struct {
 	// APIs are the nodes' HTTPS API addresses (host:port).
 	APIs map[pki.NodeID]string
 
-	// ETH is the served chain; Token the ERC-20 the devnet deployed.
-	ETH       *eth.Served
+	// ETH is the Ethereum chain (embedded or geth); Token the ERC-20 the
+	// devnet deployed.
+	ETH       *ETHChain
 	Token     common.Address
 	ethFunder *ecdsa.PrivateKey
 	// BTC is the btcd regtest node (nil without Bitcoin).
@@ -121,6 +126,17 @@ func Start(ctx context.Context, cfg Config) (_ *Net, err error) {
 	}
 	if cfg.Nodes < 1 || cfg.Nodes > 16 {
 		return nil, fmt.Errorf("devnet: %d nodes: want 1..16", cfg.Nodes)
+	}
+	switch cfg.ETHNode {
+	case "":
+		cfg.ETHNode = ETHEmbedded
+	case ETHEmbedded:
+	case ETHGeth:
+		if cfg.Geth == "" {
+			return nil, errors.New("devnet: the Ethereum node is geth but no geth binary is given (make tools-geth installs one into .bin)")
+		}
+	default:
+		return nil, fmt.Errorf("devnet: Ethereum node %q: want %s or %s", cfg.ETHNode, ETHEmbedded, ETHGeth)
 	}
 	n := &Net{cfg: cfg, Dir: cfg.Dir, serials: map[string]string{}, APIs: map[pki.NodeID]string{}, procs: map[pki.NodeID]*nodeProc{}}
 	if n.Dir == "" {
@@ -214,6 +230,10 @@ type Info struct {
 	Token     string                 `json:"token,omitempty"`
 	BTCRPC    string                 `json:"btc_rpc,omitempty"`
 	SoftHSM   string                 `json:"softhsm2_conf"`
+	// ETHNode is "embedded" (served by the devnet process) or "geth";
+	// ETHPID is geth's process.
+	ETHNode string `json:"eth_node"`
+	ETHPID  int    `json:"eth_pid,omitempty"`
 }
 
 // Credentials of one principal.
@@ -244,7 +264,7 @@ func (n *Net) Info() Info {
 		in.Operators[o] = n.credentials("operators", o)
 	}
 	if n.ETH != nil {
-		in.ETHRPC = n.ETH.URL()
+		in.ETHRPC, in.ETHNode, in.ETHPID = n.ETH.URL(), n.ETH.Node, n.ETH.PID()
 		in.Token = n.Token.Hex()
 	}
 	if n.BTC != nil {

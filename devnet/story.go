@@ -251,6 +251,7 @@ func (s *Story) decide(ctx context.Context, v *rest.WithdrawalView, op string, d
 func (s *Story) waitStatus(ctx context.Context, id string, want ...string) (*rest.WithdrawalView, error) {
 	deadline := time.Now().Add(4 * time.Minute)
 	var last string
+	var mineErr error // the last failure to mine an Ethereum block
 	for {
 		v, err := s.get(ctx, id)
 		if err == nil {
@@ -264,13 +265,18 @@ func (s *Story) waitStatus(ctx context.Context, id string, want ...string) (*res
 			case "failed", "rejected", "denied", "expired", "reverted", "dropped":
 				return v, fmt.Errorf("%s ended %s (%s)", id, v.Status, v.Failure)
 			case "broadcast":
-				s.n.ETH.Commit()
+				if err := s.n.ETH.Mine(ctx); err != nil {
+					mineErr = err
+				}
 				if v.Chain == "btc" && s.n.BTC != nil {
 					_ = s.n.MineBTC(ctx, 1)
 				}
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			if mineErr != nil {
+				return nil, fmt.Errorf("%s: status %q, want %v (mining an Ethereum block: %w)", id, last, want, mineErr)
+			}
 			return nil, fmt.Errorf("%s: status %q, want %v", id, last, want)
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -24,11 +24,14 @@ var devnetNodeEnv func(i, n int) []string
 
 func newDevnetCmd() *cobra.Command {
 	var (
-		asJSON bool
-		keep   bool
-		dir    string
-		btcd   string
-		nodes  int
+		asJSON  bool
+		keep    bool
+		dir     string
+		btcd    string
+		noBTC   bool
+		ethNode string
+		geth    string
+		nodes   int
 	)
 	cmd := &cobra.Command{
 		Use:   "devnet",
@@ -39,10 +42,12 @@ through its real APIs (what "make demo" runs).
 The devnet provisions one SoftHSM2 token per node (plus one for an
 operator's device), runs "custody cluster init", starts four
 "custody node run" processes on loopback, serves an Ethereum chain
-(go-ethereum's simulated backend, over JSON-RPC) with an ERC-20 token it
-deploys, and starts a btcd regtest node (when btcd is found: on PATH, in
-./.bin, or --btcd). It then creates 2-of-3 hot ETH and BTC wallets by
-distributed keygen, funds them, allowlists destinations and shows:
+(go-ethereum's simulated backend, over JSON-RPC; with --eth-node geth a
+real "geth --dev" process instead, found on PATH, in ./.bin or --geth)
+with an ERC-20 token it deploys, and starts a btcd regtest node (when
+btcd is found: on PATH, in ./.bin, or --btcd; --no-btc runs none). It
+then creates 2-of-3 hot ETH and BTC wallets by distributed keygen, funds
+them, allowlists destinations and shows:
 
   1. a withdrawal to a non-allowlisted address denied, with the reason;
   2. ETH, ERC-20 and BTC withdrawals waiting after one approval, signed,
@@ -70,8 +75,29 @@ Without --dir the files live in a temporary directory removed at the end.`,
 			if err != nil {
 				return fmt.Errorf("devnet: the custody binary: %w", err)
 			}
-			if btcd == "" {
-				btcd = findBtcd(self)
+			switch {
+			case noBTC:
+				btcd = ""
+			case btcd == "":
+				btcd = findTool(self, "btcd")
+			}
+			if geth != "" && !cmd.Flags().Changed("eth-node") {
+				ethNode = devnet.ETHGeth
+			}
+			switch ethNode {
+			case devnet.ETHEmbedded:
+				if geth != "" {
+					return errors.New("devnet: --geth with --eth-node embedded: the embedded chain runs no geth")
+				}
+			case devnet.ETHGeth:
+				if geth == "" {
+					geth = findTool(self, "geth")
+				}
+				if geth == "" {
+					return errors.New("devnet: --eth-node geth: no geth found on PATH or in ./.bin (make tools-geth installs geth v1.16.7 into .bin; or pass --geth PATH)")
+				}
+			default:
+				return fmt.Errorf("devnet: --eth-node %q: want embedded or geth", ethNode)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -82,7 +108,7 @@ Without --dir the files live in a temporary directory removed at the end.`,
 				fmt.Fprintln(out, "starting the devnet (the nodes generate tss pre-params: about a minute on two cores)")
 			}
 			n, err := devnet.Start(ctx, devnet.Config{Bin: self, Env: devnetEnv(), NodeEnv: devnetNodeEnv, Dir: dir, Keep: keep,
-				Nodes: nodes, Btcd: btcd, Progress: progress})
+				Nodes: nodes, Btcd: btcd, ETHNode: ethNode, Geth: geth, Progress: progress})
 			if err != nil {
 				return err
 			}
@@ -120,6 +146,9 @@ Without --dir the files live in a temporary directory removed at the end.`,
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the cluster running after the story (until Ctrl-C)")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the devnet's files (default: a temporary one, removed at the end)")
 	cmd.Flags().StringVar(&btcd, "btcd", "", "btcd binary (default: PATH, then .bin/btcd)")
+	cmd.Flags().BoolVar(&noBTC, "no-btc", false, "run no Bitcoin node (the Bitcoin steps are skipped)")
+	cmd.Flags().StringVar(&ethNode, "eth-node", devnet.ETHEmbedded, "Ethereum node: embedded (go-ethereum's simulated backend in this process) or geth (a real geth --dev process)")
+	cmd.Flags().StringVar(&geth, "geth", "", "geth binary for --eth-node geth, which it implies (default: PATH, then .bin/geth)")
 	cmd.Flags().IntVar(&nodes, "nodes", 4, "signer nodes")
 	cmd.AddCommand(newDevnetStopCmd())
 	return cmd
@@ -130,13 +159,14 @@ Without --dir the files live in a temporary directory removed at the end.`,
 // CLI).
 var devnetEnv = func() []string { return nil }
 
-// findBtcd looks for btcd on PATH, next to the custody binary, then in
-// ./.bin (make tools installs it there).
-func findBtcd(self string) string {
-	if p, err := exec.LookPath("btcd"); err == nil {
+// findTool looks for a chain's binary (btcd, geth) on PATH, next to the
+// custody binary, then in ./.bin (make tools and make tools-geth install
+// them there).
+func findTool(self, name string) string {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	for _, p := range []string{filepath.Join(filepath.Dir(self), "btcd"), filepath.Join(".bin", "btcd")} {
+	for _, p := range []string{filepath.Join(filepath.Dir(self), name), filepath.Join(".bin", name)} {
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			abs, _ := filepath.Abs(p)
 			return abs
