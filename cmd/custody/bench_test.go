@@ -24,7 +24,7 @@ func TestBenchWithdraw(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "bench", "withdraw", "--count", "3", "--concurrency", "2", "--nodes", "3",
-		"--create-count", "12", "--create-concurrency", "4", "--skip-baseline", "--idle-wait", "4s", "-o", "json")
+		"--latency-count", "1", "--create-count", "12", "--create-concurrency", "4", "--skip-baseline", "--idle-wait", "4s", "-o", "json")
 	cmd.Env = append(os.Environ(), execEnv+"=1", devnetFixturesEnv+"=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -47,6 +47,9 @@ func TestBenchWithdraw(t *testing.T) {
 	}
 	if s := w.ApprovalToSigned; s.P50 <= 0 || s.P50 > s.P99 || s.P99 > s.Max {
 		t.Errorf("latency percentiles out of order: %+v", s)
+	}
+	if q := r.Sequential; q == nil || q.Concurrency != 1 || q.Signed != 1 || q.ApprovalToSigned.N != 1 {
+		t.Errorf("one at a time: %+v", q)
 	}
 	c := r.Create
 	if c == nil || c.Count != 12 || c.Concurrency != 4 || c.Created != 12 || c.Failed != 0 || c.Statuses["pending_approval"] != 12 || c.Latency.N != 12 {
