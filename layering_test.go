@@ -42,6 +42,11 @@ var layers = map[string][]string{
 	"devnet": {"daemon", "api/noderpc", "api/rest", "chains/btc", "chains/btc/btcdproc", "chains/eth", "chains/eth/devtoken", "chains/eth/gethproc",
 		"ledger", "policy", "quorum", "pki", "amount"},
 
+	// The benchmark of a devnet through its APIs (custody bench) and of
+	// plain tss-lib beside it (development tooling; only the CLI imports
+	// it).
+	"bench": {"devnet", "api/rest", "policy", "quorum", "pki", "amount", "signer/preparams"},
+
 	// The node-to-node RPC: handlers and client over the ledger and the
 	// member; no business logic, never the daemon.
 	"api/noderpc": {"api/requestid", "ledger", "signer/member", "signer/tss", "pki", "quorum", "amount"},

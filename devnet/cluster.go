@@ -216,6 +216,9 @@ func (n *Net) initCluster(ctx context.Context) error {
 			if n.cfg.SessionTimeout > 0 {
 				c.TSS.SessionTimeout = daemon.Duration(n.cfg.SessionTimeout)
 			}
+			if n.cfg.RateLimit != (daemon.RateLimit{}) {
+				c.API.RateLimit = n.cfg.RateLimit
+			}
 			n.APIs[id] = c.Listen.API
 		}); err != nil {
 			return err

@@ -30,6 +30,7 @@ import (
 
 	"github.com/custody-dev/custody/api/noderpc"
 	"github.com/custody-dev/custody/chains/btc/btcdproc"
+	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/pki"
 )
 
@@ -73,6 +74,11 @@ type Config struct {
 	// SessionTimeout is the nodes' tss.session_timeout ("" keeps the
 	// default).
 	SessionTimeout time.Duration
+	// RateLimit, if set, is the nodes' api.rate_limit (each principal's
+	// requests a minute to one node, and the burst); zero keeps the
+	// defaults. custody bench raises it so the API's DoS guard is not
+	// what it measures.
+	RateLimit daemon.RateLimit
 }
 
 // Net is a running devnet.
