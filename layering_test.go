@@ -20,11 +20,12 @@ const module = "github.com/custody-dev/custody"
 //	cmd/custody                     the CLI, on top of everything
 //	daemon                          node configuration and node run; only cmd imports it
 //	api/...                         HTTPS handlers and clients (node RPC): thin, above withdraw, member and ledger
-//	genesis                         the genesis document, above the ledger
 //	withdraw                        the leader's orchestration, above the ledger
 //	signer/member                   reads the ledger; the ledger never imports signer code
+//	cold                            the offline ceremonies: no raft, no network code of ours
 //	signer/...                      tss engine, presign, transport, shares, watermark
-//	ledger                          above policy above quorum
+//	ledger                          above the genesis document, policy and quorum
+//	genesis                         the genesis document (no ledger: the offline side reads it)
 //	policy, quorum                  pure rules and approvals
 //	chains/..., hsm, pki, amount    import nothing of ours but amount (and chains for adapters)
 //	strictdoc, newfile              the strict JSON/YAML reader, the O_EXCL file writer; import nothing of ours
@@ -64,9 +65,9 @@ var layers = map[string][]string{
 	"signer/watermark": {},
 	"signer/preparams": {},
 
-	"genesis": {"ledger", "policy", "quorum", "pki", "strictdoc", "amount"},
+	"genesis": {"policy", "quorum", "pki", "strictdoc", "amount"},
 
-	"ledger": {"policy", "quorum", "pki", "amount"},
+	"ledger": {"genesis", "policy", "quorum", "pki", "amount"},
 	"policy": {"quorum", "amount"},
 	"quorum": {},
 

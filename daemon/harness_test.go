@@ -25,7 +25,6 @@ import (
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/chains/eth/devtoken"
 	"github.com/custody-dev/custody/daemon"
-	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
@@ -314,7 +313,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		gcmd.Nodes[i].KeyFingerprint = fingerprints[gcmd.Nodes[i].ID]
 	}
 	gcmd.Hash = "" // recomputed from the edited node set
-	g, err := genesis.FromCommand(gcmd)
+	g, err := ledger.GenesisDocument(gcmd)
 	if err != nil {
 		t.Fatal(err)
 	}
