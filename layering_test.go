@@ -58,6 +58,13 @@ var layers = map[string][]string{
 	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "chains/btc", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},
 
+	// The offline side of cold wallets: ceremony, bundle, offline
+	// verification and signing. No raft, no network code of ours (no
+	// ledger, api, daemon, withdraw, signer/transport); TestColdOffline
+	// checks its whole dependency graph holds no raft.
+	"cold": {"genesis", "policy", "quorum", "pki", "amount", "chains", "chains/eth", "chains/btc", "hsm",
+		"signer/tss", "signer/preparams", "strictdoc", "newfile"},
+
 	"signer/presign":   {"signer/tss", "pki"},
 	"signer/transport": {"signer/tss", "pki"},
 	"signer/shares":    {"signer/tss", "hsm", "pki"},
@@ -103,6 +110,18 @@ func testSupport(pkg string) bool {
 
 // mayImportSoftHSM are the only production packages that may provision
 // SoftHSM2 tokens (development tooling, never a signing path).
+// TestColdOffline: nothing the offline cold signer links pulls in raft
+// or custody's network packages.
+func TestColdOffline(t *testing.T) {
+	for _, p := range goList(t, "-deps", module+"/cold") {
+		for _, banned := range []string{"github.com/hashicorp/raft", module + "/ledger", module + "/api/", module + "/daemon", module + "/signer/transport", module + "/withdraw"} {
+			if p.ImportPath == banned || strings.HasPrefix(p.ImportPath, banned+"/") || (strings.HasSuffix(banned, "/") && strings.HasPrefix(p.ImportPath, banned)) {
+				t.Errorf("cold depends on %s", p.ImportPath)
+			}
+		}
+	}
+}
+
 var mayImportSoftHSM = []string{"cmd/custody", "softhsm/softhsmtest", "devnet"}
 
 // testingImporters are third-party packages known to import "testing" from
