@@ -34,7 +34,7 @@ var layers = map[string][]string{
 
 	// The node: its config and `node run`'s wiring (ledger, engine,
 	// member, withdraw, chains, node RPC). Nothing imports it but cmd/custody.
-	"daemon": {"api/noderpc", "api/rest", "api/webhook", "withdraw", "signer/member", "signer/tss", "signer/transport", "signer/shares", "signer/watermark",
+	"daemon": {"api/noderpc", "api/rest", "api/webhook", "api/requestid", "withdraw", "signer/member", "signer/tss", "signer/transport", "signer/shares", "signer/watermark",
 		"signer/preparams", "chains", "chains/eth", "chains/btc", "genesis", "ledger", "policy", "quorum", "pki", "hsm", "strictdoc", "newfile", "amount"},
 
 	// The devnet: a whole cluster on one machine, driven through the
@@ -45,11 +45,15 @@ var layers = map[string][]string{
 
 	// The node-to-node RPC: handlers and client over the ledger and the
 	// member; no business logic, never the daemon.
-	"api/noderpc": {"ledger", "signer/member", "signer/tss", "pki", "quorum", "amount"},
+	"api/noderpc": {"api/requestid", "ledger", "signer/member", "signer/tss", "pki", "quorum", "amount"},
 
 	// The backend API: handlers over an interface the daemon implements;
 	// no business logic, never the daemon or withdraw.
-	"api/rest": {"ledger", "policy", "quorum", "amount", "pki", "chains/eth", "chains/btc"},
+	"api/rest": {"api/requestid", "ledger", "policy", "quorum", "amount", "pki", "chains/eth", "chains/btc"},
+
+	// The request ID of an API request, carried through the node RPC into
+	// every log line of that request; imports nothing of ours.
+	"api/requestid": {},
 
 	// Webhooks: the leader's outbox, derived from the ledger and rendered
 	// as the backend API shows a withdrawal; never the daemon.
@@ -94,12 +98,17 @@ var layers = map[string][]string{
 	"chains/eth/devtoken":              {},
 	"signer/preparams/cmd/genfixtures": {"signer/preparams"},
 
+	// Deployment files and their tests (systemd units, examples, the
+	// container file, the runbook); no code of its own.
+	"deploy": {},
+
 	// Test support: importable from _test.go files only (checked below).
 	"ledger/ledgertest":   {"genesis", "ledger", "pki", "quorum"},
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},
 	"chains/btc/btctest":  {"chains/btc/btcdproc"},
+	"leaktest":            {}, // secrets in every encoding, found in captured logs
 	"":                    {}, // this package: documentation and this test
 }
 

@@ -143,7 +143,7 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 		// of seeing them: retry.
 		return nil, false, fmt.Errorf("%w: wallet %q is not registered on the leader yet", ledger.ErrNotCaughtUp, w.Wallet)
 	}
-	n.log.Info("backend withdrawal", "request", w.ID, "principal", principal, "wallet", w.Wallet)
+	n.log.InfoContext(ctx, "backend withdrawal", "request", w.ID, "principal", principal, "wallet", w.Wallet)
 	var r *ledger.Request
 	var err error
 	switch wallet.Chain {

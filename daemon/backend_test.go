@@ -143,6 +143,7 @@ func (c *cluster) apiTLS(id pki.NodeID, role pki.Role, principal string) *tls.Co
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.secrets.PEM("an API client's key", keyPEM)
 	ident, err := pki.LoadIdentity(certPEM, keyPEM, c.caPEM)
 	if err != nil {
 		c.t.Fatal(err)
@@ -667,6 +668,34 @@ func TestBackendAPI(t *testing.T) {
 	})
 
 	t.Run("EndpointRoleTable", func(t *testing.T) { walkRoleTable(t, c, fol) })
+
+	t.Run("RequestIDs", func(t *testing.T) { c.checkRequestIDs(api, fol) })
+
+	t.Run("LogsAreJSONWithoutSecrets", func(t *testing.T) {
+		// The harness checks every node's whole log for secrets when the
+		// test ends; here: the logs are JSON, not empty, and the check
+		// would find a secret of this cluster.
+		for _, id := range nodeIDs {
+			lines := c.logLines(id)
+			if len(lines) == 0 {
+				t.Errorf("%s logged nothing", id)
+			}
+			for _, m := range lines {
+				if m["time"] == nil || m["level"] == nil || m["msg"] == nil || m["node"] != string(id) {
+					t.Fatalf("%s: line %v", id, m)
+				}
+			}
+			pin := c.nodes[id].token.PIN
+			if leaks := c.secrets.Find([]byte(`{"msg":"x","pin":"` + pin + `"}`)); len(leaks) != 1 {
+				t.Errorf("a planted PIN of %s: found %v", id, leaks)
+			}
+		}
+		if !c.logged(leader, "signed", map[string]any{"request": "api-1"}) && !slices.ContainsFunc(nodeIDs, func(id pki.NodeID) bool {
+			return c.logged(id, "signed", map[string]any{"request": "api-1"})
+		}) {
+			t.Error("no node logged api-1 signed")
+		}
+	})
 
 	if api.spec.checked < 40 {
 		t.Errorf("only %d exchanges checked against api/openapi.yaml", api.spec.checked)

@@ -146,6 +146,7 @@ func ClearQuarantine(dir string, party pki.NodeID) error {
 // retired shares) and persists the failure budget after each abort, before
 // the engine goes on: a crash right after cannot lose a charged failure.
 func (n *Node) onEngineEvent(ev tss.Event) {
+	n.metrics.tssEvents.WithLabelValues(ev.Kind).Inc()
 	n.log.Warn("tss event", "audit", true, "kind", ev.Kind, "session", ev.Session.String(), "wallet", ev.Wallet,
 		"parties", ev.Parties, "detail", ev.Detail)
 	if ev.Kind == tss.EventAbort || ev.Kind == tss.EventQuarantine {

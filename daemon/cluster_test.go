@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,18 +15,47 @@ import (
 	"github.com/custody-dev/custody/pki"
 )
 
-// TestClusterSignsApprovedWithdrawal: three daemons bootstrap from the
+// TestClusterSignsApprovedWithdrawal: four daemons bootstrap from the
 // genesis, writes sent to a follower land through the leader, and a
 // withdrawal approved by two operators is signed by the leader's loop
 // (claim, two members over the node RPC, result), with the same signed
 // transaction on every replica; the leader broadcasts it and records it
 // confirmed once it is broadcast.confirmations deep.
+//
+// Operability on the way: /readyz answers 503 naming the pre-params while
+// a node has none, 200 once it has; the metrics count the withdrawal
+// pending, then its signed session and latency and its confirmation, with
+// sane raft gauges; with two of four nodes stopped the others answer 503
+// naming the ledger (no leader). Every node's log is checked for secrets
+// when the test ends (the harness).
 func TestClusterSignsApprovedWithdrawal(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterWith(t, setup{holdPreParams: true})
+	for _, id := range nodeIDs {
+		rd := c.waitReadiness(id, "preparams")
+		if !strings.Contains(rd.Checks["preparams"], "pre-params") {
+			t.Errorf("%s: the pre-params check says %q", id, rd.Checks["preparams"])
+		}
+		if st, b := c.metricsGet(id, daemon.PathHealthz); st != 200 || !strings.Contains(string(b), `"ok"`) {
+			t.Errorf("%s /healthz: %d %s", id, st, b)
+		}
+		if st, _ := c.metricsGet(id, "/nope"); st != 404 {
+			t.Errorf("%s: an unknown path on the metrics listener answered %d", id, st)
+		}
+	}
+	close(c.preParams)
+	for _, id := range nodeIDs {
+		c.waitReadiness(id)
+	}
 	r := c.withdrawal("wd-1", c.dests[0], ether(1))
 	if r.Status != ledger.StatusAwaitingApprovals {
 		t.Fatalf("created: %s", r.Status)
 	}
+	c.poll("the leader's metrics count wd-1 pending", func() error {
+		if m := c.scrape(c.leader().ID()); m["custody_pending_approvals"] != 1 || m[`custody_withdrawals{status="awaiting_approvals"}`] != 1 {
+			return fmt.Errorf("pending %v, awaiting %v", m["custody_pending_approvals"], m[`custody_withdrawals{status="awaiting_approvals"}`])
+		}
+		return nil
+	})
 	c.approve(r, bob)
 	c.approve(r, carol)
 	signed := c.waitStatus("n1", "wd-1", ledger.StatusSigned)
@@ -46,6 +76,27 @@ func TestClusterSignsApprovedWithdrawal(t *testing.T) {
 	confirmed := c.read("n3", "wd-1")
 	if confirmed.OnChain == nil || confirmed.OnChain.TxHash != tx.Hash().Hex() {
 		t.Fatalf("n3 records on chain %+v, want tx %s", confirmed.OnChain, tx.Hash().Hex())
+	}
+	c.checkMetricsAfterSigning("wd-1")
+
+	// Two of four nodes down, the leader among them: no quorum, no
+	// leader; the others say why they are not ready.
+	down := []pki.NodeID{c.leader().ID()}
+	for _, id := range nodeIDs {
+		if len(down) < 2 && id != down[0] {
+			down = append(down, id)
+		}
+	}
+	for _, id := range down {
+		c.stop(id)
+	}
+	for _, id := range nodeIDs {
+		if !slices.Contains(down, id) {
+			rd := c.waitReadiness(id, "ledger")
+			if rd.Checks["ledger"] != "no leader known" {
+				t.Errorf("%s: the ledger check says %q", id, rd.Checks["ledger"])
+			}
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
@@ -30,6 +32,7 @@ const MaxConfigSize = 1 << 20
 // Defaults of the optional fields (docs/config.md).
 const (
 	DefaultTSSSessionTimeout = 2 * time.Minute
+	DefaultTSSKeygenTimeout  = 5 * time.Minute
 	DefaultPresignPoolSize   = 8
 	// EmbeddedETH is the chains.eth.rpc value that runs the embedded
 	// simulated chain (devnet and tests only).
@@ -117,6 +120,8 @@ type Config struct {
 	// their backend principals (docs/api.md); every node carries the same
 	// section, only the leader delivers.
 	Webhooks Webhooks `json:"webhooks" yaml:"webhooks,omitempty"`
+	// Log sets the node's log level and format (`node run`).
+	Log Log `json:"log" yaml:"log,omitempty"`
 }
 
 // API tunes the HTTPS API (docs/api.md).
@@ -173,6 +178,44 @@ type WebhookEndpoint struct {
 	AllowHTTP bool `json:"allow_http,omitempty" yaml:"allow_http,omitempty"`
 }
 
+// Log is the node's logging: slog records on stderr, JSON by default.
+type Log struct {
+	// Level is debug, info (the default), warn or error.
+	Level string `json:"level,omitempty" yaml:"level,omitempty"`
+	// Format is json (the default: one JSON object per line) or text
+	// (slog's key=value lines, for a person at a terminal).
+	Format string `json:"format,omitempty" yaml:"format,omitempty"`
+}
+
+// Log formats.
+const (
+	LogJSON = "json"
+	LogText = "text"
+)
+
+// SlogLevel is Level as a slog.Level.
+func (l Log) SlogLevel() (slog.Level, error) {
+	var v slog.Level
+	if err := v.UnmarshalText([]byte(l.Level)); err != nil {
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", l.Level)
+	}
+	return v, nil
+}
+
+// NewLogger returns the logger `node run` gives the node: records at
+// level and above, written to w as JSON lines or text, each with its
+// request ID when logged with a request's context (requestid.Handler).
+func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case LogJSON:
+		return slog.New(requestid.Handler(slog.NewJSONHandler(w, opts))), nil
+	case LogText:
+		return slog.New(requestid.Handler(slog.NewTextHandler(w, opts))), nil
+	}
+	return nil, fmt.Errorf("daemon: log format %q: want %q or %q", format, LogJSON, LogText)
+}
+
 // Broadcast says which signed transactions the leader sends to the chain
 // and how deep it waits before it records them confirmed.
 type Broadcast struct {
@@ -194,6 +237,10 @@ type Listen struct {
 	TSS  string `json:"tss" yaml:"tss"`
 	RPC  string `json:"rpc" yaml:"rpc"`
 	API  string `json:"api" yaml:"api"`
+	// Metrics is where /metrics, /healthz and /readyz are served over
+	// plain HTTP (no TLS, no authentication): bind it to loopback or an
+	// internal interface. Empty: not served.
+	Metrics string `json:"metrics,omitempty" yaml:"metrics,omitempty"`
 }
 
 // Peer is another node: its ID and its raft, tss and node-RPC addresses.
@@ -305,8 +352,12 @@ type Ledger struct {
 
 // TSS tunes the threshold engine.
 type TSS struct {
-	// SessionTimeout bounds one signing session (default 2m).
+	// SessionTimeout bounds one signing session (default 2m): after it a
+	// new leader fails a claim without a result and re-claims it.
 	SessionTimeout Duration `json:"session_timeout,omitempty" yaml:"session_timeout,omitempty"`
+	// KeygenTimeout bounds one keygen or reshare attempt, pre-params
+	// included (default 5m): far slower than a signature.
+	KeygenTimeout Duration `json:"keygen_timeout,omitempty" yaml:"keygen_timeout,omitempty"`
 }
 
 // Presign configures the presignature pool (docs/presign.md).
@@ -388,6 +439,9 @@ func (c *Config) defaults() {
 	if c.TSS.SessionTimeout == 0 {
 		c.TSS.SessionTimeout = Duration(DefaultTSSSessionTimeout)
 	}
+	if c.TSS.KeygenTimeout == 0 {
+		c.TSS.KeygenTimeout = Duration(DefaultTSSKeygenTimeout)
+	}
 	if c.Broadcast.Confirmations == 0 {
 		c.Broadcast.Confirmations = DefaultConfirmations
 	}
@@ -401,6 +455,12 @@ func (c *Config) defaults() {
 		c.API.BalanceTimeout = Duration(rest.DefaultBalanceTimeout)
 	}
 	c.Webhooks.defaults()
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = LogJSON
+	}
 	if c.Presign.Enabled && c.Presign.PoolSize == 0 {
 		c.Presign.PoolSize = DefaultPresignPoolSize
 	}
@@ -467,6 +527,20 @@ func (c *Config) validate() error {
 		}
 		own[a.addr] = a.key
 	}
+	if m := c.Listen.Metrics; m != "" {
+		if err := hostPort(m); err != nil {
+			return fail("listen.metrics", "%v (or leave it out: no metrics listener)", err)
+		}
+		if prev, dup := own[m]; dup {
+			return fail("listen.metrics", "%s is also %s", m, prev)
+		}
+	}
+	if _, err := c.Log.SlogLevel(); err != nil {
+		return fail("log.level", "%v", err)
+	}
+	if c.Log.Format != LogJSON && c.Log.Format != LogText {
+		return fail("log.format", "%q: want %q or %q", c.Log.Format, LogJSON, LogText)
+	}
 	seen := map[pki.NodeID]bool{c.NodeID: true}
 	for i, p := range c.Peers {
 		at := fmt.Sprintf("peers[%d]", i)
@@ -523,7 +597,7 @@ func (c *Config) validate() error {
 	}{
 		{"ledger.heartbeat_timeout", c.Ledger.HeartbeatTimeout}, {"ledger.election_timeout", c.Ledger.ElectionTimeout},
 		{"ledger.leader_lease_timeout", c.Ledger.LeaderLeaseTimeout}, {"ledger.apply_timeout", c.Ledger.ApplyTimeout},
-		{"tss.session_timeout", c.TSS.SessionTimeout}, {"api.balance_timeout", c.API.BalanceTimeout},
+		{"tss.session_timeout", c.TSS.SessionTimeout}, {"tss.keygen_timeout", c.TSS.KeygenTimeout}, {"api.balance_timeout", c.API.BalanceTimeout},
 	} {
 		if d.v < 0 {
 			return fail(d.key, "must not be negative")

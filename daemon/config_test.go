@@ -1,13 +1,18 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/pki"
 )
@@ -83,6 +88,53 @@ func TestLoadConfigDefaultsAndPaths(t *testing.T) {
 	if err != nil || c.API.RateLimit != (RateLimit{PerMinute: 60, Burst: 5}) || time.Duration(c.API.BalanceTimeout) != time.Second {
 		t.Errorf("api settings: %+v, %v", c, err)
 	}
+	c, err = ParseConfig([]byte(validYAML), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Level != "info" || c.Log.Format != LogJSON || c.Listen.Metrics != "" {
+		t.Errorf("log and metrics defaults: %+v, listen.metrics %q", c.Log, c.Listen.Metrics)
+	}
+	c, err = ParseConfig([]byte(validYAML+"log: {level: debug, format: text}\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lv, err := c.Log.SlogLevel(); err != nil || lv != slog.LevelDebug || c.Log.Format != LogText {
+		t.Errorf("log: %+v (%v, %v)", c.Log, lv, err)
+	}
+	c, err = ParseConfig([]byte(strings.Replace(validYAML, `api: "127.0.0.1:7103"}`, `api: "127.0.0.1:7103", metrics: "127.0.0.1:7104"}`, 1)), dir)
+	if err != nil || c.Listen.Metrics != "127.0.0.1:7104" {
+		t.Fatalf("listen.metrics: %v, %+v", err, c)
+	}
+}
+
+// TestNewLogger: JSON lines by default, slog's text on request, records
+// below the level dropped, a logged request ID kept; an unknown format
+// refused.
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, LogJSON, slog.LevelInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("hidden")
+	log.InfoContext(requestid.With(context.Background(), "r-9"), "shown", "k", 1)
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["msg"] != "shown" || m["request_id"] != "r-9" || strings.Contains(buf.String(), "hidden") {
+		t.Fatalf("json log %q (%v)", buf.String(), err)
+	}
+	buf.Reset()
+	log, err = NewLogger(&buf, LogText, slog.LevelDebug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("plain", "k", "v")
+	if !strings.Contains(buf.String(), "msg=plain k=v") {
+		t.Fatalf("text log %q", buf.String())
+	}
+	if _, err := NewLogger(&buf, "xml", slog.LevelInfo); err == nil {
+		t.Fatal("format xml accepted")
+	}
 }
 
 // TestConfigRefusals: every refusal names the YAML path of the problem.
@@ -123,6 +175,10 @@ func TestConfigRefusals(t *testing.T) {
 		"negative burst":         {validYAML + "api: {rate_limit: {burst: -1}}\n", "api.rate_limit.burst"},
 		"unknown api key":        {validYAML + "api: {rate: 5}\n", "api.rate (line 12): unknown field"},
 		"negative balance bound": {validYAML + "api: {balance_timeout: -1s}\n", "api.balance_timeout"},
+		"metrics on the api":     {edit(`api: "127.0.0.1:7103"}`, `api: "127.0.0.1:7103", metrics: "127.0.0.1:7103"}`), "listen.metrics: 127.0.0.1:7103 is also listen.api"},
+		"metrics no port":        {edit(`api: "127.0.0.1:7103"}`, `api: "127.0.0.1:7103", metrics: "127.0.0.1"}`), "listen.metrics"},
+		"bad log level":          {validYAML + "log: {level: loud}\n", "log.level"},
+		"bad log format":         {validYAML + "log: {format: xml}\n", "log.format"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.yaml), "/base")

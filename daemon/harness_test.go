@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"gopkg.in/yaml.v3"
@@ -26,6 +27,7 @@ import (
 	"github.com/custody-dev/custody/chains/eth/devtoken"
 	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/leaktest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
@@ -141,6 +143,11 @@ type testNode struct {
 	config string
 	token  hsm.Config
 	node   *daemon.Node
+	// log captures every line the node logs (JSON, debug level), across
+	// restarts; the cluster checks it for secrets when the test ends.
+	log *leaktest.Log
+	// metrics is the node's listen.metrics address.
+	metrics string
 }
 
 // cluster is four daemons on 127.0.0.1, each with its own SoftHSM token
@@ -158,6 +165,14 @@ type cluster struct {
 	// backend API's tests); caPEM its certificate.
 	ca    *pki.CA
 	caPEM []byte
+	// secrets are every secret the test can get its hands on (PINs, node,
+	// operator and client keys, the CA key, the shares' secrets and
+	// sealed files): none may appear in any node's log (checked when the
+	// test ends, after the nodes stopped).
+	secrets *leaktest.Secrets
+	// preParams, when set, holds back every node's pre-params until it is
+	// closed.
+	preParams chan struct{}
 }
 
 func freePorts(t *testing.T, n int) []string {
@@ -205,6 +220,9 @@ type setup struct {
 	// alsoWallets are more wallet IDs each node holds the package's key
 	// share under (one keygen for the package).
 	alsoWallets []string
+	// holdPreParams: the nodes get no pre-params until the test closes
+	// cluster.preParams (readiness tests).
+	holdPreParams bool
 }
 
 // nodeKeyLabel is the label of an HSM-held node key in the tests.
@@ -217,7 +235,14 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	c := &cluster{t: t, ctx: ctx, nodes: map[pki.NodeID]*testNode{},
-		clock: ledgertest.NewClock(time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)), info: ksh["n1"].Info()}
+		clock: ledgertest.NewClock(time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)), info: ksh["n1"].Info(),
+		secrets: new(leaktest.Secrets)}
+	if su.holdPreParams {
+		c.preParams = make(chan struct{})
+	}
+	// Runs last (cleanups run in reverse): after every node stopped, with
+	// every line of the run in the captures.
+	t.Cleanup(c.checkLogs)
 	var err error
 	if c.wallet, err = eth.AddressFromPublicKey(c.info.PubKey); err != nil {
 		t.Fatal(err)
@@ -235,6 +260,14 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 	}
 	writeFile(t, filepath.Join(dir, "ca.pem"), 0o644, ca.PEM())
 	c.ca, c.caPEM = ca, ca.PEM()
+	caKey, err := ca.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.secrets.PEM("the CA key", caKey)
+	for _, op := range []ledgertest.Operator{alice, bob, carol, backend} {
+		c.secrets.PrivateKey(op.ID+"'s device key", op.Key)
+	}
 
 	// Each node: its token with the KEK and the wallet share sealed in its
 	// data dir, its node key (a file, or generated in the token) and its
@@ -244,6 +277,10 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		nd := filepath.Join(dir, string(id))
 		tok := softhsmtest.NewToken(t, "daemon-"+string(id))
 		writeFile(t, filepath.Join(nd, "hsm.pin"), 0o600, []byte(tok.PIN+"\n"))
+		c.secrets.String(string(id)+"'s HSM PIN", tok.PIN)
+		if sh := ksh[id]; sh != nil {
+			addShareSecrets(t, c.secrets, string(id)+"'s share", sh)
+		}
 		var pub crypto.PublicKey
 		func() {
 			h, err := hsm.Open(tok)
@@ -292,7 +329,9 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, filepath.Join(nd, "node.key"), 0o600, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+			keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+			writeFile(t, filepath.Join(nd, "node.key"), 0o600, keyPEM)
+			c.secrets.PEM(string(id)+"'s node key", keyPEM)
 			pub = &key.PublicKey
 		}
 		certPEM, err := ca.IssueNodeFor(id, pub, time.Now(), 24*time.Hour)
@@ -306,7 +345,17 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 			t.Fatal(err)
 		}
 		fingerprints[id] = pki.KeyFingerprint(cert)
-		c.nodes[id] = &testNode{id: id, token: tok}
+		c.nodes[id] = &testNode{id: id, token: tok, log: &leaktest.Log{}}
+		if os.Getenv("DAEMON_TEST_LOG") != "" {
+			c.nodes[id].log.Tee = os.Stderr
+		}
+		// The sealed shares as they lie on disk.
+		sealed, _ := filepath.Glob(filepath.Join(nd, "data", "shares", "*.share"))
+		for _, f := range sealed {
+			if b, err := os.ReadFile(f); err == nil {
+				c.secrets.Bytes(string(id)+"'s sealed share file", b)
+			}
+		}
 	}
 	gcmd := ledgertest.GenesisFor(nodeIDs, clusterID, 2, rules, alice, bob, carol, backend, backend2)
 	for i := range gcmd.Nodes {
@@ -319,8 +368,8 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 	}
 	writeFile(t, filepath.Join(dir, "genesis.json"), 0o644, g.Encode())
 
-	ports := freePorts(t, 4*len(nodeIDs))
-	addr := func(i, k int) string { return ports[4*i+k] }
+	ports := freePorts(t, 5*len(nodeIDs))
+	addr := func(i, k int) string { return ports[5*i+k] }
 	for i, id := range nodeIDs {
 		nd := filepath.Join(dir, string(id))
 		tok := c.nodes[id].token
@@ -330,7 +379,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		}
 		cfg := daemon.Config{
 			NodeID: id, DataDir: "data",
-			Listen:  daemon.Listen{Raft: addr(i, 0), TSS: addr(i, 1), RPC: addr(i, 2), API: addr(i, 3)},
+			Listen:  daemon.Listen{Raft: addr(i, 0), TSS: addr(i, 1), RPC: addr(i, 2), API: addr(i, 3), Metrics: addr(i, 4)},
 			TLS:     tlsFiles,
 			HSM:     daemon.HSM{Module: tok.Module, TokenLabel: tok.TokenLabel, TokenSerial: tok.TokenSerial, PINFile: "hsm.pin"},
 			Genesis: daemon.GenesisPin{File: "../genesis.json", Hash: g.Hash()},
@@ -356,6 +405,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		path := filepath.Join(nd, "config.yaml")
 		writeFile(t, path, 0o644, b)
 		c.nodes[id].config = path
+		c.nodes[id].metrics = cfg.Listen.Metrics
 	}
 	for _, id := range nodeIDs {
 		c.start(id)
@@ -391,7 +441,20 @@ func (c *cluster) start(id pki.NodeID) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n.node, err = daemon.Start(cfg, daemon.Options{ETH: c.sim, Now: c.clock.Now, PreParams: tsstest.FixtureSource(slices.Index(nodeIDs, id), len(nodeIDs)), Logger: testLogger(c.t, id)})
+	gen := tsstest.FixtureSource(slices.Index(nodeIDs, id), len(nodeIDs))
+	if hold := c.preParams; hold != nil {
+		fixtures := gen
+		gen = func(ctx context.Context) (*keygen.LocalPreParams, error) {
+			select {
+			case <-hold:
+				return fixtures(ctx)
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	logger := slog.New(slog.NewJSONHandler(n.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", c.t.Name())
+	n.node, err = daemon.Start(cfg, daemon.Options{ETH: c.sim, Now: c.clock.Now, PreParams: gen, Logger: logger})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
 	}
@@ -576,12 +639,38 @@ func (c *cluster) waitStatus(id pki.NodeID, req string, want ledger.Status) *led
 
 func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
 
-// testLogger writes a node's log to stderr when DAEMON_TEST_LOG is set.
-func testLogger(t *testing.T, id pki.NodeID) *slog.Logger {
-	if os.Getenv("DAEMON_TEST_LOG") == "" {
-		return nil
+// checkLogs fails the test for every secret in any node's log (every line
+// of the run, debug level; DAEMON_TEST_LOG=1 also copies the lines to
+// stderr).
+func (c *cluster) checkLogs() {
+	c.t.Helper()
+	for _, id := range nodeIDs {
+		if n := c.nodes[id]; n != nil && n.log != nil {
+			c.secrets.Check(c.t, string(id)+"'s log", n.log.Bytes())
+		}
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// addShareSecrets adds a tss share's secrets: the share itself (its
+// serialised form), its secret scalar xi and the Paillier and
+// range-proof secrets.
+func addShareSecrets(t *testing.T, s *leaktest.Secrets, name string, sh *tss.Share) {
+	t.Helper()
+	b, err := sh.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Bytes(name+" (serialised)", b)
+	d := sh.Data
+	s.Int(name+" (xi)", d.Xi)
+	for what, v := range map[string]*big.Int{"alpha": d.Alpha, "beta": d.Beta, "p": d.P, "q": d.Q} {
+		s.Int(name+" ("+what+")", v)
+	}
+	if sk := d.PaillierSK; sk != nil {
+		for what, v := range map[string]*big.Int{"p": sk.P, "q": sk.Q, "lambda": sk.LambdaN, "phi": sk.PhiN} {
+			s.Int(name+" (Paillier "+what+")", v)
+		}
+	}
 }
 
 // mine waits for the leader to broadcast a signed request's transaction,

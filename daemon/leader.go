@@ -218,11 +218,13 @@ func (n *Node) signing(id string) bool {
 // committed by the orchestrator.
 func (n *Node) startSession(id, failedSession string) {
 	n.goTracked(id, time.Duration(n.cfg.TSS.SessionTimeout), func(ctx context.Context) {
-		signers, err := n.liveSigners(ctx, id)
+		signers, chain, err := n.liveSigners(ctx, id)
 		if err != nil {
 			n.log.Warn("not signing yet", "request", id, "err", err)
 			return
 		}
+		start := time.Now()
+		defer func() { n.metrics.session(chain, time.Since(start), err) }()
 		if failedSession == "" {
 			_, err = n.orch.Sign(ctx, id, signers)
 		} else {
@@ -281,7 +283,7 @@ var ErrTooFewSigners = errors.New("daemon: too few committee members reachable")
 // committee order whose node RPC status answers within a second and whose
 // ledger is not halted. A claim is made only with a full set, so a node
 // that is down does not burn signing attempts.
-func (n *Node) liveSigners(ctx context.Context, requestID string) ([]pki.NodeID, error) {
+func (n *Node) liveSigners(ctx context.Context, requestID string) (_ []pki.NodeID, chain string, _ error) {
 	var committee []pki.NodeID
 	var threshold int
 	if err := n.store.ReadLocal(func(st *ledger.State) error {
@@ -293,10 +295,10 @@ func (n *Node) liveSigners(ctx context.Context, requestID string) ([]pki.NodeID,
 		if w == nil {
 			return fmt.Errorf("%w: wallet %q", ledger.ErrNotFound, r.Wallet)
 		}
-		committee, threshold = slices.Clone(w.Committee), w.Threshold
+		committee, threshold, chain = slices.Clone(w.Committee), w.Threshold, w.Chain
 		return nil
 	}); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var out []pki.NodeID
 	if slices.Contains(committee, n.cfg.NodeID) {
@@ -318,10 +320,10 @@ func (n *Node) liveSigners(ctx context.Context, requestID string) ([]pki.NodeID,
 		out = append(out, id)
 	}
 	if len(out) < threshold+1 {
-		return nil, fmt.Errorf("%w: %d of the %d needed (committee %v)", ErrTooFewSigners, len(out), threshold+1, committee)
+		return nil, "", fmt.Errorf("%w: %d of the %d needed (committee %v)", ErrTooFewSigners, len(out), threshold+1, committee)
 	}
 	slices.Sort(out)
-	return out, nil
+	return out, chain, nil
 }
 
 // startKeygen runs the distributed keygen of an approved wallet in the
@@ -330,7 +332,7 @@ func (n *Node) liveSigners(ctx context.Context, requestID string) ([]pki.NodeID,
 // attestations committed in wallet.keyed). A failure leaves the wallet
 // waiting; the next leader pass tries again with a new session.
 func (n *Node) startKeygen(walletID string) {
-	n.goTracked("keygen:"+walletID, keygenTimeout, func(ctx context.Context) {
+	n.goTracked("keygen:"+walletID, time.Duration(n.cfg.TSS.KeygenTimeout), func(ctx context.Context) {
 		n.log.Info("keygen started", "wallet", walletID)
 		pub, err := n.wallets.CreateWallet(ctx, walletID)
 		if err != nil {
@@ -341,9 +343,6 @@ func (n *Node) startKeygen(walletID string) {
 	})
 }
 
-// keygenTimeout bounds one keygen attempt, pre-params included.
-const keygenTimeout = 5 * time.Minute
-
 // startReshare runs the approved reshare of a wallet to its new committee
 // in the background (withdraw.WalletCreator.Reshare: old signers and new
 // members together, the same key, test signatures by two t'+1 subsets of
@@ -351,7 +350,7 @@ const keygenTimeout = 5 * time.Minute
 // wallet.reshared). A failure leaves the wallet resharing, still signed for
 // by its old committee; the next leader pass tries again with a new session.
 func (n *Node) startReshare(walletID string) {
-	n.goTracked("reshare:"+walletID, keygenTimeout, func(ctx context.Context) {
+	n.goTracked("reshare:"+walletID, time.Duration(n.cfg.TSS.KeygenTimeout), func(ctx context.Context) {
 		n.log.Info("reshare started", "wallet", walletID)
 		if _, err := n.wallets.Reshare(ctx, walletID); err != nil {
 			n.log.Warn("reshare failed", "wallet", walletID, "err", err)

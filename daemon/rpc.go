@@ -66,7 +66,8 @@ func (n *Node) startRPCClient() error {
 		addrs[p.ID] = p.RPC
 	}
 	c, err := noderpc.NewClient(noderpc.ClientConfig{Self: n.cfg.NodeID, Identity: n.id, Authorize: n.gate.Authorize,
-		Peers: addrs, Leader: n.store.Leader, Local: n.store, Creator: n, SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
+		Peers: addrs, Leader: n.store.Leader, Local: n.store, Creator: n, SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout),
+		KeygenTimeout: time.Duration(n.cfg.TSS.KeygenTimeout)})
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func (n *Node) startRPCClient() error {
 func (n *Node) serveRPC() error {
 	srv, err := noderpc.NewServer(noderpc.Config{Identity: n.id, Authorize: n.gate.Authorize, Store: n.store,
 		Member: drainingMember{n}, Status: n.status, Creator: n, Logger: n.log.With("component", "node-rpc"),
-		SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout)})
+		SignTimeout: time.Duration(n.cfg.TSS.SessionTimeout), KeygenTimeout: time.Duration(n.cfg.TSS.KeygenTimeout)})
 	if err != nil {
 		return err
 	}
@@ -104,7 +105,11 @@ func (n *Node) status() noderpc.Status {
 	if s.Ready == nil {
 		s.Ready = map[string]bool{}
 	}
-	s.Ready["ledger"] = n.store.Halted() == nil && s.Leader != ""
+	// Ready only once this replica holds the genesis: before that it knows
+	// no operator, rule or node (the API would refuse every principal).
+	var hasGenesis bool
+	_ = n.store.ReadLocal(func(st *ledger.State) error { hasGenesis = st.GenesisHash != ""; return nil })
+	s.Ready["ledger"] = n.store.Halted() == nil && s.Leader != "" && hasGenesis
 	s.Ready["member"] = n.member != nil && !n.draining()
 	s.Ready["keygen"] = n.pool != nil && n.pool.Len() > 0
 	return s

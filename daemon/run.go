@@ -17,6 +17,7 @@ import (
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/api/webhook"
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/btc"
@@ -88,6 +89,7 @@ type Node struct {
 	pool    *preparams.Pool
 	orch    *withdraw.Orchestrator
 	peers   *rpcPeers
+	metrics *nodeMetrics
 
 	ctx       context.Context // the node's lifetime (background loops)
 	cancel    context.CancelFunc
@@ -137,10 +139,12 @@ func (e *StartError) Unwrap() error { return e.Err }
 func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	n := &Node{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, drain: make(chan struct{}), fatal: make(chan error, 1),
 		sessions: map[string]bool{}, registered: map[string]string{}, walletKeys: map[string][]byte{}, hookCounters: new(webhook.Counters)}
+	n.metrics = newNodeMetrics(n.hookCounters)
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
-	n.log = n.log.With("node", string(cfg.NodeID))
+	// Every line logged with a request's context names its request ID.
+	n.log = slog.New(requestid.Handler(n.log.Handler())).With("node", string(cfg.NodeID))
 	if n.now == nil {
 		n.now = time.Now
 	}
@@ -186,6 +190,9 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if n.signer, ok = n.id.Cert.PrivateKey.(crypto.Signer); !ok {
 		return nil, step("tls", errors.New("the node key cannot sign"))
 	}
+	if cfg.TLS.KeyLabel != "" {
+		n.signer = countingSigner{Signer: n.signer, m: n.metrics}
+	}
 	n.peers = newRPCPeers(n)
 	if err := n.openLedger(&gcmd, n.signer); err != nil {
 		return nil, step("ledger", err)
@@ -206,11 +213,14 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if err := n.startWebhooks(hooks); err != nil {
 		return nil, step("webhooks", err)
 	}
+	if err := n.serveMetrics(); err != nil {
+		return nil, step("metrics", err)
+	}
 	n.goLoop("leader", n.leaderLoop)
 	n.goLoop("token", n.declareToken)
 	n.goLoop("observe", n.observeLoop)
 	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC, "api", cfg.Listen.API,
-		"genesis", cfg.Genesis.Hash, "token_serial", n.tok.Info().Serial)
+		"metrics", cfg.Listen.Metrics, "genesis", cfg.Genesis.Hash, "token_serial", n.tok.Info().Serial)
 	return n, nil
 }
 
@@ -372,7 +382,7 @@ func (n *Node) openLedger(g *ledger.Genesis, signer crypto.Signer) error {
 	}
 	lc := ledger.Config{
 		NodeID: n.cfg.NodeID, Dir: filepath.Join(n.cfg.DataDir, "ledger"), LogStore: n.cfg.Ledger.LogStore,
-		Stream: stream, Gate: n.gate, Logger: n.log.With("component", "ledger"),
+		Stream: stream, Gate: n.gate, Logger: n.log.With("component", "ledger"), RaftLog: lineLog{n.log.With("component", "raft")},
 		HeartbeatTimeout: time.Duration(n.cfg.Ledger.HeartbeatTimeout), ElectionTimeout: time.Duration(n.cfg.Ledger.ElectionTimeout),
 		LeaderLeaseTimeout: time.Duration(n.cfg.Ledger.LeaderLeaseTimeout), ApplyTimeout: time.Duration(n.cfg.Ledger.ApplyTimeout),
 		Clock: n.now, Genesis: g, CheckpointSigner: signer, Forward: n.peers.forward,
@@ -410,7 +420,7 @@ func (n *Node) openSigner() error {
 		return err
 	}
 	n.onClose(func() error { n.engine.Close(); return nil })
-	if n.shares, err = shares.NewStore(filepath.Join(n.cfg.DataDir, "shares"), n.kek); err != nil {
+	if n.shares, err = shares.NewStore(filepath.Join(n.cfg.DataDir, "shares"), countingSealer{s: n.kek, m: n.metrics}); err != nil {
 		return err
 	}
 	if n.wm, err = watermark.Open(filepath.Join(n.cfg.DataDir, "watermark")); err != nil {

@@ -213,6 +213,9 @@ func (rc *hookReceiver) waitAccepted(t *testing.T, withdrawal string, want ...st
 func TestWebhooks(t *testing.T) {
 	rc := newHookReceiver(t)
 	c := newCluster(t, func(cfg *daemon.Config) { cfg.Webhooks = rc.config() })
+	// Every node reads the secret: no line of any node's log may hold it
+	// (the harness checks at the end).
+	c.secrets.String("the webhook secret", string(rc.secret))
 
 	t.Run("EveryChangeOnceInOrderAcrossLeaderKill", func(t *testing.T) {
 		// The harness fails through its t: this subtest's, not the parent's.

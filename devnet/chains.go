@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"path/filepath"
+	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
@@ -200,4 +201,27 @@ func (n *Net) MineBTC(ctx context.Context, blocks uint32) error {
 	defer c.Close()
 	_, err = c.Generate(ctx, blocks)
 	return err
+}
+
+// Mine makes blocks until ctx ends: an Ethereum block every 2 seconds and
+// a Bitcoin block every 5, so withdrawals broadcast while the devnet is
+// kept running reach their confirmations (the embedded chain otherwise
+// mines only when a transaction is sent, btcd regtest only when asked).
+func (n *Net) Mine(ctx context.Context) {
+	eth := time.NewTicker(2 * time.Second)
+	defer eth.Stop()
+	btcTick := time.NewTicker(5 * time.Second)
+	defer btcTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-eth.C:
+			n.ETH.Commit()
+		case <-btcTick.C:
+			if n.BTC != nil {
+				_ = n.MineBTC(ctx, 1)
+			}
+		}
+	}
 }

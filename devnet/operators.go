@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // The devnet's operators act through the operator CLI, as treasury
@@ -42,4 +43,52 @@ func (n *Net) Operator(ctx context.Context, name string, out any, args ...string
 		}
 	}
 	return line, nil
+}
+
+// carolToken is the label of carol's device token (provisionTokens).
+const carolToken = "custody-carol-device"
+
+// EnrollTokenDevice gives carol a device inside her own PKCS#11 token: a
+// P-256 key generated in the token (custody operator keygen --pkcs11),
+// enrolled by the admin quorum (alice proposes custody device add, bob
+// approves), and carol's profile switched to it, so every answer of hers
+// after this is signed inside the token. It returns the device ID.
+func (n *Net) EnrollTokenDevice(ctx context.Context, i int) (string, error) {
+	serial := n.serials[carolToken]
+	var dev struct {
+		DeviceID  string `json:"device_id"`
+		PublicKey string `json:"public_key"`
+	}
+	b, err := n.child(ctx, "operator", "keygen", "--pkcs11", "--token-serial", serial, "--pin-file", n.pinFile, "-o", "json")
+	if err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(b, &dev); err != nil {
+		return "", fmt.Errorf("operator keygen's report: %w", err)
+	}
+	if _, err := n.Operator(ctx, "alice", nil, "device", "add", "--operator", "carol", "--public-key", dev.PublicKey,
+		"--device-kind", "ecdsa-p256", "--label", "carol's token", "--id", "device-carol-token", "--yes"); err != nil {
+		return "", err
+	}
+	if _, err := n.Operator(ctx, "bob", nil, "changes", "approve", "device-carol-token", "--yes"); err != nil {
+		return "", err
+	}
+	cr := n.credentials("operators", "carol")
+	// The node that answers may apply the enrollment a moment after the
+	// leader committed it: login checks the device there.
+	var lerr error
+	for range 40 {
+		_, lerr = n.childEnv(ctx, n.operatorEnv(), "login", "--profile", "carol", "--server", "https://"+n.APIs[n.Nodes[i%len(n.Nodes)]],
+			"--ca", filepath.Join(n.ClusterDir, "ca", "ca.pem"), "--cert", cr.Cert, "--key", cr.Key,
+			"--pkcs11", "--token-serial", serial, "--pin-file", n.pinFile)
+		if lerr == nil {
+			return dev.DeviceID, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return "", lerr
 }

@@ -109,6 +109,11 @@ func (s *Story) setup(ctx context.Context) error {
 		}
 		s.step("custody login", "profile written", fmt.Sprintf("%s against %s's API (%s)", op, n.Nodes[i%len(n.Nodes)], n.APIs[n.Nodes[i%len(n.Nodes)]]))
 	}
+	dev, err := n.EnrollTokenDevice(ctx, 2)
+	if err != nil {
+		return err
+	}
+	s.step("device.add", "enrolled", fmt.Sprintf("carol's device %s: a P-256 key generated inside her PKCS#11 token (SoftHSM2 here), enrolled by alice and bob; her answers are signed in the token from now on", dev))
 	specs := []struct{ id, chain, network string }{{ETHWallet, "eth", "devnet"}}
 	if n.BTC != nil {
 		specs = append(specs, struct{ id, chain, network string }{BTCWallet, "btc", "regtest"})

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
@@ -49,6 +50,9 @@ type ClientConfig struct {
 	// The caller's context bounds them too.
 	Timeout     time.Duration
 	SignTimeout time.Duration
+	// KeygenTimeout bounds one keygen or reshare call
+	// (DefaultKeygenTimeout).
+	KeygenTimeout time.Duration
 	// Retry is the pause before asking again when no leader is known or
 	// the leader moved (default 100 ms).
 	Retry time.Duration
@@ -78,6 +82,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.SignTimeout <= 0 {
 		cfg.SignTimeout = DefaultSignTimeout
+	}
+	if cfg.KeygenTimeout <= 0 {
+		cfg.KeygenTimeout = DefaultKeygenTimeout
 	}
 	if cfg.Retry <= 0 {
 		cfg.Retry = 100 * time.Millisecond
@@ -145,6 +152,9 @@ func (c *Client) call(ctx context.Context, peer pki.NodeID, method, path string,
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// The backend API request this call serves, if any: the peer logs
+	// under the same ID.
+	requestid.SetHeader(ctx, req)
 	resp, err := h.Do(req)
 	if err != nil {
 		if !sent.Load() {
@@ -381,7 +391,7 @@ func (m *RemoteMember) SignClaimed(ctx context.Context, requestID string, cl mem
 // are checked by the leader (one key) and the ledger (WalletKeyed).
 func (m *RemoteMember) Keygen(ctx context.Context, walletID string, session tss.SessionID) (*member.KeygenResult, error) {
 	var resp keygenResponse
-	if err := m.c.call(ctx, m.id, http.MethodPost, PathKeygen, keygenRequest{Wallet: walletID, Session: session.String()}, &resp, m.c.cfg.SignTimeout, "wallet:"+walletID); err != nil {
+	if err := m.c.call(ctx, m.id, http.MethodPost, PathKeygen, keygenRequest{Wallet: walletID, Session: session.String()}, &resp, m.c.cfg.KeygenTimeout, "wallet:"+walletID); err != nil {
 		return nil, err
 	}
 	sid, err := parse32("session", resp.Session)
@@ -415,7 +425,7 @@ func (m *RemoteMember) TestSign(ctx context.Context, walletID string, pubkey []b
 func (m *RemoteMember) Reshare(ctx context.Context, walletID string, session tss.SessionID, oldSigners []pki.NodeID, oldMembers []tss.Party) (*member.ReshareResult, error) {
 	var resp reshareResponse
 	req := reshareRequest{Wallet: walletID, Session: session.String(), OldSigners: oldSigners, OldMembers: oldMembers}
-	if err := m.c.call(ctx, m.id, http.MethodPost, PathReshare, req, &resp, m.c.cfg.SignTimeout, "wallet:"+walletID); err != nil {
+	if err := m.c.call(ctx, m.id, http.MethodPost, PathReshare, req, &resp, m.c.cfg.KeygenTimeout, "wallet:"+walletID); err != nil {
 		return nil, err
 	}
 	sid, err := parse32("session", resp.Session)

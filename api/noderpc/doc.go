@@ -31,6 +31,13 @@
 // ledger's and the member's sentinels, so callers branch with errors.Is
 // and errors.As as they would in process.
 //
+// # Request IDs
+//
+// The client sends the backend API request ID its context carries
+// (package requestid) as X-Request-ID; the server puts a well-formed one
+// into the handler's context, so the leader's log lines of a forwarded
+// create name the same request as the follower's.
+//
 // # Client
 //
 // [Client.Submit] and [Client.ReadIndex] follow the leader; [Client.Forward]

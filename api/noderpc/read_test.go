@@ -25,7 +25,7 @@ func TestReadRequestAndWallet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.c.WaitConverged()
+	h.c.WaitConverged(h.c.Nodes...)
 	for _, n := range h.c.Nodes {
 		v, err := cl.Request(ctx, n.ID, "wd-read")
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/signer/member"
@@ -98,6 +99,9 @@ func StoreStatus(s *ledger.Store) Status {
 const (
 	DefaultTimeout     = 30 * time.Second
 	DefaultSignTimeout = 2 * time.Minute
+	// DefaultKeygenTimeout bounds a keygen or a reshare: far slower than
+	// a signature (a whole committee's rounds with range proofs).
+	DefaultKeygenTimeout = 5 * time.Minute
 )
 
 // Config builds the server side.
@@ -123,9 +127,11 @@ type Config struct {
 	// discards.
 	Logger *slog.Logger
 	// Timeout bounds submit, read-index and status work (DefaultTimeout);
-	// SignTimeout bounds a signature (DefaultSignTimeout).
-	Timeout     time.Duration
-	SignTimeout time.Duration
+	// SignTimeout bounds a signature (DefaultSignTimeout); KeygenTimeout
+	// a keygen or reshare (DefaultKeygenTimeout).
+	Timeout       time.Duration
+	SignTimeout   time.Duration
+	KeygenTimeout time.Duration
 }
 
 func (c *Config) check() error {
@@ -146,6 +152,9 @@ func (c *Config) check() error {
 	}
 	if c.SignTimeout <= 0 {
 		c.SignTimeout = DefaultSignTimeout
+	}
+	if c.KeygenTimeout <= 0 {
+		c.KeygenTimeout = DefaultKeygenTimeout
 	}
 	return nil
 }
@@ -196,7 +205,7 @@ func NewServer(cfg Config) (*http.Server, error) {
 		TLSConfig:         cfg.Identity.NodeTLS(cfg.Authorize),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      max(cfg.Timeout, cfg.SignTimeout) + 30*time.Second,
+		WriteTimeout:      max(cfg.Timeout, cfg.SignTimeout, cfg.KeygenTimeout) + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
@@ -209,6 +218,12 @@ type handlerFunc func(r *http.Request, peer pki.Peer, body []byte) (any, error)
 // one error shape.
 func (s *server) endpoint(method string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A call made for a backend API request carries its ID: the work
+		// and its log lines here are that request's too. A malformed one
+		// is dropped, never replaced: the ID belongs to the caller.
+		if id := r.Header.Get(requestid.Header); requestid.Valid(id) {
+			r = r.WithContext(requestid.With(r.Context(), id))
+		}
 		peer, err := s.authenticate(r)
 		var out any
 		if err == nil {
@@ -220,12 +235,12 @@ func (s *server) endpoint(method string, h handlerFunc) http.Handler {
 			if errors.As(err, &ie) {
 				we.Index = ie.index
 			}
-			log := s.cfg.Logger.Warn
+			level := slog.LevelWarn
 			if internal {
-				log = s.cfg.Logger.Error
+				level = slog.LevelError
 			}
 			// The message names the cause, never a body or a secret.
-			log("noderpc: request refused", "path", r.URL.Path, "peer", peer.ID, "code", we.Code, "err", err)
+			s.cfg.Logger.Log(r.Context(), level, "noderpc: request refused", "path", r.URL.Path, "peer", peer.ID, "code", we.Code, "err", err)
 			writeJSON(w, status, errorBody{Error: we})
 			return
 		}
@@ -305,7 +320,7 @@ func (s *server) submit(r *http.Request, peer pki.Peer, body []byte) (any, error
 	if err != nil {
 		return nil, &indexedError{error: err, index: out.Index}
 	}
-	s.cfg.Logger.Info("noderpc: forwarded command committed", "type", cmd.Type(), "peer", peer.ID, "index", out.Index)
+	s.cfg.Logger.InfoContext(r.Context(), "noderpc: forwarded command committed", "type", cmd.Type(), "peer", peer.ID, "index", out.Index)
 	return submitResponse{Index: out.Index, Existing: out.Existing, Request: out.Request}, nil
 }
 
@@ -366,7 +381,7 @@ func (s *server) keygen(r *http.Request, peer pki.Peer, body []byte) (any, error
 	if err != nil {
 		return nil, fail(CodeBadRequest, "noderpc: keygen: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.KeygenTimeout)
 	defer cancel()
 	res, err := m.Keygen(ctx, wallet, session)
 	if err != nil {
@@ -418,7 +433,7 @@ func (s *server) reshare(r *http.Request, peer pki.Peer, body []byte) (any, erro
 	if err != nil {
 		return nil, fail(CodeBadRequest, "noderpc: reshare: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SignTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.KeygenTimeout)
 	defer cancel()
 	res, err := m.Reshare(ctx, req.Wallet, session, req.OldSigners, req.OldMembers)
 	if err != nil {
@@ -538,7 +553,7 @@ func (s *server) createWithdrawal(r *http.Request, peer pki.Peer, body []byte) (
 	if req == nil {
 		return nil, fail(CodeInternal, "noderpc: the creator returned no request")
 	}
-	s.cfg.Logger.Info("noderpc: forwarded withdrawal recorded", "request", req.ID, "peer", peer.ID, "existing", existing)
+	s.cfg.Logger.InfoContext(ctx, "noderpc: forwarded withdrawal recorded", "request", req.ID, "peer", peer.ID, "existing", existing)
 	return createResponse{Request: req, Existing: existing}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/custody-dev/custody/api/noderpc"
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
@@ -33,12 +34,15 @@ type fakeMember struct {
 	// oldMembers is what the last Reshare was given.
 	oldMembers []tss.Party
 	refuse     error
+	// requestIDs are the API request IDs the sign calls' contexts carried.
+	requestIDs []string
 }
 
-func (m *fakeMember) SignClaimed(_ context.Context, requestID string, c member.Claim) (*member.Signed, error) {
+func (m *fakeMember) SignClaimed(ctx context.Context, requestID string, c member.Claim) (*member.Signed, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.asked = append(m.asked, c)
+	m.requestIDs = append(m.requestIDs, requestid.From(ctx))
 	if m.refuse != nil {
 		return nil, &member.RefusalError{Member: m.id, RequestID: requestID, Err: m.refuse}
 	}
@@ -119,9 +123,14 @@ func TestSignClaimed(t *testing.T) {
 	claim := member.Claim{SessionID: sha256.Sum256([]byte("session")), Index: 42, Signers: []pki.NodeID{leader.ID, m.ID},
 		PayloadHash: quorum.Hash(sha256.Sum256([]byte("payload"))), Digest: sha256.Sum256([]byte("digest"))}
 
-	signed, err := remote.SignClaimed(ctx, "wd-s", claim)
+	// The call carries the API request ID of its context to the member's
+	// node (X-Request-ID); a call without one carries none.
+	signed, err := remote.SignClaimed(requestid.With(ctx, "api-req-7"), "wd-s", claim)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fake.requestIDs[0] != "api-req-7" {
+		t.Fatalf("the member's context carried the request ID %q", fake.requestIDs[0])
 	}
 	if signed.RequestID != "wd-s" || signed.SessionID != claim.SessionID || string(signed.Raw) != "signed:wd-s" || signed.TxHash != "0xabc" || len(signed.Signature) != 65 {
 		t.Fatalf("signed %+v", signed)
@@ -144,6 +153,13 @@ func TestSignClaimed(t *testing.T) {
 			t.Fatalf("refusal %v also matches ErrPolicy", sentinel)
 		}
 	}
+	fake.mu.Lock()
+	for i, rid := range fake.requestIDs[1:] {
+		if rid != "" {
+			t.Errorf("call %d without a request ID reached the member with %q", i+2, rid)
+		}
+	}
+	fake.mu.Unlock()
 
 	// Another node asking the member to sign: refused, member not asked.
 	third := h.c.Others(leader)[1]

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/amount"
+	"github.com/custody-dev/custody/api/requestid"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
@@ -102,7 +103,8 @@ type Config struct {
 	Operators OperatorService
 	// Now is the node's clock (default expiries); nil means time.Now.
 	Now func() time.Time
-	// Logger receives refused and failed requests (never bodies); nil
+	// Logger receives one line per request (never a body), with its
+	// request ID when the logger is wrapped by requestid.Handler; nil
 	// discards.
 	Logger *slog.Logger
 	// Timeout bounds a request's work (default 30 s).
@@ -224,11 +226,17 @@ func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (status int, out any, err error)
 
-// endpoint wraps h: the peer, its registry entry, its rate limit and its
-// role (roles; nil: any admitted role), the body's type and size, the
-// work's timeout, then the one error shape.
+// endpoint wraps h: the request ID (the client's X-Request-ID when
+// well-formed, else a new one; echoed in the answer, carried in the
+// context into the node RPC and every log line), the peer, its registry
+// entry, its rate limit and its role (roles; nil: any admitted role), the
+// body's type and size, the work's timeout, then the one error shape.
 func (s *server) endpoint(roles []pki.Role, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := requestid.FromRequest(r)
+		w.Header().Set(requestid.Header, rid)
+		r = r.WithContext(requestid.With(r.Context(), rid))
 		peer, err := s.authenticate(r, roles)
 		status, out := 0, any(nil)
 		if err == nil {
@@ -241,12 +249,13 @@ func (s *server) endpoint(roles []pki.Role, h handlerFunc) http.Handler {
 		}
 		if err != nil {
 			e := toError(err)
-			log := s.cfg.Logger.Warn
+			level := slog.LevelWarn
 			if e.status >= 500 {
-				log = s.cfg.Logger.Error
+				level = slog.LevelError
 			}
 			// The log names the cause, never a body.
-			log("backend api: request refused", "method", r.Method, "path", r.URL.Path, "principal", peer.ID, "code", e.code, "err", err)
+			s.cfg.Logger.Log(r.Context(), level, "backend api: request refused", "method", r.Method, "path", r.URL.Path,
+				"principal", peer.ID, "status", e.status, "code", e.code, "err", err, "ms", time.Since(start).Milliseconds())
 			switch e.status {
 			case http.StatusServiceUnavailable:
 				w.Header().Set("Retry-After", retrySeconds(s.cfg.RetryAfter))
@@ -258,6 +267,13 @@ func (s *server) endpoint(roles []pki.Role, h handlerFunc) http.Handler {
 			writeJSON(w, e.status, errorBody{Error: wireError{Code: e.code, Message: e.message(), Field: e.field}})
 			return
 		}
+		// Reads are polled: they log at debug; writes at info.
+		lvl := slog.LevelInfo
+		if r.Method == http.MethodGet {
+			lvl = slog.LevelDebug
+		}
+		s.cfg.Logger.Log(r.Context(), lvl, "backend api: request", "method", r.Method, "path", r.URL.Path,
+			"principal", peer.ID, "status", status, "ms", time.Since(start).Milliseconds())
 		writeJSON(w, status, out)
 	})
 }

@@ -151,7 +151,7 @@ invalid. Each node's HSM token (hsm.token_label custody-nK) and PIN file
 	fl.Int64Var(&f.ethChainID, "eth-chain-id", 0, "Ethereum chain ID (required with a URL; embedded: 1337)")
 	fl.StringVar(&f.btcRPC, "btc-rpc", "", `btcd RPC address (host:port or URL); "" means no Bitcoin`)
 	fl.StringVar(&f.btcNetwork, "btc-network", "regtest", "Bitcoin network: "+strings.Join(daemon.BTCNetworks, ", "))
-	fl.IntVar(&f.basePort, "base-port", 7100, "node K (from 0) listens on base+10K (raft), +1 (tss), +2 (rpc), +3 (api) on 127.0.0.1")
+	fl.IntVar(&f.basePort, "base-port", 7100, "node K (from 0) listens on base+10K (raft), +1 (tss), +2 (rpc), +3 (api), +4 (metrics, plain HTTP) on 127.0.0.1")
 	fl.IntVar(&f.adminQuorum, "admin-quorum", 0, "admins that approve governance changes (default: 2, or 1 with a single admin)")
 	fl.DurationVar(&f.maxValidity, "max-approval-validity", 48*time.Hour, "the genesis's ceiling on an approval's lifetime")
 	fl.DurationVar(&f.certValidity, "cert-validity", 2*365*24*time.Hour, "validity of the CA and every certificate")
@@ -439,7 +439,7 @@ func clusterNodeConfig(f *clusterInitFlags, ids []pki.NodeID, i int, hash string
 	cfg := daemon.Config{
 		NodeID:  ids[i],
 		DataDir: "data",
-		Listen:  daemon.Listen{Raft: addr(i, 0), TSS: addr(i, 1), RPC: addr(i, 2), API: addr(i, 3)},
+		Listen:  daemon.Listen{Raft: addr(i, 0), TSS: addr(i, 1), RPC: addr(i, 2), API: addr(i, 3), Metrics: addr(i, 4)},
 		TLS:     daemon.TLSFiles{CA: "../../ca/ca.pem", Cert: "node.pem", Key: "node.key"},
 		HSM:     daemon.HSM{TokenLabel: "custody-" + string(ids[i]), PINFile: "hsm.pin"},
 		Genesis: daemon.GenesisPin{File: "../../genesis.json", Hash: hash},

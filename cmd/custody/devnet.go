@@ -105,9 +105,13 @@ Without --dir the files live in a temporary directory removed at the end.`,
 			if !keep {
 				return nil
 			}
+			kept := devnet.Step{Step: "devnet", Outcome: "kept running", Detail: n.InfoFile()}
+			if asJSON {
+				devnet.PrintJSON(out, kept)
+			}
 			info, _ := json.MarshalIndent(n.Info(), "", "  ")
-			fmt.Fprintf(progress, "\nthe devnet keeps running: %s\n%s\nCtrl-C, or custody devnet stop --dir %s, stops it\n", n.InfoFile(), info, n.Dir)
-			<-ctx.Done()
+			fmt.Fprintf(progress, "\nthe devnet keeps running (blocks are mined every few seconds): %s\n%s\nCtrl-C, or custody devnet stop --dir %s, stops it\n", n.InfoFile(), info, n.Dir)
+			n.Mine(ctx)
 			return nil
 		},
 	}

@@ -4,14 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,29 +44,47 @@ func TestDevnetStory(t *testing.T) {
 	btcd := btctest.FindTool(t, "btcd")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	cmd := exec.CommandContext(ctx, os.Args[0], "devnet", "--json", "--dir", filepath.Join(dir, "devnet"), "--btcd", btcd)
+	dir := filepath.Join(t.TempDir(), "devnet")
+	cmd := exec.CommandContext(ctx, os.Args[0], "devnet", "--json", "--keep", "--dir", dir, "--btcd", btcd)
 	cmd.Env = append(os.Environ(), execEnv+"=1", devnetFixturesEnv+"=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		for _, id := range []string{"n1", "n2", "n3", "n4"} {
-			b, _ := os.ReadFile(filepath.Join(dir, "devnet", "logs", id+".log"))
-			t.Logf("%s log:\n%s", id, tail(string(b), 30))
-		}
-		t.Fatalf("custody devnet: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		t.Fatal(err)
 	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
 	var steps []devnet.Step
-	sc := bufio.NewScanner(&stdout)
+	var raw bytes.Buffer
+	kept := false
+	sc := bufio.NewScanner(pipe)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
+		raw.Write(sc.Bytes())
+		raw.WriteByte('\n')
 		var st devnet.Step
 		if err := json.Unmarshal(sc.Bytes(), &st); err != nil {
 			t.Fatalf("a line that is not a step: %q: %v", sc.Text(), err)
 		}
+		if st.Step == "devnet" && st.Outcome == "kept running" {
+			kept = true
+			break
+		}
 		steps = append(steps, st)
 	}
+	go func() { _, _ = io.Copy(io.Discard, pipe); exited <- cmd.Wait() }()
+	if !kept {
+		err := <-exited
+		for _, id := range []string{"n1", "n2", "n3", "n4"} {
+			b, _ := os.ReadFile(filepath.Join(dir, "logs", id+".log"))
+			t.Logf("%s log:\n%s", id, tail(string(b), 30))
+		}
+		t.Fatalf("custody devnet: %v\nstdout:\n%s\nstderr:\n%s", err, raw.String(), stderr.String())
+	}
+	keptDevnet(t, dir, exited)
 	outcomes := map[string]int{}
 	signed := map[string]int{}
 	for _, st := range steps {
@@ -87,13 +110,13 @@ func TestDevnetStory(t *testing.T) {
 			t.Errorf("%d signed %s withdrawals verified, want 1", signed[asset], asset)
 		}
 	}
-	for outcome, want := range map[string]int{"denied": 2, "awaiting_ceremony": 1, "rejected": 1, "waits": 3, "locked": 1} {
+	for outcome, want := range map[string]int{"denied": 2, "awaiting_ceremony": 1, "rejected": 1, "waits": 3, "locked": 1, "enrolled": 1} {
 		if outcomes[outcome] != want {
 			t.Errorf("%d steps %q, want %d", outcomes[outcome], outcome, want)
 		}
 	}
 	if t.Failed() {
-		t.Logf("steps:\n%s", stdout.String())
+		t.Logf("steps:\n%s", raw.String())
 	}
 }
 
@@ -189,5 +212,62 @@ func verifyBTC(t *testing.T, st devnet.Step) {
 	}
 	if !paid {
 		t.Errorf("%s: no output pays %s sat to %s", st.RequestID, st.Amount, st.To)
+	}
+}
+
+// keptDevnet: devnet.json names running nodes whose API serves the
+// backend's certificate from the files it lists; custody devnet stop ends
+// the devnet process, which stops every node.
+func keptDevnet(t *testing.T, dir string, exited chan error) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "devnet.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info devnet.Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatal(err)
+	}
+	if len(info.APIs) != 4 || len(info.PIDs) != 4 || info.PID <= 0 {
+		t.Fatalf("devnet.json: %s", b)
+	}
+	cert, err := tls.LoadX509KeyPair(info.Backend.Cert, info.Backend.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(info.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+	resp, err := cl.Get(info.APIs["n2"] + "/v1/wallets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), devnet.ETHWallet) {
+		t.Fatalf("GET /v1/wallets on the kept devnet: %d %s", resp.StatusCode, body)
+	}
+	if code, _, errOut := runCLI("devnet", "stop", "--dir", filepath.Join(dir, "missing")); code == 0 || !strings.Contains(errOut, "devnet.json") {
+		t.Fatalf("devnet stop of no devnet: exit %d %q", code, errOut)
+	}
+	if code, out, errOut := runCLI("devnet", "stop", "--dir", dir); code != 0 {
+		t.Fatalf("devnet stop: exit %d %q %q", code, out, errOut)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("the devnet exited with %v after devnet stop", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the devnet did not exit within a minute of devnet stop")
+	}
+	for id, pid := range info.PIDs {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("node %s (process %d) still runs after the devnet stopped", id, pid)
+		}
 	}
 }

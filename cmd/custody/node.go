@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"os"
 	"os/signal"
@@ -119,7 +118,10 @@ func newNodeRunCmd() *cobra.Command {
 the config pins, open the HSM token and its key-encryption key, claim the data
 dir, start the ledger (a new cluster bootstraps from the genesis node set), the
 tss engine and transport, the sealed shares, the watermark, the member's checks,
-the leader's orchestration and the node RPC. Logs are JSON lines on stderr.
+the leader's orchestration, the node RPC, the backend API and, with
+listen.metrics, /metrics, /healthz and /readyz. Logs go to stderr as JSON
+lines (log.format: text for slog's key=value lines) at log.level (info);
+--log-level overrides the config's level.
 
 SIGTERM or SIGINT drains: no new signing sessions start, the running ones get
 --drain to finish, then the node stops and exits 0. A second signal aborts at
@@ -131,20 +133,31 @@ The HSM PIN is read from the file hsm.pin_file names; it is never an argument.`,
 			if configPath == "" {
 				return errors.New("--config is required")
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			if logLevel != "" {
+				if _, err := (daemon.Log{Level: logLevel}).SlogLevel(); err != nil {
+					return fmt.Errorf("--log-level: %w", err)
+				}
 			}
 			cfg, err := daemon.LoadConfig(configPath)
 			if err != nil {
 				return err
+			}
+			if logLevel != "" {
+				cfg.Log.Level = logLevel
+			}
+			level, err := cfg.Log.SlogLevel()
+			if err != nil {
+				return fmt.Errorf("log.level: %w", err)
 			}
 			if cfg.HSM.Module == "" {
 				if cfg.HSM.Module, err = softhsm.FindModule(); err != nil {
 					return fmt.Errorf("hsm.module is not set and SoftHSM2 was not found (%v): set hsm.module to your PKCS#11 library", err)
 				}
 			}
-			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			logger, err := daemon.NewLogger(cmd.ErrOrStderr(), cfg.Log.Format, level)
+			if err != nil {
+				return err
+			}
 			opts := daemon.Options{Logger: logger}
 			if nodeTestOptions != nil {
 				if err := nodeTestOptions(&opts); err != nil {
@@ -186,6 +199,6 @@ The HSM PIN is read from the file hsm.pin_file names; it is never an argument.`,
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "the node's config file (docs/config.md)")
 	cmd.Flags().DurationVar(&drain, "drain", 2*time.Minute, "how long running sessions get to finish after SIGTERM")
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", "debug, info, warn or error (overrides the config's log.level, default info)")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/api/noderpc"
 	"github.com/custody-dev/custody/chains/eth"
+	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
@@ -230,6 +232,35 @@ func TestNodeProcessCluster(t *testing.T) {
 		t.Fatalf("wd-1: sessions %v, result of %s", v.Sessions, v.Request.Result.SessionID)
 	}
 	c.mined(v, wallet, dest)
+
+	// The real binary's metrics listener: every node ready and alive, the
+	// signed session counted by the node that led it, one leader.
+	signed, leaders := 0, 0
+	for _, id := range procNodes {
+		c.poll(string(id)+" /readyz 200", func() error {
+			st, body, err := c.metricsGet(id, daemon.PathReadyz)
+			if err != nil || st != 200 || !strings.Contains(body, `"ready":true`) {
+				return fmt.Errorf("%d %s %v", st, body, err)
+			}
+			return nil
+		})
+		if st, body, err := c.metricsGet(id, daemon.PathHealthz); err != nil || st != 200 {
+			t.Errorf("%s /healthz: %d %s %v", id, st, body, err)
+		}
+		st, body, err := c.metricsGet(id, daemon.PathMetrics)
+		if err != nil || st != 200 {
+			t.Fatalf("%s /metrics: %d %v", id, st, err)
+		}
+		if strings.Contains(body, "custody_signing_sessions_total{outcome=\"signed\"} 1\n") {
+			signed++
+		}
+		if strings.Contains(body, "custody_raft_state{state=\"leader\"} 1\n") {
+			leaders++
+		}
+	}
+	if signed != 1 || leaders != 1 {
+		t.Errorf("/metrics: %d nodes count one signed session, %d report leading; want 1 and 1", signed, leaders)
+	}
 
 	// kill -9 of the leader right after the approvals.
 	rc2 := c.withdrawal("wd-2", wallet, dest, ether(1))

@@ -18,12 +18,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,6 +43,7 @@ import (
 	"github.com/custody-dev/custody/api/noderpc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/daemon"
+	"github.com/custody-dev/custody/leaktest"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
@@ -134,6 +138,7 @@ type procCluster struct {
 	dir     string
 	conf    string // SOFTHSM2_CONF
 	pinFile string
+	soPIN   string // the tokens' SO PIN file
 	serials map[pki.NodeID]string
 	chain   *eth.Served
 	funder  []byte // a funded account's key on the chain
@@ -184,7 +189,7 @@ func freeBase(t *testing.T) int {
 		ok := true
 		var lns []net.Listener
 		for k := range len(procNodes) {
-			for off := range 4 {
+			for off := range 5 { // raft, tss, rpc, api, metrics
 				ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*k+off)))
 				if err != nil {
 					ok = false
@@ -232,7 +237,10 @@ func newProcCluster(t *testing.T) *procCluster {
 	if err := json.Unmarshal([]byte(c.mustChild("softhsm", "init", "--dir", hsmDir, "--tokens", strings.Join(labels, ","), "-o", "json")), &rep); err != nil {
 		t.Fatal(err)
 	}
-	c.conf, c.pinFile = rep.Conf, rep.PINFile
+	c.conf, c.pinFile, c.soPIN = rep.Conf, rep.PINFile, rep.SOPINFile
+	// Runs after every node process of the test was killed (cleanups run
+	// in reverse): every line they logged is in the files.
+	t.Cleanup(c.checkLogs)
 	for _, tok := range rep.Tokens {
 		c.serials[pki.NodeID(strings.TrimPrefix(tok.Label, "custody-"))] = tok.Serial
 	}
@@ -262,7 +270,7 @@ func newProcCluster(t *testing.T) *procCluster {
 		c.editConfig(id, func(s string) string {
 			s = strings.Replace(s, "network: chain-1337", "network: devnet", 1)
 			s = strings.Replace(s, "    pin_file: hsm.pin", "    pin_file: hsm.pin\n    token_serial: \""+c.serials[id]+"\"", 1)
-			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 90s", 1)
+			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 45s", 1)
 		})
 	}
 	for _, name := range []string{"alice", "bob", "carol"} {
@@ -295,6 +303,65 @@ func newProcCluster(t *testing.T) *procCluster {
 	}
 	t.Cleanup(c.rpc.Close)
 	return c
+}
+
+// checkLogs fails the test for any secret in any log a `node run` of the
+// test wrote (every line of every process, refusals included): the HSM
+// PINs, every private key file cluster init wrote (CA, nodes, operators'
+// and the backend's TLS keys), the device keys, the sealed shares the
+// nodes' keygen wrote. (The unsealed shares exist only inside the node
+// processes; the daemon tests look for them in their in-process logs.)
+func (c *procCluster) checkLogs() {
+	c.t.Helper()
+	var s leaktest.Secrets
+	for name, path := range map[string]string{"the HSM user PIN": c.pinFile, "the HSM SO PIN": c.soPIN} {
+		if b, err := os.ReadFile(path); err == nil {
+			s.String(name, string(b))
+		}
+	}
+	cluster := filepath.Join(c.dir, "cluster")
+	keys, _ := filepath.Glob(filepath.Join(cluster, "*", "*", "*.key"))
+	keys = append(keys, filepath.Join(cluster, "ca", "ca.key"))
+	for _, path := range keys {
+		if b, err := os.ReadFile(path); err == nil {
+			rel, _ := filepath.Rel(cluster, path)
+			s.PEM(rel, b)
+		}
+	}
+	for name, k := range c.keys {
+		s.PrivateKey(name+"'s device key", k)
+	}
+	sealed, _ := filepath.Glob(filepath.Join(cluster, "nodes", "*", "data", "shares", "*.share"))
+	for _, path := range sealed {
+		if b, err := os.ReadFile(path); err == nil {
+			s.Bytes("a sealed share", b)
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	if names := s.Names(); len(logs) == 0 || !slices.Contains(names, "the HSM user PIN") || !slices.Contains(names, filepath.Join("nodes", "n1", "node.key")) {
+		c.t.Errorf("nothing to check: %d logs, secrets %v", len(logs), names)
+	}
+	for _, path := range logs {
+		if b, err := os.ReadFile(path); err == nil {
+			s.Check(c.t, filepath.Base(path), b)
+		}
+	}
+}
+
+// metricsGet sends GET path to node id's metrics listener (listen.metrics
+// of the config cluster init wrote).
+func (c *procCluster) metricsGet(id pki.NodeID, path string) (int, string, error) {
+	cfg, err := daemon.LoadConfig(c.config(id))
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + cfg.Listen.Metrics + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 func readDeviceKey(t *testing.T, path string) ed25519.PrivateKey {

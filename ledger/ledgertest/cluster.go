@@ -343,6 +343,9 @@ func (c *Cluster) Submit(ctx context.Context, actor string, cmd ledger.Command) 
 // state hash, and returns the hash.
 func (c *Cluster) WaitConverged(nodes ...*Node) [32]byte {
 	c.T.Helper()
+	if len(nodes) == 0 {
+		c.T.Fatal("ledgertest: WaitConverged of no nodes waits for nothing: pass c.Nodes...")
+	}
 	var h0 [32]byte
 	Poll(c.T, "nodes to converge", func() error {
 		var idx uint64
