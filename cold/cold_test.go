@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,13 @@ import (
 
 const (
 	clusterID = "cold-test"
-	rules     = `version: 1
+	// wallet is the one cold wallet of the package's single keygen; each
+	// fixture's ledger history registers it on one chain (the share binds
+	// the wallet ID and key, not the chain), so ETH and BTC share the
+	// ceremony.
+	wallet = "cold"
+	// rulesTmpl routes WALLET_ETH / WALLET_BTC cold.
+	rulesTmpl = `version: 1
 assets:
   ETH: {decimals: 18}
   BTC: {decimals: 8}
@@ -48,7 +55,7 @@ lock:
   unlock_delay: 1h
 wallets:
   - name: eth-cold
-    wallets: [cold-eth]
+    wallets: [WALLET_ETH]
     asset: ETH
     class: cold
     allowlist_required: true
@@ -58,7 +65,7 @@ wallets:
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
   - name: btc-cold
-    wallets: [cold-btc]
+    wallets: [WALLET_BTC]
     asset: BTC
     class: cold
     allowlist_required: false
@@ -78,6 +85,18 @@ var (
 	dest    = common.HexToAddress("0x00000000000000000000000000000000000000d1")
 )
 
+// rulesFor is the rules of a fixture whose ledger registers the wallet on
+// chain.
+func rulesFor(chain string) string {
+	eth, btc := "other-eth", "other-btc"
+	if chain == "eth" {
+		eth = wallet
+	} else {
+		btc = wallet
+	}
+	return strings.NewReplacer("WALLET_ETH", eth, "WALLET_BTC", btc).Replace(rulesTmpl)
+}
+
 // ceremony is one keygen among three SoftHSM tokens (2-of-3), shared by
 // the package's tests: tss keygen is the slow part.
 type ceremony struct {
@@ -90,9 +109,9 @@ type ceremony struct {
 }
 
 var (
-	ceremonies   = map[string]*ceremony{}
-	ceremoniesMu sync.Mutex
-	fixtureNext  int
+	theCeremony  *ceremony
+	ceremonyErr  error
+	ceremonyOnce sync.Once
 )
 
 func pinsOf(tokens map[string]hsm.Config) cold.PINSource {
@@ -105,24 +124,29 @@ func pinsOf(tokens map[string]hsm.Config) cold.PINSource {
 	}
 }
 
-// keygen runs (once per wallet for the package) the ceremony of wallet on
-// chain with three fresh tokens and returns it. Tokens outlive the test
+// keygen runs the package's one ceremony (2-of-3 over three fresh
+// tokens, on the first call) and returns it. Tokens outlive the test
 // (softhsmtest's shared environment) so later tests sign with them.
-func keygen(t *testing.T, wallet, chain string) *ceremony {
+func keygen(t *testing.T) *ceremony {
 	t.Helper()
-	ceremoniesMu.Lock()
-	defer ceremoniesMu.Unlock()
-	if c := ceremonies[wallet]; c != nil {
-		return c
+	ceremonyOnce.Do(func() { theCeremony, ceremonyErr = runKeygen(t) })
+	if ceremonyErr != nil {
+		t.Fatal(ceremonyErr)
 	}
-	c := &ceremony{dir: t.TempDir(), tokens: map[string]hsm.Config{}}
+	if theCeremony == nil {
+		t.Fatal("the package's keygen failed in an earlier test")
+	}
+	return theCeremony
+}
+
+func runKeygen(t *testing.T) (*ceremony, error) {
+	dir, err := os.MkdirTemp("", "cold-ceremony-")
+	if err != nil {
+		return nil, err
+	}
+	c := &ceremony{dir: dir, tokens: map[string]hsm.Config{}}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "version: 1\nwallet: %s\nchain: %s\nnetwork: devnet\nthreshold: 1\n", wallet, chain)
-	if chain == "eth" {
-		cfg.WriteString("chain_id: 1337\n")
-	} else {
-		cfg.WriteString("btc_params: regtest\n")
-	}
+	fmt.Fprintf(&cfg, "version: 1\nwallet: %s\nchain: eth\nchain_id: 1337\nnetwork: devnet\nthreshold: 1\n", wallet)
 	var module string
 	cfg.WriteString("custodians:\n")
 	for _, name := range []string{"ann", "ben", "cat"} {
@@ -135,27 +159,35 @@ func keygen(t *testing.T, wallet, chain string) *ceremony {
 	ctx, cancel := context.WithTimeout(context.Background(), tsstest.Deadline)
 	defer cancel()
 	out, err := cold.Keygen(ctx, []byte(cfg.String()), pinsOf(c.tokens), cold.KeygenOptions{PreParams: func(i int) preparams.Generator {
-		n := fixtureNext
-		fixtureNext++
-		return tsstest.FixtureSource(n%6, 6)
+		return tsstest.FixtureSource(i, 6)
 	}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := out.Write(c.dir); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := json.Unmarshal(out.Wallet, &c.wallet); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	c.out = out
 	tb, err := os.ReadFile(filepath.Join(c.dir, "transcript.json"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	c.transcript = fmt.Sprintf("%x", sha256.Sum256(tb))
-	ceremonies[wallet] = c
-	return c
+	return c, nil
+}
+
+// specFor is the ceremony's wallet as a fixture registers it on chain.
+func specFor(c *ceremony, chain string) cold.WalletSpec {
+	spec := c.wallet.Spec
+	spec.PubKey = slices.Clone(spec.PubKey)
+	spec.Custodians = slices.Clone(spec.Custodians)
+	if chain == "btc" {
+		spec.Chain, spec.ChainID, spec.BTCParams = "btc", 0, "regtest"
+	}
+	return spec
 }
 
 // fixture is a bundle built the way export builds it, from a ledger
@@ -177,15 +209,14 @@ func change(t *testing.T, typ string, at time.Time, payload any) cold.Change {
 
 func newFixture(t *testing.T, chain string) *fixture {
 	t.Helper()
-	wallet := "cold-" + chain
-	cer := keygen(t, wallet, chain)
-	gcmd := ledgertest.Genesis(clusterID, 2, rules, alice, bob, carol, backend)
+	cer := keygen(t)
+	gcmd := ledgertest.Genesis(clusterID, 2, rulesFor(chain), alice, bob, carol, backend)
 	g, err := ledger.GenesisDocument(gcmd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)
-	spec := cer.wallet.Spec
+	spec := specFor(cer, chain)
 	spec.ID, spec.Transcript = "register-"+wallet, cer.transcript
 	exp := t0.Add(time.Hour)
 	reg := ledger.WalletRegister{Change: ledger.ColdWalletSpec(spec), Approvals: []quorum.Approval{
@@ -299,12 +330,14 @@ func presentShares(t *testing.T, c *ceremony, names ...string) []*cold.SealedSha
 }
 
 // TestColdSignETHAndBTC: a ceremony's 2-of-3 shares on SoftHSM tokens sign
-// a verified bundle with two different pairs of custodians; the ETH
+// verified bundles with two different pairs of custodians (ann+ben the ETH
+// one, ben+cat the two-input BTC one; the keygen test-signed with both
+// pairs too); the ETH
 // transaction verifies against the approved payload and the wallet; the
 // BTC transaction verifies with txscript, and its signed PSBT finalizes
 // and extracts to the same transaction.
 func TestColdSignETHAndBTC(t *testing.T) {
-	for _, chain := range []string{"eth", "btc"} {
+	for chain, pair := range map[string][]string{"eth": {"ann", "ben"}, "btc": {"ben", "cat"}} {
 		t.Run(chain, func(t *testing.T) {
 			f := newFixture(t, chain)
 			b := clone(t, f.bundle)
@@ -314,7 +347,7 @@ func TestColdSignETHAndBTC(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			for _, pair := range [][]string{{"ann", "ben"}, {"ben", "cat"}} {
+			{
 				signed, err := cold.Sign(ctx, c, f.cer.tokens["ann"].Module, presentShares(t, f.cer, pair...), pinsOf(f.cer.tokens), f.now)
 				if err != nil {
 					t.Fatal(err)
@@ -343,7 +376,7 @@ func checkSignedPSBT(t *testing.T, b *cold.Bundle) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := ceremonies["cold-btc"].wallet.Spec
+	spec := specFor(keygen(t), "btc")
 	u, err := btc.UnsignedFromPSBT(p, &chaincfg.RegressionNetParams, spec.PubKey)
 	if err != nil {
 		t.Fatal(err)
@@ -417,7 +450,7 @@ func TestColdRefusals(t *testing.T) {
 		{name: "allowlist change removed and re-chained", edit: func(b *cold.Bundle) { b.Governance = b.Governance[:1]; reChain(b) }, want: cold.ErrPolicy, msg: "allowlist"},
 		{name: "another genesis pinned", pin: other.genesisHash + "x", edit: func(b *cold.Bundle) {}, want: cold.ErrGenesis, msg: "pinned"},
 		{name: "bundle of another cluster", edit: func(b *cold.Bundle) {
-			g := ledgertest.Genesis("other-cluster", 2, rules, alice, bob, carol, backend)
+			g := ledgertest.Genesis("other-cluster", 2, rulesFor("eth"), alice, bob, carol, backend)
 			d, _ := ledger.GenesisDocument(g)
 			b.Genesis = d.Encode()
 		}, want: cold.ErrGenesis, msg: "other-cluster"},
