@@ -9,26 +9,20 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/btcsuite/btcd/txscript"
-	"github.com/btcsuite/btcd/wire"
-	"github.com/ethereum/go-ethereum/common"
 
-	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/cold"
+	"github.com/custody-dev/custody/cold/coldtest"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
-	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
@@ -36,66 +30,20 @@ import (
 )
 
 const (
-	clusterID = "cold-test"
+	clusterID = coldtest.ClusterID
 	// wallet is the one cold wallet of the package's single keygen; each
 	// fixture's ledger history registers it on one chain (the share binds
 	// the wallet ID and key, not the chain), so ETH and BTC share the
 	// ceremony.
 	wallet = "cold"
-	// rulesTmpl routes WALLET_ETH / WALLET_BTC cold.
-	rulesTmpl = `version: 1
-assets:
-  ETH: {decimals: 18}
-  BTC: {decimals: 8}
-allowlist:
-  cooling_off: 1h
-  approvals: 2
-  roles: [admin, approver]
-lock:
-  unlock_delay: 1h
-wallets:
-  - name: eth-cold
-    wallets: [WALLET_ETH]
-    asset: ETH
-    class: cold
-    allowlist_required: true
-    limits:
-      per_tx: "100"
-      max_fee: "0.01"
-    approvals:
-      - {min: "0", required: 2, roles: [approver, admin]}
-  - name: btc-cold
-    wallets: [WALLET_BTC]
-    asset: BTC
-    class: cold
-    allowlist_required: false
-    limits:
-      per_tx: "100"
-      max_fee: "0.001"
-    approvals:
-      - {min: "0", required: 2, roles: [approver, admin]}
-`
 )
 
 var (
-	alice   = ledgertest.NewOperator("alice", quorum.KindHuman, quorum.RoleAdmin)
-	bob     = ledgertest.NewOperator("bob", quorum.KindHuman, quorum.RoleAdmin, quorum.RoleApprover)
-	carol   = ledgertest.NewOperator("carol", quorum.KindHuman, quorum.RoleApprover)
-	backend = ledgertest.NewOperator("backend", quorum.KindBackend, quorum.RoleInitiator)
-	dest    = common.HexToAddress("0x00000000000000000000000000000000000000d1")
+	alice, bob, carol, backend = coldtest.Alice, coldtest.Bob, coldtest.Carol, coldtest.Backend
+	dest                       = coldtest.Dest
+	amt                        = coldtest.Amount
+	change                     = coldtest.Change
 )
-
-// rulesFor is the rules of a fixture whose ledger registers the wallet on
-// chain.
-func rulesFor(chain string) string {
-	eth, btc := "other-eth", "other-btc"
-	if chain == "eth" {
-		eth = wallet
-	} else {
-		btc = wallet
-	}
-	return strings.NewReplacer("WALLET_ETH", eth, "WALLET_BTC", btc).Replace(rulesTmpl)
-}
 
 // ceremony is one keygen among three SoftHSM tokens (2-of-3), shared by
 // the package's tests: tss keygen is the slow part.
@@ -180,15 +128,7 @@ func runKeygen(t *testing.T) (*ceremony, error) {
 }
 
 // specFor is the ceremony's wallet as a fixture registers it on chain.
-func specFor(c *ceremony, chain string) cold.WalletSpec {
-	spec := c.wallet.Spec
-	spec.PubKey = slices.Clone(spec.PubKey)
-	spec.Custodians = slices.Clone(spec.Custodians)
-	if chain == "btc" {
-		spec.Chain, spec.ChainID, spec.BTCParams = "btc", 0, "regtest"
-	}
-	return spec
-}
+func specFor(c *ceremony, chain string) cold.WalletSpec { return coldtest.Spec(c.wallet.Spec, chain) }
 
 // fixture is a bundle built the way export builds it, from a ledger
 // history: the genesis, the wallet's registration and an allowlist entry.
@@ -199,113 +139,11 @@ type fixture struct {
 	cer         *ceremony
 }
 
-func change(t *testing.T, typ string, at time.Time, payload any) cold.Change {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cold.Change{Type: typ, Time: at, Payload: b}
-}
-
 func newFixture(t *testing.T, chain string) *fixture {
 	t.Helper()
 	cer := keygen(t)
-	gcmd := ledgertest.Genesis(clusterID, 2, rulesFor(chain), alice, bob, carol, backend)
-	g, err := ledger.GenesisDocument(gcmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now().UTC().Truncate(time.Second).Add(-3 * time.Hour)
-	spec := specFor(cer, chain)
-	spec.ID, spec.Transcript = "register-"+wallet, cer.transcript
-	exp := t0.Add(time.Hour)
-	reg := ledger.WalletRegister{Change: ledger.ColdWalletSpec(spec), Approvals: []quorum.Approval{
-		alice.Sign(t, clusterID, spec.ID, spec.PayloadHash(), quorum.Approve, exp),
-		bob.Sign(t, clusterID, spec.ID, spec.PayloadHash(), quorum.Approve, exp)}}
-	allow := policy.Change{ID: "allow-d1", Kind: policy.ChangeAllowlistAdd, Wallet: wallet, Chain: "eth", Network: "devnet", Address: dest.Hex(), Label: "treasury"}
-	pc := ledger.PolicyChange{Change: allow, Approvals: []quorum.Approval{
-		alice.Sign(t, clusterID, allow.ID, allow.PayloadHash(), quorum.Approve, exp),
-		carol.Sign(t, clusterID, allow.ID, allow.PayloadHash(), quorum.Approve, exp)}}
-	gov := []cold.Change{change(t, ledger.CmdWalletRegister, t0, reg), change(t, ledger.CmdPolicyChange, t0.Add(time.Minute), pc)}
-	head := g.Hash()
-	for _, c := range gov {
-		head = cold.ChainHash(head, c)
-	}
-	now := t0.Add(2 * time.Hour)
-	var r cold.Request
-	var psbt []byte
-	switch chain {
-	case "eth":
-		u, err := eth.NewUnsigned(eth.Intent{ChainID: big.NewInt(1337), Nonce: 0, To: dest, Asset: eth.Asset{Symbol: "ETH", Decimals: 18},
-			Amount: big.NewInt(3e18), GasLimit: 21000, Fees: eth.Fees{GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(2e9)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nonce := uint64(0)
-		r = cold.Request{ID: "w-eth-1", Withdrawal: policy.Withdrawal{Wallet: wallet, Asset: "ETH", Chain: "eth", Network: "devnet", To: dest.Hex(),
-			Amount: amt(t, "3000000000000000000"), MaxFee: amt(t, "42000000000000")}, Payload: u.Bytes(), PayloadHash: u.PayloadHash(), Nonce: &nonce}
-	case "btc":
-		u := btcUnsigned(t, spec.PubKey)
-		p, err := u.PSBT()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if psbt, err = btc.EncodePSBT(p); err != nil {
-			t.Fatal(err)
-		}
-		adapter, _ := cold.Adapter(spec)
-		cu, err := adapter.ParseUnsigned("devnet", u.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := cu.Transfer()
-		r = cold.Request{ID: "w-btc-1", Withdrawal: policy.Withdrawal{Wallet: wallet, Asset: "BTC", Chain: "btc", Network: "devnet", To: tr.To,
-			Amount: tr.Amount, MaxFee: tr.MaxFee}, Payload: u.Bytes(), PayloadHash: u.PayloadHash(), Outpoints: tr.Outpoints, VSize: tr.VSize}
-	}
-	r.ExpiresAt = now.Add(time.Hour)
-	init := backend.Sign(t, clusterID, r.ID, r.IntentHash(r.ID), quorum.Initiate, now.Add(time.Hour))
-	r.Initiation, r.Initiator = &init, "backend"
-	r.Approvals = []quorum.Approval{
-		bob.Sign(t, clusterID, r.ID, r.PayloadHash, quorum.Approve, now.Add(time.Hour)),
-		carol.Sign(t, clusterID, r.ID, r.PayloadHash, quorum.Approve, now.Add(time.Hour))}
-	b := &cold.Bundle{Version: cold.BundleVersion, Genesis: g.Encode(), Governance: gov, GovernanceHead: head, Request: r, PSBT: psbt, ExportedAt: now}
-	return &fixture{genesisHash: g.Hash(), bundle: b, now: now, cer: cer}
-}
-
-func amt(t *testing.T, s string) amount.Amount {
-	v, ok := new(big.Int).SetString(s, 10)
-	if !ok {
-		t.Fatalf("amount %q", s)
-	}
-	a, err := amount.FromBig(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-// btcUnsigned spends two made-up outputs paying the wallet (the offline
-// signer needs only the witness UTXOs the payload carries).
-func btcUnsigned(t *testing.T, pub []byte) *btc.Unsigned {
-	addr, err := btc.WalletAddress(pub, &chaincfg.RegressionNetParams)
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, err := txscript.PayToAddrScript(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var utxos []btc.UTXO
-	for i := range 2 {
-		h := chainhash.DoubleHashH([]byte{byte(i)})
-		utxos = append(utxos, btc.UTXO{OutPoint: wire.OutPoint{Hash: h, Index: uint32(i)}, Value: 50_000_000, PkScript: script, Confirmations: 100})
-	}
-	u, err := btc.Build(btc.Intent{Net: &chaincfg.RegressionNetParams, WalletPubKey: pub, To: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
-		Amount: 70_000_000, FeeRate: 5, UTXOs: utxos})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
+	f := coldtest.NewFixture(t, specFor(cer, chain), cer.transcript)
+	return &fixture{genesisHash: f.GenesisHash, bundle: f.Bundle, now: f.Now, cer: cer}
 }
 
 // clone deep-copies a bundle through its encoding.
@@ -450,7 +288,7 @@ func TestColdRefusals(t *testing.T) {
 		{name: "allowlist change removed and re-chained", edit: func(b *cold.Bundle) { b.Governance = b.Governance[:1]; reChain(b) }, want: cold.ErrPolicy, msg: "allowlist"},
 		{name: "another genesis pinned", pin: other.genesisHash + "x", edit: func(b *cold.Bundle) {}, want: cold.ErrGenesis, msg: "pinned"},
 		{name: "bundle of another cluster", edit: func(b *cold.Bundle) {
-			g := ledgertest.Genesis("other-cluster", 2, rulesFor("eth"), alice, bob, carol, backend)
+			g := ledgertest.Genesis("other-cluster", 2, coldtest.Rules(wallet, "eth"), alice, bob, carol, backend)
 			d, _ := ledger.GenesisDocument(g)
 			b.Genesis = d.Encode()
 		}, want: cold.ErrGenesis, msg: "other-cluster"},
