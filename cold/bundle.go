@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -110,4 +111,30 @@ func (b *Bundle) Hash() string {
 	c.Signed = nil
 	sum := sha256.Sum256(c.Encode())
 	return hex.EncodeToString(sum[:])
+}
+
+// Build is the bundle the exporting node writes: the genesis file, the
+// governance records after it with their head, the request, and for a
+// Bitcoin wallet the PSBT of its payload (every input's witness UTXO from
+// the payload). It checks nothing the offline side relies on: Verify does.
+func Build(genesisFile []byte, w WalletSpec, gov []Change, head string, r Request, at time.Time) (*Bundle, error) {
+	b := &Bundle{Version: BundleVersion, Genesis: genesisFile, Governance: gov, GovernanceHead: head, Request: r, ExportedAt: at.UTC()}
+	if b.Governance == nil {
+		b.Governance = []Change{}
+	}
+	if w.Chain != "btc" {
+		return b, nil
+	}
+	u, err := btc.ParseUnsigned(r.Payload, w.PubKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
+	}
+	p, err := u.PSBT()
+	if err != nil {
+		return nil, fmt.Errorf("%w: psbt: %w", ErrPayload, err)
+	}
+	if b.PSBT, err = btc.EncodePSBT(p); err != nil {
+		return nil, fmt.Errorf("%w: psbt: %w", ErrPayload, err)
+	}
+	return b, nil
 }

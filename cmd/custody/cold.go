@@ -6,12 +6,16 @@ package main
 // PINs come from the terminal without echo or from files, never argv.
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,8 +25,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/cold"
 	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/softhsm"
 )
 
@@ -198,6 +204,48 @@ func encodeIndented(v any) []byte {
 		panic("custody: " + err.Error())
 	}
 	return append(b, '\n')
+}
+
+// coldRegistration is the wallet.register spec of a ceremony's outputs
+// (without change ID): wallet.json's spec with the SHA-256 of the
+// transcript, which must record wallet.json's hash, wallet and key.
+func coldRegistration(walletFile, transcriptFile string) (ledger.ColdWalletSpec, error) {
+	wb, err := readInputFile(walletFile)
+	if err != nil {
+		return ledger.ColdWalletSpec{}, fmt.Errorf("--wallet-file: %w", err)
+	}
+	tb, err := readInputFile(transcriptFile)
+	if err != nil {
+		return ledger.ColdWalletSpec{}, fmt.Errorf("--transcript: %w", err)
+	}
+	var pw cold.PublicWallet
+	var tr cold.Transcript
+	if err := decodeStrictJSON(wb, &pw); err != nil || pw.Version != "custody/cold-wallet/v1" {
+		return ledger.ColdWalletSpec{}, fmt.Errorf("%s: not a ceremony's wallet.json (%v)", walletFile, err)
+	}
+	if err := decodeStrictJSON(tb, &tr); err != nil || tr.Version != "custody/cold-ceremony/v1" {
+		return ledger.ColdWalletSpec{}, fmt.Errorf("%s: not a ceremony's transcript.json (%v)", transcriptFile, err)
+	}
+	wsum, tsum := sha256.Sum256(wb), sha256.Sum256(tb)
+	if !slices.Contains(tr.Outputs, cold.FileHash{Name: "wallet.json", Hash: hex.EncodeToString(wsum[:])}) ||
+		tr.Wallet != pw.Spec.Wallet || tr.PubKey != hex.EncodeToString(pw.Spec.PubKey) {
+		return ledger.ColdWalletSpec{}, fmt.Errorf("%s is not the wallet.json the transcript %s records", walletFile, transcriptFile)
+	}
+	spec := ledger.ColdWalletSpec(pw.Spec)
+	spec.Transcript = hex.EncodeToString(tsum[:])
+	return spec, nil
+}
+
+func decodeStrictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
 }
 
 // readBundle reads and parses a bundle file.
@@ -383,5 +431,77 @@ OUT.transcript.json), never overwriting.`,
 	sign.Flags().BoolVar(&allowNetwork, "allow-network", false, "sign although a non-loopback interface is up (tests only)")
 	sign.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.AddCommand(verify, sign)
+	addColdOnlineCmds(cmd)
 	return cmd
+}
+
+// addColdOnlineCmds adds `cold export` and `cold import`, which talk to a
+// node with the operator's profile (--server, --profile).
+func addColdOnlineCmds(cmd *cobra.Command) {
+	var exportOut string
+	export := &cobra.Command{
+		Use:   "export ID --out FILE",
+		Short: "Export an approved cold request as a signing bundle (after this a rejection no longer cancels it)",
+		Args:  cobra.ExactArgs(1),
+	}
+	esf := addServerFlags(export)
+	export.RunE = func(cmd *cobra.Command, args []string) error {
+		if exportOut == "" {
+			return errors.New("cold export: --out FILE is required")
+		}
+		if err := checkNew(exportOut); err != nil {
+			return fmt.Errorf("cold export: %w: nothing exported", err)
+		}
+		c, err := esf.client()
+		if err != nil {
+			return err
+		}
+		var v rest.ExportView
+		if err := c.do(context.Background(), "POST", rest.PathRequests+"/"+url.PathEscape(args[0])+"/export", struct{}{}, &v); err != nil {
+			return err
+		}
+		if v.Bundle == nil || v.Bundle.Hash() != v.BundleHash {
+			return fmt.Errorf("cold export: the node recorded bundle %s but sent another bundle", v.BundleHash)
+		}
+		if err := writeNew(exportOut, 0o644, v.Bundle.Encode()); err != nil {
+			return err
+		}
+		return report(cmd, map[string]string{"request": args[0], "bundle_hash": v.BundleHash, "file": exportOut}, func(w io.Writer) error {
+			fmt.Fprintf(w, "exported request %s: bundle %s written to %s\ncarry it to the signing machine: custody cold sign --bundle %s ...\n", args[0], v.BundleHash, exportOut, exportOut)
+			return nil
+		})
+	}
+	export.Flags().StringVar(&exportOut, "out", "", "the bundle file to write")
+
+	var importBundle string
+	imp := &cobra.Command{
+		Use:   "import --bundle FILE",
+		Short: "Import a bundle signed by cold sign: the node checks the transaction and records it; the leader broadcasts it",
+		Args:  cobra.NoArgs,
+	}
+	isf := addServerFlags(imp)
+	imp.RunE = func(cmd *cobra.Command, _ []string) error {
+		b, err := readBundle(importBundle)
+		if err != nil {
+			return err
+		}
+		if b.Signed == nil {
+			return errors.New("cold import: the bundle is not signed (run custody cold sign first)")
+		}
+		c, err := isf.client()
+		if err != nil {
+			return err
+		}
+		var v rest.RequestView
+		if err := c.do(context.Background(), "POST", rest.PathRequests+"/"+url.PathEscape(b.Request.ID)+"/import",
+			map[string]any{"bundle_hash": b.Hash(), "signed": b.Signed}, &v); err != nil {
+			return err
+		}
+		return report(cmd, v, func(w io.Writer) error {
+			fmt.Fprintf(w, "imported request %s: transaction %s, status %s\n", b.Request.ID, b.Signed.TxHash, v.Withdrawal.Status)
+			return nil
+		})
+	}
+	imp.Flags().StringVar(&importBundle, "bundle", "", "the signed bundle")
+	cmd.AddCommand(export, imp)
 }
