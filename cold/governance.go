@@ -287,8 +287,12 @@ func (s WalletSpec) Validate() error {
 	return nil
 }
 
-// decodeStrict decodes JSON refusing unknown fields and trailing data.
+// decodeStrict decodes JSON refusing unknown fields, a key given twice in
+// one object (anywhere in the document) and trailing data.
 func decodeStrict(b []byte, out any) error {
+	if err := noDuplicateKeys(b); err != nil {
+		return fmt.Errorf("payload: %w", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(out); err != nil {
@@ -298,6 +302,56 @@ func decodeStrict(b []byte, out any) error {
 		return errors.New("payload: trailing data")
 	}
 	return nil
+}
+
+// maxDepth bounds the nesting noDuplicateKeys walks.
+const maxDepth = 64
+
+// noDuplicateKeys refuses a JSON document in which an object names a key
+// twice (encoding/json would keep the last one silently).
+func noDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		if depth > maxDepth {
+			return fmt.Errorf("nested deeper than %d", maxDepth)
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key, _ := k.(string)
+				if seen[key] {
+					return fmt.Errorf("key %q given twice in one object", key)
+				}
+				seen[key] = true
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		}
+		return nil
+	}
+	return walk(0)
 }
 
 // Applied lists the change IDs applied (sorted), for the transcript.
