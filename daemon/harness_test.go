@@ -90,6 +90,17 @@ wallets:
       max_fee: "0.01"
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
+  - name: btc-cold
+    wallets: [cold-btc]
+    asset: BTC
+    class: cold
+    allowlist_required: false
+    limits:
+      per_tx: "100"
+      max_fee: "0.001"
+      max_fee_rate: 50
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
   - name: btc-hot
     wallets: [hot-btc]
     asset: BTC
