@@ -3,7 +3,6 @@ package cold
 import (
 	"bytes"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/custody-dev/custody/chains"
@@ -111,19 +110,9 @@ func (c *Checked) checkPayload() error {
 		return fmt.Errorf("%w: the transaction hashes to %x, the operators approved %x", ErrPayload, ph, r.PayloadHash)
 	}
 	tr := u.Transfer()
-	switch {
-	case (r.Nonce == nil) != (tr.Nonce == nil) || (r.Nonce != nil && *r.Nonce != *tr.Nonce):
-		return fmt.Errorf("%w: the transaction's nonce is not the request's", ErrPayload)
-	case !slices.Equal(r.Outpoints, tr.Outpoints):
-		return fmt.Errorf("%w: the transaction spends %v, the request reserved %v", ErrPayload, tr.Outpoints, r.Outpoints)
-	case tr.Asset != r.Asset:
-		return fmt.Errorf("%w: the transaction moves %q, the request names %q", ErrPayload, tr.Asset, r.Asset)
-	case tr.To != r.To:
-		return fmt.Errorf("%w: the transaction pays %s, the request names %s", ErrPayload, tr.To, r.To)
-	case tr.Amount != r.Amount:
-		return fmt.Errorf("%w: the transaction's amount is %s, the request names %s", ErrPayload, tr.Amount, r.Amount)
-	case tr.MaxFee != r.MaxFee:
-		return fmt.Errorf("%w: the transaction's maximum fee is %s, the request names %s", ErrPayload, tr.MaxFee, r.MaxFee)
+	want := chains.Transfer{To: r.To, Asset: r.Asset, Amount: r.Amount, MaxFee: r.MaxFee, Nonce: r.Nonce, Outpoints: r.Outpoints}
+	if err := chains.CheckTransfer(want, tr); err != nil {
+		return fmt.Errorf("%w: %w", ErrPayload, err)
 	}
 	if w.Chain == "btc" {
 		if err := checkPSBT(c.Bundle.PSBT, w, r.PayloadHash); err != nil {
