@@ -20,11 +20,12 @@ const module = "github.com/custody-dev/custody"
 //	cmd/custody                     the CLI, on top of everything
 //	daemon                          node configuration and node run; only cmd imports it
 //	api/...                         HTTPS handlers and clients (node RPC): thin, above withdraw, member and ledger
-//	genesis                         the genesis document, above the ledger
 //	withdraw                        the leader's orchestration, above the ledger
 //	signer/member                   reads the ledger; the ledger never imports signer code
+//	cold                            the offline ceremonies: no raft, no network code of ours
 //	signer/...                      tss engine, presign, transport, shares, watermark
-//	ledger                          above policy above quorum
+//	ledger                          above the genesis document, policy and quorum
+//	genesis                         the genesis document (no ledger: the offline side reads it)
 //	policy, quorum                  pure rules and approvals
 //	chains/..., hsm, pki, amount    import nothing of ours but amount (and chains for adapters)
 //	strictdoc, newfile              the strict JSON/YAML reader, the O_EXCL file writer; import nothing of ours
@@ -53,7 +54,7 @@ var layers = map[string][]string{
 
 	// The backend API: handlers over an interface the daemon implements;
 	// no business logic, never the daemon or withdraw.
-	"api/rest": {"api/requestid", "ledger", "policy", "quorum", "amount", "pki", "chains/eth", "chains/btc"},
+	"api/rest": {"api/requestid", "ledger", "policy", "quorum", "amount", "pki", "chains/eth", "chains/btc", "cold"},
 
 	// The request ID of an API request, carried through the node RPC into
 	// every log line of that request; imports nothing of ours.
@@ -66,6 +67,13 @@ var layers = map[string][]string{
 	"withdraw":      {"signer/member", "signer/tss", "ledger", "policy", "quorum", "chains", "chains/eth", "chains/btc", "pki", "amount"},
 	"signer/member": {"ledger", "policy", "quorum", "signer/tss", "signer/shares", "signer/watermark", "chains", "pki", "amount"},
 
+	// The offline side of cold wallets: ceremony, bundle, offline
+	// verification and signing. No raft, no network code of ours (no
+	// ledger, api, daemon, withdraw, signer/transport); TestColdOffline
+	// checks its whole dependency graph holds no raft.
+	"cold": {"genesis", "policy", "quorum", "pki", "amount", "chains", "chains/eth", "chains/btc", "hsm",
+		"signer/tss", "signer/preparams", "strictdoc", "newfile"},
+
 	"signer/presign":   {"signer/tss", "pki"},
 	"signer/transport": {"signer/tss", "pki"},
 	"signer/shares":    {"signer/tss", "hsm", "pki"},
@@ -73,9 +81,9 @@ var layers = map[string][]string{
 	"signer/watermark": {},
 	"signer/preparams": {},
 
-	"genesis": {"ledger", "policy", "quorum", "pki", "strictdoc", "amount"},
+	"genesis": {"policy", "quorum", "pki", "strictdoc", "amount"},
 
-	"ledger": {"policy", "quorum", "pki", "amount"},
+	"ledger": {"genesis", "policy", "quorum", "pki", "amount"},
 	"policy": {"quorum", "amount"},
 	"quorum": {},
 
@@ -106,6 +114,7 @@ var layers = map[string][]string{
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},
+	"cold/coldtest":       {"cold", "ledger", "ledger/ledgertest", "policy", "quorum", "amount", "chains/eth", "chains/btc"},
 	"chains/btc/btctest":  {"chains/btc/btcdproc"},
 	"leaktest":            {}, // secrets in every encoding, found in captured logs
 	"chains/eth/gethtest": {"chains/eth/gethproc"},
@@ -119,6 +128,18 @@ func testSupport(pkg string) bool {
 
 // mayImportSoftHSM are the only production packages that may provision
 // SoftHSM2 tokens (development tooling, never a signing path).
+// TestColdOffline: nothing the offline cold signer links pulls in raft
+// or custody's network packages.
+func TestColdOffline(t *testing.T) {
+	for _, p := range goList(t, "-deps", module+"/cold") {
+		for _, banned := range []string{"github.com/hashicorp/raft", module + "/ledger", module + "/api/", module + "/daemon", module + "/signer/transport", module + "/withdraw"} {
+			if p.ImportPath == banned || strings.HasPrefix(p.ImportPath, banned+"/") || (strings.HasSuffix(banned, "/") && strings.HasPrefix(p.ImportPath, banned)) {
+				t.Errorf("cold depends on %s", p.ImportPath)
+			}
+		}
+	}
+}
+
 var mayImportSoftHSM = []string{"cmd/custody", "softhsm/softhsmtest", "devnet"}
 
 // testingImporters are third-party packages known to import "testing" from

@@ -1,6 +1,11 @@
 package chains
 
-import "github.com/custody-dev/custody/amount"
+import (
+	"fmt"
+	"slices"
+
+	"github.com/custody-dev/custody/amount"
+)
 
 // Chain is one chain as a committee member sees it. Implementations are
 // safe for concurrent use and read no network: everything comes from the
@@ -105,4 +110,36 @@ type SignedParser interface {
 	// ParseSigned parses raw, a signed form of this very transaction (the
 	// same transaction, signatures added), for Verify.
 	ParseSigned(raw []byte) (Signed, error)
+}
+
+// CheckTransfer reports how got (what a transaction does, from
+// Unsigned.Transfer) differs from want (what the request names: To,
+// Asset, Amount, MaxFee, Nonce, Outpoints; VSize is not compared), or nil.
+// The member's check before signing and the offline cold signer share it;
+// callers wrap the error with their own sentinel.
+func CheckTransfer(want, got Transfer) error {
+	switch {
+	case (want.Nonce == nil) != (got.Nonce == nil) || (want.Nonce != nil && *want.Nonce != *got.Nonce):
+		return fmt.Errorf("tx nonce %v is not the request's nonce %v", orNone(got.Nonce), orNone(want.Nonce))
+	case !slices.Equal(want.Outpoints, got.Outpoints):
+		return fmt.Errorf("tx spends %v, the request reserved %v", got.Outpoints, want.Outpoints)
+	case got.Asset != want.Asset:
+		return fmt.Errorf("tx moves %q, the request names %q", got.Asset, want.Asset)
+	case got.To != want.To:
+		return fmt.Errorf("tx pays %s, the request names %s", got.To, want.To)
+	case got.Amount != want.Amount:
+		return fmt.Errorf("tx amount %s, the request names %s", got.Amount, want.Amount)
+	case got.MaxFee != want.MaxFee:
+		// Policy capped the fee the request names; the transaction may not
+		// pay more (SECURITY 30).
+		return fmt.Errorf("tx maximum fee %s, the request names %s", got.MaxFee, want.MaxFee)
+	}
+	return nil
+}
+
+func orNone(n *uint64) any {
+	if n == nil {
+		return "none"
+	}
+	return *n
 }

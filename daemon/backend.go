@@ -24,7 +24,7 @@ const apiTimeout = 20 * time.Second
 // serveAPI serves the backend API on listen.api (after the node RPC, whose
 // client forwards its writes).
 func (n *Node) serveAPI() error {
-	srv, err := rest.NewServer(n.id, rest.Config{Service: backendService{n}, Operators: backendService{n}, Now: n.now,
+	srv, err := rest.NewServer(n.id, rest.Config{Service: backendService{n}, Operators: backendService{n}, Now: n.now, Genesis: n.genesis.Encode(),
 		Logger: n.log.With("component", "backend-api"), Timeout: apiTimeout,
 		RateLimit:      rest.RateLimit{PerMinute: n.cfg.API.RateLimit.PerMinute, Burst: n.cfg.API.RateLimit.Burst},
 		BalanceTimeout: time.Duration(n.cfg.API.BalanceTimeout)})

@@ -469,6 +469,14 @@ func TestBackendAPI(t *testing.T) {
 		if st != 201 {
 			t.Fatalf("create api-2: %d %v", st, got)
 		}
+		// The list reads the follower's replica as it is: wait until it
+		// applied the create (committed on the leader).
+		c.poll("api-2 on "+string(fol), func() error {
+			if c.read(fol, "api-2") == nil {
+				return errors.New("not applied yet")
+			}
+			return nil
+		})
 		want := []string{"api-1", "api-denied", "api-2"} // creation order (ConcurrentCreates runs after)
 		var ids []string
 		cursor := ""

@@ -26,7 +26,6 @@ import (
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/chains/eth/devtoken"
 	"github.com/custody-dev/custody/daemon"
-	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/leaktest"
 	"github.com/custody-dev/custody/ledger"
@@ -79,6 +78,27 @@ wallets:
     limits:
       per_tx: "1000"
       max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+  - name: eth-cold
+    wallets: [cold-eth]
+    asset: ETH
+    class: cold
+    allowlist_required: false
+    limits:
+      per_tx: "100"
+      max_fee: "0.01"
+    approvals:
+      - {min: "0", required: 2, roles: [approver, admin]}
+  - name: btc-cold
+    wallets: [cold-btc]
+    asset: BTC
+    class: cold
+    allowlist_required: false
+    limits:
+      per_tx: "100"
+      max_fee: "0.001"
+      max_fee_rate: 50
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
   - name: btc-hot
@@ -224,6 +244,8 @@ type setup struct {
 	// holdPreParams: the nodes get no pre-params until the test closes
 	// cluster.preParams (readiness tests).
 	holdPreParams bool
+	// fund are more accounts the simulated chain's genesis funds (wei).
+	fund map[common.Address]*big.Int
 }
 
 // nodeKeyLabel is the label of an HSM-held node key in the tests.
@@ -248,8 +270,12 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 	if c.wallet, err = eth.AddressFromPublicKey(c.info.PubKey); err != nil {
 		t.Fatal(err)
 	}
-	c.sim = eth.NewSimulated(types.GenesisAlloc{c.wallet: {Balance: ether(100)},
-		tokenAddr: devtoken.TokenAccount(map[common.Address]*big.Int{c.wallet: big.NewInt(5_000_000_000)})})
+	alloc := types.GenesisAlloc{c.wallet: {Balance: ether(100)},
+		tokenAddr: devtoken.TokenAccount(map[common.Address]*big.Int{c.wallet: big.NewInt(5_000_000_000)})}
+	for a, v := range su.fund {
+		alloc[a] = types.Account{Balance: v}
+	}
+	c.sim = eth.NewSimulated(alloc)
 	t.Cleanup(func() { _ = c.sim.Close() })
 
 	dir := t.TempDir()
@@ -363,7 +389,7 @@ func newClusterWith(t *testing.T, su setup, tune ...func(*daemon.Config)) *clust
 		gcmd.Nodes[i].KeyFingerprint = fingerprints[gcmd.Nodes[i].ID]
 	}
 	gcmd.Hash = "" // recomputed from the edited node set
-	g, err := genesis.FromCommand(gcmd)
+	g, err := ledger.GenesisDocument(gcmd)
 	if err != nil {
 		t.Fatal(err)
 	}

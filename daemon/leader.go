@@ -152,7 +152,7 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 	}
 	actor := "node:" + string(n.cfg.NodeID)
 	if w.genesis {
-		g := n.genesis.Command()
+		g := ledger.GenesisCommand(n.genesis)
 		if _, err := n.store.Submit(ctx, "genesis", g); err != nil && !errors.Is(err, ledger.ErrConflict) {
 			return fmt.Errorf("write the pinned genesis: %w", err)
 		}

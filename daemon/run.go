@@ -164,8 +164,8 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if n.genesis, err = cfg.LoadGenesis(); err != nil {
 		return nil, step("genesis", err)
 	}
-	gcmd := n.genesis.Command()
-	if err := genesis.VerifyCommand(gcmd, cfg.Genesis.Hash); err != nil {
+	gcmd := ledger.GenesisCommand(n.genesis)
+	if err := ledger.VerifyGenesisCommand(gcmd, cfg.Genesis.Hash); err != nil {
 		return nil, step("genesis", err)
 	}
 	hooks, err := n.loadWebhooks()

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
@@ -218,29 +217,29 @@ func (cd ConfigDevice) device(read ReadFile) (quorum.Device, *Error) {
 }
 
 // node reads one node certificate. The error's Path is relative (".cert").
-func (cn ConfigNode) node(read ReadFile) (ledger.Node, *Error) {
+func (cn ConfigNode) node(read ReadFile) (pki.Node, *Error) {
 	fail := func(field string, err error) *Error { return &Error{Path: "." + field, Err: err} }
 	if cn.Cert == "" {
-		return ledger.Node{}, fail("cert", errors.New("required: the node's certificate (PEM)"))
+		return pki.Node{}, fail("cert", errors.New("required: the node's certificate (PEM)"))
 	}
 	b, err := read(cn.Cert)
 	if err != nil {
-		return ledger.Node{}, fail("cert", err)
+		return pki.Node{}, fail("cert", err)
 	}
 	blk, rest := pem.Decode(b)
 	if blk == nil || blk.Type != "CERTIFICATE" || strings.TrimSpace(string(rest)) != "" {
-		return ledger.Node{}, fail("cert", fmt.Errorf("%s: want exactly one PEM CERTIFICATE block", cn.Cert))
+		return pki.Node{}, fail("cert", fmt.Errorf("%s: want exactly one PEM CERTIFICATE block", cn.Cert))
 	}
 	cert, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
-		return ledger.Node{}, fail("cert", fmt.Errorf("%s: %w", cn.Cert, err))
+		return pki.Node{}, fail("cert", fmt.Errorf("%s: %w", cn.Cert, err))
 	}
 	id, err := pki.NodeCertificate(cert)
 	if err != nil {
-		return ledger.Node{}, fail("cert", fmt.Errorf("%s: %w", cn.Cert, err))
+		return pki.Node{}, fail("cert", fmt.Errorf("%s: %w", cn.Cert, err))
 	}
 	if cn.ID != "" && cn.ID != id {
-		return ledger.Node{}, fail("id", fmt.Errorf("the certificate is node %q", id))
+		return pki.Node{}, fail("id", fmt.Errorf("the certificate is node %q", id))
 	}
-	return ledger.Node{ID: id, KeyFingerprint: pki.KeyFingerprint(cert)}, nil
+	return pki.Node{ID: id, KeyFingerprint: pki.KeyFingerprint(cert)}, nil
 }

@@ -20,11 +20,13 @@
 //
 // # The ledger
 //
-// [Genesis.Command] is the ledger command (ledger.Genesis) that initialises
-// the FSM from the document; it carries the hash, which the ledger records
-// as State.GenesisHash together with the node set. [FromCommand] rebuilds
-// the document from a command and [VerifyCommand] checks a command against
-// a pinned hash.
+// The package imports no ledger, so the offline cold signer (package cold)
+// reads genesis files without raft. The ledger imports it:
+// ledger.GenesisCommand is the ledger command (ledger.Genesis) that
+// initialises the FSM from the document; it carries the hash, which the
+// ledger records as State.GenesisHash together with the node set.
+// ledger.GenesisDocument rebuilds the document from a command and
+// ledger.VerifyGenesisCommand checks a command against a pinned hash.
 //
 // # The ceremony
 //

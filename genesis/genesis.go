@@ -11,8 +11,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/custody-dev/custody/ledger"
-	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/strictdoc"
 )
@@ -85,7 +84,7 @@ type Genesis struct {
 	// an unlock or a rules change; at most the number of admins.
 	AdminQuorum int `json:"admin_quorum"`
 	// MaxApprovalValidity is the ceiling on any approval's lifetime
-	// (ledger.MinApprovalValidity..ledger.MaxApprovalCeiling).
+	// (quorum.MinApprovalValidity..quorum.MaxApprovalCeiling).
 	MaxApprovalValidity Duration `json:"max_approval_validity"`
 	// Operators are the initial operators, humans and backend principals
 	// (kind backend, role initiator only), all active.
@@ -95,7 +94,7 @@ type Genesis struct {
 	Devices []quorum.Device `json:"devices"`
 	// Nodes is the node set: node IDs and the fingerprints of their
 	// certificates' public keys.
-	Nodes []ledger.Node `json:"nodes"`
+	Nodes []pki.Node `json:"nodes"`
 	// RulesHash is the policy hash of Rules ([policy.Rules.Hash]).
 	RulesHash string `json:"rules_hash"`
 	// Rules is the initial policy rules file, verbatim YAML.
@@ -138,7 +137,7 @@ func (g *Genesis) Sorted() *Genesis {
 	}
 	slices.SortStableFunc(c.Devices, func(a, b quorum.Device) int { return cmp.Compare(a.ID, b.ID) })
 	c.Nodes = slices.Clone(g.Nodes)
-	slices.SortStableFunc(c.Nodes, func(a, b ledger.Node) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortStableFunc(c.Nodes, func(a, b pki.Node) int { return cmp.Compare(a.ID, b.ID) })
 	if c.Operators == nil {
 		c.Operators = []quorum.Operator{}
 	}
@@ -146,7 +145,7 @@ func (g *Genesis) Sorted() *Genesis {
 		c.Devices = []quorum.Device{}
 	}
 	if c.Nodes == nil {
-		c.Nodes = []ledger.Node{}
+		c.Nodes = []pki.Node{}
 	}
 	return &c
 }
@@ -189,60 +188,4 @@ func (g *Genesis) Encode() []byte {
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes()
-}
-
-// Command is the ledger command that initialises a cluster's FSM from this
-// genesis, with its sets in canonical order and Hash set to [Genesis.Hash].
-// It carries everything of the document but the version and the rules hash
-// (which follows from the rules), so [FromCommand] rebuilds the document.
-func (g *Genesis) Command() ledger.Genesis {
-	s := g.Sorted()
-	return ledger.Genesis{
-		ClusterID:           s.ClusterID,
-		AdminQuorum:         s.AdminQuorum,
-		Operators:           s.Operators,
-		Devices:             s.Devices,
-		Rules:               []byte(s.Rules),
-		MaxApprovalValidity: time.Duration(s.MaxApprovalValidity),
-		Nodes:               s.Nodes,
-		Hash:                g.Hash(),
-	}
-}
-
-// FromCommand rebuilds and validates the genesis document a ledger genesis
-// command was made from. When c names a hash, the rebuilt document must
-// hash to it (ErrHashMismatch otherwise).
-func FromCommand(c ledger.Genesis) (*Genesis, error) {
-	g := &Genesis{
-		Version:             Version,
-		ClusterID:           c.ClusterID,
-		AdminQuorum:         c.AdminQuorum,
-		MaxApprovalValidity: Duration(c.MaxApprovalValidity),
-		Operators:           slices.Clone(c.Operators),
-		Devices:             slices.Clone(c.Devices),
-		Nodes:               slices.Clone(c.Nodes),
-		Rules:               string(c.Rules),
-	}
-	if r, err := policy.ParseRules(c.Rules); err == nil {
-		g.RulesHash = r.Hash()
-	}
-	if err := g.Validate(); err != nil {
-		return nil, err
-	}
-	g = g.Sorted()
-	if c.Hash != "" && c.Hash != g.Hash() {
-		return nil, fmt.Errorf("%w: the command names genesis %s but its content hashes to %s", ErrHashMismatch, c.Hash, g.Hash())
-	}
-	return g, nil
-}
-
-// VerifyCommand checks that a ledger genesis command is exactly the genesis
-// pinned by hash: it names that hash and its content hashes to it. A node
-// runs it on the genesis command it applied before trusting its ledger.
-func VerifyCommand(c ledger.Genesis, pinned string) error {
-	if c.Hash != pinned {
-		return fmt.Errorf("%w: the ledger's genesis is %q, this node pins %s", ErrHashMismatch, c.Hash, pinned)
-	}
-	_, err := FromCommand(c)
-	return err
 }

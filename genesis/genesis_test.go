@@ -420,7 +420,7 @@ func TestParseStrict(t *testing.T) {
 func TestCommand(t *testing.T) {
 	g := valid(t)
 	slices.Reverse(g.Operators)
-	c := g.Command()
+	c := ledger.GenesisCommand(g)
 	if c.Hash != g.Hash() || c.ClusterID != "prod-1" || c.AdminQuorum != 2 || c.MaxApprovalValidity != 48*time.Hour ||
 		string(c.Rules) != g.Rules || len(c.Nodes) != 3 || len(c.Devices) != 4 {
 		t.Fatalf("command %+v", c)
@@ -428,17 +428,17 @@ func TestCommand(t *testing.T) {
 	if !slices.IsSortedFunc(c.Operators, func(a, b quorum.Operator) int { return strings.Compare(a.ID, b.ID) }) {
 		t.Fatal("command operators not in canonical order")
 	}
-	back, err := genesis.FromCommand(c)
+	back, err := ledger.GenesisDocument(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(back.Canonical(), g.Canonical()) {
 		t.Fatal("FromCommand did not rebuild the document")
 	}
-	if err := genesis.VerifyCommand(c, g.Hash()); err != nil {
+	if err := ledger.VerifyGenesisCommand(c, g.Hash()); err != nil {
 		t.Fatal(err)
 	}
-	if err := genesis.VerifyCommand(c, strings.Repeat("0", 64)); !errors.Is(err, genesis.ErrHashMismatch) {
+	if err := ledger.VerifyGenesisCommand(c, strings.Repeat("0", 64)); !errors.Is(err, genesis.ErrHashMismatch) {
 		t.Fatalf("VerifyCommand against another hash: %v", err)
 	}
 	for name, edit := range map[string]func(*ledger.Genesis){
@@ -454,13 +454,13 @@ func TestCommand(t *testing.T) {
 		"other rules":       func(c *ledger.Genesis) { c.Rules = append(slices.Clone(c.Rules), "# x\n"...) },
 		"an invalid ledger": func(c *ledger.Genesis) { c.Nodes = nil },
 	} {
-		bad := g.Command()
+		bad := ledger.GenesisCommand(g)
 		edit(&bad)
 		want := genesis.ErrHashMismatch
 		if name == "an invalid ledger" {
 			want = genesis.ErrInvalid
 		}
-		if err := genesis.VerifyCommand(bad, g.Hash()); !errors.Is(err, want) {
+		if err := ledger.VerifyGenesisCommand(bad, g.Hash()); !errors.Is(err, want) {
 			t.Errorf("%s under the pinned hash: %v, want %v", name, err, want)
 		}
 	}
@@ -487,11 +487,11 @@ func TestCommand(t *testing.T) {
 // of a valid genesis document and names its hash.
 func TestLedgertestGenesis(t *testing.T) {
 	c := ledgertest.Genesis("ledger-test", 2, rulesYAML(t), ops...)
-	g, err := genesis.FromCommand(c)
+	g, err := ledger.GenesisDocument(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := genesis.VerifyCommand(c, g.Hash()); err != nil {
+	if err := ledger.VerifyGenesisCommand(c, g.Hash()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
@@ -36,8 +35,8 @@ func (g *Genesis) Validate() error {
 	}
 	if d := g.MaxApprovalValidity; d == 0 {
 		return fail("max_approval_validity", "required (e.g. 48h)")
-	} else if d < Duration(ledger.MinApprovalValidity) || d > Duration(ledger.MaxApprovalCeiling) {
-		return fail("max_approval_validity", "%s is outside %s..%s", d, Duration(ledger.MinApprovalValidity), Duration(ledger.MaxApprovalCeiling))
+	} else if d < Duration(quorum.MinApprovalValidity) || d > Duration(quorum.MaxApprovalCeiling) {
+		return fail("max_approval_validity", "%s is outside %s..%s", d, Duration(quorum.MinApprovalValidity), Duration(quorum.MaxApprovalCeiling))
 	}
 
 	if len(g.Operators) == 0 {

@@ -42,12 +42,15 @@ type ProposedChange struct {
 	Registry      *quorum.Change `json:"registry,omitempty"`
 	WalletCreate  *WalletSpec    `json:"wallet_create,omitempty"`
 	WalletReshare *ReshareSpec   `json:"wallet_reshare,omitempty"`
+	// WalletRegister is a cold wallet from an offline keygen ceremony
+	// (admin quorum, like WalletCreate).
+	WalletRegister *ColdWalletSpec `json:"wallet_register,omitempty"`
 }
 
 // validate reports an error unless exactly one change is set.
 func (c ProposedChange) validate() error {
 	n := 0
-	for _, set := range []bool{c.Policy != nil, c.Registry != nil, c.WalletCreate != nil, c.WalletReshare != nil} {
+	for _, set := range []bool{c.Policy != nil, c.Registry != nil, c.WalletCreate != nil, c.WalletReshare != nil, c.WalletRegister != nil} {
 		if set {
 			n++
 		}
@@ -69,6 +72,8 @@ func (c ProposedChange) ID() string {
 		return c.WalletCreate.ID
 	case c.WalletReshare != nil:
 		return c.WalletReshare.ID
+	case c.WalletRegister != nil:
+		return c.WalletRegister.ID
 	}
 	return ""
 }
@@ -85,6 +90,8 @@ func (c ProposedChange) Kind() string {
 		return CmdWalletCreate
 	case c.WalletReshare != nil:
 		return CmdWalletReshare
+	case c.WalletRegister != nil:
+		return CmdWalletRegister
 	}
 	return ""
 }
@@ -101,6 +108,8 @@ func (c ProposedChange) PayloadHash() quorum.Hash {
 		return c.WalletCreate.PayloadHash()
 	case c.WalletReshare != nil:
 		return c.WalletReshare.PayloadHash()
+	case c.WalletRegister != nil:
+		return c.WalletRegister.PayloadHash()
 	}
 	return quorum.Hash{}
 }
@@ -117,6 +126,10 @@ func (c ProposedChange) Command(approvals []quorum.Approval) Command {
 		return WalletCreate{Change: *c.WalletCreate, Approvals: as}
 	case c.WalletReshare != nil:
 		return WalletReshare{Change: *c.WalletReshare, Approvals: as}
+	case c.WalletRegister != nil:
+		spec := *c.WalletRegister
+		spec.PubKey, spec.Custodians = slices.Clone(spec.PubKey), slices.Clone(spec.Custodians)
+		return WalletRegister{Change: spec, Approvals: as}
 	}
 	return nil
 }

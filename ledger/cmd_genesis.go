@@ -11,7 +11,7 @@ import (
 )
 
 // Genesis initialises an empty ledger from the cluster's genesis file
-// (package genesis builds it with genesis.Genesis.Command): the first
+// ([GenesisCommand] builds it from a genesis.Genesis): the first
 // registry (see [quorum.NewRegistry]), rules file, approval-validity
 // ceiling and node set, and the genesis hash they came from. Refused once
 // the ledger has a registry.
@@ -31,8 +31,8 @@ type Genesis struct {
 	// Hash is the genesis hash (lowercase hex SHA-256, see docs/genesis.md)
 	// of the genesis file this command was built from, the value every node
 	// pins in its config. The ledger records it (State.GenesisHash) but
-	// cannot recompute it: package genesis (genesis.VerifyCommand) checks a
-	// command against a pinned hash.
+	// cannot recompute it: [VerifyGenesisCommand] checks a command
+	// against a pinned hash.
 	Hash string `json:"hash"`
 	// CheckpointInterval is the number of raft indices between checkpoints
 	// (see CheckpointSign); 0 means DefaultCheckpointInterval. It must be
@@ -45,18 +45,14 @@ type Genesis struct {
 // MaxCheckpointInterval bounds Genesis.CheckpointInterval.
 const MaxCheckpointInterval = 1 << 20
 
-// Node is one node of the cluster's node set: its ID (the CommonName of its
-// node certificate) and the [pki.KeyFingerprint] of that certificate's
-// public key. A certificate for another key does not make a node of the set.
-type Node struct {
-	ID             pki.NodeID `json:"id"`
-	KeyFingerprint string     `json:"key_fingerprint"`
-}
+// Node is one node of the cluster's node set ([pki.Node]).
+type Node = pki.Node
 
-// Bounds of Genesis.MaxApprovalValidity.
+// Bounds of Genesis.MaxApprovalValidity ([quorum.MinApprovalValidity],
+// [quorum.MaxApprovalCeiling]).
 const (
-	MinApprovalValidity = time.Minute
-	MaxApprovalCeiling  = 30 * 24 * time.Hour
+	MinApprovalValidity = quorum.MinApprovalValidity
+	MaxApprovalCeiling  = quorum.MaxApprovalCeiling
 )
 
 // Type implements Command.

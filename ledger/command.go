@@ -52,6 +52,7 @@ const (
 	CmdExpire         = "request.expire"
 	CmdColdExport     = "cold.export"
 	CmdColdImport     = "cold.import"
+	CmdWalletRegister = "wallet.register"
 	CmdCheckpointSign = "checkpoint.sign"
 	CmdNodeChange     = "node.change"
 	CmdNodeToken      = "node.token"
@@ -84,6 +85,7 @@ var commandTypes = map[string]func() Command{
 	CmdExpire:         func() Command { return new(ExpireRequest) },
 	CmdColdExport:     func() Command { return new(ColdExport) },
 	CmdColdImport:     func() Command { return new(ColdImport) },
+	CmdWalletRegister: func() Command { return new(WalletRegister) },
 	CmdCheckpointSign: func() Command { return new(CheckpointSign) },
 	CmdNodeChange:     func() Command { return new(NodeChange) },
 	CmdNodeToken:      func() Command { return new(NodeToken) },

@@ -259,6 +259,9 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 		st.Index = l.Index
 		st.Clock = now
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
+		if governanceTypes[env.Type] {
+			st.appendGovernance(env.Type, now, env.Payload)
+		}
 		if id := claimed(cmd); id != "" {
 			res.req = stampClaim(st, id)
 			res.claimed = id

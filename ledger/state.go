@@ -111,6 +111,10 @@ type Wallet struct {
 	// other share of the wallet. Empty for a wallet never reshared; omitted
 	// when empty, so states without it encode (and hash) as before.
 	KeySession string `json:"key_session,omitempty"`
+	// Cold is a cold wallet's registration (WalletRegister): its
+	// custodians, their threshold and the ceremony's transcript hash. Nil
+	// for wallets the nodes sign for; omitted when nil.
+	Cold *ColdWalletSpec `json:"cold,omitempty"`
 }
 
 // Active reports whether the wallet may be used for withdrawals: its
@@ -141,6 +145,11 @@ func (w *Wallet) Clone() *Wallet {
 		r := *w.Reshare
 		r.NewCommittee = slices.Clone(w.Reshare.NewCommittee)
 		c.Reshare = &r
+	}
+	if w.Cold != nil {
+		k := *w.Cold
+		k.PubKey, k.Custodians = slices.Clone(w.Cold.PubKey), slices.Clone(w.Cold.Custodians)
+		c.Cold = &k
 	}
 	return &c
 }
@@ -296,6 +305,14 @@ type State struct {
 	// CheckpointInterval is the genesis's (0: DefaultCheckpointInterval).
 	CheckpointInterval uint64       `json:"checkpoint_interval,omitempty"`
 	Audit              []AuditEvent `json:"audit"`
+	// Governance is every governance command applied after the genesis
+	// (registry.change, policy.change, rules.set, wallet.register: the
+	// evidence a cold bundle carries), in order, with its payload as
+	// logged; GovernanceHead is the chain head after the last
+	// (genesis.GovernanceHash, starting at the genesis hash). Omitted while
+	// empty, so states without them encode (and hash) as before.
+	Governance     []GovernanceRecord `json:"governance,omitempty"`
+	GovernanceHead string             `json:"governance_head,omitempty"`
 
 	// rules is the parsed ActiveRules (derived, never serialised).
 	rules *policy.Rules
@@ -394,6 +411,7 @@ func (s *State) snapshotView() *State {
 	v.Tokens = maps.Clone(s.Tokens)
 	v.Proposals = maps.Clone(s.Proposals)
 	v.Audit = s.Audit[:len(s.Audit):len(s.Audit)]
+	v.Governance = s.Governance[:len(s.Governance):len(s.Governance)]
 	v.Checkpoints = s.Checkpoints[:len(s.Checkpoints):len(s.Checkpoints)]
 	return &v
 }

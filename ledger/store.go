@@ -80,7 +80,7 @@ type Config struct {
 
 	// Genesis is the genesis command this node's config pins (built from
 	// the genesis file whose hash the config names and checked against
-	// it: genesis.VerifyCommand). The node refuses a log whose genesis
+	// it: VerifyGenesisCommand). The node refuses a log whose genesis
 	// differs, verifies checkpoints of snapshots against its node set
 	// until its ledger has one, and refuses snapshots of another genesis.
 	// Nil only in tests and tools: a node without it refuses every

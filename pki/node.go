@@ -72,3 +72,11 @@ func NodeCertificate(cert *x509.Certificate) (NodeID, error) {
 	}
 	return id, nil
 }
+
+// Node is one node of a cluster's node set: its ID (the CommonName of its
+// node certificate) and the [KeyFingerprint] of that certificate's public
+// key. A certificate for another key does not make a node of the set.
+type Node struct {
+	ID             NodeID `json:"id"`
+	KeyFingerprint string `json:"key_fingerprint"`
+}

@@ -571,6 +571,7 @@ var forwardable = map[string]bool{
 	ledger.CmdRequestCreate: true, ledger.CmdApprove: true,
 	ledger.CmdPolicyChange: true, ledger.CmdRegistryChange: true, ledger.CmdRulesSet: true,
 	ledger.CmdNodeChange: true, ledger.CmdWalletCreate: true, ledger.CmdWalletReshare: true,
+	ledger.CmdWalletRegister: true, ledger.CmdColdExport: true, ledger.CmdColdImport: true,
 	ledger.CmdChangePropose: true, ledger.CmdChangeApprove: true,
 }
 

@@ -112,6 +112,10 @@ func DescribeChange(c ledger.ProposedChange) string {
 	case c.WalletReshare != nil:
 		w := c.WalletReshare
 		return fmt.Sprintf("reshare wallet %s to %v, threshold %d (same key)", w.Wallet, w.NewCommittee, w.NewThreshold)
+	case c.WalletRegister != nil:
+		w := c.WalletRegister
+		return fmt.Sprintf("register cold wallet %s on %s/%s: key %x, custodians %v, any %d sign; ceremony transcript sha256 %s",
+			w.Wallet, w.Chain, w.Network, w.PubKey, w.Custodians, w.Threshold+1, w.Transcript)
 	}
 	return c.Kind()
 }
@@ -230,13 +234,13 @@ type proposeBody struct {
 // command checks the rest.
 func checkProposed(st *ledger.State, c ledger.ProposedChange) error {
 	n := 0
-	for _, set := range []bool{c.Policy != nil, c.Registry != nil, c.WalletCreate != nil, c.WalletReshare != nil} {
+	for _, set := range []bool{c.Policy != nil, c.Registry != nil, c.WalletCreate != nil, c.WalletReshare != nil, c.WalletRegister != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return apiErr(http.StatusBadRequest, CodeInvalid, "change", "api: a change names exactly one of policy, registry, wallet_create, wallet_reshare")
+		return apiErr(http.StatusBadRequest, CodeInvalid, "change", "api: a change names exactly one of policy, registry, wallet_create, wallet_reshare, wallet_register")
 	}
 	if !validID(c.ID()) {
 		return apiErr(http.StatusBadRequest, CodeInvalid, "change", "api: the change id must be 1..%d letters, digits and . _ : @ -", maxID)

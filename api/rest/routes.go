@@ -53,6 +53,8 @@ var routes = []route{
 	{Route{http.MethodGet, PathRequests, operatorOnly}, (*server).requests},
 	{Route{http.MethodGet, PathRequests + "/{id}", operatorOnly}, (*server).request},
 	{Route{http.MethodPost, PathRequests + "/{id}/approvals", operatorOnly}, (*server).answer},
+	{Route{http.MethodPost, PathRequests + "/{id}/export", operatorOnly}, (*server).coldExport},
+	{Route{http.MethodPost, PathRequests + "/{id}/import", operatorOnly}, (*server).coldImport},
 	{Route{http.MethodGet, PathChanges, operatorOnly}, (*server).changes},
 	{Route{http.MethodPost, PathChanges, operatorOnly}, (*server).propose},
 	{Route{http.MethodGet, PathChanges + "/{id}", operatorOnly}, (*server).change},

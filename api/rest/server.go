@@ -101,6 +101,10 @@ type Config struct {
 	// Operators commits operators' signed commands (the operator API's
 	// writes); nil answers them 501 not_configured.
 	Operators OperatorService
+	// Genesis is the genesis file the node verified against its pin: the
+	// cold export bundles carry it. nil answers cold export 501
+	// not_configured.
+	Genesis []byte
 	// Now is the node's clock (default expiries); nil means time.Now.
 	Now func() time.Time
 	// Logger receives one line per request (never a body), with its

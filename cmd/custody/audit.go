@@ -162,7 +162,7 @@ func auditHeadVerifier(headsFile, genesisFile, genesisHash string) (*ledger.Head
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", headsFile, err)
 	}
-	hv, err := ledger.NewHeadVerifier(heads, ledger.AnchorOf(g.Command()))
+	hv, err := ledger.NewHeadVerifier(heads, ledger.AnchorOf(ledger.GenesisCommand(g)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", headsFile, err)
 	}

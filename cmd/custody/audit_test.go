@@ -33,7 +33,7 @@ func auditDataDir(t *testing.T) (string, int) {
 		t.Fatal(err)
 	}
 	g.Nodes = ledgertest.Nodes("n1")
-	cmd := g.Command()
+	cmd := ledger.GenesisCommand(g)
 	cmd.CheckpointInterval = 2
 	c := ledgertest.New(t, 1, func(cfg *ledger.Config) { cfg.Genesis = &cmd })
 	s, dir := c.Nodes[0].Store, c.Nodes[0].Dir
@@ -191,7 +191,7 @@ func headsCluster(t *testing.T) (dir, genesisFile, genesisHash string) {
 		t.Fatal(err)
 	}
 	genesisFile = writeTemp(t, "genesis.json", string(g.Encode()))
-	cmd := g.Command()
+	cmd := ledger.GenesisCommand(g)
 	c := ledgertest.New(t, 3, func(cfg *ledger.Config) { cfg.Genesis = &cmd })
 	ctx := context.Background()
 	c.Submit(ctx, "ceremony", cmd)

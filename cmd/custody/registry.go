@@ -108,7 +108,30 @@ func newWalletCmd() *cobra.Command {
 	reshare.Flags().StringVar(&rcommittee, "committee", "", "the new committee, comma-separated")
 	reshare.Flags().IntVar(&rthreshold, "threshold", 1, "the new t")
 	rcf = addChangeFlags(reshare)
-	cmd.AddCommand(create, list, show, reshare)
+	var walletFile, transcriptFile string
+	var gcf *changeFlags
+	register := &cobra.Command{
+		Use:   "register --wallet-file wallet.json --transcript transcript.json",
+		Short: "Propose registering a cold wallet from its keygen ceremony's outputs (the admin quorum)",
+		Long: `Propose the wallet.register change of a cold wallet whose key the custodians
+generated offline (custody ceremony keygen): the public key, custodians and
+threshold from wallet.json, and the SHA-256 of transcript.json, which must name
+wallet.json's hash, wallet and key. Other admins approve with
+custody changes approve ID.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := coldRegistration(walletFile, transcriptFile)
+			if err != nil {
+				return err
+			}
+			spec.ID = gcf.changeID("wallet-register")
+			return propose(cmd, sf, gcf, ledger.ProposedChange{WalletRegister: &spec})
+		},
+	}
+	register.Flags().StringVar(&walletFile, "wallet-file", "", "the ceremony's wallet.json")
+	register.Flags().StringVar(&transcriptFile, "transcript", "", "the ceremony's transcript.json (its SHA-256 is registered)")
+	gcf = addChangeFlags(register)
+	cmd.AddCommand(create, list, show, reshare, register)
 	return cmd
 }
 

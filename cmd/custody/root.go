@@ -49,6 +49,8 @@ variable (default CUSTODY_HSM_PIN) or a file (--pin-file).`,
 		newChangesCmd(),
 		newWalletCmd(),
 		newDeviceCmd(),
+		newCeremonyCmd(),
+		newColdCmd(),
 	)
 	return root
 }

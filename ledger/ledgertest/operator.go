@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
@@ -102,7 +101,7 @@ func GenesisFor(nodes []pki.NodeID, cluster string, adminQuorum int, rules strin
 		g.Operators = append(g.Operators, quorum.Operator{ID: o.ID, Name: o.ID, Kind: o.Kind, Roles: o.Roles, Status: quorum.StatusActive})
 		g.Devices = append(g.Devices, o.Device())
 	}
-	doc, err := genesis.FromCommand(g)
+	doc, err := ledger.GenesisDocument(g)
 	if err != nil {
 		panic("ledgertest: Genesis: " + err.Error())
 	}

@@ -264,22 +264,9 @@ func checkPayload(r *ledger.Request, lw *ledger.Wallet, adapters map[string]chai
 	if ph != r.PayloadHash || !bytes.Equal(ph[:], c.PayloadHash[:]) {
 		return fmt.Errorf("%w: stored tx hashes to %x; ledger records %x, claim presents %x", ErrPayload, ph, r.PayloadHash, c.PayloadHash)
 	}
-	tr := u.Transfer()
-	switch {
-	case (r.Nonce == nil) != (tr.Nonce == nil) || (r.Nonce != nil && *r.Nonce != *tr.Nonce):
-		return fmt.Errorf("%w: tx nonce %v is not the allocated nonce %v", ErrPayload, deref(tr.Nonce), deref(r.Nonce))
-	case !slices.Equal(r.Outpoints, tr.Outpoints):
-		return fmt.Errorf("%w: tx spends %v, the request reserved %v", ErrPayload, tr.Outpoints, r.Outpoints)
-	case tr.Asset != r.Asset:
-		return fmt.Errorf("%w: tx moves %q, the request names %q", ErrPayload, tr.Asset, r.Asset)
-	case tr.To != r.To:
-		return fmt.Errorf("%w: tx pays %s, the request names %s", ErrPayload, tr.To, r.To)
-	case tr.Amount != r.Amount:
-		return fmt.Errorf("%w: tx amount %s, the request names %s", ErrPayload, tr.Amount, r.Amount)
-	case tr.MaxFee != r.MaxFee:
-		// Policy capped the fee the request names; the transaction may not
-		// pay more (SECURITY 30).
-		return fmt.Errorf("%w: tx maximum fee %s, the request names %s", ErrPayload, tr.MaxFee, r.MaxFee)
+	want := chains.Transfer{To: r.To, Asset: r.Asset, Amount: r.Amount, MaxFee: r.MaxFee, Nonce: r.Nonce, Outpoints: r.Outpoints}
+	if err := chains.CheckTransfer(want, u.Transfer()); err != nil {
+		return fmt.Errorf("%w: %w", ErrPayload, err)
 	}
 	digests := u.Digests()
 	if len(digests) == 0 {
@@ -291,11 +278,4 @@ func checkPayload(r *ledger.Request, lw *ledger.Wallet, adapters map[string]chai
 		p.keys = append(p.keys, watermark.Key(k))
 	}
 	return nil
-}
-
-func deref(n *uint64) any {
-	if n == nil {
-		return "none"
-	}
-	return *n
 }

@@ -1,0 +1,181 @@
+package rest
+
+// Cold requests through the operator API (docs/cold.md): export builds the
+// signing bundle from this node's replica and commits cold.export with its
+// hash; import checks the offline-signed transaction against the approved
+// payload and the wallet's key and commits cold.import. The offline signer
+// trusts none of this node's word (it verifies the bundle from the genesis
+// hash the custodians pin).
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/custody-dev/custody/cold"
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// ExportView is POST /v1/requests/{id}/export's answer: the bundle (its
+// file form is cold.Bundle.Encode of it) and the hash cold.export recorded.
+type ExportView struct {
+	BundleHash string       `json:"bundle_hash"`
+	Bundle     *cold.Bundle `json:"bundle"`
+}
+
+// importBody is POST /v1/requests/{id}/import: the hash of the bundle that
+// was signed and what `custody cold sign` added to it.
+type importBody struct {
+	BundleHash string       `json:"bundle_hash"`
+	Signed     *cold.Signed `json:"signed"`
+}
+
+// coldWriter: export and import need an active operator with the admin or
+// approver role.
+func coldWriter(st *ledger.State, peer pki.Peer) error {
+	op, ok := st.Registry.Operators[peer.ID]
+	if !ok || op.Status != quorum.StatusActive || !op.HasRole(quorum.RoleAdmin, quorum.RoleApprover) {
+		return apiErr(http.StatusForbidden, CodeForbidden, "", "api: cold export and import need an active admin or approver")
+	}
+	return nil
+}
+
+// coldRequest is request id for an operator who may export and import
+// (coldWriter).
+func coldRequest(st *ledger.State, peer pki.Peer, id string) (*ledger.Request, error) {
+	if err := coldWriter(st, peer); err != nil {
+		return nil, err
+	}
+	req := st.Requests[id]
+	if req == nil {
+		return nil, apiErr(http.StatusNotFound, CodeNotFound, "", "api: no request %q", id)
+	}
+	return req, nil
+}
+
+// coldBundle builds the bundle of an approved cold request from st.
+func coldBundle(st *ledger.State, genesisFile []byte, r *ledger.Request) (*cold.Bundle, error) {
+	if r.Status != ledger.StatusApproved || r.Decision.Route != policy.RouteCold {
+		return nil, apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: request %q is %s/%s: export needs an approved cold request", r.ID, r.Status, r.Decision.Route)
+	}
+	w := st.Wallets[r.Wallet]
+	if w == nil || w.Cold == nil {
+		return nil, apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: wallet %q is not a registered cold wallet", r.Wallet)
+	}
+	gov := make([]cold.Change, len(st.Governance))
+	for i, g := range st.Governance {
+		gov[i] = cold.Change{Type: g.Type, Time: g.Time, Payload: slices.Clone(g.Payload)}
+	}
+	head := st.GovernanceHead
+	if head == "" {
+		head = st.GenesisHash
+	}
+	cr := cold.Request{ID: r.ID, Withdrawal: r.Withdrawal, Payload: slices.Clone(r.Payload), PayloadHash: r.PayloadHash, Nonce: r.Nonce,
+		Outpoints: slices.Clone(r.Outpoints), VSize: r.VSize, ExpiresAt: r.ExpiresAt, Initiation: r.Initiation, Initiator: r.Initiator,
+		Approvals: slices.Clone(r.Approvals)}
+	b, err := cold.Build(genesisFile, cold.WalletSpec(*w.Cold), gov, head, cr, st.Clock)
+	if err != nil {
+		return nil, apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: %v", err)
+	}
+	return b, nil
+}
+
+func (s *server) coldExport(_ http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {
+	if err := decodeStrict(body, &struct{}{}); err != nil {
+		return 0, nil, err
+	}
+	if s.cfg.Genesis == nil {
+		return 0, nil, apiErr(http.StatusNotImplemented, CodeNotConfigured, "", "api: this node serves no cold export (no genesis file)")
+	}
+	id := r.PathValue("id")
+	var b *cold.Bundle
+	err := s.readLinearizable(r, func(st *ledger.State) error {
+		req, err := coldRequest(st, peer, id)
+		if err != nil {
+			return err
+		}
+		b, err = coldBundle(st, s.cfg.Genesis, req)
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	hash := b.Hash()
+	if _, err := s.submit(r, peer, ledger.ColdExport{RequestID: id, BundleHash: hash}); err != nil {
+		return 0, nil, coldSubmitError(err)
+	}
+	return http.StatusOK, ExportView{BundleHash: hash, Bundle: b}, nil
+}
+
+func (s *server) coldImport(_ http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {
+	var in importBody
+	if err := decodeStrict(body, &in); err != nil {
+		return 0, nil, err
+	}
+	if in.Signed == nil || len(in.Signed.Tx) == 0 {
+		return 0, nil, apiErr(http.StatusBadRequest, CodeInvalid, "signed", "api: the signed transaction is required (custody cold sign's output)")
+	}
+	id := r.PathValue("id")
+	err := s.readLinearizable(r, func(st *ledger.State) error {
+		req, err := coldRequest(st, peer, id)
+		if err != nil {
+			return err
+		}
+		if req.Status != ledger.StatusExported {
+			return apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: request %q is %s: import needs an exported request", id, req.Status)
+		}
+		if in.BundleHash != req.BundleHash {
+			return apiErr(http.StatusBadRequest, CodeInvalid, "bundle_hash", "api: the bundle signed is %s, request %q was exported as %s", in.BundleHash, id, req.BundleHash)
+		}
+		w := st.Wallets[req.Wallet]
+		if w == nil || w.Cold == nil {
+			return apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: wallet %q is not a registered cold wallet", req.Wallet)
+		}
+		if err := cold.CheckSigned(cold.WalletSpec(*w.Cold), req.Payload, req.PayloadHash, in.Signed.Tx, in.Signed.TxHash); err != nil {
+			return apiErr(http.StatusBadRequest, CodeInvalid, "signed", "api: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	out, err := s.submit(r, peer, ledger.ColdImport{RequestID: id, Signed: slices.Clone(in.Signed.Tx), TxHash: in.Signed.TxHash})
+	if err != nil {
+		return 0, nil, coldSubmitError(err)
+	}
+	if out.Index > 0 {
+		if err := s.cfg.Service.Read(r.Context(), out.Index, func(*ledger.State) error { return nil }); err != nil {
+			return 0, nil, err
+		}
+	}
+	return s.request(nil, r, peer, nil)
+}
+
+// readLinearizable runs fn on this node's replica once it has applied the
+// leader's read index: export and import see every write acknowledged
+// before them (an approval just recorded through another node).
+func (s *server) readLinearizable(r *http.Request, fn func(*ledger.State) error) error {
+	idx, err := s.cfg.Service.ReadIndex(r.Context())
+	if err != nil {
+		return err
+	}
+	return s.cfg.Service.Read(r.Context(), idx, fn)
+}
+
+// coldSubmitError maps the ledger's status refusals of cold.export and
+// cold.import (a rejection, an expiry or a lock between the read and the
+// commit) to 409.
+func coldSubmitError(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return err
+	}
+	if errors.Is(err, ledger.ErrWrongStatus) || errors.Is(err, ledger.ErrConflict) || errors.Is(err, ledger.ErrLocked) || errors.Is(err, ledger.ErrPolicy) || errors.Is(err, ledger.ErrInvalid) {
+		return &apiError{status: http.StatusConflict, code: CodeLedgerRefused, msg: fmt.Sprint(err), public: true}
+	}
+	return err
+}

@@ -1,0 +1,358 @@
+package cold
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/custody-dev/custody/genesis"
+	"github.com/custody-dev/custody/policy"
+	"github.com/custody-dev/custody/quorum"
+)
+
+// Governance command types a bundle carries (the ledger's names).
+const (
+	TypeRegistryChange = "registry.change"
+	TypePolicyChange   = "policy.change"
+	TypeRulesSet       = "rules.set"
+	TypeWalletRegister = "wallet.register"
+)
+
+// Errors a caller branches on. Every refusal of Verify wraps one.
+var (
+	// ErrBundle: the bundle does not parse or is not well formed.
+	ErrBundle = errors.New("cold: malformed bundle")
+	// ErrGenesis: the bundle is for another genesis than the pinned one.
+	ErrGenesis = errors.New("cold: bundle is for another genesis")
+	// ErrEvidence: the governance evidence does not chain from the pinned
+	// genesis to the head the bundle names, or a change in it does not
+	// verify under the state folded before it.
+	ErrEvidence = errors.New("cold: governance evidence refused")
+	// ErrPayload: the transaction is not exactly the approved request.
+	ErrPayload = errors.New("cold: transaction is not the approved request")
+	// ErrApprovals: the approvals do not meet the policy's requirement.
+	ErrApprovals = errors.New("cold: approvals refused")
+	// ErrPolicy: policy refuses the request (lock, allowlist, cooling-off,
+	// fee cap, limits, expiry, route).
+	ErrPolicy = errors.New("cold: policy refuses the request")
+)
+
+// Change is one governance command as the ledger applied it: its type, the
+// ledger time it was applied at and its JSON payload, verbatim.
+type Change struct {
+	Type    string    `json:"type"`
+	Time    time.Time `json:"time"`
+	Payload []byte    `json:"payload"`
+}
+
+// ChainHash is the governance chain's next head after prev
+// ([genesis.GovernanceHash]; the chain starts at the genesis hash).
+func ChainHash(prev string, c Change) string {
+	return genesis.GovernanceHash(prev, c.Type, c.Time, c.Payload)
+}
+
+// The payloads of the governance commands, as the ledger encodes them
+// (ledger.RegistryChange, ledger.PolicyChange, ledger.RulesSet,
+// ledger.WalletRegister). The package cannot import the ledger (raft);
+// cold's tests check the encodings agree.
+type (
+	registryChange struct {
+		Change    quorum.Change     `json:"change"`
+		Approvals []quorum.Approval `json:"approvals"`
+	}
+	policyChange struct {
+		Change    policy.Change     `json:"change"`
+		Approvals []quorum.Approval `json:"approvals"`
+	}
+	rulesSet struct {
+		ID        string            `json:"id"`
+		Body      []byte            `json:"body"`
+		Approvals []quorum.Approval `json:"approvals"`
+	}
+	walletRegister struct {
+		Change    WalletSpec        `json:"change"`
+		Approvals []quorum.Approval `json:"approvals"`
+	}
+)
+
+// WalletSpec is a cold wallet as the admins register it (wallet.register):
+// the ceremony's public key and the hash of its transcript. ID is the
+// single-use change ID. Approvals sign a quorum.Statement with RequestID =
+// ID and PayloadHash = PayloadHash(). The ledger's ledger.ColdWalletSpec
+// has the same fields and hash.
+type WalletSpec struct {
+	ID      string `json:"id"`
+	Wallet  string `json:"wallet"`
+	Chain   string `json:"chain"`
+	Network string `json:"network"`
+	// ChainID is the EIP-155 chain ID of an Ethereum wallet's network
+	// (0 for Bitcoin): the offline signer takes it from here.
+	ChainID uint64 `json:"chain_id,omitempty"`
+	// BTCParams names a Bitcoin wallet's network parameters (mainnet,
+	// testnet3, signet, regtest; "" for Ethereum).
+	BTCParams string `json:"btc_params,omitempty"`
+	// PubKey is the 33-byte compressed secp256k1 key of the ceremony.
+	PubKey []byte `json:"pubkey"`
+	// Threshold t: any t+1 of Custodians sign.
+	Threshold  int      `json:"threshold"`
+	Custodians []string `json:"custodians"`
+	// Transcript is the hex SHA-256 of the ceremony's transcript file.
+	Transcript string `json:"transcript"`
+}
+
+// PayloadHash is SHA-256 of "custody/wallet-register/v1" 0x00 and the
+// spec's JSON (fields in declaration order).
+func (s WalletSpec) PayloadHash() quorum.Hash {
+	return quorum.DomainHash("custody/wallet-register/v1", s)
+}
+
+// State is what folding the evidence from the genesis gives: the registry,
+// rules, allowlist and locks, and the registered cold wallets.
+type State struct {
+	Genesis *genesis.Genesis
+	// Head is the governance chain head after the last change.
+	Head     string
+	Registry quorum.Registry
+	Rules    *policy.Rules
+	Policy   policy.State
+	Wallets  map[string]WalletSpec
+	applied  map[string]bool
+	ceiling  time.Duration
+	clock    time.Time
+}
+
+// Fold starts from genesis g and applies every change in order, with the
+// ledger's checks (each change ID once; approvals within the genesis's
+// ceiling; the registry's quorum for registry changes, rules and wallet
+// registrations; policy.State.Apply for allowlist and lock changes). The
+// ledger's times never go back. A change that does not apply is refused
+// with ErrEvidence naming its position.
+func Fold(g *genesis.Genesis, changes []Change) (*State, error) {
+	reg, err := quorum.NewRegistry(g.ClusterID, g.AdminQuorum, g.Operators, g.Devices)
+	if err != nil {
+		return nil, fmt.Errorf("%w: genesis registry: %w", ErrEvidence, err)
+	}
+	rules, err := policy.ParseRules([]byte(g.Rules))
+	if err != nil {
+		return nil, fmt.Errorf("%w: genesis rules: %w", ErrEvidence, err)
+	}
+	pst, err := policy.NewState(nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Genesis: g, Head: g.Hash(), Registry: reg, Rules: rules, Policy: pst,
+		Wallets: map[string]WalletSpec{}, applied: map[string]bool{}, ceiling: time.Duration(g.MaxApprovalValidity)}
+	for i, c := range changes {
+		if err := st.apply(c); err != nil {
+			return nil, fmt.Errorf("%w: change %d (%s at %s): %w", ErrEvidence, i, c.Type, c.Time.UTC().Format(time.RFC3339), err)
+		}
+		st.Head = ChainHash(st.Head, c)
+	}
+	return st, nil
+}
+
+func (st *State) apply(c Change) error {
+	if c.Time.Before(st.clock) {
+		return fmt.Errorf("applied at %s, before the change preceding it (%s): out of order", c.Time.UTC().Format(time.RFC3339Nano), st.clock.UTC().Format(time.RFC3339Nano))
+	}
+	st.clock = c.Time
+	now := c.Time
+	switch c.Type {
+	case TypeRegistryChange:
+		var p registryChange
+		if err := decodeStrict(c.Payload, &p); err != nil {
+			return err
+		}
+		if err := st.governance(p.Change.ID, p.Approvals, now); err != nil {
+			return err
+		}
+		next, _, err := st.Registry.Apply(p.Change, p.Approvals, now)
+		if err != nil {
+			return err
+		}
+		st.Registry = next
+		st.applied[p.Change.ID] = true
+	case TypePolicyChange:
+		var p policyChange
+		if err := decodeStrict(c.Payload, &p); err != nil {
+			return err
+		}
+		if err := st.governance(p.Change.ID, p.Approvals, now); err != nil {
+			return err
+		}
+		next, _, err := st.Policy.Apply(st.Rules, st.Registry, p.Change, p.Approvals, nil, now)
+		if err != nil {
+			return err
+		}
+		st.Policy = next
+		st.applied[p.Change.ID] = true
+	case TypeRulesSet:
+		var p rulesSet
+		if err := decodeStrict(c.Payload, &p); err != nil {
+			return err
+		}
+		next, err := policy.ParseRules(p.Body)
+		if err != nil {
+			return err
+		}
+		if next.Hash() == st.Rules.Hash() {
+			return nil // the ledger records no change for the rules in force
+		}
+		if err := st.governance(p.ID, p.Approvals, now); err != nil {
+			return err
+		}
+		if _, err := policy.AuthorizeRulesChange(st.Registry, p.ID, next, p.Approvals, now); err != nil {
+			return err
+		}
+		st.Rules = next
+		st.applied[p.ID] = true
+	case TypeWalletRegister:
+		var p walletRegister
+		if err := decodeStrict(c.Payload, &p); err != nil {
+			return err
+		}
+		if err := st.governance(p.Change.ID, p.Approvals, now); err != nil {
+			return err
+		}
+		if err := p.Change.Validate(); err != nil {
+			return err
+		}
+		if _, ok := st.Wallets[p.Change.Wallet]; ok {
+			return fmt.Errorf("wallet %q is registered already", p.Change.Wallet)
+		}
+		tally := quorum.Count(st.Registry, quorum.Subject{RequestID: p.Change.ID, PayloadHash: p.Change.PayloadHash()},
+			quorum.Requirement{Required: st.Registry.AdminQuorum, Roles: []quorum.Role{quorum.RoleAdmin}}, p.Approvals, now)
+		if err := tally.Err(); err != nil {
+			return err
+		}
+		st.Wallets[p.Change.Wallet] = p.Change
+		st.applied[p.Change.ID] = true
+	default:
+		return fmt.Errorf("unknown governance type %q", c.Type)
+	}
+	return nil
+}
+
+// governance is the ledger's common check of a change: an ID never
+// applied, approvals no further ahead than the genesis's ceiling.
+func (st *State) governance(id string, approvals []quorum.Approval, now time.Time) error {
+	if id == "" {
+		return errors.New("a governance change needs an ID")
+	}
+	if st.applied[id] {
+		return fmt.Errorf("change %q was applied before (replayed)", id)
+	}
+	for i, a := range approvals {
+		if left := a.Expiry.Sub(now); left > st.ceiling {
+			return fmt.Errorf("approval %d expires in %s, beyond the cluster's ceiling of %s", i, left.Round(time.Second), st.ceiling)
+		}
+	}
+	return nil
+}
+
+// Validate checks a spec's form: IDs, chain eth or btc (eth with a chain
+// ID), a 33-byte key, 1 <= threshold < custodians, distinct custodians, a
+// transcript hash.
+func (s WalletSpec) Validate() error {
+	switch {
+	case s.ID == "" || s.Wallet == "" || s.Network == "":
+		return errors.New("wallet registration needs a change ID, a wallet ID and a network")
+	case s.Chain != "eth" && s.Chain != "btc":
+		return fmt.Errorf("wallet registration: chain %q is not eth or btc", s.Chain)
+	case s.Chain == "eth" && (s.ChainID == 0 || s.BTCParams != ""):
+		return errors.New("wallet registration: an eth wallet names its chain ID and no btc_params")
+	case s.Chain == "btc" && (s.ChainID != 0 || s.BTCParams == ""):
+		return errors.New("wallet registration: a btc wallet names its btc_params and no chain ID")
+	case len(s.PubKey) != 33 || (s.PubKey[0] != 2 && s.PubKey[0] != 3):
+		return errors.New("wallet registration: the public key is not 33-byte compressed secp256k1")
+	case s.Threshold < 1 || s.Threshold >= len(s.Custodians):
+		return fmt.Errorf("wallet registration: threshold %d of %d custodians (need 1 <= t < n)", s.Threshold, len(s.Custodians))
+	}
+	seen := map[string]bool{}
+	for _, c := range s.Custodians {
+		if c == "" || seen[c] {
+			return fmt.Errorf("wallet registration: custodian %q empty or listed twice", c)
+		}
+		seen[c] = true
+	}
+	if b, err := hex.DecodeString(s.Transcript); err != nil || len(b) != sha256.Size {
+		return errors.New("wallet registration: the transcript hash is not 64 hex digits")
+	}
+	return nil
+}
+
+// decodeStrict decodes JSON refusing unknown fields, a key given twice in
+// one object (anywhere in the document) and trailing data.
+func decodeStrict(b []byte, out any) error {
+	if err := noDuplicateKeys(b); err != nil {
+		return fmt.Errorf("payload: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("payload: %w", err)
+	}
+	if dec.More() {
+		return errors.New("payload: trailing data")
+	}
+	return nil
+}
+
+// maxDepth bounds the nesting noDuplicateKeys walks.
+const maxDepth = 64
+
+// noDuplicateKeys refuses a JSON document in which an object names a key
+// twice (encoding/json would keep the last one silently).
+func noDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		if depth > maxDepth {
+			return fmt.Errorf("nested deeper than %d", maxDepth)
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key, _ := k.(string)
+				if seen[key] {
+					return fmt.Errorf("key %q given twice in one object", key)
+				}
+				seen[key] = true
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		}
+		return nil
+	}
+	return walk(0)
+}
+
+// Applied lists the change IDs applied (sorted), for the transcript.
+func (st *State) Applied() []string { return slices.Sorted(maps.Keys(st.applied)) }
