@@ -48,7 +48,7 @@ func TestWebhookConfigRefusals(t *testing.T) {
 	}
 	const url = `url: "https://hooks.exchange.example/custody"`
 	for name, tc := range map[string]struct{ yaml, path string }{
-		"http without the opt-out": {edit(url, `url: "http://127.0.0.1:9999/hook"`), "webhooks.endpoints[0].url: http://127.0.0.1:9999/hook is plain http"},
+		"http without the opt-out": {edit(url, `url: "http://127.0.0.1:9999/hook"`), "webhooks.endpoints[0].url: http://127.0.0.1:9999 is plain http"},
 		"http to a remote host":    {edit(url+", secret_file: hook.secret, ca_file: hook-ca.pem", `url: "http://hooks.example/h", secret_file: hook.secret, allow_http: true`), "webhooks.endpoints[0].allow_http: plain http is allowed to a loopback host only"},
 		"opt-out with https":       {edit("ca_file: hook-ca.pem", "allow_http: true"), "webhooks.endpoints[0].allow_http: set only with an http:// URL"},
 		"not a URL":                {edit(url, `url: "hooks.example"`), "webhooks.endpoints[0].url: want an https:// URL"},
