@@ -358,6 +358,9 @@ type TSS struct {
 	// KeygenTimeout bounds one keygen or reshare attempt, pre-params
 	// included (default 5m): far slower than a signature.
 	KeygenTimeout Duration `json:"keygen_timeout,omitempty" yaml:"keygen_timeout,omitempty"`
+	// PreParamsPool is how many sets of tss pre-params the node keeps ready
+	// for keygens (default 2; each takes tens of seconds of CPU to make).
+	PreParamsPool int `json:"preparams_pool,omitempty" yaml:"preparams_pool,omitempty"`
 }
 
 // Presign configures the presignature pool (docs/presign.md).
@@ -441,6 +444,9 @@ func (c *Config) defaults() {
 	}
 	if c.TSS.KeygenTimeout == 0 {
 		c.TSS.KeygenTimeout = Duration(DefaultTSSKeygenTimeout)
+	}
+	if c.TSS.PreParamsPool == 0 {
+		c.TSS.PreParamsPool = DefaultPreParamsPool
 	}
 	if c.Broadcast.Confirmations == 0 {
 		c.Broadcast.Confirmations = DefaultConfirmations
@@ -602,6 +608,9 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			return fail(d.key, "must not be negative")
 		}
+	}
+	if c.TSS.PreParamsPool < 1 || c.TSS.PreParamsPool > 16 {
+		return fail("tss.preparams_pool", "must be 1..16")
 	}
 	if c.Presign.PoolSize < 0 || c.Presign.PoolSize > 1024 {
 		return fail("presign.pool_size", "must be 1..1024")

@@ -171,6 +171,7 @@ func TestConfigRefusals(t *testing.T) {
 		"presign size unasked":   {validYAML + "presign: {pool_size: 3}\n", "presign.pool_size"},
 		"null section":           {validYAML + "tss: ~\n", "tss (line 12): must not be null"},
 		"bad duration":           {validYAML + "tss: {session_timeout: soon}\n", "tss.session_timeout (line 12): not a duration"},
+		"preparams pool too big": {validYAML + "tss: {preparams_pool: 99}\n", "tss.preparams_pool: must be 1..16"},
 		"rate limit too high":    {validYAML + "api: {rate_limit: {per_minute: 2000000}}\n", "api.rate_limit.per_minute: must be 1..1000000"},
 		"negative burst":         {validYAML + "api: {rate_limit: {burst: -1}}\n", "api.rate_limit.burst"},
 		"unknown api key":        {validYAML + "api: {rate: 5}\n", "api.rate (line 12): unknown field"},

@@ -616,7 +616,7 @@ func (n *Node) startPreParams() {
 	}
 	// The pool validates each set; outside a test binary it refuses the
 	// committed fixtures (preparams.Validate).
-	n.pool = preparams.NewPool(n.ctx, DefaultPreParamsPool, gen)
+	n.pool = preparams.NewPool(n.ctx, n.cfg.TSS.PreParamsPool, gen)
 }
 
 // Store is the node's ledger (tests, devnet).

@@ -213,6 +213,10 @@ func (n *Net) initCluster(ctx context.Context) error {
 			c.HSM.TokenSerial = n.serials["custody-"+string(id)]
 			c.Chains.ETH.Network = "devnet"
 			c.Chains.ETH.Tokens = []daemon.Token{{Symbol: "TKN", Contract: n.Token.Hex(), Decimals: 6}}
+			// One set of pre-params each: four nodes making them at once
+			// on a developer's machine is most of the devnet's start-up
+			// (a node refills its set after a keygen uses it).
+			c.TSS.PreParamsPool = 1
 			if n.cfg.SessionTimeout > 0 {
 				c.TSS.SessionTimeout = daemon.Duration(n.cfg.SessionTimeout)
 			}
