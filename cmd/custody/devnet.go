@@ -105,7 +105,7 @@ Without --dir the files live in a temporary directory removed at the end.`,
 			var progress io.Writer = cmd.ErrOrStderr()
 			if !asJSON {
 				progress = out
-				fmt.Fprintln(out, "starting the devnet (the nodes generate tss pre-params: a few minutes on two cores)")
+				fmt.Fprintln(out, "starting the devnet (the nodes generate tss pre-params: a minute or two on two cores)")
 			}
 			n, err := devnet.Start(ctx, devnet.Config{Bin: self, Env: devnetEnv(), NodeEnv: devnetNodeEnv, Dir: dir, Keep: keep,
 				Nodes: nodes, Btcd: btcd, ETHNode: ethNode, Geth: geth, Progress: progress})
