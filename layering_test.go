@@ -114,7 +114,7 @@ var layers = map[string][]string{
 	"signer/tss/tsstest":  {"signer/tss", "signer/preparams", "pki"},
 	"softhsm/softhsmtest": {"softhsm", "hsm"},
 	"amount/amounttest":   {"amount"},
-	"cold/coldtest":       {"cold", "ledger", "ledger/ledgertest", "policy", "quorum", "amount", "chains/eth", "chains/btc"},
+	"cold/coldtest":       {"cold", "genesis", "ledger", "ledger/ledgertest", "pki", "policy", "quorum", "amount", "chains/eth", "chains/btc"},
 	"chains/btc/btctest":  {"chains/btc/btcdproc"},
 	"leaktest":            {}, // secrets in every encoding, found in captured logs
 	"chains/eth/gethtest": {"chains/eth/gethproc"},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/chains/btc"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -38,6 +39,13 @@ type Bundle struct {
 	PSBT []byte `json:"psbt,omitempty"`
 	// ExportedAt is the exporter's time (informational).
 	ExportedAt time.Time `json:"exported_at"`
+	// Attestations are the node set's signatures of the export
+	// (genesis.ExportHead over this bundle's hash and governance head),
+	// each made by a node from its own replica after the ledger recorded
+	// the export: a checkpoint quorum of the node set folded from the
+	// evidence must have signed (Verify), so one exporting node cannot
+	// leave a change out of the evidence.
+	Attestations []pki.NodeSig `json:"attestations,omitempty"`
 	// Signed is what `custody cold sign` adds.
 	Signed *Signed `json:"signed,omitempty"`
 }
@@ -103,12 +111,12 @@ func (b *Bundle) Encode() []byte {
 	return buf.Bytes()
 }
 
-// Hash is the lowercase hex SHA-256 of the encoding without Signed: the
-// bundle hash the ledger records at export (cold.export), the same before
-// and after signing.
+// Hash is the lowercase hex SHA-256 of the encoding without Signed and
+// Attestations: the bundle hash the ledger records at export (cold.export)
+// and the nodes attest, the same before and after signing.
 func (b *Bundle) Hash() string {
 	c := *b
-	c.Signed = nil
+	c.Signed, c.Attestations = nil, nil
 	sum := sha256.Sum256(c.Encode())
 	return hex.EncodeToString(sum[:])
 }

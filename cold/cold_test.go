@@ -23,6 +23,7 @@ import (
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
@@ -247,9 +248,27 @@ func TestColdRefusals(t *testing.T) {
 		edit func(b *cold.Bundle)
 		pin  string
 		at   time.Duration
-		want error
-		msg  string
+		// asExported: the edit is checked with the node set's attestations
+		// as the export left them (else the bundle is attested again after
+		// the edit, to reach the checks behind the attestation: what a
+		// node set that all went wrong at once would hand out).
+		asExported bool
+		want       error
+		msg        string
 	}{
+		{name: "edited after export", asExported: true, edit: func(b *cold.Bundle) { b.Request.Amount = amt(t, "4000000000000000000") },
+			want: cold.ErrAttestation, msg: "did not attest"},
+		{name: "allowlist change removed and re-chained, as exported", asExported: true, edit: func(b *cold.Bundle) { b.Governance = b.Governance[:1]; reChain(b) },
+			want: cold.ErrAttestation, msg: "did not attest"},
+		{name: "attested by fewer than a checkpoint quorum", asExported: true, edit: func(b *cold.Bundle) { coldtest.Attest(t, b, "n1", "n2") },
+			want: cold.ErrAttestation, msg: "2 valid signatures of the node set, the quorum is 3 of 3"},
+		{name: "one attestation repeated", asExported: true, edit: func(b *cold.Bundle) {
+			coldtest.Attest(t, b, "n1", "n2")
+			b.Attestations = append(b.Attestations, b.Attestations[1])
+		}, want: cold.ErrAttestation, msg: "the quorum is 3 of 3"},
+		{name: "attested by a node outside the node set", asExported: true, edit: func(b *cold.Bundle) { coldtest.Attest(t, b, "n1", "n2", "n4") },
+			want: cold.ErrAttestation, msg: `"n4" is not in the node set`},
+		{name: "no attestations", asExported: true, edit: func(b *cold.Bundle) { b.Attestations = nil }, want: cold.ErrAttestation, msg: "0 valid"},
 		{name: "changed amount", edit: func(b *cold.Bundle) { b.Request.Amount = amt(t, "4000000000000000000") }, want: cold.ErrPayload, msg: "amount"},
 		{name: "changed destination", edit: func(b *cold.Bundle) { b.Request.To = "0x00000000000000000000000000000000000000d2" }, want: cold.ErrPayload, msg: "pays"},
 		{name: "changed fee", edit: func(b *cold.Bundle) { b.Request.MaxFee = amt(t, "1") }, want: cold.ErrPayload, msg: "fee"},
@@ -282,9 +301,8 @@ func TestColdRefusals(t *testing.T) {
 		{name: "governance changes reordered", edit: func(b *cold.Bundle) {
 			b.Governance[0], b.Governance[1] = b.Governance[1], b.Governance[0]
 		}, want: cold.ErrEvidence, msg: "out of order"},
-		// An exporter that drops a change and re-computes the head is caught
-		// here only by what the change decided (see docs/cold.md: the head
-		// is not attested by the node set yet).
+		// Behind the attestation, a dropped change is still caught by what
+		// it decided.
 		{name: "allowlist change removed and re-chained", edit: func(b *cold.Bundle) { b.Governance = b.Governance[:1]; reChain(b) }, want: cold.ErrPolicy, msg: "allowlist"},
 		{name: "another genesis pinned", pin: other.genesisHash + "x", edit: func(b *cold.Bundle) {}, want: cold.ErrGenesis, msg: "pinned"},
 		{name: "bundle of another cluster", edit: func(b *cold.Bundle) {
@@ -301,6 +319,9 @@ func TestColdRefusals(t *testing.T) {
 			}
 			b := clone(t, fx.bundle)
 			tc.edit(b)
+			if !tc.asExported {
+				coldtest.Attest(t, b, ledgertest.GenesisNodes...)
+			}
 			pin := fx.genesisHash
 			if tc.pin != "" {
 				pin = tc.pin
@@ -342,6 +363,64 @@ func TestColdRefusals(t *testing.T) {
 			out, err := cold.Sign(ctx, c, module, tc.present, tc.pins, f.now)
 			if out != nil || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v, %v; want %v mentioning %q", out, err, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+// TestColdNodeSetChangeMovesTheQuorum: the node set whose checkpoint
+// quorum must attest an export is the genesis's changed by the node
+// changes in the evidence (ledger.NodeChange, admin-approved): after n4
+// joins, any 3 of the 4 attest; after n3 leaves, n1 and n2 do and n3's
+// signature no longer counts. A node change with one admin's approval is
+// refused as evidence.
+func TestColdNodeSetChangeMovesTheQuorum(t *testing.T) {
+	f := newFixture(t, "eth")
+	n4 := ledgertest.Nodes("n4")[0]
+	n3 := ledgertest.Nodes("n3")[0]
+	withChange := func(t *testing.T, kind ledger.NodeChangeKind, n ledger.Node, admins ...ledgertest.Operator) *cold.Bundle {
+		b := clone(t, f.bundle)
+		nc := ledger.NodeSetChange{ID: "node-" + string(kind) + "-" + string(n.ID), Kind: kind, Node: n}
+		at := b.Governance[len(b.Governance)-1].Time.Add(time.Minute)
+		var approvals []quorum.Approval
+		for _, a := range admins {
+			approvals = append(approvals, a.Sign(t, clusterID, nc.ID, nc.PayloadHash(), quorum.Approve, at.Add(time.Hour)))
+		}
+		b.Governance = append(b.Governance, change(t, ledger.CmdNodeChange, at, ledger.NodeChange{Change: nc, Approvals: approvals}))
+		head := f.genesisHash
+		for _, c := range b.Governance {
+			head = cold.ChainHash(head, c)
+		}
+		b.GovernanceHead = head
+		return b
+	}
+	for _, tc := range []struct {
+		name    string
+		kind    ledger.NodeChangeKind
+		node    ledger.Node
+		admins  []ledgertest.Operator
+		attest  []pki.NodeID
+		want    error
+		wantMsg string
+	}{
+		{"n4 joined, three of four attest", ledger.NodeAdd, n4, []ledgertest.Operator{alice, bob}, []pki.NodeID{"n1", "n2", "n4"}, nil, ""},
+		{"n4 joined, two of four attest", ledger.NodeAdd, n4, []ledgertest.Operator{alice, bob}, []pki.NodeID{"n1", "n2"}, cold.ErrAttestation, "the quorum is 3 of 4"},
+		{"n3 left, the other two attest", ledger.NodeRemove, n3, []ledgertest.Operator{alice, bob}, []pki.NodeID{"n1", "n2"}, nil, ""},
+		{"n3 left, its attestation does not count", ledger.NodeRemove, n3, []ledgertest.Operator{alice, bob}, []pki.NodeID{"n1", "n3"}, cold.ErrAttestation, `"n3" is not in the node set`},
+		{"a node change one admin approved", ledger.NodeAdd, n4, []ledgertest.Operator{alice}, []pki.NodeID{"n1", "n2", "n3"}, cold.ErrEvidence, "node.change"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := withChange(t, tc.kind, tc.node, tc.admins...)
+			coldtest.Attest(t, b, tc.attest...)
+			_, err := cold.Verify(b, f.genesisHash, f.now)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("got %v, want %v mentioning %q", err, tc.want, tc.wantMsg)
 			}
 		})
 	}

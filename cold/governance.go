@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custody-dev/custody/genesis"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -22,6 +23,7 @@ const (
 	TypePolicyChange   = "policy.change"
 	TypeRulesSet       = "rules.set"
 	TypeWalletRegister = "wallet.register"
+	TypeNodeChange     = "node.change"
 )
 
 // Errors a caller branches on. Every refusal of Verify wraps one.
@@ -34,6 +36,9 @@ var (
 	// genesis to the head the bundle names, or a change in it does not
 	// verify under the state folded before it.
 	ErrEvidence = errors.New("cold: governance evidence refused")
+	// ErrAttestation: a checkpoint quorum of the node set did not attest
+	// the export of this bundle under its governance head.
+	ErrAttestation = errors.New("cold: export not attested by the node set")
 	// ErrPayload: the transaction is not exactly the approved request.
 	ErrPayload = errors.New("cold: transaction is not the approved request")
 	// ErrApprovals: the approvals do not meet the policy's requirement.
@@ -79,7 +84,22 @@ type (
 		Change    WalletSpec        `json:"change"`
 		Approvals []quorum.Approval `json:"approvals"`
 	}
+	nodeChange struct {
+		Change    nodeSetChange     `json:"change"`
+		Approvals []quorum.Approval `json:"approvals"`
+	}
+	// nodeSetChange is ledger.NodeSetChange: add or remove Node.
+	nodeSetChange struct {
+		ID   string   `json:"id"`
+		Kind string   `json:"kind"`
+		Node pki.Node `json:"node"`
+	}
 )
+
+// payloadHash is ledger.NodeSetChange.PayloadHash.
+func (c nodeSetChange) payloadHash() quorum.Hash {
+	return quorum.DomainHash("custody/node-change/v1", c)
+}
 
 // WalletSpec is a cold wallet as the admins register it (wallet.register):
 // the ceremony's public key and the hash of its transcript. ID is the
@@ -122,9 +142,12 @@ type State struct {
 	Rules    *policy.Rules
 	Policy   policy.State
 	Wallets  map[string]WalletSpec
-	applied  map[string]bool
-	ceiling  time.Duration
-	clock    time.Time
+	// Nodes is the node set: the genesis's, with every node.change
+	// applied. Its checkpoint quorum must attest the export.
+	Nodes   map[pki.NodeID]*pki.Node
+	applied map[string]bool
+	ceiling time.Duration
+	clock   time.Time
 }
 
 // Fold starts from genesis g and applies every change in order, with the
@@ -146,8 +169,11 @@ func Fold(g *genesis.Genesis, changes []Change) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &State{Genesis: g, Head: g.Hash(), Registry: reg, Rules: rules, Policy: pst,
-		Wallets: map[string]WalletSpec{}, applied: map[string]bool{}, ceiling: time.Duration(g.MaxApprovalValidity)}
+	st := &State{Genesis: g, Head: g.Hash(), Registry: reg, Rules: rules, Policy: pst, Wallets: map[string]WalletSpec{},
+		Nodes: map[pki.NodeID]*pki.Node{}, applied: map[string]bool{}, ceiling: time.Duration(g.MaxApprovalValidity)}
+	for _, n := range g.Nodes {
+		st.Nodes[n.ID] = &n
+	}
 	for i, c := range changes {
 		if err := st.apply(c); err != nil {
 			return nil, fmt.Errorf("%w: change %d (%s at %s): %w", ErrEvidence, i, c.Type, c.Time.UTC().Format(time.RFC3339), err)
@@ -233,8 +259,65 @@ func (st *State) apply(c Change) error {
 		}
 		st.Wallets[p.Change.Wallet] = p.Change
 		st.applied[p.Change.ID] = true
+	case TypeNodeChange:
+		var p nodeChange
+		if err := decodeStrict(c.Payload, &p); err != nil {
+			return err
+		}
+		if err := st.governance(p.Change.ID, p.Approvals, now); err != nil {
+			return err
+		}
+		if err := st.changeNodes(p.Change); err != nil {
+			return err
+		}
+		tally := quorum.Count(st.Registry, quorum.Subject{RequestID: p.Change.ID, PayloadHash: p.Change.payloadHash()},
+			quorum.Requirement{Required: st.Registry.AdminQuorum, Roles: []quorum.Role{quorum.RoleAdmin}}, p.Approvals, now)
+		if err := tally.Err(); err != nil {
+			return err
+		}
+		n := p.Change.Node
+		if p.Change.Kind == "add" {
+			st.Nodes[n.ID] = &n
+		} else {
+			delete(st.Nodes, n.ID)
+		}
+		st.applied[p.Change.ID] = true
 	default:
 		return fmt.Errorf("unknown governance type %q", c.Type)
+	}
+	return nil
+}
+
+// changeNodes checks a node set change as the ledger does (node.change):
+// an add names a new node with a key no member has, a removal a member
+// with its pinned key, and the set never becomes empty.
+func (st *State) changeNodes(c nodeSetChange) error {
+	if err := c.Node.ID.Validate(); err != nil {
+		return err
+	}
+	if err := pki.ValidKeyFingerprint(c.Node.KeyFingerprint); err != nil {
+		return err
+	}
+	cur := st.Nodes[c.Node.ID]
+	switch c.Kind {
+	case "add":
+		if cur != nil {
+			return fmt.Errorf("node %q is already in the node set", c.Node.ID)
+		}
+		for _, n := range st.Nodes {
+			if n.KeyFingerprint == c.Node.KeyFingerprint {
+				return fmt.Errorf("the key of node %q belongs to node %q", c.Node.ID, n.ID)
+			}
+		}
+	case "remove":
+		if cur == nil || cur.KeyFingerprint != c.Node.KeyFingerprint {
+			return fmt.Errorf("node %q with that key is not in the node set", c.Node.ID)
+		}
+		if len(st.Nodes) == 1 {
+			return fmt.Errorf("removing %q would leave the node set empty", c.Node.ID)
+		}
+	default:
+		return fmt.Errorf("unknown node change kind %q", c.Kind)
 	}
 	return nil
 }

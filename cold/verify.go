@@ -9,6 +9,7 @@ import (
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/genesis"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -50,11 +51,15 @@ func Adapter(w WalletSpec) (chains.Chain, error) {
 //  1. the bundle's genesis hashes to pinned (ErrGenesis);
 //  2. the governance changes chain from pinned to the bundle's head and each
 //     applies on the state folded before it (ErrEvidence);
-//  3. the wallet is a registered cold wallet; the payload parses for its
+//  3. a checkpoint quorum of the node set (the genesis's, changed only by
+//     node changes in the evidence) attested the export of this bundle
+//     under this governance head, each node from its own replica, so one
+//     exporting node cannot leave a change out (ErrAttestation);
+//  4. the wallet is a registered cold wallet; the payload parses for its
 //     network, hashes to the approved payload hash, and pays exactly the
 //     request's destination, asset, amount, nonce or outpoints and maximum
 //     fee; a Bitcoin PSBT is exactly that transaction (ErrPayload);
-//  4. policy at now under the folded rules, allowlist and locks allows it
+//  5. policy at now under the folded rules, allowlist and locks allows it
 //     and routes it cold; enough distinct, enrolled operators approved the
 //     exact payload hash, unexpired by now, the initiator's signature
 //     verifies and is not counted; the request has not expired (ErrPolicy,
@@ -79,6 +84,10 @@ func Verify(b *Bundle, pinned string, now time.Time) (*Checked, error) {
 			ErrEvidence, len(b.Governance), st.Head, b.GovernanceHead)
 	}
 	r := b.Request
+	h := genesis.ExportHead{ClusterID: g.ClusterID, GenesisHash: pinned, RequestID: r.ID, PayloadHash: r.PayloadHash, GovernanceHead: st.Head, BundleHash: b.Hash()}
+	if err := pki.VerifyQuorum("the export", h.Digest(), b.Attestations, st.Nodes); err != nil {
+		return nil, fmt.Errorf("%w: %w: the node set did not attest this bundle under this governance head (a change left out, or the bundle edited after export)", ErrAttestation, err)
+	}
 	w, ok := st.Wallets[r.Wallet]
 	if !ok {
 		return nil, fmt.Errorf("%w: wallet %q is not a registered cold wallet", ErrPayload, r.Wallet)

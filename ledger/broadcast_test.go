@@ -164,7 +164,7 @@ func TestFSMBroadcastColdImport(t *testing.T) {
 		r := h.must("backend", c)
 		h.must("api", alice.approve(t, r, h.now.Add(time.Hour)))
 		h.must("api", carol.approve(t, r, h.now.Add(time.Hour)))
-		h.must("n1", ColdExport{RequestID: id, BundleHash: "feed"})
+		h.exported(id)
 		h.must("n1", ColdImport{RequestID: id, Signed: []byte("signed tx"), TxHash: hash})
 	}
 	h.refuse(ErrInvalid, "n1", RecordBroadcast{RequestID: "cold-2", TxHash: ""})

@@ -2,11 +2,7 @@ package ledger
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -82,15 +78,11 @@ func (h CheckpointHead) Digest() []byte {
 	return d.Sum(nil)
 }
 
-// CheckpointSig is one node's signature over a CheckpointHead: the node,
-// its public key (DER SubjectPublicKeyInfo, whose SHA-256 must be the key
-// fingerprint the node set pins) and the signature (ASN.1 ECDSA, or
-// Ed25519 over the digest).
-type CheckpointSig struct {
-	Node      pki.NodeID `json:"node"`
-	PublicKey []byte     `json:"public_key"`
-	Signature []byte     `json:"signature"`
-}
+// CheckpointSig is one node's signature over a CheckpointHead (or another
+// node-signed head): the node, its public key (DER SubjectPublicKeyInfo,
+// whose SHA-256 must be the key fingerprint the node set pins) and the
+// signature (ASN.1 ECDSA, or Ed25519 over the digest): pki.NodeSig.
+type CheckpointSig = pki.NodeSig
 
 // Checkpoint is a certified checkpoint: the head and the signatures of a
 // checkpoint quorum of the node set over it (sorted by node).
@@ -109,64 +101,19 @@ func SignCheckpoint(h CheckpointHead, node pki.NodeID, key crypto.Signer) (Check
 	return sig, nil
 }
 
-// signNodeDigest signs a domain-separated SHA-256 digest with a node key:
-// ECDSA (ASN.1) over the digest, or Ed25519 over the digest bytes. Every
-// signature made with a node key (checkpoints, claim attestations, wallet
-// key attestations) goes through here, each over its own domain.
+// signNodeDigest signs a domain-separated SHA-256 digest with a node key
+// (pki.SignNodeDigest). Every signature made with a node key (checkpoints,
+// claim attestations, wallet key attestations, cold export attestations)
+// goes through here, each over its own domain.
 func signNodeDigest(digest []byte, node pki.NodeID, key crypto.Signer) (CheckpointSig, error) {
-	if key == nil {
-		return CheckpointSig{}, errors.New("no node key")
-	}
-	pub, err := x509.MarshalPKIXPublicKey(key.Public())
-	if err != nil {
-		return CheckpointSig{}, fmt.Errorf("node key: %w", err)
-	}
-	opts := crypto.SignerOpts(crypto.SHA256)
-	if _, ok := key.Public().(ed25519.PublicKey); ok {
-		opts = crypto.Hash(0)
-	}
-	sig, err := key.Sign(rand.Reader, digest, opts)
-	if err != nil {
-		return CheckpointSig{}, err
-	}
-	return CheckpointSig{Node: node, PublicKey: pub, Signature: sig}, nil
+	return pki.SignNodeDigest(digest, node, key)
 }
 
-// Verify checks s over h against the node set: the signer is in it, its
-// key is the one pinned for it, and the signature verifies.
-func (s CheckpointSig) Verify(h CheckpointHead, nodes map[pki.NodeID]*Node) error {
-	if err := s.verifyDigest(h.Digest(), nodes); err != nil {
-		return fmt.Errorf("%w: checkpoint %d: %w", ErrCheckpoint, h.Index, err)
-	}
-	return nil
-}
-
-// verifyDigest checks s over digest against the node set: the signer is
+// verifyCheckpointSig checks s over h against the node set: the signer is
 // in it, its key is the one pinned for it, and the signature verifies.
-func (s CheckpointSig) verifyDigest(digest []byte, nodes map[pki.NodeID]*Node) error {
-	n := nodes[s.Node]
-	if n == nil {
-		return fmt.Errorf("%q is not in the node set", s.Node)
-	}
-	sum := sha256.Sum256(s.PublicKey)
-	if hex.EncodeToString(sum[:]) != n.KeyFingerprint {
-		return fmt.Errorf("the key of %q's signature is not the key its node set entry pins", s.Node)
-	}
-	pub, err := x509.ParsePKIXPublicKey(s.PublicKey)
-	if err != nil {
-		return fmt.Errorf("%q's public key: %v", s.Node, err)
-	}
-	ok := false
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		ok = ecdsa.VerifyASN1(k, digest, s.Signature)
-	case ed25519.PublicKey:
-		ok = ed25519.Verify(k, digest, s.Signature)
-	default:
-		return fmt.Errorf("%q's key type %T is not supported", s.Node, pub)
-	}
-	if !ok {
-		return fmt.Errorf("%q's signature does not verify", s.Node)
+func verifyCheckpointSig(s CheckpointSig, h CheckpointHead, nodes map[pki.NodeID]*Node) error {
+	if err := s.VerifyDigest(h.Digest(), nodes); err != nil {
+		return fmt.Errorf("%w: checkpoint %d: %w", ErrCheckpoint, h.Index, err)
 	}
 	return nil
 }
@@ -179,7 +126,7 @@ func (s CheckpointSig) verifyDigest(digest []byte, nodes map[pki.NodeID]*Node) e
 // 3 of 3, 3 of 4, 4 of 5, 5 of 7. The price: a three-node cluster needs
 // all three nodes up to certify; four nodes tolerate one down and one
 // compromised.
-func CheckpointQuorum(n int) int { return min(n, (n+3)/2) }
+func CheckpointQuorum(n int) int { return pki.NodeQuorum(n) }
 
 // VerifyCheckpoint checks that a checkpoint quorum of nodes (distinct
 // members, each with its pinned key) signed c's head. nodes is the verifier's own node
@@ -189,25 +136,8 @@ func VerifyCheckpoint(c Checkpoint, nodes map[pki.NodeID]*Node) error {
 	if len(nodes) == 0 {
 		return fmt.Errorf("%w: no node set to verify checkpoint %d against (no pinned genesis)", ErrCheckpoint, c.Index)
 	}
-	seen := map[pki.NodeID]bool{}
-	var errs []error
-	for _, s := range c.Sigs {
-		if seen[s.Node] {
-			continue
-		}
-		if err := s.Verify(c.CheckpointHead, nodes); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		seen[s.Node] = true
-	}
-	if need := CheckpointQuorum(len(nodes)); len(seen) < need {
-		err := fmt.Errorf("%w: checkpoint %d carries %d valid signatures of the node set, the quorum is %d of %d",
-			ErrCheckpoint, c.Index, len(seen), need, len(nodes))
-		if len(errs) > 0 {
-			err = fmt.Errorf("%w: %w", err, errors.Join(errs...))
-		}
-		return err
+	if err := pki.VerifyQuorum(fmt.Sprintf("checkpoint %d", c.Index), c.Digest(), c.Sigs, nodes); err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
 	return nil
 }
@@ -261,7 +191,7 @@ func (p CheckpointSign) apply(t *txn) (applyOut, error) {
 	}
 	h := p.head(t)
 	nodes := t.nodeSet()
-	if err := p.Sig.Verify(h, nodes); err != nil {
+	if err := verifyCheckpointSig(p.Sig, h, nodes); err != nil {
 		return applyOut{}, err
 	}
 	if p.Request != "" {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/custody-dev/custody/genesis"
 )
 
 // checkSigner refuses a checkpoint key that is not the one the pinned
@@ -119,7 +121,7 @@ func (s *Store) signCheckpoint(p *pendingCheckpoint) (CheckpointSign, error) {
 	return CheckpointSign{Index: h.Index, Term: h.Term, StateHash: h.StateHash, AuditSeq: h.AuditSeq, AuditHead: h.AuditHead, Sig: sig}, nil
 }
 
-func (s *Store) sendCheckpoint(cmd CheckpointSign) error {
+func (s *Store) sendCheckpoint(cmd Command) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout)
 	defer cancel()
 	go func() {
@@ -136,22 +138,26 @@ func (s *Store) sendCheckpoint(cmd CheckpointSign) error {
 	return s.cfg.Forward(ctx, cmd)
 }
 
-// attestClaims signs, for every claim this node applied and has not
-// attested yet, the claim's head as this node's own replica recorded it,
-// and submits or forwards the attestation. A claim is dropped from the
-// work list once attested, superseded or carrying this node's signature.
+// attestClaims signs, for every claim or cold export this node applied
+// and has not attested yet, the claim's (or export's) head as this node's
+// own replica recorded it, and submits or forwards the attestation. A
+// request is dropped from the work list once attested, superseded or
+// carrying this node's signature.
 func (s *Store) attestClaims() {
 	type job struct {
-		id   string
-		head CheckpointHead
+		id     string
+		claim  *CheckpointHead
+		export *genesis.ExportHead
 	}
+	mine := func(sg CheckpointSig) bool { return sg.Node == s.cfg.NodeID }
 	var jobs []job
 	s.fsm.mu.Lock()
 	if s.fsm.halted == nil {
 		st := s.fsm.st
 		if s.fsm.rescan {
 			for id, r := range st.Requests {
-				if r.Status == StatusClaimed && r.Claim != nil && !r.Claim.Attested {
+				if r.Status == StatusClaimed && r.Claim != nil && !r.Claim.Attested ||
+					r.Status == StatusExported && r.Export != nil && !r.Export.Attested {
 					s.fsm.toAttest[id] = true
 				}
 			}
@@ -159,24 +165,39 @@ func (s *Store) attestClaims() {
 		}
 		for id := range s.fsm.toAttest {
 			r := st.Requests[id]
-			if r == nil || r.Claim == nil || r.Claim.Attested || r.Claim.AuditHead == "" ||
-				slices.ContainsFunc(r.Claim.Attestations, func(sg CheckpointSig) bool { return sg.Node == s.cfg.NodeID }) {
+			switch {
+			case r != nil && r.Status == StatusExported && r.Export != nil && !r.Export.Attested && !slices.ContainsFunc(r.Export.Attestations, mine):
+				h := r.ExportHead(st.Registry.ClusterID, st.GenesisHash)
+				jobs = append(jobs, job{id: id, export: &h})
+			case r != nil && r.Claim != nil && !r.Claim.Attested && r.Claim.AuditHead != "" && !slices.ContainsFunc(r.Claim.Attestations, mine):
+				h := r.ClaimHead(st.Registry.ClusterID, st.GenesisHash)
+				jobs = append(jobs, job{id: id, claim: &h})
+			default:
 				delete(s.fsm.toAttest, id)
-				continue
 			}
-			jobs = append(jobs, job{id, r.ClaimHead(st.Registry.ClusterID, st.GenesisHash)})
 		}
 	}
 	s.fsm.mu.Unlock()
 	for _, j := range jobs {
-		sig, err := SignCheckpoint(j.head, s.cfg.NodeID, s.cfg.CheckpointSigner)
-		if err != nil {
-			s.log.Error("ledger: cannot attest a claim", "request", j.id, "err", err)
-			continue
+		var cmd Command
+		if j.export != nil {
+			sig, err := SignExport(*j.export, s.cfg.NodeID, s.cfg.CheckpointSigner)
+			if err != nil {
+				s.log.Error("ledger: cannot attest a cold export", "request", j.id, "err", err)
+				continue
+			}
+			cmd = ColdAttest{Request: j.id, Sig: sig}
+		} else {
+			sig, err := SignCheckpoint(*j.claim, s.cfg.NodeID, s.cfg.CheckpointSigner)
+			if err != nil {
+				s.log.Error("ledger: cannot attest a claim", "request", j.id, "err", err)
+				continue
+			}
+			cmd = CheckpointSign{Request: j.id, Index: j.claim.Index, AuditSeq: j.claim.AuditSeq, AuditHead: j.claim.AuditHead, Sig: sig}
 		}
-		err = s.sendCheckpoint(CheckpointSign{Request: j.id, Index: j.head.Index, AuditSeq: j.head.AuditSeq, AuditHead: j.head.AuditHead, Sig: sig})
+		err := s.sendCheckpoint(cmd)
 		if err != nil && !errors.Is(err, errCheckpointDone) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrTimeout) {
-			s.log.Warn("ledger: claim attestation not accepted yet", "request", j.id, "err", err)
+			s.log.Warn("ledger: attestation not accepted yet", "request", j.id, "type", cmd.Type(), "err", err)
 		}
 	}
 }

@@ -1,19 +1,27 @@
 package ledger
 
 import (
+	"crypto"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/custody-dev/custody/genesis"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
 
-// ColdExport marks an approved cold request as exported in a bundle.
+// ColdExport marks an approved cold request as exported in a bundle. The
+// exporter names the governance chain head it built the bundle under and
+// the ledger refuses any other head than its own (a bundle missing a lock
+// or a suspension never gets recorded); ExportedAt is the bundle's
+// (informational) time, kept so the same bundle can be rebuilt.
 type ColdExport struct {
-	RequestID  string `json:"request_id"`
-	BundleHash string `json:"bundle_hash"`
+	RequestID      string    `json:"request_id"`
+	BundleHash     string    `json:"bundle_hash"`
+	GovernanceHead string    `json:"governance_head"`
+	ExportedAt     time.Time `json:"exported_at"`
 }
 
 // Type implements Command.
@@ -27,8 +35,12 @@ func (p ColdExport) apply(t *txn) (applyOut, error) {
 	if r.Status != StatusApproved || r.Decision.Route != policy.RouteCold {
 		return applyOut{}, fmt.Errorf("%w: %q is %s/%s, export needs approved/cold", ErrWrongStatus, r.ID, r.Status, r.Decision.Route)
 	}
-	if p.BundleHash == "" {
-		return applyOut{}, invalid("export needs the bundle hash")
+	if len(p.BundleHash) != 64 {
+		return applyOut{}, invalid("export needs the bundle hash (64 hex digits)")
+	}
+	if head := t.st.governanceHead(); p.GovernanceHead != head {
+		return applyOut{}, fmt.Errorf("%w: the bundle of %q was built under governance head %s, this ledger's head is %s (a change was applied since, or the bundle leaves one out): export again",
+			ErrConflict, r.ID, short(p.GovernanceHead), short(head))
 	}
 	d, err := t.recheck(r)
 	if err != nil {
@@ -36,9 +48,104 @@ func (p ColdExport) apply(t *txn) (applyOut, error) {
 	}
 	r.Decision = d
 	r.Status, r.BundleHash, r.UpdatedIdx = StatusExported, p.BundleHash, t.index
+	r.Export = &Export{GovernanceHead: p.GovernanceHead, GovernanceLen: len(t.st.Governance), ExportedAt: p.ExportedAt.UTC()}
 	t.recordSpend(r)
 	t.putRequest(r)
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
+}
+
+// Export is what the ledger recorded when a cold request was exported:
+// the governance head (and how many governance records it covers) the
+// bundle was built under, the bundle's time, and the nodes' attestations
+// of the export (ExportHead), each made from the attesting node's own
+// replica. Attested latches once a checkpoint quorum of the node set
+// signed; only then is the bundle handed out, and only then is an import
+// accepted.
+type Export struct {
+	GovernanceHead string          `json:"governance_head"`
+	GovernanceLen  int             `json:"governance_len"`
+	ExportedAt     time.Time       `json:"exported_at"`
+	Attestations   []CheckpointSig `json:"attestations,omitempty"`
+	Attested       bool            `json:"attested,omitempty"`
+}
+
+// ExportHead is the head nodes sign to attest r's export (genesis.ExportHead;
+// zero when r was not exported).
+func (r *Request) ExportHead(clusterID, genesisHash string) genesis.ExportHead {
+	if r.Export == nil {
+		return genesis.ExportHead{}
+	}
+	return genesis.ExportHead{ClusterID: clusterID, GenesisHash: genesisHash, RequestID: r.ID, PayloadHash: r.PayloadHash,
+		GovernanceHead: r.Export.GovernanceHead, BundleHash: r.BundleHash}
+}
+
+// SignExport is node's attestation of h with its node key.
+func SignExport(h genesis.ExportHead, node pki.NodeID, key crypto.Signer) (CheckpointSig, error) {
+	sig, err := signNodeDigest(h.Digest(), node, key)
+	if err != nil {
+		return CheckpointSig{}, fmt.Errorf("ledger: attest the export of %q: %w", h.RequestID, err)
+	}
+	return sig, nil
+}
+
+// ColdAttest records one node's attestation of a request's export: the
+// signature must verify over the export head as this node's own replica
+// recorded it (ErrCheckpoint otherwise: one of the two diverged), by a
+// member of the node set with its pinned key.
+type ColdAttest struct {
+	Request string        `json:"request"`
+	Sig     CheckpointSig `json:"sig"`
+}
+
+// Type implements Command.
+func (ColdAttest) Type() string { return CmdColdAttest }
+
+func (p ColdAttest) apply(t *txn) (applyOut, error) {
+	if err := t.needGenesis(); err != nil {
+		return applyOut{}, err
+	}
+	r := t.request(p.Request)
+	if r == nil || r.Export == nil {
+		return applyOut{}, fmt.Errorf("%w: %q was not exported on this node", ErrCheckpoint, p.Request)
+	}
+	if r.Export.Attested {
+		return applyOut{}, errCheckpointDone
+	}
+	nodes := t.nodeSet()
+	h := r.ExportHead(t.registry().ClusterID, t.st.GenesisHash)
+	if err := p.Sig.VerifyDigest(h.Digest(), nodes); err != nil {
+		return applyOut{}, fmt.Errorf("%w: the export of %q under governance head %s: %w (a node that signed another head diverged from this one)",
+			ErrCheckpoint, r.ID, short(h.GovernanceHead), err)
+	}
+	if slices.ContainsFunc(r.Export.Attestations, func(s CheckpointSig) bool { return s.Node == p.Sig.Node }) {
+		return applyOut{}, nil
+	}
+	e := *r.Export
+	e.Attestations = append(slices.Clone(e.Attestations), p.Sig)
+	slices.SortFunc(e.Attestations, func(a, b CheckpointSig) int { return cmpNode(a.Node, b.Node) })
+	valid := 0
+	for _, s := range e.Attestations {
+		if nodes[s.Node] != nil {
+			valid++
+		}
+	}
+	e.Attested = valid >= CheckpointQuorum(len(nodes))
+	r.Export = &e
+	t.putRequest(r)
+	return applyOut{changed: true, subject: r.ID, req: r}, nil
+}
+
+// VerifyExport checks that a checkpoint quorum of nodes attested r's
+// export.
+func (r *Request) VerifyExport(clusterID, genesisHash string, nodes map[pki.NodeID]*Node) error {
+	if r.Export == nil {
+		return fmt.Errorf("%w: %q was not exported", ErrCheckpoint, r.ID)
+	}
+	h := r.ExportHead(clusterID, genesisHash)
+	if err := pki.VerifyQuorum("the export of "+r.ID, h.Digest(), r.Export.Attestations, nodes); err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
+	}
+	return nil
 }
 
 // ColdImport records the offline-signed transaction.
@@ -59,6 +166,9 @@ func (p ColdImport) apply(t *txn) (applyOut, error) {
 	if r.Status != StatusExported {
 		return applyOut{}, fmt.Errorf("%w: %q is %s", ErrWrongStatus, r.ID, r.Status)
 	}
+	if r.Export == nil || !r.Export.Attested {
+		return applyOut{}, fmt.Errorf("%w: the export of %q is not attested by the node set yet (the offline signer refuses such a bundle)", ErrWrongStatus, r.ID)
+	}
 	if len(p.Signed) == 0 {
 		return applyOut{}, invalid("import needs the signed transaction")
 	}
@@ -78,8 +188,18 @@ type GovernanceRecord struct {
 
 // governanceTypes are the commands State.Governance records: those that
 // decide a withdrawal (who may approve, the rules, allowlist and locks,
-// the cold wallets).
-var governanceTypes = map[string]bool{CmdRegistryChange: true, CmdPolicyChange: true, CmdRulesSet: true, CmdWalletRegister: true}
+// the cold wallets, the node set whose attestations the offline signer
+// checks).
+var governanceTypes = map[string]bool{CmdRegistryChange: true, CmdPolicyChange: true, CmdRulesSet: true, CmdWalletRegister: true, CmdNodeChange: true}
+
+// governanceHead is the governance chain's head: the genesis hash until
+// the first governance change.
+func (s *State) governanceHead() string {
+	if s.GovernanceHead == "" {
+		return s.GenesisHash
+	}
+	return s.GovernanceHead
+}
 
 func (s *State) appendGovernance(typ string, at time.Time, payload []byte) {
 	prev := s.GovernanceHead

@@ -145,7 +145,7 @@ func SignWalletReshare(h WalletReshareHead, node pki.NodeID, key crypto.Signer) 
 
 // VerifyWalletReshare checks one attestation of h against the node set.
 func VerifyWalletReshare(h WalletReshareHead, sig CheckpointSig, nodes map[pki.NodeID]*Node) error {
-	if err := sig.verifyDigest(h.Digest(), nodes); err != nil {
+	if err := sig.VerifyDigest(h.Digest(), nodes); err != nil {
 		return fmt.Errorf("%w: reshare attestation of wallet %q: %w", ErrApproval, h.Wallet, err)
 	}
 	return nil

@@ -75,7 +75,7 @@ func (p NodeToken) apply(t *txn) (applyOut, error) {
 	if p.Sig.Node != p.Node {
 		return applyOut{}, fmt.Errorf("%w: token of %s signed by %s", ErrApproval, p.Node, p.Sig.Node)
 	}
-	if err := p.Sig.verifyDigest(NodeTokenDigest(reg.ClusterID, t.st.GenesisHash, p.Node, p.TokenSerial), t.nodeSet()); err != nil {
+	if err := p.Sig.VerifyDigest(NodeTokenDigest(reg.ClusterID, t.st.GenesisHash, p.Node, p.TokenSerial), t.nodeSet()); err != nil {
 		return applyOut{}, fmt.Errorf("%w: token of %s: %w", ErrApproval, p.Node, err)
 	}
 	bound := t.tokenBindings()

@@ -2,9 +2,7 @@ package ledger
 
 import (
 	"crypto"
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -186,16 +184,7 @@ func attestedByAll(wallet string, committee []pki.NodeID, atts []CheckpointSig, 
 
 // attestationDigest is the SHA-256 a node signs to attest head: the
 // domain, then the head's JSON.
-func attestationDigest(domain string, head any) []byte {
-	b, err := json.Marshal(head)
-	if err != nil {
-		panic("ledger: attestation head not serialisable: " + err.Error())
-	}
-	d := sha256.New()
-	d.Write([]byte(domain))
-	d.Write(b)
-	return d.Sum(nil)
-}
+func attestationDigest(domain string, head any) []byte { return pki.AttestationDigest(domain, head) }
 
 // walletKeyDomain separates wallet key attestations from every other
 // signature made with a node key.
@@ -235,7 +224,7 @@ func SignWalletKey(h WalletKeyHead, node pki.NodeID, key crypto.Signer) (Checkpo
 
 // VerifyWalletKey checks one attestation of h against the node set.
 func VerifyWalletKey(h WalletKeyHead, sig CheckpointSig, nodes map[pki.NodeID]*Node) error {
-	if err := sig.verifyDigest(h.Digest(), nodes); err != nil {
+	if err := sig.VerifyDigest(h.Digest(), nodes); err != nil {
 		return fmt.Errorf("%w: key attestation of wallet %q: %w", ErrApproval, h.Wallet, err)
 	}
 	return nil

@@ -117,7 +117,7 @@ func (p WebhookDelivered) apply(t *txn) (applyOut, error) {
 	if p.Sig.Node != p.Node {
 		return applyOut{}, fmt.Errorf("%w: webhook acks of %s signed by %s", ErrApproval, p.Node, p.Sig.Node)
 	}
-	if err := p.Sig.verifyDigest(WebhookDeliveredDigest(reg.ClusterID, t.st.GenesisHash, p.Node, p.Acks), t.nodeSet()); err != nil {
+	if err := p.Sig.VerifyDigest(WebhookDeliveredDigest(reg.ClusterID, t.st.GenesisHash, p.Node, p.Acks), t.nodeSet()); err != nil {
 		return applyOut{}, fmt.Errorf("%w: webhook acks of %s: %w", ErrApproval, p.Node, err)
 	}
 	moved := false

@@ -52,6 +52,7 @@ const (
 	CmdExpire         = "request.expire"
 	CmdColdExport     = "cold.export"
 	CmdColdImport     = "cold.import"
+	CmdColdAttest     = "cold.attest"
 	CmdWalletRegister = "wallet.register"
 	CmdCheckpointSign = "checkpoint.sign"
 	CmdNodeChange     = "node.change"
@@ -85,6 +86,7 @@ var commandTypes = map[string]func() Command{
 	CmdExpire:         func() Command { return new(ExpireRequest) },
 	CmdColdExport:     func() Command { return new(ColdExport) },
 	CmdColdImport:     func() Command { return new(ColdImport) },
+	CmdColdAttest:     func() Command { return new(ColdAttest) },
 	CmdWalletRegister: func() Command { return new(WalletRegister) },
 	CmdCheckpointSign: func() Command { return new(CheckpointSign) },
 	CmdNodeChange:     func() Command { return new(NodeChange) },

@@ -23,6 +23,8 @@ type applyResult struct {
 	reached *pendingCheckpoint
 	// claimed is the request this entry claimed, if any (to attest).
 	claimed string
+	// exported is the request this entry exported, if any (to attest).
+	exported string
 }
 
 // FSM is the ledger's raft state machine. Apply is deterministic: the only
@@ -63,8 +65,8 @@ type FSM struct {
 	mu  sync.RWMutex
 	st  *State
 	cps *checkpoints
-	// toAttest are requests whose claims this node applied and may still
-	// have to attest (the signer drops those done); rescan asks the signer
+	// toAttest are requests whose claims or exports this node applied and
+	// may still have to attest (the signer drops those done); rescan asks the signer
 	// to look through every request once (at start, after a restore).
 	toAttest map[string]bool
 	rescan   bool
@@ -206,7 +208,10 @@ func (f *FSM) applyOneLocked(l *raft.Log) any {
 	if res.claimed != "" {
 		f.toAttest[res.claimed] = true
 	}
-	if (res.reached != nil || res.claimed != "") && f.onCheckpoint != nil {
+	if res.exported != "" {
+		f.toAttest[res.exported] = true
+	}
+	if (res.reached != nil || res.claimed != "" || res.exported != "") && f.onCheckpoint != nil {
 		f.onCheckpoint()
 	}
 	return res
@@ -265,6 +270,9 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 		if id := claimed(cmd); id != "" {
 			res.req = stampClaim(st, id)
 			res.claimed = id
+		}
+		if c, ok := cmd.(*ColdExport); ok {
+			res.exported = c.RequestID
 		}
 		// A checkpoint signature never reaches a checkpoint itself: else
 		// each certification (a state change) could start the next one.

@@ -273,7 +273,7 @@ func TestFSMColdExportImportAndExpire(t *testing.T) {
 	}
 	h.refuse(ErrWrongStatus, "n1", h.claimCmd("c1"))
 	h.refuse(ErrInvalid, "n1", ColdExport{RequestID: "c1"})
-	if r = h.must("n1", ColdExport{RequestID: "c1", BundleHash: "feed"}); r.Status != StatusExported {
+	if r = h.exported("c1"); r.Status != StatusExported {
 		t.Fatalf("export: %s", r.Status)
 	}
 	h.refuse(ErrInvalid, "n1", ColdImport{RequestID: "c1"})

@@ -71,8 +71,9 @@ func oneNodeDataDir(t *testing.T, store LogStore, writes int) (string, [32]byte)
 		if i == writes/2 {
 			ledgertest.Poll(t, "a snapshot of a certified checkpoint", func() error { return c.Nodes[0].Store.Snapshot() })
 		}
+		cmd := createCmd(fmt.Sprintf("m-%d", i), uint64(i)) // once: a retry after a timeout must resend the same command
 		c.OnLeader(func(s *Store) error {
-			_, _, err := s.CreateRequest(context.Background(), "backend", createCmd(fmt.Sprintf("m-%d", i), uint64(i)))
+			_, _, err := s.CreateRequest(context.Background(), "backend", cmd)
 			return err
 		})
 	}

@@ -552,8 +552,9 @@ func TestLeaderKill9AfterAck(t *testing.T) {
 				return nil
 			})
 		})
+		after := createCmd("after-kill", 1<<40) // once: a retry must resend the same command
 		c.OnLeader(func(s *Store) error {
-			_, _, err := s.CreateRequest(context.Background(), "backend", createCmd("after-kill", 1<<40))
+			_, _, err := s.CreateRequest(context.Background(), "backend", after)
 			return err
 		})
 
@@ -607,8 +608,9 @@ func TestSnapshotInstallAfterPartition(t *testing.T) {
 	}
 	c.Isolate(cut, true)
 	for i := range 150 {
+		cmd := createCmd(fmt.Sprintf("s-%d", i), uint64(i)) // once: a retry after a timeout must resend the same command
 		c.OnLeaderAmong(c.Others(cut), func(s *Store) error {
-			_, _, err := s.CreateRequest(context.Background(), "backend", createCmd(fmt.Sprintf("s-%d", i), uint64(i)))
+			_, _, err := s.CreateRequest(context.Background(), "backend", cmd)
 			return err
 		})
 	}

@@ -75,6 +75,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 		{"expiry before its time", ErrInvalid, ExpireRequest{RequestID: waiting.ID}},
 		{"export of a hot request", ErrWrongStatus, ColdExport{RequestID: approved.ID, BundleHash: "h"}},
 		{"import without export", ErrWrongStatus, ColdImport{RequestID: approved.ID, Signed: []byte("x")}},
+		{"attestation of a request never exported", ErrCheckpoint, ColdAttest{Request: approved.ID, Sig: CheckpointSig{Node: "n1"}}},
 		{"cold wallet registered without the admin quorum", ErrQuorum, WalletRegister{Change: ColdWalletSpec{ID: "wr-r", Wallet: "cold-r", Chain: "eth", Network: "devnet",
 			ChainID: 1337, PubKey: testPubKey(1), Threshold: 1, Custodians: []string{"ann", "ben", "cat"}, Transcript: strings.Repeat("ab", 32)}}},
 		{"cold wallet with its key's ID taken", ErrConflict, WalletRegister{Change: ColdWalletSpec{ID: "wr-h", Wallet: "hot", Chain: "eth", Network: "devnet",

@@ -69,7 +69,7 @@ func TestFSMRejectUntilPointOfNoReturn(t *testing.T) {
 		t.Fatalf("cold rejected before export: %s", got.Status)
 	}
 	c2 := cold("cold-2", "aa:0") // the outpoint was released
-	h.must("n1", ColdExport{RequestID: c2.ID, BundleHash: "bundle"})
+	h.must("n1", h.exportCmd(c2.ID, "bundle"))
 	h.refuse(ErrWrongStatus, "api", alice.reject(t, c2, exp))
 }
 

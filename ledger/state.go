@@ -220,6 +220,9 @@ type Request struct {
 	Claim      *Claim            `json:"claim,omitempty"`
 	Result     *Result           `json:"result,omitempty"`
 	BundleHash string            `json:"bundle_hash,omitempty"`
+	// Export is what cold.export recorded and the nodes' attestations of
+	// it (omitted until exported).
+	Export *Export `json:"export,omitempty"`
 	// OnChain is what the leader reported about the signed transaction on
 	// its chain (RecordBroadcast, RecordChainStatus): the leader's word,
 	// informational (docs/trust.md). Omitted until then, so states without

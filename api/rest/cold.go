@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/custody-dev/custody/cold"
 	"github.com/custody-dev/custody/ledger"
@@ -57,33 +58,60 @@ func coldRequest(st *ledger.State, peer pki.Peer, id string) (*ledger.Request, e
 	return req, nil
 }
 
-// coldBundle builds the bundle of an approved cold request from st.
+// coldBundle builds the bundle of cold request r from st: for an approved
+// request, under the ledger's governance head now; for an exported one,
+// again exactly as cold.export recorded it (the governance records its
+// head covered, its time), with the node set's attestations so far.
 func coldBundle(st *ledger.State, genesisFile []byte, r *ledger.Request) (*cold.Bundle, error) {
-	if r.Status != ledger.StatusApproved || r.Decision.Route != policy.RouteCold {
+	exported := r.Export != nil
+	if !exported && (r.Status != ledger.StatusApproved || r.Decision.Route != policy.RouteCold) {
 		return nil, apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: request %q is %s/%s: export needs an approved cold request", r.ID, r.Status, r.Decision.Route)
 	}
 	w := st.Wallets[r.Wallet]
 	if w == nil || w.Cold == nil {
 		return nil, apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: wallet %q is not a registered cold wallet", r.Wallet)
 	}
-	gov := make([]cold.Change, len(st.Governance))
-	for i, g := range st.Governance {
-		gov[i] = cold.Change{Type: g.Type, Time: g.Time, Payload: slices.Clone(g.Payload)}
-	}
-	head := st.GovernanceHead
+	records, head, at := st.Governance, st.GovernanceHead, st.Clock
 	if head == "" {
 		head = st.GenesisHash
+	}
+	if exported {
+		if r.Export.GovernanceLen > len(st.Governance) {
+			return nil, fmt.Errorf("api: request %q was exported under %d governance records, this replica holds %d", r.ID, r.Export.GovernanceLen, len(st.Governance))
+		}
+		records, head, at = st.Governance[:r.Export.GovernanceLen], r.Export.GovernanceHead, r.Export.ExportedAt
+	}
+	gov := make([]cold.Change, len(records))
+	for i, g := range records {
+		gov[i] = cold.Change{Type: g.Type, Time: g.Time, Payload: slices.Clone(g.Payload)}
 	}
 	cr := cold.Request{ID: r.ID, Withdrawal: r.Withdrawal, Payload: slices.Clone(r.Payload), PayloadHash: r.PayloadHash, Nonce: r.Nonce,
 		Outpoints: slices.Clone(r.Outpoints), VSize: r.VSize, ExpiresAt: r.ExpiresAt, Initiation: r.Initiation, Initiator: r.Initiator,
 		Approvals: slices.Clone(r.Approvals)}
-	b, err := cold.Build(genesisFile, cold.WalletSpec(*w.Cold), gov, head, cr, st.Clock)
+	b, err := cold.Build(genesisFile, cold.WalletSpec(*w.Cold), gov, head, cr, at)
 	if err != nil {
 		return nil, apiErr(http.StatusConflict, CodeLedgerRefused, "", "api: %v", err)
+	}
+	if exported {
+		if b.Hash() != r.BundleHash {
+			return nil, fmt.Errorf("api: the bundle of %q rebuilt from this replica hashes to %s, cold.export recorded %s", r.ID, b.Hash(), r.BundleHash)
+		}
+		b.Attestations = slices.Clone(r.Export.Attestations)
 	}
 	return b, nil
 }
 
+// exportAttestPoll is how often coldExport looks for the node set's
+// attestations of an export it recorded.
+const exportAttestPoll = 100 * time.Millisecond
+
+// coldExport records the export of an approved cold request (cold.export
+// with the bundle's hash and the governance head it was built under),
+// then waits until a checkpoint quorum of the node set attested it (each
+// node from its own replica) and answers the bundle with those
+// attestations. Exporting an exported request answers the same bundle: a
+// caller whose first call timed out before the attestations arrived
+// calls again.
 func (s *server) coldExport(_ http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {
 	if err := decodeStrict(body, &struct{}{}); err != nil {
 		return 0, nil, err
@@ -93,11 +121,13 @@ func (s *server) coldExport(_ http.ResponseWriter, r *http.Request, peer pki.Pee
 	}
 	id := r.PathValue("id")
 	var b *cold.Bundle
+	exported := false
 	err := s.readLinearizable(r, func(st *ledger.State) error {
 		req, err := coldRequest(st, peer, id)
 		if err != nil {
 			return err
 		}
+		exported = req.Export != nil
 		b, err = coldBundle(st, s.cfg.Genesis, req)
 		return err
 	})
@@ -105,10 +135,61 @@ func (s *server) coldExport(_ http.ResponseWriter, r *http.Request, peer pki.Pee
 		return 0, nil, err
 	}
 	hash := b.Hash()
-	if _, err := s.submit(r, peer, ledger.ColdExport{RequestID: id, BundleHash: hash}); err != nil {
-		return 0, nil, coldSubmitError(err)
+	if !exported {
+		cmd := ledger.ColdExport{RequestID: id, BundleHash: hash, GovernanceHead: b.GovernanceHead, ExportedAt: b.ExportedAt}
+		if _, err := s.submit(r, peer, cmd); err != nil {
+			return 0, nil, coldSubmitError(err)
+		}
 	}
+	atts, err := s.exportAttestations(r, id, hash)
+	if err != nil {
+		return 0, nil, err
+	}
+	b.Attestations = atts
 	return http.StatusOK, ExportView{BundleHash: hash, Bundle: b}, nil
+}
+
+// exportAttestations waits (bounded by ExportAttestTimeout and the
+// caller's context) until this node's replica records request id's export
+// of bundle hash as attested by a checkpoint quorum, and returns the
+// attestations; 503 with Retry-After when they do not arrive in time
+// (the export stays recorded: export again to fetch the bundle).
+func (s *server) exportAttestations(r *http.Request, id, hash string) ([]ledger.CheckpointSig, error) {
+	wait := s.cfg.ExportAttestTimeout
+	if wait <= 0 {
+		wait = DefaultExportAttestTimeout
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		var atts []ledger.CheckpointSig
+		var have, need int
+		err := s.cfg.Service.Read(r.Context(), 0, func(st *ledger.State) error {
+			req := st.Requests[id]
+			if req == nil || req.Export == nil || req.BundleHash != hash {
+				return nil // not applied on this replica yet
+			}
+			have, need = len(req.Export.Attestations), ledger.CheckpointQuorum(len(st.Nodes))
+			if req.Export.Attested {
+				atts = slices.Clone(req.Export.Attestations)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if atts != nil {
+			return atts, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, public: true,
+				msg: fmt.Sprintf("api: the export of %q is recorded, but the node set has attested it %d times of the %d needed so far; export again to fetch the bundle", id, have, need)}
+		}
+		select {
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		case <-time.After(exportAttestPoll):
+		}
+	}
 }
 
 func (s *server) coldImport(_ http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {

@@ -122,7 +122,14 @@ type Config struct {
 	// (default DefaultBalanceTimeout); a balance not read by then is
 	// absent.
 	BalanceTimeout time.Duration
+	// ExportAttestTimeout bounds how long a cold export waits for the node
+	// set's attestations before it answers 503 (default
+	// DefaultExportAttestTimeout; within Timeout).
+	ExportAttestTimeout time.Duration
 }
+
+// DefaultExportAttestTimeout is Config.ExportAttestTimeout's default.
+const DefaultExportAttestTimeout = 20 * time.Second
 
 type server struct {
 	cfg     Config

@@ -14,6 +14,7 @@ import (
 	"github.com/custody-dev/custody/cold"
 	"github.com/custody-dev/custody/cold/coldtest"
 	"github.com/custody-dev/custody/hsm"
+	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
 	"github.com/custody-dev/custody/softhsm/softhsmtest"
@@ -139,7 +140,11 @@ func TestColdCLI(t *testing.T) {
 	}{
 		{"a non-loopback interface up", c.signArgs(c.bundle, out, "ann", "ben"), true, "eth9"},
 		{"the output exists", c.signArgs(c.bundle, existing, "ann", "ben"), false, "exists"},
-		{"a changed amount", c.signArgs(tampered(func(b *cold.Bundle) { b.Request.Amount = coldtest.Amount(t, "4000000000000000000") }), out, "ann", "ben"), false, "amount"},
+		{"a bundle edited after export", c.signArgs(tampered(func(b *cold.Bundle) { b.Request.Amount = coldtest.Amount(t, "4000000000000000000") }), out, "ann", "ben"), false, "not attested"},
+		{"a changed amount, attested again", c.signArgs(tampered(func(b *cold.Bundle) {
+			b.Request.Amount = coldtest.Amount(t, "4000000000000000000")
+			coldtest.Attest(t, b, ledgertest.GenesisNodes...)
+		}), out, "ann", "ben"), false, "amount"},
 		{"another genesis pinned", append(c.signArgs(c.bundle, out, "ann", "ben"), "--genesis-hash", strings.Repeat("ab", 32)), false, "pinned"},
 		{"too few custodians", c.signArgs(c.bundle, out, "ann"), false, "needs 2"},
 		{"the same custodian twice", c.signArgs(c.bundle, out, "ann", "ann"), false, "twice"},

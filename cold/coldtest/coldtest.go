@@ -23,8 +23,10 @@ import (
 	"github.com/custody-dev/custody/chains/btc"
 	"github.com/custody-dev/custody/chains/eth"
 	"github.com/custody-dev/custody/cold"
+	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
@@ -191,7 +193,31 @@ func NewFixture(t testing.TB, spec cold.WalletSpec, transcript string) *Fixture 
 		Bob.Sign(t, ClusterID, r.ID, r.PayloadHash, quorum.Approve, now.Add(time.Hour)),
 		Carol.Sign(t, ClusterID, r.ID, r.PayloadHash, quorum.Approve, now.Add(time.Hour))}
 	b := &cold.Bundle{Version: cold.BundleVersion, Genesis: g.Encode(), Governance: gov, GovernanceHead: head, Request: r, PSBT: psbt, ExportedAt: now}
+	Attest(t, b, ledgertest.GenesisNodes...)
 	return &Fixture{GenesisHash: g.Hash(), Bundle: b, Now: now}
+}
+
+// Attest replaces b's attestations with those of nodes (each signing with
+// its ledgertest.NodeKey) over b as it is now: its hash, its governance
+// head, its genesis's cluster and hash. What a node set does after the
+// ledger recorded the export; tests call it again after editing a bundle
+// to reach the checks behind the attestation.
+func Attest(t testing.TB, b *cold.Bundle, nodes ...pki.NodeID) {
+	t.Helper()
+	g, err := genesis.Parse(b.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := genesis.ExportHead{ClusterID: g.ClusterID, GenesisHash: g.Hash(), RequestID: b.Request.ID, PayloadHash: b.Request.PayloadHash,
+		GovernanceHead: b.GovernanceHead, BundleHash: b.Hash()}
+	b.Attestations = nil
+	for _, n := range nodes {
+		sig, err := ledger.SignExport(h, n, ledgertest.NodeKey(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Attestations = append(b.Attestations, sig)
+	}
 }
 
 // Amount parses a base-unit decimal.

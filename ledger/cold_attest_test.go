@@ -1,0 +1,139 @@
+package ledger_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/ledger/ledgertest"
+	"github.com/custody-dev/custody/pki"
+)
+
+// bundleHash is a well-formed made-up bundle hash.
+func bundleHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// exportCmd is cold.export of request id under the harness's governance
+// head now.
+func (h *fsmHarness) exportCmd(id, bundle string) ledger.ColdExport {
+	var head string
+	_ = h.f.Read(func(st *ledger.State) error {
+		head = st.GovernanceHead
+		if head == "" {
+			head = st.GenesisHash
+		}
+		return nil
+	})
+	return ledger.ColdExport{RequestID: id, BundleHash: bundleHash(bundle), GovernanceHead: head, ExportedAt: h.now}
+}
+
+// coldAttest is node's attestation of request id's export as the
+// harness's state records it, signed with its ledgertest.NodeKey.
+func (h *fsmHarness) coldAttest(id string, node pki.NodeID) ledger.ColdAttest {
+	h.t.Helper()
+	cluster, genesisHash := h.pinned()
+	head := h.req(id).ExportHead(cluster, genesisHash)
+	sig, err := ledger.SignExport(head, node, ledgertest.NodeKey(node))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ledger.ColdAttest{Request: id, Sig: sig}
+}
+
+// exported exports request id and has the genesis node set attest it.
+func (h *fsmHarness) exported(id string) *ledger.Request {
+	h.t.Helper()
+	h.must("n1", h.exportCmd(id, id))
+	var r *ledger.Request
+	for _, n := range ledgertest.GenesisNodes {
+		r = h.must(string(n), h.coldAttest(id, n))
+	}
+	if r.Export == nil || !r.Export.Attested {
+		h.t.Fatalf("%s: not attested after the whole node set signed", id)
+	}
+	return r
+}
+
+// TestFSMColdExportAttested: cold.export names the governance head the
+// bundle was built under and the ledger refuses any other; the node set
+// then attests the export from its own state, each signature checked
+// against the head this state recorded and the node set's pinned keys;
+// the export is attested at the checkpoint quorum (3 of 3 here), and
+// only then is an import accepted.
+func TestFSMColdExportAttested(t *testing.T) {
+	h := newHarness(t)
+	c := ledger.RequestCreate{ID: "c1", Withdrawal: coldWithdrawal(), Payload: []byte("psbt"), PayloadHash: [32]byte{9}, Outpoints: []string{"aa:0"}, ExpiresAt: h.now.Add(time.Hour)}
+	r := h.must("backend", c)
+	h.must("api", alice.approve(t, r, h.now.Add(time.Hour)))
+	h.must("api", carol.approve(t, r, h.now.Add(time.Hour)))
+
+	stale := h.exportCmd("c1", "b1")
+	stale.GovernanceHead = bundleHash("a head that leaves a change out")
+	h.refuse(ledger.ErrConflict, "n1", stale)
+	short := h.exportCmd("c1", "b1")
+	short.BundleHash = "feed"
+	h.refuse(ledger.ErrInvalid, "n1", short)
+	r = h.must("n1", h.exportCmd("c1", "b1"))
+	if r.Status != ledger.StatusExported || r.Export == nil || r.Export.Attested {
+		t.Fatalf("export: %s %+v", r.Status, r.Export)
+	}
+	h.refuse(ledger.ErrWrongStatus, "n1", ledger.ColdImport{RequestID: "c1", Signed: []byte("signed")})
+
+	cluster, genesisHash := h.pinned()
+	other := r.ExportHead(cluster, genesisHash)
+	other.BundleHash = bundleHash("another bundle")
+	wrongSig, err := ledger.SignExport(other, "n1", ledgertest.NodeKey("n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notPinned, err := ledger.SignExport(r.ExportHead(cluster, genesisHash), "n1", otherKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsider := h.coldAttest("c1", "n9")
+	for name, cmd := range map[string]ledger.ColdAttest{
+		"another bundle hash":             {Request: "c1", Sig: wrongSig},
+		"a key the node set does not pin": {Request: "c1", Sig: notPinned},
+		"a node outside the node set":     outsider,
+		"a request never exported":        {Request: "nope", Sig: wrongSig},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := h.encoded()
+			if _, err := h.apply("n1", cmd); !errors.Is(err, ledger.ErrCheckpoint) {
+				t.Fatalf("got %v, want ErrCheckpoint", err)
+			}
+			if string(before) != string(h.encoded()) {
+				t.Fatal("a refused attestation changed the state")
+			}
+		})
+	}
+
+	for i, n := range ledgertest.GenesisNodes {
+		r = h.must(string(n), h.coldAttest("c1", n))
+		if want := i == len(ledgertest.GenesisNodes)-1; r.Export.Attested != want {
+			t.Fatalf("after %d attestations: attested %v", i+1, r.Export.Attested)
+		}
+	}
+	if err := r.VerifyExport(cluster, genesisHash, h.nodes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.apply("n1", h.coldAttest("c1", "n1")); !errors.Is(err, ledger.ErrCheckpoint) || !strings.Contains(err.Error(), "already") {
+		t.Fatalf("an attestation after the quorum: %v", err)
+	}
+	if r = h.must("n1", ledger.ColdImport{RequestID: "c1", Signed: []byte("signed")}); r.Status != ledger.StatusImported {
+		t.Fatalf("import: %s", r.Status)
+	}
+}
+
+// nodes is the harness state's node set.
+func (h *fsmHarness) nodes() map[pki.NodeID]*ledger.Node {
+	var out map[pki.NodeID]*ledger.Node
+	_ = h.f.Read(func(st *ledger.State) error { out = st.Nodes; return nil })
+	return out
+}
