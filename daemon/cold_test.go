@@ -96,7 +96,23 @@ func (c *cluster) coldSign(r *ledger.Request, out *cold.Outputs, tokens map[stri
 		t.Fatalf("%s routed %s, want cold", r.ID, r.Decision.Route)
 	}
 	api := c.api(c.follower().ID(), pki.RoleOperator, "bob")
-	code, m := api.do(http.MethodPost, "/v1/requests/"+r.ID+"/export", map[string]any{})
+	exp := time.Now().Add(10 * time.Minute)
+	exportAuth := bob.Sign(t, clusterID, r.ID, ledger.ColdExportHash(r.ID, r.PayloadHash), quorum.Approve, exp)
+	// No authorization, or bob's approval of the withdrawal itself in its
+	// place: refused, nothing exported.
+	for name, body := range map[string]map[string]any{
+		"no authorization":              {},
+		"an approval of the withdrawal": {"authorization": bob.Sign(t, clusterID, r.ID, r.PayloadHash, quorum.Approve, exp)},
+		"alice's authorization":         {"authorization": alice.Sign(t, clusterID, r.ID, ledger.ColdExportHash(r.ID, r.PayloadHash), quorum.Approve, exp)},
+	} {
+		if code, m := api.do(http.MethodPost, "/v1/requests/"+r.ID+"/export", body); code/100 != 4 {
+			t.Fatalf("export with %s: %d %v, want a 4xx", name, code, m)
+		}
+	}
+	if got := c.read(leader, r.ID); got.Status != ledger.StatusApproved {
+		t.Fatalf("a refused export left %s %s", r.ID, got.Status)
+	}
+	code, m := api.do(http.MethodPost, "/v1/requests/"+r.ID+"/export", map[string]any{"authorization": exportAuth})
 	if code != http.StatusOK {
 		t.Fatalf("export: %d %v", code, m)
 	}
@@ -147,15 +163,18 @@ func (c *cluster) coldSign(r *ledger.Request, out *cold.Outputs, tokens map[stri
 		t.Fatal(err)
 	}
 
+	importAuth := bob.Sign(t, clusterID, r.ID, ledger.ColdImportHash(r.ID, b.Hash(), signed.Signed.Tx), quorum.Approve, exp)
 	for name, body := range map[string]map[string]any{
-		"another bundle":       {"bundle_hash": strings.Repeat("0", 64), "signed": signed.Signed},
-		"not the approved one": {"bundle_hash": b.Hash(), "signed": &cold.Signed{Tx: signed.Signed.Tx[:len(signed.Signed.Tx)-1], TxHash: signed.Signed.TxHash}},
+		"another bundle":             {"bundle_hash": strings.Repeat("0", 64), "signed": signed.Signed, "authorization": importAuth},
+		"not the approved one":       {"bundle_hash": b.Hash(), "signed": &cold.Signed{Tx: signed.Signed.Tx[:len(signed.Signed.Tx)-1], TxHash: signed.Signed.TxHash}, "authorization": importAuth},
+		"no authorization":           {"bundle_hash": b.Hash(), "signed": signed.Signed},
+		"the export's authorization": {"bundle_hash": b.Hash(), "signed": signed.Signed, "authorization": exportAuth},
 	} {
 		if code, m := api.do(http.MethodPost, "/v1/requests/"+r.ID+"/import", body); code != http.StatusBadRequest {
 			t.Fatalf("import of %s: %d %v, want 400", name, code, m)
 		}
 	}
-	code, m = api.do(http.MethodPost, "/v1/requests/"+r.ID+"/import", map[string]any{"bundle_hash": b.Hash(), "signed": signed.Signed})
+	code, m = api.do(http.MethodPost, "/v1/requests/"+r.ID+"/import", map[string]any{"bundle_hash": b.Hash(), "signed": signed.Signed, "authorization": importAuth})
 	if code != http.StatusOK {
 		t.Fatalf("import: %d %v", code, m)
 	}

@@ -165,7 +165,7 @@ func TestFSMBroadcastColdImport(t *testing.T) {
 		h.must("api", alice.approve(t, r, h.now.Add(time.Hour)))
 		h.must("api", carol.approve(t, r, h.now.Add(time.Hour)))
 		h.exported(id)
-		h.must("n1", ColdImport{RequestID: id, Signed: []byte("signed tx"), TxHash: hash})
+		h.must("n1", h.importCmd(id, []byte("signed tx"), hash))
 	}
 	h.refuse(ErrInvalid, "n1", RecordBroadcast{RequestID: "cold-2", TxHash: ""})
 	if got := h.must("n1", RecordBroadcast{RequestID: "cold-1", TxHash: "c0ffee"}); got.Status != StatusBroadcast {

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -17,11 +19,61 @@ import (
 // the ledger refuses any other head than its own (a bundle missing a lock
 // or a suspension never gets recorded); ExportedAt is the bundle's
 // (informational) time, kept so the same bundle can be rebuilt.
+//
+// Authorization is an active admin's or approver's signed statement
+// (ColdExportHash) that this request may be exported: export ends the
+// window in which a rejection cancels, so no node may take that step on
+// its own word.
 type ColdExport struct {
-	RequestID      string    `json:"request_id"`
-	BundleHash     string    `json:"bundle_hash"`
-	GovernanceHead string    `json:"governance_head"`
-	ExportedAt     time.Time `json:"exported_at"`
+	RequestID      string          `json:"request_id"`
+	BundleHash     string          `json:"bundle_hash"`
+	GovernanceHead string          `json:"governance_head"`
+	ExportedAt     time.Time       `json:"exported_at"`
+	Authorization  *quorum.Approval `json:"authorization,omitempty"`
+}
+
+// ColdExportHash is what an operator signs to authorize the export of
+// request id (payload hash payload): a quorum.Statement with RequestID =
+// id, decision approve and PayloadHash = this hash, SHA-256 of
+// "custody/cold-export/v1" 0x00 and {request_id, payload_hash}. It is
+// never the request's payload hash, so an authorization never counts as
+// an approval of the withdrawal, nor an approval as an authorization.
+func ColdExportHash(id string, payload quorum.Hash) quorum.Hash {
+	return quorum.DomainHash("custody/cold-export/v1", struct {
+		RequestID   string      `json:"request_id"`
+		PayloadHash quorum.Hash `json:"payload_hash"`
+	}{id, payload})
+}
+
+// ColdImportHash is what an operator signs to import the signed
+// transaction signed (its bytes) for request id exported as bundle
+// bundleHash: SHA-256 of "custody/cold-import/v1" 0x00 and {request_id,
+// bundle_hash, signed_hash}.
+func ColdImportHash(id, bundleHash string, signed []byte) quorum.Hash {
+	sum := sha256.Sum256(signed)
+	return quorum.DomainHash("custody/cold-import/v1", struct {
+		RequestID  string `json:"request_id"`
+		BundleHash string `json:"bundle_hash"`
+		SignedHash string `json:"signed_hash"`
+	}{id, bundleHash, hex.EncodeToString(sum[:])})
+}
+
+// operatorAuthorized checks one operator's signed authorization of a cold
+// step: within the ceiling, for this cluster, the request and hash, by an
+// active device of an active admin or approver, unexpired.
+func (t *txn) operatorAuthorized(what, id string, h quorum.Hash, a *quorum.Approval) error {
+	if a == nil {
+		return fmt.Errorf("%w: %s of %q needs an active admin's or approver's signed authorization; none given", ErrQuorum, what, id)
+	}
+	if err := t.checkValidity([]quorum.Approval{*a}); err != nil {
+		return err
+	}
+	tally := quorum.Count(t.registry(), quorum.Subject{RequestID: id, PayloadHash: h},
+		quorum.Requirement{Required: 1, Roles: []quorum.Role{quorum.RoleAdmin, quorum.RoleApprover}}, []quorum.Approval{*a}, t.now)
+	if err := tally.Err(); err != nil {
+		return approvalErr(fmt.Errorf("%s of %q needs an active admin's or approver's signed authorization: %w", what, id, err))
+	}
+	return nil
 }
 
 // Type implements Command.
@@ -37,6 +89,9 @@ func (p ColdExport) apply(t *txn) (applyOut, error) {
 	}
 	if len(p.BundleHash) != 64 {
 		return applyOut{}, invalid("export needs the bundle hash (64 hex digits)")
+	}
+	if err := t.operatorAuthorized("the export", r.ID, ColdExportHash(r.ID, r.PayloadHash), p.Authorization); err != nil {
+		return applyOut{}, err
 	}
 	if head := t.st.governanceHead(); p.GovernanceHead != head {
 		return applyOut{}, fmt.Errorf("%w: the bundle of %q was built under governance head %s, this ledger's head is %s (a change was applied since, or the bundle leaves one out): export again",
@@ -148,11 +203,17 @@ func (r *Request) VerifyExport(clusterID, genesisHash string, nodes map[pki.Node
 	return nil
 }
 
-// ColdImport records the offline-signed transaction.
+// ColdImport records the offline-signed transaction, with an active admin's
+// or approver's signed authorization (ColdImportHash over the request, the
+// exported bundle's hash and the signed bytes). The node that serves the
+// import checks the transaction is the approved payload signed by the
+// wallet's key (cold.CheckSigned) before it submits; the ledger, which
+// parses no transactions, checks who authorized it.
 type ColdImport struct {
-	RequestID string `json:"request_id"`
-	Signed    []byte `json:"signed"`
-	TxHash    string `json:"tx_hash,omitempty"`
+	RequestID     string          `json:"request_id"`
+	Signed        []byte          `json:"signed"`
+	TxHash        string          `json:"tx_hash,omitempty"`
+	Authorization *quorum.Approval `json:"authorization,omitempty"`
 }
 
 // Type implements Command.
@@ -171,6 +232,9 @@ func (p ColdImport) apply(t *txn) (applyOut, error) {
 	}
 	if len(p.Signed) == 0 {
 		return applyOut{}, invalid("import needs the signed transaction")
+	}
+	if err := t.operatorAuthorized("the import", r.ID, ColdImportHash(r.ID, r.BundleHash, p.Signed), p.Authorization); err != nil {
+		return applyOut{}, err
 	}
 	r.Result = &Result{Signed: slices.Clone(p.Signed), TxHash: p.TxHash, Index: t.index, At: t.now}
 	r.Status, r.UpdatedIdx = StatusImported, t.index

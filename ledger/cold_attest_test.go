@@ -11,6 +11,7 @@ import (
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/quorum"
 )
 
 // bundleHash is a well-formed made-up bundle hash.
@@ -30,7 +31,16 @@ func (h *fsmHarness) exportCmd(id, bundle string) ledger.ColdExport {
 		}
 		return nil
 	})
-	return ledger.ColdExport{RequestID: id, BundleHash: bundleHash(bundle), GovernanceHead: head, ExportedAt: h.now}
+	auth := alice.sign(h.t, id, ledger.ColdExportHash(id, h.req(id).PayloadHash), quorum.Approve, h.now.Add(time.Hour))
+	return ledger.ColdExport{RequestID: id, BundleHash: bundleHash(bundle), GovernanceHead: head, ExportedAt: h.now, Authorization: &auth}
+}
+
+// importCmd is cold.import of signed for exported request id, authorized
+// by alice.
+func (h *fsmHarness) importCmd(id string, signed []byte, txHash string) ledger.ColdImport {
+	h.t.Helper()
+	auth := alice.sign(h.t, id, ledger.ColdImportHash(id, h.req(id).BundleHash, signed), quorum.Approve, h.now.Add(time.Hour))
+	return ledger.ColdImport{RequestID: id, Signed: signed, TxHash: txHash, Authorization: &auth}
 }
 
 // coldAttest is node's attestation of request id's export as the
@@ -73,6 +83,22 @@ func TestFSMColdExportAttested(t *testing.T) {
 	h.must("api", alice.approve(t, r, h.now.Add(time.Hour)))
 	h.must("api", carol.approve(t, r, h.now.Add(time.Hour)))
 
+	// Export needs an admin's or approver's authorization of exactly
+	// that: none, the backend's, or an approval of the withdrawal itself
+	// (signed over its payload hash) do not do.
+	noAuth := h.exportCmd("c1", "b1")
+	noAuth.Authorization = nil
+	byBackend := h.exportCmd("c1", "b1")
+	bb := backend.sign(t, "c1", ledger.ColdExportHash("c1", r.PayloadHash), quorum.Approve, h.now.Add(time.Hour))
+	byBackend.Authorization = &bb
+	anApproval := h.exportCmd("c1", "b1")
+	aa := alice.sign(t, "c1", r.PayloadHash, quorum.Approve, h.now.Add(time.Hour))
+	anApproval.Authorization = &aa
+	for name, cmd := range map[string]ledger.ColdExport{"none": noAuth, "the backend's": byBackend, "an approval of the withdrawal": anApproval} {
+		if _, err := h.apply("n1", cmd); !errors.Is(err, ledger.ErrQuorum) {
+			t.Fatalf("export authorized by %s: %v, want ErrQuorum", name, err)
+		}
+	}
 	stale := h.exportCmd("c1", "b1")
 	stale.GovernanceHead = bundleHash("a head that leaves a change out")
 	h.refuse(ledger.ErrConflict, "n1", stale)
@@ -83,7 +109,7 @@ func TestFSMColdExportAttested(t *testing.T) {
 	if r.Status != ledger.StatusExported || r.Export == nil || r.Export.Attested {
 		t.Fatalf("export: %s %+v", r.Status, r.Export)
 	}
-	h.refuse(ledger.ErrWrongStatus, "n1", ledger.ColdImport{RequestID: "c1", Signed: []byte("signed")})
+	h.refuse(ledger.ErrWrongStatus, "n1", h.importCmd("c1", []byte("signed"), ""))
 
 	cluster, genesisHash := h.pinned()
 	other := r.ExportHead(cluster, genesisHash)
@@ -126,7 +152,19 @@ func TestFSMColdExportAttested(t *testing.T) {
 	if _, err := h.apply("n1", h.coldAttest("c1", "n1")); !errors.Is(err, ledger.ErrCheckpoint) || !strings.Contains(err.Error(), "already") {
 		t.Fatalf("an attestation after the quorum: %v", err)
 	}
-	if r = h.must("n1", ledger.ColdImport{RequestID: "c1", Signed: []byte("signed")}); r.Status != ledger.StatusImported {
+	// The import needs an admin's or approver's authorization over exactly
+	// these bytes and this bundle.
+	otherBytes := h.importCmd("c1", []byte("signed"), "")
+	otherBytes.Signed = []byte("other signed bytes")
+	backendAuth := h.importCmd("c1", []byte("signed"), "")
+	ba := backend.sign(t, "c1", ledger.ColdImportHash("c1", r.BundleHash, []byte("signed")), quorum.Approve, h.now.Add(time.Hour))
+	backendAuth.Authorization = &ba
+	for name, cmd := range map[string]ledger.ColdImport{"by the backend": backendAuth, "over other bytes": otherBytes} {
+		if _, err := h.apply("n1", cmd); !errors.Is(err, ledger.ErrQuorum) {
+			t.Fatalf("an import authorized %s: %v, want ErrQuorum", name, err)
+		}
+	}
+	if r = h.must("n1", h.importCmd("c1", []byte("signed"), "")); r.Status != ledger.StatusImported {
 		t.Fatalf("import: %s", r.Status)
 	}
 }

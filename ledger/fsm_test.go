@@ -277,7 +277,7 @@ func TestFSMColdExportImportAndExpire(t *testing.T) {
 		t.Fatalf("export: %s", r.Status)
 	}
 	h.refuse(ErrInvalid, "n1", ColdImport{RequestID: "c1"})
-	if r = h.must("n1", ColdImport{RequestID: "c1", Signed: []byte("signed psbt")}); r.Status != StatusImported {
+	if r = h.must("n1", h.importCmd("c1", []byte("signed psbt"), "")); r.Status != StatusImported {
 		t.Fatalf("import: %s", r.Status)
 	}
 

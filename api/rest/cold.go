@@ -29,10 +29,37 @@ type ExportView struct {
 }
 
 // importBody is POST /v1/requests/{id}/import: the hash of the bundle that
-// was signed and what `custody cold sign` added to it.
+// was signed, what `custody cold sign` added to it, and the operator's
+// signed authorization of importing exactly those bytes
+// (ledger.ColdImportHash).
 type importBody struct {
-	BundleHash string       `json:"bundle_hash"`
-	Signed     *cold.Signed `json:"signed"`
+	BundleHash    string           `json:"bundle_hash"`
+	Signed        *cold.Signed     `json:"signed"`
+	Authorization *quorum.Approval `json:"authorization"`
+}
+
+// exportBody is POST /v1/requests/{id}/export: the operator's signed
+// authorization of the export (ledger.ColdExportHash); not needed to fetch
+// the bundle of a request exported already.
+type exportBody struct {
+	Authorization *quorum.Approval `json:"authorization"`
+}
+
+// checkAuthorization checks an operator's signed authorization of a cold
+// step as the ledger will (checkSigner, then quorum.Count's reasons).
+func checkAuthorization(st *ledger.State, peer pki.Peer, a *quorum.Approval, id string, h quorum.Hash, now time.Time) error {
+	if a == nil {
+		return apiErr(http.StatusBadRequest, CodeInvalid, "authorization", "api: the operator's signed authorization is required (custody cold export and import sign it with your device)")
+	}
+	if err := checkSigner(st, peer, *a, id, h, now); err != nil {
+		return err
+	}
+	tally := quorum.Count(st.Registry, quorum.Subject{RequestID: id, PayloadHash: h},
+		quorum.Requirement{Required: 1, Roles: []quorum.Role{quorum.RoleAdmin, quorum.RoleApprover}}, []quorum.Approval{*a}, now)
+	if len(tally.Ignored) > 0 {
+		return ignoredErr(tally.Ignored[0].Reason)
+	}
+	return nil
 }
 
 // coldWriter: export and import need an active operator with the admin or
@@ -113,7 +140,8 @@ const exportAttestPoll = 100 * time.Millisecond
 // caller whose first call timed out before the attestations arrived
 // calls again.
 func (s *server) coldExport(_ http.ResponseWriter, r *http.Request, peer pki.Peer, body []byte) (int, any, error) {
-	if err := decodeStrict(body, &struct{}{}); err != nil {
+	var in exportBody
+	if err := decodeStrict(body, &in); err != nil {
 		return 0, nil, err
 	}
 	if s.cfg.Genesis == nil {
@@ -128,6 +156,11 @@ func (s *server) coldExport(_ http.ResponseWriter, r *http.Request, peer pki.Pee
 			return err
 		}
 		exported = req.Export != nil
+		if !exported {
+			if err := checkAuthorization(st, peer, in.Authorization, id, ledger.ColdExportHash(id, req.PayloadHash), s.cfg.Now()); err != nil {
+				return err
+			}
+		}
 		b, err = coldBundle(st, s.cfg.Genesis, req)
 		return err
 	})
@@ -136,7 +169,7 @@ func (s *server) coldExport(_ http.ResponseWriter, r *http.Request, peer pki.Pee
 	}
 	hash := b.Hash()
 	if !exported {
-		cmd := ledger.ColdExport{RequestID: id, BundleHash: hash, GovernanceHead: b.GovernanceHead, ExportedAt: b.ExportedAt}
+		cmd := ledger.ColdExport{RequestID: id, BundleHash: hash, GovernanceHead: b.GovernanceHead, ExportedAt: b.ExportedAt, Authorization: in.Authorization}
 		if _, err := s.submit(r, peer, cmd); err != nil {
 			return 0, nil, coldSubmitError(err)
 		}
@@ -219,12 +252,12 @@ func (s *server) coldImport(_ http.ResponseWriter, r *http.Request, peer pki.Pee
 		if err := cold.CheckSigned(cold.WalletSpec(*w.Cold), req.Payload, req.PayloadHash, in.Signed.Tx, in.Signed.TxHash); err != nil {
 			return apiErr(http.StatusBadRequest, CodeInvalid, "signed", "api: %v", err)
 		}
-		return nil
+		return checkAuthorization(st, peer, in.Authorization, id, ledger.ColdImportHash(id, req.BundleHash, in.Signed.Tx), s.cfg.Now())
 	})
 	if err != nil {
 		return 0, nil, err
 	}
-	out, err := s.submit(r, peer, ledger.ColdImport{RequestID: id, Signed: slices.Clone(in.Signed.Tx), TxHash: in.Signed.TxHash})
+	out, err := s.submit(r, peer, ledger.ColdImport{RequestID: id, Signed: slices.Clone(in.Signed.Tx), TxHash: in.Signed.TxHash, Authorization: in.Authorization})
 	if err != nil {
 		return 0, nil, coldSubmitError(err)
 	}

@@ -27,8 +27,10 @@ import (
 
 	"github.com/custody-dev/custody/api/rest"
 	"github.com/custody-dev/custody/cold"
+	"github.com/custody-dev/custody/genesis"
 	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger"
+	"github.com/custody-dev/custody/quorum"
 	"github.com/custody-dev/custody/softhsm"
 )
 
@@ -437,11 +439,15 @@ OUT.transcript.json), never overwriting.`,
 
 // addColdOnlineCmds adds `cold export` and `cold import`, which talk to a
 // node with the operator's profile (--server, --profile).
+// coldAuthorizationValidity is how long the authorization cold export and
+// cold import sign stays valid: it is used at once.
+const coldAuthorizationValidity = 10 * time.Minute
+
 func addColdOnlineCmds(cmd *cobra.Command) {
 	var exportOut string
 	export := &cobra.Command{
 		Use:   "export ID --out FILE",
-		Short: "Export an approved cold request as a signing bundle (after this a rejection no longer cancels it)",
+		Short: "Export an approved cold request as a signing bundle, authorized by your device (after this a rejection no longer cancels it)",
 		Args:  cobra.ExactArgs(1),
 	}
 	esf := addServerFlags(export)
@@ -456,8 +462,23 @@ func addColdOnlineCmds(cmd *cobra.Command) {
 		if err != nil {
 			return err
 		}
+		r, err := getRequest(c, args[0])
+		if err != nil {
+			return err
+		}
+		ph, err := quorum.ParseHash(r.Withdrawal.PayloadHash)
+		if err != nil {
+			return fmt.Errorf("cold export: request %s: payload hash: %w", args[0], err)
+		}
+		// The authorization is signed here, with this operator's device: no
+		// node can end the window in which a rejection cancels on its own.
+		auth, err := c.sign(quorum.Statement{ClusterID: r.ClusterID, RequestID: args[0], PayloadHash: ledger.ColdExportHash(args[0], ph),
+			Decision: quorum.Approve, Expiry: time.Now().Add(coldAuthorizationValidity).Truncate(time.Second)})
+		if err != nil {
+			return fmt.Errorf("cold export: sign the authorization: %w", err)
+		}
 		var v rest.ExportView
-		if err := c.do(context.Background(), "POST", rest.PathRequests+"/"+url.PathEscape(args[0])+"/export", struct{}{}, &v); err != nil {
+		if err := c.do(context.Background(), "POST", rest.PathRequests+"/"+url.PathEscape(args[0])+"/export", map[string]any{"authorization": auth}, &v); err != nil {
 			return err
 		}
 		if v.Bundle == nil || v.Bundle.Hash() != v.BundleHash {
@@ -476,7 +497,7 @@ func addColdOnlineCmds(cmd *cobra.Command) {
 	var importBundle string
 	imp := &cobra.Command{
 		Use:   "import --bundle FILE",
-		Short: "Import a bundle signed by cold sign: the node checks the transaction and records it; the leader broadcasts it",
+		Short: "Import a bundle signed by cold sign, authorized by your device: the node checks the transaction and records it; the leader broadcasts it",
 		Args:  cobra.NoArgs,
 	}
 	isf := addServerFlags(imp)
@@ -492,9 +513,18 @@ func addColdOnlineCmds(cmd *cobra.Command) {
 		if err != nil {
 			return err
 		}
+		g, err := genesis.Parse(b.Genesis)
+		if err != nil {
+			return fmt.Errorf("cold import: the bundle's genesis: %w", err)
+		}
+		auth, err := c.sign(quorum.Statement{ClusterID: g.ClusterID, RequestID: b.Request.ID, PayloadHash: ledger.ColdImportHash(b.Request.ID, b.Hash(), b.Signed.Tx),
+			Decision: quorum.Approve, Expiry: time.Now().Add(coldAuthorizationValidity).Truncate(time.Second)})
+		if err != nil {
+			return fmt.Errorf("cold import: sign the authorization: %w", err)
+		}
 		var v rest.RequestView
 		if err := c.do(context.Background(), "POST", rest.PathRequests+"/"+url.PathEscape(b.Request.ID)+"/import",
-			map[string]any{"bundle_hash": b.Hash(), "signed": b.Signed}, &v); err != nil {
+			map[string]any{"bundle_hash": b.Hash(), "signed": b.Signed, "authorization": auth}, &v); err != nil {
 			return err
 		}
 		return report(cmd, v, func(w io.Writer) error {
