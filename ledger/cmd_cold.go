@@ -25,10 +25,10 @@ import (
 // window in which a rejection cancels, so no node may take that step on
 // its own word.
 type ColdExport struct {
-	RequestID      string          `json:"request_id"`
-	BundleHash     string          `json:"bundle_hash"`
-	GovernanceHead string          `json:"governance_head"`
-	ExportedAt     time.Time       `json:"exported_at"`
+	RequestID      string           `json:"request_id"`
+	BundleHash     string           `json:"bundle_hash"`
+	GovernanceHead string           `json:"governance_head"`
+	ExportedAt     time.Time        `json:"exported_at"`
 	Authorization  *quorum.Approval `json:"authorization,omitempty"`
 }
 
@@ -210,9 +210,9 @@ func (r *Request) VerifyExport(clusterID, genesisHash string, nodes map[pki.Node
 // wallet's key (cold.CheckSigned) before it submits; the ledger, which
 // parses no transactions, checks who authorized it.
 type ColdImport struct {
-	RequestID     string          `json:"request_id"`
-	Signed        []byte          `json:"signed"`
-	TxHash        string          `json:"tx_hash,omitempty"`
+	RequestID     string           `json:"request_id"`
+	Signed        []byte           `json:"signed"`
+	TxHash        string           `json:"tx_hash,omitempty"`
 	Authorization *quorum.Approval `json:"authorization,omitempty"`
 }
 
