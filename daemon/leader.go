@@ -28,6 +28,13 @@ const (
 	keygenBackoff = 10 * time.Second
 	// chainTick is how often the leader broadcasts and tracks.
 	chainTick = time.Second
+	// claimGrace is how far in the past the leader's own member must
+	// already allow a hot request (its cooling-off and unlock delays counted
+	// from when this node first saw each change) before the leader claims
+	// it: the other members see each change a little later (they apply the
+	// log, then observe it every half second), and a claim they refuse for
+	// a delay still running would burn one of MaxSigningAttempts.
+	claimGrace = 2 * time.Second
 )
 
 // leaderLoop runs on every node and acts only while the node leads: it
@@ -41,7 +48,7 @@ const (
 func (n *Node) leaderLoop(ctx context.Context) {
 	tick := time.NewTicker(leaderTick)
 	defer tick.Stop()
-	lt := &leaderTimers{lastTry: map[string]time.Time{}, claimSeen: map[string]time.Time{}}
+	lt := &leaderTimers{lastTry: map[string]time.Time{}, claimSeen: map[string]time.Time{}, waiting: map[string]time.Time{}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -64,6 +71,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 type leaderTimers struct {
 	lastTry   map[string]time.Time
 	claimSeen map[string]time.Time // by session ID
+	waiting   map[string]time.Time // approved requests not claimed yet, logged once
 }
 
 type leaderWork struct {
@@ -112,6 +120,14 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 				if !r.ExpiresAt.IsZero() && !st.Clock.Before(r.ExpiresAt) {
 					w.expire = append(w.expire, id)
 				} else if r.Decision.Route == policy.RouteHot && now.Sub(lt.lastTry[id]) > retryBackoff {
+					if err := n.member.PolicyReady(st, r, now.Add(-claimGrace)); err != nil {
+						if _, logged := lt.waiting[id]; !logged {
+							lt.waiting[id] = now
+							n.log.Info("approved, not claimed yet: a delay is still running as this node saw the change", "request", id, "err", err)
+						}
+						break
+					}
+					delete(lt.waiting, id)
 					w.sign = append(w.sign, id)
 				}
 			case ledger.StatusAwaitingApprovals:
@@ -143,6 +159,11 @@ func (n *Node) leaderPass(ctx context.Context, lt *leaderTimers) error {
 	for id, at := range lt.lastTry {
 		if now.Sub(at) > time.Hour {
 			delete(lt.lastTry, id)
+		}
+	}
+	for id, at := range lt.waiting {
+		if now.Sub(at) > time.Hour {
+			delete(lt.waiting, id)
 		}
 	}
 	for sid := range lt.claimSeen {

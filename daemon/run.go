@@ -537,6 +537,19 @@ func (n *Node) syncWallets() error {
 		} else if err := n.addWallet(*info); err != nil {
 			n.log.Error("wallet not registered", "wallet", w.ID, "err", err)
 			continue
+		} else if w.KeySession != "" {
+			// The ledger names the session whose share counts: shares of
+			// other keygen sessions of this wallet (a failed attempt, or
+			// sessions a compromised leader ran beside the recorded one)
+			// are retired, still sealed.
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			retired, err := n.member.RetireOld(ctx, w.ID)
+			cancel()
+			if err != nil {
+				n.log.Warn("retire the shares of other sessions", "wallet", w.ID, "err", err)
+			} else if retired {
+				n.log.Info("shares of other keygen sessions retired", "audit", true, "wallet", w.ID)
+			}
 		}
 		n.mu.Lock()
 		n.registered[w.ID] = walletMark(&w)
@@ -550,24 +563,25 @@ func (n *Node) syncWallets() error {
 // ownShare is the public description kept with this node's share of w
 // whose key the ledger records (nil when the node holds none: not in the
 // committee). A committee member without that share is an error. When the
-// ledger names the session of the wallet's last reshare (KeySession), only
-// the share that session gave this node counts (tss.ReshareShareID): the
-// shares of other sessions and the old committee's are ignored.
+// ledger names the session of the wallet's keygen or last reshare
+// (KeySession), only the share that session gave this node counts
+// (tss.KeygenShareID, tss.ReshareShareID): the shares of other sessions and
+// the old committee's are ignored.
 func (n *Node) ownShare(w ledger.Wallet, refs []shares.Ref) (*tss.WalletInfo, error) {
-	var want []byte
+	var want [][]byte
 	if w.KeySession != "" {
 		session, err := tss.ParseSessionID(w.KeySession)
 		if err != nil {
 			return nil, fmt.Errorf("the ledger's key session: %w", err)
 		}
-		want = tss.ReshareShareID(w.ID, session, n.cfg.NodeID)
+		want = [][]byte{tss.ReshareShareID(w.ID, session, n.cfg.NodeID), tss.KeygenShareID(w.ID, session, n.cfg.NodeID)}
 	}
 	var found []tss.WalletInfo
 	for _, r := range refs {
 		if r.Wallet != w.ID || r.Party != n.cfg.NodeID {
 			continue
 		}
-		if want != nil && !bytes.Equal(r.ShareID, want) {
+		if want != nil && !bytes.Equal(r.ShareID, want[0]) && !bytes.Equal(r.ShareID, want[1]) {
 			continue
 		}
 		sh, err := n.shares.Get(r.Wallet, r.Party, r.ShareID)

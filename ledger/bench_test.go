@@ -297,8 +297,8 @@ func BenchmarkSnapshot100k(b *testing.B) {
 		}
 	}
 	apply("ceremony", t0, genesisCmd())
-	for _, w := range testWallets {
-		apply("keygen", t0, WalletSet{w})
+	for _, cmd := range testWalletCmds(b, t0) {
+		apply("keygen", t0, cmd)
 	}
 	for i := range n {
 		at := t0.Add(time.Duration(i) * time.Millisecond)

@@ -32,8 +32,8 @@ func newPinnedHarness(t testing.TB) *fsmHarness {
 	g := genesisEvery(cpInterval)
 	h := &fsmHarness{t: t, f: NewPinnedFSM(&g), term: 1, now: fsmT0}
 	h.must("ceremony", g)
-	for _, w := range testWallets {
-		h.must("keygen", WalletSet{w})
+	for _, cmd := range testWalletCmds(t, h.now) {
+		h.must("keygen", cmd)
 	}
 	return h
 }

@@ -232,6 +232,12 @@ func (t *txn) claimFor(r *Request, session string, signers []pki.NodeID) error {
 	if err != nil {
 		return err
 	}
+	if d.Route != policy.RouteHot {
+		return fmt.Errorf("%w: %q is routed %q under the rules in force; only hot requests are claimed", ErrPolicy, r.ID, d.Route)
+	}
+	if err := t.allocated(r); err != nil {
+		return err
+	}
 	// A session ID is claimed once, ever (State.Sessions), so a reclaim never
 	// reuses its failed session nor anyone else's.
 	if by := t.sessionClaimedBy(session); by != "" {

@@ -87,6 +87,9 @@ func (p ColdExport) apply(t *txn) (applyOut, error) {
 	if r.Status != StatusApproved || r.Decision.Route != policy.RouteCold {
 		return applyOut{}, fmt.Errorf("%w: %q is %s/%s, export needs approved/cold", ErrWrongStatus, r.ID, r.Status, r.Decision.Route)
 	}
+	if w := t.wallet(r.Wallet); w == nil || w.Cold == nil {
+		return applyOut{}, fmt.Errorf("%w: wallet %q of %q has no cold key (a hot wallet's request routed cold is never signed)", ErrWrongStatus, r.Wallet, r.ID)
+	}
 	if len(p.BundleHash) != 64 {
 		return applyOut{}, invalid("export needs the bundle hash (64 hex digits)")
 	}
@@ -99,6 +102,12 @@ func (p ColdExport) apply(t *txn) (applyOut, error) {
 	}
 	d, err := t.recheck(r)
 	if err != nil {
+		return applyOut{}, err
+	}
+	if d.Route != policy.RouteCold {
+		return applyOut{}, fmt.Errorf("%w: %q is routed %q under the rules in force; only cold requests are exported", ErrPolicy, r.ID, d.Route)
+	}
+	if err := t.allocated(r); err != nil {
 		return applyOut{}, err
 	}
 	r.Decision = d

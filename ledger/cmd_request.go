@@ -123,15 +123,48 @@ func (p RequestCreate) apply(t *txn) (applyOut, error) {
 		r.Status = StatusRejected
 	} else {
 		r.Status = StatusAwaitingApprovals
-		if p.Nonce != nil {
-			t.holdNonce(nonceKey(p.Wallet, *p.Nonce), r.ID)
-		}
-		for _, op := range r.Outpoints {
-			t.holdOutpoint(op, r.ID)
+		// A request routed cold on a wallet without a cold key can never be
+		// signed here (nodes sign only the hot route; ceremonies only cold
+		// wallets' requests): it holds no nonce and no outpoint, which would
+		// otherwise stall every later withdrawal of the wallet until it
+		// expires. A claim allocates what it spends (claimFor).
+		if w := t.wallet(p.Wallet); r.Decision.Route == policy.RouteHot || (w != nil && w.Cold != nil) {
+			t.allocate(r)
 		}
 	}
 	t.putRequest(r)
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
+}
+
+// allocate holds the request's nonce and outpoints for it (the caller
+// checked they are free).
+func (t *txn) allocate(r *Request) {
+	if r.Nonce != nil {
+		t.holdNonce(nonceKey(r.Wallet, *r.Nonce), r.ID)
+	}
+	for _, op := range r.Outpoints {
+		t.holdOutpoint(op, r.ID)
+	}
+}
+
+// allocated makes sure the request holds its nonce and outpoints before it
+// is signed: it takes those still free and refuses (ErrAllocated) when
+// another request holds one (a request created on the cold route of a hot
+// wallet holds none; rules that route it hot since then let it be claimed
+// only while its nonce and outpoints are free).
+func (t *txn) allocated(r *Request) error {
+	if r.Nonce != nil {
+		if by := t.nonceHolder(nonceKey(r.Wallet, *r.Nonce)); by != "" && by != r.ID {
+			return fmt.Errorf("%w: nonce %d of %s held by %q", ErrAllocated, *r.Nonce, r.Wallet, by)
+		}
+	}
+	for _, op := range r.Outpoints {
+		if by := t.outpointHolder(op); by != "" && by != r.ID {
+			return fmt.Errorf("%w: outpoint %s held by %q", ErrAllocated, op, by)
+		}
+	}
+	t.allocate(r)
+	return nil
 }
 
 // releaseAllocations frees a request's nonce and outpoints. Only for requests

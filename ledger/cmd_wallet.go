@@ -57,8 +57,8 @@ func (p WalletSet) apply(t *txn) (applyOut, error) {
 	if w.ID == "" || w.Chain == "" || w.Network == "" || len(w.Committee) == 0 || w.Threshold < 1 || w.Threshold > len(w.Committee) {
 		return applyOut{}, invalid("wallet needs id, chain, network, committee and 1 <= threshold <= committee size")
 	}
-	if w.Status != "" || len(w.PubKey) != 0 {
-		return applyOut{}, invalid("wallet.set records neither a status nor a key (wallet.create, wallet.keyed)")
+	if w.Status != "" || len(w.PubKey) != 0 || w.Cold != nil || w.KeySession != "" || w.Reshare != nil {
+		return applyOut{}, invalid("wallet.set records neither a status, a key, a key session, a reshare nor a cold registration (wallet.create, wallet.keyed, wallet.register)")
 	}
 	if old := t.wallet(w.ID); old != nil {
 		if old.Status == "" && old.Chain == w.Chain && old.Network == w.Network && old.Threshold == w.Threshold && slices.Equal(old.Committee, w.Committee) {
@@ -200,13 +200,17 @@ type WalletKeyHead struct {
 	Committee   []pki.NodeID `json:"committee"`
 	Threshold   int          `json:"threshold"`
 	PubKey      string       `json:"pubkey"`
+	// Session is the tss session (hex) whose keygen produced PubKey: the
+	// ledger records it (Wallet.KeySession) and each member keeps exactly
+	// that session's share (member.RetireOld), never another session's.
+	Session string `json:"session"`
 }
 
 // WalletKeyHeadOf is the head a member attests for wallet w (as its own
-// ledger state st records it) and the key pubkey.
-func WalletKeyHeadOf(st *State, w *Wallet, pubkey []byte) WalletKeyHead {
+// ledger state st records it), the key pubkey and the keygen session.
+func WalletKeyHeadOf(st *State, w *Wallet, session string, pubkey []byte) WalletKeyHead {
 	return WalletKeyHead{ClusterID: st.Registry.ClusterID, GenesisHash: st.GenesisHash, Wallet: w.ID,
-		Committee: slices.Clone(w.Committee), Threshold: w.Threshold, PubKey: hex.EncodeToString(pubkey)}
+		Committee: slices.Clone(w.Committee), Threshold: w.Threshold, PubKey: hex.EncodeToString(pubkey), Session: session}
 }
 
 // Digest is the SHA-256 a node signs: the domain, then the head's JSON.
@@ -231,15 +235,19 @@ func VerifyWalletKey(h WalletKeyHead, sig CheckpointSig, nodes map[pki.NodeID]*N
 }
 
 // WalletKeyed makes a wallet in WalletKeygen active with PubKey, when
-// every committee member attested exactly that key (one attestation per
-// member, made with the node key the node set pins for it, over the head
-// this ledger computes from its own record of the wallet). A missing,
+// every committee member attested exactly that key from exactly that
+// keygen session (one attestation per member, made with the node key the
+// node set pins for it, over the head this ledger computes from its own
+// record of the wallet), and records the session (Wallet.KeySession):
+// attestations of different sessions cannot be combined, and each member
+// keeps only the share of the recorded session. A missing,
 // extra, repeated or forged attestation is refused (ErrApproval), and so
 // is a wallet not in WalletKeygen (ErrWrongStatus). The key's chain address
 // is not recorded: readers derive it from the key.
 type WalletKeyed struct {
 	Wallet       string          `json:"wallet"`
 	PubKey       []byte          `json:"pubkey"`
+	Session      string          `json:"session"`
 	Attestations []CheckpointSig `json:"attestations"`
 }
 
@@ -260,14 +268,18 @@ func (p WalletKeyed) apply(t *txn) (applyOut, error) {
 	if err := ValidWalletPubKey(p.PubKey); err != nil {
 		return applyOut{}, invalid("wallet %q: %v", w.ID, err)
 	}
+	if !validSession(p.Session) {
+		return applyOut{}, invalid("wallet %q: the keygen session %q is not 64 lowercase hex digits", w.ID, p.Session)
+	}
 	head := WalletKeyHead{ClusterID: t.registry().ClusterID, GenesisHash: t.st.GenesisHash, Wallet: w.ID,
-		Committee: w.Committee, Threshold: w.Threshold, PubKey: hex.EncodeToString(p.PubKey)}
+		Committee: w.Committee, Threshold: w.Threshold, PubKey: hex.EncodeToString(p.PubKey), Session: p.Session}
 	nodes := t.nodeSet()
 	if err := attestedByAll(w.ID, w.Committee, p.Attestations, func(a CheckpointSig) error { return VerifyWalletKey(head, a, nodes) }); err != nil {
 		return applyOut{}, err
 	}
 	w.Status = WalletActive
 	w.PubKey = slices.Clone(p.PubKey)
+	w.KeySession = p.Session
 	t.putWallet(w)
 	return changed(w.ID)
 }

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/quorum"
 )
 
@@ -174,4 +176,66 @@ func (h *fsmHarness) nodes() map[pki.NodeID]*ledger.Node {
 	var out map[pki.NodeID]*ledger.Node
 	_ = h.f.Read(func(st *ledger.State) error { out = st.Nodes; return nil })
 	return out
+}
+
+// TestFSMColdRouteOnHotWalletHoldsNothing: a hot wallet's withdrawal above
+// its rule's cold_above routes cold. Nodes never sign the cold route and
+// the wallet has no cold key, so it can never be signed: it holds no nonce
+// (a later hot withdrawal takes the same nonce), it is neither claimed nor
+// exported, and rules that route it hot again let it be claimed only
+// while its nonce is free.
+func TestFSMColdRouteOnHotWalletHoldsNothing(t *testing.T) {
+	h := newHarness(t)
+	rulesSet := func(id, body string) ledger.RulesSet {
+		r, err := policy.ParseRules([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ph, err := policy.RulesChangeHash(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := h.now.Add(time.Hour)
+		return ledger.RulesSet{ID: id, Body: []byte(body), Approvals: []quorum.Approval{
+			alice.sign(t, id, ph, quorum.Approve, exp), carol.sign(t, id, ph, quorum.Approve, exp)}}
+	}
+	hotRule := "    class: hot\n    allowlist_required: false\n"
+	withCold := strings.Replace(testRules, hotRule, hotRule+"    route: {cold_above: \"2\"}\n", 1)
+	if withCold == testRules {
+		t.Fatal("the test rules changed: cold_above not inserted")
+	}
+	h.must("api", rulesSet("rules-cold-above", withCold))
+
+	big := createCmd("big", 7)
+	big.Amount = amount.FromUint64(3_000_000_000_000_000_000)
+	big.ExpiresAt = h.now.Add(24 * time.Hour)
+	big = initiated(big, backend, h.now.Add(time.Hour))
+	r := h.must("backend", big)
+	if r.Decision.Route != policy.RouteCold || r.Status != ledger.StatusAwaitingApprovals {
+		t.Fatalf("3 ETH from the hot wallet: %s %s", r.Status, r.Decision.Route)
+	}
+	var held string
+	_ = h.f.Read(func(st *ledger.State) error { held = st.Nonces["hot/7"]; return nil })
+	if held != "" {
+		t.Fatalf("nonce 7 of the hot wallet held by %q", held)
+	}
+	small := h.approved("small", 7) // the same nonce, on the hot route
+	h.must("api", bob.approve(t, r, h.now.Add(24*time.Hour)))
+	r = h.must("api", dave.approve(t, r, h.now.Add(24*time.Hour)))
+	if r.Status != ledger.StatusApproved {
+		t.Fatalf("big after two approvals: %s", r.Status)
+	}
+	h.refuse(ledger.ErrWrongStatus, "n1", h.claimCmd("big"))
+	h.refuse(ledger.ErrWrongStatus, "n1", h.exportCmd("big", "b"))
+
+	// Rules routing it hot again: the claim needs its nonce, which "small"
+	// holds.
+	h.must("api", rulesSet("rules-hot-again", testRules))
+	if _, err := h.apply("n1", h.claimCmd("big")); !errors.Is(err, ledger.ErrWrongStatus) && !errors.Is(err, ledger.ErrAllocated) {
+		t.Fatalf("claim of big while small holds its nonce: %v", err)
+	}
+	if got := h.must("n1", h.claimCmd("small")); got.Status != ledger.StatusClaimed {
+		t.Fatalf("small: %s", got.Status)
+	}
+	_ = small
 }

@@ -34,8 +34,8 @@ type fsmHarness struct {
 func newHarness(t *testing.T) *fsmHarness {
 	h := &fsmHarness{t: t, f: NewFSM(nil, nil), term: 1, now: fsmT0}
 	h.must("ceremony", genesisCmd())
-	for _, w := range testWallets {
-		h.must("keygen", WalletSet{w})
+	for _, cmd := range testWalletCmds(t, h.now) {
+		h.must("keygen", cmd)
 	}
 	return h
 }

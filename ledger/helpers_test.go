@@ -1,9 +1,11 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,7 +126,25 @@ func genesisEvery(n uint64) Genesis {
 var testWallets = []Wallet{
 	{ID: "hot", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2", "n3"}, Threshold: 2},
 	{ID: "allow", Chain: "eth", Network: "devnet", Committee: []pki.NodeID{"n1", "n2", "n3"}, Threshold: 2},
-	{ID: "cold", Chain: "btc", Network: "regtest", Committee: []pki.NodeID{"c1", "c2", "c3"}, Threshold: 2},
+}
+
+// testColdWallet is the registration of the test cold wallet "cold"
+// (Bitcoin regtest, 1 of custodians ann and ben).
+var testColdWallet = ColdWalletSpec{ID: "register-cold", Wallet: "cold", Chain: "btc", Network: "regtest", BTCParams: "regtest",
+	PubKey: append([]byte{2}, bytes.Repeat([]byte{0x42}, 32)...), Threshold: 1, Custodians: []string{"ann", "ben"}, Transcript: strings.Repeat("ab", 32)}
+
+// testWalletCmds are the commands that create the test wallets at ledger
+// time now: wallet.set of "hot" and "allow", and the admins' (alice and
+// bob) wallet.register of the cold wallet "cold".
+func testWalletCmds(t testing.TB, now time.Time) []Command {
+	var out []Command
+	for _, w := range testWallets {
+		out = append(out, WalletSet{w})
+	}
+	exp := now.Add(time.Hour)
+	return append(out, WalletRegister{Change: testColdWallet, Approvals: []quorum.Approval{
+		alice.sign(t, testColdWallet.ID, testColdWallet.PayloadHash(), quorum.Approve, exp),
+		bob.sign(t, testColdWallet.ID, testColdWallet.PayloadHash(), quorum.Approve, exp)}})
 }
 
 // allSigners is a valid signer set of the test wallets "hot" and "allow"
@@ -155,8 +175,8 @@ func seedWith(c *ledgertest.Cluster, g Genesis) {
 		if _, err := l.Submit(ctx, "ceremony", g); err != nil && !errors.Is(err, ErrInvalid) {
 			return err
 		}
-		for _, w := range testWallets {
-			if _, err := l.Submit(ctx, "keygen", WalletSet{w}); err != nil {
+		for _, cmd := range testWalletCmds(c.T, time.Now()) {
+			if _, err := l.Submit(ctx, "keygen", cmd); err != nil && !errors.Is(err, ErrReplayed) {
 				return err
 			}
 		}

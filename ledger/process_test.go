@@ -127,8 +127,8 @@ func (h *helperNode) command(f []string) error {
 		if _, err := h.s.Submit(ctx, "ceremony", genesisCmd()); err != nil {
 			return err
 		}
-		for _, w := range testWallets {
-			if _, err := h.s.Submit(ctx, "keygen", WalletSet{w}); err != nil {
+		for _, cmd := range testWalletCmds(h.t, time.Now()) {
+			if _, err := h.s.Submit(ctx, "keygen", cmd); err != nil {
 				return err
 			}
 		}

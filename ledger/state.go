@@ -106,10 +106,10 @@ type Wallet struct {
 	// committee's WalletReshared. Omitted when nil.
 	Reshare *ReshareSpec `json:"reshare,omitempty"`
 	// KeySession is the tss session (hex) whose shares the committee holds,
-	// as the last WalletReshared named it: a member signs only with the
-	// share that session gave it (tss.ReshareShareID) and retires every
-	// other share of the wallet. Empty for a wallet never reshared; omitted
-	// when empty, so states without it encode (and hash) as before.
+	// as WalletKeyed or the last WalletReshared named it: a member signs
+	// only with the share that session gave it (tss.KeygenShareID or
+	// tss.ReshareShareID) and retires every other share of the wallet.
+	// Empty for a wallet.set wallet and a cold wallet; omitted when empty.
 	KeySession string `json:"key_session,omitempty"`
 	// Cold is a cold wallet's registration (WalletRegister): its
 	// custodians, their threshold and the ceremony's transcript hash. Nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,9 +32,19 @@ func testPubKey(b byte) []byte {
 	return k
 }
 
-// walletKeyed is WalletKeyed of wallet with pubkey, attested by nodes with
-// keys (ledgertest.NodeKey unless given), over the head h's state says.
+// keygenSession is the keygen session of the harness's walletKeyed.
+var keygenSession = strings.Repeat("5e", 32)
+
+// walletKeyed is WalletKeyed of wallet with pubkey from keygenSession,
+// attested by nodes with keys (ledgertest.NodeKey unless given), over the
+// head h's state says.
 func (h *fsmHarness) walletKeyed(wallet string, pubkey []byte, keys map[pki.NodeID]crypto.Signer, nodes ...pki.NodeID) WalletKeyed {
+	h.t.Helper()
+	return h.walletKeyedIn(keygenSession, wallet, pubkey, keys, nodes...)
+}
+
+// walletKeyedIn is walletKeyed from keygen session.
+func (h *fsmHarness) walletKeyedIn(session, wallet string, pubkey []byte, keys map[pki.NodeID]crypto.Signer, nodes ...pki.NodeID) WalletKeyed {
 	h.t.Helper()
 	var head WalletKeyHead
 	if err := h.f.Read(func(st *State) error {
@@ -41,12 +52,12 @@ func (h *fsmHarness) walletKeyed(wallet string, pubkey []byte, keys map[pki.Node
 		if w == nil {
 			w = &Wallet{ID: wallet}
 		}
-		head = WalletKeyHeadOf(st, w, pubkey)
+		head = WalletKeyHeadOf(st, w, session, pubkey)
 		return nil
 	}); err != nil {
 		h.t.Fatal(err)
 	}
-	cmd := WalletKeyed{Wallet: wallet, PubKey: pubkey}
+	cmd := WalletKeyed{Wallet: wallet, PubKey: pubkey, Session: session}
 	for _, n := range nodes {
 		key := keys[n]
 		if key == nil {
@@ -141,6 +152,15 @@ func TestFSMWalletCreateAndKeyed(t *testing.T) {
 	mixed := h.walletKeyed("w1", pub, nil, "n1", "n2", "n3")
 	mixed.Attestations[2] = h.walletKeyed("w1", other, nil, "n3").Attestations[0]
 	refuse("one member attested another key", ErrApproval, mixed)
+	sessions := h.walletKeyed("w1", pub, nil, "n1", "n2", "n3")
+	sessions.Attestations[2] = h.walletKeyedIn(strings.Repeat("77", 32), "w1", pub, nil, "n3").Attestations[0]
+	refuse("one member attested another session's keygen", ErrApproval, sessions)
+	resession := h.walletKeyed("w1", pub, nil, "n1", "n2", "n3")
+	resession.Session = strings.Repeat("77", 32)
+	refuse("the session replaced after attestation", ErrApproval, resession)
+	nosession := h.walletKeyed("w1", pub, nil, "n1", "n2", "n3")
+	nosession.Session = ""
+	refuse("no session", ErrInvalid, nosession)
 	swapped := h.walletKeyed("w1", pub, nil, "n1", "n2", "n3")
 	swapped.PubKey = other
 	refuse("the key replaced after attestation", ErrApproval, swapped)
@@ -155,7 +175,7 @@ func TestFSMWalletCreateAndKeyed(t *testing.T) {
 	keyed := h.walletKeyed("w1", pub, nil, "n2", "n3", "n1")
 	h.must("leader", keyed)
 	w = h.wallet("w1")
-	if w.Status != WalletActive || !w.Active() || !bytes.Equal(w.PubKey, pub) {
+	if w.Status != WalletActive || !w.Active() || !bytes.Equal(w.PubKey, pub) || w.KeySession != keygenSession {
 		t.Fatalf("keyed wallet: %+v", w)
 	}
 	refuse("keyed again (not in keygen)", ErrWrongStatus, keyed)

@@ -146,7 +146,7 @@ func (c *WalletCreator) CreateWallet(ctx context.Context, walletID string) ([]by
 		return nil, fmt.Errorf("%w: %w", ErrKeygen, err)
 	}
 
-	if _, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.WalletKeyed{Wallet: walletID, PubKey: pub, Attestations: atts}); err != nil {
+	if _, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.WalletKeyed{Wallet: walletID, PubKey: pub, Session: session.String(), Attestations: atts}); err != nil {
 		return nil, fmt.Errorf("%w: %q: record the key: %w", ErrKeygen, walletID, err)
 	}
 	return slices.Clone(pub), nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,7 +213,7 @@ func (h *walletHarness) approve(changeID, wallet string, committee []pki.NodeID,
 
 func (h *walletHarness) creator() *withdraw.WalletCreator {
 	h.t.Helper()
-	c, err := withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: h.cluster.Leader(), Actor: "node:" + string(h.cluster.Leader().ID()), Members: h.members})
+	c, err := withdraw.NewWalletCreator(withdraw.WalletConfig{Ledger: leaderLedger{h.cluster}, Actor: "node:" + string(h.cluster.Leader().ID()), Members: h.members})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestCreateWalletEndToEnd(t *testing.T) {
 		t.Fatalf("the same session again: %v", err)
 	}
 	if err := h.cluster.Leader().ReadLocal(func(st *ledger.State) error {
-		return ledger.VerifyWalletKey(ledger.WalletKeyHeadOf(st, st.Wallets["w1"], pub), res.Attestation, st.Nodes)
+		return ledger.VerifyWalletKey(ledger.WalletKeyHeadOf(st, st.Wallets["w1"], res.Session.String(), pub), res.Attestation, st.Nodes)
 	}); err != nil {
 		t.Fatalf("repeated attestation: %v", err)
 	}
@@ -373,6 +374,73 @@ func TestMemberKeygenRefusals(t *testing.T) {
 		}
 		if refs, err := n.shares.List(); err != nil || len(refs) != 0 {
 			t.Fatalf("%s stores %v (%v)", n.id, refs, err)
+		}
+	}
+}
+
+// TestKeygenSessionBinding (docs/trust.md Open 1): a stray keygen session
+// of a wallet (a failed attempt, or one a compromised leader ran beside the
+// real one) completes on every member before the creator's session does.
+// wallet.keyed names the creator's session (Wallet.KeySession), the stray
+// key is never the wallet's, and every member then keeps exactly that
+// session's share and retires the stray session's (still sealed).
+func TestKeygenSessionBinding(t *testing.T) {
+	h := newWalletHarness(t)
+	h.approve("wc-bind", "wb", []pki.NodeID{"n1", "n2", "n3"}, 1)
+	stray := tss.NewSessionID()
+	var wg sync.WaitGroup
+	strayKeys := make([][]byte, len(h.members))
+	errs := make([]error, len(h.members))
+	for i, n := range []pki.NodeID{"n1", "n2", "n3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := h.nodes[n].m.Keygen(h.ctx, "wb", stray)
+			if err == nil {
+				strayKeys[i] = res.PubKey
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("stray keygen on member %d: %v", i, err)
+		}
+	}
+	pub, err := h.creator().CreateWallet(h.ctx, "wb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(pub, strayKeys[0]) {
+		t.Fatal("the recorded key is the stray session's")
+	}
+	w := h.ledgerWallet(0, "wb")
+	session := *h.rec.session.Load()
+	if w.KeySession != session.String() || w.KeySession == stray.String() {
+		t.Fatalf("ledger key session %q, want the creator's %s (stray %s)", w.KeySession, session, stray)
+	}
+	for _, id := range []pki.NodeID{"n1", "n2", "n3"} {
+		n := h.nodes[id]
+		retired, err := n.m.RetireOld(h.ctx, "wb")
+		if err != nil || !retired {
+			t.Fatalf("%s: RetireOld after keyed: %v %v, want the stray share retired", id, retired, err)
+		}
+		refs, err := n.shares.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var held [][]byte
+		for _, r := range refs {
+			if r.Wallet == "wb" {
+				held = append(held, r.ShareID)
+			}
+		}
+		if len(held) != 1 || !bytes.Equal(held[0], tss.KeygenShareID("wb", session, id)) {
+			t.Fatalf("%s holds %d shares of wb after retiring, want only the recorded session's", id, len(held))
+		}
+		if again, err := n.m.RetireOld(h.ctx, "wb"); err != nil || again {
+			t.Fatalf("%s: RetireOld again: %v %v, want nothing to retire", id, again, err)
 		}
 	}
 }

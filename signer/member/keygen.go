@@ -137,7 +137,7 @@ func (m *Member) readKeygenWallet(ctx context.Context, walletID string) (*ledger
 			return fmt.Errorf("%w: %s is not in the committee of wallet %q", ErrKeygen, m.self, walletID)
 		}
 		w = lw.Clone()
-		head = ledger.WalletKeyHeadOf(st, w, nil)
+		head = ledger.WalletKeyHeadOf(st, w, "", nil)
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrKeygen) {
@@ -155,7 +155,7 @@ func (m *Member) keygenResult(walletID string, session tss.SessionID, info tss.W
 	if err := m.registerKeygen(info); err != nil {
 		return nil, m.refuseKeygen(walletID, fmt.Errorf("%w: %w", ErrShare, err))
 	}
-	head.PubKey = hex.EncodeToString(info.PubKey)
+	head.PubKey, head.Session = hex.EncodeToString(info.PubKey), session.String()
 	sig, err := ledger.SignWalletKey(head, m.self, m.cfg.NodeKey)
 	if err != nil {
 		return nil, m.refuseKeygen(walletID, fmt.Errorf("%w: %w", ErrKeygen, err))

@@ -16,6 +16,7 @@ import (
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/policy"
 	"github.com/custody-dev/custody/signer/shares"
 	"github.com/custody-dev/custody/signer/tss"
 	"github.com/custody-dev/custody/signer/watermark"
@@ -415,4 +416,31 @@ func isRefusal(err error) bool {
 		}
 	}
 	return false
+}
+
+// PolicyReady reports whether policy, as this member sees it, allows r at
+// time at: the rules in force and the policy state st records, with every
+// allowlist cooling-off and unlock delay counted from when this member
+// first saw the change (a change it has not seen yet counts from at). It
+// records nothing. The leader asks its own member before it claims a hot
+// request, at a time a little in the past, so that members which saw a
+// change slightly later than it did accept the claim too: a claim every
+// member would refuse for a delay still running only burns a signing
+// attempt.
+func (m *Member) PolicyReady(st *ledger.State, r *ledger.Request, at time.Time) error {
+	rules := st.ActivePolicy()
+	if rules == nil {
+		return fmt.Errorf("%w: no rules in force", ErrPolicy)
+	}
+	seen := func(id string) time.Time {
+		if t, ok := m.cfg.Seen.Lookup(id); ok {
+			return t
+		}
+		return at
+	}
+	ev := policy.Evaluate(rules, st.Policy.AsSeen(rules, seen), r.PolicyRequest(), at)
+	if !ev.Allowed {
+		return fmt.Errorf("%w: %w", ErrPolicy, ev.Err())
+	}
+	return nil
 }

@@ -325,8 +325,14 @@ func (m *Member) RetireOld(ctx context.Context, walletID string) (bool, error) {
 	}
 
 	if slices.Contains(w.Committee, m.self) {
+		// The session is a reshare's or, for a wallet never reshared, its
+		// keygen's: one of the two share IDs exists.
 		keep := tss.ReshareShareID(walletID, session, m.self)
 		share, err := m.cfg.Shares.Get(walletID, m.self, keep)
+		if errors.Is(err, shares.ErrNotFound) {
+			keep = tss.KeygenShareID(walletID, session, m.self)
+			share, err = m.cfg.Shares.Get(walletID, m.self, keep)
+		}
 		if err != nil {
 			return false, m.refuseKeygen(walletID, fmt.Errorf("%w: wallet %q: no share of the committed session %s: %w", ErrShare, walletID, w.KeySession, err))
 		}
