@@ -24,7 +24,10 @@ import (
 
 // Rules are the devnet's policy: hot ETH, ERC-20 (TKN) and BTC wallets, 2
 // approvals, an allowlist with a 5-second cooling-off (so the demo shows
-// it passing), a 5-second unlock delay, and ETH above 2 routed cold.
+// it passing), a 5-second unlock delay, and ETH above 2 routed cold; and
+// rules for two cold wallets (ETHColdWallet, BTCColdWallet) that an
+// offline ceremony may make and the admins register (custody ceremony
+// keygen, custody wallet register): the story makes none.
 const Rules = `version: 1
 assets:
   ETH: {decimals: 18}
@@ -70,6 +73,11 @@ wallets:
       max_fee_rate: 50
     approvals:
       - {min: "0", required: 2, roles: [approver, admin]}
+  # cold wallets of offline ceremonies (ETHColdWallet, BTCColdWallet)
+  - {name: eth-cold, wallets: [eth-cold-1], asset: ETH, class: cold, allowlist_required: true,
+     limits: {per_tx: "100", max_fee: "0.01"}, approvals: [{min: "0", required: 2, roles: [approver, admin]}]}
+  - {name: btc-cold, wallets: [btc-cold-1], asset: BTC, class: cold, allowlist_required: true,
+     limits: {per_tx: "100", max_fee: "0.001", max_fee_rate: 50}, approvals: [{min: "0", required: 2, roles: [approver, admin]}]}
 `
 
 // child runs the custody binary with args and the devnet's environment; a

@@ -25,6 +25,11 @@ type Wallet struct {
 const (
 	ETHWallet = "eth-hot-1"
 	BTCWallet = "btc-hot-1"
+	// ETHColdWallet and BTCColdWallet are the cold wallets the rules
+	// route (class cold); the story makes neither: an offline ceremony's
+	// (custody ceremony keygen) registered by the admins is.
+	ETHColdWallet = "eth-cold-1"
+	BTCColdWallet = "btc-cold-1"
 )
 
 // WalletSpec is a wallet the devnet creates: 2-of-3 (threshold 1) over a

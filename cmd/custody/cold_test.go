@@ -13,29 +13,17 @@ import (
 
 	"github.com/custody-dev/custody/cold"
 	"github.com/custody-dev/custody/cold/coldtest"
-	"github.com/custody-dev/custody/hsm"
 	"github.com/custody-dev/custody/ledger/ledgertest"
 	"github.com/custody-dev/custody/signer/preparams"
 	"github.com/custody-dev/custody/signer/tss/tsstest"
-	"github.com/custody-dev/custody/softhsm/softhsmtest"
 )
 
 // coldCLI is one ceremony run through `custody ceremony keygen` (1-of-2:
 // any two custodians sign) and an ETH bundle for its wallet.
 type coldCLI struct {
-	dir, module string
-	tokens      map[string]hsm.Config
-	pinFiles    map[string]string
-	fixture     *coldtest.Fixture
-	bundle      string
-}
-
-func (c *coldCLI) pinArgs(names ...string) []string {
-	var out []string
-	for _, n := range names {
-		out = append(out, "--pin-file", n+"="+c.pinFiles[n])
-	}
-	return out
+	ceremonyRun
+	fixture *coldtest.Fixture
+	bundle  string
 }
 
 // withPINFile is args with custodian's --pin-file replaced by file.
@@ -59,31 +47,16 @@ func (c *coldCLI) signArgs(bundle, out string, names ...string) []string {
 
 func newColdCLI(t *testing.T) *coldCLI {
 	t.Helper()
-	c := &coldCLI{dir: filepath.Join(t.TempDir(), "ceremony"), tokens: map[string]hsm.Config{}, pinFiles: map[string]string{}}
-	var cfg strings.Builder
-	cfg.WriteString("version: 1\nwallet: cold-cli\nchain: eth\nchain_id: 1337\nnetwork: devnet\nthreshold: 1\ncustodians:\n")
-	for _, n := range []string{"ann", "ben"} {
-		tok := softhsmtest.NewToken(t, "cli-"+n)
-		c.tokens[n], c.module = tok, tok.Module
-		c.pinFiles[n] = writeTemp(t, n+".pin", tok.PIN+"\n")
-		fmt.Fprintf(&cfg, "  - {name: %s, token_label: %q, token_serial: %q}\n", n, tok.TokenLabel, tok.TokenSerial)
-	}
-	fmt.Fprintf(&cfg, "module: %q\n", c.module)
-	config := writeTemp(t, "ceremony.yaml", cfg.String())
 	coldKeygenOptions = cold.KeygenOptions{PreParams: func(i int) preparams.Generator { return tsstest.FixtureSource(i, 6) }}
 	t.Cleanup(func() { coldKeygenOptions = cold.KeygenOptions{} })
-
-	code, stdout, stderr := runCLI(append([]string{"ceremony", "keygen", "--config", config, "--out", c.dir}, c.pinArgs("ann", "ben")...)...)
-	if code != 0 {
-		t.Fatalf("ceremony keygen: exit %d: %s", code, stderr)
-	}
-	if !strings.Contains(stdout, "test-signed by [[ann ben] [ann ben]]") {
-		t.Fatalf("ceremony keygen printed %q", stdout)
+	c := &coldCLI{ceremonyRun: cliCeremony(t, filepath.Join(t.TempDir(), "ceremony"), "wallet: cold-cli\nchain: eth\nchain_id: 1337\nnetwork: devnet\n")}
+	if !strings.Contains(c.stdout, "test-signed by [[ann ben] [ann ben]]") {
+		t.Fatalf("ceremony keygen printed %q", c.stdout)
 	}
 	// Run again into the same directory: refused before any token is
 	// opened, nothing overwritten.
 	before, _ := os.ReadFile(filepath.Join(c.dir, "wallet.json"))
-	code, _, stderr = runCLI(append([]string{"ceremony", "keygen", "--config", config, "--out", c.dir}, c.pinArgs("ann", "ben")...)...)
+	code, _, stderr := runCLI(append([]string{"ceremony", "keygen", "--config", c.config, "--out", c.dir}, c.pinArgs("ann", "ben")...)...)
 	oneLineErr(t, code, stderr, "exists")
 	if after, _ := os.ReadFile(filepath.Join(c.dir, "wallet.json")); string(after) != string(before) {
 		t.Fatal("a second keygen changed wallet.json")
@@ -114,13 +87,10 @@ func newColdCLI(t *testing.T) *coldCLI {
 func TestColdCLI(t *testing.T) {
 	c := newColdCLI(t)
 	out := filepath.Join(t.TempDir(), "signed.json")
-	noFile := func(t *testing.T) {
+	noOutput := func(t *testing.T) {
 		t.Helper()
-		for _, p := range []string{out, out + ".transcript.json"} {
-			if _, err := os.Lstat(p); err == nil {
-				t.Fatalf("%s was written", p)
-			}
-		}
+		noFile(t, out)
+		noFile(t, out+".transcript.json")
 	}
 	tampered := func(edit func(b *cold.Bundle)) string {
 		b, err := cold.ParseBundle(c.fixture.Bundle.Encode())
@@ -162,7 +132,7 @@ func TestColdCLI(t *testing.T) {
 			}
 			code, _, stderr := runCLI(args...)
 			oneLineErr(t, code, stderr, tc.want)
-			noFile(t)
+			noOutput(t)
 			if b, _ := os.ReadFile(existing); string(b) != "keep" {
 				t.Fatal("the existing output was changed")
 			}

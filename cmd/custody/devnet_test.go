@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +82,7 @@ func TestDevnetStory(t *testing.T) {
 		}
 		t.Fatalf("custody devnet: %v\nstdout:\n%s\nstderr:\n%s", err, raw.String(), stderr.String())
 	}
+	coldOnDevnet(t, dir)
 	keptDevnet(t, dir, exited)
 	verifyStory(t, raw.Bytes(), []string{"ETH", "TKN", "BTC"})
 }
@@ -275,29 +273,11 @@ func verifyBTC(t *testing.T, st devnet.Step) {
 // the devnet process, which stops every node.
 func keptDevnet(t *testing.T, dir string, exited chan error) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "devnet.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info devnet.Info
-	if err := json.Unmarshal(b, &info); err != nil {
-		t.Fatal(err)
-	}
+	info, b := readDevnetInfo(t, dir)
 	if len(info.APIs) != 4 || len(info.PIDs) != 4 || info.PID <= 0 {
 		t.Fatalf("devnet.json: %s", b)
 	}
-	cert, err := tls.LoadX509KeyPair(info.Backend.Cert, info.Backend.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(info.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
-	resp, err := cl.Get(info.APIs["n2"] + "/v1/wallets")
+	resp, err := backendHTTP(t, info).Get(info.APIs["n2"] + "/v1/wallets")
 	if err != nil {
 		t.Fatal(err)
 	}
