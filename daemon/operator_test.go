@@ -56,11 +56,15 @@ func TestOperatorAPI(t *testing.T) {
 		if op, _ := got["operator"].(map[string]any); st != 200 || got["principal"] != "bob" || op["id"] != "bob" || len(got["devices"].([]any)) != 1 {
 			t.Fatalf("whoami: %d %v", st, got)
 		}
-		st, got = bobAPI.do("GET", "/v1/requests?status=pending_approval", nil)
-		rs, _ := got["requests"].([]any)
-		if st != 200 || len(rs) != 2 {
-			t.Fatalf("list: %d %v", st, got)
-		}
+		// A follower's list reads its own replica: it shows op-2 once it
+		// applied it (the leader's commit reaches it with the next append).
+		c.poll("the follower lists both pending requests", func() error {
+			st, got = bobAPI.do("GET", "/v1/requests?status=pending_approval", nil)
+			if rs, _ := got["requests"].([]any); st != 200 || len(rs) != 2 {
+				return fmt.Errorf("list: %d %v", st, got)
+			}
+			return nil
+		})
 		st, got = bobAPI.do("GET", "/v1/requests/op-1", nil)
 		desc, _ := got["description"].(string)
 		if st != 200 || got["from"] != c.wallet.Hex() || got["decimals"] != 18.0 || got["cluster_id"] != clusterID ||

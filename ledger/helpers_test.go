@@ -175,7 +175,13 @@ func seedWith(c *ledgertest.Cluster, g Genesis) {
 		if _, err := l.Submit(ctx, "ceremony", g); err != nil && !errors.Is(err, ErrInvalid) {
 			return err
 		}
-		for _, cmd := range testWalletCmds(c.T, time.Now()) {
+		// The approvals of the cold wallet's registration are dated by the
+		// ledger's clock (a test may inject one far from the wall clock).
+		var now time.Time
+		if err := l.ReadLinearizable(ctx, func(st *State) error { now = st.Clock; return nil }); err != nil {
+			return err
+		}
+		for _, cmd := range testWalletCmds(c.T, now) {
 			if _, err := l.Submit(ctx, "keygen", cmd); err != nil && !errors.Is(err, ErrReplayed) {
 				return err
 			}
