@@ -54,7 +54,7 @@ var layers = map[string][]string{
 
 	// The backend API: handlers over an interface the daemon implements;
 	// no business logic, never the daemon or withdraw.
-	"api/rest": {"api/requestid", "ledger", "policy", "quorum", "amount", "pki", "chains/eth", "chains/btc", "cold"},
+	"api/rest": {"api/requestid", "ledger", "policy", "quorum", "amount", "pki", "chains", "chains/eth", "chains/btc", "cold"},
 
 	// The request ID of an API request, carried through the node RPC into
 	// every log line of that request; imports nothing of ours.

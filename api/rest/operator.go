@@ -96,6 +96,25 @@ type RequestView struct {
 	Description string         `json:"description"`
 	// RejectReason is the rejecting operator's words (unsigned).
 	RejectReason string `json:"reject_reason,omitempty"`
+
+	// What an operator's tool needs to derive what it shows and signs
+	// from the transaction itself (ReviewRequest), never from Description
+	// or the payload hash alone. GET of one request (and the answer's
+	// reply) only, not the list.
+
+	// Payload is the unsigned transaction as the ledger recorded it
+	// (ledger.Request.Payload; base64 in JSON).
+	Payload []byte `json:"payload,omitempty"`
+	// WalletPubKey is the wallet's 33-byte compressed secp256k1 key in hex
+	// as the ledger records it (the committee's attested key, or a cold
+	// wallet's registered one); absent when it records none.
+	WalletPubKey string `json:"wallet_pubkey,omitempty"`
+	// BTCParams names a Bitcoin wallet's network parameters (mainnet,
+	// testnet3, signet, regtest): what the payload is parsed for.
+	BTCParams string `json:"btc_params,omitempty"`
+	// Outpoints are the outputs a Bitcoin request reserved ("txid:vout",
+	// in input order).
+	Outpoints []string `json:"outpoints,omitempty"`
 }
 
 type requestsResponse struct {
@@ -154,16 +173,25 @@ func describe(v *WithdrawalView) string {
 	return b.String()
 }
 
-// operatorView adds what an operator reviews to a rendered withdrawal.
-func (s *server) operatorView(r *http.Request, v *WithdrawalView) (RequestView, error) {
+// operatorView adds what an operator reviews to a rendered withdrawal;
+// withPayload adds the unsigned transaction and what parsing it needs.
+func (s *server) operatorView(r *http.Request, v *WithdrawalView, withPayload bool) (RequestView, error) {
 	out := RequestView{Withdrawal: *v}
 	if err := s.cfg.Service.Read(r.Context(), 0, func(st *ledger.State) error {
 		out.ClusterID = st.Registry.ClusterID
 		if d, ok := st.ActivePolicy().Assets[v.Asset]; ok {
 			out.Decimals = d.Decimals
 		}
-		if req := st.Requests[v.ID]; req != nil {
-			out.RejectReason = req.RejectReason
+		req := st.Requests[v.ID]
+		if req == nil {
+			return nil
+		}
+		out.RejectReason = req.RejectReason
+		if withPayload {
+			out.Payload, out.Outpoints = slices.Clone(req.Payload), slices.Clone(req.Outpoints)
+			if w := st.Wallets[req.Wallet]; w != nil {
+				out.WalletPubKey, out.BTCParams = reviewKey(w)
+			}
 		}
 		return nil
 	}); err != nil {
@@ -188,7 +216,7 @@ func (s *server) requests(w http.ResponseWriter, r *http.Request, peer pki.Peer,
 	page := out.(listResponse)
 	resp := requestsResponse{Requests: []RequestView{}, NextCursor: page.NextCursor}
 	for i := range page.Withdrawals {
-		v, err := s.operatorView(r, &page.Withdrawals[i])
+		v, err := s.operatorView(r, &page.Withdrawals[i], false)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -202,7 +230,7 @@ func (s *server) request(w http.ResponseWriter, r *http.Request, peer pki.Peer, 
 	if err != nil {
 		return st, out, err
 	}
-	v, err := s.operatorView(r, out.(*WithdrawalView))
+	v, err := s.operatorView(r, out.(*WithdrawalView), true)
 	return st, v, err
 }
 

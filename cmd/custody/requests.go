@@ -86,10 +86,12 @@ func newRequestsListCmd(sf *serverFlags) *cobra.Command {
 	return cmd
 }
 
-// printRequest renders a request for a person.
+// printRequest renders a request for a person: the node's view, then
+// what this CLI derives from the unsigned transaction itself (or why it
+// cannot).
 func printRequest(w io.Writer, r rest.RequestView) error {
 	v := r.Withdrawal
-	fmt.Fprintf(w, "request %s: %s\n", v.ID, v.Status)
+	fmt.Fprintf(w, "request %s: %s (as the node shows it)\n", v.ID, v.Status)
 	fmt.Fprintf(w, "  %s\n", r.Description)
 	fmt.Fprintf(w, "  amount       %s %s (%s base units, %d decimals)\n", v.Amount, v.Asset, v.AmountBase, r.Decimals)
 	fmt.Fprintf(w, "  from         %s %s\n", v.Wallet, r.From)
@@ -109,7 +111,21 @@ func printRequest(w io.Writer, r rest.RequestView) error {
 		fmt.Fprintf(w, "  reason       %s (unsigned: the rejecting operator's words as the node relayed them)\n", r.RejectReason)
 	}
 	fmt.Fprintf(w, "  initiator    %s\n  payload hash %s\n  expires      %s\n", v.Initiator, v.PayloadHash, v.ExpiresAt.Format(time.RFC3339))
-	return nil
+	rv, err := rest.ReviewRequest(r)
+	if err != nil {
+		_, err = fmt.Fprintf(w, "CHECK FAILED: %v: approve refuses this request\n", err)
+		return err
+	}
+	_, err = io.WriteString(w, rv.Text())
+	return err
+}
+
+// reviewText is what `custody approve` shows before it asks: what it
+// derived from the transaction, then the node's own words, labelled.
+func reviewText(r rest.RequestView, rv *rest.Review) string {
+	v := r.Withdrawal
+	return fmt.Sprintf("request %s of wallet %s, %s\n%sthe node's description (its words, not derived from the transaction):\n  %s",
+		v.ID, v.Wallet, v.Status, rv.Text(), r.Description)
 }
 
 func getRequest(c *apiClient, id string) (rest.RequestView, error) {
@@ -140,8 +156,16 @@ func newRequestsShowCmd(sf *serverFlags) *cobra.Command {
 	}
 }
 
-// answer signs dec over the request's payload hash with the profile's
-// device, locally, and posts it.
+// answer signs dec with the profile's device, locally, and posts it. An
+// approval signs only what this CLI derived itself: the request's
+// unsigned transaction is parsed here with the chain adapters members
+// sign with, and the approval refused (nothing signed) when it does not
+// hash to the node's payload hash or does not do what the node's
+// withdrawal fields say (rest.ReviewRequest); the operator is shown the
+// derived transaction and the node's description labelled as the node's;
+// the hash signed is the one computed here. A rejection is signed even
+// when that check fails (a warning names why): it can only cancel the
+// request, and a node that lies is a reason to reject.
 func answer(cmd *cobra.Command, sf *serverFlags, id string, dec quorum.Decision, yes bool, expiry, reason string) error {
 	c, err := sf.client()
 	if err != nil {
@@ -151,14 +175,23 @@ func answer(cmd *cobra.Command, sf *serverFlags, id string, dec quorum.Decision,
 	if err != nil {
 		return err
 	}
-	if dec == quorum.Approve {
-		if err := confirm(cmd, yes, r.Description, fmt.Sprintf("Approve request %s (payload %s)?", id, r.Withdrawal.PayloadHash)); err != nil {
-			return err
+	var h quorum.Hash
+	rv, rerr := rest.ReviewRequest(r)
+	switch {
+	case rerr == nil:
+		h = rv.PayloadHash
+	case dec == quorum.Approve:
+		return fmt.Errorf("request %s: refusing to approve: %w (nothing signed; ask another node)", id, rerr)
+	default:
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: request %s: %v; rejecting it anyway over the node's payload hash (a rejection can only cancel)\n", id, rerr)
+		if h, err = quorum.ParseHash(r.Withdrawal.PayloadHash); err != nil {
+			return fmt.Errorf("request %s: payload hash: %w", id, err)
 		}
 	}
-	h, err := quorum.ParseHash(r.Withdrawal.PayloadHash)
-	if err != nil {
-		return fmt.Errorf("request %s: payload hash: %w", id, err)
+	if dec == quorum.Approve {
+		if err := confirm(cmd, yes, reviewText(r, rv), fmt.Sprintf("Approve request %s (payload hash %s, computed here)?", id, h)); err != nil {
+			return err
+		}
 	}
 	exp, err := operatorParseExpiry(expiry, time.Now())
 	if err != nil {
@@ -186,10 +219,22 @@ func newApproveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "approve ID [--yes]",
 		Short: "Approve a withdrawal request with your device (after reading its description)",
-		Long: `Fetch the request, show what it sends where (chain, from, to, amount with
-its decimals and symbol, max fee, policy rule, approvals so far) and ask for
-confirmation; then sign the approval statement over its payload hash with your
-device, on this machine, and submit it. --yes skips the question.`,
+		Long: `Fetch the request with its unsigned transaction and check it here, with the
+chain adapters the signer nodes use: the transaction must hash to the node's
+payload hash and do exactly what the node's withdrawal fields say (destination,
+asset, amount, maximum fee, nonce or spent outputs). A request that fails is
+refused with one line and nothing is signed.
+
+Then show what was derived from the transaction itself: the chain ID (Ethereum,
+the transaction's own) or Bitcoin network, the wallet address from its key, the
+destination, the amount in base units and with decimals (a token's contract
+from the transaction, its symbol and decimals as the node's rules name them),
+the maximum fee, the nonce or every input and output (change marked as going
+back to the wallet's own key), and the payload hash computed here; below it the
+node's description (policy rule, approvals so far, note), labelled as the
+node's words. Ask for confirmation, then sign the approval statement over the
+payload hash computed here with your device, on this machine, and submit it.
+--yes skips the question (and the display).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return answer(cmd, sf, args[0], quorum.Approve, yes, *expiry, "")
@@ -208,7 +253,15 @@ func newRejectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reject ID --reason TEXT",
 		Short: "Reject a withdrawal request with your device (one rejection cancels it)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Sign a rejection of the request with your device, on this machine, and submit
+it; one rejection cancels the request until its point of no return.
+
+The request's unsigned transaction is checked as approve checks it and the
+payload hash computed here is signed. When the check fails (the node's payload
+hash or withdrawal fields are not its transaction's, or the transaction does
+not parse), the rejection is still signed, over the node's payload hash, after
+a warning on stderr: a rejection can only cancel, never let anything be signed.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(reason) == "" {
 				return errors.New("reject: --reason is required")
