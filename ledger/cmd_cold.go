@@ -285,33 +285,9 @@ func (s *State) appendGovernance(typ string, at time.Time, payload []byte) {
 
 // ColdWalletSpec is a cold wallet as the admins register it
 // (wallet.register): the keygen ceremony's public key and the hash of its
-// transcript (`custody ceremony keygen`, docs/cold.md). ID is the
-// single-use change ID. Approvals sign a quorum.Statement with RequestID =
-// ID and PayloadHash = PayloadHash(). The offline signer's cold.WalletSpec
-// has the same fields and hash.
-type ColdWalletSpec struct {
-	ID      string `json:"id"`
-	Wallet  string `json:"wallet"`
-	Chain   string `json:"chain"`
-	Network string `json:"network"`
-	// ChainID is an Ethereum wallet's EIP-155 chain ID (0 for Bitcoin).
-	ChainID uint64 `json:"chain_id,omitempty"`
-	// BTCParams names a Bitcoin wallet's network parameters.
-	BTCParams string `json:"btc_params,omitempty"`
-	// PubKey is the 33-byte compressed secp256k1 key.
-	PubKey []byte `json:"pubkey"`
-	// Threshold t: any t+1 of Custodians sign.
-	Threshold  int      `json:"threshold"`
-	Custodians []string `json:"custodians"`
-	// Transcript is the hex SHA-256 of the ceremony's transcript.
-	Transcript string `json:"transcript"`
-}
-
-// PayloadHash is SHA-256 of "custody/wallet-register/v1" 0x00 and the
-// spec's JSON (fields in declaration order).
-func (c ColdWalletSpec) PayloadHash() quorum.Hash {
-	return quorum.DomainHash("custody/wallet-register/v1", c)
-}
+// transcript (`custody ceremony keygen`, docs/cold.md); genesis.ColdWallet,
+// the type the offline signer folds too.
+type ColdWalletSpec = genesis.ColdWallet
 
 // WalletRegister records a cold wallet, keyed offline by its custodians,
 // after the registry's admin quorum approved its spec: active at once with
@@ -331,7 +307,7 @@ func (p WalletRegister) apply(t *txn) (applyOut, error) {
 	if err := t.governance(c.ID, p.Approvals); err != nil {
 		return applyOut{}, err
 	}
-	if err := c.validate(); err != nil {
+	if err := validateColdWallet(c); err != nil {
 		return applyOut{}, err
 	}
 	if t.wallet(c.Wallet) != nil {
@@ -348,25 +324,11 @@ func (p WalletRegister) apply(t *txn) (applyOut, error) {
 	return changed(c.Wallet)
 }
 
-func (c ColdWalletSpec) validate() error {
-	switch {
-	case c.Wallet == "" || c.Network == "":
-		return invalid("wallet register %s: needs a wallet ID and a network", c.ID)
-	case !slices.Contains(walletChains, c.Chain):
-		return invalid("wallet register %s: chain %q is not one of %v", c.ID, c.Chain, walletChains)
-	case c.Chain == "eth" && (c.ChainID == 0 || c.BTCParams != ""), c.Chain == "btc" && (c.ChainID != 0 || c.BTCParams == ""):
-		return invalid("wallet register %s: an eth wallet names a chain ID, a btc wallet its btc_params", c.ID)
-	case len(c.PubKey) != 33 || (c.PubKey[0] != 2 && c.PubKey[0] != 3):
-		return invalid("wallet register %s: the key is not 33-byte compressed secp256k1", c.ID)
-	case c.Threshold < 1 || c.Threshold >= len(c.Custodians):
-		return invalid("wallet register %s: threshold %d of %d custodians (need 1 <= t < n)", c.ID, c.Threshold, len(c.Custodians))
-	case len(c.Transcript) != 64:
-		return invalid("wallet register %s: the transcript hash is not 64 hex digits", c.ID)
-	}
-	for i, n := range c.Custodians {
-		if n == "" || slices.Contains(c.Custodians[:i], n) {
-			return invalid("wallet register %s: custodian %q empty or listed twice", c.ID, n)
-		}
+// validateColdWallet is genesis.ColdWallet.Validate as a ledger refusal
+// (ErrInvalid naming the change).
+func validateColdWallet(c ColdWalletSpec) error {
+	if err := c.Validate(); err != nil {
+		return invalid("wallet register %s: %v", c.ID, err)
 	}
 	return nil
 }
