@@ -378,9 +378,10 @@ func TestColdNodeSetChangeMovesTheQuorum(t *testing.T) {
 	f := newFixture(t, "eth")
 	n4 := ledgertest.Nodes("n4")[0]
 	n3 := ledgertest.Nodes("n3")[0]
+	reduced := true
 	withChange := func(t *testing.T, kind ledger.NodeChangeKind, n ledger.Node, admins ...ledgertest.Operator) *cold.Bundle {
 		b := clone(t, f.bundle)
-		nc := ledger.NodeSetChange{ID: "node-" + string(kind) + "-" + string(n.ID), Kind: kind, Node: n}
+		nc := ledger.NodeSetChange{ID: "node-" + string(kind) + "-" + string(n.ID), Kind: kind, Node: n, ReducedTolerance: kind == ledger.NodeRemove && reduced}
 		at := b.Governance[len(b.Governance)-1].Time.Add(time.Minute)
 		var approvals []quorum.Approval
 		for _, a := range admins {
@@ -423,5 +424,13 @@ func TestColdNodeSetChangeMovesTheQuorum(t *testing.T) {
 				t.Fatalf("got %v, want %v mentioning %q", err, tc.want, tc.wantMsg)
 			}
 		})
+	}
+	// Shrinking below four nodes without the admins' reduced_tolerance is
+	// refused by the ledger, so such a change in the evidence is too.
+	reduced = false
+	b := withChange(t, ledger.NodeRemove, n3, alice, bob)
+	coldtest.Attest(t, b, "n1", "n2")
+	if _, err := cold.Verify(b, f.genesisHash, f.now); !errors.Is(err, cold.ErrEvidence) || !strings.Contains(err.Error(), "reduced_tolerance") {
+		t.Fatalf("a removal to two nodes without reduced_tolerance: %v", err)
 	}
 }

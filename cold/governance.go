@@ -88,11 +88,15 @@ type (
 	}
 	// nodeSetChange is ledger.NodeSetChange: add or remove Node.
 	nodeSetChange struct {
-		ID   string   `json:"id"`
-		Kind string   `json:"kind"`
-		Node pki.Node `json:"node"`
+		ID               string   `json:"id"`
+		Kind             string   `json:"kind"`
+		Node             pki.Node `json:"node"`
+		ReducedTolerance bool     `json:"reduced_tolerance,omitempty"`
 	}
 )
+
+// minTolerantNodes is ledger.MinTolerantNodes.
+const minTolerantNodes = 4
 
 // payloadHash is ledger.NodeSetChange.PayloadHash.
 func (c nodeSetChange) payloadHash() quorum.Hash {
@@ -287,6 +291,9 @@ func (st *State) changeNodes(c nodeSetChange) error {
 		}
 		if len(st.Nodes) == 1 {
 			return fmt.Errorf("removing %q would leave the node set empty", c.Node.ID)
+		}
+		if len(st.Nodes)-1 < minTolerantNodes && !c.ReducedTolerance {
+			return fmt.Errorf("removing %q leaves fewer than %d nodes without reduced_tolerance", c.Node.ID, minTolerantNodes)
 		}
 	default:
 		return fmt.Errorf("unknown node change kind %q", c.Kind)

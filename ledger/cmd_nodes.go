@@ -20,11 +20,22 @@ const (
 // or remove it (Node then names the ID and the key the set pins for it).
 // Approvals sign a quorum.Statement with RequestID = ID and PayloadHash =
 // PayloadHash().
+//
+// ReducedTolerance must be set, and so signed by the admins, on a removal
+// that leaves fewer than MinTolerantNodes nodes: below four, the node set
+// no longer tolerates one compromised node while another is down (the
+// checkpoint quorum of three is all three), so shrinking there is a
+// decision the admins take knowingly, never a side effect.
 type NodeSetChange struct {
-	ID   string         `json:"id"`
-	Kind NodeChangeKind `json:"kind"`
-	Node Node           `json:"node"`
+	ID               string         `json:"id"`
+	Kind             NodeChangeKind `json:"kind"`
+	Node             Node           `json:"node"`
+	ReducedTolerance bool           `json:"reduced_tolerance,omitempty"`
 }
+
+// MinTolerantNodes is the smallest node set that tolerates one compromised
+// node and one node down at once (CheckpointQuorum(4) = 3).
+const MinTolerantNodes = 4
 
 // PayloadHash is SHA-256 of "custody/node-change/v1" 0x00 and the change's
 // JSON (fields in declaration order): admins approve the exact node ID and
@@ -75,6 +86,9 @@ func (p NodeChange) apply(t *txn) (applyOut, error) {
 		}
 		if len(nodes) == 1 {
 			return applyOut{}, invalid("node change %s: removing %q would leave the node set empty", c.ID, c.Node.ID)
+		}
+		if left := len(nodes) - 1; left < MinTolerantNodes && !c.ReducedTolerance {
+			return applyOut{}, invalid("node change %s: removing %q leaves %d nodes, fewer than %d: the set no longer tolerates one compromised node while another is down; sign the change with reduced_tolerance to accept that", c.ID, c.Node.ID, left, MinTolerantNodes)
 		}
 	default:
 		return applyOut{}, invalid("node change %s: unknown kind %q", c.ID, c.Kind)

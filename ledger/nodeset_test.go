@@ -87,7 +87,12 @@ func TestNodeGateAdmitsOnlyTheNodeSet(t *testing.T) {
 
 // nodeChange is the node-set change kind/node under id, approved by ops.
 func nodeChange(t testing.TB, id string, kind NodeChangeKind, node Node, exp time.Time, ops ...operator) NodeChange {
-	c := NodeChange{Change: NodeSetChange{ID: id, Kind: kind, Node: node}}
+	return nodeChangeTolerance(t, id, kind, node, false, exp, ops...)
+}
+
+// nodeChangeTolerance is nodeChange with ReducedTolerance set as given.
+func nodeChangeTolerance(t testing.TB, id string, kind NodeChangeKind, node Node, reduced bool, exp time.Time, ops ...operator) NodeChange {
+	c := NodeChange{Change: NodeSetChange{ID: id, Kind: kind, Node: node, ReducedTolerance: reduced}}
 	for _, o := range ops {
 		c.Approvals = append(c.Approvals, o.sign(t, id, c.Change.PayloadHash(), quorum.Approve, exp))
 	}
@@ -132,7 +137,11 @@ func TestFSMNodeChange(t *testing.T) {
 		t.Fatalf("node set after the add: %v", got)
 	}
 	h.refuse(ErrNotFound, "api", nodeChange(t, "remove-n4-otherkey", NodeRemove, Node{ID: "n4", KeyFingerprint: ledgertest.Nodes("n5")[0].KeyFingerprint}, exp, alice, carol))
-	h.must("api", nodeChange(t, "remove-n4", NodeRemove, n4, exp, alice, carol))
+	// Back to three nodes: refused unless the admins signed that they
+	// accept the reduced tolerance (SECURITY: one compromised node and one
+	// down is tolerated from four nodes up).
+	h.refuse(ErrInvalid, "api", nodeChange(t, "remove-n4", NodeRemove, n4, exp, alice, carol))
+	h.must("api", nodeChangeTolerance(t, "remove-n4", NodeRemove, n4, true, exp, alice, carol))
 	before := h.encoded()
 	if _, err := h.apply("api", add); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("replayed add after the remove: %v, want ErrReplayed", err)
@@ -141,9 +150,9 @@ func TestFSMNodeChange(t *testing.T) {
 		t.Fatal("the refused replay changed the state")
 	}
 
-	h.must("api", nodeChange(t, "remove-n2", NodeRemove, ledgertest.Nodes("n2")[0], exp, alice, carol))
-	h.must("api", nodeChange(t, "remove-n3", NodeRemove, ledgertest.Nodes("n3")[0], exp, alice, carol))
-	h.refuse(ErrInvalid, "api", nodeChange(t, "remove-n1", NodeRemove, ledgertest.Nodes("n1")[0], exp, alice, carol))
+	h.must("api", nodeChangeTolerance(t, "remove-n2", NodeRemove, ledgertest.Nodes("n2")[0], true, exp, alice, carol))
+	h.must("api", nodeChangeTolerance(t, "remove-n3", NodeRemove, ledgertest.Nodes("n3")[0], true, exp, alice, carol))
+	h.refuse(ErrInvalid, "api", nodeChangeTolerance(t, "remove-n1", NodeRemove, ledgertest.Nodes("n1")[0], true, exp, alice, carol))
 	if got := nodeIDs(h); !slices.Equal(got, []pki.NodeID{"n1"}) {
 		t.Fatalf("node set: %v", got)
 	}
@@ -183,7 +192,7 @@ func TestJoinNeedsNodeSet(t *testing.T) {
 	c.WaitConverged(c.Nodes...)
 
 	c.OnLeader(func(l *Store) error { return l.Remove(ctx, n4.ID) })
-	c.Submit(ctx, "api", nodeChange(t, "remove-n4", NodeRemove, ledgertest.Nodes("n4")[0], exp, alice, carol))
+	c.Submit(ctx, "api", nodeChangeTolerance(t, "remove-n4", NodeRemove, ledgertest.Nodes("n4")[0], true, exp, alice, carol))
 	if err := raftProbe(t, c.PKI.Node(t, "n4"), n1.Addr); err == nil {
 		t.Fatal("n4 spoke raft to n1 after its removal from the node set")
 	}
