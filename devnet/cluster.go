@@ -225,6 +225,15 @@ func (n *Net) initCluster(ctx context.Context) error {
 			// on a developer's machine is most of the devnet's start-up
 			// (a node refills its set after a keygen uses it).
 			c.TSS.PreParamsPool = 1
+			// Four nodes share a developer's cores while they make
+			// pre-params and run keygens: raft's LAN defaults (1 s) then
+			// elect new leaders mid-keygen, and every keygen that loses its
+			// leader burns each member's only set of pre-params (minutes to
+			// make again). Slower failure detection costs the devnet
+			// nothing (it kills no node).
+			c.Ledger.HeartbeatTimeout = daemon.Duration(3 * time.Second)
+			c.Ledger.ElectionTimeout = daemon.Duration(3 * time.Second)
+			c.Ledger.LeaderLeaseTimeout = daemon.Duration(2 * time.Second)
 			if n.cfg.SessionTimeout > 0 {
 				c.TSS.SessionTimeout = daemon.Duration(n.cfg.SessionTimeout)
 			}
