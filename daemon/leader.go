@@ -304,6 +304,49 @@ var ErrTooFewSigners = errors.New("daemon: too few committee members reachable")
 // committee order whose node RPC status answers within a second and whose
 // ledger is not halted. A claim is made only with a full set, so a node
 // that is down does not burn signing attempts.
+// keygenReady checks that every member who makes a key share in a keygen
+// (the committee) or a reshare (the new committee) has tss pre-params ready
+// now, by its status: a member that would have to make them first (minutes
+// on a busy machine) would hold every other member in the session until
+// the keygen timeout, and the aborted session would burn the others' sets.
+// The next leader pass asks again (keygenBackoff).
+func (n *Node) keygenReady(ctx context.Context, walletID string, reshare bool) error {
+	var members []pki.NodeID
+	if err := n.store.ReadLocal(func(st *ledger.State) error {
+		w := st.Wallets[walletID]
+		switch {
+		case w == nil:
+			return fmt.Errorf("%w: wallet %q", ledger.ErrNotFound, walletID)
+		case reshare && w.Reshare != nil:
+			members = slices.Clone(w.Reshare.NewCommittee)
+		default:
+			members = slices.Clone(w.Committee)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	var waiting []pki.NodeID
+	for _, id := range members {
+		if id == n.cfg.NodeID {
+			if n.pool == nil || n.pool.Len() == 0 {
+				waiting = append(waiting, id)
+			}
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := n.peers.client.Load().Status(sctx, id)
+		cancel()
+		if err != nil || !st.Ready["keygen"] {
+			waiting = append(waiting, id)
+		}
+	}
+	if len(waiting) > 0 {
+		return fmt.Errorf("members %v have no tss pre-params ready yet (or do not answer)", waiting)
+	}
+	return nil
+}
+
 func (n *Node) liveSigners(ctx context.Context, requestID string) (_ []pki.NodeID, chain string, _ error) {
 	var committee []pki.NodeID
 	var threshold int
@@ -354,6 +397,10 @@ func (n *Node) liveSigners(ctx context.Context, requestID string) (_ []pki.NodeI
 // waiting; the next leader pass tries again with a new session.
 func (n *Node) startKeygen(walletID string) {
 	n.goTracked("keygen:"+walletID, time.Duration(n.cfg.TSS.KeygenTimeout), func(ctx context.Context) {
+		if err := n.keygenReady(ctx, walletID, false); err != nil {
+			n.log.Info("keygen not started yet", "wallet", walletID, "err", err)
+			return
+		}
 		n.log.Info("keygen started", "wallet", walletID)
 		pub, err := n.wallets.CreateWallet(ctx, walletID)
 		if err != nil {
@@ -372,6 +419,10 @@ func (n *Node) startKeygen(walletID string) {
 // by its old committee; the next leader pass tries again with a new session.
 func (n *Node) startReshare(walletID string) {
 	n.goTracked("reshare:"+walletID, time.Duration(n.cfg.TSS.KeygenTimeout), func(ctx context.Context) {
+		if err := n.keygenReady(ctx, walletID, true); err != nil {
+			n.log.Info("reshare not started yet", "wallet", walletID, "err", err)
+			return
+		}
 		n.log.Info("reshare started", "wallet", walletID)
 		if _, err := n.wallets.Reshare(ctx, walletID); err != nil {
 			n.log.Warn("reshare failed", "wallet", walletID, "err", err)
