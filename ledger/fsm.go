@@ -71,8 +71,15 @@ type FSM struct {
 	toAttest map[string]bool
 	rescan   bool
 	halted   error
-	// moved is closed (and replaced) whenever st.Index advances, the state
-	// is restored or the FSM halts: waiters in ReadAtLeast wake up on it.
+	// applied is the raft index of the last log entry raft handed to
+	// Apply or ApplyBatch (configuration entries included) or of the
+	// snapshot last restored, set once Apply finished: every entry raft
+	// gives the FSM up to it is applied. Raft's own applied index moves
+	// before the FSM ran; Store.ReadIndex waits on this one.
+	applied uint64
+	// moved is closed (and replaced) whenever st.Index or applied
+	// advances, the state is restored or the FSM halts: waiters in
+	// ReadAtLeast and waitApplied wake up on it.
 	moved chan struct{}
 }
 
@@ -168,7 +175,9 @@ func (f *FSM) Hash() ([32]byte, error) {
 func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.applyOneLocked(l)
+	res := f.applyOneLocked(l)
+	f.appliedLocked(l.Index)
+	return res
 }
 
 // ApplyBatch applies the entries raft committed together, in order, under
@@ -187,7 +196,48 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		out[i] = f.applyOneLocked(l)
 	}
+	if len(logs) > 0 {
+		f.appliedLocked(logs[len(logs)-1].Index)
+	}
 	return out
+}
+
+// appliedLocked records that raft's entries up to idx went through Apply
+// and wakes the waiters; the caller holds f.mu.
+func (f *FSM) appliedLocked(idx uint64) {
+	if idx > f.applied {
+		f.applied = idx
+		f.notifyLocked()
+	}
+}
+
+// waitApplied waits until every entry up to idx that raft hands the FSM
+// has been applied (see FSM.applied), or ctx ends (ErrNotCaughtUp), or
+// the FSM halted.
+func (f *FSM) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		f.mu.RLock()
+		halted, at, moved := f.halted, f.applied, f.moved
+		f.mu.RUnlock()
+		switch {
+		case halted != nil:
+			return halted
+		case at >= idx:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: applied up to index %d, the read needs %d: %w", ErrNotCaughtUp, at, idx, ctx.Err())
+		case <-moved:
+		}
+	}
+}
+
+// appliedIndex returns FSM.applied.
+func (f *FSM) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -415,6 +465,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.st, f.cps = st, cps
 	f.rescan = true
+	if at != nil {
+		// Raft goes on from the entry after the snapshot's index.
+		f.applied = at.Index
+	}
 	f.notifyLocked()
 	if f.onRestored != nil {
 		f.onRestored()
