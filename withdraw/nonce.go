@@ -30,11 +30,12 @@ const (
 	// the base fee overtakes waits in the mempool; it is never overpaid,
 	// since policy's max_fee caps what the ledger accepts.
 	FeeMaxAge = time.Second
-	// NonceRefresh is how often a wallet's allocator asks the chain for the
-	// pending nonce again and looks in its replica for nonces the ledger
-	// released since (a request rejected, cancelled or expired before its
-	// claim), to hand them out again before any new one: ETH executes
-	// nonces in order, so a hole would hold back every later withdrawal.
+	// NonceRefresh is the default Config.NonceRefresh: how often a
+	// wallet's allocator asks the chain for the pending nonce again and
+	// looks in its replica for nonces the ledger released since (a request
+	// rejected, cancelled or expired before its claim), to hand them out
+	// again before any new one: ETH executes nonces in order, so a hole
+	// would hold back every later withdrawal.
 	NonceRefresh = time.Second
 )
 
@@ -86,7 +87,7 @@ func (a *nonceAllocs) wallet(id string) *nonceAlloc {
 // timeout, a lost leadership), left taken until the next refresh, which
 // frees it if the ledger does not hold it.
 //
-// Every NonceRefresh the chain's pending nonce is read again and the
+// Every Config.NonceRefresh the chain's pending nonce is read again and the
 // nonces between it and next are looked up in this node's own replica
 // (enough on the leader: its own commits are applied before they return,
 // and since the seed no other leader allocated), so nonces the ledger
@@ -125,7 +126,7 @@ func (c *Orchestrator) takeNonce(ctx context.Context, wallet string, from common
 		if err := c.seedNonces(ctx, a, wallet, from, term); err != nil {
 			return 0, nil, err
 		}
-	case time.Since(a.checked) >= NonceRefresh && !a.refreshing:
+	case time.Since(a.checked) >= c.cfg.NonceRefresh && !a.refreshing:
 		// The chain's answer is waited for outside the lock: other creates
 		// of the wallet go on meanwhile.
 		a.refreshing = true

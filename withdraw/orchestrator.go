@@ -62,6 +62,10 @@ type Config struct {
 	PollInterval time.Duration
 	// BTC builds Bitcoin withdrawals (CreateBTC, btc.go); zero: none.
 	BTC BTCConfig
+	// NonceRefresh is how often an ETH wallet's nonce allocator looks
+	// again at the chain's pending nonce and for nonces the ledger
+	// released (default: NonceRefresh).
+	NonceRefresh time.Duration
 }
 
 // Orchestrator is the leader's thin orchestration of hot ETH and BTC
@@ -89,6 +93,9 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.ETH != nil && cfg.Network == "" {
 		return nil, errors.New("withdraw: an Ethereum node needs its ledger network name (Network)")
+	}
+	if cfg.NonceRefresh <= 0 {
+		cfg.NonceRefresh = NonceRefresh
 	}
 	c := &Orchestrator{cfg: cfg, members: map[pki.NodeID]Member{}, wallets: map[string]tss.WalletInfo{}}
 	for _, m := range cfg.Members {
