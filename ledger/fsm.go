@@ -121,21 +121,33 @@ func (f *FSM) Index() uint64 {
 // then calls fn under the read lock. It returns ctx's error, wrapped, when
 // ctx ends first, and the halt error when the FSM halted.
 func (f *FSM) ReadAtLeast(ctx context.Context, idx uint64, fn func(*State) error) error {
+	if err := f.rlockAt(ctx, idx, "local state at index", func() uint64 { return f.st.Index }); err != nil {
+		return err
+	}
+	defer f.mu.RUnlock()
+	return fn(f.st)
+}
+
+// rlockAt waits until at() (called under the read lock) reaches idx and
+// returns nil holding the read lock; or, without it, the halt error, or
+// ErrNotCaughtUp and ctx's error when ctx ends first (what names at in
+// that error).
+func (f *FSM) rlockAt(ctx context.Context, idx uint64, what string, at func() uint64) error {
 	for {
 		f.mu.RLock()
 		if f.halted != nil {
 			f.mu.RUnlock()
 			return f.halted
 		}
-		if f.st.Index >= idx {
-			defer f.mu.RUnlock()
-			return fn(f.st)
+		now := at()
+		if now >= idx {
+			return nil
 		}
-		at, moved := f.st.Index, f.moved
+		moved := f.moved
 		f.mu.RUnlock()
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: local state at index %d, read needs %d: %w", ErrNotCaughtUp, at, idx, ctx.Err())
+			return fmt.Errorf("%w: %s %d, read needs %d: %w", ErrNotCaughtUp, what, now, idx, ctx.Err())
 		case <-moved:
 		}
 	}
@@ -215,22 +227,11 @@ func (f *FSM) appliedLocked(idx uint64) {
 // has been applied (see FSM.applied), or ctx ends (ErrNotCaughtUp), or
 // the FSM halted.
 func (f *FSM) waitApplied(ctx context.Context, idx uint64) error {
-	for {
-		f.mu.RLock()
-		halted, at, moved := f.halted, f.applied, f.moved
-		f.mu.RUnlock()
-		switch {
-		case halted != nil:
-			return halted
-		case at >= idx:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: applied up to index %d, the read needs %d: %w", ErrNotCaughtUp, at, idx, ctx.Err())
-		case <-moved:
-		}
+	if err := f.rlockAt(ctx, idx, "applied up to index", func() uint64 { return f.applied }); err != nil {
+		return err
 	}
+	f.mu.RUnlock()
+	return nil
 }
 
 // appliedIndex returns FSM.applied.

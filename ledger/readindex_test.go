@@ -136,26 +136,26 @@ func TestDeposedLeaderReadIndex(t *testing.T) {
 	}
 	nl := c.WaitLeader(rest)
 	for range 2 {
-		var saw bool
-		if err := nl.Store.ReadLinearizable(ctx, func(st *State) error {
-			saw = st.Requests["after-deposed"] != nil
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if !saw {
+		if !sees(t, ctx, nl.Store.ReadLinearizable, "after-deposed") {
 			t.Fatal("the new leader's read misses its acknowledged write")
 		}
 	}
 	c.Isolate(old, false)
+	followerRead := func(ctx context.Context, fn func(*State) error) error { return followerRead(c, ctx, old, nil, fn) }
+	if !sees(t, ctx, followerRead, "after-deposed") {
+		t.Fatal("the healed old leader's linearizable read misses the write")
+	}
+}
+
+// sees reports whether request id is in the state read returns.
+func sees(t *testing.T, ctx context.Context, read func(context.Context, func(*State) error) error, id string) bool {
+	t.Helper()
 	var saw bool
-	if err := followerRead(c, ctx, old, nil, func(st *State) error {
-		saw = st.Requests["after-deposed"] != nil
+	if err := read(ctx, func(st *State) error {
+		saw = st.Requests[id] != nil
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if !saw {
-		t.Fatal("the healed old leader's linearizable read misses the write")
-	}
+	return saw
 }

@@ -26,32 +26,6 @@ import (
 	"github.com/custody-dev/custody/withdraw"
 )
 
-const nonceCluster = "nonce-test"
-
-// nonceRules: two hot ETH wallets, at most 1 ETH a withdrawal, two admin
-// approvals.
-const nonceRules = `version: 1
-assets:
-  ETH: {decimals: 18}
-allowlist:
-  cooling_off: 1h
-  approvals: 2
-  roles: [admin]
-lock:
-  unlock_delay: 1h
-wallets:
-  - name: eth-hot
-    wallets: [hot, hot2]
-    asset: ETH
-    class: hot
-    allowlist_required: false
-    limits:
-      per_tx: "1"
-      max_fee: "0.01"
-    approvals:
-      - {min: "0", required: 2, roles: [admin]}
-`
-
 // blockingETH is the simulated chain whose Nonce for one address waits
 // until released (a slow Ethereum node, for that wallet only).
 type blockingETH struct {
@@ -112,7 +86,7 @@ func newNonceHarness(t *testing.T, refresh time.Duration) *nonceHarness {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
 	ids := []pki.NodeID{"n1", "n2", "n3"}
-	g := ledgertest.GenesisFor(ids, nonceCluster, 2, nonceRules, wAlice, wBob, wBackend)
+	g := ledgertest.GenesisFor(ids, walletCluster, 2, walletRules, wAlice, wBob, wBackend)
 	h := &nonceHarness{t: t, ctx: ctx, keys: map[string][]byte{}, orchs: map[pki.NodeID]*withdraw.Orchestrator{},
 		dest: common.HexToAddress("0x00000000000000000000000000000000000d0d0d").Hex()}
 	h.cluster = ledgertest.New(t, len(ids), func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
@@ -152,12 +126,16 @@ func (h *nonceHarness) orchestrator(store *ledger.Store, refresh time.Duration) 
 // withdrawal is the backend's signed withdrawal of wei from wallet.
 func (h *nonceHarness) withdrawal(id, wallet string, wei int64) withdraw.ETHWithdrawal {
 	h.t.Helper()
-	amt := big.NewInt(wei)
+	return h.withdrawalOf(id, wallet, big.NewInt(wei))
+}
+
+func (h *nonceHarness) withdrawalOf(id, wallet string, amt *big.Int) withdraw.ETHWithdrawal {
+	h.t.Helper()
 	a, _ := amount.FromBig(amt)
 	w := policy.Withdrawal{Wallet: wallet, Asset: "ETH", To: h.dest, Amount: a}
 	exp := time.Now().Add(time.Hour)
 	return withdraw.ETHWithdrawal{ID: id, Wallet: wallet, To: h.dest, Amount: amt, ExpiresAt: exp,
-		Initiation: wBackend.Sign(h.t, nonceCluster, id, w.IntentHash(id), quorum.Initiate, exp)}
+		Initiation: wBackend.Sign(h.t, walletCluster, id, w.IntentHash(id), quorum.Initiate, exp)}
 }
 
 // create creates on the orchestrator of the node leading now (retrying
@@ -180,6 +158,24 @@ func (h *nonceHarness) create(w withdraw.ETHWithdrawal) uint64 {
 		h.t.Fatalf("%s: %+v", w.ID, r)
 	}
 	return *r.Nonce
+}
+
+// lead moves the leadership to n.
+func (h *nonceHarness) lead(n *ledgertest.Node) {
+	h.t.Helper()
+	ledgertest.Poll(h.t, "leadership on "+string(n.ID), func() error {
+		l := h.cluster.WaitLeader(nil)
+		if l == n {
+			return nil
+		}
+		if err := l.Store.TransferLeadership(h.ctx, n.ID); err != nil {
+			return err
+		}
+		if l := h.cluster.WaitLeader(nil); l != n {
+			return fmt.Errorf("%s leads", l.ID)
+		}
+		return nil
+	})
 }
 
 // held is the wallet's held nonces in a linearizable read.
@@ -258,7 +254,7 @@ func TestETHNonceAllocator(t *testing.T) {
 	}
 
 	// Denied (over per_tx): recorded, nothing held; its nonce is next again.
-	denied, err := o.CreateETH(h.ctx, h.withdrawal("denied", "hot", 2e18))
+	denied, err := o.CreateETH(h.ctx, h.withdrawalOf("denied", "hot", new(big.Int).Mul(big.NewInt(11), big.NewInt(1e18))))
 	if !errors.Is(err, withdraw.ErrDenied) || denied == nil || denied.Nonce == nil || *denied.Nonce != n {
 		t.Fatalf("over the limit: %+v, %v; want ErrDenied with nonce %d", denied, err, n)
 	}
@@ -283,15 +279,7 @@ func TestETHNonceAllocator(t *testing.T) {
 
 	// Leadership moves: the new leader continues above the highest held.
 	second := h.cluster.Others(first)[0]
-	ledgertest.Poll(t, "leadership on "+string(second.ID), func() error {
-		if err := first.Store.TransferLeadership(h.ctx, second.ID); err != nil {
-			return err
-		}
-		if l := h.cluster.WaitLeader(nil); l != second {
-			return fmt.Errorf("%s leads", l.ID)
-		}
-		return nil
-	})
+	h.lead(second)
 	if got := h.create(h.withdrawal("on-second", "hot", 1e15)); got != n+3 {
 		t.Fatalf("on the new leader: nonce %d, want %d (above the held %v)", got, n+3, h.held("hot"))
 	}
@@ -299,15 +287,7 @@ func TestETHNonceAllocator(t *testing.T) {
 		t.Fatalf("the new leader's allocator: %+v, want a seed and no refusal", s)
 	}
 	// And back: the first node seeds again for its new term.
-	ledgertest.Poll(t, "leadership back on "+string(first.ID), func() error {
-		if err := second.Store.TransferLeadership(h.ctx, first.ID); err != nil {
-			return err
-		}
-		if l := h.cluster.WaitLeader(nil); l != first {
-			return fmt.Errorf("%s leads", l.ID)
-		}
-		return nil
-	})
+	h.lead(first)
 	if got := h.create(h.withdrawal("back-on-first", "hot", 1e15)); got != n+4 {
 		t.Fatalf("back on the first leader: nonce %d, want %d", got, n+4)
 	}
@@ -331,7 +311,7 @@ func TestETHNonceAllocator(t *testing.T) {
 			return nil
 		})
 	})
-	if _, err := fresh.Approve(h.ctx, rej.ID, wAlice.Sign(t, nonceCluster, rej.ID, rej.PayloadHash, quorum.Reject, time.Now().Add(time.Hour))); err != nil {
+	if _, err := fresh.Approve(h.ctx, rej.ID, wAlice.Sign(t, walletCluster, rej.ID, rej.PayloadHash, quorum.Reject, time.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.create(h.withdrawal("fills-3", "hot", 1e15)); got != 3 {
