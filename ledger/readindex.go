@@ -87,10 +87,16 @@ func (s *Store) runRounds() {
 // (ErrTimeout; a follower of a newer term refuses it). Answers it did not
 // wait for are dropped.
 func (s *Store) heartbeatRound() (commit, term uint64, err error) {
+	// The term, then the role, then the term again: equal, this node led
+	// in that term when it looked (it never sends a heartbeat of a term
+	// another node leads).
+	term = s.raft.CurrentTerm()
 	if err := s.leaderCheck(); err != nil {
 		return 0, 0, err
 	}
-	term = s.raft.CurrentTerm()
+	if s.raft.CurrentTerm() != term {
+		return 0, 0, fmt.Errorf("%w: leadership changed during a read", ErrTimeout)
+	}
 	commit = s.raft.CommitIndex()
 	cf := s.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {

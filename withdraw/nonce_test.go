@@ -68,7 +68,7 @@ func (b *blockingETH) holdNonce(a common.Address) (entered chan struct{}, releas
 }
 
 type nonceHarness struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	cluster *ledgertest.Cluster
 	chain   *blockingETH
@@ -81,7 +81,7 @@ type nonceHarness struct {
 // newNonceHarness starts a real three-node ledger (raft over TLS on
 // 127.0.0.1) with the wallets hot and hot2 active on eth/devnet, the
 // simulated chain, and an orchestrator on every node.
-func newNonceHarness(t *testing.T, refresh time.Duration) *nonceHarness {
+func newNonceHarness(t testing.TB, refresh time.Duration) *nonceHarness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
