@@ -25,6 +25,8 @@ type applyResult struct {
 	claimed string
 	// exported is the request this entry exported, if any (to attest).
 	exported string
+	// released is set when the entry freed an ETH nonce.
+	released bool
 }
 
 // FSM is the ledger's raft state machine. Apply is deterministic: the only
@@ -77,6 +79,10 @@ type FSM struct {
 	// gives the FSM up to it is applied. Raft's own applied index moves
 	// before the FSM ran; Store.ReadIndex waits on this one.
 	applied uint64
+	// nonceReleases counts the applied entries that freed an ETH nonce
+	// (and restores), on this node only (not part of the state): the
+	// leader's nonce allocator looks for freed nonces when it moved.
+	nonceReleases atomic.Uint64
 	// moved is closed (and replaced) whenever st.Index or applied
 	// advances, the state is restored or the FSM halts: waiters in
 	// ReadAtLeast and waitApplied wake up on it.
@@ -262,6 +268,9 @@ func (f *FSM) applyOneLocked(l *raft.Log) any {
 	if res.exported != "" {
 		f.toAttest[res.exported] = true
 	}
+	if res.released {
+		f.nonceReleases.Add(1)
+	}
 	if (res.reached != nil || res.claimed != "" || res.exported != "") && f.onCheckpoint != nil {
 		f.onCheckpoint()
 	}
@@ -312,6 +321,9 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 	if out.changed {
 		prev := st.Index
 		t.commit()
+		for _, holder := range t.nonces {
+			res.released = res.released || holder == ""
+		}
 		st.Index = l.Index
 		st.Clock = now
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
@@ -466,6 +478,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.st, f.cps = st, cps
 	f.rescan = true
+	f.nonceReleases.Add(1)
 	if at != nil {
 		// Raft goes on from the entry after the snapshot's index.
 		f.applied = at.Index

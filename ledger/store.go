@@ -585,6 +585,12 @@ func (s *Store) lastFSMEntry(idx uint64) (uint64, bool) {
 	return 0, false
 }
 
+// NonceReleases counts the entries this node applied that freed an ETH
+// nonce (a request rejected, cancelled or expired before its claim), and
+// snapshot restores. Local to this node and not linearizable: a leader's
+// nonce allocator looks for freed nonces in its replica when it moved.
+func (s *Store) NonceReleases() uint64 { return s.fsm.nonceReleases.Load() }
+
 // Term returns this node's current raft term. A leader's allocations kept
 // in memory (withdraw's nonce allocator) belong to the term they were made
 // in: a new term may follow another leader's writes.

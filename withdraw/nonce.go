@@ -84,22 +84,34 @@ func (a *nonceAllocs) wallet(id string) *nonceAlloc {
 // next. Its outcome updates the allocator: held (committed and allowed),
 // free again (denied by policy, or refused by the FSM for any other
 // reason: nothing was recorded), or, when the outcome is unknown (a
-// timeout, a lost leadership), left taken until the next refresh, which
-// frees it if the ledger does not hold it.
+// timeout, a lost leadership), taken back by the next allocation if the
+// replica does not show it held then (should the create commit later
+// after all, the ledger refuses the second holder: ErrAllocated).
 //
-// Every Config.NonceRefresh the chain's pending nonce is read again and the
-// nonces between it and next are looked up in this node's own replica
-// (enough on the leader: its own commits are applied before they return,
-// and since the seed no other leader allocated), so nonces the ledger
-// released are handed out again.
+// Nonces the ledger releases (a request rejected, cancelled or expired
+// before its claim) are handed out again before any new one, as the lowest
+// free: when the ledger's count of freed nonces (Store.NonceReleases, moved
+// by the entry that freed one, applied on the leader before any create
+// that began after it reads) changed since the last look, the nonces
+// between the chain's pending nonce and next are looked up in this node's
+// own replica first (enough on the leader: its own commits are applied
+// before they return, and since the seed no other leader allocated). Every
+// Config.NonceRefresh the same is done with the chain's pending nonce read
+// again.
 type nonceAlloc struct {
-	mu         sync.Mutex
-	term       uint64 // the raft term of the seed; 0: not seeded
-	reseed     bool   // refused by the ledger: seed before the next allocation
-	next       uint64
-	free       []uint64 // ascending, all below next
-	inflight   map[uint64]bool
-	checked    time.Time // last seed or refresh
+	mu       sync.Mutex
+	term     uint64 // the raft term of the seed; 0: not seeded
+	reseed   bool   // refused by the ledger: seed before the next allocation
+	next     uint64
+	free     []uint64 // ascending, all below next
+	inflight map[uint64]bool
+	// pending is the chain's pending nonce as last read, checked when,
+	// releases the ledger's count of freed nonces when the replica was
+	// last looked at (Store.NonceReleases).
+	pending    uint64
+	checked    time.Time
+	releases   uint64
+	recheck    bool // a create's outcome was unknown: look before the next allocation
 	refreshing bool
 	stats      NonceStats
 }
@@ -121,11 +133,16 @@ func (c *Orchestrator) takeNonce(ctx context.Context, wallet string, from common
 	term := c.cfg.Ledger.Term()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch {
+	switch released := c.cfg.Ledger.NonceReleases(); {
 	case a.term != term || a.reseed:
 		if err := c.seedNonces(ctx, a, wallet, from, term); err != nil {
 			return 0, nil, err
 		}
+	case released != a.releases || a.recheck:
+		// The ledger freed a nonce (of some wallet) since the last look, or
+		// a create's outcome was unknown: before handing out a new one,
+		// take back this wallet's that no request holds.
+		c.refreshNonces(a, wallet, a.pending)
 	case time.Since(a.checked) >= c.cfg.NonceRefresh && !a.refreshing:
 		// The chain's answer is waited for outside the lock: other creates
 		// of the wallet go on meanwhile.
@@ -156,6 +173,7 @@ func (c *Orchestrator) takeNonce(ctx context.Context, wallet string, from common
 // seedNonces rebuilds the allocator from a linearizable read of the
 // ledger and the chain's pending nonce; the caller holds a.mu.
 func (c *Orchestrator) seedNonces(ctx context.Context, a *nonceAlloc, wallet string, from common.Address, term uint64) error {
+	released := c.cfg.Ledger.NonceReleases()
 	var held []uint64
 	if err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
 		held = st.HeldNonces(wallet)
@@ -183,7 +201,8 @@ func (c *Orchestrator) seedNonces(ctx context.Context, a *nonceAlloc, wallet str
 			a.free = append(a.free, n)
 		}
 	}
-	a.next, a.term, a.reseed, a.checked = next, term, false, time.Now()
+	a.next, a.term, a.reseed = next, term, false
+	a.pending, a.checked, a.releases = pending, time.Now(), released
 	a.stats.Seeds++
 	return nil
 }
@@ -192,6 +211,7 @@ func (c *Orchestrator) seedNonces(ctx context.Context, a *nonceAlloc, wallet str
 // frees the nonces below next that this node's replica shows unheld (and
 // no create of this node has in flight); the caller holds a.mu.
 func (c *Orchestrator) refreshNonces(a *nonceAlloc, wallet string, pending uint64) {
+	a.releases, a.recheck = c.cfg.Ledger.NonceReleases(), false
 	a.next = max(a.next, pending)
 	a.free = a.free[:0]
 	_ = c.cfg.Ledger.ReadLocal(func(st *ledger.State) error {
@@ -202,7 +222,7 @@ func (c *Orchestrator) refreshNonces(a *nonceAlloc, wallet string, pending uint6
 		}
 		return nil
 	})
-	a.checked = time.Now()
+	a.pending, a.checked = pending, time.Now()
 }
 
 // done records the outcome of nonce n allocated in term.
@@ -214,6 +234,8 @@ func (a *nonceAlloc) done(n, term uint64, o nonceOutcome) {
 	case nonceRefused:
 		a.stats.Refused++
 		a.reseed = true
+	case nonceUnknown:
+		a.recheck = true
 	case nonceFree:
 		// Only into the allocation it came from: a seed since then has
 		// its own view (a refresh or the next seed finds it free).

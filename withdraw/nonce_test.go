@@ -213,7 +213,8 @@ func upTo(n int) []uint64 {
 //     the ledger's highest held nonce; when leadership comes back, the
 //     first node's allocator seeds again for its new term (no refusal);
 //   - a nonce the ledger released (a request rejected by an operator) is
-//     handed out again by the next create after a refresh.
+//     handed out again by the very next create, before any new one (an
+//     ETH nonce above a hole would never be mined).
 func TestETHNonceAllocator(t *testing.T) {
 	h := newNonceHarness(t, time.Hour)
 	first := h.cluster.WaitLeader(nil)
@@ -298,12 +299,8 @@ func TestETHNonceAllocator(t *testing.T) {
 		t.Fatalf("the ledger holds %v, want 0..%d", got, n+4)
 	}
 
-	// A released nonce is handed out again (refresh on every create here).
-	fresh := h.orchestrator(first.Store, time.Nanosecond)
-	h.orchs[first.ID] = fresh
-	if got := h.create(h.withdrawal("seed-fresh", "hot", 1e15)); got != n+5 {
-		t.Fatalf("fresh allocator: nonce %d, want %d", got, n+5)
-	}
+	// A nonce the ledger releases is handed out again by the very next
+	// create (no periodic refresh here), before any new one.
 	var rej *ledger.Request
 	ledgertest.Poll(t, "the request holding nonce 3", func() error {
 		return h.cluster.Leader().ReadLinearizable(h.ctx, func(st *ledger.State) error {
@@ -311,14 +308,17 @@ func TestETHNonceAllocator(t *testing.T) {
 			return nil
 		})
 	})
-	if _, err := fresh.Approve(h.ctx, rej.ID, wAlice.Sign(t, walletCluster, rej.ID, rej.PayloadHash, quorum.Reject, time.Now().Add(time.Hour))); err != nil {
+	if _, err := o.Approve(h.ctx, rej.ID, wAlice.Sign(t, walletCluster, rej.ID, rej.PayloadHash, quorum.Reject, time.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.create(h.withdrawal("fills-3", "hot", 1e15)); got != 3 {
 		t.Fatalf("after nonce 3 was released: nonce %d, want 3", got)
 	}
-	if got := h.create(h.withdrawal("after-fill", "hot", 1e15)); got != n+6 {
-		t.Fatalf("then: nonce %d, want %d", got, n+6)
+	if got := h.create(h.withdrawal("after-fill", "hot", 1e15)); got != n+5 {
+		t.Fatalf("then: nonce %d, want %d", got, n+5)
+	}
+	if got := h.held("hot"); !slices.Equal(got, upTo(n+6)) {
+		t.Fatalf("the ledger holds %v, want 0..%d", got, n+5)
 	}
 }
 
