@@ -31,11 +31,10 @@ const (
 	// since policy's max_fee caps what the ledger accepts.
 	FeeMaxAge = time.Second
 	// NonceRefresh is the default Config.NonceRefresh: how often a
-	// wallet's allocator asks the chain for the pending nonce again and
-	// looks in its replica for nonces the ledger released since (a request
-	// rejected, cancelled or expired before its claim), to hand them out
-	// again before any new one: ETH executes nonces in order, so a hole
-	// would hold back every later withdrawal.
+	// wallet's allocator asks the chain for the pending nonce again (a
+	// nonce below it is spent). Nonces the ledger frees are taken back at
+	// once (see nonceAlloc): ETH executes nonces in order, so a hole would
+	// hold back every later withdrawal.
 	NonceRefresh = time.Second
 )
 

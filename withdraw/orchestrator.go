@@ -62,9 +62,8 @@ type Config struct {
 	PollInterval time.Duration
 	// BTC builds Bitcoin withdrawals (CreateBTC, btc.go); zero: none.
 	BTC BTCConfig
-	// NonceRefresh is how often an ETH wallet's nonce allocator looks
-	// again at the chain's pending nonce and for nonces the ledger
-	// released (default: NonceRefresh).
+	// NonceRefresh is how often an ETH wallet's nonce allocator reads the
+	// chain's pending nonce again (default: NonceRefresh).
 	NonceRefresh time.Duration
 }
 
