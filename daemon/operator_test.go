@@ -56,6 +56,14 @@ func TestOperatorAPI(t *testing.T) {
 		if op, _ := got["operator"].(map[string]any); st != 200 || got["principal"] != "bob" || op["id"] != "bob" || len(got["devices"].([]any)) != 1 {
 			t.Fatalf("whoami: %d %v", st, got)
 		}
+		// The list reads the follower's replica as it is: wait until it
+		// applied both creates (committed on the leader).
+		c.poll("op-1 and op-2 on "+string(fol), func() error {
+			if c.read(fol, "op-1") == nil || c.read(fol, "op-2") == nil {
+				return fmt.Errorf("not applied yet")
+			}
+			return nil
+		})
 		st, got = bobAPI.do("GET", "/v1/requests?status=pending_approval", nil)
 		rs, _ := got["requests"].([]any)
 		if st != 200 || len(rs) != 2 {
