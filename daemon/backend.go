@@ -113,15 +113,23 @@ func (b backendService) WalletKey(_ context.Context, walletID string) []byte {
 // linearizable read (a read index, no log entry) finds an existing request
 // and the wallet and is handed to the builder; the only serialised step is
 // the allocation in the orchestrator (an ETH wallet's nonce allocator, a
-// BTC wallet's lock), per wallet. A duplicate sent to two nodes at once is
-// decided by the FSM: the second create finds the ID taken with another
-// payload (ledger.ErrConflict) and the API compares what it asked for with
-// the stored request (200 when the same, 409 naming the difference).
+// BTC wallet's lock), per wallet. Creates of one request ID wait for each
+// other (Orchestrator.LockRequest): a duplicate sent to two nodes at once
+// finds the first one's request (existing) and allocates nothing. Should
+// two leaders still build one ID, the FSM decides: the second finds the ID
+// taken with another payload (ledger.ErrConflict) and the API compares
+// what it asked for with the stored request (200 when the same, 409
+// naming the difference).
 func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc.Withdrawal) (*ledger.Request, bool, error) {
 	if !n.store.IsLeader() {
 		id, addr := n.store.Leader()
 		return nil, false, &ledger.NotLeaderError{LeaderID: id, LeaderAddr: addr}
 	}
+	unlock, err := n.orch.LockRequest(ctx, w.ID)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	rd, err := n.orch.ReadCreate(ctx, w.ID, w.Wallet)
 	if err != nil {
 		return nil, false, err

@@ -69,35 +69,70 @@ type BTCWithdrawal struct {
 	Note string
 }
 
+// keyLocks are mutexes by key (a wallet, a request ID) that a waiting
+// caller can give up on when its context ends (node calls cannot be
+// cancelled, so one may hold a lock for long). A key's entry lives while
+// someone holds or waits for it.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sem  chan struct{}
+	refs int
+}
+
+func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*keyLock{}
+	}
+	k := l.m[key]
+	if k == nil {
+		k = &keyLock{sem: make(chan struct{}, 1)}
+		l.m[key] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if k.refs--; k.refs == 0 {
+			delete(l.m, key)
+		}
+		l.mu.Unlock()
+	}
+	unlock = func() { <-k.sem; release() }
+	select {
+	case k.sem <- struct{}{}: // free: taken even when ctx has ended
+		return unlock, nil
+	default:
+	}
+	select {
+	case k.sem <- struct{}{}:
+		return unlock, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
+
 // btcLocks serialises CreateBTC per wallet, so that two concurrent creates
-// by this leader never select the same UTXOs. A waiting create gives up
-// when its context ends (node calls cannot be cancelled, so one may hold
-// the lock for long). committed is, per wallet, the ledger index of the
-// last create this leader committed: a ledger read older than it misses
-// that create's outpoints and is read again.
+// by this leader never select the same UTXOs. committed is, per wallet,
+// the ledger index of the last create this leader committed: a ledger read
+// older than it misses that create's outpoints and is read again.
 type btcLocks struct {
+	keys      keyLocks
 	mu        sync.Mutex
-	m         map[string]chan struct{}
 	committed map[string]uint64
 }
 
 func (l *btcLocks) lock(ctx context.Context, wallet string) (unlock func(), err error) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m, l.committed = map[string]chan struct{}{}, map[string]uint64{}
+	unlock, err = l.keys.lock(ctx, wallet)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw: waiting for another create of wallet %s: %w", wallet, err)
 	}
-	sem := l.m[wallet]
-	if sem == nil {
-		sem = make(chan struct{}, 1)
-		l.m[wallet] = sem
-	}
-	l.mu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("withdraw: waiting for another create of wallet %s: %w", wallet, ctx.Err())
-	}
+	return unlock, nil
 }
 
 // lastCommit and setCommit read and record committed[wallet] (the caller
@@ -111,6 +146,9 @@ func (l *btcLocks) lastCommit(wallet string) uint64 {
 func (l *btcLocks) setCommit(wallet string, idx uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.committed == nil {
+		l.committed = map[string]uint64{}
+	}
 	l.committed[wallet] = max(l.committed[wallet], idx)
 }
 
@@ -139,13 +177,19 @@ func (l *btcLocks) setCommit(wallet string, idx uint64) {
 // btc.ErrBadAddress, btc.ErrBadIntent, btc.ErrDust) and insufficient funds
 // (btc.ErrInsufficientFunds, counting only unreserved UTXOs) change nothing.
 func (c *Orchestrator) CreateBTC(ctx context.Context, w BTCWithdrawal) (*ledger.Request, error) {
+	unlock, err := c.LockRequest(ctx, w.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	return c.CreateBTCFrom(ctx, nil, w)
 }
 
 // CreateBTCFrom is CreateBTC from what a linearizable read before the call
-// found (ReadCreate; nil: read now). The read is used when it is not older
-// than this leader's last create of the wallet, otherwise read again under
-// the wallet's lock.
+// found (ReadCreate; nil: read now), for a caller holding LockRequest(w.ID)
+// since before that read. The read is used when it is not older than this
+// leader's last create of the wallet, otherwise read again under the
+// wallet's lock.
 func (c *Orchestrator) CreateBTCFrom(ctx context.Context, rd *CreateRead, w BTCWithdrawal) (*ledger.Request, error) {
 	cfg := c.cfg.BTC
 	if cfg.Node == nil || cfg.Network == "" {

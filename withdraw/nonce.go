@@ -85,7 +85,11 @@ func (a *nonceAllocs) wallet(id string) *nonceAlloc {
 // reason: nothing was recorded), or, when the outcome is unknown (a
 // timeout, a lost leadership), taken back by the next allocation if the
 // replica does not show it held then (should the create commit later
-// after all, the ledger refuses the second holder: ErrAllocated).
+// after all, the ledger refuses the second holder: ErrAllocated). A nonce
+// given back while higher ones were handed out meanwhile (a create denied
+// or refused while others of the wallet ran) is a hole until the next
+// create of the wallet takes it, as a rejected or expired request's nonce
+// always was.
 //
 // Nonces the ledger releases (a request rejected, cancelled or expired
 // before its claim) are handed out again before any new one, as the lowest

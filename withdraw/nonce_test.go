@@ -214,7 +214,9 @@ func upTo(n int) []uint64 {
 //     first node's allocator seeds again for its new term (no refusal);
 //   - a nonce the ledger released (a request rejected by an operator) is
 //     handed out again by the very next create, before any new one (an
-//     ETH nonce above a hole would never be mined).
+//     ETH nonce above a hole would never be mined);
+//   - the same request created twice at once is one request, and the
+//     duplicate takes no nonce.
 func TestETHNonceAllocator(t *testing.T) {
 	h := newNonceHarness(t, time.Hour)
 	first := h.cluster.WaitLeader(nil)
@@ -319,6 +321,30 @@ func TestETHNonceAllocator(t *testing.T) {
 	}
 	if got := h.held("hot"); !slices.Equal(got, upTo(n+6)) {
 		t.Fatalf("the ledger holds %v, want 0..%d", got, n+5)
+	}
+
+	// The same request twice at once (a duplicate sent to two nodes): one
+	// request, and the duplicate takes no nonce of its own.
+	lo := h.orchs[h.cluster.WaitLeader(nil).ID]
+	dup := h.withdrawal("dup", "hot", 1e15)
+	var dups [2]*ledger.Request
+	for i := range dups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := lo.CreateETH(h.ctx, dup)
+			if err != nil {
+				t.Errorf("duplicate create %d: %v", i, err)
+			}
+			dups[i] = r
+		}()
+	}
+	wg.Wait()
+	if t.Failed() || dups[0].PayloadHash != dups[1].PayloadHash || *dups[0].Nonce != n+6 {
+		t.Fatalf("duplicates answered %+v and %+v; want one request with nonce %d", dups[0], dups[1], n+6)
+	}
+	if got := h.create(h.withdrawal("after-dup", "hot", 1e15)); got != n+7 {
+		t.Fatalf("after the duplicate: nonce %d, want %d", got, n+7)
 	}
 }
 

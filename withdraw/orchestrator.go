@@ -78,6 +78,7 @@ type Orchestrator struct {
 	wallets map[string]tss.WalletInfo
 
 	btcLocks btcLocks
+	requests keyLocks // by request ID: LockRequest
 	nonces   nonceAllocs
 	chain    chainCache
 }
@@ -191,8 +192,27 @@ func (c *Orchestrator) ReadCreate(ctx context.Context, id, wallet string) (*Crea
 	return rd, nil
 }
 
-// CreateETH reads the ledger (ReadCreate) and creates (CreateETHFrom).
+// LockRequest serialises this leader's creates of one request ID: a
+// duplicate sent to two nodes at once (both forward to the leader) waits
+// for the first, then its read finds the stored request, and never takes a
+// nonce or outpoint of its own. Hold it from before ReadCreate until the
+// create returned; a waiting caller gives up when ctx ends.
+func (c *Orchestrator) LockRequest(ctx context.Context, id string) (unlock func(), err error) {
+	unlock, err = c.requests.lock(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw: waiting for another create of request %q: %w", id, err)
+	}
+	return unlock, nil
+}
+
+// CreateETH reads the ledger (ReadCreate) and creates (CreateETHFrom),
+// holding LockRequest.
 func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.Request, error) {
+	unlock, err := c.LockRequest(ctx, w.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	rd, err := c.ReadCreate(ctx, w.ID, w.Wallet)
 	if err != nil {
 		return nil, err
@@ -202,7 +222,9 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 
 // CreateETHFrom builds the unsigned transaction and commits
 // request.create, which evaluates policy and allocates the nonce; rd is
-// the ledger as a linearizable read before the call found it (ReadCreate).
+// the ledger as a linearizable read before the call found it (ReadCreate),
+// made holding LockRequest(w.ID), which the caller holds until this
+// returns.
 // A request ID already in the ledger (rd.Existing) is returned as stored
 // (idempotency) without building anything. A denial returns the recorded
 // request and ErrDenied.
