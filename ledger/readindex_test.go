@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -182,35 +181,7 @@ func BenchmarkReadIndex(b *testing.B) {
 			if err := tc.read(); err != nil {
 				b.Fatal(err)
 			}
-			lat := make([]time.Duration, b.N)
-			next := make(chan int)
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for range 16 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range next {
-						t0 := time.Now()
-						if err := tc.read(); err != nil {
-							b.Error(err)
-						}
-						lat[i] = time.Since(t0)
-					}
-				}()
-			}
-			for i := range b.N {
-				next <- i
-			}
-			close(next)
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			slices.Sort(lat)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reads/s")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			ledgertest.Concurrent(b, 16, "reads/s", func(int) error { return tc.read() })
 		})
 	}
 }
