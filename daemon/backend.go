@@ -108,30 +108,36 @@ func (b backendService) WalletKey(_ context.Context, walletID string) []byte {
 // What the chain adapters refuse (the destination, the amount, a token
 // this node does not know, not enough funds) wraps
 // noderpc.ErrCreateRefused: nothing was recorded.
+//
+// Creates run concurrently, so raft commits them in batches: one
+// linearizable read (a read index, no log entry) finds an existing request
+// and the wallet and is handed to the builder; the only serialised step is
+// the allocation in the orchestrator (an ETH wallet's nonce allocator, a
+// BTC wallet's lock), per wallet. Creates of one request ID wait for each
+// other (Orchestrator.LockRequest): a duplicate sent to two nodes at once
+// finds the first one's request (existing) and allocates nothing. Should
+// two leaders still build one ID, the FSM decides: the second finds the ID
+// taken with another payload (ledger.ErrConflict) and the API compares
+// what it asked for with the stored request (200 when the same, 409
+// naming the difference).
 func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc.Withdrawal) (*ledger.Request, bool, error) {
 	if !n.store.IsLeader() {
 		id, addr := n.store.Leader()
 		return nil, false, &ledger.NotLeaderError{LeaderID: id, LeaderAddr: addr}
 	}
-	// One create at a time on the leader: a duplicate sent to two nodes at
-	// once finds the first one's request (existing), and two ETH creates
-	// never pick the same free nonce.
-	n.createMu.Lock()
-	defer n.createMu.Unlock()
-	var existing *ledger.Request
-	var wallet *ledger.Wallet
-	if err := n.store.ReadLinearizable(ctx, func(st *ledger.State) error {
-		existing = st.Requests[w.ID].Clone()
-		if lw := st.Wallets[w.Wallet]; lw != nil {
-			wallet = lw.Clone()
-		}
-		return nil
-	}); err != nil {
+	unlock, err := n.orch.LockRequest(ctx, w.ID)
+	if err != nil {
 		return nil, false, err
 	}
-	if existing != nil {
-		return existing, true, nil
+	defer unlock()
+	rd, err := n.orch.ReadCreate(ctx, w.ID, w.Wallet)
+	if err != nil {
+		return nil, false, err
 	}
+	if rd.Existing != nil {
+		return rd.Existing, true, nil
+	}
+	wallet := rd.Wallet
 	if wallet == nil || !wallet.Active() {
 		return nil, false, fmt.Errorf("%w: no active wallet %q", noderpc.ErrCreateRefused, w.Wallet)
 	}
@@ -145,13 +151,12 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 	}
 	n.log.InfoContext(ctx, "backend withdrawal", "request", w.ID, "principal", principal, "wallet", w.Wallet)
 	var r *ledger.Request
-	var err error
 	switch wallet.Chain {
 	case "eth":
 		if n.eth == nil {
 			return nil, false, fmt.Errorf("%w: this cluster's leader has no Ethereum node", noderpc.ErrCreateRefused)
 		}
-		r, err = n.orch.CreateETH(ctx, withdraw.ETHWithdrawal{ID: w.ID, Wallet: w.Wallet, Asset: w.Asset, To: w.To,
+		r, err = n.orch.CreateETHFrom(ctx, rd, withdraw.ETHWithdrawal{ID: w.ID, Wallet: w.Wallet, Asset: w.Asset, To: w.To,
 			Amount: w.Amount.Big(), Initiation: w.Initiation, ExpiresAt: w.ExpiresAt, Note: w.Note})
 	case "btc":
 		if n.btc == nil {
@@ -160,7 +165,7 @@ func (n *Node) CreateWithdrawal(ctx context.Context, principal string, w noderpc
 		if w.Asset != "BTC" {
 			return nil, false, fmt.Errorf("%w: a btc wallet pays BTC, not %q", noderpc.ErrCreateRefused, w.Asset)
 		}
-		r, err = n.orch.CreateBTC(ctx, withdraw.BTCWithdrawal{ID: w.ID, Wallet: w.Wallet, To: w.To,
+		r, err = n.orch.CreateBTCFrom(ctx, rd, withdraw.BTCWithdrawal{ID: w.ID, Wallet: w.Wallet, To: w.To,
 			Amount: w.Amount.Big(), Initiation: w.Initiation, ExpiresAt: w.ExpiresAt, Note: w.Note})
 	default:
 		return nil, false, fmt.Errorf("%w: wallet %q is on chain %q, which this node does not build", noderpc.ErrCreateRefused, w.Wallet, wallet.Chain)

@@ -522,9 +522,10 @@ func TestBackendAPI(t *testing.T) {
 	})
 
 	t.Run("ConcurrentCreates", func(t *testing.T) {
-		// Two nodes asked for the same withdrawal at once, and two
-		// different withdrawals at once: one request each, every answer
-		// 200 or 201 with the one stored withdrawal.
+		// Two nodes asked for the same withdrawal at once, and different
+		// withdrawals at once through every node: one request each, every
+		// answer 200 or 201 with the one stored withdrawal, and the
+		// wallet's held nonces stay one run with no gap and no duplicate.
 		type answer struct {
 			id     string
 			status int
@@ -536,13 +537,16 @@ func TestBackendAPI(t *testing.T) {
 			createBody(t, "api-dup", walletID, "ETH", dest, "0.5", 18, backend),
 			createBody(t, "api-par", walletID, "ETH", c.dests[1].Hex(), "0.75", 18, backend),
 		}
+		for i := range 6 {
+			bodies = append(bodies, createBody(t, fmt.Sprint("api-par-", i), walletID, "ETH", c.dests[i%2].Hex(), "0.01", 18, backend))
+		}
 		answers := make([]answer, len(bodies))
 		var wg sync.WaitGroup
 		for i := range bodies {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				st, got := clients[i].do("POST", "/v1/withdrawals", bodies[i])
+				st, got := clients[i%len(clients)].do("POST", "/v1/withdrawals", bodies[i])
 				answers[i] = answer{bodies[i]["id"].(string), st, got}
 			}()
 		}
@@ -553,11 +557,26 @@ func TestBackendAPI(t *testing.T) {
 				t.Fatalf("%s: %d %v; the ledger holds %+v", a.id, a.status, a.got, r)
 			}
 		}
-		if answers[0].status+answers[1].status != 401 || answers[2].status != 201 {
-			t.Fatalf("want one 201 and one 200 for the duplicate, 201 for the other: %v", answers)
+		if answers[0].status+answers[1].status != 401 {
+			t.Fatalf("want one 201 and one 200 for the duplicate: %v", answers)
+		}
+		for _, a := range answers[2:] {
+			if a.status != 201 {
+				t.Fatalf("want 201 for each other create: %v", answers)
+			}
 		}
 		if n0, n1 := onLeader("api-dup").Nonce, onLeader("api-par").Nonce; n0 == nil || n1 == nil || *n0 == *n1 {
 			t.Fatalf("nonces %v %v", n0, n1)
+		}
+		var held []uint64
+		_ = c.leader().Store().ReadLocal(func(st *ledger.State) error {
+			held = st.HeldNonces(walletID)
+			return nil
+		})
+		for i := 1; i < len(held); i++ {
+			if held[i] != held[i-1]+1 {
+				t.Fatalf("the wallet's held nonces have a gap: %v", held)
+			}
 		}
 	})
 

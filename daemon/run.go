@@ -107,11 +107,6 @@ type Node struct {
 	sessions map[string]bool // running work: signing sessions, keygens, RPC calls (track)
 	// registered are the wallets the member signs for, with their keys.
 	registered map[string]string // wallet ID → walletMark of what is registered
-	// createMu serialises the leader's creates for the backend API: an ETH
-	// create picks the lowest nonce the ledger has not allocated, so two
-	// at once would pick the same one and the second be refused; a
-	// duplicate waits and finds the first one's request.
-	createMu sync.Mutex
 	// walletKeys are the registered wallets' keys (the backend API's
 	// addresses of legacy wallets, whose key the ledger does not record).
 	walletKeys map[string][]byte

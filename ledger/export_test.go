@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"testing"
@@ -100,4 +101,11 @@ func (s *Store) SettledHash(t testing.TB) [32]byte {
 		case <-tick.C:
 		}
 	}
+}
+
+// Barrier is the read index as it was before the read-index rounds: a raft
+// barrier (a log entry committed in this term), then the FSM's index.
+func (s *Store) Barrier(ctx context.Context) error {
+	_, err := s.barrierIndex(ctx, s.raft.CurrentTerm())
+	return err
 }

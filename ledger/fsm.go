@@ -25,6 +25,8 @@ type applyResult struct {
 	claimed string
 	// exported is the request this entry exported, if any (to attest).
 	exported string
+	// released is set when the entry freed an ETH nonce.
+	released bool
 }
 
 // FSM is the ledger's raft state machine. Apply is deterministic: the only
@@ -71,8 +73,19 @@ type FSM struct {
 	toAttest map[string]bool
 	rescan   bool
 	halted   error
-	// moved is closed (and replaced) whenever st.Index advances, the state
-	// is restored or the FSM halts: waiters in ReadAtLeast wake up on it.
+	// applied is the raft index of the last log entry raft handed to
+	// Apply or ApplyBatch (configuration entries included) or of the
+	// snapshot last restored, set once Apply finished: every entry raft
+	// gives the FSM up to it is applied. Raft's own applied index moves
+	// before the FSM ran; Store.ReadIndex waits on this one.
+	applied uint64
+	// nonceReleases counts the applied entries that freed an ETH nonce
+	// (and restores), on this node only (not part of the state): the
+	// leader's nonce allocator looks for freed nonces when it moved.
+	nonceReleases atomic.Uint64
+	// moved is closed (and replaced) whenever st.Index or applied
+	// advances, the state is restored or the FSM halts: waiters in
+	// ReadAtLeast and waitApplied wake up on it.
 	moved chan struct{}
 }
 
@@ -114,21 +127,33 @@ func (f *FSM) Index() uint64 {
 // then calls fn under the read lock. It returns ctx's error, wrapped, when
 // ctx ends first, and the halt error when the FSM halted.
 func (f *FSM) ReadAtLeast(ctx context.Context, idx uint64, fn func(*State) error) error {
+	if err := f.rlockAt(ctx, idx, "local state at index", func() uint64 { return f.st.Index }); err != nil {
+		return err
+	}
+	defer f.mu.RUnlock()
+	return fn(f.st)
+}
+
+// rlockAt waits until at() (called under the read lock) reaches idx and
+// returns nil holding the read lock; or, without it, the halt error, or
+// ErrNotCaughtUp and ctx's error when ctx ends first (what names at in
+// that error).
+func (f *FSM) rlockAt(ctx context.Context, idx uint64, what string, at func() uint64) error {
 	for {
 		f.mu.RLock()
 		if f.halted != nil {
 			f.mu.RUnlock()
 			return f.halted
 		}
-		if f.st.Index >= idx {
-			defer f.mu.RUnlock()
-			return fn(f.st)
+		now := at()
+		if now >= idx {
+			return nil
 		}
-		at, moved := f.st.Index, f.moved
+		moved := f.moved
 		f.mu.RUnlock()
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: local state at index %d, read needs %d: %w", ErrNotCaughtUp, at, idx, ctx.Err())
+			return fmt.Errorf("%w: %s %d, read needs %d: %w", ErrNotCaughtUp, what, now, idx, ctx.Err())
 		case <-moved:
 		}
 	}
@@ -168,7 +193,9 @@ func (f *FSM) Hash() ([32]byte, error) {
 func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.applyOneLocked(l)
+	res := f.applyOneLocked(l)
+	f.appliedLocked(l.Index)
+	return res
 }
 
 // ApplyBatch applies the entries raft committed together, in order, under
@@ -187,7 +214,37 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		out[i] = f.applyOneLocked(l)
 	}
+	if len(logs) > 0 {
+		f.appliedLocked(logs[len(logs)-1].Index)
+	}
 	return out
+}
+
+// appliedLocked records that raft's entries up to idx went through Apply
+// and wakes the waiters; the caller holds f.mu.
+func (f *FSM) appliedLocked(idx uint64) {
+	if idx > f.applied {
+		f.applied = idx
+		f.notifyLocked()
+	}
+}
+
+// waitApplied waits until every entry up to idx that raft hands the FSM
+// has been applied (see FSM.applied), or ctx ends (ErrNotCaughtUp), or
+// the FSM halted.
+func (f *FSM) waitApplied(ctx context.Context, idx uint64) error {
+	if err := f.rlockAt(ctx, idx, "applied up to index", func() uint64 { return f.applied }); err != nil {
+		return err
+	}
+	f.mu.RUnlock()
+	return nil
+}
+
+// appliedIndex returns FSM.applied.
+func (f *FSM) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -210,6 +267,9 @@ func (f *FSM) applyOneLocked(l *raft.Log) any {
 	}
 	if res.exported != "" {
 		f.toAttest[res.exported] = true
+	}
+	if res.released {
+		f.nonceReleases.Add(1)
 	}
 	if (res.reached != nil || res.claimed != "" || res.exported != "") && f.onCheckpoint != nil {
 		f.onCheckpoint()
@@ -261,6 +321,9 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 	if out.changed {
 		prev := st.Index
 		t.commit()
+		for _, holder := range t.nonces {
+			res.released = res.released || holder == ""
+		}
 		st.Index = l.Index
 		st.Clock = now
 		st.appendAudit(l.Index, now, env.Actor, env.Type, out.subject, l.Data)
@@ -415,6 +478,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.st, f.cps = st, cps
 	f.rescan = true
+	f.nonceReleases.Add(1)
+	if at != nil {
+		// Raft goes on from the entry after the snapshot's index.
+		f.applied = at.Index
+	}
 	f.notifyLocked()
 	if f.onRestored != nil {
 		f.onRestored()

@@ -469,3 +469,7 @@ func (s *State) HeldNonces(wallet string) []uint64 {
 	slices.Sort(out)
 	return out
 }
+
+// NonceHolder returns the request holding wallet's ETH nonce n, or "" when
+// the nonce is free (a map lookup; HeldNonces scans every wallet's).
+func (s *State) NonceHolder(wallet string, n uint64) string { return s.Nonces[nonceKey(wallet, n)] }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -116,6 +117,18 @@ type Store struct {
 	voters sync.Mutex // one voter change at a time
 
 	snaps *keptSnapshots
+	// cached is raft's log store as raft reads it (recent entries in
+	// memory): ReadIndex looks up the types of the last committed entries.
+	cached raft.LogStore
+	// readyTerm is the last term in which this node, leading, saw an entry
+	// of its own term committed and applied (a barrier): from then on its
+	// commit index covers every write acknowledged before, by any leader,
+	// and ReadIndex needs no log entry (see ReadIndex).
+	readyTerm atomic.Uint64
+	// rounds confirm the leadership for ReadIndex (readindex.go);
+	// protocol is the raft protocol version its heartbeats carry.
+	rounds   leaderRounds
+	protocol raft.ProtocolVersion
 
 	cpWake chan struct{}
 	cpStop chan struct{}
@@ -198,7 +211,8 @@ func Open(cfg Config) (*Store, error) {
 	if err := checkSigner(cfg); err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{})}
+	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{}),
+		protocol: rc.ProtocolVersion}
 	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis)
 	s.fsm.onCheckpoint = s.checkpointReached
 	if cfg.Gate != nil {
@@ -241,6 +255,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.snaps = kept
+	s.cached = cached
 	s.fsm.onRefused = func() { go s.quarantineSnapshots() }
 	s.fsm.onRestored = kept.restored
 	s.fsm.onPersisted = kept.keep
@@ -460,8 +475,8 @@ func (s *Store) Halted() error { return s.fsm.Halted() }
 func (s *Store) ReadLocal(fn func(*State) error) error { return s.fsm.Read(fn) }
 
 // ReadLinearizable calls fn with a state that reflects every write committed
-// before the call: the node must be the leader and a barrier through the log
-// must apply first. On a follower it returns a *NotLeaderError; a follower
+// before the call: the node must be the leader, and the read waits for its
+// [Store.ReadIndex]. On a follower it returns a *NotLeaderError; a follower
 // reads linearizably with the leader's [Store.ReadIndex] and its own
 // [Store.ReadAtLeast]. fn must not modify or retain the state.
 func (s *Store) ReadLinearizable(ctx context.Context, fn func(*State) error) error {
@@ -472,12 +487,27 @@ func (s *Store) ReadLinearizable(ctx context.Context, fn func(*State) error) err
 	return s.ReadAtLeast(ctx, idx, fn)
 }
 
-// ReadIndex, on the leader, returns an index that is safe to read at: after
-// a raft barrier (an entry committed by a majority in this leader's term, so
-// a deposed leader cannot answer) it returns the FSM's state index, which
-// covers every state change committed before the call. Any node whose FSM
-// has reached it ([Store.ReadAtLeast]) sees every write acknowledged before
-// ReadIndex was called. On a follower it returns a *NotLeaderError.
+// readIndexScan bounds how many trailing entries of no interest to the FSM
+// (raft's no-op, barriers) ReadIndex looks past before it falls back to a
+// barrier.
+const readIndexScan = 64
+
+// ReadIndex, on the leader, returns an index that is safe to read at: the
+// FSM's state index once it covers every state change committed before the
+// call, so any node whose FSM has reached it ([Store.ReadAtLeast]) sees
+// every write acknowledged before ReadIndex was called. On a follower it
+// returns a *NotLeaderError.
+//
+// It is raft's read index (Raft thesis §6.4), with no log entry and no
+// fsync: after the call began, the leader notes its commit index and
+// confirms it still leads with a round of heartbeats a majority answers in
+// its term (confirmLeader: a deposed leader gets no majority and returns an
+// error, never an index), then waits until its FSM applied everything up to
+// the noted index. A leader's commit index covers all earlier writes only
+// once an entry of its own term is committed; until it saw one (the first
+// read of each term) ReadIndex commits a raft barrier instead, as every
+// read did before. The term is read before and after: a read whose
+// leadership changed in between gives up (ErrTimeout: retry).
 func (s *Store) ReadIndex(ctx context.Context) (uint64, error) {
 	if err := s.leaderCheck(); err != nil {
 		return 0, err
@@ -485,14 +515,86 @@ func (s *Store) ReadIndex(ctx context.Context) (uint64, error) {
 	if err := s.fsm.Halted(); err != nil {
 		return 0, err
 	}
-	if err := waitFuture(ctx, s.raft.Barrier(s.timeout(ctx))); err != nil {
-		return 0, s.mapErr(err)
+	term := s.raft.CurrentTerm()
+	if s.readyTerm.Load() != term {
+		return s.barrierIndex(ctx, term)
+	}
+	commit, confirmed, err := s.confirmLeader(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if confirmed != term || s.raft.CurrentTerm() != term {
+		return 0, fmt.Errorf("%w: leadership changed during a read", ErrTimeout)
+	}
+	target, ok := s.lastFSMEntry(commit)
+	if !ok {
+		return s.barrierIndex(ctx, term)
+	}
+	if err := s.fsm.waitApplied(ctx, target); err != nil {
+		return 0, err
 	}
 	if err := s.fsm.Halted(); err != nil {
 		return 0, err
 	}
 	return s.fsm.Index(), nil
 }
+
+// barrierIndex is ReadIndex through a raft barrier (an entry committed by
+// a majority in this leader's term, applied before it returns). When the
+// term did not change meanwhile the barrier was of term, and later reads of
+// term go without one.
+func (s *Store) barrierIndex(ctx context.Context, term uint64) (uint64, error) {
+	if err := waitFuture(ctx, s.raft.Barrier(s.timeout(ctx))); err != nil {
+		return 0, s.mapErr(err)
+	}
+	if err := s.fsm.Halted(); err != nil {
+		return 0, err
+	}
+	if s.raft.CurrentTerm() == term {
+		for {
+			old := s.readyTerm.Load()
+			if old >= term || s.readyTerm.CompareAndSwap(old, term) {
+				break
+			}
+		}
+	}
+	return s.fsm.Index(), nil
+}
+
+// lastFSMEntry returns the index of the last entry at or before idx that
+// raft hands the FSM (a command or a configuration; raft keeps its no-op
+// and barriers to itself), or idx itself when the FSM already applied
+// that far. ok is false when the log no longer holds an entry it must look
+// at, or more than readIndexScan entries are not the FSM's: the caller
+// falls back to a barrier.
+func (s *Store) lastFSMEntry(idx uint64) (uint64, bool) {
+	applied := s.fsm.appliedIndex()
+	for i := 0; i < readIndexScan; i++ {
+		if idx <= applied {
+			return idx, true
+		}
+		var l raft.Log
+		if err := s.cached.GetLog(idx, &l); err != nil {
+			return 0, false
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return idx, true
+		}
+		idx--
+	}
+	return 0, false
+}
+
+// NonceReleases counts the entries this node applied that freed an ETH
+// nonce (a request rejected, cancelled or expired before its claim), and
+// snapshot restores. Local to this node and not linearizable: a leader's
+// nonce allocator looks for freed nonces in its replica when it moved.
+func (s *Store) NonceReleases() uint64 { return s.fsm.nonceReleases.Load() }
+
+// Term returns this node's current raft term. A leader's allocations kept
+// in memory (withdraw's nonce allocator) belong to the term they were made
+// in: a new term may follow another leader's writes.
+func (s *Store) Term() uint64 { return s.raft.CurrentTerm() }
 
 // ReadAtLeast works on any node: it waits until the local FSM's state index
 // reaches idx (a leader's [Store.ReadIndex]), then calls fn under the FSM's

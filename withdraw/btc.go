@@ -69,32 +69,87 @@ type BTCWithdrawal struct {
 	Note string
 }
 
-// btcLocks serialises CreateBTC per wallet, so that two concurrent creates
-// by this leader never select the same UTXOs. A waiting create gives up
-// when its context ends (node calls cannot be cancelled, so one may hold
-// the lock for long).
-type btcLocks struct {
+// keyLocks are mutexes by key (a wallet, a request ID) that a waiting
+// caller can give up on when its context ends (node calls cannot be
+// cancelled, so one may hold a lock for long). A key's entry lives while
+// someone holds or waits for it.
+type keyLocks struct {
 	mu sync.Mutex
-	m  map[string]chan struct{}
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sem  chan struct{}
+	refs int
+}
+
+func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*keyLock{}
+	}
+	k := l.m[key]
+	if k == nil {
+		k = &keyLock{sem: make(chan struct{}, 1)}
+		l.m[key] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if k.refs--; k.refs == 0 {
+			delete(l.m, key)
+		}
+		l.mu.Unlock()
+	}
+	unlock = func() { <-k.sem; release() }
+	select {
+	case k.sem <- struct{}{}: // free: taken even when ctx has ended
+		return unlock, nil
+	default:
+	}
+	select {
+	case k.sem <- struct{}{}:
+		return unlock, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
+
+// btcLocks serialises CreateBTC per wallet, so that two concurrent creates
+// by this leader never select the same UTXOs. committed is, per wallet,
+// the ledger index of the last create this leader committed: a ledger read
+// older than it misses that create's outpoints and is read again.
+type btcLocks struct {
+	keys      keyLocks
+	mu        sync.Mutex
+	committed map[string]uint64
 }
 
 func (l *btcLocks) lock(ctx context.Context, wallet string) (unlock func(), err error) {
+	unlock, err = l.keys.lock(ctx, wallet)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw: waiting for another create of wallet %s: %w", wallet, err)
+	}
+	return unlock, nil
+}
+
+// lastCommit and setCommit read and record committed[wallet] (the caller
+// holds the wallet's lock).
+func (l *btcLocks) lastCommit(wallet string) uint64 {
 	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]chan struct{}{}
+	defer l.mu.Unlock()
+	return l.committed[wallet]
+}
+
+func (l *btcLocks) setCommit(wallet string, idx uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.committed == nil {
+		l.committed = map[string]uint64{}
 	}
-	sem := l.m[wallet]
-	if sem == nil {
-		sem = make(chan struct{}, 1)
-		l.m[wallet] = sem
-	}
-	l.mu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("withdraw: waiting for another create of wallet %s: %w", wallet, ctx.Err())
-	}
+	l.committed[wallet] = max(l.committed[wallet], idx)
 }
 
 // CreateBTC builds a P2WPKH spend of the wallet's UTXOs and commits
@@ -112,8 +167,8 @@ func (l *btcLocks) lock(ctx context.Context, wallet string) (unlock func(), err 
 //
 // Creates for one wallet are serialised in this orchestrator; when the
 // ledger still refuses an outpoint (ledger.ErrAllocated: another leader
-// reserved it since the read) the UTXOs are listed again and the spend
-// rebuilt once.
+// reserved it since the read) the ledger is read again, the UTXOs are
+// listed again and the spend rebuilt once.
 //
 // A request ID already in the ledger is returned as stored (idempotency)
 // without building anything. A denial returns the recorded request and
@@ -122,9 +177,26 @@ func (l *btcLocks) lock(ctx context.Context, wallet string) (unlock func(), err 
 // btc.ErrBadAddress, btc.ErrBadIntent, btc.ErrDust) and insufficient funds
 // (btc.ErrInsufficientFunds, counting only unreserved UTXOs) change nothing.
 func (c *Orchestrator) CreateBTC(ctx context.Context, w BTCWithdrawal) (*ledger.Request, error) {
+	unlock, err := c.LockRequest(ctx, w.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return c.CreateBTCFrom(ctx, nil, w)
+}
+
+// CreateBTCFrom is CreateBTC from what a linearizable read before the call
+// found (ReadCreate; nil: read now), for a caller holding LockRequest(w.ID)
+// since before that read. The read is used when it is not older than this
+// leader's last create of the wallet, otherwise read again under the
+// wallet's lock.
+func (c *Orchestrator) CreateBTCFrom(ctx context.Context, rd *CreateRead, w BTCWithdrawal) (*ledger.Request, error) {
 	cfg := c.cfg.BTC
 	if cfg.Node == nil || cfg.Network == "" {
 		return nil, errors.New("withdraw: no bitcoin node or network configured")
+	}
+	if rd != nil && rd.Existing != nil {
+		return rd.Existing, decisionErr(rd.Existing)
 	}
 	unlock, err := c.btcLocks.lock(ctx, w.Wallet)
 	if err != nil {
@@ -132,44 +204,32 @@ func (c *Orchestrator) CreateBTC(ctx context.Context, w BTCWithdrawal) (*ledger.
 	}
 	defer unlock()
 	for attempt := 0; ; attempt++ {
-		r, err := c.createBTC(ctx, w)
+		if rd == nil || rd.Index < c.btcLocks.lastCommit(w.Wallet) {
+			if rd, err = c.ReadCreate(ctx, w.ID, w.Wallet); err != nil {
+				return nil, err
+			}
+		}
+		r, err := c.createBTC(ctx, rd, w)
 		if errors.Is(err, ledger.ErrAllocated) && attempt == 0 {
-			continue // reserved elsewhere since our read: list again
+			rd = nil // reserved elsewhere since our read: read and list again
+			continue
 		}
 		return r, err
 	}
 }
 
-func (c *Orchestrator) createBTC(ctx context.Context, w BTCWithdrawal) (*ledger.Request, error) {
+func (c *Orchestrator) createBTC(ctx context.Context, rd *CreateRead, w BTCWithdrawal) (*ledger.Request, error) {
 	cfg := c.cfg.BTC
-	var existing *ledger.Request
-	var walletErr error
-	reserved := map[string]string{}
-	err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
-		if r := st.Requests[w.ID]; r != nil {
-			existing = r.Clone()
-			return nil
-		}
-		switch lw := st.Wallets[w.Wallet]; {
-		case lw == nil:
-			walletErr = fmt.Errorf("withdraw: wallet %q is not in the ledger", w.Wallet)
-		case lw.Chain != "btc" || lw.Network != cfg.Network:
-			walletErr = fmt.Errorf("withdraw: wallet %q is on %s/%s, this leader builds btc/%s", w.Wallet, lw.Chain, lw.Network, cfg.Network)
-		}
-		for op, by := range st.Outpoints {
-			reserved[op] = by
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	if rd.Existing != nil {
+		return rd.Existing, decisionErr(rd.Existing)
 	}
-	if existing != nil {
-		return existing, decisionErr(existing)
+	switch lw := rd.Wallet; {
+	case lw == nil:
+		return nil, fmt.Errorf("withdraw: wallet %q is not in the ledger", w.Wallet)
+	case lw.Chain != "btc" || lw.Network != cfg.Network:
+		return nil, fmt.Errorf("withdraw: wallet %q is on %s/%s, this leader builds btc/%s", w.Wallet, lw.Chain, lw.Network, cfg.Network)
 	}
-	if walletErr != nil {
-		return nil, walletErr
-	}
+	reserved := rd.Outpoints
 	info, err := c.wallet(w.Wallet)
 	if err != nil {
 		return nil, err
@@ -240,7 +300,7 @@ func (c *Orchestrator) createBTC(ctx context.Context, w BTCWithdrawal) (*ledger.
 		return nil, fmt.Errorf("withdraw: built transaction pays %s %s to %s from %v, asked %s BTC to %s from %v", tr.Amount, tr.Asset, tr.To, tr.Outpoints, amt, w.To, spent)
 	}
 	initiation := w.Initiation
-	r, _, err := c.cfg.Ledger.CreateRequest(ctx, c.cfg.Actor, ledger.RequestCreate{
+	out, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.RequestCreate{
 		ID: w.ID,
 		Withdrawal: policy.Withdrawal{Wallet: w.Wallet, Asset: tr.Asset, Chain: chain.Name(), Network: cfg.Network,
 			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee, Note: w.Note},
@@ -251,8 +311,12 @@ func (c *Orchestrator) createBTC(ctx context.Context, w BTCWithdrawal) (*ledger.
 		ExpiresAt:   w.ExpiresAt,
 		Initiation:  &initiation,
 	})
+	if out.Index != 0 {
+		// Decided by the FSM (refusals included): later reads must see it.
+		c.btcLocks.setCommit(w.Wallet, out.Index)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return r, decisionErr(r)
+	return out.Request, decisionErr(out.Request)
 }

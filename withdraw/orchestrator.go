@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+
 	"github.com/custody-dev/custody/amount"
 	"github.com/custody-dev/custody/chains"
 	"github.com/custody-dev/custody/chains/eth"
@@ -60,6 +62,9 @@ type Config struct {
 	PollInterval time.Duration
 	// BTC builds Bitcoin withdrawals (CreateBTC, btc.go); zero: none.
 	BTC BTCConfig
+	// NonceRefresh is how often an ETH wallet's nonce allocator reads the
+	// chain's pending nonce again (default: NonceRefresh).
+	NonceRefresh time.Duration
 }
 
 // Orchestrator is the leader's thin orchestration of hot ETH and BTC
@@ -73,6 +78,9 @@ type Orchestrator struct {
 	wallets map[string]tss.WalletInfo
 
 	btcLocks btcLocks
+	requests keyLocks // by request ID: LockRequest
+	nonces   nonceAllocs
+	chain    chainCache
 }
 
 // New returns an orchestrator.
@@ -85,6 +93,9 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.ETH != nil && cfg.Network == "" {
 		return nil, errors.New("withdraw: an Ethereum node needs its ledger network name (Network)")
+	}
+	if cfg.NonceRefresh <= 0 {
+		cfg.NonceRefresh = NonceRefresh
 	}
 	c := &Orchestrator{cfg: cfg, members: map[pki.NodeID]Member{}, wallets: map[string]tss.WalletInfo{}}
 	for _, m := range cfg.Members {
@@ -137,35 +148,102 @@ type ETHWithdrawal struct {
 	Note string
 }
 
-// CreateETH builds the unsigned transaction (pending nonce of the chain, or
-// the lowest nonce above it that the ledger has not allocated; for a token,
-// a transfer(address,uint256) call to its registered contract with the
-// chain's gas estimate plus a quarter), and commits
-// request.create, which evaluates policy and allocates the nonce. A request
-// ID already in the ledger is returned as stored (idempotency) without
-// building anything. A denial returns the recorded request and ErrDenied.
-func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.Request, error) {
-	if c.cfg.ETH == nil {
-		return nil, errors.New("withdraw: this node has no Ethereum node configured")
-	}
-	var existing *ledger.Request
-	var held map[uint64]bool
+// CreateRead is what a create needs from the ledger, from one
+// linearizable read (ReadCreate), handed to CreateETHFrom or CreateBTCFrom
+// so they do not read again.
+type CreateRead struct {
+	// Index is the ledger state index the read saw.
+	Index uint64
+	// Existing is the request already stored under the ID, if any.
+	Existing *ledger.Request
+	// Wallet is the ledger's record of the wallet (nil: none).
+	Wallet *ledger.Wallet
+	// Outpoints are the BTC outpoints requests hold (outpoint → request
+	// ID), read for a btc wallet only.
+	Outpoints map[string]string
+}
+
+// ReadCreate reads, linearizably (ledger.Store.ReadLinearizable: a read
+// index, no log entry), what a create of request id from wallet needs.
+func (c *Orchestrator) ReadCreate(ctx context.Context, id, wallet string) (*CreateRead, error) {
+	rd := &CreateRead{}
 	err := c.cfg.Ledger.ReadLinearizable(ctx, func(st *ledger.State) error {
-		if r := st.Requests[w.ID]; r != nil {
-			existing = r.Clone()
+		rd.Index = st.Index
+		if r := st.Requests[id]; r != nil {
+			rd.Existing = r.Clone()
 			return nil
 		}
-		held = map[uint64]bool{}
-		for _, n := range st.HeldNonces(w.Wallet) {
-			held[n] = true
+		lw := st.Wallets[wallet]
+		if lw == nil {
+			return nil
+		}
+		rd.Wallet = lw.Clone()
+		if lw.Chain == "btc" {
+			rd.Outpoints = make(map[string]string, len(st.Outpoints))
+			for op, by := range st.Outpoints {
+				rd.Outpoints[op] = by
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if existing != nil {
-		return existing, decisionErr(existing)
+	return rd, nil
+}
+
+// LockRequest serialises this leader's creates of one request ID: a
+// duplicate sent to two nodes at once (both forward to the leader) waits
+// for the first, then its read finds the stored request, and never takes a
+// nonce or outpoint of its own. Hold it from before ReadCreate until the
+// create returned; a waiting caller gives up when ctx ends.
+func (c *Orchestrator) LockRequest(ctx context.Context, id string) (unlock func(), err error) {
+	unlock, err = c.requests.lock(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw: waiting for another create of request %q: %w", id, err)
+	}
+	return unlock, nil
+}
+
+// CreateETH reads the ledger (ReadCreate) and creates (CreateETHFrom),
+// holding LockRequest.
+func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.Request, error) {
+	unlock, err := c.LockRequest(ctx, w.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rd, err := c.ReadCreate(ctx, w.ID, w.Wallet)
+	if err != nil {
+		return nil, err
+	}
+	return c.CreateETHFrom(ctx, rd, w)
+}
+
+// CreateETHFrom builds the unsigned transaction and commits
+// request.create, which evaluates policy and allocates the nonce; rd is
+// the ledger as a linearizable read before the call found it (ReadCreate),
+// made holding LockRequest(w.ID), which the caller holds until this
+// returns.
+// A request ID already in the ledger (rd.Existing) is returned as stored
+// (idempotency) without building anything. A denial returns the recorded
+// request and ErrDenied.
+//
+// The nonce is the lowest one from the chain's pending nonce up that the
+// ledger does not hold and no other create of this leader has in flight,
+// from the wallet's allocator (nonceAlloc: seeded from the ledger on each
+// leadership gain and after a refusal). When the ledger still refuses it
+// (ErrAllocated: another leader's allocation), the allocator is seeded
+// again and the transaction rebuilt once. The chain ID is read once and
+// the fee suggestion is at most FeeMaxAge old. For a token, the call is
+// transfer(address,uint256) to its registered contract with the chain's
+// gas estimate plus a quarter.
+func (c *Orchestrator) CreateETHFrom(ctx context.Context, rd *CreateRead, w ETHWithdrawal) (*ledger.Request, error) {
+	if c.cfg.ETH == nil {
+		return nil, errors.New("withdraw: this node has no Ethereum node configured")
+	}
+	if rd.Existing != nil {
+		return rd.Existing, decisionErr(rd.Existing)
 	}
 	info, err := c.wallet(w.Wallet)
 	if err != nil {
@@ -212,51 +290,65 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 		}
 		asset = tok.Asset()
 	}
-	chainID, err := c.cfg.ETH.ChainID(ctx)
+	chainID, err := c.chainID(ctx)
 	if err != nil {
 		return nil, err
 	}
-	nonce, err := c.cfg.ETH.Nonce(ctx, from)
+	fees, err := c.suggestFees(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for held[nonce] {
-		nonce++
+	for attempt := 0; ; attempt++ {
+		nonce, done, err := c.takeNonce(ctx, w.Wallet, from)
+		if err != nil {
+			return nil, err
+		}
+		out, err := c.commitETH(ctx, w, chain, eth.Intent{ChainID: chainID, Nonce: nonce, To: to, Asset: asset, Amount: w.Amount, GasLimit: 21000, Fees: fees}, from, amt)
+		o := nonceOutcomeOf(nonce, out, err)
+		done(o)
+		if o == nonceRefused && attempt == 0 {
+			continue // held by another leader's create since the seed: seed again
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out.Request, decisionErr(out.Request)
 	}
-	fees, err := c.cfg.ETH.SuggestFees(ctx)
-	if err != nil {
-		return nil, err
-	}
-	in := eth.Intent{ChainID: chainID, Nonce: nonce, To: to, Asset: asset, Amount: w.Amount, GasLimit: 21000, Fees: fees}
-	if asset.Token != nil {
+}
+
+// commitETH builds the transaction of in and commits its request.create.
+// An error before the commit comes with a zero Outcome.
+func (c *Orchestrator) commitETH(ctx context.Context, w ETHWithdrawal, chain chains.Chain, in eth.Intent, from common.Address, amt amount.Amount) (ledger.Outcome, error) {
+	if in.Asset.Token != nil {
 		// A token transfer's gas depends on the contract and its state,
 		// which can change before inclusion (a recipient's first tokens
 		// cost more): estimate, plus a quarter. Policy caps the resulting
 		// maximum fee.
 		probe, err := eth.NewUnsigned(in)
 		if err != nil {
-			return nil, err
+			return ledger.Outcome{}, err
 		}
 		gas, err := c.cfg.ETH.EstimateGas(ctx, from, probe)
 		if err != nil {
-			return nil, err
+			return ledger.Outcome{}, err
 		}
 		in.GasLimit = gas + gas/4
 	}
 	u, err := eth.NewUnsigned(in)
 	if err != nil {
-		return nil, err
+		return ledger.Outcome{}, err
 	}
 	parsed, err := chain.ParseUnsigned(c.cfg.Network, u.Bytes())
 	if err != nil {
-		return nil, err
+		return ledger.Outcome{}, err
 	}
 	tr := parsed.Transfer()
-	if tr.Asset != asset.Symbol || tr.To != to.Hex() || tr.Amount != amt {
-		return nil, fmt.Errorf("withdraw: built transaction pays %s %s to %s, asked %s %s to %s", tr.Amount, tr.Asset, tr.To, amt, asset.Symbol, to.Hex())
+	if tr.Asset != in.Asset.Symbol || tr.To != in.To.Hex() || tr.Amount != amt {
+		return ledger.Outcome{}, fmt.Errorf("withdraw: built transaction pays %s %s to %s, asked %s %s to %s", tr.Amount, tr.Asset, tr.To, amt, in.Asset.Symbol, in.To.Hex())
 	}
 	initiation := w.Initiation
-	r, _, err := c.cfg.Ledger.CreateRequest(ctx, c.cfg.Actor, ledger.RequestCreate{
+	nonce := in.Nonce
+	return c.cfg.Ledger.Submit(ctx, c.cfg.Actor, ledger.RequestCreate{
 		ID: w.ID,
 		Withdrawal: policy.Withdrawal{Wallet: w.Wallet, Asset: tr.Asset, Chain: chain.Name(), Network: c.cfg.Network,
 			To: tr.To, Amount: tr.Amount, MaxFee: tr.MaxFee, Note: w.Note},
@@ -266,10 +358,6 @@ func (c *Orchestrator) CreateETH(ctx context.Context, w ETHWithdrawal) (*ledger.
 		ExpiresAt:   w.ExpiresAt,
 		Initiation:  &initiation,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return r, decisionErr(r)
 }
 
 func decisionErr(r *ledger.Request) error {

@@ -43,7 +43,7 @@ lock:
   unlock_delay: 1h
 wallets:
   - name: eth-hot
-    wallets: [hot]
+    wallets: [hot, hot2]
     asset: ETH
     class: hot
     allowlist_required: false

@@ -58,7 +58,7 @@ type Ledger interface {
 	// only the leader delivers.
 	Leading() bool
 	// CatchUp returns once the replica holds every write committed before
-	// the call (a raft barrier on the leader: ledger.Store.ReadIndex). A
+	// the call (the leader's read index: ledger.Store.ReadIndex). A
 	// new leader reads the recorded progress only then, so it does not
 	// re-deliver what its predecessor recorded.
 	CatchUp(ctx context.Context) error

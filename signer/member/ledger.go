@@ -30,7 +30,7 @@ type ReadIndexFunc func(ctx context.Context) (uint64, error)
 
 // LocalLedger gives a member a linearizable read of its OWN ledger node, also
 // when that node is a follower: on the leader [ledger.Store.ReadLinearizable]
-// (a raft barrier); on a follower the leader's read index, then
+// (its read index); on a follower the leader's read index, then
 // [ledger.Store.ReadAtLeast] waits until the local FSM has applied every
 // state change up to it (raft's ReadIndex protocol). The state the member
 // then checks is its own replica's, so a leader lying about the index can
