@@ -415,7 +415,17 @@ func TestKeygenSessionBinding(t *testing.T) {
 	if bytes.Equal(pub, strayKeys[0]) {
 		t.Fatal("the recorded key is the stray session's")
 	}
-	w := h.ledgerWallet(0, "wb")
+	// Every node's replica records the session once it applied
+	// wallet.keyed (a follower may not have yet).
+	var w *ledger.Wallet
+	for i := range h.cluster.Nodes {
+		ledgertest.Poll(t, "wallet.keyed applied on every node", func() error {
+			if w = h.ledgerWallet(i, "wb"); w == nil || w.KeySession == "" {
+				return errors.New("not keyed yet")
+			}
+			return nil
+		})
+	}
 	session := *h.rec.session.Load()
 	if w.KeySession != session.String() || w.KeySession == stray.String() {
 		t.Fatalf("ledger key session %q, want the creator's %s (stray %s)", w.KeySession, session, stray)
