@@ -95,9 +95,6 @@ type (
 	}
 )
 
-// minTolerantNodes is ledger.MinTolerantNodes.
-const minTolerantNodes = 4
-
 // payloadHash is ledger.NodeSetChange.PayloadHash.
 func (c nodeSetChange) payloadHash() quorum.Hash {
 	return quorum.DomainHash("custody/node-change/v1", c)
@@ -292,8 +289,8 @@ func (st *State) changeNodes(c nodeSetChange) error {
 		if len(st.Nodes) == 1 {
 			return fmt.Errorf("removing %q would leave the node set empty", c.Node.ID)
 		}
-		if len(st.Nodes)-1 < minTolerantNodes && !c.ReducedTolerance {
-			return fmt.Errorf("removing %q leaves fewer than %d nodes without reduced_tolerance", c.Node.ID, minTolerantNodes)
+		if len(st.Nodes)-1 < pki.MinTolerantNodes && !c.ReducedTolerance {
+			return fmt.Errorf("removing %q leaves fewer than %d nodes without reduced_tolerance", c.Node.ID, pki.MinTolerantNodes)
 		}
 	default:
 		return fmt.Errorf("unknown node change kind %q", c.Kind)

@@ -33,9 +33,8 @@ type NodeSetChange struct {
 	ReducedTolerance bool           `json:"reduced_tolerance,omitempty"`
 }
 
-// MinTolerantNodes is the smallest node set that tolerates one compromised
-// node and one node down at once (CheckpointQuorum(4) = 3).
-const MinTolerantNodes = 4
+// MinTolerantNodes is pki.MinTolerantNodes.
+const MinTolerantNodes = pki.MinTolerantNodes
 
 // PayloadHash is SHA-256 of "custody/node-change/v1" 0x00 and the change's
 // JSON (fields in declaration order): admins approve the exact node ID and

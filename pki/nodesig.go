@@ -100,6 +100,12 @@ func AttestationDigest(domain string, head any) []byte {
 // would reach). 3 of 3, 3 of 4, 4 of 5, 5 of 7.
 func NodeQuorum(n int) int { return min(n, (n+3)/2) }
 
+// MinTolerantNodes is the smallest node set that tolerates one compromised
+// node and one node down at once (NodeQuorum(4) = 3): the ledger refuses a
+// removal below it unless the admins signed reduced_tolerance, and the
+// offline signer folds node changes by the same rule.
+const MinTolerantNodes = 4
+
 // VerifyQuorum checks that distinct members of nodes, at least
 // NodeQuorum(len(nodes)), signed digest; a signature that does not verify
 // is reported only when the quorum is missed. what names the statement
