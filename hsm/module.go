@@ -70,6 +70,21 @@ type login struct {
 	pinMAC []byte
 }
 
+// slotListMu serialises C_GetSlotList across the process. SoftHSM2 rescans
+// its token directory there and inserts newly initialised tokens into its
+// slot table without a lock: two concurrent listings while a token is being
+// added abort the whole process (SlotManager::insertToken's assertion;
+// found by softhsmtest TestNewTokenConcurrent in CI). Listing is rare (open,
+// provisioning), so one lock for every module costs nothing.
+var slotListMu sync.Mutex
+
+// slotList is ctx.GetSlotList under slotListMu; every listing goes through it.
+func slotList(ctx api, tokenPresent bool) ([]uint, error) {
+	slotListMu.Lock()
+	defer slotListMu.Unlock()
+	return ctx.GetSlotList(tokenPresent)
+}
+
 var (
 	modulesMu sync.Mutex
 	modules   = map[string]*module{}
