@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/custody-dev/custody/daemon"
 	"github.com/custody-dev/custody/ledger"
 	"github.com/custody-dev/custody/pki"
+	"github.com/custody-dev/custody/signer/preparams"
+	"github.com/custody-dev/custody/signer/tss/tsstest"
 )
 
 // TestClusterSignsApprovedWithdrawal: four daemons bootstrap from the
@@ -29,8 +32,33 @@ import (
 // naming the ledger (no leader). Every node's log is checked for secrets
 // when the test ends (the harness).
 func TestClusterSignsApprovedWithdrawal(t *testing.T) {
-	c := newClusterWith(t, setup{holdPreParams: true})
-	for _, id := range nodeIDs {
+	// n1 runs with a devnet pre-params cache holding two sets (its own
+	// fixtures): it is keygen-ready at once while the others wait for
+	// theirs, and returns its unused sets to the cache when it stops.
+	cache, err := preparams.OpenCache(filepath.Join(t.TempDir(), "preparams"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := tsstest.FixtureSource(0, len(nodeIDs))
+	for range 2 {
+		pp, err := gen(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.Put(pp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newClusterWith(t, setup{holdPreParams: true}, func(cfg *daemon.Config) {
+		if cfg.NodeID == "n1" {
+			cfg.TSS.PreParamsCache = cache.Dir()
+		}
+	})
+	c.waitReadiness("n1")
+	if cache.Len() != 0 {
+		t.Fatalf("n1 took %d of the 2 cached sets for its pool of 2", 2-cache.Len())
+	}
+	for _, id := range nodeIDs[1:] {
 		rd := c.waitReadiness(id, "preparams")
 		if !strings.Contains(rd.Checks["preparams"], "pre-params") {
 			t.Errorf("%s: the pre-params check says %q", id, rd.Checks["preparams"])
@@ -97,6 +125,12 @@ func TestClusterSignsApprovedWithdrawal(t *testing.T) {
 				t.Errorf("%s: the ledger check says %q", id, rd.Checks["ledger"])
 			}
 		}
+	}
+	if c.nodes["n1"].node != nil {
+		c.stop("n1")
+	}
+	if cache.Len() != 2 {
+		t.Fatalf("n1 returned %d unused sets to the cache at shutdown, want its pool of 2", cache.Len())
 	}
 }
 

@@ -361,6 +361,11 @@ type TSS struct {
 	// PreParamsPool is how many sets of tss pre-params the node keeps ready
 	// for keygens (default 2; each takes tens of seconds of CPU to make).
 	PreParamsPool int `json:"preparams_pool,omitempty" yaml:"preparams_pool,omitempty"`
+	// PreParamsCache is a directory of cached pre-params (devnet only:
+	// refused unless every chain is a local development chain). The node
+	// takes sets from it before generating its own and returns its unused
+	// sets to it at shutdown; each set is used once.
+	PreParamsCache string `json:"preparams_cache,omitempty" yaml:"preparams_cache,omitempty"`
 }
 
 // Presign configures the presignature pool (docs/presign.md).
@@ -490,7 +495,7 @@ func (c *Config) defaults() {
 
 // resolve makes relative file names relative to base.
 func (c *Config) resolve(base string) {
-	for _, p := range []*string{&c.DataDir, &c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.HSM.PINFile, &c.Genesis.File} {
+	for _, p := range []*string{&c.DataDir, &c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.HSM.PINFile, &c.Genesis.File, &c.TSS.PreParamsCache} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -612,6 +617,11 @@ func (c *Config) validate() error {
 	if c.TSS.PreParamsPool < 1 || c.TSS.PreParamsPool > 16 {
 		return fail("tss.preparams_pool", "must be 1..16")
 	}
+	if c.TSS.PreParamsCache != "" {
+		if err := c.Chains.devChainsOnly(); err != nil {
+			return fail("tss.preparams_cache", "devnet only: %v (cached pre-params sit in plain files)", err)
+		}
+	}
 	if c.Presign.PoolSize < 0 || c.Presign.PoolSize > 1024 {
 		return fail("presign.pool_size", "must be 1..1024")
 	}
@@ -637,6 +647,19 @@ func (c *Config) validate() error {
 
 // BTCNetworks are the values of chains.btc.network.
 var BTCNetworks = []string{"mainnet", "testnet3", "signet", "regtest", "simnet"}
+
+// devChainsOnly reports why the chains are not all local development
+// chains: Ethereum with the devnet chain ID (a signature for it is not valid
+// on any public network) and Bitcoin on regtest or simnet.
+func (ch *Chains) devChainsOnly() error {
+	if e := ch.ETH; e != nil && e.ChainID != DefaultEmbeddedChainID {
+		return fmt.Errorf("chains.eth.chain_id is %d, not the devnet's %d", e.ChainID, DefaultEmbeddedChainID)
+	}
+	if b := ch.BTC; b != nil && b.Network != "regtest" && b.Network != "simnet" {
+		return fmt.Errorf("chains.btc.network is %s, not regtest or simnet", b.Network)
+	}
+	return nil
+}
 
 func (ch *Chains) validate() error {
 	if e := ch.ETH; e != nil {

@@ -195,7 +195,9 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	if err := n.startRPCClient(); err != nil {
 		return nil, step("node rpc", err)
 	}
-	n.startPreParams()
+	if err := n.startPreParams(); err != nil {
+		return nil, step("tss.preparams_cache", err)
+	}
 	if err := n.openSigner(); err != nil {
 		return nil, step("signer", err)
 	}
@@ -616,16 +618,37 @@ func (n *Node) addWallet(info tss.WalletInfo) error {
 
 // startPreParams keeps pre-params ready for keygens and reshares, in the
 // background from start (never on a request path).
-func (n *Node) startPreParams() {
+func (n *Node) startPreParams() error {
 	gen := n.opts.PreParams
 	if gen == nil {
 		gen = func(ctx context.Context) (*keygen.LocalPreParams, error) {
 			return keygen.GeneratePreParamsWithContext(ctx)
 		}
 	}
+	if dir := n.cfg.TSS.PreParamsCache; dir != "" {
+		// Devnet only (config validation): sets from the cache first, the
+		// unused ones back to it at shutdown, each used once.
+		cache, err := preparams.OpenCache(dir)
+		if err != nil {
+			return err
+		}
+		n.log.Warn("tss pre-params from a devnet cache in plain files", "dir", dir, "cached", cache.Len())
+		gen = cache.Generator(gen)
+		n.closers = append(n.closers, func() error {
+			back := n.pool.Drain()
+			for _, pp := range back {
+				if err := cache.Put(pp); err != nil {
+					return fmt.Errorf("return pre-params to the cache: %w", err)
+				}
+			}
+			n.log.Info("unused tss pre-params returned to the devnet cache", "sets", len(back))
+			return nil
+		})
+	}
 	// The pool validates each set; outside a test binary it refuses the
 	// committed fixtures (preparams.Validate).
 	n.pool = preparams.NewPool(n.ctx, n.cfg.TSS.PreParamsPool, gen)
+	return nil
 }
 
 // Store is the node's ledger (tests, devnet).

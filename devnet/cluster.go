@@ -225,6 +225,7 @@ func (n *Net) initCluster(ctx context.Context) error {
 			// on a developer's machine is most of the devnet's start-up
 			// (a node refills its set after a keygen uses it).
 			c.TSS.PreParamsPool = 1
+			c.TSS.PreParamsCache = n.cfg.PreParamsCache
 			// Four nodes share a developer's cores while they make
 			// pre-params and run keygens: raft's LAN defaults (1 s) then
 			// elect new leaders mid-keygen, and every keygen that loses its

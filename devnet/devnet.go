@@ -79,6 +79,13 @@ type Config struct {
 	// defaults. custody bench raises it so the API's DoS guard is not
 	// what it measures.
 	RateLimit daemon.RateLimit
+	// PreParamsCache is a directory of cached tss pre-params the nodes take
+	// from before generating their own and return their unused sets to
+	// (tss.preparams_cache); a background process at the lowest CPU
+	// priority tops it up to PreParamsTarget sets (default
+	// DefaultPreParamsTarget). "" uses no cache.
+	PreParamsCache  string
+	PreParamsTarget int
 }
 
 // Net is a running devnet.
@@ -111,6 +118,8 @@ type Net struct {
 	rpc   *noderpc.Client
 	hint  pki.NodeID // the leader the nodes last agreed on
 	temp  bool
+	// filler stops the background pre-params filler (nil: none).
+	filler func()
 }
 
 // progress prints one provisioning line.
@@ -168,6 +177,7 @@ func Start(ctx context.Context, cfg Config) (_ *Net, err error) {
 		what string
 		do   func(context.Context) error
 	}{
+		{"tss pre-params cache", func(context.Context) error { return n.startFiller() }},
 		{"HSM tokens", n.provisionTokens},
 		{"Ethereum chain", n.startETH},
 		{"Bitcoin regtest node", n.startBTC},
@@ -197,6 +207,9 @@ func (n *Net) Stop() {
 		wg.Go(func() { p.stop(15 * time.Second) })
 	}
 	wg.Wait()
+	// After the nodes: they return their unused sets to the cache as they
+	// stop.
+	n.stopFiller()
 	n.mu.Lock()
 	if n.rpc != nil {
 		n.rpc.Close()

@@ -32,6 +32,7 @@ func newDevnetCmd() *cobra.Command {
 		ethNode string
 		geth    string
 		nodes   int
+		cache   string
 	)
 	cmd := &cobra.Command{
 		Use:   "devnet",
@@ -61,7 +62,18 @@ line carries what verifying it needs (raw transaction, and for Bitcoin the
 outputs it spends). --keep leaves the cluster running after the story and
 writes DIR/devnet.json (API URLs, CA, credential files); Ctrl-C or
 "custody devnet stop --dir DIR" stops every process the devnet started.
-Without --dir the files live in a temporary directory removed at the end.`,
+Without --dir the files live in a temporary directory removed at the end.
+
+tss pre-params (Paillier keys and safe primes: tens of seconds of CPU
+each) come from a cache, --preparams-cache (default: custody/devnet-preparams
+in the user's cache directory; "none" for none): the nodes take sets from
+it before generating their own and return their unused sets at the end,
+each set used once, and a background process at the lowest CPU priority
+tops it up to 8 sets. The first devnet on a machine makes them (a minute
+or two on two cores); the next ones start at once. "custody devnet
+preparams" fills the cache ahead of time. Nodes refuse such a cache unless
+every chain they sign for is a local development chain (the sets sit in
+plain files).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := outputFormat(cmd)
@@ -105,10 +117,13 @@ Without --dir the files live in a temporary directory removed at the end.`,
 			var progress io.Writer = cmd.ErrOrStderr()
 			if !asJSON {
 				progress = out
-				fmt.Fprintln(out, "starting the devnet (the nodes generate tss pre-params: a minute or two on two cores)")
+				fmt.Fprintln(out, "starting the devnet")
+			}
+			if cache == "none" {
+				cache = ""
 			}
 			n, err := devnet.Start(ctx, devnet.Config{Bin: self, Env: devnetEnv(), NodeEnv: devnetNodeEnv, Dir: dir, Keep: keep,
-				Nodes: nodes, Btcd: btcd, ETHNode: ethNode, Geth: geth, Progress: progress})
+				Nodes: nodes, Btcd: btcd, ETHNode: ethNode, Geth: geth, Progress: progress, PreParamsCache: cache})
 			if err != nil {
 				return err
 			}
@@ -150,7 +165,45 @@ Without --dir the files live in a temporary directory removed at the end.`,
 	cmd.Flags().StringVar(&ethNode, "eth-node", devnet.ETHEmbedded, "Ethereum node: embedded (go-ethereum's simulated backend in this process) or geth (a real geth --dev process)")
 	cmd.Flags().StringVar(&geth, "geth", "", "geth binary for --eth-node geth, which it implies (default: PATH, then .bin/geth)")
 	cmd.Flags().IntVar(&nodes, "nodes", 4, "signer nodes")
-	cmd.AddCommand(newDevnetStopCmd())
+	cmd.Flags().StringVar(&cache, "preparams-cache", devnetPreParamsCache(), `tss pre-params cache directory ("none": every node generates its own)`)
+	cmd.AddCommand(newDevnetStopCmd(), newDevnetPreParamsCmd())
+	return cmd
+}
+
+// devnetPreParamsCache is --preparams-cache's default (tests: none; their
+// nodes use committed fixtures).
+var devnetPreParamsCache = devnet.DefaultPreParamsCache
+
+func newDevnetPreParamsCmd() *cobra.Command {
+	var (
+		cache  string
+		target int
+		keep   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "preparams",
+		Short: "Fill the devnet's tss pre-params cache ahead of time",
+		Long: `Generate tss pre-params into the devnet's cache until it holds --target sets
+(each takes tens of seconds of CPU), so the next "custody devnet" starts
+without generating. With --keep it then goes on topping the cache up until
+SIGTERM (what a running devnet starts in the background, at the lowest CPU
+priority). The sets sit in plain files: only devnet nodes accept them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cache == "" || cache == "none" {
+				return errors.New("devnet preparams: --cache names no directory")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			out := cmd.OutOrStdout()
+			return devnet.FillPreParams(ctx, cache, target, keep, func(format string, a ...any) {
+				fmt.Fprintf(out, format+"\n", a...)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&cache, "cache", devnetPreParamsCache(), "the cache directory")
+	cmd.Flags().IntVar(&target, "target", devnet.DefaultPreParamsTarget, "sets to keep in the cache (1..64)")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep topping the cache up until SIGTERM")
 	return cmd
 }
 

@@ -76,6 +76,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 		if os.Getenv(devnetFixturesEnv) == "1" {
+			devnetPreParamsCache = func() string { return "" }
 			devnetEnv = func() []string { return []string{execEnv + "=1"} }
 			devnetNodeEnv = func(i, n int) []string { return []string{fmt.Sprintf("%s=%d/%d", preparamsSlotEnv, i, n)} }
 		}

@@ -90,6 +90,20 @@ func (p *Pool) Wait(ctx context.Context) (*keygen.LocalPreParams, error) {
 	}
 }
 
+// Drain takes every set ready now without waiting (a node returning its
+// unused sets to a devnet Cache at shutdown).
+func (p *Pool) Drain() []*keygen.LocalPreParams {
+	var out []*keygen.LocalPreParams
+	for {
+		select {
+		case pp := <-p.ready:
+			out = append(out, pp)
+		default:
+			return out
+		}
+	}
+}
+
 // Len reports how many pre-params are ready.
 func (p *Pool) Len() int { return len(p.ready) }
 

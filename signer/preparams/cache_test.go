@@ -1,0 +1,180 @@
+package preparams
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
+)
+
+func TestCacheEachSetOnce(t *testing.T) {
+	fx, err := LoadFixtures(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Take(); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("empty cache: %v", err)
+	}
+	for _, pp := range fx[:4] {
+		if err := c.Put(pp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Len() != 4 {
+		t.Fatalf("Len %d after 4 puts", c.Len())
+	}
+	entries, err := os.ReadDir(c.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, want 0600", e.Name(), info.Mode().Perm())
+		}
+	}
+	// Eight takers race for four sets: each set goes to exactly one.
+	var (
+		mu   sync.Mutex
+		got  = map[string]int{}
+		wg   sync.WaitGroup
+		errs int
+	)
+	for range 8 {
+		wg.Go(func() {
+			pp, err := c.Take()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				return
+			}
+			got[Fingerprint(pp.PaillierSK.N)]++
+		})
+	}
+	wg.Wait()
+	if len(got) != 4 || errs != 4 {
+		t.Fatalf("4 sets handed out as %v with %d empty answers", got, errs)
+	}
+	for fp, n := range got {
+		if n != 1 {
+			t.Fatalf("set %s handed out %d times", fp[:8], n)
+		}
+	}
+	if left, _ := os.ReadDir(c.Dir()); len(left) != 0 {
+		t.Fatalf("files left after every set was taken: %d", len(left))
+	}
+}
+
+func TestCacheSkipsBadFiles(t *testing.T) {
+	fx, err := LoadFixtures(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sorted before any random name: taken (and dropped) first.
+	for name, body := range map[string]string{
+		"0-garbage" + cacheExt:  "{not json",
+		"0-nomarker" + cacheExt: `{"marker":"prod","preparams":{}}`,
+		"0-invalid" + cacheExt:  `{"marker":"` + CacheMarker + `","preparams":{}}`,
+	} {
+		if err := os.WriteFile(filepath.Join(c.Dir(), name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Put(fx[0]); err != nil {
+		t.Fatal(err)
+	}
+	pp, err := c.Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Fingerprint(pp.PaillierSK.N) != Fingerprint(fx[0].PaillierSK.N) {
+		t.Fatal("Take returned another set than the one valid file")
+	}
+	if left, _ := os.ReadDir(c.Dir()); len(left) != 0 {
+		names := []string{}
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("bad files not removed: %s", strings.Join(names, ", "))
+	}
+	if err := c.Put(&keygen.LocalPreParams{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Put of an invalid set: %v", err)
+	}
+}
+
+func TestCacheGeneratorFallsBack(t *testing.T) {
+	fx, err := LoadFixtures(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(fx[1]); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	gen := c.Generator(func(context.Context) (*keygen.LocalPreParams, error) {
+		calls++
+		return fx[2], nil
+	})
+	a, err := gen(t.Context())
+	if err != nil || calls != 0 || Fingerprint(a.PaillierSK.N) != Fingerprint(fx[1].PaillierSK.N) {
+		t.Fatalf("first set not from the cache: calls %d, err %v", calls, err)
+	}
+	b, err := gen(t.Context())
+	if err != nil || calls != 1 || Fingerprint(b.PaillierSK.N) != Fingerprint(fx[2].PaillierSK.N) {
+		t.Fatalf("empty cache did not fall back to generating: calls %d, err %v", calls, err)
+	}
+}
+
+func TestPoolDrain(t *testing.T) {
+	fx, err := LoadFixtures(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	i := 0
+	p := NewPool(ctx, 2, func(context.Context) (*keygen.LocalPreParams, error) {
+		i++
+		return fx[i%len(fx)], nil
+	})
+	waitLen(t, p, 2)
+	cancel()
+	if got := p.Drain(); len(got) != 2 {
+		t.Fatalf("Drain returned %d sets, want 2", len(got))
+	}
+	if p.Len() != 0 {
+		t.Fatalf("Len %d after Drain", p.Len())
+	}
+}
+
+func waitLen(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for p.Len() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool holds %d sets, want %d", p.Len(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
