@@ -58,6 +58,13 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if !n.store.IsLeader() || n.draining() || n.store.Halted() != nil {
 			continue
 		}
+		// A compromised former leader may have added a raft voter outside
+		// the node set (raft's own configuration change; docs/trust.md):
+		// every honest leader removes it.
+		if stray := n.store.StrayVoters(); len(stray) > 0 {
+			removed, err := n.store.PruneVoters(ctx)
+			n.log.Warn("raft voters outside the node set", "stray", stray, "removed", removed, "err", err)
+		}
 		if err := n.leaderPass(ctx, lt); err != nil && ctx.Err() == nil {
 			n.log.Warn("leader pass", "err", err)
 		}

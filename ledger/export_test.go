@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Exported for the ledger's external tests only.
@@ -108,4 +110,10 @@ func (s *Store) SettledHash(t testing.TB) [32]byte {
 func (s *Store) Barrier(ctx context.Context) error {
 	_, err := s.barrierIndex(ctx, s.raft.CurrentTerm())
 	return err
+}
+
+// AddVoterRaw adds a raft voter through raft alone, as a compromised leader
+// can (no node-set check).
+func (s *Store) AddVoterRaw(id, addr string) error {
+	return s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout).Error()
 }

@@ -205,3 +205,35 @@ func TestJoinNeedsNodeSet(t *testing.T) {
 		t.Fatalf("join after the removal: %v, want ErrNotInNodeSet", err)
 	}
 }
+
+// TestPruneVoters: a compromised leader adds a raft voter outside the node
+// set through raft itself (followers do not check configuration entries);
+// the next honest leader's PruneVoters removes it and nothing else, and a
+// second pass removes nothing.
+func TestPruneVoters(t *testing.T) {
+	c := newCluster(t, 3)
+	seed(c)
+	ctx := context.Background()
+	c.OnLeader(func(l *Store) error { return l.AddVoterRaw("evil", "127.0.0.1:1") })
+	var l *Store
+	c.OnLeader(func(s *Store) error { l = s; return nil })
+	if got := l.StrayVoters(); !slices.Equal(got, []pki.NodeID{"evil"}) {
+		t.Fatalf("stray voters after the raw add: %v", got)
+	}
+	removed, err := l.PruneVoters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []pki.NodeID{"evil"}) {
+		t.Fatalf("pruned %v, want [evil]", removed)
+	}
+	if got := voters(c, c.Nodes[0]); !slices.Equal(got, []pki.NodeID{"n1", "n2", "n3"}) {
+		t.Fatalf("voters after pruning: %v", got)
+	}
+	if removed, err := l.PruneVoters(ctx); err != nil || len(removed) != 0 {
+		t.Fatalf("second pass: removed %v, err %v", removed, err)
+	}
+	if got := l.StrayVoters(); len(got) != 0 {
+		t.Fatalf("stray voters after pruning: %v", got)
+	}
+}

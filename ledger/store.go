@@ -419,6 +419,80 @@ func (s *Store) Remove(ctx context.Context, id pki.NodeID) error {
 	return err
 }
 
+// PruneVoters removes (on the leader) every raft voter that is not in the
+// node set and returns their IDs. Followers do not check raft's own
+// configuration entries, so a compromised leader can add a voter of its
+// own choosing; honest nodes refuse its connections (raft, tss and the node
+// RPC are gated by the node set), so such a voter only lowers how many
+// failures the cluster survives. Every honest leader calls this (the
+// daemon's leader loop), so the stray voter goes with the first honest
+// leadership. The node set is read linearizably: a node the admins just
+// added is never pruned on a stale replica. No node set (no genesis
+// anywhere): nothing to compare with, nothing removed.
+func (s *Store) PruneVoters(ctx context.Context) ([]pki.NodeID, error) {
+	s.voters.Lock()
+	defer s.voters.Unlock()
+	servers, err := s.servers()
+	if err != nil {
+		return nil, err
+	}
+	var set map[pki.NodeID]bool
+	if err := s.ReadLinearizable(ctx, func(st *State) error {
+		nodes := s.fsm.trustedNodes(st)
+		if nodes != nil {
+			set = make(map[pki.NodeID]bool, len(nodes))
+			for id := range nodes {
+				set[id] = true
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if set == nil {
+		return nil, nil
+	}
+	var removed []pki.NodeID
+	for _, srv := range servers {
+		id := pki.NodeID(srv.ID)
+		if set[id] {
+			continue
+		}
+		if err := s.raft.RemoveServer(srv.ID, 0, s.cfg.ApplyTimeout).Error(); err != nil {
+			return removed, s.mapErr(err)
+		}
+		removed = append(removed, id)
+		if _, err := s.Submit(ctx, string(s.cfg.NodeID), VoterRemove{ID: id}); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// StrayVoters lists the raft voters this node knows of that are not in
+// its replica's node set (cheap, local: the leader loop calls PruneVoters
+// only when this finds one).
+func (s *Store) StrayVoters() []pki.NodeID {
+	cf := s.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return nil
+	}
+	var stray []pki.NodeID
+	_ = s.ReadLocal(func(st *State) error {
+		nodes := s.fsm.trustedNodes(st)
+		if nodes == nil {
+			return nil
+		}
+		for _, srv := range cf.Configuration().Servers {
+			if nodes[pki.NodeID(srv.ID)] == nil {
+				stray = append(stray, pki.NodeID(srv.ID))
+			}
+		}
+		return nil
+	})
+	return stray
+}
+
 // RaftStats returns hashicorp/raft's counters (last_snapshot_index,
 // commit_index, ...), for metrics and tests.
 func (s *Store) RaftStats() map[string]string { return s.raft.Stats() }
