@@ -344,6 +344,9 @@ func (n *Net) StartNode(id pki.NodeID, i int) error {
 		cmd.Env = append(cmd.Env, n.cfg.NodeEnv(i, len(n.Nodes))...)
 	}
 	cmd.Stdout, cmd.Stderr = lf, lf
+	// A devnet killed outright (a test timeout, kill -9) takes its nodes
+	// with it instead of leaving them spinning; a normal stop drains them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return fmt.Errorf("start %s: %w", id, err)

@@ -100,7 +100,7 @@ func (n *Net) startFiller() error {
 	cmd := exec.Command(n.cfg.Bin, "devnet", "preparams", "--cache", cache.Dir(), "--target", strconv.Itoa(target), "--keep")
 	cmd.Env = n.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/btcsuite/btcd/rpcclient"
@@ -100,6 +101,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		"--nolisten", "--txindex", "--addrindex", "--miningaddr", cfg.MiningAddr)
 	n.cmd.Env = append(os.Environ(), "HOME="+cfg.Dir)
 	n.cmd.Stdout, n.cmd.Stderr = n.logf, n.logf
+	// btcd dies with the process that started it, even one killed outright.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
 		n.logf.Close()
 		return nil, fmt.Errorf("btcdproc: start %s: %w", cfg.Bin, err)

@@ -117,6 +117,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		"--ipcdisable", "--nodiscover", "--maxpeers", "0", "--cache", "128")
 	n.cmd.Env = append(os.Environ(), "HOME="+cfg.Dir)
 	n.cmd.Stdout, n.cmd.Stderr = n.logf, n.logf
+	// geth dies with the process that started it, even one killed outright.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
 		n.logf.Close()
 		return nil, fmt.Errorf("gethproc: start %s: %w", cfg.Bin, err)
