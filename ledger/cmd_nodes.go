@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/custody-dev/custody/pki"
 	"github.com/custody-dev/custody/quorum"
@@ -103,6 +105,37 @@ func (p NodeChange) apply(t *txn) (applyOut, error) {
 	} else {
 		t.removeNode(c.Node.ID)
 	}
+	t.reattestClaims()
 	t.recordChange(c.ID)
 	return changed(string(c.Kind) + ":" + string(c.Node.ID))
+}
+
+// reattestClaims recounts every open claim's attestations against the node
+// set this change leaves. Members verify a claim's attestations against
+// the current node set before they sign (Request.VerifyAttestation), so a
+// claim latched Attested under a smaller set (adding a node can raise the
+// quorum: 4 → 5 nodes, 3 → 4 signatures) would be refused by every member
+// until it timed out; un-latched, the nodes attest it again (new members
+// too) and it signs. A removal can complete a quorum of the remaining
+// members. Exports are not recounted: the offline signer checks their
+// attestations against the node set at the bundle's governance head.
+func (t *txn) reattestClaims() {
+	nodes := t.nodeSet()
+	need := CheckpointQuorum(len(nodes))
+	for _, id := range slices.Sorted(maps.Keys(t.st.Requests)) {
+		if cur := t.st.Requests[id]; cur.Status != StatusClaimed || cur.Claim == nil || cur.Claim.AuditHead == "" {
+			continue
+		}
+		r := t.request(id)
+		valid := 0
+		for _, s := range r.Claim.Attestations {
+			if nodes[s.Node] != nil {
+				valid++
+			}
+		}
+		if attested := valid >= need; attested != r.Claim.Attested {
+			r.Claim.Attested = attested
+			t.putRequest(r)
+		}
+	}
 }

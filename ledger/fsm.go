@@ -27,6 +27,9 @@ type applyResult struct {
 	exported string
 	// released is set when the entry freed an ETH nonce.
 	released bool
+	// nodesChanged is set when the entry changed the node set (open claims
+	// were recounted and may need this node's attestation again).
+	nodesChanged bool
 }
 
 // FSM is the ledger's raft state machine. Apply is deterministic: the only
@@ -271,7 +274,10 @@ func (f *FSM) applyOneLocked(l *raft.Log) any {
 	if res.released {
 		f.nonceReleases.Add(1)
 	}
-	if (res.reached != nil || res.claimed != "" || res.exported != "") && f.onCheckpoint != nil {
+	if res.nodesChanged {
+		f.rescan = true // claims un-latched by the recount (reattestClaims)
+	}
+	if (res.reached != nil || res.claimed != "" || res.exported != "" || res.nodesChanged) && f.onCheckpoint != nil {
 		f.onCheckpoint()
 	}
 	return res
@@ -336,6 +342,9 @@ func (f *FSM) applyEntry(st *State, cps *checkpoints, l *raft.Log) (res *applyRe
 		}
 		if c, ok := cmd.(*ColdExport); ok {
 			res.exported = c.RequestID
+		}
+		if _, ok := cmd.(*NodeChange); ok {
+			res.nodesChanged = true
 		}
 		// A checkpoint signature never reaches a checkpoint itself: else
 		// each certification (a state change) could start the next one.

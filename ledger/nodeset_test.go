@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -235,5 +236,55 @@ func TestPruneVoters(t *testing.T) {
 	}
 	if got := l.StrayVoters(); len(got) != 0 {
 		t.Fatalf("stray voters after pruning: %v", got)
+	}
+}
+
+// TestFSMNodeChangeRecountsClaims: a claim attested by 3 of 3 nodes stays
+// attested when a fourth joins (3 of 4 is a quorum) and is un-latched when
+// a fifth raises the quorum to 4, so members (who verify against the
+// current set) are not left refusing a claim the ledger calls attested;
+// one more attestation, by a new node, attests it again.
+func TestFSMNodeChangeRecountsClaims(t *testing.T) {
+	h := newHarness(t)
+	r := h.approved("r1", 1)
+	h.must("n1", h.claimCmd(r.ID))
+	cluster, genesis := h.pinned()
+	attest := func(node pki.NodeID) {
+		t.Helper()
+		head := h.req(r.ID).ClaimHead(cluster, genesis)
+		sig, err := SignCheckpoint(head, node, ledgertest.NodeKey(node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.apply(string(node), CheckpointSign{Request: r.ID, Index: head.Index, AuditSeq: head.AuditSeq, AuditHead: head.AuditHead, Sig: sig}); err != nil {
+			t.Fatalf("%s's attestation: %v", node, err)
+		}
+	}
+	nodes := func() map[pki.NodeID]*Node {
+		var m map[pki.NodeID]*Node
+		_ = h.f.Read(func(st *State) error { m = maps.Clone(st.Nodes); return nil })
+		return m
+	}
+	for _, n := range ledgertest.GenesisNodes {
+		attest(n)
+	}
+	if err := h.req(r.ID).VerifyAttestation(cluster, genesis, nodes()); err != nil {
+		t.Fatalf("3 of 3: %v", err)
+	}
+	exp := h.now.Add(time.Hour)
+	h.must("api", nodeChange(t, "add-n4", NodeAdd, ledgertest.Nodes("n4")[0], exp, alice, carol))
+	if got := h.req(r.ID); !got.Claim.Attested || got.VerifyAttestation(cluster, genesis, nodes()) != nil {
+		t.Fatal("3 of 4 attestations no longer attest the claim")
+	}
+	h.must("api", nodeChange(t, "add-n5", NodeAdd, ledgertest.Nodes("n5")[0], exp, alice, carol))
+	if got := h.req(r.ID); got.Claim.Attested {
+		t.Fatal("3 of 5 attestations still latched as attested (the quorum is 4)")
+	}
+	if err := h.req(r.ID).VerifyAttestation(cluster, genesis, nodes()); !errors.Is(err, ErrCheckpoint) {
+		t.Fatalf("members' check of 3 of 5: %v", err)
+	}
+	attest("n5")
+	if err := h.req(r.ID).VerifyAttestation(cluster, genesis, nodes()); err != nil {
+		t.Fatalf("4 of 5 after n5 attested: %v", err)
 	}
 }
