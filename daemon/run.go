@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
@@ -83,13 +84,16 @@ type Node struct {
 	wm      *watermark.Store
 	seen    *member.Seen
 	member  *member.Member
-	chains  map[string]chains.Chain
-	eth     eth.RPC
-	btc     *btc.Client
-	pool    *preparams.Pool
-	orch    *withdraw.Orchestrator
-	peers   *rpcPeers
-	metrics *nodeMetrics
+	// memberReady is member once it runs (the ledger's export check reads
+	// it from the checkpoint loop).
+	memberReady atomic.Pointer[member.Member]
+	chains      map[string]chains.Chain
+	eth         eth.RPC
+	btc         *btc.Client
+	pool        *preparams.Pool
+	orch        *withdraw.Orchestrator
+	peers       *rpcPeers
+	metrics     *nodeMetrics
 
 	ctx       context.Context // the node's lifetime (background loops)
 	cancel    context.CancelFunc
@@ -383,6 +387,16 @@ func (n *Node) openLedger(g *ledger.Genesis, signer crypto.Signer) error {
 		HeartbeatTimeout: time.Duration(n.cfg.Ledger.HeartbeatTimeout), ElectionTimeout: time.Duration(n.cfg.Ledger.ElectionTimeout),
 		LeaderLeaseTimeout: time.Duration(n.cfg.Ledger.LeaderLeaseTimeout), ApplyTimeout: time.Duration(n.cfg.Ledger.ApplyTimeout),
 		Clock: n.now, Genesis: g, CheckpointSigner: signer, Forward: n.peers.forward,
+		// A cold export is attested only once this node's member allows
+		// it by its own first-seen times and clock: the offline signer
+		// sees only the leader's governance times (docs/trust.md).
+		ExportCheck: func(st *ledger.State, r *ledger.Request) error {
+			m := n.memberReady.Load()
+			if m == nil {
+				return errors.New("the member has not started yet")
+			}
+			return m.PolicyReady(st, r, n.now())
+		},
 	}
 	if n.opts.Tune != nil {
 		n.opts.Tune(&lc)
@@ -434,6 +448,7 @@ func (n *Node) openSigner() error {
 	if err != nil {
 		return err
 	}
+	n.memberReady.Store(n.member)
 	keygenMembers := []withdraw.KeygenMember{n.member}
 	for _, p := range n.cfg.Peers {
 		keygenMembers = append(keygenMembers, n.peers.client.Load().Member(p.ID))

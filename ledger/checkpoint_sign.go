@@ -167,6 +167,15 @@ func (s *Store) attestClaims() {
 			r := st.Requests[id]
 			switch {
 			case r != nil && r.Status == StatusExported && r.Export != nil && !r.Export.Attested && !slices.ContainsFunc(r.Export.Attestations, mine):
+				if check := s.cfg.ExportCheck; check != nil {
+					if err := check(st, r); err != nil {
+						if !s.exportHeld[id] {
+							s.exportHeld[id] = true
+							s.log.Info("ledger: cold export not attested yet: this node's own check refuses it", "request", id, "err", err)
+						}
+						continue // stays in toAttest: retried
+					}
+				}
 				h := r.ExportHead(st.Registry.ClusterID, st.GenesisHash)
 				jobs = append(jobs, job{id: id, export: &h})
 			case r != nil && r.Claim != nil && !r.Claim.Attested && r.Claim.AuditHead != "" && !slices.ContainsFunc(r.Claim.Attestations, mine):

@@ -96,6 +96,14 @@ type Config struct {
 	// node RPC in the daemon). Nil: a node submits its signatures only
 	// while it leads, and a checkpoint waits for a quorum of leaders.
 	Forward func(ctx context.Context, cmd Command) error
+	// ExportCheck, if set, must pass before this node attests a cold
+	// export (genesis.ExportHead): the daemon checks the request against
+	// the rules by this node's own first-seen times and clock
+	// (member.PolicyReady), the check the offline signer cannot make. A
+	// refusal is retried with the attestation loop (every 500 ms) and
+	// logged once per request. Called under the FSM's lock: it must not
+	// call back into the Store.
+	ExportCheck func(st *State, r *Request) error
 
 	// WrapTransport, if set, wraps the raft transport. It exists for fault
 	// injection in tests (partitions); production leaves it nil.
@@ -133,6 +141,9 @@ type Store struct {
 	cpWake chan struct{}
 	cpStop chan struct{}
 	cpDone chan struct{}
+	// exportHeld are exports Config.ExportCheck refused (logged once);
+	// only the checkpoint loop touches it.
+	exportHeld map[string]bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -211,7 +222,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := checkSigner(cfg); err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{}),
+	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{}), exportHeld: map[string]bool{},
 		protocol: rc.ProtocolVersion}
 	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis)
 	s.fsm.onCheckpoint = s.checkpointReached
