@@ -103,6 +103,7 @@ func serveWith(t *testing.T, svc rest.Service, limit rest.RateLimit) *testServer
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = rest.ServerTLS(node, ts.clock.Now)
+	srv.Config.ConnContext = rest.ConnContext // as NewServer has it
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	ts.url = srv.URL
