@@ -16,7 +16,7 @@ import (
 
 // serveServer runs the API as the daemon does: rest.NewServer (its
 // ConnContext, HTTP/2 offered by ServeTLS) on a loopback listener.
-func serveServer(t *testing.T, svc rest.Service) *testServer {
+func serveServer(t testing.TB, svc rest.Service) *testServer {
 	t.Helper()
 	ca, err := pki.NewCA("rest-test", time.Now(), time.Hour)
 	if err != nil {
