@@ -218,3 +218,49 @@ func TestVerifyPeerAtTheGivenClock(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyPeerWindow: the window a verification holds for is the
+// intersection of the chain's validities, the CA's included (a leaf
+// outliving its CA holds only until the CA's NotAfter), both ends
+// included; at any time in it VerifyPeerAt finds the same peer, at any
+// time outside it none; a refused verification has no window.
+func TestVerifyPeerWindow(t *testing.T) {
+	ca := mustCA(t, "cluster") // NotBefore now-1h, NotAfter now+1h
+	issued := time.Now().Add(30 * time.Minute)
+	c, _, err := ca.Issue(RoleOperator, "alice", issued, time.Hour) // NotBefore now-30m, NotAfter now+1h30m
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(c)
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	v, err := VerifyPeerWindow(cs, ca.Pool(), time.Now(), RoleOperator)
+	if err != nil || v.Peer.ID != "alice" || v.Peer.Role != RoleOperator {
+		t.Fatalf("%+v, %v", v, err)
+	}
+	if !v.NotBefore.Equal(leaf.NotBefore) || !v.NotAfter.Equal(ca.Cert.NotAfter) {
+		t.Fatalf("window %v..%v, want the leaf's NotBefore %v and the CA's NotAfter %v", v.NotBefore, v.NotAfter, leaf.NotBefore, ca.Cert.NotAfter)
+	}
+	for _, at := range []time.Time{v.NotBefore, v.NotAfter, v.NotBefore.Add(time.Minute)} {
+		if !v.HoldsAt(at) {
+			t.Errorf("does not hold at %v", at)
+		}
+		if p, err := VerifyPeerAt(cs, ca.Pool(), at, RoleOperator); err != nil || p != v.Peer {
+			t.Errorf("at %v, within the window: %+v, %v", at, p, err)
+		}
+	}
+	for _, at := range []time.Time{v.NotBefore.Add(-time.Second), v.NotAfter.Add(time.Second), {}} {
+		if v.HoldsAt(at) {
+			t.Errorf("holds at %v", at)
+		}
+		if _, err := VerifyPeerAt(cs, ca.Pool(), at, RoleOperator); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("at %v, outside the window: %v", at, err)
+		}
+	}
+	if v, err := VerifyPeerWindow(cs, ca.Pool(), time.Now(), RoleBackend); err == nil || v != (Verification{}) {
+		t.Fatalf("refused, yet %+v, %v", v, err)
+	}
+}

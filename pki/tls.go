@@ -60,11 +60,58 @@ func VerifyPeer(cs tls.ConnectionState, ca *x509.CertPool, want ...Role) (Peer, 
 // on the node's own clock (the HTTPS API) refuses a certificate that is
 // expired or not yet valid by that clock.
 func VerifyPeerAt(cs tls.ConnectionState, ca *x509.CertPool, now time.Time, want ...Role) (Peer, error) {
+	v, err := VerifyPeerWindow(cs, ca, now, want...)
+	return v.Peer, err
+}
+
+// Verification is a successful [VerifyPeerAt] and the times it holds for.
+type Verification struct {
+	// Peer is the authenticated peer.
+	Peer Peer
+	// NotBefore and NotAfter are the latest NotBefore and the earliest
+	// NotAfter of the certificates of the chain that verified, the CA's
+	// included: at any time in between that chain verifies again, and
+	// nothing else VerifyPeerAt checks depends on the time, so it would
+	// find the same Peer for the same certificates and pool.
+	NotBefore, NotAfter time.Time
+}
+
+// HoldsAt reports whether now is within v's validity window (both ends
+// included, as x509 has them). A clock set back before NotBefore is
+// outside it, as one past NotAfter.
+func (v Verification) HoldsAt(now time.Time) bool {
+	return !now.IsZero() && !now.Before(v.NotBefore) && !now.After(v.NotAfter)
+}
+
+// VerifyPeerWindow is [VerifyPeerAt] that also returns the window of
+// times its verdict holds for: a caller that sees the same certificates
+// again (a request on the same TLS connection) may reuse the verdict
+// while its clock is in the window, instead of verifying the chain again.
+func VerifyPeerWindow(cs tls.ConnectionState, ca *x509.CertPool, now time.Time, want ...Role) (Verification, error) {
+	p, chain, err := verifyPeerAt(cs, ca, now, want)
+	if err != nil {
+		return Verification{}, err
+	}
+	v := Verification{Peer: p, NotBefore: chain[0].NotBefore, NotAfter: chain[0].NotAfter}
+	for _, c := range chain[1:] {
+		if c.NotBefore.After(v.NotBefore) {
+			v.NotBefore = c.NotBefore
+		}
+		if c.NotAfter.Before(v.NotAfter) {
+			v.NotAfter = c.NotAfter
+		}
+	}
+	return v, nil
+}
+
+// verifyPeerAt is VerifyPeerAt returning the chain that verified (leaf
+// first, the CA's certificate last).
+func verifyPeerAt(cs tls.ConnectionState, ca *x509.CertPool, now time.Time, want []Role) (Peer, []*x509.Certificate, error) {
 	if now.IsZero() {
-		return Peer{}, fmt.Errorf("%w: no time to verify the certificate at", ErrUnauthenticated)
+		return Peer{}, nil, fmt.Errorf("%w: no time to verify the certificate at", ErrUnauthenticated)
 	}
 	if len(cs.PeerCertificates) == 0 {
-		return Peer{}, fmt.Errorf("%w: no certificate", ErrUnauthenticated)
+		return Peer{}, nil, fmt.Errorf("%w: no certificate", ErrUnauthenticated)
 	}
 	leaf := cs.PeerCertificates[0]
 	inter := x509.NewCertPool()
@@ -74,18 +121,19 @@ func VerifyPeerAt(cs tls.ConnectionState, ca *x509.CertPool, now time.Time, want
 	// Any usage passes the chain check; the usages each role needs are
 	// checked below.
 	opts := x509.VerifyOptions{Roots: ca, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
-	if _, err := leaf.Verify(opts); err != nil {
-		return Peer{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	chains, err := leaf.Verify(opts)
+	if err != nil {
+		return Peer{}, nil, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
 	if len(leaf.Subject.OrganizationalUnit) != 1 || !Role(leaf.Subject.OrganizationalUnit[0]).valid() {
-		return Peer{}, fmt.Errorf("%w: certificate has no single custody role (OU %q)", ErrUnauthenticated, leaf.Subject.OrganizationalUnit)
+		return Peer{}, nil, fmt.Errorf("%w: certificate has no single custody role (OU %q)", ErrUnauthenticated, leaf.Subject.OrganizationalUnit)
 	}
 	p := Peer{ID: leaf.Subject.CommonName, Role: Role(leaf.Subject.OrganizationalUnit[0]), KeyFingerprint: KeyFingerprint(leaf)}
 	if p.ID == "" {
-		return Peer{}, fmt.Errorf("%w: certificate has no ID", ErrUnauthenticated)
+		return Peer{}, nil, fmt.Errorf("%w: certificate has no ID", ErrUnauthenticated)
 	}
 	if len(want) > 0 && !slices.Contains(want, p.Role) {
-		return Peer{}, fmt.Errorf("%w: %s certificate where %v is required", ErrUnauthenticated, p, want)
+		return Peer{}, nil, fmt.Errorf("%w: %s certificate where %v is required", ErrUnauthenticated, p, want)
 	}
 	need := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	if p.Role == RoleNode {
@@ -93,10 +141,13 @@ func VerifyPeerAt(cs tls.ConnectionState, ca *x509.CertPool, now time.Time, want
 	}
 	for _, u := range need {
 		if !slices.Contains(leaf.ExtKeyUsage, u) {
-			return Peer{}, fmt.Errorf("%w: %s certificate lacks the extended key usages of its role", ErrUnauthenticated, p)
+			return Peer{}, nil, fmt.Errorf("%w: %s certificate lacks the extended key usages of its role", ErrUnauthenticated, p)
 		}
 	}
-	return p, nil
+	// Verify returns at least one chain when it succeeds; the first
+	// bounds the window (any chain valid now would do: each is valid
+	// throughout its own window).
+	return p, chains[0], nil
 }
 
 func (id Identity) check(cs tls.ConnectionState, role Role, auth Authorizer) error {

@@ -31,7 +31,10 @@
 // replica (a principal suspended by a signed change is refused at its
 // next request), spends one token of the principal's rate limit
 // ([RateLimit]; 429 when empty), and checks the endpoint's roles
-// ([Routes]: the endpoint × role table of docs/api.md, as data). A create
+// ([Routes]: the endpoint × role table of docs/api.md, as data). The
+// chain's verification is kept per TLS connection ([ConnContext]) while
+// the node's clock is within the chain's validity; the other checks run
+// on every request (conn.go says why that is sound). A create
 // carries the principal's own signed initiation (quorum.Initiate over
 // policy.Withdrawal.IntentHash, the note included); the handler refuses
 // one whose signing device is not the principal's, and the ledger verifies

@@ -42,7 +42,7 @@ var (
 
 // newLedger is a real one-node ledger whose genesis enrolls alice and bob
 // (admins) and the backend principals backend and backend-2.
-func newLedger(t *testing.T) *ledger.Store {
+func newLedger(t testing.TB) *ledger.Store {
 	t.Helper()
 	g := ledgertest.GenesisFor([]pki.NodeID{"n1"}, testCluster, 2, testRules, alice, bob, backend, backend2)
 	c := ledgertest.New(t, 1, func(cfg *ledger.Config) { cfg.Genesis = &g })
@@ -83,13 +83,13 @@ func (s service) Balances(context.Context, *ledger.Wallet, string) []rest.Balanc
 // testServer is the API over a service with real mTLS, the node's clock a
 // test clock.
 type testServer struct {
-	t     *testing.T
+	t     testing.TB
 	ca    *pki.CA
 	url   string
 	clock *ledgertest.Clock
 }
 
-func serveWith(t *testing.T, svc rest.Service, limit rest.RateLimit) *testServer {
+func serveWith(t testing.TB, svc rest.Service, limit rest.RateLimit) *testServer {
 	t.Helper()
 	ca, err := pki.NewCA("rest-test", time.Now(), time.Hour)
 	if err != nil {
@@ -103,6 +103,7 @@ func serveWith(t *testing.T, svc rest.Service, limit rest.RateLimit) *testServer
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = rest.ServerTLS(node, ts.clock.Now)
+	srv.Config.ConnContext = rest.ConnContext // as NewServer has it
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	ts.url = srv.URL

@@ -176,11 +176,13 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	return mux, nil
 }
 
-// verifyPeer is pki.VerifyPeer with the roles the listener admits:
-// backend and operator (the operator API shares the listener); each
-// endpoint checks its role.
+// listenerRoles are the roles the listener admits: backend and operator
+// (the operator API shares the listener); each endpoint checks its role.
+var listenerRoles = []pki.Role{pki.RoleBackend, pki.RoleOperator}
+
+// verifyPeer is pki.VerifyPeerAt with listenerRoles.
 func verifyPeer(cs tls.ConnectionState, ca *x509.CertPool, now time.Time) (pki.Peer, error) {
-	return pki.VerifyPeerAt(cs, ca, now, pki.RoleBackend, pki.RoleOperator)
+	return pki.VerifyPeerAt(cs, ca, now, listenerRoles...)
 }
 
 // ServerTLS is the listener's TLS: TLS 1.3, the node's certificate, and a
@@ -206,8 +208,8 @@ func ServerTLS(id pki.Identity, now func() time.Time) *tls.Config {
 	}
 }
 
-// NewServer returns an http.Server for the API: the handler, ServerTLS
-// and timeouts. Serve it with srv.ServeTLS(listener, "", "").
+// NewServer returns an http.Server for the API: the handler, ServerTLS,
+// [ConnContext] and timeouts. Serve it with srv.ServeTLS(listener, "", "").
 func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 	if err := id.Valid(); err != nil {
 		return nil, fmt.Errorf("api: identity: %w", err)
@@ -226,6 +228,7 @@ func NewServer(id pki.Identity, cfg Config) (*http.Server, error) {
 	return &http.Server{
 		Handler:           h,
 		TLSConfig:         ServerTLS(id, cfg.Now),
+		ConnContext:       ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -291,14 +294,16 @@ func (s *server) endpoint(roles []pki.Role, h handlerFunc) http.Handler {
 
 // authenticate checks the TLS peer on every request, an open keep-alive
 // connection's included: a certificate of the cluster CA valid by the
-// node's clock; its principal an active registry entry of this node's
-// replica, of the certificate's kind (a suspended principal is refused at
-// its next request); within its rate limit; of one of roles.
+// node's clock (the chain verified once per connection while the clock
+// stays within its validity, conn.go); its principal an active registry
+// entry of this node's replica, of the certificate's kind (a suspended
+// principal is refused at its next request); within its rate limit; of
+// one of roles.
 func (s *server) authenticate(r *http.Request, roles []pki.Role) (pki.Peer, error) {
 	if r.TLS == nil {
 		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: TLS with a client certificate is required")
 	}
-	p, err := verifyPeer(*r.TLS, s.cfg.CA, s.cfg.Now())
+	p, err := s.verifyRequest(r)
 	if err != nil {
 		return pki.Peer{}, apiErr(http.StatusUnauthorized, CodeUnauthenticated, "", "api: %v", err)
 	}
