@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
 )
@@ -48,7 +49,27 @@ func OpenCache(dir string) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("preparams: cache: %w", err)
 	}
-	return &Cache{dir: dir}, nil
+	c := &Cache{dir: dir}
+	c.removeLeftovers(time.Now().Add(-time.Hour))
+	return c, nil
+}
+
+// removeLeftovers deletes what a process that died mid-Put or mid-Take
+// left (a temporary or claimed file) older than before.
+func (c *Cache) removeLeftovers(before time.Time) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".tmp") && !strings.Contains(name, cacheExt+".taken") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().Before(before) {
+			os.Remove(filepath.Join(c.dir, name))
+		}
+	}
 }
 
 // Dir is the cache's directory.

@@ -178,3 +178,30 @@ func waitLen(t *testing.T, p *Pool, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestCacheRemovesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * time.Hour)
+	for _, name := range []string{"a.tmp", "b" + cacheExt + ".taken0011", "fresh.tmp", "keep.txt"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name != "fresh.tmp" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := OpenCache(dir); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, ",") != "fresh.tmp,keep.txt" {
+		t.Fatalf("left after OpenCache: %v (want the fresh temporary file and the unrelated one)", left)
+	}
+}
