@@ -209,6 +209,9 @@ func NewServer(cfg Config) (*http.Server, error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// A connection's chain verification is kept for its later
+		// requests (pki.ConnContext); the node-set check stays per request.
+		ConnContext: pki.ConnContext,
 	}, nil
 }
 
@@ -272,12 +275,13 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, method string, pe
 }
 
 // authenticate re-checks the TLS peer on every request: a node
-// certificate of the cluster CA that the authorizer admits now.
+// certificate of the cluster CA (its chain verified once per connection
+// while valid: pki.VerifyConnPeer) that the authorizer admits now.
 func (s *server) authenticate(r *http.Request) (pki.Peer, error) {
 	if r.TLS == nil {
 		return pki.Peer{}, fail(CodeForbidden, "noderpc: TLS with a node certificate is required")
 	}
-	p, err := pki.VerifyPeer(*r.TLS, s.cfg.Identity.CA, pki.RoleNode)
+	p, _, err := pki.VerifyConnPeer(r.Context(), *r.TLS, s.cfg.Identity.CA, time.Now(), pki.RoleNode)
 	if err != nil {
 		return pki.Peer{}, fail(CodeForbidden, "noderpc: %v", err)
 	}
