@@ -70,19 +70,66 @@ type login struct {
 	pinMAC []byte
 }
 
-// slotListMu serialises C_GetSlotList across the process. SoftHSM2 rescans
-// its token directory there and inserts newly initialised tokens into its
-// slot table without a lock: two concurrent listings while a token is being
-// added abort the whole process (SlotManager::insertToken's assertion;
-// found by softhsmtest TestNewTokenConcurrent in CI). Listing is rare (open,
-// provisioning), so one lock for every module costs nothing.
-var slotListMu sync.Mutex
+// slotTable guards SoftHSM2's slot table. C_GetSlotList rescans the token
+// directory and inserts newly initialised tokens into the table without a
+// lock: two concurrent listings while a token is being added abort the
+// process (SlotManager::insertToken's assertion; found by softhsmtest
+// TestNewTokenConcurrent in CI), and a listing racing a call that reads the
+// table (C_GetTokenInfo, C_OpenSession, C_InitToken, ...) is a data race in
+// the library. So listing takes the lock exclusively and the calls that
+// look a slot up share it; session calls (sign, decrypt, find) do not touch
+// the table. Listing and these calls are rare (open, provisioning), so one
+// lock for every module costs nothing.
+type slotTable struct {
+	api
+	mu *sync.RWMutex
+}
 
-// slotList is ctx.GetSlotList under slotListMu; every listing goes through it.
-func slotList(ctx api, tokenPresent bool) ([]uint, error) {
-	slotListMu.Lock()
-	defer slotListMu.Unlock()
-	return ctx.GetSlotList(tokenPresent)
+var slotTableMu sync.RWMutex
+
+// lockSlots wraps a loaded library's api with the slot-table lock.
+func lockSlots(a api) api { return slotTable{api: a, mu: &slotTableMu} }
+
+func (s slotTable) GetSlotList(tokenPresent bool) ([]uint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.api.GetSlotList(tokenPresent)
+}
+
+func (s slotTable) GetSlotInfo(slot uint) (pkcs11.SlotInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.api.GetSlotInfo(slot)
+}
+
+func (s slotTable) GetTokenInfo(slot uint) (pkcs11.TokenInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.api.GetTokenInfo(slot)
+}
+
+func (s slotTable) GetMechanismList(slot uint) ([]*pkcs11.Mechanism, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.api.GetMechanismList(slot)
+}
+
+func (s slotTable) GetMechanismInfo(slot uint, m []*pkcs11.Mechanism) (pkcs11.MechanismInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.api.GetMechanismInfo(slot, m)
+}
+
+func (s slotTable) InitToken(slot uint, pin, label string) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.api.InitToken(slot, pin, label)
+}
+
+func (s slotTable) OpenSession(slot, flags uint) (pkcs11.SessionHandle, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.api.OpenSession(slot, flags)
 }
 
 var (
@@ -126,7 +173,7 @@ func acquireModule(path string) (*module, error) {
 		if err != nil {
 			return nil, err
 		}
-		m = &module{path: path, key: key, ctx: ctx}
+		m = &module{path: path, key: key, ctx: lockSlots(ctx)}
 		modules[key] = m
 	}
 	m.mu.Lock()

@@ -27,7 +27,7 @@ func InitToken(module, label, soPIN, userPIN string) (serial string, err error) 
 	defer m.release()
 	provisionMu.Lock()
 	defer provisionMu.Unlock()
-	slots, err := slotList(m.ctx, true)
+	slots, err := m.ctx.GetSlotList(true)
 	if err != nil {
 		return "", fmt.Errorf("hsm: list slots: %w", err)
 	}
@@ -143,7 +143,7 @@ func ListSlots(module string) ([]SlotReport, error) {
 		return nil, err
 	}
 	defer m.release()
-	slots, err := slotList(m.ctx, false)
+	slots, err := m.ctx.GetSlotList(false)
 	if err != nil {
 		return nil, fmt.Errorf("hsm: list slots: %w", err)
 	}

@@ -167,7 +167,7 @@ func (t *Token) login(pin string) error {
 
 // findToken returns the one slot whose token matches label and/or serial.
 func findToken(ctx api, label, serial string) (uint, pkcs11.TokenInfo, error) {
-	slots, err := slotList(ctx, true)
+	slots, err := ctx.GetSlotList(true)
 	if err != nil {
 		return 0, pkcs11.TokenInfo{}, fmt.Errorf("hsm: list slots: %w", err)
 	}
