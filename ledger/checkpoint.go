@@ -254,7 +254,7 @@ func (p CheckpointSign) attest(t *txn, h CheckpointHead, nodes map[pki.NodeID]*N
 	slices.SortFunc(r.Claim.Attestations, func(a, b CheckpointSig) int { return cmpNode(a.Node, b.Node) })
 	valid := 0
 	for _, s := range r.Claim.Attestations {
-		if nodes[s.Node] != nil {
+		if s.PinnedBy(nodes) {
 			valid++
 		}
 	}

@@ -127,14 +127,14 @@ func (t *txn) reattestClaims() {
 			continue
 		}
 		r := t.request(id)
-		valid := 0
-		for _, s := range r.Claim.Attestations {
-			if nodes[s.Node] != nil {
-				valid++
-			}
-		}
-		if attested := valid >= need; attested != r.Claim.Attested {
-			r.Claim.Attested = attested
+		// Signatures by nodes no longer in the set, or by a key the set no
+		// longer pins (a node removed and added again with a new key), are
+		// dropped: members would not count them, and the node must be able
+		// to attest again with its current key.
+		kept := slices.DeleteFunc(slices.Clone(r.Claim.Attestations), func(s CheckpointSig) bool { return !s.PinnedBy(nodes) })
+		attested := len(kept) >= need
+		if attested != r.Claim.Attested || len(kept) != len(r.Claim.Attestations) {
+			r.Claim.Attestations, r.Claim.Attested = kept, attested
 			t.putRequest(r)
 		}
 	}

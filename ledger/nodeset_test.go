@@ -287,4 +287,26 @@ func TestFSMNodeChangeRecountsClaims(t *testing.T) {
 	if err := h.req(r.ID).VerifyAttestation(cluster, genesis, nodes()); err != nil {
 		t.Fatalf("4 of 5 after n5 attested: %v", err)
 	}
+
+	// n5 leaves (its attestation goes with it: 3 of 4 still attest) and
+	// comes back under a new key: its old-key attestation does not count
+	// again, and it can attest with the new key.
+	h.must("api", nodeChange(t, "remove-n5", NodeRemove, ledgertest.Nodes("n5")[0], exp, alice, carol))
+	if got := h.req(r.ID); !got.Claim.Attested || len(got.Claim.Attestations) != 3 || got.VerifyAttestation(cluster, genesis, nodes()) != nil {
+		t.Fatalf("after n5's removal: attested %v by %d", got.Claim.Attested, len(got.Claim.Attestations))
+	}
+	rekeyed := Node{ID: "n5", KeyFingerprint: ledgertest.Nodes("n6")[0].KeyFingerprint}
+	h.must("api", nodeChange(t, "add-n5-rekeyed", NodeAdd, rekeyed, exp, alice, carol))
+	if got := h.req(r.ID); got.Claim.Attested {
+		t.Fatal("3 of 5 attested after n5 came back under a new key")
+	}
+	head := h.req(r.ID).ClaimHead(cluster, genesis)
+	sig, err := SignCheckpoint(head, "n5", ledgertest.NodeKey("n6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.must("n5", CheckpointSign{Request: r.ID, Index: head.Index, AuditSeq: head.AuditSeq, AuditHead: head.AuditHead, Sig: sig})
+	if err := h.req(r.ID).VerifyAttestation(cluster, genesis, nodes()); err != nil {
+		t.Fatalf("n5's attestation with its new key: %v", err)
+	}
 }

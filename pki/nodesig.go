@@ -47,6 +47,18 @@ func SignNodeDigest(digest []byte, node NodeID, key crypto.Signer) (NodeSig, err
 	return NodeSig{Node: node, PublicKey: pub, Signature: sig}, nil
 }
 
+// PinnedBy reports whether s is by a member of nodes with the key the set
+// pins for it (the signature itself is not checked: for recounting
+// signatures verified when they were accepted).
+func (s NodeSig) PinnedBy(nodes map[NodeID]*Node) bool {
+	n := nodes[s.Node]
+	if n == nil {
+		return false
+	}
+	sum := sha256.Sum256(s.PublicKey)
+	return hex.EncodeToString(sum[:]) == n.KeyFingerprint
+}
+
 // VerifyDigest checks s over digest against the node set nodes: the signer
 // is in it, its key is the one the set pins for it, and the signature
 // verifies.
