@@ -652,6 +652,9 @@ var BTCNetworks = []string{"mainnet", "testnet3", "signet", "regtest", "simnet"}
 // chains: Ethereum with the devnet chain ID (a signature for it is not valid
 // on any public network) and Bitcoin on regtest or simnet.
 func (ch *Chains) devChainsOnly() error {
+	if ch.ETH == nil && ch.BTC == nil {
+		return errors.New("no chain is configured, so none shows this is a devnet")
+	}
 	if e := ch.ETH; e != nil && e.ChainID != DefaultEmbeddedChainID {
 		return fmt.Errorf("chains.eth.chain_id is %d, not the devnet's %d", e.ChainID, DefaultEmbeddedChainID)
 	}

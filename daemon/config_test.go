@@ -173,6 +173,7 @@ func TestConfigRefusals(t *testing.T) {
 		"bad duration":                {validYAML + "tss: {session_timeout: soon}\n", "tss.session_timeout (line 12): not a duration"},
 		"preparams pool too big":      {validYAML + "tss: {preparams_pool: 99}\n", "tss.preparams_pool: must be 1..16"},
 		"preparams cache on mainnet":  {edit("network: regtest}", "network: mainnet}") + "tss: {preparams_cache: cache}\n", "tss.preparams_cache: devnet only: chains.btc.network is mainnet"},
+		"preparams cache, no chain":   {strings.Replace(validYAML, validYAML[strings.Index(validYAML, "chains:"):], "", 1) + "tss: {preparams_cache: cache}\n", "tss.preparams_cache: devnet only: no chain is configured"},
 		"preparams cache, public eth": {edit("{rpc: embedded}", "{rpc: embedded, chain_id: 1}") + "tss: {preparams_cache: cache}\n", "tss.preparams_cache: devnet only: chains.eth.chain_id is 1"},
 		"rate limit too high":         {validYAML + "api: {rate_limit: {per_minute: 2000000}}\n", "api.rate_limit.per_minute: must be 1..1000000"},
 		"negative burst":              {validYAML + "api: {rate_limit: {burst: -1}}\n", "api.rate_limit.burst"},

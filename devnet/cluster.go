@@ -346,6 +346,10 @@ func (n *Net) StartNode(id pki.NodeID, i int) error {
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// A devnet killed outright (a test timeout, kill -9) takes its nodes
 	// with it instead of leaving them spinning; a normal stop drains them.
+	// Pdeathsig fires when the OS thread that forked exits, not only the
+	// process: Go ends a thread only when a goroutine exits locked to it
+	// (runtime.LockOSThread), which nothing in this binary does.
+	// btcdproc and gethproc rely on the same.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()

@@ -97,7 +97,14 @@ func (n *Net) startFiller() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(n.cfg.Bin, "devnet", "preparams", "--cache", cache.Dir(), "--target", strconv.Itoa(target), "--keep")
+	args := []string{"devnet", "preparams", "--cache", cache.Dir(), "--target", strconv.Itoa(target), "--keep"}
+	cmd := exec.Command(n.cfg.Bin, args...)
+	// Lowest priority for every thread: through nice(1) when there is one
+	// (setpriority on a started Go process reaches only its first thread;
+	// threads made before it keep their priority).
+	if nice, err := exec.LookPath("nice"); err == nil {
+		cmd = exec.Command(nice, append([]string{"-n", "19", n.cfg.Bin}, args...)...)
+	}
 	cmd.Env = n.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -105,7 +112,8 @@ func (n *Net) startFiller() error {
 		logf.Close()
 		return err
 	}
-	// Lowest priority: the nodes' own work always goes first.
+	// Without nice(1), at least the first thread (the nodes' own work goes
+	// first).
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 19)
 	done := make(chan struct{})
 	go func() {

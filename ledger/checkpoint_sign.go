@@ -169,8 +169,8 @@ func (s *Store) attestClaims() {
 			case r != nil && r.Status == StatusExported && r.Export != nil && !r.Export.Attested && !slices.ContainsFunc(r.Export.Attestations, mine):
 				if check := s.cfg.ExportCheck; check != nil {
 					if err := check(st, r); err != nil {
-						if !s.exportHeld[id] {
-							s.exportHeld[id] = true
+						if why := err.Error(); s.exportHeld[id] != why {
+							s.exportHeld[id] = why
 							s.log.Info("ledger: cold export not attested yet: this node's own check refuses it", "request", id, "err", err)
 						}
 						continue // stays in toAttest: retried

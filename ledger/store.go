@@ -101,7 +101,7 @@ type Config struct {
 	// the rules by this node's own first-seen times and clock
 	// (member.PolicyReady), the check the offline signer cannot make. A
 	// refusal is retried with the attestation loop (every 500 ms) and
-	// logged once per request. Called under the FSM's lock: it must not
+	// logged when its reason changes. Called under the FSM's lock: it must not
 	// call back into the Store.
 	ExportCheck func(st *State, r *Request) error
 
@@ -141,9 +141,10 @@ type Store struct {
 	cpWake chan struct{}
 	cpStop chan struct{}
 	cpDone chan struct{}
-	// exportHeld are exports Config.ExportCheck refused (logged once);
-	// only the checkpoint loop touches it.
-	exportHeld map[string]bool
+	// exportHeld are exports Config.ExportCheck refused, with the reason
+	// last logged (logged again when it changes); only the checkpoint loop
+	// touches it.
+	exportHeld map[string]string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -222,7 +223,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := checkSigner(cfg); err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{}), exportHeld: map[string]bool{},
+	s := &Store{cfg: cfg, log: cfg.Logger, cpWake: make(chan struct{}, 1), cpStop: make(chan struct{}), cpDone: make(chan struct{}), exportHeld: map[string]string{},
 		protocol: rc.ProtocolVersion}
 	s.fsm = newFSM(cfg.Logger, s.onHalt, cfg.Genesis)
 	s.fsm.onCheckpoint = s.checkpointReached

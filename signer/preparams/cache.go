@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bnb-chain/tss-lib/v2/ecdsa/keygen"
@@ -48,6 +50,21 @@ func OpenCache(dir string) (*Cache, error) {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("preparams: cache: %w", err)
+	}
+	// Another user who can write the directory could plant sets whose
+	// secrets they know, or read ours.
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("preparams: cache: %w", err)
+	}
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.IsDir():
+		return nil, fmt.Errorf("preparams: cache %s: not a directory (a symlink is refused)", dir)
+	case st.Mode().Perm()&0o077 != 0:
+		return nil, fmt.Errorf("preparams: cache %s: mode %v, want no access for group or others (chmod 700)", dir, st.Mode().Perm())
+	case sys != nil && int(sys.Uid) != os.Geteuid():
+		return nil, fmt.Errorf("preparams: cache %s: owned by uid %d, not this user", dir, sys.Uid)
 	}
 	c := &Cache{dir: dir}
 	c.removeLeftovers(time.Now().Add(-time.Hour))
@@ -127,7 +144,11 @@ func (c *Cache) Take() (*keygen.LocalPreParams, error) {
 		if err := os.Rename(name, claimed); err != nil {
 			continue // another process took it first
 		}
-		raw, err := os.ReadFile(claimed)
+		// A rename keeps the old mtime: mark the claim's time, so another
+		// process's removeLeftovers does not take it for a dead claim.
+		now := time.Now()
+		_ = os.Chtimes(claimed, now, now)
+		raw, err := readClaimed(claimed)
 		os.Remove(claimed)
 		if err != nil {
 			continue
@@ -142,6 +163,27 @@ func (c *Cache) Take() (*keygen.LocalPreParams, error) {
 		return &f.PreParams, nil
 	}
 	return nil, ErrEmpty
+}
+
+// maxCacheFile bounds a cache file (a set is about 10 KiB of JSON).
+const maxCacheFile = 256 << 10
+
+// readClaimed reads a claimed file: a regular file (not followed if it is
+// a symlink, never a FIFO that would block) of at most maxCacheFile bytes.
+func readClaimed(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxCacheFile {
+		return nil, fmt.Errorf("preparams: cache: %s is not a regular file of at most %d bytes", path, maxCacheFile)
+	}
+	return io.ReadAll(io.LimitReader(f, maxCacheFile))
 }
 
 // Len reports how many sets the cache holds.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,7 +85,7 @@ func TestCacheSkipsBadFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := OpenCache(t.TempDir())
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestCacheGeneratorFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := OpenCache(t.TempDir())
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +182,9 @@ func waitLen(t *testing.T, p *Pool, n int) {
 
 func TestCacheRemovesLeftovers(t *testing.T) {
 	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	old := time.Now().Add(-2 * time.Hour)
 	for _, name := range []string{"a.tmp", "b" + cacheExt + ".taken0011", "fresh.tmp", "keep.txt"} {
 		p := filepath.Join(dir, name)
@@ -203,5 +207,63 @@ func TestCacheRemovesLeftovers(t *testing.T) {
 	}
 	if strings.Join(left, ",") != "fresh.tmp,keep.txt" {
 		t.Fatalf("left after OpenCache: %v (want the fresh temporary file and the unrelated one)", left)
+	}
+}
+
+func TestCacheRefusesSharedDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenCache(dir); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("a world-writable cache directory: %v", err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	target := t.TempDir()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenCache(link); err == nil {
+		t.Fatal("a symlinked cache directory was accepted")
+	}
+}
+
+func TestCacheSkipsNonRegularFiles(t *testing.T) {
+	fx, err := LoadFixtures(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(fx[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Sorted first: a symlink to the real set and a FIFO (which would block
+	// a plain read) are skipped and removed, the real set is taken once.
+	real := c.ready()[0]
+	if err := os.Symlink(real, filepath.Join(c.Dir(), "0-link"+cacheExt)); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(c.Dir(), "0-fifo"+cacheExt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(c.Dir(), "0-big"+cacheExt)
+	if err := os.WriteFile(big, make([]byte, maxCacheFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pp, err := c.Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Fingerprint(pp.PaillierSK.N) != Fingerprint(fx[0].PaillierSK.N) {
+		t.Fatal("took another set than the real file")
+	}
+	if _, err := c.Take(); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("second take: %v (the set reachable through a symlink was handed out twice?)", err)
 	}
 }
