@@ -39,9 +39,9 @@ var layers = map[string][]string{
 
 	// The devnet: a whole cluster on one machine, driven through the
 	// custody binary and the APIs (development tooling; only the CLI
-	// imports it).
+	// imports it); signer/preparams for its pre-params cache.
 	"devnet": {"daemon", "api/noderpc", "api/rest", "chains/btc", "chains/btc/btcdproc", "chains/eth", "chains/eth/devtoken", "chains/eth/gethproc",
-		"ledger", "policy", "quorum", "pki", "amount"},
+		"ledger", "policy", "quorum", "pki", "amount", "signer/preparams"},
 
 	// The benchmark of a devnet through its APIs (custody bench) and of
 	// plain tss-lib beside it (development tooling; only the CLI imports
