@@ -649,6 +649,18 @@ func TestBackendAPI(t *testing.T) {
 			}
 			return nil
 		})
+		// The leader's confirmed, then witnessed by a checkpoint quorum
+		// of the node set, each node from its own chain node.
+		c.poll("api-1 witnessed through the API", func() error {
+			var st int
+			st, got = api.do("GET", "/v1/withdrawals/api-1", nil)
+			oc, _ := got["on_chain"].(map[string]any)
+			by, _ := oc["witnessed_by"].([]any)
+			if st != 200 || oc["witnessed"] != true || len(by) < ledger.CheckpointQuorum(len(nodeIDs)) {
+				return fmt.Errorf("api-1: %d %v", st, oc)
+			}
+			return nil
+		})
 	})
 
 	t.Run("OnlyBackendCertificates", func(t *testing.T) {

@@ -105,6 +105,17 @@ func TestClusterSignsApprovedWithdrawal(t *testing.T) {
 	if confirmed.OnChain == nil || confirmed.OnChain.TxHash != tx.Hash().Hex() {
 		t.Fatalf("n3 records on chain %+v, want tx %s", confirmed.OnChain, tx.Hash().Hex())
 	}
+	// Every node sees it witnessed: the leader's confirmed, checked by a
+	// checkpoint quorum of the node set on their own chain nodes.
+	for _, id := range nodeIDs {
+		c.poll(string(id)+" shows wd-1 witnessed", func() error {
+			oc := c.read(id, "wd-1").OnChain
+			if oc == nil || !oc.Witnessed || len(oc.Witnesses) < ledger.CheckpointQuorum(len(nodeIDs)) {
+				return fmt.Errorf("%s: %+v", id, oc)
+			}
+			return nil
+		})
+	}
 	c.checkMetricsAfterSigning("wd-1")
 
 	// Two of four nodes down, the leader among them: no quorum, no

@@ -220,6 +220,7 @@ func Start(cfg *Config, opts Options) (_ *Node, err error) {
 	n.goLoop("leader", n.leaderLoop)
 	n.goLoop("token", n.declareToken)
 	n.goLoop("observe", n.observeLoop)
+	n.goLoop("witness", n.witnessLoop)
 	n.log.Info("node started", "raft", cfg.Listen.Raft, "tss", cfg.Listen.TSS, "rpc", cfg.Listen.RPC, "api", cfg.Listen.API,
 		"metrics", cfg.Listen.Metrics, "genesis", cfg.Genesis.Hash, "token_serial", n.tok.Info().Serial)
 	return n, nil

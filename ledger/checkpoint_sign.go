@@ -131,6 +131,14 @@ func (s *Store) sendCheckpoint(cmd Command) error {
 		case <-ctx.Done():
 		}
 	}()
+	return s.Attest(ctx, cmd)
+}
+
+// Attest submits cmd, a statement this node signed with its node key
+// (a checkpoint or claim signature, an export attestation, a chain
+// witness), as this node: itself while it leads, else through
+// Config.Forward to the leader (without Forward: only while it leads).
+func (s *Store) Attest(ctx context.Context, cmd Command) error {
 	if s.IsLeader() || s.cfg.Forward == nil {
 		_, err := s.Submit(ctx, string(s.cfg.NodeID), cmd)
 		return err

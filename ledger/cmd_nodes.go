@@ -119,6 +119,8 @@ func (p NodeChange) apply(t *txn) (applyOut, error) {
 // too) and it signs. A removal can complete a quorum of the remaining
 // members. Exports are not recounted: the offline signer checks their
 // attestations against the node set at the bundle's governance head.
+// Chain witnesses are recounted too (OnChain.Witnessed; the nodes witness
+// an un-latched status again).
 func (t *txn) reattestClaims() {
 	nodes := t.nodeSet()
 	need := CheckpointQuorum(len(nodes))
@@ -135,6 +137,19 @@ func (t *txn) reattestClaims() {
 		attested := len(kept) >= need
 		if attested != r.Claim.Attested || len(kept) != len(r.Claim.Attestations) {
 			r.Claim.Attestations, r.Claim.Attested = kept, attested
+			t.putRequest(r)
+		}
+	}
+	// Chain witnesses are recounted the same way: a status the node set
+	// it leaves witnessed is witnessed only by a quorum of the new one.
+	for _, id := range slices.Sorted(maps.Keys(t.st.Requests)) {
+		cur := t.st.Requests[id]
+		if cur.OnChain == nil || len(cur.OnChain.Witnesses) == 0 {
+			continue
+		}
+		if witnessed := countNodes(cur.OnChain.Witnesses, nodes) >= need; witnessed != cur.OnChain.Witnessed {
+			r := t.request(id)
+			r.OnChain.Witnessed = witnessed
 			t.putRequest(r)
 		}
 	}

@@ -59,6 +59,7 @@ const (
 	CmdNodeToken      = "node.token"
 	CmdBroadcast      = "request.broadcast"
 	CmdChainStatus    = "request.chain_status"
+	CmdChainWitness   = "request.chain_witness"
 	CmdChangePropose  = "change.propose"
 	CmdChangeApprove  = "change.approve"
 	// CmdWebhookDelivered records webhook delivery progress (cmd_webhook.go).
@@ -93,6 +94,7 @@ var commandTypes = map[string]func() Command{
 	CmdNodeToken:      func() Command { return new(NodeToken) },
 	CmdBroadcast:      func() Command { return new(RecordBroadcast) },
 	CmdChainStatus:    func() Command { return new(RecordChainStatus) },
+	CmdChainWitness:   func() Command { return new(ChainWitness) },
 	CmdChangePropose:  func() Command { return new(ChangePropose) },
 	CmdChangeApprove:  func() Command { return new(ChangeApprove) },
 	// Webhook delivery progress (cmd_webhook.go).

@@ -32,6 +32,7 @@ func decodeSamples(t testing.TB) []Command {
 		WalletKeyed{Wallet: "dcw", PubKey: testPubKey(3), Attestations: []CheckpointSig{{Node: "n1", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
 		RecordBroadcast{RequestID: "dc-1", TxHash: "0x" + strings.Repeat("5e", 32)},
 		RecordChainStatus{RequestID: "dc-1", TxHash: "0x" + strings.Repeat("5e", 32), Status: StatusConfirmed, Block: 12, Confirmations: 3, Detail: "receipt status 1"},
+		ChainWitness{RequestID: "dc-1", TxHash: "0x" + strings.Repeat("5e", 32), Status: StatusConfirmed, Block: 12, Sig: CheckpointSig{Node: "n2", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}},
 		walletReshare(t, "dc-reshare", "dcw", []pki.NodeID{"n2", "n3"}, 1, exp, alice, carol),
 		WalletReshared{Wallet: "dcw", PubKey: testPubKey(3), Session: strings.Repeat("c3", 32), Attestations: []CheckpointSig{{Node: "n2", PublicKey: []byte{1, 2}, Signature: []byte{3, 4}}}},
 	}

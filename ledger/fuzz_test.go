@@ -40,6 +40,7 @@ func FuzzApplyEntry(f *testing.F) {
 	add(ExpireRequest{RequestID: "fz"})
 	add(RecordBroadcast{RequestID: "fz", TxHash: "0x01"})
 	add(RecordChainStatus{RequestID: "fz", TxHash: "0x01", Status: StatusDropped})
+	add(ChainWitness{RequestID: "fz", TxHash: "0x01", Status: StatusDropped, Sig: CheckpointSig{Node: "n1", PublicKey: []byte{1}, Signature: []byte{2}}})
 	add(WalletSet{Wallet{ID: "w", Chain: "eth", Network: "n", Committee: []pki.NodeID{"a"}, Threshold: 1}})
 	add(ColdExport{RequestID: "fz", BundleHash: "h"})
 	exp := now.Add(time.Hour)

@@ -84,6 +84,7 @@ func TestRefusalLeavesStateIdentical(t *testing.T) {
 			ChainID: 1337, PubKey: testPubKey(1), Threshold: 1, Custodians: []string{"ann"}, Transcript: strings.Repeat("ab", 32)}}},
 		{"broadcast of another transaction", ErrConflict, RecordBroadcast{RequestID: signed.ID, TxHash: "0xdef"}},
 		{"chain status before the broadcast", ErrWrongStatus, RecordChainStatus{RequestID: signed.ID, TxHash: "0xabc", Status: StatusConfirmed, Block: 7, Confirmations: 1}},
+		{"chain witness of a request with no chain status", ErrWrongStatus, ChainWitness{RequestID: signed.ID, TxHash: "0xabc", Status: StatusConfirmed, Block: 7, Sig: CheckpointSig{Node: "n1"}}},
 		{"node change without the admin quorum", ErrQuorum, NodeChange{Change: NodeSetChange{ID: "add-n4", Kind: NodeAdd, Node: Node{ID: "n4", KeyFingerprint: strings.Repeat("ab", 32)}}}},
 		{"token declared with a key the node set does not pin", ErrApproval, h.nodeToken("n1", "serial-1", otherKey(t))},
 		{"proposal of an unlock while nothing is locked", ErrInvalid, ChangePropose{Change: ProposedChange{Policy: &unlock},

@@ -121,19 +121,13 @@ func (c *Orchestrator) Track(ctx context.Context, requestID string, minConf uint
 	default:
 		return r, fmt.Errorf("%w: %q is %s, not broadcast", ledger.ErrWrongStatus, requestID, r.Status)
 	}
-	var st *ledger.RecordChainStatus
-	switch r.Chain {
-	case "eth":
-		st, err = c.trackETH(ctx, r, pub, minConf)
-	case "btc":
-		st, err = c.trackBTC(ctx, r, minConf)
-	default:
-		err = fmt.Errorf("withdraw: no chain tracking for %q", r.Chain)
-	}
+	st, err := ChainStatus(ctx, c.chainNodes(), r, pub, minConf)
 	if err != nil || st == nil {
 		return r, err
 	}
-	st.RequestID, st.TxHash = r.ID, r.OnChain.TxHash
+	if r.Status == ledger.StatusDropped && st.Status == ledger.StatusDropped {
+		return r, nil // still dropped: nothing new
+	}
 	out, err := c.cfg.Ledger.Submit(ctx, c.cfg.Actor, *st)
 	if errors.Is(err, ledger.ErrWrongStatus) {
 		if again, _, rerr := c.readSigned(ctx, requestID); rerr == nil && again.Status != r.Status {
@@ -267,9 +261,62 @@ func btcSigned(r *ledger.Request, pub []byte) (*btc.Signed, error) {
 	return s, nil
 }
 
-func (c *Orchestrator) trackETH(ctx context.Context, r *ledger.Request, pub []byte, minConf uint64) (*ledger.RecordChainStatus, error) {
-	node, ok := c.cfg.ETH.(ETHTracker)
-	if !ok {
+// ChainNodes are the chain nodes a transaction's status is read from:
+// the reading node's own.
+type ChainNodes struct {
+	// ETH is the Ethereum node (nil: Ethereum transactions cannot be read).
+	ETH ETHTracker
+	// BTC is the Bitcoin node (nil: Bitcoin transactions cannot be read).
+	BTC BTCNode
+}
+
+// chainNodes are the orchestrator's chain nodes.
+func (c *Orchestrator) chainNodes() ChainNodes {
+	n := ChainNodes{BTC: c.cfg.BTCNode}
+	if t, ok := c.cfg.ETH.(ETHTracker); ok {
+		n.ETH = t
+	}
+	return n
+}
+
+// ChainStatus is the one reading of what became of a broadcast request's
+// transaction on a chain node: the request.chain_status it shows
+// (RequestID and TxHash set), or nil while it is pending (in a pool, or
+// mined under fewer than minConf blocks; 0 counts as 1). pub is the
+// wallet's public key: the recorded transaction is checked against it and
+// the approved payload first. Ethereum: confirmed or reverted once mined
+// minConf deep (block and depth); replaced when the wallet's nonce minConf
+// blocks deep is past the transaction's and it has no receipt; dropped
+// when the node knows neither a receipt nor the transaction. Bitcoin:
+// confirmed at minConf confirmations (a transaction the node does not know
+// is an error, not dropped: telling dropped from replaced needs the spent
+// state of its outpoints). The leader records what it reads (Track); every
+// node witnesses the recorded status when its own node reads the same
+// (Witness).
+func ChainStatus(ctx context.Context, nodes ChainNodes, r *ledger.Request, pub []byte, minConf uint64) (*ledger.RecordChainStatus, error) {
+	minConf = max(minConf, 1)
+	if r.OnChain == nil || r.Result == nil {
+		return nil, fmt.Errorf("%w: %q was not broadcast", ledger.ErrWrongStatus, r.ID)
+	}
+	var st *ledger.RecordChainStatus
+	var err error
+	switch r.Chain {
+	case "eth":
+		st, err = ethStatus(ctx, nodes.ETH, r, pub, minConf)
+	case "btc":
+		st, err = btcStatus(ctx, nodes.BTC, r, minConf)
+	default:
+		err = fmt.Errorf("withdraw: no chain tracking for %q", r.Chain)
+	}
+	if err != nil || st == nil {
+		return nil, err
+	}
+	st.RequestID, st.TxHash = r.ID, r.OnChain.TxHash
+	return st, nil
+}
+
+func ethStatus(ctx context.Context, node ETHTracker, r *ledger.Request, pub []byte, minConf uint64) (*ledger.RecordChainStatus, error) {
+	if node == nil {
 		return nil, errors.New("withdraw: the eth node cannot track transactions (withdraw.ETHTracker)")
 	}
 	s, from, err := ethSigned(r, pub)
@@ -316,9 +363,6 @@ func (c *Orchestrator) trackETH(ctx context.Context, r *ledger.Request, pub []by
 				Detail: fmt.Sprintf("nonce %d of %s used by another transaction by block %d", nonce, from.Hex(), deep)}, nil
 		}
 	}
-	if r.Status == ledger.StatusDropped {
-		return nil, nil
-	}
 	known, err := node.Known(ctx, hash)
 	if err != nil || known {
 		return nil, err
@@ -326,22 +370,22 @@ func (c *Orchestrator) trackETH(ctx context.Context, r *ledger.Request, pub []by
 	return &ledger.RecordChainStatus{Status: ledger.StatusDropped, Detail: "neither mined nor in the node's pool"}, nil
 }
 
-// trackBTC records a confirmation. A transaction the node does not know is
+// btcStatus reads a confirmation. A transaction the node does not know is
 // an error, not "dropped": telling dropped from replaced needs the spent
 // state of its outpoints (left: docs/ledger.md).
-func (c *Orchestrator) trackBTC(ctx context.Context, r *ledger.Request, minConf uint64) (*ledger.RecordChainStatus, error) {
-	if c.cfg.BTCNode == nil {
+func btcStatus(ctx context.Context, node BTCNode, r *ledger.Request, minConf uint64) (*ledger.RecordChainStatus, error) {
+	if node == nil {
 		return nil, errors.New("withdraw: no bitcoin node configured (Config.BTCNode)")
 	}
 	txid, err := chainhash.NewHashFromStr(r.OnChain.TxHash)
 	if err != nil {
 		return nil, fmt.Errorf("withdraw: recorded txid of %q: %w", r.ID, err)
 	}
-	conf, err := c.cfg.BTCNode.Confirmations(ctx, *txid)
+	conf, err := node.Confirmations(ctx, *txid)
 	if err != nil || conf < int64(minConf) {
 		return nil, err
 	}
-	height, err := c.cfg.BTCNode.BlockCount(ctx)
+	height, err := node.BlockCount(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -564,14 +564,14 @@ func (s *server) createWithdrawal(r *http.Request, peer pki.Peer, body []byte) (
 // forwardable are the command types a node may forward to the leader:
 // what operators, admins or the backend signed (the ledger verifies the
 // signatures), and what a node signs with its own key (checkpoint, claim and export
-// attestations, its token declaration). Everything the leader proposes on
+// attestations, chain witnesses, its token declaration). Everything the leader proposes on
 // its own authority (claims, re-claims, results, broadcast and chain status,
 // expiry, wallet keys, voters, the genesis, legacy wallet.set) is refused
 // from peers: a compromised follower could otherwise exhaust a request's
 // signing attempts with its own claims and failed results, or write chain
 // status, without ever leading.
 var forwardable = map[string]bool{
-	ledger.CmdCheckpointSign: true, ledger.CmdColdAttest: true, ledger.CmdNodeToken: true,
+	ledger.CmdCheckpointSign: true, ledger.CmdColdAttest: true, ledger.CmdNodeToken: true, ledger.CmdChainWitness: true,
 	ledger.CmdRequestCreate: true, ledger.CmdApprove: true,
 	ledger.CmdPolicyChange: true, ledger.CmdRegistryChange: true, ledger.CmdRulesSet: true,
 	ledger.CmdNodeChange: true, ledger.CmdWalletCreate: true, ledger.CmdWalletReshare: true,

@@ -555,14 +555,19 @@ type SignedView struct {
 	TxHash string `json:"tx_hash"`
 }
 
-// OnChainView is what the leader's node reported about the transaction.
+// OnChainView is what the leader's node reported about the transaction,
+// and which nodes saw the recorded status (and block) on their own chain
+// nodes: Witnessed once a checkpoint quorum of the node set did (the
+// status is then the node quorum's word, not the leader's alone).
 type OnChainView struct {
-	TxHash        string     `json:"tx_hash"`
-	BroadcastAt   time.Time  `json:"broadcast_at"`
-	Block         uint64     `json:"block,omitempty"`
-	Confirmations uint64     `json:"confirmations,omitempty"`
-	Detail        string     `json:"detail,omitempty"`
-	StatusAt      *time.Time `json:"status_at,omitempty"`
+	TxHash        string       `json:"tx_hash"`
+	BroadcastAt   time.Time    `json:"broadcast_at"`
+	Block         uint64       `json:"block,omitempty"`
+	Confirmations uint64       `json:"confirmations,omitempty"`
+	Detail        string       `json:"detail,omitempty"`
+	StatusAt      *time.Time   `json:"status_at,omitempty"`
+	Witnessed     bool         `json:"witnessed"`
+	WitnessedBy   []pki.NodeID `json:"witnessed_by,omitempty"`
 }
 
 // view renders req with this node's replica's rules (decimals) and
@@ -645,7 +650,8 @@ func render(st *ledger.State, req *ledger.Request, withTimes bool) *WithdrawalVi
 		}
 	}
 	if oc := req.OnChain; oc != nil {
-		v.OnChain = &OnChainView{TxHash: oc.TxHash, BroadcastAt: oc.BroadcastAt.UTC(), Block: oc.Block, Confirmations: oc.Confirmations, Detail: oc.Detail}
+		v.OnChain = &OnChainView{TxHash: oc.TxHash, BroadcastAt: oc.BroadcastAt.UTC(), Block: oc.Block, Confirmations: oc.Confirmations, Detail: oc.Detail,
+			Witnessed: oc.Witnessed, WitnessedBy: oc.WitnessedBy()}
 		if !oc.StatusAt.IsZero() {
 			t := oc.StatusAt.UTC()
 			v.OnChain.StatusAt = &t
