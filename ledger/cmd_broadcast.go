@@ -273,11 +273,12 @@ func (p ChainWitness) apply(t *txn) (applyOut, error) {
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
 }
 
-// countNodes counts the signatures of sigs by members of nodes.
+// countNodes counts the signatures of sigs by members of nodes with the
+// keys the set pins for them.
 func countNodes(sigs []CheckpointSig, nodes map[pki.NodeID]*Node) int {
 	n := 0
 	for _, s := range sigs {
-		if nodes[s.Node] != nil {
+		if s.PinnedBy(nodes) {
 			n++
 		}
 	}

@@ -147,9 +147,10 @@ func (t *txn) reattestClaims() {
 		if cur.OnChain == nil || len(cur.OnChain.Witnesses) == 0 {
 			continue
 		}
-		if witnessed := countNodes(cur.OnChain.Witnesses, nodes) >= need; witnessed != cur.OnChain.Witnessed {
+		kept := slices.DeleteFunc(slices.Clone(cur.OnChain.Witnesses), func(s CheckpointSig) bool { return !s.PinnedBy(nodes) })
+		if witnessed := len(kept) >= need; witnessed != cur.OnChain.Witnessed || len(kept) != len(cur.OnChain.Witnesses) {
 			r := t.request(id)
-			r.OnChain.Witnessed = witnessed
+			r.OnChain.Witnesses, r.OnChain.Witnessed = kept, witnessed
 			t.putRequest(r)
 		}
 	}
