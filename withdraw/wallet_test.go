@@ -132,7 +132,14 @@ func newWalletHarnessN(t *testing.T, size int) *walletHarness {
 	}
 	g := ledgertest.GenesisFor(ids, walletCluster, 2, walletRules, wAlice, wBob, wBackend)
 	h := &walletHarness{t: t, ctx: ctx, nodes: map[pki.NodeID]*walletNode{}}
-	h.cluster = ledgertest.New(t, size, func(cfg *ledger.Config) { cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g })
+	h.cluster = ledgertest.New(t, size, func(cfg *ledger.Config) {
+		cfg.ApplyTimeout, cfg.Genesis = 30*time.Second, &g
+		// No test here stops a node; keygens and signatures under the race
+		// detector on a loaded two-core machine starve heartbeats, and a
+		// leader change fails the harness's orchestrator, bound to the
+		// first leader (seen: TestBroadcastAndTrack, "not the leader").
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, 1500*time.Millisecond
+	})
 	h.cluster.Submit(ctx, "ceremony", g)
 	stores := h.cluster.Stores()
 	net := tss.NewMemNetwork()
