@@ -81,12 +81,28 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
+	quickRaceExit()
 	// testscript runs "custody" in scripts as this binary under that
 	// name; otherwise the tests run, and a hang names the tests still
 	// running at the end of the output.
 	testscript.Main(watched{m}, map[string]func(){
 		"custody": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
+}
+
+// quickRaceExit shortens the race detector's pause at exit in every child
+// this test binary starts (they inherit the environment; testscript passes
+// GORACE on): a binary built with -race sleeps GORACE's atexit_sleep_ms,
+// 1 s by default, before it exits, to let racing goroutines be reported.
+// The package's tests run the binary as the CLI well over a hundred times
+// (every provisioning step, every testscript command, every node stopped),
+// and each waited that second. 10 ms still lets goroutines that are about
+// to race do so; a race reported in a child still makes it exit 66. A
+// GORACE that sets atexit_sleep_ms is left as it is.
+func quickRaceExit() {
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		_ = os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=10"))
+	}
 }
 
 // watched runs the tests under ledgertest's watchdog.
