@@ -150,7 +150,10 @@ wallets:
 // procCluster is a cluster made with the real CLI: softhsm init, hsm
 // init-kek, cluster init; node configs edited to the served chain.
 type procCluster struct {
-	t       *testing.T
+	// t is the test the cluster reports to: its own test, or the subtest
+	// of it that runs (sub); root is its own test, which owns the node
+	// processes and every cleanup.
+	t, root *testing.T
 	dir     string
 	conf    string // SOFTHSM2_CONF
 	pinFile string
@@ -230,9 +233,9 @@ func freeBase(t *testing.T) int {
 func newProcCluster(t *testing.T) *procCluster {
 	t.Helper()
 	softhsmtest.SharedEnv(t) // skip/fail rule when softhsm2 is missing
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	c := &procCluster{t: t, dir: t.TempDir(), serials: map[pki.NodeID]string{}, procs: map[pki.NodeID]*nodeProc{},
+	c := &procCluster{t: t, root: t, dir: t.TempDir(), serials: map[pki.NodeID]string{}, procs: map[pki.NodeID]*nodeProc{},
 		keys: map[string]ed25519.PrivateKey{}, ctx: ctx}
 	c.funder = crypto.Keccak256([]byte("proc-test-funder"))
 	fk, _ := crypto.ToECDSA(c.funder)
@@ -412,8 +415,19 @@ func (c *procCluster) editConfig(id pki.NodeID, f func(string) string) {
 	}
 }
 
+// sub runs f as the subtest name of the cluster's test, c reporting to it
+// meanwhile. The nodes it starts outlive it: they are the cluster's test's.
+func (c *procCluster) sub(name string, f func(t *testing.T)) bool {
+	parent := c.t
+	return parent.Run(name, func(t *testing.T) {
+		c.t = t
+		defer func() { c.t = parent }()
+		f(t)
+	})
+}
+
 // start runs `custody node run` for id; its stderr (JSON log lines) goes
-// to a file shown when the test fails. Cleanup kills it.
+// to a file shown when the cluster's test fails. Its cleanup kills it.
 func (c *procCluster) start(id pki.NodeID) *nodeProc {
 	c.t.Helper()
 	slot := 0
@@ -436,12 +450,12 @@ func (c *procCluster) start(id pki.NodeID) *nodeProc {
 	p := &nodeProc{cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); _ = lf.Close(); close(p.done) }()
 	c.procs[id] = p
-	c.t.Cleanup(func() {
+	c.root.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
-		if c.t.Failed() {
+		if c.root.Failed() {
 			b, _ := os.ReadFile(logPath)
-			c.t.Logf("%s log (%s):\n%s", id, logPath, tail(string(b), 40))
+			c.root.Logf("%s log (%s):\n%s", id, logPath, tail(string(b), 40))
 		}
 	})
 	return p
