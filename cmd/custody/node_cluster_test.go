@@ -63,6 +63,25 @@ func (c *procCluster) createWallet() common.Address {
 	return addr
 }
 
+// walletRegistered waits until every running node's member registered the
+// wallet since the node last started, as on a cluster that just made it: a
+// node started again applies the ledger first, and until its member
+// registers the wallet it refuses to sign with it.
+func (c *procCluster) walletRegistered() {
+	c.t.Helper()
+	for _, id := range procNodes {
+		if p := c.procs[id]; p == nil || exited(p) {
+			continue
+		}
+		c.poll(string(id)+"'s member registering "+procWallet, func() error {
+			if !c.logHas(id, "wallet registered") {
+				return errors.New("no \"wallet registered\" line since it started")
+			}
+			return nil
+		})
+	}
+}
+
 // newWalletCluster starts the four nodes, creates the 2-of-4 wallet and
 // funds it with 10 ETH.
 func newWalletCluster(t *testing.T) (*procCluster, common.Address) {
@@ -338,6 +357,7 @@ func TestNodeProcessCluster(t *testing.T) {
 		{"LeaderStopped", c.leaderStopped},
 		{"OperatorCLI", c.operatorScripts},
 	} {
+		c.walletRegistered()
 		if !c.sub(st.name, func(t *testing.T) { st.run(t, wallet) }) {
 			t.Fatalf("%s failed: the cluster's later subtests did not run", st.name)
 		}
