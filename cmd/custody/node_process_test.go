@@ -124,6 +124,9 @@ var procNodes = []pki.NodeID{"n1", "n2", "n3", "n4"}
 
 const procClusterID = "proc-test"
 
+// procSessionTimeout is the nodes' tss.session_timeout.
+const procSessionTimeout = 20 * time.Second
+
 // procRules: one hot ETH wallet, two approvals, no allowlist.
 const procRules = `version: 1
 assets:
@@ -286,10 +289,14 @@ func newProcCluster(t *testing.T) *procCluster {
 		if err := os.WriteFile(filepath.Join(nd, "hsm.pin"), pin, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		// tss.session_timeout is also how long a new leader leaves a
+		// claim of a leader that went away before it fails it (the
+		// LeaderStopped subtest waits that long); a 2-party session here
+		// takes 1-2 s under -race on a loaded machine.
 		c.editConfig(id, func(s string) string {
 			s = strings.Replace(s, "network: chain-1337", "network: devnet", 1)
 			s = strings.Replace(s, "    pin_file: hsm.pin", "    pin_file: hsm.pin\n    token_serial: \""+c.serials[id]+"\"", 1)
-			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 45s", 1)
+			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: "+procSessionTimeout.String(), 1)
 		})
 	}
 	for _, name := range []string{"alice", "bob", "carol"} {
