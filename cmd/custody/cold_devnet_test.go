@@ -101,13 +101,13 @@ type coldDevnet struct {
 // on the real cluster, each exit 1 with one line and nothing written or
 // changed: an export to a file that exists, an export of a hot request, a
 // second export, an import of the unsigned bundle.
-func coldOnDevnet(t *testing.T, dir string) {
+//
+// ceremonies are the keygen ceremonies startColdCeremonies started while
+// the story ran; nil starts them here.
+func coldOnDevnet(t *testing.T, dir string, ceremonies *coldCeremonies) {
 	t.Run("cold path", func(t *testing.T) {
-		if _, err := exec.LookPath("unshare"); err != nil {
-			unavailable(t, "unshare: "+err.Error())
-		}
-		if err := exec.Command("unshare", "-rn", "true").Run(); err != nil {
-			unavailable(t, "user namespaces unavailable (unshare -rn true: "+err.Error()+")")
+		if why := coldPathUnavailable(); why != "" {
+			unavailable(t, why)
 		}
 		start := time.Now()
 		phase := func(what string) { t.Logf("%5.1fs %s", time.Since(start).Seconds(), what) }
@@ -115,20 +115,14 @@ func coldOnDevnet(t *testing.T, dir string) {
 		// The operators' profiles (custody login, written by the devnet):
 		// alice against n1's API, bob against n2's.
 		t.Setenv(configDirEnv, filepath.Join(dir, "operators"))
-		coldKeygenOptions = cold.KeygenOptions{PreParams: func(i int) preparams.Generator { return tsstest.FixtureSource(i, 6) }}
-		t.Cleanup(func() { coldKeygenOptions = cold.KeygenOptions{} })
-		cfg := d.nodeConfig(t, "n1")
-		legs := []*coldLeg{
-			{chain: "eth", network: cfg.Chains.ETH.Network, wallet: devnet.ETHColdWallet, hot: devnet.ETHWallet, asset: "ETH", decimals: 18,
-				ceremony: fmt.Sprintf("chain: eth\nchain_id: %d\nnetwork: %s\n", cfg.Chains.ETH.ChainID, cfg.Chains.ETH.Network), fund: "1", send: "0.25"},
-			{chain: "btc", network: cfg.Chains.BTC.Network, wallet: devnet.BTCColdWallet, hot: devnet.BTCWallet, asset: "BTC", decimals: 8,
-				ceremony: fmt.Sprintf("chain: btc\nbtc_params: %s\nnetwork: %s\n", cfg.Chains.BTC.Network, cfg.Chains.BTC.Network), fund: "1", send: "0.3"},
+		if ceremonies == nil {
+			ceremonies = startColdCeremonies(t, dir)
 		}
 
 		// 1. The keygen ceremonies, offline (in-process here: no network
 		// is used).
+		legs := ceremonies.wait(t)
 		for _, l := range legs {
-			l.run = cliCeremony(t, filepath.Join(t.TempDir(), l.wallet), "wallet: "+l.wallet+"\n"+l.ceremony, "-o", "json")
 			var tr cold.Transcript
 			if err := json.Unmarshal([]byte(l.run.stdout), &tr); err != nil || tr.Address == "" {
 				t.Fatalf("ceremony keygen's report %q: %v", l.run.stdout, err)
@@ -343,6 +337,79 @@ func coldOnDevnet(t *testing.T, dir string) {
 	})
 }
 
+// coldPathUnavailable says why the cold path cannot run here ("" when it
+// can): it signs in a network namespace (unshare -rn).
+func coldPathUnavailable() string {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		return "unshare: " + err.Error()
+	}
+	if err := exec.Command("unshare", "-rn", "true").Run(); err != nil {
+		return "user namespaces unavailable (unshare -rn true: " + err.Error() + ")"
+	}
+	return ""
+}
+
+// coldCeremonies are the cold path's keygen ceremonies, one per leg, run
+// one after the other in the background.
+type coldCeremonies struct {
+	legs []*coldLeg
+	done chan struct{}
+	err  error // the first ceremony that failed; read after done
+}
+
+// startColdCeremonies starts the cold path's keygen ceremonies (1-of-2
+// ETH and BTC wallets over fresh SoftHSM tokens, the CLI in-process on
+// committed pre-params fixtures) for the devnet in dir, whose devnet.json
+// and node configs exist. They are offline and need nothing of the devnet
+// but its chains' parameters: TestDevnetStory starts them as soon as the
+// story's own keygens are done, so they use the CPU the story leaves idle
+// while it waits (cooling-off, confirmations, the unlock delay).
+// Cleanup waits for them.
+func startColdCeremonies(t *testing.T, dir string) *coldCeremonies {
+	t.Helper()
+	info, _ := readDevnetInfo(t, dir)
+	cfg := (&coldDevnet{info: info}).nodeConfig(t, "n1")
+	if cfg.Chains.ETH == nil || cfg.Chains.BTC == nil {
+		t.Fatalf("n1's chains %+v: want Ethereum and Bitcoin", cfg.Chains)
+	}
+	c := &coldCeremonies{done: make(chan struct{}), legs: []*coldLeg{
+		{chain: "eth", network: cfg.Chains.ETH.Network, wallet: devnet.ETHColdWallet, hot: devnet.ETHWallet, asset: "ETH", decimals: 18,
+			ceremony: fmt.Sprintf("chain: eth\nchain_id: %d\nnetwork: %s\n", cfg.Chains.ETH.ChainID, cfg.Chains.ETH.Network), fund: "1", send: "0.25"},
+		{chain: "btc", network: cfg.Chains.BTC.Network, wallet: devnet.BTCColdWallet, hot: devnet.BTCWallet, asset: "BTC", decimals: 8,
+			ceremony: fmt.Sprintf("chain: btc\nbtc_params: %s\nnetwork: %s\n", cfg.Chains.BTC.Network, cfg.Chains.BTC.Network), fund: "1", send: "0.3"},
+	}}
+	for _, l := range c.legs {
+		l.run = newCeremony(t, filepath.Join(t.TempDir(), l.wallet), "wallet: "+l.wallet+"\n"+l.ceremony)
+	}
+	coldKeygenOptions = cold.KeygenOptions{PreParams: func(i int) preparams.Generator { return tsstest.FixtureSource(i, 6) }}
+	// Registered after the tokens' cleanups: runs before them.
+	t.Cleanup(func() {
+		<-c.done
+		coldKeygenOptions = cold.KeygenOptions{}
+	})
+	go func() {
+		defer close(c.done)
+		for _, l := range c.legs {
+			if err := l.run.keygen("-o", "json"); err != nil {
+				c.err = fmt.Errorf("%s: %w", l.wallet, err)
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// wait waits for the ceremonies and returns the legs, each with its
+// ceremony's outputs; a failed ceremony fails t.
+func (c *coldCeremonies) wait(t *testing.T) []*coldLeg {
+	t.Helper()
+	<-c.done
+	if c.err != nil {
+		t.Fatal(c.err)
+	}
+	return c.legs
+}
+
 // ceremonyRun is one `custody ceremony keygen`: a 1-of-2 wallet over two
 // fresh SoftHSM tokens, custodians ann and ben, with a PIN file each.
 type ceremonyRun struct {
@@ -365,6 +432,17 @@ func (r ceremonyRun) pinArgs(names ...string) []string {
 // sets coldKeygenOptions (committed pre-params fixtures).
 func cliCeremony(t *testing.T, dir, head string, args ...string) ceremonyRun {
 	t.Helper()
+	r := newCeremony(t, dir, head)
+	if err := r.keygen(args...); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newCeremony makes cliCeremony's tokens, PIN files and ceremony file;
+// keygen runs the ceremony.
+func newCeremony(t *testing.T, dir, head string) ceremonyRun {
+	t.Helper()
 	r := ceremonyRun{dir: dir, pinFiles: map[string]string{}}
 	var cfg strings.Builder
 	cfg.WriteString("version: 1\n" + head + "threshold: 1\ncustodians:\n")
@@ -376,12 +454,18 @@ func cliCeremony(t *testing.T, dir, head string, args ...string) ceremonyRun {
 	}
 	fmt.Fprintf(&cfg, "module: %q\n", r.module)
 	r.config = writeTemp(t, "ceremony.yaml", cfg.String())
-	code, stdout, stderr := runCLI(append(append([]string{"ceremony", "keygen", "--config", r.config, "--out", dir}, r.pinArgs("ann", "ben")...), args...)...)
+	return r
+}
+
+// keygen runs `custody ceremony keygen ARGS` in-process (no t: it may run
+// in the background); its output is r.stdout.
+func (r *ceremonyRun) keygen(args ...string) error {
+	code, stdout, stderr := runCLI(append(append([]string{"ceremony", "keygen", "--config", r.config, "--out", r.dir}, r.pinArgs("ann", "ben")...), args...)...)
 	if code != 0 {
-		t.Fatalf("ceremony keygen: exit %d: %s", code, stderr)
+		return fmt.Errorf("ceremony keygen: exit %d: %s", code, stderr)
 	}
 	r.stdout = stdout
-	return r
+	return nil
 }
 
 // cliOK runs the CLI in-process and returns its stdout; a non-zero exit

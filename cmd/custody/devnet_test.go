@@ -58,6 +58,7 @@ func TestDevnetStory(t *testing.T) {
 	var steps []devnet.Step
 	var raw bytes.Buffer
 	kept := false
+	var ceremonies *coldCeremonies
 	sc := bufio.NewScanner(pipe)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -72,6 +73,12 @@ func TestDevnetStory(t *testing.T) {
 			break
 		}
 		steps = append(steps, st)
+		// The story funds its wallets once its keygens are done: from
+		// then on it mostly waits, and the cold path's offline keygen
+		// ceremonies run meanwhile.
+		if ceremonies == nil && st.Step == "fund" && coldPathUnavailable() == "" {
+			ceremonies = startColdCeremonies(t, dir)
+		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, pipe); exited <- cmd.Wait() }()
 	if !kept {
@@ -82,7 +89,7 @@ func TestDevnetStory(t *testing.T) {
 		}
 		t.Fatalf("custody devnet: %v\nstdout:\n%s\nstderr:\n%s", err, raw.String(), stderr.String())
 	}
-	coldOnDevnet(t, dir)
+	coldOnDevnet(t, dir, ceremonies)
 	keptDevnet(t, dir, exited)
 	verifyStory(t, raw.Bytes(), []string{"ETH", "TKN", "BTC"})
 }

@@ -63,6 +63,25 @@ func (c *procCluster) createWallet() common.Address {
 	return addr
 }
 
+// walletRegistered waits until every running node's member registered the
+// wallet since the node last started, as on a cluster that just made it: a
+// node started again applies the ledger first, and until its member
+// registers the wallet it refuses to sign with it.
+func (c *procCluster) walletRegistered() {
+	c.t.Helper()
+	for _, id := range procNodes {
+		if p := c.procs[id]; p == nil || exited(p) {
+			continue
+		}
+		c.poll(string(id)+"'s member registering "+procWallet, func() error {
+			if !c.logHas(id, "wallet registered") {
+				return errors.New("no \"wallet registered\" line since it started")
+			}
+			return nil
+		})
+	}
+}
+
 // newWalletCluster starts the four nodes, creates the 2-of-4 wallet and
 // funds it with 10 ETH.
 func newWalletCluster(t *testing.T) (*procCluster, common.Address) {
@@ -222,7 +241,13 @@ func (c *procCluster) mined(v noderpc.RequestView, from, dest common.Address) {
 // Then the leader is killed (-9) right after a second withdrawal's
 // approvals: the new leader completes it, with one result; finally every
 // node is stopped with SIGTERM and started again and no request is lost.
-// Then the operator CLI's scripts run against it (testdata/*.txtar).
+//
+// Then its subtests run on the same cluster, one after another (one
+// cluster and one keygen for all; each leaves every node running): the
+// failure tests MemberKilled and LeaderStopped (node_failure_test.go),
+// then OperatorCLI, the operator CLI's scripts (testdata/*.txtar), last:
+// it locks the wallet and suspends an approver. A subtest that fails may
+// leave the cluster in any state, so the ones after it do not run.
 func TestNodeProcessCluster(t *testing.T) {
 	c, wallet := newWalletCluster(t)
 	dest := common.HexToAddress("0x00000000000000000000000000000000000000d1")
@@ -324,6 +349,17 @@ func TestNodeProcessCluster(t *testing.T) {
 		}
 	}
 
-	// The operator CLI end to end, on the same cluster.
-	t.Run("OperatorCLI", func(t *testing.T) { c.operatorScripts(t, wallet) })
+	for _, st := range []struct {
+		name string
+		run  func(t *testing.T, wallet common.Address)
+	}{
+		{"MemberKilled", c.memberKilled},
+		{"LeaderStopped", c.leaderStopped},
+		{"OperatorCLI", c.operatorScripts},
+	} {
+		c.walletRegistered()
+		if !c.sub(st.name, func(t *testing.T) { st.run(t, wallet) }) {
+			t.Fatalf("%s failed: the cluster's later subtests did not run", st.name)
+		}
+	}
 }

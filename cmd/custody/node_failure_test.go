@@ -2,7 +2,9 @@ package main
 
 // Process tests of the failures docs/node.md ("Failure handling") lists
 // for a signing session: a committee member killed while it signs, and a
-// leader frozen (SIGSTOP) right after its claim.
+// leader frozen (SIGSTOP) right after its claim. They are subtests of
+// TestNodeProcessCluster, on its cluster after its own checks: each starts
+// from every node running and leaves every node running.
 //
 // A session may finish before the signal lands (a 2-party signature is
 // quick): each test then starts over with a new withdrawal, a bounded
@@ -121,14 +123,14 @@ func without(nodes []pki.NodeID, id pki.NodeID) []pki.NodeID {
 	return slices.DeleteFunc(slices.Clone(nodes), func(x pki.NodeID) bool { return x == id })
 }
 
-// TestNodeProcessMemberKilled: kill -9 of the claim's other signer (not the
-// leader) while the session runs. The leader's call to the dead member
-// drops, so the session fails at once (no session timeout): the failure is
-// committed and the leader re-claims 2 s later with members that answer.
-// The request ends signed in the re-claim, by signers without the dead
-// member, and the killed node, started again, holds the same transaction.
-func TestNodeProcessMemberKilled(t *testing.T) {
-	c, wallet := newWalletCluster(t)
+// memberKilled (TestNodeProcessCluster/MemberKilled): kill -9 of the
+// claim's other signer (not the leader) while the session runs. The
+// leader's call to the dead member drops, so the session fails at once (no
+// session timeout): the failure is committed and the leader re-claims 2 s
+// later with members that answer. The request ends signed in the re-claim,
+// by signers without the dead member, and the killed node, started again,
+// holds the same transaction.
+func (c *procCluster) memberKilled(t *testing.T, wallet common.Address) {
 	dest := common.HexToAddress("0x00000000000000000000000000000000000000d2")
 
 	for attempt := 1; attempt <= midSessionAttempts; attempt++ {
@@ -198,17 +200,15 @@ func TestNodeProcessMemberKilled(t *testing.T) {
 	t.Fatalf("in %d withdrawals the kill never landed while the session ran", midSessionAttempts)
 }
 
-// TestNodeProcessLeaderStopped: the leader is stopped (SIGSTOP) right after
-// it claims. The other nodes elect a new leader, which gives the claim a
-// session timeout, records it abandoned and re-claims with members that
-// answer. A result of the old session sent by a node while the re-claim
-// runs is refused (nodes do not forward results; the ledger also fences
-// them by session ID). The old leader, continued (SIGCONT), fails to commit
-// its session's result; the
-// request ends signed once, in the re-claim, the same transaction on every
-// node.
-func TestNodeProcessLeaderStopped(t *testing.T) {
-	c, wallet := newWalletCluster(t)
+// leaderStopped (TestNodeProcessCluster/LeaderStopped): the leader is
+// stopped (SIGSTOP) right after it claims. The other nodes elect a new
+// leader, which gives the claim a session timeout, records it abandoned and
+// re-claims with members that answer. A result of the old session sent by
+// a node while the re-claim runs is refused (nodes do not forward results;
+// the ledger also fences them by session ID). The old leader, continued
+// (SIGCONT), fails to commit its session's result; the request ends signed
+// once, in the re-claim, the same transaction on every node.
+func (c *procCluster) leaderStopped(t *testing.T, wallet common.Address) {
 	dest := common.HexToAddress("0x00000000000000000000000000000000000000d3")
 
 	for attempt := 1; attempt <= midSessionAttempts; attempt++ {
@@ -232,6 +232,9 @@ func TestNodeProcessLeaderStopped(t *testing.T) {
 			v, err := c.rpc.Request(c.ctx, newLeader, id)
 			if err != nil {
 				return err
+			}
+			if v.Request.Claim == nil { // its replica has not applied the claim yet
+				return fmt.Errorf("%s is %s without a claim", id, v.Request.Status)
 			}
 			if v.Request.Claim.SessionID == oldSession && !v.Request.Status.Signed() {
 				return fmt.Errorf("%s is %s in the old session", id, v.Request.Status)

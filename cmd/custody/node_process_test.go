@@ -82,12 +82,28 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
+	quickRaceExit()
 	// testscript runs "custody" in scripts as this binary under that
 	// name; otherwise the tests run, and a hang names the tests still
 	// running at the end of the output.
 	testscript.Main(watched{m}, map[string]func(){
 		"custody": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
+}
+
+// quickRaceExit shortens the race detector's pause at exit in every child
+// this test binary starts (they inherit the environment; testscript passes
+// GORACE on): a binary built with -race sleeps GORACE's atexit_sleep_ms,
+// 1 s by default, before it exits, to let racing goroutines be reported.
+// The package's tests run the binary as the CLI well over a hundred times
+// (every provisioning step, every testscript command, every node stopped),
+// and each waited that second. 10 ms still lets goroutines that are about
+// to race do so; a race reported in a child still makes it exit 66. A
+// GORACE that sets atexit_sleep_ms is left as it is.
+func quickRaceExit() {
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		_ = os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=10"))
+	}
 }
 
 // watched runs the tests under ledgertest's watchdog.
@@ -108,6 +124,9 @@ func fixtureGenerator(slot string) (preparams.Generator, error) {
 var procNodes = []pki.NodeID{"n1", "n2", "n3", "n4"}
 
 const procClusterID = "proc-test"
+
+// procSessionTimeout is the nodes' tss.session_timeout.
+const procSessionTimeout = 20 * time.Second
 
 // procRules: one hot ETH wallet, two approvals, no allowlist.
 const procRules = `version: 1
@@ -135,7 +154,10 @@ wallets:
 // procCluster is a cluster made with the real CLI: softhsm init, hsm
 // init-kek, cluster init; node configs edited to the served chain.
 type procCluster struct {
-	t       *testing.T
+	// t is the test the cluster reports to: its own test, or the subtest
+	// of it that runs (sub); root is its own test, which owns the node
+	// processes and every cleanup.
+	t, root *testing.T
 	dir     string
 	conf    string // SOFTHSM2_CONF
 	pinFile string
@@ -215,9 +237,9 @@ func freeBase(t *testing.T) int {
 func newProcCluster(t *testing.T) *procCluster {
 	t.Helper()
 	softhsmtest.SharedEnv(t) // skip/fail rule when softhsm2 is missing
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	c := &procCluster{t: t, dir: t.TempDir(), serials: map[pki.NodeID]string{}, procs: map[pki.NodeID]*nodeProc{},
+	c := &procCluster{t: t, root: t, dir: t.TempDir(), serials: map[pki.NodeID]string{}, procs: map[pki.NodeID]*nodeProc{},
 		keys: map[string]ed25519.PrivateKey{}, ctx: ctx}
 	c.funder = crypto.Keccak256([]byte("proc-test-funder"))
 	fk, _ := crypto.ToECDSA(c.funder)
@@ -268,10 +290,14 @@ func newProcCluster(t *testing.T) *procCluster {
 		if err := os.WriteFile(filepath.Join(nd, "hsm.pin"), pin, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		// tss.session_timeout is also how long a new leader leaves a
+		// claim of a leader that went away before it fails it (the
+		// LeaderStopped subtest waits that long); a 2-party session here
+		// takes 1-2 s under -race on a loaded machine.
 		c.editConfig(id, func(s string) string {
 			s = strings.Replace(s, "network: chain-1337", "network: devnet", 1)
 			s = strings.Replace(s, "    pin_file: hsm.pin", "    pin_file: hsm.pin\n    token_serial: \""+c.serials[id]+"\"", 1)
-			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: 45s", 1)
+			return strings.Replace(s, "session_timeout: 2m0s", "session_timeout: "+procSessionTimeout.String(), 1)
 		})
 	}
 	for _, name := range []string{"alice", "bob", "carol"} {
@@ -397,8 +423,19 @@ func (c *procCluster) editConfig(id pki.NodeID, f func(string) string) {
 	}
 }
 
+// sub runs f as the subtest name of the cluster's test, c reporting to it
+// meanwhile. The nodes it starts outlive it: they are the cluster's test's.
+func (c *procCluster) sub(name string, f func(t *testing.T)) bool {
+	parent := c.t
+	return parent.Run(name, func(t *testing.T) {
+		c.t = t
+		defer func() { c.t = parent }()
+		f(t)
+	})
+}
+
 // start runs `custody node run` for id; its stderr (JSON log lines) goes
-// to a file shown when the test fails. Cleanup kills it.
+// to a file shown when the cluster's test fails. Its cleanup kills it.
 func (c *procCluster) start(id pki.NodeID) *nodeProc {
 	c.t.Helper()
 	slot := 0
@@ -421,12 +458,12 @@ func (c *procCluster) start(id pki.NodeID) *nodeProc {
 	p := &nodeProc{cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); _ = lf.Close(); close(p.done) }()
 	c.procs[id] = p
-	c.t.Cleanup(func() {
+	c.root.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
-		if c.t.Failed() {
+		if c.root.Failed() {
 			b, _ := os.ReadFile(logPath)
-			c.t.Logf("%s log (%s):\n%s", id, logPath, tail(string(b), 40))
+			c.root.Logf("%s log (%s):\n%s", id, logPath, tail(string(b), 40))
 		}
 	})
 	return p
