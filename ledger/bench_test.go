@@ -128,8 +128,9 @@ func benchCommit(b *testing.B, store LogStore, proposers int) commitRow {
 					return
 				}
 				t0 := time.Now()
+				create := createCmd(fmt.Sprintf("b-%d", i), i) // one command for every retry
 				for {
-					_, _, err := leader.Load().CreateRequest(context.Background(), "backend", createCmd(fmt.Sprintf("b-%d", i), i))
+					_, _, err := leader.Load().CreateRequest(context.Background(), "backend", create)
 					if err == nil {
 						break
 					}

@@ -66,9 +66,10 @@ func TestClusterLifecycleAndFollowerWrites(t *testing.T) {
 	}
 
 	var r *Request
+	byDave := initiated(createCmd("w-1", 0), dave, time.Now().Add(time.Hour)) // one command for every retry
 	c.OnLeader(func(s *Store) error {
 		var err error
-		r, _, err = s.CreateRequest(ctx, "node:n1", initiated(createCmd("w-1", 0), dave, time.Now().Add(time.Hour)))
+		r, _, err = s.CreateRequest(ctx, "node:n1", byDave)
 		return err
 	})
 	if r.Status != StatusAwaitingApprovals || r.Decision.Required != 2 || r.Initiator != "dave" || !r.Decision.Allowed {
@@ -209,9 +210,10 @@ func approveRequest(c *ledgertest.Cluster, t testing.TB, id string, nonce uint64
 	c.T.Helper()
 	ctx := context.Background()
 	var r *Request
+	create := createCmd(id, nonce) // one command for every retry
 	c.OnLeader(func(s *Store) error {
 		var err error
-		r, _, err = s.CreateRequest(ctx, "backend", createCmd(id, nonce))
+		r, _, err = s.CreateRequest(ctx, "backend", create)
 		return err
 	})
 	exp := time.Now().Add(30 * time.Minute)
@@ -234,8 +236,9 @@ func TestLeaderKillLosesNoAckedWrite(t *testing.T) {
 	acked := map[string]bool{}
 	write := func(i int) {
 		id := fmt.Sprintf("lk-%d", i)
+		create := createCmd(id, uint64(i)) // one command for every retry
 		c.OnLeader(func(s *Store) error {
-			_, _, err := s.CreateRequest(ctx, "backend", createCmd(id, uint64(i)))
+			_, _, err := s.CreateRequest(ctx, "backend", create)
 			return err
 		})
 		acked[id] = true
@@ -282,8 +285,9 @@ func TestPartitionAndHeal(t *testing.T) {
 	}
 	c.Isolate(cut, true)
 	for i := range 10 {
+		create := createCmd(fmt.Sprintf("p-%d", i), uint64(i)) // one command for every retry
 		c.OnLeader(func(s *Store) error {
-			_, _, err := s.CreateRequest(ctx, "backend", createCmd(fmt.Sprintf("p-%d", i), uint64(i)))
+			_, _, err := s.CreateRequest(ctx, "backend", create)
 			return err
 		})
 	}
@@ -308,8 +312,9 @@ func TestPartitionAndHeal(t *testing.T) {
 	if nl == l {
 		t.Fatal("isolated leader still leads the majority")
 	}
+	afterSplit := createCmd("after-split", 100) // one command for every retry
 	c.OnLeaderAmong(rest, func(s *Store) error {
-		_, _, err := s.CreateRequest(ctx, "backend", createCmd("after-split", 100))
+		_, _, err := s.CreateRequest(ctx, "backend", afterSplit)
 		return err
 	})
 	c.Isolate(l, false)

@@ -330,8 +330,9 @@ func TestFullDiskWriteNotAcknowledged(t *testing.T) {
 		n1 := &ledgertest.Node{ID: "n1", Dir: dir}
 		c.StartNode(n1, child.addr)
 		c.Nodes = []*ledgertest.Node{n1}
+		after := createCmd("after-1", 200) // one command for every retry
 		c.OnLeader(func(s *Store) error {
-			_, _, err := s.CreateRequest(t.Context(), "backend", createCmd("after-1", 200))
+			_, _, err := s.CreateRequest(t.Context(), "backend", after)
 			return err
 		})
 		acked["after-1"] = 0

@@ -408,6 +408,10 @@ func startLoad(c *ledgertest.Cluster, workers int, prefix string) *loadWriter {
 			defer lw.wg.Done()
 			tick := time.NewTicker(10 * time.Millisecond)
 			defer tick.Stop()
+			var (
+				cmd   RequestCreate
+				cmdOf = -1
+			)
 			for i := 0; ; {
 				select {
 				case <-lw.stop:
@@ -425,8 +429,13 @@ func startLoad(c *ledgertest.Cluster, workers int, prefix string) *loadWriter {
 					continue
 				}
 				id := fmt.Sprintf("%s-%d-%d", prefix, w, i)
+				// A retry after an unknown outcome must send the same
+				// command (createCmd signs at the wall clock).
+				if cmdOf != i {
+					cmd, cmdOf = createCmd(id, uint64(w)<<32|uint64(i)), i
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, _, err := leader.CreateRequest(ctx, "backend", createCmd(id, uint64(w)<<32|uint64(i)))
+				_, _, err := leader.CreateRequest(ctx, "backend", cmd)
 				cancel()
 				switch {
 				case err == nil:

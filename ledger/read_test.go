@@ -47,8 +47,9 @@ func TestFollowerLinearizableRead(t *testing.T) {
 	// Acknowledged on the leader, then read at once on each follower.
 	for i, f := range followers {
 		id := fmt.Sprintf("lin-%d", i)
+		create := createCmd(id, uint64(i)) // one command for every retry
 		c.OnLeader(func(s *Store) error {
-			_, _, err := s.CreateRequest(ctx, "backend", createCmd(id, uint64(i)))
+			_, _, err := s.CreateRequest(ctx, "backend", create)
 			return err
 		})
 		var saw *Request
@@ -67,8 +68,9 @@ func TestFollowerLinearizableRead(t *testing.T) {
 	cut := followers[0]
 	c.Isolate(cut, true)
 	rest := c.Others(cut)
+	whileCut := createCmd("while-cut", 50) // one command for every retry
 	c.OnLeaderAmong(rest, func(s *Store) error {
-		_, _, err := s.CreateRequest(ctx, "backend", createCmd("while-cut", 50))
+		_, _, err := s.CreateRequest(ctx, "backend", whileCut)
 		return err
 	})
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)

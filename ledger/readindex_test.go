@@ -121,8 +121,9 @@ func TestDeposedLeaderReadIndex(t *testing.T) {
 	}
 	t.Logf("cut off, believing it leads (%v): %v", believed, err)
 	rest := c.Others(old)
+	afterDeposed := createCmd("after-deposed", 7) // one command for every retry
 	c.OnLeaderAmong(rest, func(s *Store) error {
-		_, _, err := s.CreateRequest(ctx, "backend", createCmd("after-deposed", 7))
+		_, _, err := s.CreateRequest(ctx, "backend", afterDeposed)
 		return err
 	})
 	dctx, cancel = context.WithTimeout(ctx, 2*time.Second)
