@@ -197,7 +197,10 @@ func TestLeaderFailoverSignsOnce(t *testing.T) {
 // request is signed once, by the new session with the members that answer,
 // and the abandoned session can no longer commit a result.
 func TestStaleClaimReclaimed(t *testing.T) {
-	c := newCluster(t, func(cfg *daemon.Config) { cfg.TSS.SessionTimeout = daemon.Duration(8 * time.Second) })
+	// 15 s: a session on the race-built, loaded two-core machine took more
+	// than 8 s (every attempt timed out on its slowest member and the
+	// request failed).
+	c := newCluster(t, func(cfg *daemon.Config) { cfg.TSS.SessionTimeout = daemon.Duration(15 * time.Second) })
 	var r *ledger.Request
 	var stale *ledger.Request
 	var member pki.NodeID // the claim's signer besides the leader
