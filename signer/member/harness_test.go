@@ -296,6 +296,11 @@ func newHarness(t *testing.T, tune ...func(*ledger.Config)) *harness {
 	g := ledgertest.Genesis(clusterID, 1, testRules, ops...)
 	h.cluster = ledgertest.New(t, len(committee), func(cfg *ledger.Config) {
 		cfg.ApplyTimeout, cfg.Clock, cfg.Genesis = 30*time.Second, h.clock.Now, &g
+		// No test here stops a node; signatures under the race detector on
+		// a loaded two-core machine starve heartbeats, and a leader change
+		// fails an orchestrator bound to the first leader (seen:
+		// TestBTCCreateSignBroadcast, "leadership lost while committing").
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, 1500*time.Millisecond
 		for _, f := range tune {
 			f(cfg)
 		}
