@@ -87,10 +87,14 @@ func (c *procCluster) walletRegistered() {
 func newWalletCluster(t *testing.T) (*procCluster, common.Address) {
 	t.Helper()
 	c := newProcCluster(t)
+	start := time.Now()
 	for _, id := range procNodes {
 		c.start(id)
 	}
 	wallet := c.createWallet()
+	// Most of a process test's time; it varies with the machine's load
+	// (a leader change under load can make the nodes run the keygen again).
+	t.Logf("the nodes started and made %s in %s", procWallet, time.Since(start).Round(100*time.Millisecond))
 	c.fund(wallet, ether(10))
 	return c, wallet
 }
