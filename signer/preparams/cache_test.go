@@ -15,14 +15,7 @@ import (
 )
 
 func TestCacheEachSetOnce(t *testing.T) {
-	fx, err := LoadFixtures(fixturePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx, c := newTestCache(t)
 	if _, err := c.Take(); !errors.Is(err, ErrEmpty) {
 		t.Fatalf("empty cache: %v", err)
 	}
@@ -81,14 +74,7 @@ func TestCacheEachSetOnce(t *testing.T) {
 }
 
 func TestCacheSkipsBadFiles(t *testing.T) {
-	fx, err := LoadFixtures(fixturePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx, c := newTestCache(t)
 	// Sorted before any random name: taken (and dropped) first.
 	for name, body := range map[string]string{
 		"0-garbage" + cacheExt:  "{not json",
@@ -122,14 +108,7 @@ func TestCacheSkipsBadFiles(t *testing.T) {
 }
 
 func TestCacheGeneratorFallsBack(t *testing.T) {
-	fx, err := LoadFixtures(fixturePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx, c := newTestCache(t)
 	if err := c.Put(fx[1]); err != nil {
 		t.Fatal(err)
 	}
@@ -171,12 +150,15 @@ func TestPoolDrain(t *testing.T) {
 
 func waitLen(t *testing.T, p *Pool, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for p.Len() < n {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("pool holds %d sets, want %d", p.Len(), n)
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -232,14 +214,7 @@ func TestCacheRefusesSharedDirectory(t *testing.T) {
 }
 
 func TestCacheSkipsNonRegularFiles(t *testing.T) {
-	fx, err := LoadFixtures(fixturePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx, c := newTestCache(t)
 	if err := c.Put(fx[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -266,4 +241,18 @@ func TestCacheSkipsNonRegularFiles(t *testing.T) {
 	if _, err := c.Take(); !errors.Is(err, ErrEmpty) {
 		t.Fatalf("second take: %v (the set reachable through a symlink was handed out twice?)", err)
 	}
+}
+
+// newTestCache is an empty cache in a fresh directory and the fixtures.
+func newTestCache(t *testing.T) ([]*keygen.LocalPreParams, *Cache) {
+	t.Helper()
+	fx, err := LoadFixtures(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fx, c
 }
