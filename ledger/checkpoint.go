@@ -252,15 +252,15 @@ func (p CheckpointSign) attest(t *txn, h CheckpointHead, nodes map[pki.NodeID]*N
 	}
 	r.Claim.Attestations = append(r.Claim.Attestations, p.Sig)
 	slices.SortFunc(r.Claim.Attestations, func(a, b CheckpointSig) int { return cmpNode(a.Node, b.Node) })
-	valid := 0
-	for _, s := range r.Claim.Attestations {
-		if s.PinnedBy(nodes) {
-			valid++
-		}
-	}
-	r.Claim.Attested = valid >= CheckpointQuorum(len(nodes))
+	r.Claim.Attested = len(pinnedSigs(r.Claim.Attestations, nodes)) >= CheckpointQuorum(len(nodes))
 	t.putRequest(r)
 	return changed(r.ID)
+}
+
+// pinnedSigs are the signatures of sigs by members of nodes with the keys
+// the set pins for them (a new slice; sigs is not modified).
+func pinnedSigs(sigs []CheckpointSig, nodes map[pki.NodeID]*Node) []CheckpointSig {
+	return slices.DeleteFunc(slices.Clone(sigs), func(s CheckpointSig) bool { return !s.PinnedBy(nodes) })
 }
 
 func cmpNode(a, b pki.NodeID) int {

@@ -267,22 +267,10 @@ func (p ChainWitness) apply(t *txn) (applyOut, error) {
 	oc := r.OnChain.clone()
 	oc.Witnesses = append(oc.Witnesses, p.Sig)
 	slices.SortFunc(oc.Witnesses, func(a, b CheckpointSig) int { return cmpNode(a.Node, b.Node) })
-	oc.Witnessed = countNodes(oc.Witnesses, nodes) >= CheckpointQuorum(len(nodes))
+	oc.Witnessed = len(pinnedSigs(oc.Witnesses, nodes)) >= CheckpointQuorum(len(nodes))
 	r.OnChain = oc
 	t.putRequest(r)
 	return applyOut{changed: true, subject: r.ID, req: r}, nil
-}
-
-// countNodes counts the signatures of sigs by members of nodes with the
-// keys the set pins for them.
-func countNodes(sigs []CheckpointSig, nodes map[pki.NodeID]*Node) int {
-	n := 0
-	for _, s := range sigs {
-		if s.PinnedBy(nodes) {
-			n++
-		}
-	}
-	return n
 }
 
 // VerifyChainWitnesses checks that a checkpoint quorum of nodes witnessed

@@ -124,34 +124,32 @@ func (p NodeChange) apply(t *txn) (applyOut, error) {
 func (t *txn) reattestClaims() {
 	nodes := t.nodeSet()
 	need := CheckpointQuorum(len(nodes))
-	for _, id := range slices.Sorted(maps.Keys(t.st.Requests)) {
-		if cur := t.st.Requests[id]; cur.Status != StatusClaimed || cur.Claim == nil || cur.Claim.AuditHead == "" {
-			continue
-		}
-		r := t.request(id)
-		// Signatures by nodes no longer in the set, or by a key the set no
-		// longer pins (a node removed and added again with a new key), are
-		// dropped: members would not count them, and the node must be able
-		// to attest again with its current key.
-		kept := slices.DeleteFunc(slices.Clone(r.Claim.Attestations), func(s CheckpointSig) bool { return !s.PinnedBy(nodes) })
-		attested := len(kept) >= need
-		if attested != r.Claim.Attested || len(kept) != len(r.Claim.Attestations) {
-			r.Claim.Attestations, r.Claim.Attested = kept, attested
-			t.putRequest(r)
-		}
+	// recount keeps the signatures by members with the keys the set pins
+	// now (a node removed, or added again under a new key, must not count
+	// and must be able to sign again) and says whether they make a quorum
+	// and whether anything changed.
+	recount := func(sigs []CheckpointSig, latched bool) ([]CheckpointSig, bool, bool) {
+		kept := pinnedSigs(sigs, nodes)
+		ok := len(kept) >= need
+		return kept, ok, ok != latched || len(kept) != len(sigs)
 	}
-	// Chain witnesses are recounted the same way: a status the node set
-	// it leaves witnessed is witnessed only by a quorum of the new one.
 	for _, id := range slices.Sorted(maps.Keys(t.st.Requests)) {
 		cur := t.st.Requests[id]
-		if cur.OnChain == nil || len(cur.OnChain.Witnesses) == 0 {
-			continue
+		if cur.Status == StatusClaimed && cur.Claim != nil && cur.Claim.AuditHead != "" {
+			if kept, ok, changed := recount(cur.Claim.Attestations, cur.Claim.Attested); changed {
+				r := t.request(id)
+				r.Claim.Attestations, r.Claim.Attested = kept, ok
+				t.putRequest(r)
+			}
 		}
-		kept := slices.DeleteFunc(slices.Clone(cur.OnChain.Witnesses), func(s CheckpointSig) bool { return !s.PinnedBy(nodes) })
-		if witnessed := len(kept) >= need; witnessed != cur.OnChain.Witnessed || len(kept) != len(cur.OnChain.Witnesses) {
-			r := t.request(id)
-			r.OnChain.Witnesses, r.OnChain.Witnessed = kept, witnessed
-			t.putRequest(r)
+		// Chain witnesses the same way: a status witnessed under the old
+		// set is witnessed only by a quorum of the new one.
+		if cur.OnChain != nil && len(cur.OnChain.Witnesses) > 0 {
+			if kept, ok, changed := recount(cur.OnChain.Witnesses, cur.OnChain.Witnessed); changed {
+				r := t.request(id)
+				r.OnChain.Witnesses, r.OnChain.Witnessed = kept, ok
+				t.putRequest(r)
+			}
 		}
 	}
 }
