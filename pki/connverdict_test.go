@@ -2,9 +2,7 @@ package pki
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"testing"
 	"time"
@@ -16,16 +14,7 @@ import (
 // a slot verify again; a refusal empties the slot.
 func TestVerifyConnPeer(t *testing.T) {
 	ca := mustCA(t, "cluster")
-	c, _, err := ca.Issue(RoleOperator, "alice", time.Now(), 30*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(c)
-	leaf, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	cs, _ := peerState(t, ca, RoleOperator, "alice", time.Now(), 30*time.Minute)
 	pool := ca.Pool()
 	ctx := ConnContext(context.Background(), nil)
 	now := time.Now()

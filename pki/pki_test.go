@@ -192,16 +192,7 @@ func TestLoadIdentityRefusesGarbage(t *testing.T) {
 func TestVerifyPeerAtTheGivenClock(t *testing.T) {
 	ca := mustCA(t, "cluster")
 	issued := time.Now().Add(-30 * time.Minute)
-	c, _, err := ca.Issue(RoleBackend, "backend", issued, 20*time.Minute) // NotBefore issued-1h, NotAfter issued+20m
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(c)
-	leaf, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	cs, leaf := peerState(t, ca, RoleBackend, "backend", issued, 20*time.Minute) // NotBefore issued-1h, NotAfter issued+20m
 	if _, err := VerifyPeer(cs, ca.Pool(), RoleBackend); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("expired by the wall clock: %v", err)
 	}
@@ -227,16 +218,7 @@ func TestVerifyPeerAtTheGivenClock(t *testing.T) {
 func TestVerifyPeerWindow(t *testing.T) {
 	ca := mustCA(t, "cluster") // NotBefore now-1h, NotAfter now+1h
 	issued := time.Now().Add(30 * time.Minute)
-	c, _, err := ca.Issue(RoleOperator, "alice", issued, time.Hour) // NotBefore now-30m, NotAfter now+1h30m
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(c)
-	leaf, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	cs, leaf := peerState(t, ca, RoleOperator, "alice", issued, time.Hour) // NotBefore now-30m, NotAfter now+1h30m
 	v, err := VerifyPeerWindow(cs, ca.Pool(), time.Now(), RoleOperator)
 	if err != nil || v.Peer.ID != "alice" || v.Peer.Role != RoleOperator {
 		t.Fatalf("%+v, %v", v, err)
@@ -263,4 +245,20 @@ func TestVerifyPeerWindow(t *testing.T) {
 	if v, err := VerifyPeerWindow(cs, ca.Pool(), time.Now(), RoleBackend); err == nil || v != (Verification{}) {
 		t.Fatalf("refused, yet %+v, %v", v, err)
 	}
+}
+
+// peerState issues a certificate of role and id from ca (issued at, valid
+// for valid) and returns it as a TLS connection's peer, with its leaf.
+func peerState(t *testing.T, ca *CA, role Role, id string, at time.Time, valid time.Duration) (tls.ConnectionState, *x509.Certificate) {
+	t.Helper()
+	c, _, err := ca.Issue(role, id, at, valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(c)
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}, leaf
 }
